@@ -1,0 +1,111 @@
+"""IPAM records as libcalico-go stores them in etcd: blocks, affinities, handles, config.
+
+These are raw backend structs, not v3 resources: their keys live under
+``/calico/ipam/v2/`` and their JSON uses the old snake_case names. Affinities are also
+offered as the v3 ``BlockAffinity`` kind so tools and tests can read and write them the
+way the Kubernetes datastore presents them.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+from node.model.resource import Resource
+from node.model.schema import Collector, canonical_struct, go_json
+
+IPAM_PREFIX = "/calico/ipam/v2/"
+CONFIG_KEY = IPAM_PREFIX + "config"
+_AFFINITY_KEY = re.compile(r"^/calico/ipam/v2/(host|virtual)/([^/]+)/ipv(4|6)/block/(.+)$")
+_BLOCK_KEY = re.compile(r"^/calico/ipam/v2/assignment/ipv(4|6)/block/(.+)$")
+
+
+def cidr_key_part(cidr: str) -> str:
+    """A CIDR as it appears in IPAM keys: the masked network with '/' replaced by '-'."""
+    return str(ipaddress.ip_network(cidr, strict=False)).replace("/", "-", 1)
+
+
+def _cidr_from_key_part(part: str) -> str:
+    head, _, prefix = part.rpartition("-")
+    return str(ipaddress.ip_network(f"{head}/{prefix}"))
+
+
+def block_key(cidr: str) -> str:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return f"{IPAM_PREFIX}assignment/ipv{net.version}/block/{cidr_key_part(cidr)}"
+
+
+def affinity_key(host: str, cidr: str, affinity_type: str = "host") -> str:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return f"{IPAM_PREFIX}{affinity_type}/{host}/ipv{net.version}/block/{cidr_key_part(cidr)}"
+
+
+def affinity_prefix(host: str = "", version: int | None = None, affinity_type: str = "host") -> str:
+    if not host:
+        return f"{IPAM_PREFIX}{affinity_type}/"
+    if version is None:
+        return f"{IPAM_PREFIX}{affinity_type}/{host}/"
+    return f"{IPAM_PREFIX}{affinity_type}/{host}/ipv{version}/block/"
+
+
+def handle_key(handle_id: str) -> str:
+    return f"{IPAM_PREFIX}handle/{handle_id}"
+
+
+def parse_affinity_key(key: str) -> tuple[str, str, str] | None:
+    """(affinity type, host, cidr) for an affinity key, or None."""
+    m = _AFFINITY_KEY.match(key)
+    if not m:
+        return None
+    return m.group(1), m.group(2), _cidr_from_key_part(m.group(4))
+
+
+def parse_block_key(key: str) -> str | None:
+    m = _BLOCK_KEY.match(key)
+    return _cidr_from_key_part(m.group(2)) if m else None
+
+
+def encode(struct_name: str, value: dict) -> str:
+    """Encode one IPAM record in libcalico-go's field order and spelling."""
+    return go_json(canonical_struct(value, struct_name, "", Collector(), strict=False))
+
+
+def decode(struct_name: str, raw: bytes | str) -> dict:
+    """Decode one IPAM record; an empty value reads as an empty record (as Calico does)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    obj: Any = json.loads(text) if text.strip() else {}
+    if not isinstance(obj, dict):
+        raise ValueError(f"IPAM {struct_name} value is not a JSON object")
+    return canonical_struct(obj, struct_name, "", Collector(), strict=False)
+
+
+# --------------------------------------------------------------------------------------
+# Affinities as the v3 BlockAffinity kind.
+
+def affinity_resource_name(host: str, cidr: str) -> str:
+    """The v3/CRD name of an affinity: ``<host>-<cidr with . : / as ->``."""
+    net = str(ipaddress.ip_network(cidr, strict=False))
+    return f"{host}-" + re.sub(r"[.:/]", "-", net)
+
+
+def affinity_to_resource(key: str, raw: bytes | str, revision: int) -> Resource:
+    parsed = parse_affinity_key(key)
+    if parsed is None:
+        raise ValueError(f"{key} is not an IPAM affinity key")
+    aff_type, host, cidr = parsed
+    value = decode("BlockAffinityValue", raw)
+    spec = canonical_struct({"state": value.get("state") or "confirmed", "node": host, "type": aff_type,
+                             "cidr": cidr, "deleted": "true" if value.get("deleted") else "false"},
+                            "BlockAffinitySpec", "", Collector(), strict=False)
+    meta = {"name": affinity_resource_name(host, cidr), "resourceVersion": str(revision)}
+    return Resource("BlockAffinity", meta, spec)
+
+
+def resource_to_affinity(res: Resource) -> tuple[str, str]:
+    """(key, value) in etcd for a v3 BlockAffinity."""
+    spec = res.spec
+    key = affinity_key(spec["node"], spec["cidr"], spec.get("type") or "host")
+    value = encode("BlockAffinityValue", {"state": spec.get("state") or "confirmed",
+                                          "deleted": spec.get("deleted") == "true"})
+    return key, value

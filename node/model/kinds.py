@@ -1,0 +1,225 @@
+"""The resource kinds the node reads or writes, and what each one is called.
+
+One ``KindInfo`` per kind: its spec/status structs, whether it is namespaced, the plural
+used in etcd keys, the names calicoctl accepts on the command line, and the columns
+``calicoctl get`` prints for it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from node.model import validators as v
+
+API_VERSION = "projectcalico.org/v3"
+
+Column = tuple[str, Callable[[dict], str]]
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    kind: str
+    plural: str
+    namespaced: bool
+    spec: str
+    aliases: tuple[str, ...]
+    status: str | None = None
+    status_pointer: bool = False
+    name_pattern: re.Pattern = v.NAME_RE
+    columns: tuple[Column, ...] = ()
+    wide_columns: tuple[Column, ...] = ()
+    # Kinds not stored under /calico/resources/v3 (BlockAffinity lives in IPAM keys).
+    v3_storage: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _spec(*path: str, default: str = "") -> Callable[[dict], str]:
+    def get(res: dict) -> str:
+        cur: Any = res.get("spec") or {}
+        for p in path:
+            if not isinstance(cur, dict) or p not in cur:
+                return default
+            cur = cur[p]
+        return _text(cur)
+    return get
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, list):
+        return ",".join(_text(x) for x in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_text(x)}" for k, x in value.items())
+    return str(value)
+
+
+def _name(res: dict) -> str:
+    return res["metadata"].get("name", "")
+
+
+def _namespace(res: dict) -> str:
+    return res["metadata"].get("namespace", "")
+
+
+def _bool_or_dash(*path: str) -> Callable[[dict], str]:
+    get = _spec(*path)
+    return lambda res: get(res) or "-"
+
+
+def _peer_node(res: dict) -> str:
+    spec = res.get("spec") or {}
+    if spec.get("node"):
+        return spec["node"]
+    return spec.get("nodeSelector") or "(global)"
+
+
+def _node_asn(res: dict) -> str:
+    bgp = (res.get("spec") or {}).get("bgp")
+    if not bgp:
+        return ""
+    return str(bgp["asNumber"]) if "asNumber" in bgp else "(64512)"
+
+
+def _len(*path: str) -> Callable[[dict], str]:
+    return lambda res: str(len((res.get("spec") or {}).get(path[0]) or []))
+
+
+def _workload(res: dict) -> str:
+    spec = res.get("spec") or {}
+    return spec.get("workload") or spec.get("pod", "")
+
+
+NAME = ("NAME", _name)
+NAMESPACE = ("NAMESPACE", _namespace)
+
+KINDS: dict[str, KindInfo] = {}
+
+
+def _register(info: KindInfo) -> None:
+    KINDS[info.kind] = info
+
+
+_register(KindInfo(
+    "Node", "nodes", False, "NodeSpec", ("node", "nodes", "no", "nos"),
+    status="NodeStatus",
+    columns=(NAME,),
+    wide_columns=(NAME, ("ASN", _node_asn), ("IPV4", _spec("bgp", "ipv4Address")),
+                  ("IPV6", _spec("bgp", "ipv6Address"))),
+))
+_register(KindInfo(
+    "IPPool", "ippools", False, "IPPoolSpec", ("ippool", "ippools", "ipp", "ipps", "pool", "pools"),
+    status="IPPoolStatus", status_pointer=True,
+    columns=(NAME, ("CIDR", _spec("cidr")), ("SELECTOR", _spec("nodeSelector"))),
+    wide_columns=(NAME, ("CIDR", _spec("cidr")), ("NAT", _spec("natOutgoing", default="false")),
+                  ("IPIPMODE", _spec("ipipMode", default="Never")),
+                  ("VXLANMODE", _spec("vxlanMode", default="Never")),
+                  ("DISABLED", _spec("disabled", default="false")),
+                  ("DISABLEBGPEXPORT", _spec("disableBGPExport", default="false")),
+                  ("SELECTOR", _spec("nodeSelector")), ("ASSIGNMENTMODE", _spec("assignmentMode"))),
+))
+_register(KindInfo(
+    "BGPConfiguration", "bgpconfigurations", False, "BGPConfigurationSpec",
+    ("bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"),
+    columns=(NAME, ("LOGSEVERITY", _spec("logSeverityScreen")),
+             ("MESHENABLED", _bool_or_dash("nodeToNodeMeshEnabled")), ("ASNUMBER", _bool_or_dash("asNumber"))),
+))
+_register(KindInfo(
+    "BGPPeer", "bgppeers", False, "BGPPeerSpec", ("bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"),
+    columns=(NAME, ("PEERIP", _spec("peerIP")), ("NODE", _peer_node), ("ASN", _spec("asNumber", default="0"))),
+))
+_register(KindInfo(
+    "BGPFilter", "bgpfilters", False, "BGPFilterSpec",
+    ("bgpfilter", "bgpfilters", "bgpf", "bgpfs", "bf", "bfs"),
+    columns=(NAME, ("NUMEXPORTV4", _len("exportV4")), ("NUMIMPORTV4", _len("importV4")),
+             ("NUMEXPORTV6", _len("exportV6")), ("NUMIMPORTV6", _len("importV6"))),
+))
+_register(KindInfo(
+    "FelixConfiguration", "felixconfigurations", False, "FelixConfigurationSpec",
+    ("felixconfiguration", "felixconfigurations", "felixconfig", "felixconfigs"),
+    columns=(NAME,),
+))
+_register(KindInfo(
+    "ClusterInformation", "clusterinformations", False, "ClusterInformationSpec",
+    ("clusterinformation", "clusterinformations", "clusterinfo", "clusterinfos"),
+    columns=(NAME, ("CLUSTERGUID", _spec("clusterGUID")), ("CLUSTERTYPE", _spec("clusterType")),
+             ("CALICOVERSION", _spec("calicoVersion")), ("DATASTOREREADY", _spec("datastoreReady"))),
+))
+_register(KindInfo(
+    "WorkloadEndpoint", "workloadendpoints", True, "WorkloadEndpointSpec",
+    ("workloadendpoint", "workloadendpoints", "wep", "weps"),
+    columns=(("WORKLOAD", _workload), ("NODE", _spec("node")), ("NETWORKS", _spec("ipNetworks")),
+             ("INTERFACE", _spec("interfaceName"))),
+    wide_columns=(NAME, ("WORKLOAD", _workload), ("NODE", _spec("node")), ("NETWORKS", _spec("ipNetworks")),
+                  ("INTERFACE", _spec("interfaceName")), ("PROFILES", _spec("profiles")),
+                  ("NATS", _spec("ipNATs"))),
+))
+_register(KindInfo(
+    "HostEndpoint", "hostendpoints", False, "HostEndpointSpec", ("hostendpoint", "hostendpoints", "hep", "heps"),
+    columns=(NAME, ("NODE", _spec("node"))),
+    wide_columns=(NAME, ("NODE", _spec("node")), ("INTERFACE", _spec("interfaceName")),
+                  ("IPS", _spec("expectedIPs")), ("PROFILES", _spec("profiles"))),
+))
+_register(KindInfo(
+    "NetworkPolicy", "networkpolicies", True, "NetworkPolicySpec",
+    ("networkpolicy", "networkpolicies", "policy", "np", "policies", "pol", "pols"),
+    name_pattern=v.NETWORK_POLICY_NAME_RE,
+    columns=(NAME, ("TIER", _spec("tier", default="default"))),
+    wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
+                  ("SELECTOR", _spec("selector"))),
+))
+_register(KindInfo(
+    "GlobalNetworkPolicy", "globalnetworkpolicies", False, "GlobalNetworkPolicySpec",
+    ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps"),
+    name_pattern=v.GLOBAL_NETWORK_POLICY_NAME_RE,
+    columns=(NAME, ("TIER", _spec("tier", default="default"))),
+    wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
+                  ("SELECTOR", _spec("selector"))),
+))
+_register(KindInfo(
+    "Profile", "profiles", False, "ProfileSpec", ("profile", "profiles", "pro", "pros"),
+    columns=(NAME,),
+    wide_columns=(NAME, ("LABELS", _spec("labelsToApply"))),
+))
+_register(KindInfo(
+    "Tier", "tiers", False, "TierSpec", ("tier", "tiers"),
+    status="TierStatus",
+    name_pattern=v.TIER_NAME_RE,
+    columns=(NAME, ("ORDER", _spec("order"))),
+))
+_register(KindInfo(
+    "IPAMConfiguration", "ipamconfigurations", False, "IPAMConfigurationSpec",
+    ("ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"),
+    columns=(NAME, ("STRICTAFFINITY", _spec("strictAffinity", default="false")),
+             ("AUTOALLOCATEBLOCKS", _spec("autoAllocateBlocks", default="false"))),
+))
+_register(KindInfo(
+    "BlockAffinity", "blockaffinities", False, "BlockAffinitySpec",
+    ("blockaffinity", "blockaffinities", "affinity", "affinities"),
+    columns=(NAME, ("NODE", _spec("node")), ("CIDR", _spec("cidr")), ("STATE", _spec("state"))),
+    v3_storage=False,
+))
+
+_ALIASES = {alias: info.kind for info in KINDS.values() for alias in info.aliases}
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+def kind_info(name: str) -> KindInfo:
+    """Look a kind up by its kind name (any case), plural or short name, as calicoctl does."""
+    if name in KINDS:
+        return KINDS[name]
+    lower = name.lower()
+    for info in KINDS.values():
+        if info.kind.lower() == lower:
+            return info
+    if lower in _ALIASES:
+        return KINDS[_ALIASES[lower]]
+    raise UnknownKind(f"resource type '{name}' is not supported")

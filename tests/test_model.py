@@ -1,0 +1,390 @@
+"""The resource model: parsing, canonical JSON, validation messages, kind names."""
+import pytest
+
+from node.errors import ValidationError
+from node.model import UnknownKind, from_dict, kind_info, load_documents, load_resources
+from node.model.schema import format_go_duration, go_json, parse_asn, parse_go_duration
+
+
+def one(text):
+    (res,) = load_resources(text)
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+# Loading documents
+
+
+def test_stream_list_and_json_documents_are_all_read():
+    text = """
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: a}
+spec: {cidr: 10.0.0.0/16}
+---
+kind: List
+apiVersion: v1
+items:
+- apiVersion: projectcalico.org/v3
+  kind: Profile
+  metadata: {name: p1}
+- apiVersion: projectcalico.org/v3
+  kind: Tier
+  metadata: {name: t1}
+  spec: {order: 100}
+---
+{"apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": "x"}, "spec": {"peerIP": "10.0.0.1", "asNumber": 64512}}
+"""
+    kinds = [r.kind for r in load_resources(text)]
+    assert kinds == ["IPPool", "Profile", "Tier", "BGPPeer"]
+
+
+def test_yaml_11_scalars_become_strings_where_go_expects_strings():
+    res = one("""
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: n1
+  labels: {enabled: yes, off-switch: off, num: 10, created: 2025-05-01}
+""")
+    assert res.labels == {"created": "2025-05-01", "enabled": "true", "num": "10", "off-switch": "false"}
+
+
+def test_typed_kind_plurals_and_short_names_resolve_like_calicoctl():
+    for name in ("ippool", "IPPools", "ipp", "pools", "IPPool"):
+        assert kind_info(name).kind == "IPPool"
+    assert kind_info("gnp").kind == "GlobalNetworkPolicy"
+    assert kind_info("wep").kind == "WorkloadEndpoint"
+    assert kind_info("bgpconfig").kind == "BGPConfiguration"
+    with pytest.raises(UnknownKind, match="resource type 'frobnicator' is not supported"):
+        kind_info("frobnicator")
+
+
+def test_kind_in_a_file_must_be_exact_and_hint_at_the_right_spelling():
+    with pytest.raises(UnknownKind, match="did you mean 'IPPool'"):
+        from_dict({"apiVersion": "projectcalico.org/v3", "kind": "ippool", "metadata": {"name": "a"}})
+
+
+# ---------------------------------------------------------------------------------------
+# Canonical JSON (what libcalico-go would store), one full example per kind.
+
+STORED = {
+    "Node": (
+        """
+kind: Node
+metadata: {name: node1, uid: 6f0c1a2b-0000-4000-8000-000000000001, creationTimestamp: "2025-05-01T10:00:00Z",
+           labels: {kubernetes.io/hostname: node1}}
+spec:
+  bgp: {ipv4Address: 10.0.0.11/24, asNumber: 64513, ipv4IPIPTunnelAddr: 192.168.87.0}
+  orchRefs: [{orchestrator: k8s, nodeName: node1}]
+  interfaces: [{name: eth0, addresses: [10.0.0.11]}]
+""",
+        '{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"node1",'
+        '"uid":"6f0c1a2b-0000-4000-8000-000000000001","creationTimestamp":"2025-05-01T10:00:00Z",'
+        '"labels":{"kubernetes.io/hostname":"node1"}},"spec":{"bgp":{"asNumber":64513,'
+        '"ipv4Address":"10.0.0.11/24","ipv4IPIPTunnelAddr":"192.168.87.0"},"orchRefs":[{"nodeName":"node1",'
+        '"orchestrator":"k8s"}],"interfaces":[{"name":"eth0","addresses":["10.0.0.11"]}]},"status":{}}',
+    ),
+    "IPPool": (
+        """
+kind: IPPool
+metadata: {name: default-ipv4-ippool, uid: u1, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {assignmentMode: Automatic, allowedUses: [Workload, Tunnel], nodeSelector: all(), blockSize: 26,
+       natOutgoing: true, ipipMode: Always, vxlanMode: Never, cidr: 192.168.0.0/16}
+""",
+        '{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool",'
+        '"uid":"u1","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"cidr":"192.168.0.0/16",'
+        '"vxlanMode":"Never","ipipMode":"Always","natOutgoing":true,"blockSize":26,"nodeSelector":"all()",'
+        '"allowedUses":["Workload","Tunnel"],"assignmentMode":"Automatic"}}',
+    ),
+    "BGPConfiguration": (
+        """
+kind: BGPConfiguration
+metadata: {name: default, uid: u2, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {asNumber: "1.10", nodeToNodeMeshEnabled: false, logSeverityScreen: Info,
+       serviceClusterIPs: [{cidr: 10.96.0.0/12}], listenPort: 179, nodeMeshMaxRestartTime: 120s}
+""",
+        '{"kind":"BGPConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default","uid":"u2",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"logSeverityScreen":"Info",'
+        '"nodeToNodeMeshEnabled":false,"asNumber":65546,"serviceClusterIPs":[{"cidr":"10.96.0.0/12"}],'
+        '"listenPort":179,"nodeMeshMaxRestartTime":"2m0s"}}',
+    ),
+    "BGPPeer": (
+        """
+kind: BGPPeer
+metadata: {name: rr1, uid: u3, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {peerIP: "10.0.0.1:1790", asNumber: 64512, nodeSelector: "rack == 'a'", keepOriginalNextHop: true,
+       password: {secretKeyRef: {name: bgp, key: pw}}, ttlSecurity: 1, filters: [f1]}
+""",
+        '{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"rr1","uid":"u3",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"nodeSelector":"rack == \'a\'",'
+        '"peerIP":"10.0.0.1:1790","asNumber":64512,"keepOriginalNextHop":true,'
+        '"password":{"secretKeyRef":{"name":"bgp","key":"pw"}},"ttlSecurity":1,"filters":["f1"]}}',
+    ),
+    "BGPFilter": (
+        """
+kind: BGPFilter
+metadata: {name: f1, uid: u4, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec:
+  exportV4:
+  - {action: Accept, matchOperator: In, cidr: 10.0.0.0/8, prefixLength: {max: 24}}
+  importV6:
+  - {action: Reject, interface: "eth*"}
+""",
+        '{"kind":"BGPFilter","apiVersion":"projectcalico.org/v3","metadata":{"name":"f1","uid":"u4",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"exportV4":[{"cidr":"10.0.0.0/8",'
+        '"prefixLength":{"max":24},"matchOperator":"In","action":"Accept"}],"importV6":[{"interface":"eth*",'
+        '"action":"Reject"}]}}',
+    ),
+    "FelixConfiguration": (
+        """
+kind: FelixConfiguration
+metadata: {name: default, uid: u5, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {reportingInterval: 0s, logSeverityScreen: Info}
+""",
+        '{"kind":"FelixConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default",'
+        '"uid":"u5","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"logSeverityScreen":"Info",'
+        '"reportingInterval":"0s","bpfLogLevel":""}}',
+    ),
+    "ClusterInformation": (
+        """
+kind: ClusterInformation
+metadata: {name: default, uid: u6, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {datastoreReady: true, calicoVersion: v3.31.0, clusterType: "k8s,bgp,kubeadm,kdd",
+       clusterGUID: 9c1e5d7a0b2f4c3e8d6a1f0e2b3c4d5e}
+""",
+        '{"kind":"ClusterInformation","apiVersion":"projectcalico.org/v3","metadata":{"name":"default",'
+        '"uid":"u6","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"clusterGUID":'
+        '"9c1e5d7a0b2f4c3e8d6a1f0e2b3c4d5e","clusterType":"k8s,bgp,kubeadm,kdd","calicoVersion":"v3.31.0",'
+        '"datastoreReady":true}}',
+    ),
+    "WorkloadEndpoint": (
+        """
+kind: WorkloadEndpoint
+metadata:
+  name: node1-k8s-nginx--abc-eth0
+  namespace: default
+  uid: u7
+  creationTimestamp: "2025-05-01T10:00:00Z"
+  labels: {app: nginx, projectcalico.org/namespace: default, projectcalico.org/orchestrator: k8s}
+spec:
+  orchestrator: k8s
+  node: node1
+  containerID: 3f2a
+  pod: nginx-abc
+  endpoint: eth0
+  ipNetworks: [192.168.87.1/32]
+  profiles: [kns.default]
+  interfaceName: cali1a2b3c4d5e6
+  ports: [{name: http, protocol: TCP, port: 80}]
+""",
+        '{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":'
+        '"node1-k8s-nginx--abc-eth0","namespace":"default","uid":"u7","creationTimestamp":"2025-05-01T10:00:00Z",'
+        '"labels":{"app":"nginx","projectcalico.org/namespace":"default","projectcalico.org/orchestrator":"k8s"}},'
+        '"spec":{"orchestrator":"k8s","node":"node1","containerID":"3f2a","pod":"nginx-abc","endpoint":"eth0",'
+        '"ipNetworks":["192.168.87.1/32"],"profiles":["kns.default"],"interfaceName":"cali1a2b3c4d5e6",'
+        '"ports":[{"name":"http","protocol":"TCP","port":80,"hostPort":0,"hostIP":""}]}}',
+    ),
+    "HostEndpoint": (
+        """
+kind: HostEndpoint
+metadata: {name: node1-eth0, uid: u8, creationTimestamp: "2025-05-01T10:00:00Z", labels: {role: host}}
+spec: {node: node1, interfaceName: eth0, expectedIPs: [10.0.0.11], profiles: [host]}
+""",
+        '{"kind":"HostEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"node1-eth0","uid":"u8",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z","labels":{"role":"host"}},"spec":{"node":"node1",'
+        '"interfaceName":"eth0","expectedIPs":["10.0.0.11"],"profiles":["host"]}}',
+    ),
+    "NetworkPolicy": (
+        """
+kind: NetworkPolicy
+metadata: {name: allow-web, namespace: prod, uid: u9, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec:
+  order: 100.5
+  selector: app == 'web'
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {selector: role == 'lb', nets: [10.0.0.0/8]}
+    destination: {ports: [80, "8000:8080", "http"]}
+""",
+        '{"kind":"NetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"allow-web",'
+        '"namespace":"prod","uid":"u9","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"order":100.5,'
+        '"ingress":[{"action":"Allow","protocol":"TCP","source":{"nets":["10.0.0.0/8"],"selector":"role == \'lb\'"},'
+        '"destination":{"ports":[80,"8000:8080","http"]}}],"selector":"app == \'web\'","types":["Ingress"]}}',
+    ),
+    "GlobalNetworkPolicy": (
+        """
+kind: GlobalNetworkPolicy
+metadata: {name: deny-icmp, uid: u10, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec:
+  order: 10
+  selector: all()
+  applyOnForward: true
+  egress:
+  - {action: Deny, protocol: ICMP, icmp: {type: 8}}
+  - {action: Allow}
+""",
+        '{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"deny-icmp",'
+        '"uid":"u10","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"order":10,"egress":[{"action":"Deny",'
+        '"protocol":"ICMP","icmp":{"type":8}},{"action":"Allow"}],"selector":"all()","applyOnForward":true}}',
+    ),
+    "Profile": (
+        """
+kind: Profile
+metadata: {name: kns.default, uid: u11, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec:
+  ingress: [{action: Allow}]
+  egress: [{action: Allow}]
+  labelsToApply: {pcns.projectcalico.org/name: default}
+""",
+        '{"kind":"Profile","apiVersion":"projectcalico.org/v3","metadata":{"name":"kns.default","uid":"u11",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"ingress":[{"action":"Allow"}],'
+        '"egress":[{"action":"Allow"}],"labelsToApply":{"pcns.projectcalico.org/name":"default"}}}',
+    ),
+    "Tier": (
+        """
+kind: Tier
+metadata: {name: default, uid: u12, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {order: 1000000, defaultAction: Deny}
+""",
+        '{"kind":"Tier","apiVersion":"projectcalico.org/v3","metadata":{"name":"default","uid":"u12",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"order":1000000,"defaultAction":"Deny"},'
+        '"status":{}}',
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STORED))
+def test_storage_json_is_byte_for_byte_calicos(kind):
+    text, expected = STORED[kind]
+    res = one("apiVersion: projectcalico.org/v3\n" + text)
+    assert res.kind == kind
+    assert res.storage_json() == expected
+
+
+def test_resource_version_is_never_stored_and_unset_timestamp_is_null():
+    res = one("""
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: p, resourceVersion: "42"}
+""")
+    assert res.resource_version == "42"
+    assert res.storage_json() == ('{"kind":"Profile","apiVersion":"projectcalico.org/v3","metadata":'
+                                  '{"name":"p","creationTimestamp":null},"spec":{}}')
+
+
+def test_go_json_escapes_html_characters_like_go():
+    assert go_json({"s": "a<b>&c"}) == '{"s":"a\\u003cb\\u003e\\u0026c"}'
+
+
+@pytest.mark.parametrize("text,ns,canon", [
+    ("90s", 90_000_000_000, "1m30s"), ("1h", 3_600_000_000_000, "1h0m0s"), ("1.5s", 1_500_000_000, "1.5s"),
+    ("300ms", 300_000_000, "300ms"), ("0", 0, "0s"), ("2m0.5s", 120_500_000_000, "2m0.5s"),
+])
+def test_go_durations(text, ns, canon):
+    assert parse_go_duration(text) == ns
+    assert format_go_duration(ns) == canon
+
+
+def test_dotted_and_plain_as_numbers():
+    assert parse_asn("1.10") == 65546
+    assert parse_asn(64512) == 64512
+    with pytest.raises(ValueError):
+        parse_asn("1.70000")
+
+
+# ---------------------------------------------------------------------------------------
+# Validation: one test per error class, checking the message names resource and field.
+
+def bad(text, *fragments):
+    with pytest.raises(ValidationError) as info:
+        load_resources("apiVersion: projectcalico.org/v3\n" + text)
+    msg = str(info.value)
+    for frag in fragments:
+        assert frag in msg, msg
+    return msg
+
+
+def test_bad_cidr():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.300/16}",
+        "IPPool(p).spec.cidr = '10.0.0.300/16'", "invalid IP network")
+
+
+def test_pool_cidr_must_be_strictly_masked():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.1/16}", "IP pool CIDR is not strictly masked")
+
+
+def test_port_out_of_range():
+    bad("kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec:\n  ingress:\n"
+        "  - {action: Allow, protocol: TCP, destination: {ports: [70000]}}",
+        "spec.ingress[0].destination.ports[0] = '70000'", "out of range")
+
+
+def test_unknown_protocol():
+    bad("kind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec:\n  ingress:\n  - {action: Allow, protocol: TCPP}",
+        "spec.ingress[0].protocol = 'TCPP'", "protocol name invalid")
+
+
+def test_invalid_name():
+    bad("kind: IPPool\nmetadata: {name: Bad_Name}\nspec: {cidr: 10.0.0.0/16}",
+        "metadata.name = 'Bad_Name'", "lower case alphanumeric")
+
+
+def test_bad_enum_value():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, ipipMode: Sometimes}",
+        "IPPool(p).spec.ipipMode = 'Sometimes'", "must be one of Never, Always, CrossSubnet")
+
+
+def test_invalid_selector():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, nodeSelector: \"a ==\"}",
+        "IPPool(p).spec.nodeSelector", "invalid selector")
+
+
+def test_unknown_field_is_rejected_with_its_name_not_a_crash():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, cidrr: 1}", 'unknown field "cidrr"')
+
+
+def test_wrong_type_is_reported_not_raised():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, blockSize: big}",
+        "spec.blockSize = 'big'", "expected an integer")
+
+
+def test_ipip_and_vxlan_together_and_ipv6_ipip_are_rejected():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, ipipMode: Always, vxlanMode: Always}",
+        "IPIP and VXLAN cannot both be enabled")
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 'fd00::/48', ipipMode: Always}", "IPIP is not supported on an IPv6 pool")
+
+
+def test_block_size_range():
+    bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, blockSize: 33}", "block size must be between 20 and 32")
+
+
+def test_namespaced_kinds_need_a_namespace_and_others_reject_one():
+    bad("kind: NetworkPolicy\nmetadata: {name: p}\nspec: {}", "namespace must be specified")
+    bad("kind: IPPool\nmetadata: {name: p, namespace: x}\nspec: {cidr: 10.0.0.0/16}", "IPPool is not namespaced")
+
+
+def test_several_problems_are_listed_together():
+    msg = bad("kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/16, ipipMode: X, vxlanMode: Y}",
+              "error with the following fields")
+    assert "ipipMode" in msg and "vxlanMode" in msg
+
+
+def test_label_value_validation():
+    bad("kind: Node\nmetadata: {name: n, labels: {a: 'not valid!'}}", "metadata.labels", "invalid value for label 'a'")
+
+
+def test_datastore_reads_tolerate_unknown_fields():
+    from node.model import from_storage
+    res = from_storage("/calico/resources/v3/projectcalico.org/felixconfigurations/default",
+                       b'{"kind":"FelixConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default"},'
+                       b'"spec":{"nftablesMode":"Auto","someFutureField":1}}', 17)
+    assert res.spec["nftablesMode"] == "Auto"
+    assert res.resource_version == "17"
+
+
+def test_load_documents_reports_yaml_syntax_errors_clearly():
+    with pytest.raises(ValidationError, match="cannot parse YAML/JSON"):
+        load_documents("kind: [unclosed", "pools.yaml")
