@@ -190,16 +190,10 @@ def _yaml(value) -> str:
 
 
 def _table(rows: list[list[str]]) -> str:
-    """Go tabwriter(minwidth=5, tabwidth=1, padding=3, ' '): each cell padded to its column."""
-    widths = [0] * max(len(r) for r in rows)
-    for row in rows:
-        for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths[i], len(cell) + 3, 5)
-    lines = []
-    for row in rows:
-        parts = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        lines.append("".join(parts) + row[-1])
-    return "\n".join(lines) + "\n"
+    """Go's tabwriter(minwidth=5, tabwidth=1, padding=3, ' ') over tab-terminated cells:
+    every cell, the last one included, is padded to its column's width."""
+    widths = [max(max(len(row[i]) for row in rows) + 3, 5) for i in range(len(rows[0]))]
+    return "".join("".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + "\n" for row in rows)
 
 
 def cmd_get(args) -> int:

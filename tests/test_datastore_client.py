@@ -1,0 +1,189 @@
+"""The resource client against a real etcd: keys, stored bytes, revisions, errors."""
+import json
+
+import pytest
+
+from node.datastore.client import DatastoreClient, decode_kv
+from node.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from node.model import load_resources
+from node.model import ipam
+from resource_examples import STORED
+
+KEYS = {
+    "Node": "/calico/resources/v3/projectcalico.org/nodes/node1",
+    "IPPool": "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool",
+    "BGPConfiguration": "/calico/resources/v3/projectcalico.org/bgpconfigurations/default",
+    "BGPPeer": "/calico/resources/v3/projectcalico.org/bgppeers/rr1",
+    "BGPFilter": "/calico/resources/v3/projectcalico.org/bgpfilters/f1",
+    "FelixConfiguration": "/calico/resources/v3/projectcalico.org/felixconfigurations/default",
+    "ClusterInformation": "/calico/resources/v3/projectcalico.org/clusterinformations/default",
+    "WorkloadEndpoint": "/calico/resources/v3/projectcalico.org/workloadendpoints/default/node1-k8s-nginx--abc-eth0",
+    "HostEndpoint": "/calico/resources/v3/projectcalico.org/hostendpoints/node1-eth0",
+    "NetworkPolicy": "/calico/resources/v3/projectcalico.org/networkpolicies/prod/allow-web",
+    "GlobalNetworkPolicy": "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/deny-icmp",
+    "Profile": "/calico/resources/v3/projectcalico.org/profiles/kns.default",
+    "Tier": "/calico/resources/v3/projectcalico.org/tiers/default",
+}
+
+
+@pytest.fixture
+def client(etcd_kv):
+    return DatastoreClient(etcd_kv)
+
+
+def res(text):
+    (r,) = load_resources("apiVersion: projectcalico.org/v3\n" + text)
+    return r
+
+
+def pool(name="p1", cidr="10.1.0.0/16", extra=""):
+    return res(f"kind: IPPool\nmetadata: {{name: {name}}}\nspec: {{cidr: {cidr}{extra}}}")
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
+def test_every_kind_round_trips_with_calicos_key_and_bytes(client, etcd_kv, kind):
+    text, expected = STORED[kind]
+    created = client.create(res(text))
+    item = etcd_kv.get(KEYS[kind])
+    assert item is not None, f"nothing stored at {KEYS[kind]}"
+    assert item.value.decode() == expected
+    assert created.resource_version == str(item.mod_revision)
+    got = client.get(kind, created.name, created.namespace)
+    assert got == created
+    assert got in client.list(kind, created.namespace)
+
+
+def test_create_stamps_uid_and_timestamp_and_update_keeps_them(client, etcd_kv):
+    created = client.create(pool())
+    meta = created.metadata
+    assert len(meta["uid"]) == 36 and meta["creationTimestamp"].endswith("Z")
+    stored = json.loads(etcd_kv.get(KEYS["IPPool"].replace("default-ipv4-ippool", "p1")).value)
+    assert "resourceVersion" not in stored["metadata"]
+    # libcalico-go's IPPool defaults are applied before the write.
+    assert stored["spec"] == {"cidr": "10.1.0.0/16", "vxlanMode": "Never", "ipipMode": "Never", "blockSize": 26,
+                              "nodeSelector": "all()", "allowedUses": ["Workload", "Tunnel"],
+                              "assignmentMode": "Automatic"}
+    created.spec["natOutgoing"] = True
+    updated = client.update(created)
+    assert int(updated.resource_version) > int(created.resource_version)
+    assert updated.metadata["uid"] == meta["uid"]
+
+
+def test_create_of_existing_resource_is_already_exists(client):
+    client.create(pool())
+    with pytest.raises(AlreadyExists, match=r"resource already exists: IPPool\(p1\)"):
+        client.create(pool())
+
+
+def test_get_missing_is_not_found(client):
+    with pytest.raises(NotFound, match=r"resource does not exist: IPPool\(nope\)"):
+        client.get("IPPool", "nope")
+    with pytest.raises(NotFound):
+        client.delete("NetworkPolicy", "nope", "default")
+
+
+def test_update_with_stale_revision_is_a_conflict(client):
+    first = client.create(pool())
+    newer = first.copy()
+    newer.spec["natOutgoing"] = True
+    client.update(newer)
+    first.spec["disabled"] = True
+    with pytest.raises(Conflict, match=r"update conflict: IPPool\(p1\)"):
+        client.update(first)
+
+
+def test_delete_with_stale_revision_is_a_conflict(client):
+    first = client.create(res("kind: Profile\nmetadata: {name: web}\nspec: {}"))
+    changed = first.copy()
+    changed.metadata["labels"] = {"a": "b"}
+    client.update(changed)
+    with pytest.raises(Conflict):
+        client.delete("Profile", "web", resource_version=first.resource_version)
+    assert client.delete("Profile", "web").name == "web"
+
+
+def test_update_without_revision_is_rejected(client):
+    with pytest.raises(ValidationError, match="field must be set for an Update request"):
+        client.update(pool())
+
+
+def test_apply_creates_then_replaces_keeping_uid(client):
+    first = client.apply(pool())
+    second = client.apply(pool(extra=", natOutgoing: true"))
+    assert second.metadata["uid"] == first.metadata["uid"]
+    assert client.get("IPPool", "p1").spec["natOutgoing"] is True
+
+
+def test_overlapping_pool_is_rejected_on_create(client):
+    client.create(pool())
+    with pytest.raises(ValidationError, match=r"IPPool\(p2\) CIDR overlaps with IPPool\(p1\)"):
+        client.create(pool("p2", "10.1.128.0/17"))
+
+
+def test_pool_cidr_and_block_size_cannot_change(client):
+    created = client.create(pool())
+    created.spec["cidr"] = "10.2.0.0/16"
+    created.spec["blockSize"] = 28
+    with pytest.raises(ValidationError) as info:
+        client.update(created)
+    assert "IPPool CIDR cannot be modified" in str(info.value)
+    assert "IPPool BlockSize cannot be modified" in str(info.value)
+
+
+def test_pool_is_disabled_before_it_is_deleted(client, etcd_kv):
+    client.create(pool())
+    events = []
+    watch = etcd_kv.watch("/calico/resources/v3/projectcalico.org/ippools/", etcd_kv.current_revision() + 1)
+    client.delete("IPPool", "p1")
+    for event in watch:
+        events.append(event)
+        if event.type == "delete":
+            break
+    watch.cancel()
+    assert [e.type for e in events] == ["put", "delete"]
+    assert json.loads(events[0].value)["spec"]["disabled"] is True
+
+
+def test_default_allow_profile_is_synthesised_not_stored(client, etcd_kv):
+    profile = client.get("Profile", "projectcalico-default-allow")
+    assert profile.spec == {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+    assert [p.name for p in client.list("Profile")] == ["projectcalico-default-allow"]
+    assert etcd_kv.list("/calico/resources/v3/projectcalico.org/profiles/")[0] == []
+
+
+def test_block_affinity_kind_maps_onto_ipam_keys(client, etcd_kv):
+    aff = res("kind: BlockAffinity\nmetadata: {name: node1-10-0-0-0-26}\n"
+              "spec: {node: node1, cidr: 10.0.0.0/26, state: confirmed, deleted: false}")
+    client.create(aff)
+    item = etcd_kv.get("/calico/ipam/v2/host/node1/ipv4/block/10.0.0.0-26")
+    assert item.value == b'{"state":"confirmed","deleted":false}'
+    (listed,) = client.list("BlockAffinity")
+    assert listed.name == "node1-10-0-0-0-26"
+    assert listed.spec == {"state": "confirmed", "node": "node1", "type": "host", "cidr": "10.0.0.0/26",
+                           "deleted": "false"}
+
+
+def test_ipam_records_encode_like_libcalico():
+    assert ipam.encode("IPAMHandle", {"block": {"192.168.87.0/26": 1}, "deleted": False}) == \
+        '{"block":{"192.168.87.0/26":1},"deleted":false}'
+    assert ipam.encode("IPAMConfig", {"auto_allocate_blocks": True}) == '{"auto_allocate_blocks":true}'
+    assert ipam.decode("BlockAffinityValue", b"") == {"state": "", "deleted": False}
+
+
+def test_stored_pool_gets_read_defaults_like_libcalico(etcd_kv):
+    etcd_kv.put("/calico/resources/v3/projectcalico.org/ippools/old",
+                b'{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"old"},'
+                b'"spec":{"cidr":"fd00:1::/64"}}')
+    got = DatastoreClient(etcd_kv).get("IPPool", "old")
+    assert got.spec["blockSize"] == 122
+    assert got.spec["nodeSelector"] == "all()"
+
+
+def test_malformed_stored_value_is_skipped_by_list(client, etcd_kv):
+    client.create(pool())
+    etcd_kv.put("/calico/resources/v3/projectcalico.org/ippools/broken", b"{not json")
+    assert [p.name for p in client.list("IPPool")] == ["p1"]
+
+
+def test_decode_kv_ignores_foreign_keys():
+    assert decode_kv("/calico/felix/v2/no-region/host/n1/status", b"{}", 3) is None
