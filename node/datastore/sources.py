@@ -1,0 +1,26 @@
+"""Which keys a consumer follows: build syncer sources from resource kinds.
+
+Every consumer (startup, renderer, policy agent, IPAM) names the kinds it wants and gets
+decoded ``Resource`` values with the same read defaults as the client.
+"""
+from __future__ import annotations
+
+from node.datastore.client import decode_kv
+from node.datastore.syncer import SyncSource
+from node.model import ipam
+from node.model.kinds import KINDS
+from node.model.resource import etcd_prefix
+
+
+def resource_sources(kinds: list[str], affinity_host: str | None = None) -> list[SyncSource]:
+    """One source per kind. ``BlockAffinity`` follows one host's affinities when
+    ``affinity_host`` is given (the renderer's view), otherwise every host's."""
+    sources = []
+    for name in kinds:
+        kind = KINDS[name].kind
+        if kind == "BlockAffinity":
+            prefix = ipam.affinity_prefix(affinity_host or "")
+        else:
+            prefix = etcd_prefix(kind)
+        sources.append(SyncSource(prefix=prefix, decode=decode_kv))
+    return sources

@@ -1,0 +1,362 @@
+"""The one list-then-watch syncer that every datastore consumer uses.
+
+It mirrors libcalico-go's watchersyncer: list each key prefix, hand the consumer the
+snapshot, then follow etcd's watch from just after the list revision. Every failure
+mode ends in the same recovery, a fresh list compared against what the consumer has
+already been told, so the consumer only ever sees the *difference*: no duplicate
+updates after a resync and no deletes lost while we were disconnected.
+
+Threads: one syncer thread owns the cache and calls the callbacks (in order); one
+thread per source blocks on its etcd watch and feeds events to the syncer thread
+through a queue.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from node.datastore.etcd import DELETE, EtcdKV, Watch, WatchEvent
+from node.errors import Compacted, DatastoreError
+
+log = logging.getLogger(__name__)
+
+INITIAL_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+# Like libcalico-go, hand the consumer at most this many watch events per callback.
+MAX_UPDATES_PER_CALLBACK = 1000
+
+
+class SyncStatus(enum.Enum):
+    """libcalico-go's api.SyncStatus; the values are its String() forms."""
+
+    WAIT_FOR_DATASTORE = "wait-for-ready"
+    RESYNC_IN_PROGRESS = "resync"
+    IN_SYNC = "in-sync"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class UpdateType(enum.Enum):
+    """libcalico-go's api.UpdateType (without "unknown")."""
+
+    NEW = "new"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Update:
+    """One change for the consumer. For DELETED, ``value`` is the last value it was given."""
+
+    type: UpdateType
+    key: str
+    value: Any
+    revision: int
+
+
+@dataclass(frozen=True)
+class SyncSource:
+    """A key prefix to follow and how to decode its values.
+
+    ``decode(key, value, mod_revision)`` returns the decoded resource, or None for keys
+    the consumer does not care about. If it raises, the key is logged and skipped.
+    """
+
+    prefix: str
+    decode: Callable[[str, bytes, int], Any]
+
+
+class SyncerCallbacks(Protocol):
+    def on_status(self, status: SyncStatus) -> None: ...
+
+    def on_updates(self, updates: list[Update]) -> None: ...
+
+
+@dataclass
+class _Known:
+    revision: int
+    value: Any
+
+
+class _Backoff:
+    """Exponential retry delay, capped; waits on the stop event so stop() is prompt."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def reset(self) -> None:
+        self._next = self.initial
+
+    def wait(self, stop: threading.Event) -> None:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        stop.wait(delay)
+
+
+class _Stop:
+    """Queue sentinel that wakes the syncer thread for shutdown."""
+
+
+class Syncer:
+    """Keep a consumer in step with the keys under a set of prefixes.
+
+    ``kv_factory()`` is called when the syncer first needs a client (and again only if
+    that call failed); the client redials by itself, so the syncer keeps using it. By
+    default the syncer owns that client and closes it in ``stop()``; pass
+    ``owns_kv=False`` when the factory hands out a client shared with others.
+    """
+
+    def __init__(self, kv_factory: Callable[[], EtcdKV], sources: list[SyncSource],
+                 callbacks: SyncerCallbacks, *, owns_kv: bool = True,
+                 initial_backoff: float = INITIAL_BACKOFF, max_backoff: float = MAX_BACKOFF):
+        if not sources:
+            raise ValueError("a syncer needs at least one source")
+        self._kv_factory = kv_factory
+        self._owns_kv = owns_kv
+        self._sources = list(sources)
+        self._callbacks = callbacks
+        self._backoff = _Backoff(initial_backoff, max_backoff)
+        self._kv: EtcdKV | None = None
+        # What the consumer has been told, per source: key -> revision and decoded value.
+        self._known: list[dict[str, _Known]] = [{} for _ in self._sources]
+        # Watch events (and watch failures) from the per-source threads.
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        # The live watch per source; queue items tagged with an older watch are stale.
+        self._watches: list[Watch | None] = [None] * len(self._sources)
+        self._watch_threads: list[threading.Thread | None] = [None] * len(self._sources)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status: SyncStatus | None = None
+        self._status_cond = threading.Condition()
+
+    # -- public API ---------------------------------------------------------------
+
+    @property
+    def status(self) -> SyncStatus | None:
+        with self._status_cond:
+            return self._status
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("syncer already started")
+        self._thread = threading.Thread(target=self._run, name="datastore-syncer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop watching and join every thread the syncer started."""
+        self._stop.set()
+        self._events.put(_Stop())
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_for_status(self, status: SyncStatus, timeout: float) -> bool:
+        """True once the current status is ``status``; False if ``timeout`` passes first."""
+        with self._status_cond:
+            return self._status_cond.wait_for(lambda: self._status == status, timeout)
+
+    # -- syncer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._set_status(SyncStatus.WAIT_FOR_DATASTORE)
+        try:
+            while not self._stop.is_set():
+                synced_at = None
+                try:
+                    self._resync_all()
+                    synced_at = time.monotonic()
+                    self._follow_watches()
+                except DatastoreError as exc:
+                    if self._stop.is_set():
+                        break
+                    log.warning("datastore unavailable (%s); will resync", exc)
+                    self._stop_watches()
+                    self._set_status(SyncStatus.WAIT_FOR_DATASTORE)
+                    # Back off from the minimum again only if the last session was healthy
+                    # for a while; a flapping datastore keeps the longer delays.
+                    if synced_at is not None and time.monotonic() - synced_at > self._backoff.maximum:
+                        self._backoff.reset()
+                    self._backoff.wait(self._stop)
+        except Exception:
+            log.exception("datastore syncer failed unexpectedly")
+            raise
+        finally:
+            self._stop_watches()
+            if self._owns_kv and self._kv is not None:
+                self._kv.close()
+
+    def _client(self) -> EtcdKV:
+        if self._kv is None:
+            self._kv = self._kv_factory()
+        return self._kv
+
+    def _resync_all(self) -> None:
+        """List every source, send the consumer the difference, then watch each one."""
+        kv = self._client()
+        listings = [kv.list(source.prefix) for source in self._sources]
+        self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
+        updates: list[Update] = []
+        for index, (items, revision) in enumerate(listings):
+            updates.extend(self._diff(index, items, revision))
+        self._send(updates)
+        for index, (_, revision) in enumerate(listings):
+            self._start_watch(index, revision + 1)
+        # Only claim to be in sync once etcd has accepted every watch.
+        self._set_status(SyncStatus.IN_SYNC)
+
+    def _resync_source(self, index: int) -> None:
+        """Recover one source whose watch fell behind a compaction."""
+        self._stop_watch(index)
+        self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
+        items, revision = self._client().list(self._sources[index].prefix)
+        self._send(self._diff(index, items, revision))
+        self._start_watch(index, revision + 1)
+        self._set_status(SyncStatus.IN_SYNC)
+
+    def _follow_watches(self) -> None:
+        """Apply watch events until stopped; raise DatastoreError when a watch fails."""
+        while True:
+            batch = [self._events.get()]
+            while len(batch) < MAX_UPDATES_PER_CALLBACK:
+                try:
+                    batch.append(self._events.get_nowait())
+                except queue.Empty:
+                    break
+            updates: list[Update] = []
+            for item in batch:
+                if isinstance(item, _Stop):
+                    self._send(updates)
+                    return
+                watch, index, payload = item
+                if watch is not self._watches[index]:
+                    continue  # from a watch we already replaced
+                if isinstance(payload, WatchEvent):
+                    update = self._apply_event(index, payload)
+                    if update is not None:
+                        updates.append(update)
+                    continue
+                self._send(updates)
+                updates = []
+                if isinstance(payload, Compacted):
+                    log.info("watch on %s fell behind compaction (%s); re-listing it",
+                             self._sources[index].prefix, payload)
+                    self._resync_source(index)
+                    continue
+                raise payload
+            self._send(updates)
+
+    # -- watches ------------------------------------------------------------------
+
+    def _start_watch(self, index: int, start_revision: int) -> None:
+        watch = self._client().watch(self._sources[index].prefix, start_revision)
+        thread = threading.Thread(target=self._pump_watch, args=(index, watch),
+                                  name=f"syncer-watch-{self._sources[index].prefix}", daemon=True)
+        self._watches[index] = watch
+        self._watch_threads[index] = thread
+        thread.start()
+
+    def _pump_watch(self, index: int, watch: Watch) -> None:
+        try:
+            for event in watch:
+                self._events.put((watch, index, event))
+        except DatastoreError as exc:
+            self._events.put((watch, index, exc))
+        except Exception as exc:  # keep the syncer informed whatever goes wrong
+            log.exception("watch on %s failed", watch.prefix)
+            self._events.put((watch, index, DatastoreError(f"watch on {watch.prefix} failed: {exc}")))
+
+    def _stop_watch(self, index: int) -> None:
+        watch, thread = self._watches[index], self._watch_threads[index]
+        self._watches[index] = None
+        self._watch_threads[index] = None
+        if watch is not None:
+            watch.cancel()
+        if thread is not None:
+            thread.join()
+
+    def _stop_watches(self) -> None:
+        for index in range(len(self._sources)):
+            self._stop_watch(index)
+
+    # -- cache and diffs ----------------------------------------------------------
+
+    def _decode(self, index: int, key: str, value: bytes, revision: int) -> Any:
+        try:
+            return self._sources[index].decode(key, value, revision)
+        except Exception as exc:
+            log.warning("skipping %s at revision %d: cannot decode value: %s", key, revision, exc)
+            log.debug("decode failure for %s", key, exc_info=True)
+            return None
+
+    def _diff(self, index: int, items, list_revision: int) -> list[Update]:
+        """Updates that turn what the consumer knows into this listing."""
+        known = self._known[index]
+        updates: list[Update] = []
+        listed = set()
+        for item in items:
+            listed.add(item.key)
+            old = known.get(item.key)
+            if old is not None and old.revision == item.mod_revision:
+                continue
+            update = self._store(index, item.key, item.value, item.mod_revision)
+            if update is not None:
+                updates.append(update)
+        for key in sorted(set(known) - listed):
+            updates.append(Update(UpdateType.DELETED, key, known.pop(key).value, list_revision))
+        return updates
+
+    def _apply_event(self, index: int, event: WatchEvent) -> Update | None:
+        if event.type == DELETE:
+            old = self._known[index].pop(event.key, None)
+            if old is None:
+                return None  # never told the consumer about it
+            return Update(UpdateType.DELETED, event.key, old.value, event.mod_revision)
+        return self._store(index, event.key, event.value or b"", event.mod_revision)
+
+    def _store(self, index: int, key: str, raw: bytes, revision: int) -> Update | None:
+        """Record a new value; a value that no longer decodes withdraws the old one."""
+        known = self._known[index]
+        value = self._decode(index, key, raw, revision)
+        old = known.get(key)
+        if value is None:
+            if old is None:
+                return None
+            del known[key]
+            return Update(UpdateType.DELETED, key, old.value, revision)
+        known[key] = _Known(revision, value)
+        return Update(UpdateType.NEW if old is None else UpdateType.UPDATED, key, value, revision)
+
+    # -- callbacks ----------------------------------------------------------------
+
+    def _set_status(self, status: SyncStatus) -> None:
+        # Only this thread writes the status, so reading it unlocked here is safe.
+        if status == self._status:
+            return
+        log.info("datastore syncer: %s -> %s", self._status, status)
+        try:
+            self._callbacks.on_status(status)
+        except Exception:
+            log.exception("syncer status callback failed")
+        # Publish after the callback, so a waiter that sees IN_SYNC knows the consumer
+        # has already been given everything that came before it.
+        with self._status_cond:
+            self._status = status
+            self._status_cond.notify_all()
+
+    def _send(self, updates: list[Update]) -> None:
+        if not updates:
+            return
+        try:
+            self._callbacks.on_updates(updates)
+        except Exception:
+            log.exception("syncer update callback failed")
