@@ -1,7 +1,7 @@
 """``calico-node``: the image's own roles, one subcommand each.
 
-Roles arrive with their issues (startup, felix, confd, health, ...); each is a thin
-wrapper that parses its flags and calls into the package that owns the role.
+Each role (startup, confd, felix, health...) lives in ``node/cli/roles/<role>.py`` as a
+thin wrapper that parses its flags and calls into the package that owns the role.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from typing import Sequence
 
 from node import __version__
+from node.cli.plugins import register_all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="role", required=True)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=lambda args: print(__version__) or 0)
+    register_all("node.cli.roles", sub)
     return parser
 
 

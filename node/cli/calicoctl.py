@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import yaml
 
+from node.cli.plugins import register_all
 from node.config import calicoctl_datastore_config
 from node.errors import AlreadyExists, CalicoError, ConfigError, NotFound
 from node.model import API_VERSION, Resource, UnknownKind, kind_info, load_documents
@@ -27,7 +28,7 @@ class CommandFailed(Exception):
     """A user-facing failure: the message is printed as is and calicoctl exits 1."""
 
 
-def _client_from_args(args) -> "object":
+def client_from_args(args) -> "object":
     from node.datastore.factory import client_for
 
     return client_for(calicoctl_datastore_config(args.config))
@@ -119,7 +120,7 @@ def _report(verb: str, results: Results, stop_on_error: bool) -> int:
 
 def cmd_write(args, verb: str) -> int:
     resources = _load_file_resources(args.filename)
-    client = _client_from_args(args)
+    client = client_from_args(args)
 
     def act(res: Resource):
         _apply_namespace(res, args.namespace)
@@ -135,7 +136,7 @@ def cmd_write(args, verb: str) -> int:
 
 
 def cmd_delete(args) -> int:
-    client = _client_from_args(args)
+    client = client_from_args(args)
     if args.filename:
         if args.kind:
             raise CommandFailed("cannot specify both a file and a resource type")
@@ -203,7 +204,7 @@ def cmd_get(args) -> int:
     if not info.namespaced and (args.namespace or args.all_namespaces):
         if args.namespace:
             raise CommandFailed(f"failed to get resources: {info.kind} is not namespaced")
-    client = _client_from_args(args)
+    client = client_from_args(args)
     namespace = "" if args.all_namespaces else (args.namespace or "default") if info.namespaced else ""
     errors: list[str] = []
     if args.names:
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", action="store_true")
     p.add_argument("-c", "--config", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_get)
+    register_all("node.cli.ctl", sub)
     return parser
 
 
