@@ -1,0 +1,54 @@
+"""Throwaway network namespaces for tests: unique names, always cleaned up.
+
+    with Namespace() as ns:
+        ns.run("ip", "link", "add", "dummy0", "type", "dummy")
+        ns.run("ip", "addr", "add", "10.9.0.1/24", "dev", "dummy0")
+
+``veth_pair(a, b)`` joins two namespaces. Names carry the pid and a counter so
+concurrent runs cannot collide; ``close()`` deletes the namespace (and so its links).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+
+_counter = itertools.count()
+
+
+class Namespace:
+    def __init__(self, prefix: str = "cnt"):
+        self.name = f"{prefix}-{os.getpid()}-{next(_counter)}"
+        self._open = False
+
+    def __enter__(self) -> "Namespace":
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self._open = True
+        self.run("ip", "link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._open:
+            subprocess.run(["ip", "netns", "delete", self.name], check=False)
+            self._open = False
+
+    def run(self, *argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        """Run a command inside the namespace and capture its output."""
+        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
+                              capture_output=True, text=True, **kwargs)
+
+    def popen(self, *argv: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)
+
+
+def veth_pair(a: Namespace, a_if: str, b: Namespace, b_if: str) -> None:
+    """Create a veth pair with one end in each namespace, both ends up."""
+    tmp = f"vt{os.getpid() % 100000}{next(_counter)}"
+    subprocess.run(["ip", "link", "add", tmp + "a", "type", "veth", "peer", "name", tmp + "b"], check=True)
+    subprocess.run(["ip", "link", "set", tmp + "a", "netns", a.name, "name", a_if], check=True)
+    subprocess.run(["ip", "link", "set", tmp + "b", "netns", b.name, "name", b_if], check=True)
+    a.run("ip", "link", "set", a_if, "up")
+    b.run("ip", "link", "set", b_if, "up")
