@@ -1,0 +1,405 @@
+"""Incremental index of which selectors match which endpoints.
+
+Endpoints (workload/host endpoints, nodes, ...) have their own labels and an ordered list of
+parents (profiles, namespaces) whose labels they inherit: own labels win, then the first
+parent in the list that has the label (Calico's label-inheritance rule).  Selectors,
+endpoints and parents can each be added, changed and removed at any time; the index calls
+``on_match_started(selector_id, endpoint_id)`` / ``on_match_stopped(...)`` exactly when a
+pair starts or stops matching.
+
+Nothing here compares every selector with every endpoint.  Two indexes keep the work
+proportional to the selectors and endpoints that can actually be affected:
+
+* Each selector's *index terms* (``Selector.index_terms``) name the label values (or label
+  names, for ``has()``-like selectors) at least one of which any matching endpoint must
+  have.  Selectors are filed under those terms, so an endpoint update only evaluates the
+  selectors filed under its own labels, plus the selectors it matched before.
+* Selectors that cannot be narrowed that way (``all()``, ``!has(a)``, ``a != "x"``, ...)
+  are filed under the label names they mention: their result can only change when one of
+  those labels changes, so an update only evaluates the ones mentioning a changed label
+  (a brand-new endpoint is checked against all of them once).
+* Endpoints are filed by label name and by label name/value, so a selector update only
+  evaluates the endpoints that have one of its index terms (every endpoint only for a
+  selector that cannot be narrowed).
+
+Callbacks run after the index is consistent again, so they may query it.
+"""
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Optional
+
+from node.selector.ast import Matcher, Terms
+from node.selector.parser import Selector, parse
+
+MatchCallback = Callable[[Hashable, Hashable], None]
+
+_EMPTY: frozenset = frozenset()
+
+
+def _ignore(_selector_id: Hashable, _endpoint_id: Hashable) -> None:
+    pass
+
+
+def _add(index: dict, key: Hashable, item: Hashable) -> None:
+    members = index.get(key)
+    if members is None:
+        index[key] = {item}
+    else:
+        members.add(item)
+
+
+def _discard(index: dict, key: Hashable, item: Hashable) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(item)
+        if not members:
+            del index[key]
+
+
+def _add2(index: dict, key: Hashable, value: Hashable, item: Hashable) -> None:
+    by_value = index.get(key)
+    if by_value is None:
+        index[key] = {value: {item}}
+    else:
+        _add(by_value, value, item)
+
+
+def _discard2(index: dict, key: Hashable, value: Hashable, item: Hashable) -> None:
+    by_value = index.get(key)
+    if by_value is not None:
+        _discard(by_value, value, item)
+        if not by_value:
+            del index[key]
+
+
+class _Endpoint:
+    __slots__ = ("own", "parents")
+
+    def __init__(self, own: dict[str, str], parents: tuple):
+        self.own = own
+        self.parents = parents
+
+
+class _Parent:
+    """A parent's labels (None until known, or after deletion) and the endpoints naming it;
+    kept while either is present so that parents and children can arrive in any order."""
+    __slots__ = ("labels", "children")
+
+    def __init__(self) -> None:
+        self.labels: Optional[dict[str, str]] = None
+        self.children: set = set()
+
+
+class LabelIndex:
+    """Tracks matches between selectors and (label-inheriting) endpoints incrementally."""
+
+    def __init__(self, on_match_started: MatchCallback | None = None,
+                 on_match_stopped: MatchCallback | None = None):
+        self._on_started = on_match_started or _ignore
+        self._on_stopped = on_match_stopped or _ignore
+
+        # Selectors and the indexes over them.
+        self._selectors: dict[Hashable, Selector] = {}
+        self._matchers: dict[Hashable, Matcher] = {}
+        self._terms: dict[Hashable, Terms] = {}
+        self._sels_by_value: dict[str, dict[str, set]] = {}  # label -> value -> sel ids
+        self._sels_by_label: dict[str, set] = {}             # label -> sel ids (any value)
+        self._unnarrowed: set = set()                         # sel ids without terms
+        self._unnarrowed_by_label: dict[str, set] = {}       # label -> unnarrowed sel ids
+
+        # Endpoints, parents and the indexes over effective (inherited) labels.
+        self._endpoints: dict[Hashable, _Endpoint] = {}
+        self._parents: dict[Hashable, _Parent] = {}
+        self._labels: dict[Hashable, dict[str, str]] = {}
+        self._eps_by_value: dict[str, dict[str, set]] = {}   # label -> value -> endpoint ids
+        self._eps_by_label: dict[str, set] = {}              # label -> endpoint ids
+
+        # Current matches, both ways round.
+        self._sel_matches: dict[Hashable, set] = {}
+        self._ep_matches: dict[Hashable, set] = {}
+
+    # ----------------------------------------------------------------- selectors
+
+    def update_selector(self, selector_id: Hashable, selector: Selector | str) -> None:
+        """Add or replace a selector (a ``Selector`` or selector text)."""
+        if isinstance(selector, str):
+            selector = parse(selector)
+        old = self._selectors.get(selector_id)
+        if old is not None:
+            if old == selector:
+                return
+            self._unfile_selector(selector_id)
+        self._selectors[selector_id] = selector
+        self._matchers[selector_id] = match = selector.matcher
+        terms = self._file_selector(selector_id, selector)
+
+        labels = self._labels
+        if terms is None:
+            new = {ep for ep, ep_labels in labels.items() if match(ep_labels)}
+        else:
+            new = {ep for ep in self._endpoints_with(terms) if match(labels[ep])}
+        self._set_selector_matches(selector_id, self._sel_matches.get(selector_id, _EMPTY), new)
+
+    def remove_selector(self, selector_id: Hashable) -> None:
+        """Forget a selector; every match it had stops.  Unknown ids are ignored."""
+        if selector_id not in self._selectors:
+            return
+        self._unfile_selector(selector_id)
+        del self._selectors[selector_id]
+        del self._matchers[selector_id]
+        self._set_selector_matches(selector_id, self._sel_matches.get(selector_id, _EMPTY), set())
+
+    def _file_selector(self, sel_id: Hashable, selector: Selector) -> Terms:
+        terms = selector.index_terms()
+        self._terms[sel_id] = terms
+        if terms is None:
+            self._unnarrowed.add(sel_id)
+            for label in selector.label_names():
+                _add(self._unnarrowed_by_label, label, sel_id)
+            return None
+        for label, values in terms.items():
+            if values is None:
+                _add(self._sels_by_label, label, sel_id)
+            else:
+                for value in values:
+                    _add2(self._sels_by_value, label, value, sel_id)
+        return terms
+
+    def _unfile_selector(self, sel_id: Hashable) -> None:
+        terms = self._terms.pop(sel_id)
+        if terms is None:
+            self._unnarrowed.discard(sel_id)
+            for label in self._selectors[sel_id].label_names():
+                _discard(self._unnarrowed_by_label, label, sel_id)
+            return
+        for label, values in terms.items():
+            if values is None:
+                _discard(self._sels_by_label, label, sel_id)
+            else:
+                for value in values:
+                    _discard2(self._sels_by_value, label, value, sel_id)
+
+    def _endpoints_with(self, terms: dict) -> set:
+        """Endpoints satisfying at least one index term: a superset of the matches."""
+        found: set = set()
+        for label, values in terms.items():
+            if values is None:
+                members = self._eps_by_label.get(label)
+                if members:
+                    found |= members
+                continue
+            by_value = self._eps_by_value.get(label)
+            if not by_value:
+                continue
+            for value in values:
+                members = by_value.get(value)
+                if members:
+                    found |= members
+        return found
+
+    def _set_selector_matches(self, sel_id: Hashable, old: set | frozenset, new: set) -> None:
+        stopped = old - new
+        started = new - old
+        if new:
+            self._sel_matches[sel_id] = new
+        else:
+            self._sel_matches.pop(sel_id, None)
+        for ep in stopped:
+            _discard(self._ep_matches, ep, sel_id)
+        for ep in started:
+            _add(self._ep_matches, ep, sel_id)
+        for ep in stopped:
+            self._on_stopped(sel_id, ep)
+        for ep in started:
+            self._on_started(sel_id, ep)
+
+    # ----------------------------------------------------------------- endpoints
+
+    def update_endpoint(self, endpoint_id: Hashable, labels: Mapping[str, str],
+                        parent_ids: Iterable[Hashable] = ()) -> None:
+        """Add or replace an endpoint's own labels and its ordered parent list."""
+        own = dict(labels)
+        parents = tuple(parent_ids)
+        ep = self._endpoints.get(endpoint_id)
+        if ep is None:
+            ep = self._endpoints[endpoint_id] = _Endpoint(own, parents)
+            for parent_id in set(parents):
+                self._attach(parent_id, endpoint_id)
+        else:
+            if ep.own == own and ep.parents == parents:
+                return
+            if ep.parents != parents:
+                old_parents, new_parents = set(ep.parents), set(parents)
+                for parent_id in old_parents - new_parents:
+                    self._detach(parent_id, endpoint_id)
+                for parent_id in new_parents - old_parents:
+                    self._attach(parent_id, endpoint_id)
+            ep.own = own
+            ep.parents = parents
+        self._apply_labels(endpoint_id, self._effective_labels(ep))
+
+    def remove_endpoint(self, endpoint_id: Hashable) -> None:
+        """Forget an endpoint; every match it had stops.  Unknown ids are ignored."""
+        ep = self._endpoints.pop(endpoint_id, None)
+        if ep is None:
+            return
+        for parent_id in set(ep.parents):
+            self._detach(parent_id, endpoint_id)
+        for label, value in self._labels.pop(endpoint_id).items():
+            _discard2(self._eps_by_value, label, value, endpoint_id)
+            _discard(self._eps_by_label, label, endpoint_id)
+        self._set_endpoint_matches(endpoint_id, self._ep_matches.get(endpoint_id, _EMPTY), set())
+
+    def _apply_labels(self, ep_id: Hashable, new: dict[str, str]) -> None:
+        """Re-index an endpoint whose effective labels may have changed to ``new``."""
+        old = self._labels.get(ep_id)
+        if old is None:
+            changed: Iterable[str] = new.keys()
+            old = {}
+        elif old == new:
+            return
+        else:
+            changed = [k for k, v in new.items() if old.get(k) != v]
+            changed += [k for k in old if k not in new]
+
+        eps_by_value, eps_by_label = self._eps_by_value, self._eps_by_label
+        for label in changed:
+            if label in old:
+                _discard2(eps_by_value, label, old[label], ep_id)
+                if label not in new:
+                    _discard(eps_by_label, label, ep_id)
+            if label in new:
+                _add2(eps_by_value, label, new[label], ep_id)
+                if label not in old:
+                    _add(eps_by_label, label, ep_id)
+        is_new = ep_id not in self._labels
+        self._labels[ep_id] = new
+
+        # Candidates: selectors filed under one of the endpoint's labels ...
+        candidates: set = set()
+        sels_by_value, sels_by_label = self._sels_by_value, self._sels_by_label
+        for label, value in new.items():
+            by_value = sels_by_value.get(label)
+            if by_value is not None:
+                members = by_value.get(value)
+                if members:
+                    candidates |= members
+            members = sels_by_label.get(label)
+            if members:
+                candidates |= members
+        # ... plus un-narrowed selectors whose inputs changed, plus previous matches.
+        old_matches = self._ep_matches.get(ep_id, _EMPTY)
+        if is_new:
+            candidates |= self._unnarrowed
+        else:
+            by_label = self._unnarrowed_by_label
+            for label in changed:
+                members = by_label.get(label)
+                if members:
+                    candidates |= members
+            candidates |= old_matches
+
+        matchers = self._matchers
+        now = {sel for sel in candidates if matchers[sel](new)}
+        self._set_endpoint_matches(ep_id, old_matches, now)
+
+    def _set_endpoint_matches(self, ep_id: Hashable, old: set | frozenset, new: set) -> None:
+        stopped = old - new
+        started = new - old
+        if not stopped and not started:
+            return
+        if new:
+            self._ep_matches[ep_id] = new
+        else:
+            self._ep_matches.pop(ep_id, None)
+        for sel in stopped:
+            _discard(self._sel_matches, sel, ep_id)
+        for sel in started:
+            _add(self._sel_matches, sel, ep_id)
+        for sel in stopped:
+            self._on_stopped(sel, ep_id)
+        for sel in started:
+            self._on_started(sel, ep_id)
+
+    # ----------------------------------------------------------------- parents
+
+    def update_parent(self, parent_id: Hashable, labels: Mapping[str, str]) -> None:
+        """Set a parent's (profile's, namespace's) labels; its children re-evaluate."""
+        parent = self._parents.get(parent_id)
+        if parent is None:
+            parent = self._parents[parent_id] = _Parent()
+        new = dict(labels)
+        if parent.labels == new:
+            return
+        parent.labels = new
+        self._refresh_children(parent)
+
+    def remove_parent(self, parent_id: Hashable) -> None:
+        """Drop a parent's labels; endpoints still naming it simply inherit nothing."""
+        parent = self._parents.get(parent_id)
+        if parent is None or parent.labels is None:
+            return
+        parent.labels = None
+        if not parent.children:
+            del self._parents[parent_id]
+            return
+        self._refresh_children(parent)
+
+    def _refresh_children(self, parent: _Parent) -> None:
+        for ep_id in list(parent.children):
+            self._apply_labels(ep_id, self._effective_labels(self._endpoints[ep_id]))
+
+    def _attach(self, parent_id: Hashable, ep_id: Hashable) -> None:
+        parent = self._parents.get(parent_id)
+        if parent is None:
+            parent = self._parents[parent_id] = _Parent()
+        parent.children.add(ep_id)
+
+    def _detach(self, parent_id: Hashable, ep_id: Hashable) -> None:
+        parent = self._parents[parent_id]
+        parent.children.discard(ep_id)
+        if not parent.children and parent.labels is None:
+            del self._parents[parent_id]
+
+    def _effective_labels(self, ep: _Endpoint) -> dict[str, str]:
+        if not ep.parents:
+            return ep.own
+        merged: dict[str, str] = {}
+        # Later parents first so that earlier ones, then the endpoint's own labels, win.
+        for parent_id in reversed(ep.parents):
+            parent_labels = self._parents[parent_id].labels
+            if parent_labels:
+                merged.update(parent_labels)
+        if not merged:
+            return ep.own
+        merged.update(ep.own)
+        return merged
+
+    # ----------------------------------------------------------------- queries
+
+    def endpoints_matching(self, selector_id: Hashable) -> frozenset:
+        """Ids of the endpoints the selector currently matches (empty if unknown)."""
+        return frozenset(self._sel_matches.get(selector_id, _EMPTY))
+
+    def selectors_matching(self, endpoint_id: Hashable) -> frozenset:
+        """Ids of the selectors currently matching the endpoint (empty if unknown)."""
+        return frozenset(self._ep_matches.get(endpoint_id, _EMPTY))
+
+    def effective_labels(self, endpoint_id: Hashable) -> Mapping[str, str]:
+        """The endpoint's labels after inheritance (read-only view); KeyError if unknown."""
+        return types.MappingProxyType(self._labels[endpoint_id])
+
+    def get_selector(self, selector_id: Hashable) -> Selector | None:
+        return self._selectors.get(selector_id)
+
+    def stats(self) -> dict[str, int]:
+        """Sizes, including how many selectors could not be narrowed (slow path)."""
+        return {
+            "selectors": len(self._selectors),
+            "unnarrowed_selectors": len(self._unnarrowed),
+            "endpoints": len(self._endpoints),
+            "parents": len(self._parents),
+            "matches": sum(len(m) for m in self._sel_matches.values()),
+        }
