@@ -98,7 +98,7 @@ def _build(values: Mapping[str, str]) -> DatastoreConfig:
         etcd_cert_file=values.get("etcdCertFile", ""),
         etcd_ca_cert_file=values.get("etcdCACertFile", ""),
         kubeconfig=values.get("kubeconfig", ""),
-        extra={k: v for k, v in values.items() if k.startswith("k8s") or k == "calicoAPIGroup"},
+        extra={k: v for k, v in values.items() if v and (k.startswith("k8s") or k == "calicoAPIGroup")},
     )
 
 
