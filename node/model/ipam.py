@@ -109,3 +109,78 @@ def resource_to_affinity(res: Resource) -> tuple[str, str]:
     value = encode("BlockAffinityValue", {"state": spec.get("state") or "confirmed",
                                           "deleted": spec.get("deleted") == "true"})
     return key, value
+
+
+# --------------------------------------------------------------------------------------
+# Typed helpers for the IPAM allocator: prefixes, handle keys and each record's codec.
+# Go writes map keys sorted; the "any"-typed maps below are sorted here for that reason.
+
+HANDLE_PREFIX = IPAM_PREFIX + "handle/"
+_HANDLE_KEY = re.compile(r"^/calico/ipam/v2/handle/([^/]+)$")
+
+AFFINITY_PENDING = "pending"
+AFFINITY_CONFIRMED = "confirmed"
+AFFINITY_PENDING_DELETION = "pendingDeletion"
+
+
+def block_prefix(version: int | None = None) -> str:
+    if version is None:
+        return f"{IPAM_PREFIX}assignment/"
+    return f"{IPAM_PREFIX}assignment/ipv{version}/block/"
+
+
+def parse_handle_key(key: str) -> str | None:
+    m = _HANDLE_KEY.match(key)
+    return m.group(1) if m else None
+
+
+def _sorted_map(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): value[k] for k in sorted(value, key=str)}
+    return value
+
+
+def encode_block(record: dict) -> str:
+    """An AllocationBlock value exactly as libcalico-go marshals it."""
+    value = dict(record)
+    value["sequenceNumberForAllocation"] = _sorted_map(value.get("sequenceNumberForAllocation"))
+    return encode("AllocationBlock", value)
+
+
+def decode_block(raw: bytes | str) -> dict:
+    return decode("AllocationBlock", raw)
+
+
+def encode_handle(blocks: dict[str, int], deleted: bool = False) -> str:
+    return encode("IPAMHandle", {"block": _sorted_map(blocks), "deleted": deleted})
+
+
+def decode_handle(raw: bytes | str) -> dict[str, int]:
+    """The handle's per-block counts (an absent or null map reads as empty)."""
+    value = decode("IPAMHandle", raw)
+    blocks = value.get("block") or {}
+    if not isinstance(blocks, dict):
+        raise ValueError("IPAM handle 'block' is not a JSON object")
+    out = {}
+    for cidr, count in blocks.items():
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise ValueError(f"IPAM handle count for block {cidr} is not an integer: {count!r}")
+        out[str(cidr)] = count
+    return out
+
+
+def encode_affinity(state: str, deleted: bool = False) -> str:
+    return encode("BlockAffinityValue", {"state": state, "deleted": deleted})
+
+
+def decode_affinity_state(raw: bytes | str) -> str:
+    """The affinity's state; an empty value or state reads as confirmed (older data)."""
+    return decode("BlockAffinityValue", raw).get("state") or AFFINITY_CONFIRMED
+
+
+def encode_config(value: dict) -> str:
+    return encode("IPAMConfig", value)
+
+
+def decode_config(raw: bytes | str) -> dict:
+    return decode("IPAMConfig", raw)

@@ -1,0 +1,92 @@
+"""``calico-node allocate-tunnel-addrs``: give this node its IPIP, VXLAN and WireGuard addresses.
+
+    calico-node allocate-tunnel-addrs             follow pools and this Node, reconcile on change
+    calico-node allocate-tunnel-addrs --run-once  reconcile once and exit (1 if that failed)
+
+Environment: NODENAME (required), USE_POD_CIDR (when set, there is nothing to do),
+FELIX_WIREGUARDHOSTENCRYPTIONENABLED, and the datastore variables (DATASTORE_TYPE,
+ETCD_ENDPOINTS, ...).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from node.config import datastore_config_from_env
+from node.errors import CalicoError
+
+log = logging.getLogger("node.tunnel_ip_allocator")
+
+_TRUE = ("true", "1", "yes", "y", "t", "on")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("allocate-tunnel-addrs", help="assign this node's tunnel addresses")
+    p.add_argument("--run-once", action="store_true", help="reconcile once and exit")
+    p.set_defaults(func=run)
+
+
+def _setup_logging() -> None:
+    level = (os.environ.get("CALICO_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+        format="%(asctime)s.%(msecs)03d [%(levelname)s][%(process)d] tunnel-ip-allocator/%(module)s.py "
+               "%(lineno)d: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def run(args) -> int:
+    from node.datastore.factory import kv_for
+    from node.datastore.sources import resource_sources
+    from node.datastore.syncer import Syncer
+    from node.ipam.allocator import IPAM
+    from node.ipam.tunnel import TunnelAddressAllocator, TunnelAddressDaemon
+
+    _setup_logging()
+    nodename = os.environ.get("NODENAME", "")
+    if not nodename:
+        log.error("NODENAME environment is not set")
+        return 1
+    stop = threading.Event()
+    if os.environ.get("USE_POD_CIDR", "").lower() in _TRUE:
+        log.debug("Using host-local IPAM, no need to allocate a tunnel IP")
+        if not args.run_once:
+            _wait_for_signal(stop)
+            stop.wait()
+        return 0
+    host_encryption = os.environ.get("FELIX_WIREGUARDHOSTENCRYPTIONENABLED", "").lower() in _TRUE
+    try:
+        config = datastore_config_from_env()
+        kv = kv_for(config)
+    except CalicoError as exc:
+        log.error("Failed to create Calico API client: %s", exc)
+        return 1
+    allocator = TunnelAddressAllocator(IPAM(kv), nodename, host_encryption)
+    if args.run_once:
+        try:
+            allocator.reconcile()
+        except CalicoError as exc:
+            log.error("failed to reconcile tunnel address: %s", exc)
+            return 1
+        finally:
+            kv.close()
+        return 0
+    daemon = TunnelAddressDaemon(allocator)
+    syncer = Syncer(lambda: kv_for(config), resource_sources(["IPPool", "Node"]), daemon)
+    _wait_for_signal(stop)
+    syncer.start()
+    try:
+        daemon.run(stop)
+    finally:
+        syncer.stop(10)
+        kv.close()
+    return 0
