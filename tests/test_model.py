@@ -201,3 +201,20 @@ def test_datastore_reads_tolerate_unknown_fields():
 def test_load_documents_reports_yaml_syntax_errors_clearly():
     with pytest.raises(ValidationError, match="cannot parse YAML/JSON"):
         load_documents("kind: [unclosed", "pools.yaml")
+
+
+def test_ip_reservation_kind():
+    res = load_resources("apiVersion: projectcalico.org/v3\nkind: IPReservation\nmetadata: {name: r1}\n"
+                         "spec: {reservedCIDRs: [10.0.0.0/30, 10.0.0.9]}\n")[0]
+    assert res.storage_json() == ('{"kind":"IPReservation","apiVersion":"projectcalico.org/v3","metadata":'
+                                  '{"name":"r1","creationTimestamp":null},"spec":{"reservedCIDRs":'
+                                  '["10.0.0.0/30","10.0.0.9"]}}')
+    assert kind_info("reservations").kind == "IPReservation"
+
+
+def test_list_level_checks_judge_the_whole_list():
+    ok = load_resources("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {name: default}\n"
+                        "spec: {bpfExcludeCIDRsFromNAT: [10.0.0.0/8, 192.168.1.1]}\n")[0]
+    assert ok.spec["bpfExcludeCIDRsFromNAT"] == ["10.0.0.0/8", "192.168.1.1"]
+    bad("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfExcludeCIDRsFromNAT: [10.0.0.0/8, nope]}",
+        "spec.bpfExcludeCIDRsFromNAT", "invalid CIDR in list")

@@ -199,6 +199,12 @@ _register(KindInfo(
              ("AUTOALLOCATEBLOCKS", _spec("autoAllocateBlocks", default="false"))),
 ))
 _register(KindInfo(
+    "IPReservation", "ipreservations", False, "IPReservationSpec",
+    ("ipreservation", "ipreservations", "reservation", "reservations"),
+    columns=(NAME,),
+    wide_columns=(NAME, ("CIDRS", _spec("reservedCIDRs"))),
+))
+_register(KindInfo(
     "BlockAffinity", "blockaffinities", False, "BlockAffinitySpec",
     ("blockaffinity", "blockaffinities", "affinity", "affinities"),
     columns=(NAME, ("NODE", _spec("node")), ("CIDR", _spec("cidr")), ("STATE", _spec("state"))),

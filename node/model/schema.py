@@ -436,6 +436,10 @@ def validate_struct(value: dict, name: str, path: str, errs: Collector) -> None:
         hook(value, path, errs)
 
 
+# Checks that judge a whole list rather than each element.
+LIST_CHECKS = frozenset({"unique", "nonempty", "cidrs"})
+
+
 def validate_value(value: Any, f: Field, path: str, errs: Collector) -> None:
     t = f.type
     if t.kind == "enum" and value not in ("", None) and value not in t.values:
@@ -450,13 +454,13 @@ def validate_value(value: Any, f: Field, path: str, errs: Collector) -> None:
                 errs.add(ipath, item, "must be one of " + ", ".join(elem.values))
             else:
                 for check in f.checks:
-                    if check in ("unique", "nonempty"):
+                    if check in LIST_CHECKS:
                         continue
                     reason = _run_check(check, item)
                     if reason:
                         errs.add(ipath, item, reason)
         for check in f.checks:
-            if check in ("unique", "nonempty"):
+            if check in LIST_CHECKS:
                 reason = _run_check(check, value)
                 if reason:
                     errs.add(path, value, reason)

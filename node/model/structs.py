@@ -623,3 +623,6 @@ S("IPAMConfig", [
     F("kubeVirtVMAddressPersistence", "*string"),
     F("ipCooldownSeconds", "int"),
 ])
+S("IPReservationSpec", [
+    F("reservedCIDRs", "[]string", v="dive,cidr"),
+])

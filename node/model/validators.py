@@ -109,8 +109,9 @@ def _netv4(v): return None if _network(v, 4) else "invalid IPv4 network"
 def _netv6(v): return None if _network(v, 6) else "invalid IPv6 network"
 
 
+# Calico's "cidr" validators parse with ParseCIDROrIP, so a bare address is accepted too.
 @register_check("cidr")
-def _cidr(v): return None if _network(v, None, allow_ip=False) else "invalid CIDR"
+def _cidr(v): return None if _network(v, None) else "invalid CIDR"
 
 
 @register_check("cidrv4")
@@ -123,7 +124,7 @@ def _cidrv6(v): return None if _network(v, 6, allow_ip=False) else "invalid IPv6
 
 @register_check("cidrs")
 def _cidrs(v):
-    return None if all(_network(x, None, allow_ip=False) for x in v or []) else "invalid CIDR in list"
+    return None if all(_network(x, None) for x in v or []) else "invalid CIDR in list"
 
 
 @register_check("ip")
