@@ -218,3 +218,8 @@ def test_list_level_checks_judge_the_whole_list():
     assert ok.spec["bpfExcludeCIDRsFromNAT"] == ["10.0.0.0/8", "192.168.1.1"]
     bad("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfExcludeCIDRsFromNAT: [10.0.0.0/8, nope]}",
         "spec.bpfExcludeCIDRsFromNAT", "invalid CIDR in list")
+
+
+def test_colon_numbers_stay_strings_as_in_go_yaml():
+    (doc,) = load_documents("a: 5663:12\nb: 0x10\nc: 1_000\n")
+    assert doc == {"a": "5663:12", "b": 16, "c": 1000}

@@ -7,6 +7,7 @@ etcd is a plain JSON dump in Go's spelling.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -218,12 +219,21 @@ def from_storage(key: str, value: bytes | str, revision: int) -> Resource:
 # YAML/JSON documents as calicoctl reads them.
 
 class _GoYAMLLoader(yaml.SafeLoader):
-    """YAML 1.1 scalars like Go's loader: no timestamp or '=' magic, keys become strings."""
+    """YAML scalars as Go's sigs.k8s.io/yaml reads them.
+
+    YAML 1.1 booleans (``yes``) stay booleans (and become "true" where a string is
+    expected), but there are no timestamps, no ``=`` values and no base-60 numbers:
+    ``5663:12`` is the string "5663:12" (a BGP community), not the integer 339792.
+    """
 
 
+_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_REPLACED = {"tag:yaml.org,2002:int": _INT, "tag:yaml.org,2002:float": _FLOAT}
 _GoYAMLLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:timestamp",
-                                                           "tag:yaml.org,2002:value")]
+    ch: [(tag, _REPLACED.get(tag, rx)) for tag, rx in resolvers
+         if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")]
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 

@@ -1,0 +1,117 @@
+"""``calico-node confd``: render BIRD's config from the datastore (Calico's confd, for BIRD).
+
+    calico-node confd                         follow the datastore, re-render on change
+    calico-node confd --oneshot               render once from the datastore and exit
+    calico-node confd --oneshot --from-file F [--from-file G ...] --output-dir DIR
+                                              render once from resource YAML files
+
+Environment: NODENAME (else the nodename file under CALICO_LIB_DIR), CALICO_ROUTER_ID,
+CALICO_ADVERTISE_CLUSTER_IPS, NAMESPACE, CALICO_ENDPOINT_STATUS_PATH_PREFIX,
+BGP_LOGSEVERITYSCREEN (this command's own log level), CALICO_CONFIG_DIR / CALICO_RUN_DIR
+(output directory and BIRD control sockets), CALICO_TEMPLATES_DIR, and the datastore
+variables (DATASTORE_TYPE, ETCD_ENDPOINTS, ...).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from node.config import Paths, datastore_config_from_env
+from node.errors import CalicoError
+
+log = logging.getLogger("node.confd")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("confd", help="render BIRD config from the datastore (confd)")
+    p.add_argument("--oneshot", action="store_true", help="render once and exit (1 if that failed)")
+    p.add_argument("--from-file", action="append", default=[], metavar="FILE",
+                   help="with --oneshot: render from resource YAML files instead of a datastore (repeatable)")
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="where to write the six files (default $CALICO_CONFIG_DIR/confd/config)")
+    p.add_argument("--no-check", action="store_true", help="install without checking with bird -p first")
+    p.add_argument("--no-reload", action="store_true", help="do not tell BIRD to reload")
+    p.set_defaults(func=run)
+
+
+def _setup_logging() -> None:
+    level = (os.environ.get("BGP_LOGSEVERITYSCREEN") or "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+        format="%(asctime)s.%(msecs)03d [%(levelname)s] confd/%(module)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+
+
+def _nodename(paths: Paths) -> str:
+    name = os.environ.get("NODENAME", "")
+    if not name:
+        try:
+            name = paths.nodename_file.read_text().strip()
+        except OSError:
+            name = ""
+    return name
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from node.confd.cycle import render_cycle
+    from node.confd.inputs import Settings, load_files
+    from node.confd.install import Installer
+
+    _setup_logging()
+    paths = Paths.from_env()
+    settings = Settings.from_env()
+    if not settings.nodename:
+        settings = replace(settings, nodename=_nodename(paths))
+    if not settings.nodename:
+        print("confd: NODENAME is not set (and no nodename file at %s)" % paths.nodename_file, file=sys.stderr)
+        return 1
+    output = Path(args.output_dir) if args.output_dir else paths.confd_output_dir
+
+    if args.from_file:
+        if not args.oneshot:
+            print("confd: --from-file needs --oneshot", file=sys.stderr)
+            return 1
+        try:
+            inputs = load_files(args.from_file, settings)
+        except (CalicoError, OSError) as exc:
+            print(f"confd: {exc}", file=sys.stderr)
+            return 1
+        # An offline render: never touches the running BIRD.
+        installer = Installer(output, check=not args.no_check, reload=False)
+        if installer.check:
+            _ = installer.krt_tunnel  # probe the installed BIRD once, at start (logged)
+        try:
+            result = render_cycle(inputs, settings, installer)
+        except OSError as exc:
+            print(f"confd: writing to {output} failed: {exc}", file=sys.stderr)
+            return 1
+        return 0 if result.ok else 1
+
+    from node.confd.daemon import Renderer
+    from node.datastore.factory import kv_for
+
+    try:
+        config = datastore_config_from_env()
+        kv_for(config).close()  # fail fast on an unusable datastore configuration
+    except CalicoError as exc:
+        print(f"confd: {exc}", file=sys.stderr)
+        return 1
+    installer = Installer(output, check=not args.no_check, reload=not args.no_reload,
+                          sockets={4: paths.bird_socket, 6: paths.bird6_socket})
+    _ = installer.krt_tunnel  # probe the installed BIRD once, at start (logged)
+    renderer = Renderer(settings, installer, lambda: kv_for(config))
+
+    def _stop(signum, frame):  # noqa: ARG001
+        log.info("received signal %d; stopping", signum)
+        renderer.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("confd starting for node %s; writing to %s", settings.nodename, output)
+    return renderer.run(oneshot=args.oneshot)

@@ -1,0 +1,155 @@
+"""The long-running renderer: follow the datastore, re-render on every change.
+
+The syncer (``node.datastore.syncer``) feeds resource updates into a ``ConfdInputs``; a
+poller does the same for endpoint status files (local-workload BGP peers). The render
+loop waits until both are in sync, then renders after every batch of changes. There is
+no debounce: changes that arrive during a render cause exactly one more render, as in
+Calico. A render that cannot be done (this node's Node missing, a bad BGPFilter) waits
+for new data; an I/O failure is retried with backoff (250 ms doubling to 5 s).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import replace
+from typing import Callable
+
+from node.confd.cycle import CycleResult, render_cycle
+from node.confd.inputs import FOLLOWED_KINDS, ConfdInputs, Settings, read_endpoint_status_dir
+from node.confd.install import Installer
+from node.datastore.sources import resource_sources
+from node.datastore.syncer import Syncer, SyncStatus, Update, UpdateType
+
+log = logging.getLogger(__name__)
+
+RETRY_INITIAL = 0.25
+RETRY_MAX = 5.0
+ENDPOINT_STATUS_POLL = 1.0
+
+
+class Renderer:
+    """Holds what the syncer has told us and renders it; also the syncer's callbacks."""
+
+    def __init__(self, settings: Settings, installer: Installer, kv_factory: Callable,
+                 *, endpoint_status_poll: float = ENDPOINT_STATUS_POLL, owns_kv: bool = True):
+        self.settings = settings
+        self.installer = installer
+        self.inputs = ConfdInputs()
+        self._cond = threading.Condition()
+        self._generation = 0          # bumped on every change to the inputs
+        self._rendered = -1           # the generation last rendered
+        self._in_sync = False
+        self._stop = threading.Event()
+        self._poll = endpoint_status_poll
+        self.last_result: CycleResult | None = None
+        self.renders = 0
+        self.syncer = Syncer(kv_factory, resource_sources(list(FOLLOWED_KINDS), affinity_host=settings.nodename),
+                             self, owns_kv=owns_kv)
+
+    # -- syncer callbacks (syncer thread) -------------------------------------------------
+
+    def on_status(self, status: SyncStatus) -> None:
+        with self._cond:
+            was = self._in_sync
+            self._in_sync = status == SyncStatus.IN_SYNC
+            if self._in_sync and not was:
+                log.info("Data is now in sync; rendering BIRD config")
+            elif was and not self._in_sync:
+                log.info("Datastore sync lost (%s); holding the rendered config until back in sync", status)
+            self._cond.notify_all()
+
+    def on_updates(self, updates: list[Update]) -> None:
+        with self._cond:
+            for update in updates:
+                res = update.value
+                if update.type == UpdateType.DELETED:
+                    self.inputs.remove(res.kind, res.name)
+                else:
+                    self.inputs.put(res)
+            self._generation += 1
+            self._cond.notify_all()
+
+    # -- endpoint status files --------------------------------------------------------------
+
+    def scan_endpoint_status(self) -> None:
+        workloads = read_endpoint_status_dir(self.settings.endpoint_status_dir)
+        with self._cond:
+            if workloads != self.inputs.local_workloads:
+                log.info("Local workload BGP peers changed: %s", ", ".join(sorted(workloads)) or "none")
+                self.inputs.local_workloads = workloads
+                self._generation += 1
+                self._cond.notify_all()
+
+    def _endpoint_status_loop(self) -> None:
+        while not self._stop.wait(self._poll):
+            try:
+                self.scan_endpoint_status()
+            except Exception:
+                log.exception("scanning endpoint status files failed")
+
+    # -- render loop ------------------------------------------------------------------------
+
+    def _snapshot(self) -> tuple[int, ConfdInputs]:
+        inputs = self.inputs
+        copy = replace(inputs, nodes=dict(inputs.nodes), bgp_configs=dict(inputs.bgp_configs),
+                       bgp_peers=dict(inputs.bgp_peers), bgp_filters=dict(inputs.bgp_filters),
+                       ip_pools=dict(inputs.ip_pools), affinities=dict(inputs.affinities),
+                       local_workloads=dict(inputs.local_workloads), services=dict(inputs.services),
+                       endpoint_slices=dict(inputs.endpoint_slices))
+        return self._generation, copy
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_rendered(self, timeout: float) -> bool:
+        """True once everything known so far has been rendered (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not (self._in_sync and self._rendered == self._generation):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def run(self, oneshot: bool = False) -> int:
+        """Render until stopped (exit code 0), or once when ``oneshot`` (1 if that failed)."""
+        self.scan_endpoint_status()
+        poller = threading.Thread(target=self._endpoint_status_loop, name="confd-endpoint-status", daemon=True)
+        poller.start()
+        self.syncer.start()
+        retry_delay = 0.0
+        try:
+            while not self._stop.is_set():
+                if retry_delay:
+                    self._stop.wait(retry_delay)
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stop.is_set() or (
+                        self._in_sync and self._generation != self._rendered))
+                    if self._stop.is_set():
+                        break
+                    generation, inputs = self._snapshot()
+                try:
+                    result = render_cycle(inputs, self.settings, self.installer)
+                except OSError as exc:
+                    retry_delay = min(max(retry_delay * 2, RETRY_INITIAL), RETRY_MAX)
+                    log.error("installing BIRD config failed: %s; retrying in %.2fs", exc, retry_delay)
+                    if oneshot:
+                        return 1
+                    continue
+                retry_delay = 0.0
+                with self._cond:
+                    self.last_result = result
+                    self.renders += 1
+                    self._rendered = generation
+                    self._cond.notify_all()
+                if oneshot:
+                    return 0 if result.ok else 1
+            return 0
+        finally:
+            self._stop.set()
+            self.syncer.stop()
+            poller.join(timeout=5)

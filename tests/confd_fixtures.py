@@ -1,0 +1,59 @@
+"""Small builders for the resources the renderer reads (validated like calicoctl input)."""
+from __future__ import annotations
+
+from node.confd.inputs import ConfdInputs
+from node.model import Resource, from_dict
+
+API = "projectcalico.org/v3"
+
+
+def _res(kind: str, name: str, spec: dict, labels: dict | None = None) -> Resource:
+    meta: dict = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return from_dict({"apiVersion": API, "kind": kind, "metadata": meta, "spec": spec})
+
+
+def node(name: str, ipv4: str = "", ipv6: str = "", asn: int | None = None, labels: dict | None = None,
+         rr_cluster_id: str = "", wireguard_v4: str = "") -> Resource:
+    bgp: dict = {}
+    if ipv4:
+        bgp["ipv4Address"] = ipv4
+    if ipv6:
+        bgp["ipv6Address"] = ipv6
+    if asn is not None:
+        bgp["asNumber"] = asn
+    if rr_cluster_id:
+        bgp["routeReflectorClusterID"] = rr_cluster_id
+    spec: dict = {"bgp": bgp} if bgp else {}
+    if wireguard_v4:
+        spec["wireguard"] = {"interfaceIPv4Address": wireguard_v4}
+    return _res("Node", name, spec, labels)
+
+
+def bgp_config(name: str = "default", **spec) -> Resource:
+    return _res("BGPConfiguration", name, spec)
+
+
+def peer(name: str, **spec) -> Resource:
+    return _res("BGPPeer", name, spec)
+
+
+def bgp_filter(name: str, **spec) -> Resource:
+    return _res("BGPFilter", name, spec)
+
+
+def pool(name: str, cidr: str, **spec) -> Resource:
+    return _res("IPPool", name, dict(spec, cidr=cidr))
+
+
+def affinity(host: str, cidr: str, state: str = "confirmed") -> Resource:
+    name = f"{host}-" + cidr.replace(".", "-").replace(":", "-").replace("/", "-")
+    return _res("BlockAffinity", name, {"node": host, "cidr": cidr, "state": state, "deleted": "false"})
+
+
+def inputs(*resources: Resource) -> ConfdInputs:
+    out = ConfdInputs()
+    for res in resources:
+        out.put(res)
+    return out

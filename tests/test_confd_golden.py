@@ -1,0 +1,169 @@
+"""Calico's confd golden corpus, replayed through our renderer.
+
+One-shot cases go through ``calico-node confd --oneshot --from-file`` (inputs plus the
+harness's standard block affinities as BlockAffinity documents); ``daemon/*`` cases run
+step by step against one long-running renderer per case, fed through the syncer by a
+real etcd. Each rendered ``bird.cfg``/``bird6.cfg`` is also parsed by the real BIRD.
+Daemon cases that need Kubernetes objects (Services, EndpointSlices, Secrets) wait for
+the Kubernetes datastore and are skipped with that reason.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import confd_golden as golden
+from node.cli.calico_node import main as calico_node
+from node.confd.daemon import Renderer
+from node.confd.inputs import Settings
+from node.confd.install import Installer
+from node.datastore.client import DatastoreClient
+from node.datastore.etcd import EtcdKV
+from node.model import from_dict
+
+pytestmark = pytest.mark.skipif(not golden.corpus_present(),
+                                reason=f"golden corpus not found at {golden.CORPUS}")
+
+POLL_TIMEOUT = 10.0   # the upstream harness polls for up to 10 s
+ENV_VARS = ("NODENAME", "CALICO_ROUTER_ID", "CALICO_ENDPOINT_STATUS_PATH_PREFIX", "CALICO_ADVERTISE_CLUSTER_IPS",
+            "NAMESPACE")
+
+
+def _ids(cases):
+    return [c["name"] for c in cases]
+
+
+def _waiting(case: dict) -> str | None:
+    """Why a case cannot run yet: it needs Kubernetes objects (Services, EndpointSlices
+    or Secrets) that only the Kubernetes datastore provides."""
+    kinds = golden.kubernetes_kinds(case)
+    if kinds:
+        return f"{golden.WAITING_FOR_KUBERNETES}: needs Kubernetes {', '.join(sorted(kinds))}"
+    return None
+
+
+def _check_bird_parses(directory: Path, label: str) -> None:
+    for version in (4, 6):
+        proc = golden.bird_parse(directory, version)
+        if version == 4 and label in golden.KRT_TUNNEL_EXPECTED:
+            assert proc.returncode != 0 and "You may set only variables" in proc.stderr, (
+                f"{label}: stock BIRD was expected to reject krt_tunnel: {proc.stderr}")
+            continue
+        assert proc.returncode == 0, f"{label}: bird{'' if version == 4 else '6'} -p rejects the output: {proc.stderr}"
+
+
+def _set_env(monkeypatch, case: dict) -> dict[str, str]:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    env = golden.case_env(case)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+# --------------------------------------------------------------------------------------
+# One-shot cases.
+
+@pytest.mark.parametrize("case", golden.cases("oneshot"), ids=_ids(golden.cases("oneshot")))
+def test_oneshot_case(case, tmp_path, monkeypatch):
+    # Every one-shot case runs, KDD-only ones included: --from-file also reads the
+    # Kubernetes Services, EndpointSlices and Secrets a Kubernetes datastore would supply.
+    _set_env(monkeypatch, case)
+    monkeypatch.setenv("CALICO_RUN_DIR", str(tmp_path / "run"))  # no BIRD socket here
+    argv = ["confd", "--oneshot", "--output-dir", str(tmp_path / "out")]
+    if case["block_affinities"]:
+        argv += ["--from-file", str(golden.write_standard_affinities(tmp_path / "affinities.yaml"))]
+    (step,) = case["steps"]
+    for op in step["ops"]:
+        assert op["op"] == "apply"
+        argv += ["--from-file", str(golden.CASES / op["file"])]
+    status = calico_node(argv)
+    out = tmp_path / "out"
+    diffs = golden.differences(out, golden.CASES / step["expect"])
+    assert not diffs, "\n\n".join(f"== {name}\n{diff}" for name, diff in diffs.items())
+    # On first start even a config BIRD rejects is installed (as Calico does): status 0.
+    assert status == 0
+    _check_bird_parses(out, case["name"])
+
+
+# --------------------------------------------------------------------------------------
+# Daemon cases.
+
+class _RunningRenderer:
+    """A Renderer on its own thread, writing to ``out``."""
+
+    def __init__(self, config, settings: Settings, out: Path):
+        self.out = out
+        installer = Installer(out, check=True, reload=False)
+        self.renderer = Renderer(settings, installer, lambda: EtcdKV(config), endpoint_status_poll=0.2)
+        self.status: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.status.append(self.renderer.run()), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.renderer.stop()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "renderer did not stop"
+        assert self.status == [0]
+
+
+def _poll(predicate, timeout: float = POLL_TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def _bgp_count(out: Path) -> int:
+    path = out / "bird.cfg"
+    return path.read_text().count("protocol bgp") if path.exists() else -1
+
+
+@pytest.mark.etcd
+@pytest.mark.parametrize("case", golden.cases("daemon"), ids=_ids(golden.cases("daemon")))
+def test_daemon_case(case, tmp_path, monkeypatch, etcd_clean_config):
+    reason = _waiting(case)
+    if reason:
+        pytest.skip(reason)
+    env = _set_env(monkeypatch, case)
+    settings = Settings.from_env(env)
+    kv = EtcdKV(etcd_clean_config)
+    client = DatastoreClient(kv)
+    out = tmp_path / "out"
+    if case["block_affinities"]:
+        for doc in golden.standard_affinity_docs():
+            client.create(from_dict(doc))
+    try:
+        with _RunningRenderer(etcd_clean_config, settings, out) as running:
+            for index, step in enumerate(case["steps"]):
+                label = f"{case['name']} step {index + 1}"
+                for op in step["ops"]:
+                    if op["op"] == "touch":
+                        for _ in range(op["repeat"]):
+                            golden.apply_op(client, dict(op, repeat=1, interval_s=0))
+                            time.sleep(op["interval_s"])
+                            assert _bgp_count(out) == step["expect_protocol_bgp_count"], label
+                    else:
+                        golden.apply_op(client, op)
+                if "expect_protocol_bgp_count" in step:
+                    want = step["expect_protocol_bgp_count"]
+                    assert _poll(lambda: _bgp_count(out) == want), \
+                        f"{label}: bird.cfg has {_bgp_count(out)} 'protocol bgp', expected {want}"
+                else:
+                    expected = golden.CASES / step["expect"]
+                    matched = _poll(lambda: not golden.differences(out, expected))
+                    diffs = golden.differences(out, expected)
+                    assert matched and not diffs, f"{label}:\n" + "\n\n".join(
+                        f"== {name}\n{diff}" for name, diff in diffs.items())
+                    _check_bird_parses(out, label)
+            assert running.renderer.last_result is not None
+    finally:
+        kv.close()
