@@ -1,0 +1,25 @@
+"""``calico-node startup``: prepare the kernel and this node's datastore state, once."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "startup", help="run the startup stage once (kernel preparation, Node, default pools, cluster defaults)")
+    p.add_argument("--no-kernel-prep", action="store_true",
+                   help="skip loading kernel modules and setting forwarding/conntrack sysctls")
+    p.add_argument("--sysctl-root", default="/proc/sys", metavar="DIR",
+                   help="where sysctls are read and written (default: /proc/sys)")
+    p.add_argument("--modprobe", default="modprobe", metavar="CMD",
+                   help="command used to load kernel modules (default: modprobe)")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from startup.run import Options, run
+
+    options = Options(kernel_prep=not args.no_kernel_prep, sysctl_root=Path(args.sysctl_root),
+                      modprobe=tuple(shlex.split(args.modprobe)))
+    return run(options=options)

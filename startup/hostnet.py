@@ -1,0 +1,91 @@
+"""The thin layer that asks the kernel about this host's network (pyroute2, sockets).
+
+Links come from one RTM_GETLINK dump and addresses from one RTM_GETADDR dump covering
+both families, in the kernel's order; nothing parses ``ip`` output.
+"""
+from __future__ import annotations
+
+import ipaddress
+import select
+import socket
+from collections import defaultdict
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
+
+from startup.interfaces import IPAddress, Link
+
+
+def read_links() -> list[Link]:
+    """Every link with its addresses, in the kernel's dump order (ascending ifindex on
+    current kernels), which is the order Go's net.Interfaces sees; OSError on failure."""
+    try:
+        with IPRoute() as ipr:
+            raw_links = list(ipr.get_links())
+            raw_addrs = list(ipr.get_addr())
+    except NetlinkError as exc:
+        raise OSError(exc.code, f"netlink dump failed: {exc}") from None
+    by_index: dict[int, list] = defaultdict(list)
+    for msg in raw_addrs:
+        # On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
+        text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+        if not text:
+            continue
+        text = text.split("%", 1)[0]
+        try:
+            by_index[msg["index"]].append(ipaddress.ip_interface(f"{text}/{msg['prefixlen']}"))
+        except ValueError:
+            continue
+    links = []
+    for msg in raw_links:
+        name = msg.get_attr("IFLA_IFNAME") or ""
+        links.append(Link(msg["index"], name, tuple(by_index.get(msg["index"], ()))))
+    return links
+
+
+def reach_source(dest: str, version: int) -> IPAddress:
+    """The local address the kernel would use to send UDP to ``dest`` port 80.
+
+    Connecting a UDP socket only chooses a route and source address; nothing is sent.
+    ``dest`` may be a host name (resolved in the requested family only).
+    """
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    try:
+        infos = socket.getaddrinfo(dest, 80, family, socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise OSError(f"dial udp{version} {dest}: {exc.strerror}") from None
+    except UnicodeError as exc:  # a name the resolver cannot even encode
+        raise OSError(f"dial udp{version} {dest}: {exc}") from None
+    if not infos:
+        raise OSError(f"dial udp{version} {dest}: no suitable address found")
+    fam, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(fam, kind, proto) as sock:
+        sock.connect(sockaddr)
+        local = sock.getsockname()[0]
+    return ipaddress.ip_address(local.split("%", 1)[0])
+
+
+class AddressEvents:
+    """Netlink address notifications (both families), to react before the next poll."""
+
+    def __init__(self) -> None:
+        self._ipr = IPRoute()
+        try:
+            self._ipr.bind(groups=RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+        except NetlinkError as exc:
+            self._ipr.close()
+            raise OSError(exc.code, f"cannot subscribe to address events: {exc}") from None
+
+    def wait(self, timeout: float) -> bool:
+        """True if an address changed within ``timeout`` seconds (pending events are drained)."""
+        ready, _, _ = select.select([self._ipr.fileno()], [], [], max(timeout, 0.0))
+        if not ready:
+            return False
+        self._ipr.get()
+        while select.select([self._ipr.fileno()], [], [], 0)[0]:
+            self._ipr.get()
+        return True
+
+    def close(self) -> None:
+        self._ipr.close()

@@ -1,0 +1,89 @@
+"""Logging in calico/node's layout, and the one way a startup step gives up.
+
+Operators grep calico-node logs for fixed phrases, so the layout follows the Go
+components': ``2025-05-01 10:00:00.123 [INFO][42] startup/<file> <line>: <message>``.
+Logs go to stderr; stdout is kept for the lines tools wait for.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Mapping
+
+# logrus level names (lower-cased, as logrus.ParseLevel compares them).
+_LEVELS = {
+    "panic": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
+_LEVEL_NAMES = {
+    logging.CRITICAL: "FATAL",
+    logging.ERROR: "ERROR",
+    logging.WARNING: "WARNING",
+    logging.INFO: "INFO",
+    logging.DEBUG: "DEBUG",
+}
+
+log = logging.getLogger(__name__)
+
+
+class Fatal(Exception):
+    """A condition that ends startup: the message is logged, then ``Terminating``, exit 1."""
+
+
+class GoFormatter(logging.Formatter):
+    """One line per record in the layout of Calico's Go components."""
+
+    def __init__(self, component: str):
+        super().__init__()
+        self.component = component
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        millis = int(record.msecs)
+        level = _LEVEL_NAMES.get(record.levelno, record.levelname)
+        where = f"{self.component}/{os.path.basename(record.pathname)} {record.lineno}"
+        text = f"{stamp}.{millis:03d} [{level}][{record.process}] {where}: {record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure(component: str, env: Mapping[str, str], level_var: str = "CALICO_STARTUP_LOGLEVEL") -> int:
+    """Send every record to stderr in Go's layout at the level ``level_var`` names (info by default)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(GoFormatter(component))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    name = "info"
+    raw = env.get(level_var, "")
+    bad = False
+    if raw:
+        lowered = raw.lower()
+        if lowered in _LEVELS:
+            name = "warning" if lowered == "warn" else lowered
+        else:
+            bad = True
+    level = _LEVELS[name]
+    root.setLevel(level)
+    if bad:
+        log.error("Failed to parse log level, defaulting to info. error=not a valid logrus Level: %r", raw)
+    log.info("Early log level set to %s", name)
+    return level
+
+
+def terminate(exc: Fatal) -> int:
+    """Log why we stop, then Calico's ``Terminating`` line; the exit code is 1."""
+    if str(exc):
+        log.error("%s", exc)
+    log.warning("Terminating")
+    return 1

@@ -1,0 +1,140 @@
+"""``calico-node monitor-addresses``: keep the Node's addresses in step with the host.
+
+Every AUTODETECT_POLL_INTERVAL (60s by default; the first check comes after one
+interval), and also soon after the kernel reports an address change, the same rules
+as startup are applied to the stored Node (``startup.ipconfig``). Only addresses and
+interfaces are touched, and only what the rules allow: without ``IP=autodetect`` an
+existing IPv4 address is never changed. A configuration error ends the process with
+status 1 so the supervisor restarts it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, NoReturn
+
+from node.datastore.client import DatastoreClient
+from node.errors import CalicoError
+from node.model.schema import format_go_duration
+from startup import cluster, k8s
+from startup.autodetect import HostView
+from startup.datastore import ExitNow, load_config, make_client
+from startup.env import poll_interval, policy_only
+from startup.hostnet import AddressEvents, reach_source, read_links
+from startup.ipconfig import IPConfigError
+from startup.logs import Fatal, configure, terminate
+from startup.node import NodePlan, canonical, configure_addresses, get_node, new_node, write_node
+from startup.nodename import determine_node_name
+
+log = logging.getLogger(__name__)
+
+WRITE_ATTEMPTS = 3
+# After an address event, wait this long so a burst (delete + add) is handled at once.
+EVENT_SETTLE = 0.2
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    netlink_events: bool = True
+
+
+def address_plan(client: DatastoreClient, name: str, env: Mapping[str, str],
+                 k8s_node: Mapping | None) -> NodePlan:
+    """The stored Node with only its addresses and interfaces recomputed."""
+    current = get_node(client, name)
+    node = current.copy() if current is not None else new_node(name)
+    try:
+        links = read_links()
+    except OSError as exc:
+        raise IPConfigError(f"unable to query host interfaces: {exc}") from None
+    changed = configure_addresses(client, node, env, HostView(links, reach_source), k8s_node)
+    return NodePlan(current, canonical(node), changed)
+
+
+def check_once(client: DatastoreClient, name: str, env: Mapping[str, str], k8s_node: Mapping | None,
+               datastore_type: str) -> bool:
+    """One monitor pass; True when the Node was written."""
+    for attempt in range(1, WRITE_ATTEMPTS + 1):
+        plan = address_plan(client, name, env, k8s_node)
+        if not plan.needs_write:
+            return False
+        try:
+            write_node(client, plan, on_create=lambda: cluster.ensure_initialized(client, "", "", datastore_type))
+        except CalicoError as exc:
+            log.error("Unable to set node resource configuration, retrying... attempt=%d error=%s", attempt, exc)
+            continue
+        log.info("Updated node IP addresses")
+        return True
+    return False
+
+
+def _go_duration(seconds: float) -> str:
+    return format_go_duration(int(round(seconds * 1e9)))
+
+
+def _waiter(options: MonitorOptions, interval: float) -> tuple[Callable[[float], bool], Callable[[], None]]:
+    """A wait(timeout) -> "address event seen" function, and its cleanup."""
+    if options.netlink_events:
+        try:
+            events = AddressEvents()
+        except OSError as exc:
+            log.warning("Cannot subscribe to address events (%s); polling only", exc)
+        else:
+            log.info("Monitoring node addresses every %s and on kernel address events", _go_duration(interval))
+            return events.wait, events.close
+
+    def sleep_only(timeout: float) -> bool:
+        time.sleep(max(timeout, 0.0))
+        return False
+
+    log.info("Monitoring node addresses every %s", _go_duration(interval))
+    return sleep_only, lambda: None
+
+
+def monitor(env: Mapping[str, str], options: MonitorOptions) -> NoReturn:
+    """Check on every tick or address event until a fatal error (or a signal) ends it."""
+    name = determine_node_name(env)
+    config = load_config(env)
+    client = make_client(config)
+    interval = poll_interval(env)
+    kube = k8s.lookups(env, name)
+    wait, close = _waiter(options, interval)
+    try:
+        deadline = time.monotonic() + interval
+        while True:
+            if wait(deadline - time.monotonic()):
+                log.debug("Address change reported by the kernel")
+                time.sleep(EVENT_SETTLE)
+                wait(0)
+            elif time.monotonic() < deadline:
+                continue
+            else:
+                deadline += interval
+                if deadline < time.monotonic():
+                    deadline = time.monotonic() + interval
+            log.debug("Checking node IP address every %s", _go_duration(interval))
+            try:
+                check_once(client, name, env, kube.node, config.datastore_type)
+            except IPConfigError as exc:
+                raise Fatal(str(exc)) from None
+    finally:
+        close()
+        client.kv.close()
+
+
+def run(env: Mapping[str, str] | None = None, options: MonitorOptions = MonitorOptions()) -> int:
+    env = dict(os.environ if env is None else env)
+    configure("monitor-addresses", env)
+    if policy_only(env):
+        log.info("CALICO_NETWORKING_BACKEND is none: Calico does not manage addresses here; not monitoring")
+        return 0
+    try:
+        monitor(env, options)
+    except ExitNow as exc:
+        return exc.code
+    except Fatal as exc:
+        return terminate(exc)
+    except KeyboardInterrupt:
+        return 0
