@@ -235,12 +235,10 @@ def check_pool(pool: Resource, existing: Sequence[Resource], block_cidrs: Sequen
         if other_parsed[1].overlaps(net):
             problems.append((f"{path}.cidr", cidr, f"IPPool({pool.name}) CIDR overlaps with "
                                                   f"IPPool({other.name}) CIDR {other.spec['cidr']}"))
-    for block_cidr in block_cidrs:
-        bnet = ipaddress.ip_network(block_cidr)
-        if bnet.version == net.version and bnet.prefixlen != block and bnet.overlaps(net):
-            problems.append((f"{path}.blockSize", block, "IPPool blocksSize conflicts with existing allocations "
-                                                         f"that use a different blockSize (block {block_cidr})"))
-            break
+    conflict = ipam.block_size_conflict(str(net), block, block_cidrs)
+    if conflict:
+        problems.append((f"{path}.blockSize", block, "IPPool blocksSize conflicts with existing allocations "
+                                                     f"that use a different blockSize (block {conflict})"))
     if problems:
         raise ValidationError(problems)
     validate_resource(pool)
@@ -248,11 +246,7 @@ def check_pool(pool: Resource, existing: Sequence[Resource], block_cidrs: Sequen
 
 def existing_blocks(client: DatastoreClient) -> list[str]:
     """CIDRs of every IPAM block in the datastore (both versions)."""
-    out = []
-    for version in (4, 6):
-        items, _ = client.kv.list(f"{ipam.IPAM_PREFIX}assignment/ipv{version}/block/")
-        out.extend(cidr for cidr in (ipam.parse_block_key(i.key) for i in items) if cidr)
-    return out
+    return ipam.block_cidrs_in(client.kv)
 
 
 def validate_plans(plans: Sequence[PoolPlan], existing: Sequence[Resource], blocks: Sequence[str]) -> None:

@@ -187,3 +187,10 @@ def test_malformed_stored_value_is_skipped_by_list(client, etcd_kv):
 
 def test_decode_kv_ignores_foreign_keys():
     assert decode_kv("/calico/felix/v2/no-region/host/n1/status", b"{}", 3) is None
+
+
+def test_pool_over_blocks_of_another_size_is_rejected(client, etcd_kv):
+    etcd_kv.put(ipam.block_key("10.1.0.0/24"), b'{"cidr":"10.1.0.0/24"}')
+    with pytest.raises(ValidationError, match="IPPool blocksSize conflicts with existing allocations"):
+        client.create(pool())  # default block size 26 over a /24 block
+    client.create(pool(extra=", blockSize: 24"))

@@ -96,6 +96,11 @@ def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClien
             if other_net.version == net.version and other_net.overlaps(net):
                 problems.append((f"{p}.cidr", cidr, f"IPPool({res.name}) CIDR overlaps with "
                                                     f"IPPool({other.name}) CIDR {other.spec['cidr']}"))
+        conflict = ipam.block_size_conflict(str(net), spec["blockSize"], ipam.block_cidrs_in(client.kv, net.version))
+        if conflict:
+            problems.append((f"{p}.blockSize", spec["blockSize"], "IPPool blocksSize conflicts with existing "
+                                                                  f"allocations that use a different blockSize "
+                                                                  f"(block {conflict})"))
     # Keep Go's field order after defaulting.
     res.spec = canonical_struct(spec, "IPPoolSpec", "", Collector(), strict=False)
     if problems:

@@ -184,3 +184,25 @@ def encode_config(value: dict) -> str:
 
 def decode_config(raw: bytes | str) -> dict:
     return decode("IPAMConfig", raw)
+
+
+def block_size_conflict(pool_cidr: str, block_size: int, block_cidrs) -> str | None:
+    """The first existing block inside ``pool_cidr`` whose size differs from ``block_size``.
+
+    libcalico-go refuses to create such a pool: its blocks could never be used consistently.
+    """
+    net = ipaddress.ip_network(pool_cidr, strict=False)
+    for cidr in block_cidrs:
+        block = ipaddress.ip_network(cidr)
+        if block.version == net.version and block.prefixlen != block_size and block.overlaps(net):
+            return cidr
+    return None
+
+
+def block_cidrs_in(kv, version: int | None = None) -> list[str]:
+    """CIDRs of the IPAM blocks stored in ``kv`` (one IP version, or both)."""
+    out = []
+    for v in ((version,) if version else (4, 6)):
+        items, _ = kv.list(f"{IPAM_PREFIX}assignment/ipv{v}/block/")
+        out.extend(cidr for cidr in (parse_block_key(i.key) for i in items) if cidr)
+    return out
