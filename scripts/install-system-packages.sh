@@ -13,6 +13,7 @@ PACKAGES=(
   conntrack
   iputils-ping
   kmod            # modprobe for kernel preparation
+  util-linux      # setpriv: test etcd processes die with the test run
   procps          # sysctl
   supervisor
   etcd-server     # tests and the demo cluster run a real etcd
@@ -20,6 +21,7 @@ PACKAGES=(
   python3
   python3-venv
   ca-certificates
+  openssl         # tests generate etcd TLS certificates
 )
 
 missing=()
