@@ -57,3 +57,38 @@ def inputs(*resources: Resource) -> ConfdInputs:
     for res in resources:
         out.put(res)
     return out
+
+
+class RunningRenderer:
+    """A confd Renderer on its own thread, writing to ``out``; stopped on exit.
+
+    ``check_exit`` also asserts that ``run()`` returned 0 (a clean stop).
+    """
+
+    def __init__(self, config, settings, out, *, check: bool = False, check_exit: bool = False, **kwargs):
+        import threading
+
+        from node.confd.daemon import Renderer
+        from node.confd.install import Installer
+        from node.datastore.etcd import EtcdKV
+
+        self.out = out
+        self.check_exit = check_exit
+        self.renderer = Renderer(settings, Installer(out, check=check, reload=False), lambda: EtcdKV(config), **kwargs)
+        self.status: list[int] = []
+        self.thread = threading.Thread(target=lambda: self.status.append(self.renderer.run()), daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.renderer.stop()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive(), "renderer did not stop"
+        if self.check_exit:
+            assert self.status == [0]
+
+    def text(self, name: str = "bird.cfg") -> str:
+        path = self.out / name
+        return path.read_text() if path.exists() else ""

@@ -25,14 +25,18 @@ from node.config import DatastoreConfig
 from node.datastore.etcd import EtcdKV
 
 
-@pytest.fixture
-def etcd():
+def _running_etcd():
     server = EtcdServer()
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def etcd():
+    yield from _running_etcd()
 
 
 @pytest.fixture
@@ -42,12 +46,7 @@ def etcd_config(etcd) -> DatastoreConfig:
 
 @pytest.fixture(scope="session")
 def etcd_session():
-    server = EtcdServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _running_etcd()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 import confd_fixtures as fx
 from confd_bird import wait_for
-from node.confd.daemon import Renderer
+from confd_fixtures import RunningRenderer
 from node.confd.inputs import Settings
 from node.confd.install import Installer
 from node.config import DatastoreConfig
@@ -23,24 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 CALICO_NODE = [sys.executable, "-m", "node.cli.calico_node"]
 
 
-class _Running:
-    def __init__(self, config: DatastoreConfig, out: Path, settings: Settings, **kwargs):
-        self.out = out
-        self.renderer = Renderer(settings, Installer(out, reload=False), lambda: EtcdKV(config), **kwargs)
-        self.thread = threading.Thread(target=self.renderer.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.renderer.stop()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive()
-
-    def text(self, name: str = "bird.cfg") -> str:
-        path = self.out / name
-        return path.read_text() if path.exists() else ""
+def _Running(config, out, settings, **kwargs):
+    """This module's renderers use Installer's defaults except the reload (no BIRD here)."""
+    return RunningRenderer(config, settings, out, check=True, **kwargs)
 
 
 @pytest.fixture

@@ -9,17 +9,15 @@ the Kubernetes datastore and are skipped with that reason.
 """
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import confd_golden as golden
+from confd_fixtures import RunningRenderer
 from node.cli.calico_node import main as calico_node
-from node.confd.daemon import Renderer
 from node.confd.inputs import Settings
-from node.confd.install import Installer
 from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
 from node.model import from_dict
@@ -92,26 +90,6 @@ def test_oneshot_case(case, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------
 # Daemon cases.
 
-class _RunningRenderer:
-    """A Renderer on its own thread, writing to ``out``."""
-
-    def __init__(self, config, settings: Settings, out: Path):
-        self.out = out
-        installer = Installer(out, check=True, reload=False)
-        self.renderer = Renderer(settings, installer, lambda: EtcdKV(config), endpoint_status_poll=0.2)
-        self.status: list[int] = []
-        self.thread = threading.Thread(target=lambda: self.status.append(self.renderer.run()), daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.renderer.stop()
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive(), "renderer did not stop"
-        assert self.status == [0]
-
 
 def _poll(predicate, timeout: float = POLL_TIMEOUT) -> bool:
     deadline = time.monotonic() + timeout
@@ -142,7 +120,8 @@ def test_daemon_case(case, tmp_path, monkeypatch, etcd_clean_config):
         for doc in golden.standard_affinity_docs():
             client.create(from_dict(doc))
     try:
-        with _RunningRenderer(etcd_clean_config, settings, out) as running:
+        with RunningRenderer(etcd_clean_config, settings, out, check=True, check_exit=True,
+                             endpoint_status_poll=0.2) as running:
             for index, step in enumerate(case["steps"]):
                 label = f"{case['name']} step {index + 1}"
                 for op in step["ops"]:
