@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence
 
-from node.datastore.client import DatastoreClient
+from node.datastore.client import DatastoreClient, ippool_write_problems
 from node.errors import AlreadyExists, CalicoError, ValidationError
 from node.model import API_VERSION, Resource, from_dict, validate_resource
 from node.model import ipam
@@ -35,7 +35,6 @@ DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}
 BLOCK_SIZE_RANGE = {4: (20, 32), 6: (116, 128)}
 # Tried in order when the preferred pool overlaps an address of this host.
 FALLBACK_IPV4_POOLS = tuple(f"172.{i}.0.0/16" for i in range(16, 32))
-LINK_LOCAL = {4: ipaddress.ip_network("169.254.0.0/16"), 6: ipaddress.ip_network("fe80::/10")}
 
 _ATOI = re.compile(r"[+-]?[0-9]+")
 
@@ -200,48 +199,16 @@ def plan_default_pools(env: Mapping[str, str], existing: Sequence[Resource],
 
 
 def check_pool(pool: Resource, existing: Sequence[Resource], block_cidrs: Sequence[str]) -> None:
-    """The datastore client's rules for creating a pool; raises ValidationError naming each problem.
+    """The datastore client's rules for creating ``pool``, without writing it.
 
-    No IPIP together with VXLAN, no IPIP on IPv6, a strictly masked CIDR outside the
-    link-local range, a prefix no longer than the block size, no overlap with another
-    pool, and no existing IPAM block of another size inside the range.
+    Startup checks every default pool this way before it writes anything, so a bad
+    value leaves nothing behind. Raises ValidationError naming each problem.
     """
-    spec = pool.spec
-    path = f"{pool.identifier()}.spec"
-    problems: list[tuple[str, object, str]] = []
-    cidr = spec.get("cidr", "")
-    parsed = parse_cidr(cidr)
-    if parsed is None:
-        raise ValidationError([(f"{path}.cidr", cidr, "IPPool CIDR must be a valid subnet")])
-    ip, net = parsed
-    block = spec.get("blockSize") or DEFAULT_BLOCK_SIZE[net.version]
-    if ip != net.network_address:
-        problems.append((f"{path}.cidr", cidr, "IPPool CIDR is not strictly masked"))
-    ipip, vxlan = spec.get("ipipMode", "Never"), spec.get("vxlanMode", "Never")
-    if ipip != "Never" and vxlan != "Never":
-        problems.append((f"{path}.ipipMode", ipip, "IPIP and VXLAN cannot both be enabled on the same pool"))
-    if net.version == 6 and ipip != "Never":
-        problems.append((f"{path}.ipipMode", ipip, "IPIP is not supported on an IPv6 pool"))
-    if net.overlaps(LINK_LOCAL[net.version]):
-        problems.append((f"{path}.cidr", cidr, f"IP pool range overlaps with the link-local range "
-                                              f"{LINK_LOCAL[net.version]}"))
-    if net.prefixlen > block:
-        problems.append((f"{path}.blockSize", block,
-                         f"the pool prefix /{net.prefixlen} is longer than the block size /{block}"))
-    for other in existing:
-        other_parsed = parse_cidr(other.spec.get("cidr", ""))
-        if other.name == pool.name or other_parsed is None or other_parsed[1].version != net.version:
-            continue
-        if other_parsed[1].overlaps(net):
-            problems.append((f"{path}.cidr", cidr, f"IPPool({pool.name}) CIDR overlaps with "
-                                                  f"IPPool({other.name}) CIDR {other.spec['cidr']}"))
-    conflict = ipam.block_size_conflict(str(net), block, block_cidrs)
-    if conflict:
-        problems.append((f"{path}.blockSize", block, "IPPool blocksSize conflicts with existing allocations "
-                                                     f"that use a different blockSize (block {conflict})"))
+    candidate = pool.copy()
+    problems = ippool_write_problems(candidate, None, existing, block_cidrs)
     if problems:
         raise ValidationError(problems)
-    validate_resource(pool)
+    validate_resource(candidate)
 
 
 def existing_blocks(client: DatastoreClient) -> list[str]:

@@ -10,7 +10,7 @@ import datetime as _dt
 import ipaddress
 import logging
 import uuid
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from node.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from node.model import ipam
@@ -49,7 +49,14 @@ def now_rfc3339() -> str:
 # --------------------------------------------------------------------------------------
 # Per-kind defaulting done by libcalico-go's typed clients before a write.
 
-def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClient") -> None:
+def ippool_write_problems(res: Resource, old: Resource | None, other_pools: Iterable[Resource],
+                          block_cidrs: Iterable[str]) -> list[tuple[str, object, str]]:
+    """libcalico-go's pool rules for a create (``old`` None) or an update, over plain data.
+
+    Fills in the pool defaults on ``res`` and returns the problems found; ``other_pools``
+    and ``block_cidrs`` (existing IPAM blocks of the pool's IP version) matter on create
+    only. Startup calls this to check every default pool before it writes any.
+    """
     spec = res.spec
     cidr = spec.get("cidr", "")
     p = f"{res.identifier()}.spec"
@@ -85,7 +92,7 @@ def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClien
     if not spec.get("assignmentMode"):
         spec["assignmentMode"] = "Automatic"
     if old is None:
-        for other in client.list("IPPool"):
+        for other in other_pools:
             if other.name == res.name:
                 continue
             try:
@@ -96,13 +103,26 @@ def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClien
             if other_net.version == net.version and other_net.overlaps(net):
                 problems.append((f"{p}.cidr", cidr, f"IPPool({res.name}) CIDR overlaps with "
                                                     f"IPPool({other.name}) CIDR {other.spec['cidr']}"))
-        conflict = ipam.block_size_conflict(str(net), spec["blockSize"], ipam.block_cidrs_in(client.kv, net.version))
+        conflict = ipam.block_size_conflict(str(net), spec["blockSize"], block_cidrs)
         if conflict:
             problems.append((f"{p}.blockSize", spec["blockSize"], "IPPool blocksSize conflicts with existing "
                                                                   f"allocations that use a different blockSize "
                                                                   f"(block {conflict})"))
     # Keep Go's field order after defaulting.
     res.spec = canonical_struct(spec, "IPPoolSpec", "", Collector(), strict=False)
+    return problems
+
+
+def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClient") -> None:
+    others: list[Resource] = []
+    blocks: list[str] = []
+    if old is None:
+        others = client.list("IPPool")
+        try:
+            blocks = ipam.block_cidrs_in(client.kv, ipaddress.ip_network(res.spec.get("cidr", ""), strict=False).version)
+        except ValueError:
+            pass  # an unparsable CIDR is reported by ippool_write_problems
+    problems = ippool_write_problems(res, old, others, blocks)
     if problems:
         raise ValidationError(problems)
 

@@ -271,7 +271,8 @@ def _ippool_spec(spec: dict, path: str, errs: Collector) -> None:
             errs.add(f"{path}.blockSize", block,
                      f"block size must be between {lo} and {hi} for IPv{net.version}")
         elif net.prefixlen > block:
-            errs.add(f"{path}.blockSize", block, "the pool CIDR prefix must not be longer than the block size")
+            errs.add(f"{path}.blockSize", block,
+                     f"the pool prefix /{net.prefixlen} is longer than the block size /{block}")
     ipip = spec.get("ipipMode", "")
     vxlan = spec.get("vxlanMode", "")
     if ipip not in ("", "Never") and vxlan not in ("", "Never"):
