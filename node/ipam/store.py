@@ -7,17 +7,16 @@ AlreadyExists, Conflict or NotFound, and the allocator re-reads and retries.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 from dataclasses import dataclass
 
+from node.datastore.client import DatastoreClient
 from node.errors import NotFound
 from node.ipam.block import Block, Network
 from node.model import ipam as records
 
 log = logging.getLogger(__name__)
 
-RESERVATIONS_PREFIX = "/calico/resources/v3/projectcalico.org/ipreservations/"
 
 
 @dataclass
@@ -185,16 +184,6 @@ class IPAMStore:
         self.kv.put(records.CONFIG_KEY, records.encode_config(value))
 
     def reserved_cidrs(self) -> list[str]:
-        """``spec.reservedCIDRs`` of every IPReservation; unreadable ones are logged and skipped."""
-        items, _ = self.kv.list(RESERVATIONS_PREFIX)
-        out: list[str] = []
-        for item in items:
-            try:
-                doc = json.loads(item.value)
-                cidrs = (doc.get("spec") or {}).get("reservedCIDRs") or []
-                for text in cidrs:
-                    ipaddress.ip_network(text if "/" in text else text, strict=False)
-                    out.append(text)
-            except (ValueError, AttributeError, TypeError) as exc:
-                log.error("Skipping malformed IPReservation at %s: %s", item.key, exc)
-        return out
+        """``spec.reservedCIDRs`` of every IPReservation (the client skips unreadable ones)."""
+        return [cidr for res in DatastoreClient(self.kv).list("IPReservation")
+                for cidr in res.spec.get("reservedCIDRs") or []]
