@@ -8,7 +8,6 @@ AS number) reach BIRD through a reload, with BIRD never restarted.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import confd_fixtures as fx
-from confd_bird import BirdProcess, wait_for
+from confd_bird import BirdProcess, stop_process, wait_for
 from netns import Namespace, veth_pair
 from node import bird
 from node.datastore.client import DatastoreClient
@@ -73,13 +72,7 @@ class NodeUnderTest:
     def stop(self) -> None:
         if self.bird is not None:
             self.bird.stop()
-        if self.renderer is not None and self.renderer.poll() is None:
-            os.kill(self.renderer.pid, signal.SIGTERM)
-            try:
-                self.renderer.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.renderer.pid, signal.SIGKILL)
-                self.renderer.wait(timeout=5)
+        stop_process(self.renderer, grace=10)
 
 
 def test_two_nodes_mesh_routes_and_reloads(tmp_path, etcd_clean, etcd_clean_config):
