@@ -185,4 +185,57 @@ spec: {order: 1000000, defaultAction: Deny}
         '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"order":1000000,"defaultAction":"Deny"},'
         '"status":{}}',
     ),
+    "GlobalNetworkSet": (
+        """
+kind: GlobalNetworkSet
+metadata: {name: public-dns, uid: u13, creationTimestamp: "2025-05-01T10:00:00Z", labels: {role: dns}}
+spec: {nets: [8.8.8.8/32, "2001:4860:4860::8888/128", 1.1.1.0/24]}
+""",
+        '{"kind":"GlobalNetworkSet","apiVersion":"projectcalico.org/v3","metadata":{"name":"public-dns","uid":"u13",'
+        '"creationTimestamp":"2025-05-01T10:00:00Z","labels":{"role":"dns"}},"spec":{"nets":["8.8.8.8/32",'
+        '"2001:4860:4860::8888/128","1.1.1.0/24"]}}',
+    ),
+    "NetworkSet": (
+        """
+kind: NetworkSet
+metadata: {name: office, namespace: prod, uid: u14, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {nets: [198.51.100.0/24]}
+""",
+        '{"kind":"NetworkSet","apiVersion":"projectcalico.org/v3","metadata":{"name":"office","namespace":"prod",'
+        '"uid":"u14","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"nets":["198.51.100.0/24"]}}',
+    ),
+    "KubeControllersConfiguration": (
+        """
+kind: KubeControllersConfiguration
+metadata: {name: default, uid: u15, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec:
+  controllers:
+    loadBalancer: {assignIPs: AllServices}
+    workloadEndpoint: {}
+    policy: {reconcilerPeriod: 300s}
+    node: {leakGracePeriod: 15m, hostEndpoint: {autoCreate: Disabled}, syncLabels: Enabled, reconcilerPeriod: 5m}
+  prometheusMetricsPort: 9094
+  etcdV3CompactionPeriod: 10m
+  healthChecks: Enabled
+  logSeverityScreen: Info
+""",
+        '{"kind":"KubeControllersConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default",'
+        '"uid":"u15","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"logSeverityScreen":"Info",'
+        '"healthChecks":"Enabled","etcdV3CompactionPeriod":"10m0s","prometheusMetricsPort":9094,"controllers":'
+        '{"node":{"reconcilerPeriod":"5m0s","syncLabels":"Enabled","hostEndpoint":{"autoCreate":"Disabled"},'
+        '"leakGracePeriod":"15m0s"},"policy":{"reconcilerPeriod":"5m0s"},"workloadEndpoint":{},'
+        '"loadBalancer":{"assignIPs":"AllServices"}}},"status":{}}',
+    ),
+    "CalicoNodeStatus": (
+        """
+kind: CalicoNodeStatus
+metadata: {name: node1-status, uid: u16, creationTimestamp: "2025-05-01T10:00:00Z"}
+spec: {updatePeriodSeconds: 10, classes: [Agent, BGP, Routes], node: node1}
+""",
+        '{"kind":"CalicoNodeStatus","apiVersion":"projectcalico.org/v3","metadata":{"name":"node1-status",'
+        '"uid":"u16","creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"node":"node1","classes":["Agent","BGP",'
+        '"Routes"],"updatePeriodSeconds":10},"status":{"lastUpdated":null,"agent":{"birdV4":{},"birdV6":{}},'
+        '"bgp":{"numberEstablishedV4":0,"numberNotEstablishedV4":0,"numberEstablishedV6":0,'
+        '"numberNotEstablishedV6":0},"routes":{}}}',
+    ),
 }

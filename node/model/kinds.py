@@ -34,9 +34,15 @@ class KindInfo:
     extra: dict = field(default_factory=dict)
 
 
+def _part(res: Any, key: str) -> dict:
+    """``res[key]`` when it is a mapping, else {}: columns never fail on a foreign shape."""
+    value = res.get(key) if isinstance(res, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def _spec(*path: str, default: str = "") -> Callable[[dict], str]:
     def get(res: dict) -> str:
-        cur: Any = res.get("spec") or {}
+        cur: Any = _part(res, "spec")
         for p in path:
             if not isinstance(cur, dict) or p not in cur:
                 return default
@@ -59,12 +65,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _truncated(get: Callable[[dict], str], limit: int) -> Callable[[dict], str]:
+    """calicoctl's joinAndTruncate: past ``limit`` characters, cut and end with "..."."""
+    def column(res: dict) -> str:
+        text = get(res)
+        return text if len(text) <= limit else text[:limit - 3] + "..."
+    return column
+
+
 def _name(res: dict) -> str:
-    return res["metadata"].get("name", "")
+    return _text(_part(res, "metadata").get("name", ""))
 
 
 def _namespace(res: dict) -> str:
-    return res["metadata"].get("namespace", "")
+    return _text(_part(res, "metadata").get("namespace", ""))
 
 
 def _bool_or_dash(*path: str) -> Callable[[dict], str]:
@@ -73,26 +87,29 @@ def _bool_or_dash(*path: str) -> Callable[[dict], str]:
 
 
 def _peer_node(res: dict) -> str:
-    spec = res.get("spec") or {}
+    spec = _part(res, "spec")
     if spec.get("node"):
-        return spec["node"]
-    return spec.get("nodeSelector") or "(global)"
+        return _text(spec["node"])
+    return _text(spec.get("nodeSelector")) or "(global)"
 
 
 def _node_asn(res: dict) -> str:
-    bgp = (res.get("spec") or {}).get("bgp")
-    if not bgp:
+    bgp = _part(res, "spec").get("bgp")
+    if not isinstance(bgp, dict) or not bgp:
         return ""
-    return str(bgp["asNumber"]) if "asNumber" in bgp else "(64512)"
+    return _text(bgp["asNumber"]) if "asNumber" in bgp else "(64512)"
 
 
 def _len(*path: str) -> Callable[[dict], str]:
-    return lambda res: str(len((res.get("spec") or {}).get(path[0]) or []))
+    def count(res: dict) -> str:
+        value = _part(res, "spec").get(path[0])
+        return str(len(value)) if isinstance(value, list) else "0"
+    return count
 
 
 def _workload(res: dict) -> str:
-    spec = res.get("spec") or {}
-    return spec.get("workload") or spec.get("pod", "")
+    spec = _part(res, "spec")
+    return _text(spec.get("workload") or spec.get("pod", ""))
 
 
 NAME = ("NAME", _name)
@@ -209,6 +226,32 @@ _register(KindInfo(
     ("blockaffinity", "blockaffinities", "affinity", "affinities"),
     columns=(NAME, ("NODE", _spec("node")), ("CIDR", _spec("cidr")), ("STATE", _spec("state"))),
     v3_storage=False,
+))
+
+_register(KindInfo(
+    "GlobalNetworkSet", "globalnetworksets", False, "GlobalNetworkSetSpec",
+    ("globalnetworkset", "globalnetworksets", "gnetsets"),
+    columns=(NAME,),
+    wide_columns=(NAME, ("NETS", _truncated(_spec("nets"), 80))),
+))
+_register(KindInfo(
+    "NetworkSet", "networksets", True, "NetworkSetSpec", ("networkset", "networksets", "netsets"),
+    columns=(NAME,),
+    wide_columns=(NAME, ("NETS", _truncated(_spec("nets"), 80))),
+))
+_register(KindInfo(
+    "KubeControllersConfiguration", "kubecontrollersconfigurations", False, "KubeControllersConfigurationSpec",
+    ("kubecontrollersconfiguration", "kubecontrollersconfigurations", "kubecontrollersconfig",
+     "kubecontrollersconfigs"),
+    status="KubeControllersConfigurationStatus",
+    columns=(NAME,),
+))
+_register(KindInfo(
+    "CalicoNodeStatus", "caliconodestatuses", False, "CalicoNodeStatusSpec",
+    ("caliconodestatus", "caliconodestatuses", "nodestatus", "nodestatuses"),
+    status="CalicoNodeStatusStatus",
+    columns=(NAME, ("NODE", _spec("node"))),
+    wide_columns=(NAME, ("NODE", _spec("node")), ("CLASSES", _spec("classes"))),
 ))
 
 _ALIASES = {alias: info.kind for info in KINDS.values() for alias in info.aliases}

@@ -7,6 +7,7 @@ etcd is a plain JSON dump in Go's spelling.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -14,10 +15,17 @@ from typing import Any, Iterable
 import yaml
 
 import node.model.structs  # noqa: F401  (registers the struct definitions)
-import node.model.validators  # noqa: F401  (registers the field validators)
 from node.errors import ValidationError
 from node.model.kinds import API_VERSION, KINDS, KindInfo, UnknownKind
-from node.model.schema import Collector, canonical_struct, go_json, validate_struct
+from node.model.schema import (
+    MAX_NESTING,
+    Collector,
+    canonical_struct,
+    go_json,
+    nested_too_deeply,
+    validate_struct,
+)
+from node.model.validators import RESOURCE_CHECKS, name_problem
 
 V3_PREFIX = "/calico/resources/v3/projectcalico.org/"
 
@@ -35,21 +43,26 @@ class Resource:
     def info(self) -> KindInfo:
         return KINDS[self.kind]
 
+    # The accessors read hand-built metadata defensively: validation names the problem.
+    def _meta(self, key: str, kind: type, default: Any) -> Any:
+        value = self.metadata.get(key) if isinstance(self.metadata, dict) else None
+        return value if isinstance(value, kind) else default
+
     @property
     def name(self) -> str:
-        return self.metadata.get("name", "")
+        return self._meta("name", str, "")
 
     @property
     def namespace(self) -> str:
-        return self.metadata.get("namespace", "")
+        return self._meta("namespace", str, "")
 
     @property
     def labels(self) -> dict:
-        return self.metadata.get("labels") or {}
+        return self._meta("labels", dict, None) or {}
 
     @property
     def resource_version(self) -> str:
-        return self.metadata.get("resourceVersion", "")
+        return self._meta("resourceVersion", str, "")
 
     def identifier(self) -> str:
         """libcalico-go's way of naming a resource in errors: ``Kind(ns/name)``."""
@@ -65,8 +78,11 @@ class Resource:
                                "metadata": self.metadata, "spec": self.spec}
         info = self.info
         if info.status:
-            if self.status is not None or not info.status_pointer:
-                out["status"] = self.status if self.status is not None else {}
+            if self.status is not None:
+                out["status"] = self.status
+            elif not info.status_pointer:
+                # A non-pointer status struct is always written, as its zero value.
+                out["status"] = canonical_struct({}, info.status, "status", Collector(), False)
         return out
 
     def storage_json(self) -> str:
@@ -89,18 +105,32 @@ def from_dict(obj: Any, strict: bool = True, validate: bool = True) -> Resource:
     """Parse one resource from decoded YAML/JSON.
 
     ``strict`` rejects unknown fields, as calicoctl does for its input; datastore reads use
-    ``strict=False`` so values written by newer Calico versions still load.
+    ``strict=False`` so values written by newer Calico versions still load. Any shape
+    problem (a list for metadata, a string for spec, a number for a name) is a
+    ValidationError naming the field, whatever the input.
     """
+    return _build(obj, strict, validate, None)
+
+
+def _build(obj: Any, strict: bool, validate: bool, ident: str | None) -> Resource:
+    """from_dict's body; ``ident`` names the resource in errors when its metadata cannot
+    (a datastore value is named by its key even when its metadata is garbage)."""
     if not isinstance(obj, dict):
-        raise ValidationError([("resource", obj, "expected a mapping with kind, apiVersion, metadata and spec")])
+        raise ValidationError([(ident or "resource", obj,
+                                "expected a mapping with kind, apiVersion, metadata and spec")])
+    if nested_too_deeply(obj):
+        raise ValidationError([(ident or "resource", "",
+                                f"document nested too deeply (more than {MAX_NESTING} levels of lists and objects)")])
     kind_name = obj.get("kind")
     if not kind_name:
-        raise ValidationError([("kind", "", "resource kind must be specified")])
+        raise ValidationError([(_join_ident(ident, "kind"), "", "resource kind must be specified")])
+    if not isinstance(kind_name, str):
+        raise ValidationError([(_join_ident(ident, "kind"), kind_name, "expected a string")])
     info = KINDS.get(kind_name)
     if info is None:
         hint = ""
         for known in KINDS:
-            if known.lower() == str(kind_name).lower():
+            if known.lower() == kind_name.lower():
                 hint = f" (did you mean '{known}'?)"
         raise UnknownKind(f"resource kind '{kind_name}' is not supported{hint}")
     api_version = obj.get("apiVersion")
@@ -111,12 +141,12 @@ def from_dict(obj: Any, strict: bool = True, validate: bool = True) -> Resource:
     if strict:
         for key in obj:
             if key not in ("kind", "apiVersion", "metadata", "spec", "status"):
-                errs.add(key, obj[key], f'unknown field "{key}"')
-    meta = canonical_struct(obj.get("metadata") or {}, "ObjectMeta", "metadata", errs, strict)
-    spec = canonical_struct(obj.get("spec") or {}, info.spec, "spec", errs, strict)
+                errs.add(str(key), obj[key], f'unknown field "{key}"')
+    meta = canonical_struct(_or_empty(obj.get("metadata")), "ObjectMeta", "metadata", errs, strict)
+    spec = canonical_struct(_or_empty(obj.get("spec")), info.spec, "spec", errs, strict)
     status = None
     if info.status and (obj.get("status") is not None or not info.status_pointer):
-        status = canonical_struct(obj.get("status") or {}, info.status, "status", errs, strict)
+        status = canonical_struct(_or_empty(obj.get("status")), info.status, "status", errs, strict)
     elif obj.get("status") is not None and strict and not info.status:
         errs.add("status", obj["status"], f"{info.kind} has no status")
     # A metav1.Time null means "not set": keep the dict free of it.
@@ -124,21 +154,43 @@ def from_dict(obj: Any, strict: bool = True, validate: bool = True) -> Resource:
         meta.pop("creationTimestamp", None)
     res = Resource(info.kind, meta, spec, status)
     if errs.problems:
-        raise ValidationError(_prefix(res, errs.problems))
+        raise ValidationError(_prefix(res, errs.problems, ident))
     if validate:
-        validate_resource(res)
+        _validate_canonical(res)
     return res
 
 
+def _or_empty(value: Any) -> Any:
+    """Go decodes a null struct as its zero value; anything else is checked as given."""
+    return {} if value is None else value
+
+
+def _join_ident(ident: str | None, path: str) -> str:
+    return f"{ident}.{path}" if ident else path
+
+
 def validate_resource(res: Resource) -> None:
-    """Calico's validation of a whole resource; raises ValidationError naming each field."""
+    """Calico's validation of a whole resource; raises ValidationError naming each field.
+
+    The checks are written for canonical values, so the resource is first re-walked as
+    Go would decode it; a type problem there is reported instead of crashing a check.
+    """
+    errs = Collector()
+    info = res.info
+    meta = canonical_struct(res.metadata, "ObjectMeta", "metadata", errs, False)
+    spec = canonical_struct(res.spec, info.spec, "spec", errs, False)
+    if errs.problems:
+        raise ValidationError(_prefix(res, errs.problems))
+    _validate_canonical(Resource(res.kind, meta, spec, res.status))
+
+
+def _validate_canonical(res: Resource) -> None:
     errs = Collector()
     info = res.info
     name = res.name
     if not name:
         errs.add("metadata.name", "", "name must be specified")
     else:
-        from node.model.validators import name_problem
         problem = name_problem(name, info.name_pattern)
         if problem:
             errs.add("metadata.name", name, problem)
@@ -148,12 +200,17 @@ def validate_resource(res: Resource) -> None:
         errs.add("metadata.namespace", res.namespace, f"{info.kind} is not namespaced")
     validate_struct(res.metadata, "ObjectMeta", "metadata", errs)
     validate_struct(res.spec, info.spec, "spec", errs)
+    check = RESOURCE_CHECKS.get(info.kind)
+    if check:
+        check(res.metadata, res.spec, errs)
     if errs.problems:
         raise ValidationError(_prefix(res, errs.problems))
 
 
-def _prefix(res: Resource, problems: Iterable[tuple[str, Any, str]]) -> list[tuple[str, Any, str]]:
-    ident = res.identifier() if res.name else res.kind
+def _prefix(res: Resource, problems: Iterable[tuple[str, Any, str]],
+            ident: str | None = None) -> list[tuple[str, Any, str]]:
+    if ident is None:
+        ident = res.identifier() if res.name else res.kind
     return [(f"{ident}.{path}", value, reason) for path, value, reason in problems]
 
 
@@ -193,26 +250,34 @@ def parse_etcd_key(key: str) -> tuple[str, str, str] | None:
 
 
 def from_storage(key: str, value: bytes | str, revision: int) -> Resource:
-    """Decode a stored v3 value; tolerant of unknown fields, strict about structure."""
+    """Decode a stored v3 value; tolerant of unknown fields, strict about structure.
+
+    The key decides kind, name and namespace (libcalico-go decodes into the key's type).
+    Undecodable bytes raise ValueError; a decodable value of the wrong shape raises
+    ValidationError naming the resource by its key and the field.
+    """
     parsed = parse_etcd_key(key)
     if parsed is None:
         raise ValueError(f"{key} is not a Calico v3 resource key")
     kind, namespace, name = parsed
-    import json
-    obj = json.loads(value)
+    try:
+        obj = json.loads(value)
+    except RecursionError:
+        raise ValueError(f"{key}: stored value is nested too deeply to decode") from None
+    except ValueError as exc:
+        raise ValueError(f"{key}: stored value is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{key}: stored value is not a JSON object")
-    obj.setdefault("kind", kind)
-    obj["apiVersion"] = API_VERSION
-    res = from_dict(obj, strict=False, validate=False)
-    res.metadata["name"] = name
-    if namespace:
-        res.metadata["namespace"] = namespace
-    res.metadata["resourceVersion"] = str(revision)
-    res.metadata = canonical_struct(res.metadata, "ObjectMeta", "metadata", Collector(), False)
-    if res.metadata.get("creationTimestamp") is None:
-        res.metadata.pop("creationTimestamp", None)
-    return res
+    obj = dict(obj, kind=kind, apiVersion=API_VERSION)
+    meta = obj.get("metadata")
+    if meta is None:
+        meta = {}
+    if isinstance(meta, dict):
+        meta = dict(meta, name=name, resourceVersion=str(revision))
+        if namespace:
+            meta["namespace"] = namespace
+        obj["metadata"] = meta
+    return _build(obj, False, False, identifier(kind, name, namespace))
 
 
 # --------------------------------------------------------------------------------------
@@ -223,12 +288,55 @@ class _GoYAMLLoader(yaml.SafeLoader):
 
     YAML 1.1 booleans (``yes``) stay booleans (and become "true" where a string is
     expected), but there are no timestamps, no ``=`` values and no base-60 numbers:
-    ``5663:12`` is the string "5663:12" (a BGP community), not the integer 339792.
+    ``5663:12`` is the string "5663:12" (a BGP community), not the integer 339792. As in
+    go-yaml, an exponent alone makes a float (``1e-7``).
+
+    Two guards keep hostile input to a clear error: nesting deeper than MAX_NESTING is
+    refused while composing (PyYAML's composer recurses once per level), and a scalar an
+    explicit tag cannot convert (``!!int abc``) is a YAML error, not a Python exception.
     """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r} as {tag}", node.start_mark) from None
+
+
+class _TooDeep(Exception):
+    """Raised by the composer past MAX_NESTING; ``mark`` says where."""
+
+    def __init__(self, mark: Any) -> None:
+        super().__init__(str(mark))
+        self.mark = mark
+
+
+def _too_deep(source: str, where: str = "") -> ValidationError:
+    return ValidationError([(source, "", f"document nested too deeply (more than {MAX_NESTING} levels of "
+                                         f"lists and objects){where}")])
 
 
 _INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
-_FLOAT = re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+# go-yaml's float syntax (a dot or an exponent: 1.5, .5, 1e-7, 2E+3), integers left to _INT.
+_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+                    r"|[0-9][0-9_]*(?:\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+))"
                     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 _REPLACED = {"tag:yaml.org,2002:int": _INT, "tag:yaml.org,2002:float": _FLOAT}
 _GoYAMLLoader.yaml_implicit_resolvers = {
@@ -260,8 +368,12 @@ def load_documents(text: str, source: str = "input") -> list[dict]:
         docs = [d for d in yaml.load_all(text, Loader=_GoYAMLLoader) if d is not None]
     except yaml.YAMLError as exc:
         raise ValidationError([(source, "", f"cannot parse YAML/JSON: {exc}")]) from exc
+    except _TooDeep as exc:
+        raise _too_deep(source, f", at line {exc.mark.line + 1}, column {exc.mark.column + 1}") from None
     out: list[dict] = []
     for doc in docs:
+        if nested_too_deeply(doc):  # aliases can nest (even loop) past what the composer saw
+            raise _too_deep(source)
         doc = _stringify_keys(doc)
         if isinstance(doc, dict) and (doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List")):
             items = doc.get("items") or []

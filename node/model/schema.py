@@ -21,7 +21,15 @@ from typing import Any, Callable
 
 STRUCTS: dict[str, "Struct"] = {}
 
-SCALARS = {"string", "bool", "int", "float", "duration", "asn", "protocol", "port", "intorstring", "map", "any"}
+SCALARS = {"string", "strictstring", "bool", "int", "float", "duration", "asn", "protocol", "port", "intorstring",
+           "map", "any"}
+
+# Deepest nesting of lists and objects a document may have. Calico's resources nest about
+# ten levels; the limit keeps every recursive walk (YAML composer, json, ours) far from
+# Python's recursion limit.
+MAX_NESTING = 100
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ def parse_go_duration(text: str) -> int:
             raise ValueError(f"invalid duration {text!r}")
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
+    if not total <= INT64_MAX:  # also catches inf from absurdly long digit strings
+        raise ValueError(f"invalid duration {text!r}: out of range")
     return sign * int(round(total))
 
 
@@ -227,8 +237,8 @@ def _join(path: str, name: str) -> str:
 
 
 def _go_type_name(t: Type) -> str:
-    return {"string": "string", "enum": "string", "bool": "bool", "int": "int", "float": "number",
-            "duration": "duration string", "map": "map of strings", "list": "list",
+    return {"string": "string", "strictstring": "string", "enum": "string", "bool": "bool", "int": "int",
+            "float": "number", "duration": "duration string", "map": "map of strings", "list": "list",
             "struct": "object"}.get(t.kind, t.kind)
 
 
@@ -237,23 +247,39 @@ def _zero(t: Type) -> Any:
         return None
     if t.kind == "struct":
         return canonical_struct({}, t.struct, "", Collector(), strict=False)
-    return {"string": "", "enum": "", "bool": False, "int": 0, "float": 0, "duration": "0s",
+    return {"string": "", "strictstring": "", "enum": "", "bool": False, "int": 0, "float": 0, "duration": "0s",
             "asn": 0, "protocol": 0, "port": 0, "intorstring": 0}[t.kind]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def canonical_value(value: Any, t: Type, path: str, errs: Collector, strict: bool) -> Any:
-    """One value as Go would re-marshal it; problems go to ``errs``."""
+    """One value as Go would re-marshal it; problems go to ``errs``.
+
+    Every branch checks the Python type before using the value, so a foreign shape (a list
+    where an object belongs, an object where a string belongs) becomes a problem naming
+    the field, never an exception.
+    """
     if value is None:
         return None if (t.pointer or t.kind in ("list", "map", "any")) else _zero(t)
     kind = t.kind
     if kind in ("string", "enum"):
         if isinstance(value, bool):
             return "true" if value else "false"
-        if isinstance(value, (int, float)):
+        if _is_number(value):
             return _number_text(value)
         if isinstance(value, str):
             return value
         errs.add(path, value, f"expected a {_go_type_name(t)}")
+        return ""
+    if kind == "strictstring":
+        # Identity fields: a YAML number or boolean here is a mistake to report, not a
+        # value to convert (``name: 12`` must be written ``name: "12"``).
+        if isinstance(value, str):
+            return value
+        errs.add(path, value, "expected a string; quote the value to use it as text")
         return ""
     if kind == "bool":
         if isinstance(value, bool):
@@ -261,16 +287,15 @@ def canonical_value(value: Any, t: Type, path: str, errs: Collector, strict: boo
         errs.add(path, value, "expected a boolean (true or false)")
         return False
     if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not value.is_integer()):
+        if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
             errs.add(path, value, "expected an integer")
+            return 0
+        if not INT64_MIN <= value <= INT64_MAX:
+            errs.add(path, value, "integer out of range (64-bit)")
             return 0
         return int(value)
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errs.add(path, value, "expected a number")
-            return 0
-        return value
+        return _canonical_float(value, path, errs)
     if kind == "duration":
         if not isinstance(value, str):
             errs.add(path, value, "expected a duration string such as 30s or 1m30s")
@@ -303,6 +328,9 @@ def canonical_value(value: Any, t: Type, path: str, errs: Collector, strict: boo
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             errs.add(path, value, "expected a number or a string")
             return 0
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            errs.add(path, value, "integer out of range (64-bit)")
+            return 0
         return value
     if kind == "map":
         if not isinstance(value, dict):
@@ -315,7 +343,7 @@ def canonical_value(value: Any, t: Type, path: str, errs: Collector, strict: boo
                 v = ""
             elif isinstance(v, bool):
                 v = "true" if v else "false"
-            elif isinstance(v, (int, float)):
+            elif _is_number(v):
                 v = _number_text(v)
             elif not isinstance(v, str):
                 errs.add(f"{path}[{k}]", v, "expected a string value")
@@ -323,6 +351,10 @@ def canonical_value(value: Any, t: Type, path: str, errs: Collector, strict: boo
             out[str(k)] = v
         return out
     if kind == "any":
+        problem = json_problem(value, path)
+        if problem:
+            errs.add(*problem)
+            return None
         return value
     if kind == "list":
         if not isinstance(value, list):
@@ -330,11 +362,26 @@ def canonical_value(value: Any, t: Type, path: str, errs: Collector, strict: boo
             return None
         return [canonical_value(v, t.elem, f"{path}[{i}]", errs, strict) for i, v in enumerate(value)]
     if kind == "struct":
-        if not isinstance(value, dict):
-            errs.add(path, value, "expected an object")
-            return canonical_struct({}, t.struct, path, Collector(), strict)
         return canonical_struct(value, t.struct, path, errs, strict)
     raise AssertionError(kind)
+
+
+def _canonical_float(value: Any, path: str, errs: Collector) -> int | float:
+    """A float64 field. Small integers stay ints (Go prints them alike); anything else is
+    rounded to a float64 as Go's decoder would, so it is encoded as Go encodes it."""
+    if not _is_number(value):
+        errs.add(path, value, "expected a number")
+        return 0
+    if isinstance(value, int) and abs(value) <= 1 << 53:
+        return value
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        errs.add(path, value, "number out of range (expected a finite 64-bit float)")
+        return 0
+    return number
 
 
 def _number_text(value: int | float) -> str:
@@ -343,8 +390,69 @@ def _number_text(value: int | float) -> str:
     return str(value)
 
 
-def canonical_struct(value: dict, name: str, path: str, errs: Collector, strict: bool) -> dict:
-    """A struct value in field order with Go's omission rules applied."""
+def json_problem(value: Any, path: str) -> tuple[str, Any, str] | None:
+    """The first part of ``value`` that JSON (and so Go) cannot hold, as a problem.
+
+    Kept-as-given values are written to etcd verbatim, so they may only contain null,
+    booleans, finite numbers, strings, lists and string-keyed objects.
+    """
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if item is None or isinstance(item, (bool, int, str)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return where, item, "expected a finite number"
+            continue
+        if isinstance(item, list):
+            stack.extend((x, f"{where}[{i}]") for i, x in enumerate(item))
+            continue
+        if isinstance(item, dict):
+            for k, x in item.items():
+                if not isinstance(k, str):
+                    return where, k, "object keys must be strings"
+                stack.append((x, _join(where, k)))
+            continue
+        return where, item, ("expected JSON data (null, boolean, number, string, list or object), "
+                             f"not {type(item).__name__}")
+    return None
+
+
+def nested_too_deeply(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether lists and objects in ``value`` nest more than ``limit`` levels deep.
+
+    Iterative, so it answers for any depth; safe on self-referencing values (YAML aliases
+    can build them), which count as infinitely deep. A container already explored at the
+    same or a greater depth is not explored again, so shared subtrees cost little.
+    """
+    seen: dict[int, int] = {}
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        if seen.get(id(item), 0) >= depth:
+            continue
+        seen[id(item)] = depth
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def canonical_struct(value: Any, name: str, path: str, errs: Collector, strict: bool) -> dict:
+    """A struct value in field order with Go's omission rules applied.
+
+    A value that is not a mapping is reported at ``path`` and treated as the empty struct.
+    """
+    if not isinstance(value, dict):
+        errs.add(path or name, value, "expected an object")
+        value = {}
     st = STRUCTS[name]
     known = {f.name for f in st.fields}
     if strict:
@@ -423,7 +531,10 @@ def _run_check(check: str, value: Any) -> str | None:
     return fn(value)
 
 
-def validate_struct(value: dict, name: str, path: str, errs: Collector) -> None:
+def validate_struct(value: Any, name: str, path: str, errs: Collector) -> None:
+    if not isinstance(value, dict):
+        errs.add(path or name, value, "expected an object")
+        return
     st = STRUCTS[name]
     for f in st.fields:
         if f.name not in value:
@@ -441,14 +552,18 @@ LIST_CHECKS = frozenset({"unique", "nonempty", "cidrs"})
 
 
 def validate_value(value: Any, f: Field, path: str, errs: Collector) -> None:
+    """Calico's checks on one canonical value (see ``validate_resource`` for why canonical)."""
     t = f.type
     if t.kind == "enum" and value not in ("", None) and value not in t.values:
         errs.add(path, value, "must be one of " + ", ".join(t.values))
-    if t.kind == "list" and isinstance(value, list):
+    if t.kind == "list":
+        if value is not None and not isinstance(value, list):
+            errs.add(path, value, "expected a list")
+            return
         elem = t.elem
-        for i, item in enumerate(value):
+        for i, item in enumerate(value or []):
             ipath = f"{path}[{i}]"
-            if elem.kind == "struct" and isinstance(item, dict):
+            if elem.kind == "struct":
                 validate_struct(item, elem.struct, ipath, errs)
             elif elem.kind == "enum" and item not in elem.values:
                 errs.add(ipath, item, "must be one of " + ", ".join(elem.values))
@@ -465,7 +580,7 @@ def validate_value(value: Any, f: Field, path: str, errs: Collector) -> None:
                 if reason:
                     errs.add(path, value, reason)
         return
-    if t.kind == "struct" and isinstance(value, dict):
+    if t.kind == "struct":
         validate_struct(value, t.struct, path, errs)
         return
     if t.kind == "protocol":
@@ -507,22 +622,55 @@ def register_struct_check(name: str) -> Callable[[StructCheck], StructCheck]:
 # --------------------------------------------------------------------------------------
 # Encoding.
 
-def _go_float(value: float) -> str:
-    if math.isfinite(value) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    m = re.match(r"^(-?[\d.]+)e([+-])0*(\d+)$", text)
-    if m:  # Go writes 1e-07 as 1e-7 and keeps the sign
-        text = f"{m.group(1)}e{m.group(2)}{m.group(3)}"
-    return text
+_REPR_FLOAT = re.compile(r"^(\d+)(?:\.(\d*))?(?:e([+-]\d+))?$")
+
+
+def _shortest_digits(value: float) -> tuple[str, int]:
+    """(digits, point) with value == 0.<digits> * 10**point, digits the shortest that
+    round-trip (Python's repr and Go's strconv both pick them); ``value`` > 0."""
+    m = _REPR_FLOAT.match(repr(value))
+    if m is None:
+        raise ValueError(f"cannot format {value!r}")
+    whole, frac, exp = m.group(1), m.group(2) or "", int(m.group(3) or 0)
+    digits = whole + frac
+    point = len(whole) + exp
+    stripped = digits.lstrip("0")
+    point -= len(digits) - len(stripped)
+    return stripped.rstrip("0"), point
+
+
+def go_float(value: float) -> str:
+    """A float64 as Go's encoding/json writes it.
+
+    Plain decimal (strconv 'f' with shortest digits) when 1e-6 <= |f| < 1e21 or f is zero;
+    otherwise exponent form ('e'), where Go shortens a two-digit negative exponent with a
+    leading zero (1e-07 -> 1e-7) and keeps the rest (1e+21, 1e-10).
+    """
+    if not math.isfinite(value):
+        raise ValueError(f"JSON cannot hold {value!r}")
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    digits, point = _shortest_digits(size)
+    if 1e-6 <= size < 1e21:
+        if point <= 0:
+            return f"{sign}0.{'0' * -point}{digits}"
+        if point >= len(digits):
+            return sign + digits + "0" * (point - len(digits))
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    exp = point - 1
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    exp_text = f"{abs(exp):02d}"
+    if exp < 0 and exp_text[0] == "0" and len(exp_text) == 2:
+        exp_text = exp_text[1]
+    return f"{sign}{mantissa}e{'-' if exp < 0 else '+'}{exp_text}"
 
 
 def _prepare(o: Any, floats: list[str]) -> Any:
     """Swap floats for placeholders so they can be written in Go's spelling."""
     if isinstance(o, float):
-        if math.isfinite(o) and o.is_integer() and abs(o) < 1e21:
-            return int(o)
-        floats.append(_go_float(o))
+        floats.append(go_float(o))
         return f"\x00{len(floats) - 1}\x00"
     if isinstance(o, dict):
         return {k: _prepare(v, floats) for k, v in o.items()}

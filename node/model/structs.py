@@ -6,7 +6,8 @@ omitted when empty, and the validators Calico applies. The order and omission ru
 compatibility contract: the datastore bytes we write must equal what libcalico-go writes.
 
 Type notation (see node.model.schema): ``string``, ``bool``, ``int``, ``float``,
-``duration`` (Go duration string), ``asn`` (AS number), ``protocol`` and ``port``
+``strictstring`` (a string that
+no number or boolean converts to), ``duration`` (Go duration string), ``asn`` (AS number), ``protocol`` and ``port``
 (number-or-string), ``intorstring``, ``map`` (string to string), ``any`` (kept as given),
 ``enum:A|B``, ``@Struct``; ``[]T`` is a list, ``*T`` a pointer (emitted whenever set).
 ``req=True`` means the field has no omitempty and is always emitted.
@@ -30,7 +31,7 @@ S("IPPoolSpec", [
     F("assignmentMode", "*enum:Automatic|Manual"),
 ])
 S("BGPConfigurationSpec", [
-    F("logSeverityScreen", "string"),
+    F("logSeverityScreen", "string", v='logSeverity'),
     F("nodeToNodeMeshEnabled", "*bool"),
     F("asNumber", "*asn"),
     F("serviceLoadBalancerIPs", "[]@ServiceLoadBalancerIPBlock", v='dive'),
@@ -280,9 +281,9 @@ S("FelixConfigurationSpec", [
     F("logActionRateLimit", "*string"),
     F("logActionRateLimitBurst", "*int"),
     F("logFilePath", "string"),
-    F("logSeverityFile", "string"),
-    F("logSeverityScreen", "string"),
-    F("logSeveritySys", "string"),
+    F("logSeverityFile", "string", v='logSeverity'),
+    F("logSeverityScreen", "string", v='logSeverity'),
+    F("logSeveritySys", "string", v='logSeverity'),
     F("logDebugFilenameRegex", "string", v='regexp'),
     F("ipipEnabled", "*bool"),
     F("ipipMTU", "*int"),
@@ -354,8 +355,8 @@ S("FelixConfigurationSpec", [
     F("bpfOverlayHostSourceIP", "*enum:TunnelAddress|HostAddress"),
     F("bpfDisableUnprivileged", "*bool"),
     F("bpfJITHardening", "*enum:Auto|Strict"),
-    F("bpfLogLevel", "string", req=True),
-    F("bpfConntrackLogLevel", "string"),
+    F("bpfLogLevel", "string", req=True, v='bpfLogLevel'),
+    F("bpfConntrackLogLevel", "enum:Off|Debug"),
     F("bpfConntrackMode", "*enum:Auto|Userspace|BPFProgram"),
     F("bpfConntrackTimeouts", "*@BPFConntrackTimeouts"),
     F("bpfIPFragTimeout", "*duration"),
@@ -571,12 +572,13 @@ S("SecretKeySelector", [
     F("optional", "*bool"),
 ])
 S("ObjectMeta", [
-    F("name", "string"),
-    F("generateName", "string"),
-    F("namespace", "string"),
-    F("selfLink", "string"),
-    F("uid", "string"),
-    F("resourceVersion", "string"),
+    # Identity fields take strings only (see "strictstring" in node.model.schema).
+    F("name", "strictstring"),
+    F("generateName", "strictstring"),
+    F("namespace", "strictstring"),
+    F("selfLink", "strictstring"),
+    F("uid", "strictstring"),
+    F("resourceVersion", "strictstring"),
     F("generation", "int"),
     # metav1.Time: a struct, so never omitted; its zero value marshals as null.
     F("creationTimestamp", "any", req=True),
@@ -625,4 +627,114 @@ S("IPAMConfig", [
 ])
 S("IPReservationSpec", [
     F("reservedCIDRs", "[]string", v="dive,cidr"),
+])
+
+S("GlobalNetworkSetSpec", [
+    F("nets", "[]string", v='dive,cidr'),
+])
+S("NetworkSetSpec", [
+    F("nets", "[]string", v='dive,cidr'),
+])
+S("KubeControllersConfigurationSpec", [
+    F("logSeverityScreen", "enum:None|Debug|Info|Warning|Error|Fatal|Panic"),
+    F("healthChecks", "enum:Enabled|Disabled"),
+    F("etcdV3CompactionPeriod", "*duration"),
+    F("prometheusMetricsPort", "*int", v='gte=0,lte=65535'),
+    F("controllers", "@ControllersConfig", req=True),
+    F("debugProfilePort", "*int", v='gte=0,lte=65535'),
+])
+S("ControllersConfig", [
+    F("node", "*@NodeControllerConfig"),
+    F("policy", "*@ReconcilerConfig"),
+    F("workloadEndpoint", "*@ReconcilerConfig"),
+    F("serviceAccount", "*@ReconcilerConfig"),
+    F("namespace", "*@ReconcilerConfig"),
+    F("loadBalancer", "*@LoadBalancerControllerConfig"),
+    F("migration", "*@MigrationControllerConfig"),
+])
+S("MigrationControllerConfig", [
+    F("policyNameMigrator", "enum:Enabled|Disabled"),
+])
+S("NodeControllerConfig", [
+    F("reconcilerPeriod", "*duration"),
+    F("syncLabels", "enum:Enabled|Disabled"),
+    F("hostEndpoint", "*@AutoHostEndpointConfig"),
+    F("leakGracePeriod", "*duration"),
+])
+S("AutoHostEndpointConfig", [
+    F("autoCreate", "enum:Enabled|Disabled"),
+    F("createDefaultHostEndpoint", "enum:Enabled|Disabled"),
+    F("templates", "[]@Template", v='dive'),
+])
+S("Template", [
+    F("generateName", "string", v='name'),
+    F("interfaceCIDRs", "[]string", v='cidrs'),
+    F("interfacePattern", "string", v='regexp'),
+    F("labels", "map", v='labels'),
+    F("annotations", "map"),
+    F("nodeSelector", "string", v='selector'),
+])
+# Policy, WorkloadEndpoint, ServiceAccount and Namespace controller configs: one field each.
+S("ReconcilerConfig", [
+    F("reconcilerPeriod", "*duration"),
+])
+S("LoadBalancerControllerConfig", [
+    F("assignIPs", "enum:AllServices|RequestedServicesOnly"),
+])
+S("KubeControllersConfigurationStatus", [
+    F("runningConfig", "*@KubeControllersConfigurationSpec"),
+    F("environmentVars", "map"),
+])
+S("CalicoNodeStatusSpec", [
+    F("node", "string", v='nonempty,name'),
+    F("classes", "[]enum:Agent|BGP|Routes", v='nonempty,unique'),
+    F("updatePeriodSeconds", "*int", v='nonempty,gte=0,lte=86400'),
+])
+S("CalicoNodeStatusStatus", [
+    # metav1.Time: never omitted, null while unset.
+    F("lastUpdated", "any", req=True),
+    F("agent", "@CalicoNodeAgentStatus", req=True),
+    F("bgp", "@CalicoNodeBGPStatus", req=True),
+    F("routes", "@CalicoNodeBGPRouteStatus", req=True),
+])
+S("CalicoNodeAgentStatus", [
+    F("birdV4", "@BGPDaemonStatus", req=True),
+    F("birdV6", "@BGPDaemonStatus", req=True),
+])
+S("CalicoNodeBGPStatus", [
+    F("numberEstablishedV4", "int", req=True),
+    F("numberNotEstablishedV4", "int", req=True),
+    F("numberEstablishedV6", "int", req=True),
+    F("numberNotEstablishedV6", "int", req=True),
+    F("peersV4", "[]@CalicoNodePeer"),
+    F("peersV6", "[]@CalicoNodePeer"),
+])
+S("CalicoNodeBGPRouteStatus", [
+    F("routesV4", "[]@CalicoNodeRoute"),
+    F("routesV6", "[]@CalicoNodeRoute"),
+])
+S("BGPDaemonStatus", [
+    F("state", "enum:Ready|NotReady"),
+    F("version", "string"),
+    F("routerID", "string"),
+    F("lastBootTime", "string"),
+    F("lastReconfigurationTime", "string"),
+])
+S("CalicoNodePeer", [
+    F("peerIP", "string", v='ip'),
+    F("type", "enum:NodeMesh|NodePeer|GlobalPeer"),
+    F("state", "enum:Idle|Connect|Active|OpenSent|OpenConfirm|Established|Close"),
+    F("since", "string"),
+])
+S("CalicoNodeRoute", [
+    F("type", "enum:FIB|RIB"),
+    F("destination", "string"),
+    F("gateway", "string"),
+    F("interface", "string"),
+    # A struct with omitempty: Go still always writes it.
+    F("learnedFrom", "@CalicoNodeRouteLearnedFrom"),
+])
+S("CalicoNodeRouteLearnedFrom", [
+    F("sourceType", "enum:Kernel|Static|Direct|NodeMesh|BGPPeer"),
+    F("peerIP", "string", v='ip'),
 ])

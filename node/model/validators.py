@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import Any, Callable
 
 from node.model.schema import Collector, register_check, register_struct_check
 
@@ -240,6 +240,25 @@ def _ip_port(v):
 def _reachable_by(v): return None if _ip(v, None) else "invalid reachableBy address"
 
 
+# Log levels as Calico's CRDs pattern-match them (case-insensitive; empty means default).
+LOG_SEVERITY_RE = re.compile(r"^(Trace|Debug|Info|Warning|Error|Fatal)?$", re.IGNORECASE)
+BPF_LOG_LEVEL_RE = re.compile(r"^(Off|Info|Debug)?$", re.IGNORECASE)
+
+
+@register_check("logSeverity")
+def _log_severity(v):
+    if isinstance(v, str) and LOG_SEVERITY_RE.match(v):
+        return None
+    return "invalid log level: expected Trace, Debug, Info, Warning, Error or Fatal, in any case"
+
+
+@register_check("bpfLogLevel")
+def _bpf_log_level(v):
+    if isinstance(v, str) and BPF_LOG_LEVEL_RE.match(v):
+        return None
+    return "invalid BPF log level: expected Off, Info or Debug, in any case"
+
+
 @register_check("wireguardPublicKey")
 def _wg_key(v):
     import base64
@@ -330,3 +349,30 @@ def _bgp_peer_spec(spec: dict, path: str, errs: Collector) -> None:
 def _endpoint_port(port: dict, path: str, errs: Collector) -> None:
     if port.get("protocol") not in ("TCP", "UDP", "SCTP"):
         errs.add(f"{path}.protocol", port.get("protocol"), "EndpointPort protocol must be 'TCP', 'UDP' or 'SCTP'")
+
+
+@register_struct_check("HostEndpointSpec")
+def _host_endpoint_spec(spec: dict, path: str, errs: Collector) -> None:
+    # Without either, Calico cannot tell which host interface the endpoint governs.
+    if not spec.get("interfaceName") and not spec.get("expectedIPs"):
+        errs.add(f"{path}.interfaceName", "", "at least one of interfaceName or expectedIPs must be specified")
+
+
+# --------------------------------------------------------------------------------------
+# Whole-resource checks (rules that look at metadata and spec together), by kind.
+
+ResourceCheck = Callable[[dict, dict, Collector], None]
+RESOURCE_CHECKS: dict[str, ResourceCheck] = {}
+
+# Calico sets this label itself when it maps a namespace into its v1 model; a network set
+# that carries it would be misfiled.
+NAMESPACE_LABEL = "projectcalico.org/namespace"
+
+
+def _no_namespace_label(metadata: dict, spec: dict, errs: Collector) -> None:
+    if NAMESPACE_LABEL in (metadata.get("labels") or {}):
+        errs.add("metadata.labels", NAMESPACE_LABEL, f"{NAMESPACE_LABEL} is not a valid label name")
+
+
+RESOURCE_CHECKS["NetworkSet"] = _no_namespace_label
+RESOURCE_CHECKS["GlobalNetworkSet"] = _no_namespace_label
