@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from node.datastore.client import DatastoreClient, decode_kv
+from node.datastore.client import DatastoreClient, DatastoreParseError, decode_kv
 from node.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from node.model import load_resources
 from node.model import ipam
@@ -23,6 +23,10 @@ KEYS = {
     "GlobalNetworkPolicy": "/calico/resources/v3/projectcalico.org/globalnetworkpolicies/deny-icmp",
     "Profile": "/calico/resources/v3/projectcalico.org/profiles/kns.default",
     "Tier": "/calico/resources/v3/projectcalico.org/tiers/default",
+    "GlobalNetworkSet": "/calico/resources/v3/projectcalico.org/globalnetworksets/public-dns",
+    "NetworkSet": "/calico/resources/v3/projectcalico.org/networksets/prod/office",
+    "KubeControllersConfiguration": "/calico/resources/v3/projectcalico.org/kubecontrollersconfigurations/default",
+    "CalicoNodeStatus": "/calico/resources/v3/projectcalico.org/caliconodestatuses/node1-status",
 }
 
 
@@ -40,9 +44,32 @@ def pool(name="p1", cidr="10.1.0.0/16", extra=""):
     return res(f"kind: IPPool\nmetadata: {{name: {name}}}\nspec: {{cidr: {cidr}{extra}}}")
 
 
+# What libcalico-go's client stores for the example policies: the tier label (policy
+# defaulting), the name annotation (etcdv3 backend) and, for the egress-only global
+# policy, types defaulted from its rules.
+CLIENT_STORED = {
+    "NetworkPolicy":
+        '{"kind":"NetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"allow-web",'
+        '"namespace":"prod","uid":"u9","creationTimestamp":"2025-05-01T10:00:00Z",'
+        '"labels":{"projectcalico.org/tier":"default"},'
+        '"annotations":{"projectcalico.org/metadata":"{\\"name\\":\\"allow-web\\"}"}},"spec":{"order":100.5,'
+        '"ingress":[{"action":"Allow","protocol":"TCP","source":{"nets":["10.0.0.0/8"],"selector":"role == \'lb\'"},'
+        '"destination":{"ports":[80,"8000:8080","http"]}}],"selector":"app == \'web\'","types":["Ingress"]}}',
+    "GlobalNetworkPolicy":
+        '{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"deny-icmp",'
+        '"uid":"u10","creationTimestamp":"2025-05-01T10:00:00Z","labels":{"projectcalico.org/tier":"default"},'
+        '"annotations":{"projectcalico.org/metadata":"{\\"name\\":\\"deny-icmp\\"}"}},"spec":{"order":10,'
+        '"egress":[{"action":"Deny","protocol":"ICMP","icmp":{"type":8}},{"action":"Allow"}],"selector":"all()",'
+        '"types":["Egress"],"applyOnForward":true}}',
+}
+
+
 @pytest.mark.parametrize("kind", sorted(KEYS))
 def test_every_kind_round_trips_with_calicos_key_and_bytes(client, etcd_kv, kind):
     text, expected = STORED[kind]
+    expected = CLIENT_STORED.get(kind, expected)
+    if kind in CLIENT_STORED:
+        client.create(res(STORED["Tier"][0]))  # a policy's tier must exist
     created = client.create(res(text))
     item = etcd_kv.get(KEYS[kind])
     assert item is not None, f"nothing stored at {KEYS[kind]}"
@@ -194,3 +221,24 @@ def test_pool_over_blocks_of_another_size_is_rejected(client, etcd_kv):
     with pytest.raises(ValidationError, match="IPPool blocksSize conflicts with existing allocations"):
         client.create(pool())  # default block size 26 over a /24 block
     client.create(pool(extra=", blockSize: 24"))
+
+
+def test_decode_kv_names_the_key_of_a_value_it_cannot_decode():
+    # The syncer's decoder: whatever goes wrong in one record, the error names its key.
+    key = "/calico/resources/v3/projectcalico.org/nodes/n1"
+    for value in (b'{"metadata": [1]}', b'{"spec": "x"}', b"not json", b"[]"):
+        with pytest.raises(DatastoreParseError) as info:
+            decode_kv(key, value, 7)
+        assert info.value.key == key
+        assert str(info.value).startswith(f"failed to parse datastore entry key={key}; value={value.decode()}: ")
+    with pytest.raises(DatastoreParseError, match="key=/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26;"):
+        decode_kv("/calico/ipam/v2/host/n1/ipv4/block/10.0.0.0-26", b"[]", 7)
+    assert decode_kv("/calico/ipam/v2/host/n1/ipv4/block/not-a-cidr", b"{}", 7) is None
+
+
+def test_kube_controllers_configuration_gets_calicos_write_defaults(client, etcd_kv):
+    client.create(res("kind: KubeControllersConfiguration\nmetadata: {name: default}\nspec: {}"))
+    stored = json.loads(etcd_kv.get(KEYS["KubeControllersConfiguration"]).value)
+    assert stored["spec"] == {"healthChecks": "Enabled", "prometheusMetricsPort": 9094, "controllers": {}}
+    with pytest.raises(ValidationError, match="with a name other than"):
+        client.create(res("kind: KubeControllersConfiguration\nmetadata: {name: other}\nspec: {}"))

@@ -146,6 +146,8 @@ def test_check_clean_and_with_problems(populated, capsys, tmp_path):
         "Found 0 handle counts that do not match the blocks.\n"
         "Scanning for IPAM blocks and affinities that do not match...\n"
         "Found 0 affine blocks with no matching affinity, and 0 affinities with no matching block.\n"
+        "Scanning for IPAM handles and affinities that cannot be read...\n"
+        "Found 0 unreadable IPAM handles and affinities.\n"
         "Check complete; found 0 problems.\n")
 
     # Now break things: a leaked address, a handle with a wrong count, a block whose
@@ -162,7 +164,7 @@ def test_check_clean_and_with_problems(populated, capsys, tmp_path):
     report = tmp_path / "report.json"
     code, out, _ = run(capsys, "ipam", "check", "--show-problem-ips", "-o", str(report))
     leak = populated.ips_by_handle("k8s-pod-network.leak")[0]
-    assert code == 0
+    assert code == 1  # problems found: non-zero (calicoctl itself exits 0 here)
     assert (f"Scanning for IPs that are allocated but not actually in use...\n"
             f"  {leak} leaked; attrs Main:k8s-pod-network.leak Extra:\n"
             "Found 1 IPs that are allocated in IPAM but not actually in use.\n") in out
@@ -180,3 +182,25 @@ def test_check_clean_and_with_problems(populated, capsys, tmp_path):
                                           "node": "n1", "inUse": False, "owners": None}]
     assert data["allocations"][ips[0]][0]["owners"] == ["Workload(default/n1-k8s-a-eth0)"]
     assert "leakedHandles" not in data
+
+
+def test_show_reports_an_ipv6_pools_real_size(ipam, capsys):
+    make_pool(ipam.client, "big6", "fd00:90::/48")
+    make_node(ipam.client, "n1")
+    ipam.auto_assign(num6=2, handle_id="h", host="n1")
+    code, out, _ = run(capsys, "ipam", "show")
+    assert code == 0
+    # 2**80 addresses, as calicoctl's %.5g prints it (not clamped to a 64-bit int).
+    assert out.splitlines()[3] == ("| IP Pool  | fd00:90::/48 | 1.2089e+24 |     2 (0%) |       0 (0%) "
+                                   "| 1.2089e+24 (100%) |")
+
+
+def test_show_lists_blocks_in_address_order(ipam, capsys):
+    make_pool(ipam.client, "p", "10.80.0.0/24", blockSize=26)
+    make_node(ipam.client, "n1")
+    for ip in ("10.80.0.130", "10.80.0.70", "10.80.0.5"):  # etcd lists ...128-26 before ...64-26
+        ipam.assign_ip(ip, handle_id=f"h{ip}", host="n1")
+    code, out, _ = run(capsys, "ipam", "show", "--show-blocks")
+    assert code == 0
+    assert [line.split("|")[2].strip() for line in out.splitlines()[4:7]] == [
+        "10.80.0.0/26", "10.80.0.64/26", "10.80.0.128/26"]

@@ -1,21 +1,29 @@
 """Resource-level datastore client: what startup, the renderer and calicoctl call.
 
 It speaks in ``Resource`` objects and libcalico-go's semantics (create stamps uid and
-creationTimestamp, update needs a revision, IPPool defaults, BlockAffinity mapped onto
-the IPAM affinity keys); the byte-level work is done by a backend (``EtcdKV``).
+creationTimestamp, update needs a revision, per-kind defaults and guards, BlockAffinity
+mapped onto the IPAM affinity keys); the byte-level work is done by a backend (``EtcdKV``).
+
+Other writers share the datastore, so a stored value may not decode: a list skips it
+with a warning naming the key and serves the rest, a get of that key raises
+``DatastoreParseError`` naming it.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import json
 import logging
+import time
 import uuid
 from typing import Callable, Iterable, Protocol
 
-from node.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from node.errors import AlreadyExists, CalicoError, Conflict, NotFound, ValidationError
 from node.model import ipam
 from node.model.kinds import KINDS
-from node.model.schema import Collector, canonical_struct
+from node.model.defaults import kube_controllers_write_defaults
+from node.model.names import check_workload_endpoint_name
+from node.model.schema import Collector, canonical_struct, go_json
 from node.model.resource import (
     Resource,
     etcd_key,
@@ -29,6 +37,29 @@ from node.model.resource import (
 log = logging.getLogger(__name__)
 
 UPDATE_RETRIES = 5
+# libcalico-go pauses between disabling a pool and releasing its affinities so that
+# in-flight allocations from the pool can finish.
+POOL_RELEASE_PAUSE_S = 0.5
+
+
+class DatastoreParseError(CalicoError):
+    """A stored value that does not decode (libcalico-go's ErrorParsingDatastoreEntry).
+
+    Not a DatastoreError: the datastore answered, so retrying will not help."""
+
+    def __init__(self, key: str, value: bytes | str, err: object):
+        self.key = key
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        super().__init__(f"failed to parse datastore entry key={key}; value={text}: {err}")
+
+
+class OperationNotSupported(CalicoError):
+    """A request Calico refuses outright (libcalico-go's ErrorOperationNotSupported)."""
+
+    def __init__(self, operation: str, identifier: str, reason: str = ""):
+        self.operation = operation
+        self.identifier = identifier
+        super().__init__(f"operation {operation} is not supported on {identifier}" + (f": {reason}" if reason else ""))
 
 
 class KVBackend(Protocol):
@@ -113,13 +144,13 @@ def ippool_write_problems(res: Resource, old: Resource | None, other_pools: Iter
     return problems
 
 
-def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClient") -> None:
+def _default_ippool(res: Resource, old: Resource | None, client: "DatastoreClient", creating: bool) -> None:
     others: list[Resource] = []
     blocks: list[str] = []
-    if old is None:
+    if creating:
         others = client.list("IPPool")
         try:
-            blocks = ipam.block_cidrs_in(client.kv, ipaddress.ip_network(res.spec.get("cidr", ""), strict=False).version)
+            blocks = stored_block_cidrs(client.kv, ipaddress.ip_network(res.spec.get("cidr", ""), strict=False).version)
         except ValueError:
             pass  # an unparsable CIDR is reported by ippool_write_problems
     problems = ippool_write_problems(res, old, others, blocks)
@@ -145,12 +176,188 @@ def _read_default_ippool(res: Resource) -> None:
         res.spec = canonical_struct(spec, "IPPoolSpec", "", Collector(), strict=False)
 
 
-WRITE_DEFAULTS: dict[str, Callable[[Resource, Resource | None, "DatastoreClient"], None]] = {
+# -- policies and tiers ----------------------------------------------------------------
+
+LABEL_TIER = "projectcalico.org/tier"
+# The etcdv3 backend keeps the name a policy was written under in this annotation.
+METADATA_ANNOTATION = "projectcalico.org/metadata"
+DEFAULT_TIER = "default"
+# Built-in tiers that always exist and can never be deleted.
+PROTECTED_TIERS = ("default", "kube-admin", "kube-baseline")
+DEFAULT_TIER_ORDER = 1000000
+POLICY_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy")
+
+
+def default_policy_types(spec: dict) -> list[str] | None:
+    """What ``types`` becomes when it is empty: rules decide (no egress rules means an
+    ingress policy, even with no rules at all). None when ``types`` is already set."""
+    if spec.get("types"):
+        return None
+    if not spec.get("egress"):
+        return ["Ingress"]
+    if not spec.get("ingress"):
+        return ["Egress"]
+    return ["Ingress", "Egress"]
+
+
+def default_policy(res: Resource) -> None:
+    """Calico's policy defaulting: ``types`` from the rules, the tier label from the tier."""
+    types = default_policy_types(res.spec)
+    if types is not None:
+        res.spec["types"] = types
+        res.spec = canonical_struct(res.spec, res.info.spec, "", Collector(), strict=False)
+    labels = dict(res.labels)
+    labels[LABEL_TIER] = res.spec.get("tier") or DEFAULT_TIER
+    res.metadata["labels"] = labels
+
+
+def _default_policy(res: Resource, old: Resource | None, client: "DatastoreClient", creating: bool) -> None:
+    if creating:
+        # libcalico-go checks the tier before anything else, and only on create.
+        client.get("Tier", res.spec.get("tier") or DEFAULT_TIER)
+    default_policy(res)
+
+
+def _read_default_policy(res: Resource) -> None:
+    """The name the policy was written under (from the backend's metadata annotation; for
+    policies written before it existed, a default-tier name loses its ``default.``
+    prefix) and the tier label when it is missing."""
+    meta = res.metadata
+    annotations = dict(meta.get("annotations") or {})
+    raw = annotations.pop(METADATA_ANNOTATION, None)
+    if raw:
+        try:
+            name = json.loads(raw).get("name")
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"annotation {METADATA_ANNOTATION!r} contained invalid JSON: {exc}") from None
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"annotation {METADATA_ANNOTATION!r} has no name: {raw!r}")
+        meta["name"] = name
+    elif (res.spec.get("tier") or DEFAULT_TIER) == DEFAULT_TIER:
+        meta["name"] = res.name.removeprefix("default.")
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    labels = dict(res.labels)
+    labels.setdefault(LABEL_TIER, DEFAULT_TIER)
+    meta["labels"] = labels
+
+
+def _policy_storage_meta(res: Resource) -> Resource:
+    """What the etcdv3 backend stores for a policy: the name it was written under, kept in
+    the metadata annotation."""
+    stored = res.copy()
+    annotations = dict(stored.metadata.get("annotations") or {})
+    annotations[METADATA_ANNOTATION] = go_json({"name": res.name})
+    stored.metadata["annotations"] = annotations
+    stored.metadata = _ordered_meta(stored.metadata)
+    return stored
+
+
+def default_tier(res: Resource) -> None:
+    """A tier without order sorts like the default tier; without a default action it denies."""
+    changed = False
+    if res.spec.get("order") is None:
+        res.spec["order"] = DEFAULT_TIER_ORDER
+        changed = True
+    if res.spec.get("defaultAction") is None:
+        res.spec["defaultAction"] = "Deny"
+        changed = True
+    if changed:
+        res.spec = canonical_struct(res.spec, "TierSpec", "", Collector(), strict=False)
+
+
+def _default_tier(res: Resource, old: Resource | None, client: "DatastoreClient", creating: bool) -> None:
+    default_tier(res)
+
+
+# -- workload endpoints ----------------------------------------------------------------
+
+LABEL_NAMESPACE = "projectcalico.org/namespace"
+LABEL_ORCHESTRATOR = "projectcalico.org/orchestrator"
+
+
+def workload_endpoint_storage_labels(res: Resource) -> dict:
+    """The labels a WorkloadEndpoint is stored with: its namespace and orchestrator always
+    win over whatever the writer put under those keys."""
+    labels = dict(res.labels)
+    labels[LABEL_NAMESPACE] = res.namespace
+    labels[LABEL_ORCHESTRATOR] = res.spec.get("orchestrator", "")
+    return labels
+
+
+def _default_workload_endpoint(res: Resource, old: Resource | None, client: "DatastoreClient",
+                               creating: bool) -> None:
+    """libcalico-go's order: the name (filled in when empty, else it must match the spec's
+    identifiers), then the labels."""
+    res.metadata["name"] = check_workload_endpoint_name(res)
+    res.metadata = _ordered_meta(res.metadata)
+    res.metadata["labels"] = workload_endpoint_storage_labels(res)
+
+
+def _default_kube_controllers(res: Resource, old: Resource | None, client: "DatastoreClient",
+                              creating: bool) -> None:
+    kube_controllers_write_defaults(res, creating)
+
+
+WriteHook = Callable[[Resource, "Resource | None", "DatastoreClient", bool], None]
+WRITE_DEFAULTS: dict[str, WriteHook] = {
     "IPPool": _default_ippool,
+    "NetworkPolicy": _default_policy,
+    "GlobalNetworkPolicy": _default_policy,
+    "Tier": _default_tier,
+    "WorkloadEndpoint": _default_workload_endpoint,
+    "KubeControllersConfiguration": _default_kube_controllers,
 }
+# Kinds whose write rules compare against the stored resource on update.
+UPDATE_NEEDS_OLD = ("IPPool",)
 READ_DEFAULTS: dict[str, Callable[[Resource], None]] = {
     "IPPool": _read_default_ippool,
+    "NetworkPolicy": _read_default_policy,
+    "GlobalNetworkPolicy": _read_default_policy,
 }
+# Defaults libcalico-go applies to listed items only (its get and watch leave them out).
+LIST_DEFAULTS: dict[str, Callable[[Resource], None]] = {
+    "Tier": default_tier,
+}
+
+def offline_write_defaults(resources: Iterable[Resource]) -> tuple[list[Resource], list[str]]:
+    """The write path's defaults for resources that never pass through a datastore (the
+    policy agent's and the renderer's ``--from-file`` modes): what each resource would
+    look like once calicoctl had stored it. Returns the defaulted resources and one line
+    per resource refused (or, for a policy naming a missing tier, flagged) with the
+    reason; checks that need other stored data (pool overlaps, block sizes) use the given
+    resources only."""
+    resources = [r.copy() for r in resources]
+    tiers = {r.name for r in resources if r.kind == "Tier"} | set(PROTECTED_TIERS)
+    pools = [r for r in resources if r.kind == "IPPool"]
+    out: list[Resource] = []
+    problems: list[str] = []
+    for res in resources:
+        try:
+            if res.kind == "IPPool":
+                found = ippool_write_problems(res, None, pools, ())
+                if found:
+                    raise ValidationError(found)
+            elif res.kind in POLICY_KINDS:
+                tier = res.spec.get("tier") or DEFAULT_TIER
+                if tier not in tiers:
+                    problems.append(f"{res.identifier()}.spec.tier: tier {tier!r} does not exist "
+                                    "(calicoctl would refuse it; the policy agent sorts it last)")
+                default_policy(res)
+            elif res.kind == "Tier":
+                default_tier(res)
+            elif res.kind == "WorkloadEndpoint":
+                res.metadata["name"] = check_workload_endpoint_name(res)
+                res.metadata["labels"] = workload_endpoint_storage_labels(res)
+            validate_resource(res)
+        except CalicoError as exc:
+            problems.append(f"skipped {res.identifier()}: {exc}")
+            continue
+        out.append(res)
+    return out, problems
+
 
 # Synthesised on read, never stored (libcalico-go's default-allow profile).
 DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
@@ -162,20 +369,46 @@ def _default_allow_profile() -> Resource:
 
 
 # --------------------------------------------------------------------------------------
+# Keys and values written by others: decode one record, or say which key is bad.
+
+def ipam_key(parse: Callable[[str], object], key: str):
+    """``parse(key)``, or None when the key has the right shape but an unreadable CIDR
+    (libcalico-go ignores such keys)."""
+    try:
+        return parse(key)
+    except ValueError:
+        return None
+
+
+def stored_block_cidrs(kv, version: int | None = None) -> list[str]:
+    """CIDRs of the IPAM blocks stored in ``kv`` (one IP version, or both)."""
+    out = []
+    for v in ((version,) if version else (4, 6)):
+        items, _ = kv.list(ipam.block_prefix(v))
+        out.extend(cidr for cidr in (ipam_key(ipam.parse_block_key, i.key) for i in items) if cidr)
+    return out
+
 
 def decode_kv(key: str, value: bytes, revision: int) -> Resource | None:
     """Decode any key the node follows into a Resource (None for keys we do not model).
 
-    This is the decoder the syncer uses, so every consumer sees the same defaults.
+    This is the decoder the syncer uses, so every consumer sees the same defaults. A value
+    that does not decode raises DatastoreParseError naming the key.
     """
     if parse_etcd_key(key) is not None:
-        res = from_storage(key, value, revision)
-        hook = READ_DEFAULTS.get(res.kind)
-        if hook:
-            hook(res)
+        try:
+            res = from_storage(key, value, revision)
+            hook = READ_DEFAULTS.get(res.kind)
+            if hook:
+                hook(res)
+        except Exception as exc:  # noqa: BLE001 - whatever another writer stored, name the key
+            raise DatastoreParseError(key, value, exc) from exc
         return res
-    if ipam.parse_affinity_key(key) is not None:
-        return ipam.affinity_to_resource(key, value, revision)
+    if ipam_key(ipam.parse_affinity_key, key) is not None:
+        try:
+            return ipam.affinity_to_resource(key, value, revision)
+        except Exception as exc:  # noqa: BLE001
+            raise DatastoreParseError(key, value, exc) from exc
     return None
 
 
@@ -200,12 +433,14 @@ class DatastoreClient:
     def _value_of(self, res: Resource) -> bytes:
         if res.kind == "BlockAffinity":
             return ipam.resource_to_affinity(res)[1].encode()
+        if res.kind in POLICY_KINDS:
+            return _policy_storage_meta(res).storage_json().encode()
         return res.storage_json().encode()
 
     def _decode(self, kv_item) -> Resource:
         res = decode_kv(kv_item.key, kv_item.value, kv_item.mod_revision)
         if res is None:
-            raise ValueError(f"{kv_item.key}: not a resource key")
+            raise DatastoreParseError(kv_item.key, kv_item.value, "not a resource key")
         return res
 
     # -- reads --------------------------------------------------------------------------
@@ -227,28 +462,34 @@ class DatastoreClient:
         kind = KINDS[kind].kind
         if kind == "BlockAffinity":
             items, _ = self.kv.list(ipam.affinity_prefix())
-            out = [ipam.affinity_to_resource(i.key, i.value, i.mod_revision)
-                   for i in items if ipam.parse_affinity_key(i.key)]
+            out = self._decode_all(i for i in items if ipam_key(ipam.parse_affinity_key, i.key))
             return sorted(out, key=lambda r: r.name)
         items, _ = self.kv.list(etcd_prefix(kind, namespace))
-        out = []
-        for item in items:
-            if parse_etcd_key(item.key) is None:
-                continue
-            try:
-                out.append(self._decode(item))
-            except (ValueError, ValidationError) as exc:
-                log.error("Skipping malformed value at %s: %s", item.key, exc)
+        out = self._decode_all(i for i in items if parse_etcd_key(i.key) is not None)
+        hook = LIST_DEFAULTS.get(kind)
+        if hook:
+            for res in out:
+                hook(res)
         if kind == "Profile":
             out.append(_default_allow_profile())
         return out
 
+    def _decode_all(self, items) -> list[Resource]:
+        """Every item that decodes; the others are skipped with a warning naming the key."""
+        out = []
+        for item in items:
+            try:
+                out.append(self._decode(item))
+            except DatastoreParseError as exc:
+                log.warning("Skipping a stored value that cannot be decoded: %s", exc)
+        return out
+
     # -- writes -------------------------------------------------------------------------
-    def _prepare(self, res: Resource, old: Resource | None) -> Resource:
+    def _prepare(self, res: Resource, old: Resource | None, creating: bool) -> Resource:
         res = res.copy()
         hook = WRITE_DEFAULTS.get(res.kind)
         if hook:
-            hook(res, old, self)
+            hook(res, old, self, creating)
         validate_resource(res)
         return res
 
@@ -256,7 +497,7 @@ class DatastoreClient:
         """Create; fails with AlreadyExists. Stamps uid and creationTimestamp like libcalico-go."""
         if res.kind == "Profile" and res.name == DEFAULT_ALLOW_PROFILE:
             raise AlreadyExists(res.identifier(), "the default-allow profile is built in")
-        res = self._prepare(res, None)
+        res = self._prepare(res, None, creating=True)
         meta = res.metadata
         meta.pop("resourceVersion", None)
         meta.setdefault("uid", str(uuid.uuid4()))
@@ -281,12 +522,12 @@ class DatastoreClient:
                 if not res.metadata.get(field):
                     raise ValidationError([(f"{ident}.metadata.{field}", "", "field must be set for an Update request")])
         old = None
-        if res.kind in WRITE_DEFAULTS:
+        if res.kind in UPDATE_NEEDS_OLD:
             try:
                 old = self.get(res.kind, res.name, res.namespace)
             except NotFound:
                 raise NotFound(ident) from None
-        res = self._prepare(res, old)
+        res = self._prepare(res, old, creating=False)
         try:
             new_rev = self.kv.update(self._key_of(res), self._value_of(res), int(rv))
         except NotFound:
@@ -346,25 +587,61 @@ class DatastoreClient:
         else:
             key = etcd_key(kind, name, namespace)
         if kind == "IPPool":
-            # libcalico-go disables a pool before deleting it so no new addresses come from it.
-            try:
-                pool = self.get(kind, name)
-            except NotFound:
-                raise NotFound(ident) from None
-            if resource_version and pool.resource_version != resource_version:
-                raise Conflict(ident, f"resource version {resource_version} is out of date")
-            if not pool.spec.get("disabled"):
-                pool.spec["disabled"] = True
-                pool.spec = canonical_struct(pool.spec, "IPPoolSpec", "", Collector(), strict=False)
-                pool = self.update(pool)
-            resource_version = pool.resource_version
+            resource_version = self._retire_pool(name, resource_version)
+        elif kind == "Tier":
+            self._check_tier_deletable(name)
         try:
             item = self.kv.delete(key, int(resource_version) if resource_version else None)
         except NotFound:
             raise NotFound(ident) from None
         except Conflict:
             raise Conflict(ident, f"resource version {resource_version} is out of date") from None
-        return self._decode(item)
+        try:
+            return self._decode(item)
+        except DatastoreParseError as exc:
+            # The delete itself succeeded; only the old value is unreadable.
+            log.warning("Deleted a stored value that cannot be decoded: %s", exc)
+            meta = {"name": name, "namespace": namespace} if namespace else {"name": name}
+            return Resource(kind, meta)
+
+    def _retire_pool(self, name: str, resource_version: str) -> str:
+        """libcalico-go's pool delete before the key goes: disable the pool so nothing new is
+        assigned from it, give in-flight assignments a moment, then release every host's
+        block affinities in it (empty blocks deleted, used ones kept without affinity).
+        Returns the revision the final delete must match ("" for any)."""
+        from node.ipam.allocator import IPAM
+
+        ident = identifier("IPPool", name)
+        try:
+            pool = self.get("IPPool", name)
+        except NotFound:
+            raise NotFound(ident) from None
+        if not pool.spec.get("disabled"):
+            log.debug("Disabling pool %s to release affinities", name)
+            pool.spec["disabled"] = True
+            pool.spec = canonical_struct(pool.spec, "IPPoolSpec", "", Collector(), strict=False)
+            if resource_version:
+                pool.metadata["resourceVersion"] = resource_version
+            self.update(pool)
+            resource_version = ""
+        try:
+            cidr = ipaddress.ip_network(pool.spec.get("cidr", ""), strict=False)
+        except ValueError:
+            cidr = None
+        if cidr is not None:
+            time.sleep(POOL_RELEASE_PAUSE_S)
+            IPAM(self.kv).release_pool_affinities(cidr)
+        return resource_version
+
+    def _check_tier_deletable(self, name: str) -> None:
+        """Built-in tiers stay; a tier that still holds policies stays (libcalico-go's checks)."""
+        if name in PROTECTED_TIERS:
+            raise OperationNotSupported("Delete", name, f"Cannot delete {name} tier")
+        for kind in POLICY_KINDS:
+            for policy in self.list(kind):
+                if policy.spec.get("tier") == name:
+                    log.debug("%s %s is in tier %s", kind, policy.identifier(), name)
+                    raise OperationNotSupported("delete", name, "Cannot delete a non-empty tier")
 
 
 _META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",

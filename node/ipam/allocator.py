@@ -18,6 +18,12 @@ increment back when its block write loses a race before retrying. One transient 
 is retried instead of returned: when one of our own blocks looked free while we
 searched but was filled by a concurrent request before we claimed it, the search runs
 again (libcalico-go fails the request with "has 0 free ips").
+
+Records other writers left behind are stepped around, never acted on: a block that
+does not decode is skipped by the search (and its CIDR is never claimed over it), and a
+block whose free list is broken (an entry listed twice, outside the block or already
+allocated) yields no addresses, where libcalico-go would hand out an address that is
+already someone else's. Each is logged with its key; ``ipam check`` reports them.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from node.datastore.client import DatastoreClient
+from node.datastore.client import DatastoreClient, DatastoreParseError
 from node.errors import AlreadyExists, Conflict, NotFound
 from node.ipam import pools as P
 from node.ipam.block import (
@@ -42,6 +48,7 @@ from node.ipam.block import (
     sanitize_handle,
 )
 from node.ipam.errors import (
+    BadBlock,
     BlockClaimConflict,
     BlockLimit,
     BlockNotEmpty,
@@ -55,6 +62,7 @@ from node.ipam.errors import (
 from node.ipam.store import Affinity, Handle, IPAMStore, block_id
 from node.model import ipam as records
 from node.model.resource import Resource
+from node.selector.errors import SelectorError
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +282,11 @@ class IPAM:
                     ips = self._assign_from_block(cfg, block, revision, num - len(result.ips), handle, attrs,
                                                   affinity, cfg.strict_affinity, reservations)
                 except _RACE + (NotFound,):
-                    got = self.store.get_block(block.cidr)
+                    try:
+                        got = self.store.get_block(block.cidr)
+                    except BadBlock as exc:
+                        log.warning("Skipping block: %s", exc)
+                        break
                     if got is None:
                         break
                     block, revision = got
@@ -313,7 +325,11 @@ class IPAM:
                 if cidr not in existing or (reservations and reservations.matches_whole(cidr)):
                     continue
                 for _ in range(self.retries):
-                    got = self.store.get_block(cidr)
+                    try:
+                        got = self.store.get_block(cidr)
+                    except BadBlock as exc:
+                        log.warning("Skipping non-affine block: %s", exc)
+                        break
                     if got is None:
                         break
                     block, revision = got
@@ -380,10 +396,17 @@ class IPAM:
         for pool in enabled:
             if (pool.spec.get("assignmentMode") or "Automatic") != "Automatic":
                 continue
-            if not P.selects_node(pool, node_labels):
+            # A selector that does not parse fails the request, as in libcalico-go.
+            try:
+                node_matches = P.selects_node(pool, node_labels)
+                namespace_matches = node_matches and P.selects_namespace(pool, namespace_labels)
+            except SelectorError as exc:
+                raise IPAMError(f"failed to determine if IPPool({pool.name}) selects this node and "
+                                f"namespace: {exc}") from exc
+            if not node_matches:
                 log.debug("IP pool does not match this node: %s", pool.name)
                 continue
-            if not P.selects_namespace(pool, namespace_labels):
+            if not namespace_matches:
                 continue
             matching.append(pool)
         return matching, enabled
@@ -500,13 +523,20 @@ class IPAM:
             raise IPAMError(f"no configured Calico pools for {aff_type}:{owner}")
         ours = f"{aff_type}:{owner}"
         info: dict[Network, tuple[Block, int, int]] = {}
-        for block, _ in self.store.list_blocks(version):
+        readable, unreadable = self.store.scan_blocks(version)
+        for block, _ in readable:
             self._gc(block, cfg)
             info[block.cidr] = (block, block.num_free(reservations), block.sequence_number)
+        # A CIDR whose block, or this owner's affinity for it, does not decode is left
+        # alone: claiming it would write over a record we cannot read.
+        unusable = {u.cidr for u in unreadable}
+        unusable |= {u.cidr for u in self.store.scan_affinities(owner, version, aff_type)[1]}
         empties: list[Block] = []
         for pool in usable:
             for cidr in P.random_blocks(pool, owner):
                 if reservations and reservations.matches_whole(cidr):
+                    continue
+                if cidr in unusable:
                     continue
                 found = info.get(cidr)
                 if found is None:
@@ -609,7 +639,11 @@ class IPAM:
         cfg = self.get_config()
         out: list[str] = []
         for text in handle.blocks:
-            got = self.store.get_block(ipaddress.ip_network(text, strict=False))
+            try:
+                got = self.store.get_block(ipaddress.ip_network(text, strict=False))
+            except (BadBlock, ValueError) as exc:
+                log.warning("Couldn't read block %s referenced by handle %s: %s", text, handle_id, exc)
+                continue
             if got is None:
                 log.warning("Couldn't read block %s referenced by handle %s", text, handle_id)
                 continue
@@ -790,6 +824,37 @@ class IPAM:
         except NotFound:
             pass
 
+    def release_pool_affinities(self, pool: Network) -> None:
+        """Release every host's affinity for the blocks of ``pool`` (what deleting a pool
+        does): empty blocks are deleted, blocks still in use lose their affinity, and the
+        affinity keys go. A block that turns out to belong to someone other than the
+        affinity says has its stale affinity dropped, and the pass runs again."""
+        log.info("Releasing block affinities within pool '%s'", pool)
+        cfg = self.get_config()
+        for _ in range(self.retries):
+            affinities = [a for a in self.store.list_affinities()
+                          if a.cidr.version == pool.version and a.cidr.network_address in pool]
+            if not affinities:
+                return
+            again = False
+            for aff in affinities:
+                for _ in range(self.retries):
+                    try:
+                        self._release_block_affinity(cfg, aff.host, aff.affinity_type, aff.cidr, require_empty=False)
+                    except BlockClaimConflict:
+                        again = True
+                    except NotFound:
+                        log.debug("No such block %s", aff.cidr)
+                    except Conflict:
+                        continue
+                    except Exception as exc:
+                        log.error("Error releasing affinity of %s for block %s: %s", aff.host, aff.cidr, exc)
+                        raise
+                    break
+            if not again:
+                return
+        raise MaxRetries()
+
     def release_host_affinities(self, host: str, must_be_empty: bool = False) -> None:
         """Release every block affinity of ``host`` (both IP versions)."""
         cfg = self.get_config()
@@ -897,12 +962,23 @@ class _BlockFinder:
             subnet = ipam._find_usable_block(cfg, self.owner, self.aff_type, self.version, self.pools,
                                              self.reservations)
             for _ in range(ipam.retries):
+                pending = None
                 try:
                     pending = ipam._pending_affinity(self.owner, self.aff_type, subnet)
                     claimed = ipam._block_from_affinity(pending, cfg)
                 except _RACE + (NotFound,):
                     continue
                 except (BlockClaimConflict, StaleAffinity):
+                    break
+                except (BadBlock, DatastoreParseError) as exc:
+                    # The block (or our affinity for it) became unreadable after the search
+                    # listed it: give the claim up and search again, which now skips it.
+                    log.warning("Not claiming block %s: %s", subnet, exc)
+                    if pending is not None and pending.state == records.AFFINITY_PENDING:
+                        try:
+                            ipam.store.delete_affinity(pending)
+                        except Exception as cleanup:  # noqa: BLE001 - ipam check reports leftovers
+                            log.warning("Failed to delete pending affinity %s: %s", pending.key, cleanup)
                     break
                 ipam._gc(claimed.block, cfg)
                 free = claimed.block.num_free(self.reservations)

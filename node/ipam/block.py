@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from node.errors import AlreadyExists, Conflict, NotFound
+from node.ipam.codec import decode_record
 from node.ipam.errors import BadBlock, IPAMError, IPInCooldown
 from node.model import ipam as records
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+log = logging.getLogger(__name__)
 
 # The handle Windows nodes use to fence off the first and last addresses of a block.
 WINDOWS_RESERVED_HANDLE = "windows-reserved-ipam-handle"
@@ -98,11 +102,19 @@ class Reservations:
     """IPReservation CIDRs: addresses that are never handed out."""
 
     def __init__(self, cidrs: Iterable[str] = ()):
+        """Malformed entries (validation keeps them out, other writers may not) are logged
+        and skipped, as libcalico-go does."""
         self.nets: list[Network] = []
         for text in cidrs:
-            text = text.strip()
-            net = ipaddress.ip_network(text if "/" in text else f"{text}/{32 if ':' not in text else 128}",
-                                       strict=False)
+            text = text.strip() if isinstance(text, str) else ""
+            if not text:
+                continue
+            try:
+                net = ipaddress.ip_network(text if "/" in text else f"{text}/{32 if ':' not in text else 128}",
+                                           strict=False)
+            except ValueError:
+                log.error("Ignoring malformed CIDR %r in IPReservation.", text)
+                continue
             self.nets.append(net)
 
     def __bool__(self) -> bool:
@@ -148,6 +160,8 @@ class Block:
 
     @classmethod
     def from_record(cls, rec: dict) -> "Block":
+        """A block from its canonical record; BadBlock when the record cannot describe one
+        (wrong sizes, indexes that point nowhere, times or sequence maps of the wrong type)."""
         cidr_text = rec.get("cidr") or ""
         try:
             net = ipaddress.ip_network(cidr_text, strict=False)
@@ -162,21 +176,33 @@ class Block:
         for ordinal, idx in enumerate(allocations):
             if idx is not None and (attributes is None or not 0 <= idx < len(attributes)):
                 raise BadBlock(f"IPAM block {net}: allocation {ordinal} indexes a nonexistent attribute {idx}")
+        for idx, attr in enumerate(attributes or []):
+            if attr.released_at is not None and not isinstance(attr.released_at, str):
+                raise BadBlock(f"IPAM block {net}: attribute {idx} has a releasedAt that is not a time: "
+                               f"{attr.released_at!r}")
+        claim_time = rec.get("affinity_claim_time")
+        if claim_time is not None and not isinstance(claim_time, str):
+            raise BadBlock(f"IPAM block {net}: affinity_claim_time is not a time: {claim_time!r}")
         unalloc = rec.get("unallocated")
         seqs = rec.get("sequenceNumberForAllocation")
+        if seqs is not None and not (isinstance(seqs, dict) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in seqs.values())):
+            raise BadBlock(f"IPAM block {net}: sequenceNumberForAllocation is not a map of ordinals to "
+                           f"integers: {seqs!r}")
         return cls(cidr=net, affinity=rec.get("affinity"), allocations=allocations,
                    unallocated=None if unalloc is None else list(unalloc),
                    attributes=attributes, sequence_number=int(rec.get("sequenceNumber") or 0),
-                   seq_for_allocation=None if seqs is None else {str(k): int(v) for k, v in seqs.items()},
-                   claim_time=rec.get("affinity_claim_time"), deleted=bool(rec.get("deleted")),
+                   seq_for_allocation=None if seqs is None else {str(k): v for k, v in seqs.items()},
+                   claim_time=claim_time, deleted=bool(rec.get("deleted")),
                    host_affinity=rec.get("hostAffinity"))
 
     @classmethod
     def decode(cls, raw: bytes | str) -> "Block":
+        """A block from its stored value; BadBlock for anything Go would not unmarshal."""
         try:
-            rec = records.decode_block(raw)
+            rec = decode_record("AllocationBlock", raw)
         except ValueError as exc:
-            raise BadBlock(f"IPAM block value is not valid JSON: {exc}") from None
+            raise BadBlock(f"IPAM block value cannot be decoded: {exc}") from None
         return cls.from_record(rec)
 
     def to_record(self) -> dict:
@@ -240,7 +266,15 @@ class Block:
         idx = self.allocations[ordinal]
         return None if idx is None else self.attributes[idx]  # type: ignore[index]
 
+    def assignment_hazard(self) -> str | None:
+        """Why handing out addresses from this block would be unsafe, or None: a free-list
+        entry outside the block, listed twice, or already allocated (someone else's address)."""
+        return _free_list_problem(self, {o for o, idx in enumerate(self.allocations) if idx is not None})
+
     def num_free(self, reservations: Reservations = NO_RESERVATIONS) -> int:
+        """Addresses an assignment could take (none from a block with a broken free list)."""
+        if self.assignment_hazard():
+            return 0
         free = self.unallocated or []
         if not reservations or not reservations.matches_some(self.cidr):
             return len(free)
@@ -319,6 +353,8 @@ class Block:
         """Take up to ``num`` free addresses from the head of ``unallocated``."""
         self._check_affinity(affinity, affinity_check,
                              f"Block affinity ({self.affinity}) does not match provided ({affinity})")
+        if self.assignment_hazard():
+            return []
         taken: list[str] = []
         kept: list[int] = []
         attr_index: int | None = None
@@ -482,17 +518,24 @@ def validate_block(block: Block, now_ns: int) -> str | None:
                 return f"attribute index {idx} has an unreadable releasedAt {attr.released_at!r}"
             if future:
                 return f"attribute index {idx} has releasedAt in the future, suggesting clock skew"
+    problem = _free_list_problem(block, allocated)
+    if problem:
+        return problem
     free = block.unallocated or []
-    seen_free: set[int] = set()
-    for ordinal in free:
-        if not 0 <= ordinal < len(block.allocations):
-            return f"ordinal {ordinal} appears in the Unallocated array but is out of the block"
-        if ordinal in seen_free:
-            return f"ordinal {ordinal} appears more than once in Unallocated array"
-        if ordinal in allocated:
-            return f"ordinal {ordinal} is allocated but appears in Unallocated"
-        seen_free.add(ordinal)
     if len(free) + len(allocated) != block.size:
         return (f"expected {block.size} addresses in this block, but Unallocated ({len(free)}) + "
                 f"Allocated ({len(allocated)}) = {len(free) + len(allocated)}")
+    return None
+
+
+def _free_list_problem(block: Block, allocated: set[int]) -> str | None:
+    seen: set[int] = set()
+    for ordinal in block.unallocated or []:
+        if not 0 <= ordinal < len(block.allocations):
+            return f"ordinal {ordinal} appears in the Unallocated array but is out of the block"
+        if ordinal in seen:
+            return f"ordinal {ordinal} appears more than once in Unallocated array"
+        if ordinal in allocated:
+            return f"ordinal {ordinal} is allocated but appears in Unallocated"
+        seen.add(ordinal)
     return None

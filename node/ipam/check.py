@@ -4,8 +4,12 @@
 ``CheckResult``; ``render`` prints it in calicoctl's layout. Beyond calicoctl's checks
 (leaked addresses, addresses in use but not allocated, leaked and missing handles,
 malformed blocks) this also reports handles whose per-block counts disagree with the
-blocks, and blocks and affinities that do not point at each other: the traces a
-crashed or interrupted IPAM client leaves behind.
+blocks, blocks and affinities that do not point at each other (the traces a crashed or
+interrupted IPAM client leaves behind), and handles and affinities whose stored values
+cannot be read. Unreadable pools, nodes and workload endpoints are skipped with a
+warning naming their keys, as every resource list does.
+
+Like calicoctl, the command exits 0 whatever it finds; the last line gives the count.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from typing import Any
 
 from node.errors import NotFound
 from node.ipam.block import WINDOWS_RESERVED_HANDLE, Block, validate_block
-from node.ipam.store import Affinity, Handle, IPAMStore
+from node.ipam.store import Affinity, Handle, IPAMStore, Unreadable
 from node.model import ipam as records
 from node.model.resource import Resource
 
@@ -36,6 +40,7 @@ class Snapshot:
     workloads: list[Resource]
     cluster_info: Resource | None
     now_ns: int
+    unreadable_affinities: list[Unreadable] = field(default_factory=list)
 
 
 @dataclass
@@ -98,13 +103,14 @@ class CheckResult:
     blocks_without_affinity: list[str]
     affinities_without_block: list[str]
     cluster_info: dict
+    unreadable_records: list[str] = field(default_factory=list)  # keys of handles and affinities
 
     @property
     def problems(self) -> int:
         return (len(self.leaked_ips) + len(self.in_use_not_allocated) + len(self.not_in_pool)
                 + len(self.leaked_handles) + len(self.missing_handles) + len(self.invalid_blocks)
                 + len(self.count_mismatches) + len(self.blocks_without_affinity)
-                + len(self.affinities_without_block))
+                + len(self.affinities_without_block) + len(self.unreadable_records))
 
     @property
     def clean(self) -> bool:
@@ -112,7 +118,7 @@ class CheckResult:
 
 
 def collect(kv, now_ns: int) -> Snapshot:
-    from node.datastore.client import DatastoreClient
+    from node.datastore.client import DatastoreClient, DatastoreParseError
 
     store = IPAMStore(kv)
     client = DatastoreClient(kv)
@@ -126,10 +132,15 @@ def collect(kv, now_ns: int) -> Snapshot:
         info = client.get("ClusterInformation", "default")
     except NotFound:
         info = None
-    affinities = store.list_affinities() + store.list_affinities(affinity_type="virtual")
-    return Snapshot(blocks=blocks, handles=store.list_handles(), affinities=affinities,
+    except DatastoreParseError as exc:
+        log.warning("Ignoring the cluster information: %s", exc)
+        info = None
+    host_affs, bad_host = store.scan_affinities()
+    virtual_affs, bad_virtual = store.scan_affinities(affinity_type="virtual")
+    return Snapshot(blocks=blocks, handles=store.list_handles(), affinities=host_affs + virtual_affs,
                     pools=client.list("IPPool"), nodes=client.list("Node"),
-                    workloads=client.list("WorkloadEndpoint"), cluster_info=info, now_ns=now_ns)
+                    workloads=client.list("WorkloadEndpoint"), cluster_info=info, now_ns=now_ns,
+                    unreadable_affinities=bad_host + bad_virtual)
 
 
 def _normalise(addr: str) -> str:
@@ -315,7 +326,9 @@ def analyse(snap: Snapshot, show_all: bool = False) -> CheckResult:
 
     out.append("Scanning for IPAM handles with no matching IPs...")
     leaked_handles, good = [], 0
-    for handle_id, (_, revision) in sorted(stored_handles.items()):
+    for handle_id, (handle, revision) in sorted(stored_handles.items()):
+        if handle is None:
+            continue  # reported as unreadable below
         if handle_id in handles_in_blocks:
             good += 1
             continue
@@ -343,7 +356,6 @@ def analyse(snap: Snapshot, show_all: bool = False) -> CheckResult:
     mismatches = []
     for handle_id, (handle, _) in sorted(stored_handles.items()):
         if handle is None:
-            mismatches.append(CountMismatch(handle_id, "<unreadable handle>", 0, 0))
             continue
         actual = live_counts.get(handle_id, {})
         for cidr in sorted(set(handle.blocks) | set(actual)):
@@ -357,11 +369,13 @@ def analyse(snap: Snapshot, show_all: bool = False) -> CheckResult:
 
     out.append("Scanning for IPAM blocks and affinities that do not match...")
     affinity_keys = {(a.affinity_type, a.host, a.cidr): a for a in snap.affinities}
+    unreadable_affinity_keys = {(u.affinity_type, u.host, u.cidr) for u in snap.unreadable_affinities}
     blocks_by_cidr = {b.cidr: b for b in readable}
     orphan_blocks = []
     for block in readable:
         kind, owner = block.affinity_type(), block.host()
-        if kind and (kind, owner, block.cidr) not in affinity_keys:
+        key = (kind, owner, block.cidr)
+        if kind and key not in affinity_keys and key not in unreadable_affinity_keys:
             orphan_blocks.append(str(block.cidr))
             problems.append(("affinity", f"  IPAM block {block.cidr} is affine to {block.affinity} "
                                          "but that host has no affinity for it."))
@@ -375,6 +389,12 @@ def analyse(snap: Snapshot, show_all: bool = False) -> CheckResult:
     out.append(f"Found {len(orphan_blocks)} affine blocks with no matching affinity, and "
                f"{len(orphan_affinities)} affinities with no matching block.")
 
+    out.append("Scanning for IPAM handles and affinities that cannot be read...")
+    unreadable = sorted([key for handle, key, _ in snap.handles if handle is None]
+                        + [u.key for u in snap.unreadable_affinities])
+    out += [f"  {key} cannot be read." for key in unreadable]
+    out.append(f"Found {len(unreadable)} unreadable IPAM handles and affinities.")
+
     info = snap.cluster_info
     cluster = {"clusterGUID": "", "clusterType": "", "clusterInformationRevision": "", "datastoreLocked": False}
     if info is not None:
@@ -386,7 +406,7 @@ def analyse(snap: Snapshot, show_all: bool = False) -> CheckResult:
                          in_use_not_allocated=not_allocated, not_in_pool=outside, leaked_handles=leaked_handles,
                          missing_handles=missing, invalid_blocks=invalid, count_mismatches=mismatches,
                          blocks_without_affinity=orphan_blocks, affinities_without_block=orphan_affinities,
-                         cluster_info=cluster)
+                         cluster_info=cluster, unreadable_records=unreadable)
     return result
 
 

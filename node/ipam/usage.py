@@ -2,8 +2,11 @@
 
 Capacity and reserved space of a pool count the whole pool CIDR, including space no
 block has been carved from yet; free space is what is neither allocated nor reserved.
-Blocks that no pool covers any more are grouped under "orphaned allocation blocks"
-(libcalico-go gives that group the CIDR 0.0.0.0/0, so only IPv4 orphans land there).
+Counts are exact: an IPv6 /48 holds 2**80 addresses (libcalico-go's master clamps them
+to its int range, released calicoctl reports the real size). Blocks are listed in
+address order. Blocks that no pool covers any more are grouped under "orphaned
+allocation blocks" (libcalico-go gives that group the CIDR 0.0.0.0/0, so only IPv4
+orphans land there).
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from dataclasses import dataclass, field
 from node.ipam.block import Block, Network, Reservations
 from node.model.resource import Resource
 
-MAX_INT = (1 << 63) - 1
 ORPHANED = "orphaned allocation blocks"
 
 
@@ -39,10 +41,6 @@ class PoolUsage:
     @property
     def orphaned(self) -> bool:
         return self.name == ORPHANED and self.cidr.prefixlen == 0
-
-
-def _clamp(n: int) -> int:
-    return min(n, MAX_INT)
 
 
 def _intersection(a: Network, b: Network) -> Network | None:
@@ -83,7 +81,7 @@ def utilization(pools: list[Resource], blocks: list[Block], reservations: Reserv
             continue
     orphans = PoolUsage(ORPHANED, ipaddress.ip_network("0.0.0.0/0"))
     usage.append(orphans)
-    for block in blocks:
+    for block in sorted(blocks, key=lambda b: (b.cidr.version, int(b.cidr.network_address), b.cidr.prefixlen)):
         for group in usage:
             if group.cidr.version == block.cidr.version and group.cidr.overlaps(block.cidr):
                 group.blocks.append(block_usage(block, reservations))
@@ -97,7 +95,7 @@ def utilization(pools: list[Resource], blocks: list[Block], reservations: Reserv
         block_parts = [x for x in (_intersection(b.cidr, group.cidr) for b in group.blocks) if x is not None]
         reserved = _union_size(reserved_parts)
         covered = _union_size(reserved_parts + block_parts)
-        group.capacity = _clamp(group.cidr.num_addresses)
-        group.reserved = _clamp(reserved)
-        group.available += _clamp(group.cidr.num_addresses - covered)
+        group.capacity = group.cidr.num_addresses
+        group.reserved = reserved
+        group.available += group.cidr.num_addresses - covered
     return usage

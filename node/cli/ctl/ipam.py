@@ -165,7 +165,9 @@ def cmd_show(args) -> int:
                 for key in sorted(attr.alternate):
                     print(f"  {key}: {attr.alternate[key]}")
             return 0
-        blocks = [b for b, _ in ipam.store.list_blocks()]
+        # In address order: etcd lists keys as strings, which puts 10.0.0.128/26 before 10.0.0.64/26.
+        blocks = sorted((b for b, _ in ipam.store.list_blocks()),
+                        key=lambda b: (b.cidr.version, int(b.cidr.network_address), b.cidr.prefixlen))
         if args.show_borrowed and not args.show_blocks:
             table, unclassified = borrowed_table(blocks)
             print(table)
@@ -212,4 +214,6 @@ def cmd_check(args) -> int:
             os.chmod(args.output, 0o644)
         except OSError as exc:
             raise CommandFailed(f"failed to write report {args.output}: {exc.strerror}") from exc
-    return 0
+    # Real calicoctl exits 0 whatever it found; scripts need to tell a clean IPAM from a
+    # broken one without parsing the last line, so problems give exit code 1.
+    return 1 if result.problems else 0
