@@ -4,13 +4,24 @@ Datastore variables are read the way libcalico-go's apiconfig reads them: each n
 looked up as ``CALICO_<NAME>`` first, then ``<NAME>``. ``calicoctl`` can also read a
 ``CalicoAPIConfig`` file. Host paths are all movable by environment variables so that
 several nodes can run side by side in network namespaces on one machine.
+
+Everything that can be checked without dialling is checked when the config is built, so
+every role and calicoctl fail at once with one ``ConfigError`` that names the variable
+(or the config-file field) and its value: each ``ETCD_ENDPOINTS`` entry must be
+``http(s)://HOST[:PORT]`` or a bare ``HOST:PORT``; for etcdv3 the TLS files must exist
+and hold PEM data (a CA certificate, a client certificate and its unencrypted key, both
+or neither of the last two), as libcalico-go refuses to build an etcd client otherwise.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -21,6 +32,7 @@ KUBERNETES = "kubernetes"
 DATASTORE_TYPES = (ETCDV3, KUBERNETES)
 
 DEFAULT_CALICOCTL_CONFIG = "/etc/calico/calicoctl.cfg"
+DEFAULT_ETCD_PORT = 2379
 
 # (field, environment name) pairs, in CalicoAPIConfigSpec's JSON spelling.
 _DATASTORE_ENV = {
@@ -69,9 +81,150 @@ def _lookup(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _build(values: Mapping[str, str]) -> DatastoreConfig:
+def _env_label(env: Mapping[str, str]) -> Callable[[str], str]:
+    """Names a setting by the environment variable it was actually read from."""
+    def label(fld: str) -> str:
+        name = _DATASTORE_ENV[fld]
+        return "CALICO_" + name if env.get("CALICO_" + name, "") else name
+    return label
+
+
+def _default_label(fld: str) -> str:
+    return _DATASTORE_ENV[fld]
+
+
+# -- etcd endpoints ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EtcdEndpoint:
+    url: str      # normalised scheme://host:port
+    target: str   # host:port, as gRPC wants it
+    secure: bool
+
+
+_DNS_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?")
+_ENDPOINT_FORM = "use http://HOST[:PORT] or https://HOST[:PORT]"
+
+
+class _BadEndpoint(Exception):
+    """What is wrong with one endpoint, phrased to follow the endpoint's text."""
+
+
+def _parse_endpoint(entry: str) -> EtcdEndpoint:
+    text = entry.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise _BadEndpoint(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise _BadEndpoint(f"has unsupported scheme {parts.scheme!r}")
+    host = parts.hostname or ""
+    if not host:
+        raise _BadEndpoint("has no host name")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise _BadEndpoint("has a path, query or user part, which etcd endpoints cannot have")
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _BadEndpoint(f"has {host!r} in brackets, which is not an IPv6 address") from None
+        host = f"[{host}]"
+    elif not _DNS_NAME.fullmatch(host):
+        raise _BadEndpoint(f"has host {host!r}, which is not a valid host name or IPv4 address "
+                           "(IPv6 addresses go in brackets)")
+    if port == 0:
+        raise _BadEndpoint("has port 0")
+    port = port or DEFAULT_ETCD_PORT
+    return EtcdEndpoint(url=f"{parts.scheme}://{host}:{port}", target=f"{host}:{port}",
+                        secure=parts.scheme == "https")
+
+
+def parse_etcd_endpoint(entry: str) -> EtcdEndpoint:
+    """One endpoint: ``http(s)://host[:port]`` or a bare ``host:port`` (plaintext, like
+    etcdctl); IPv6 hosts in brackets. The port defaults to 2379. Raises ConfigError
+    saying what is wrong with ``entry``."""
+    try:
+        return _parse_endpoint(entry)
+    except _BadEndpoint as exc:
+        raise ConfigError(f"etcd endpoint {entry!r} {exc}; {_ENDPOINT_FORM}") from None
+
+
+def _split_endpoints(raw: str, name: str) -> list[str]:
+    """The comma-separated entries of ``raw``, each checked; empty entries are errors."""
+    if not raw.strip():
+        return []
+    entries = [e.strip() for e in raw.split(",")]
+    for number, entry in enumerate(entries, 1):
+        if not entry:
+            raise ConfigError(f"{name}={raw!r}: entry {number} is empty; separate endpoints with single "
+                              "commas, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379")
+        try:
+            _parse_endpoint(entry)
+        except _BadEndpoint as exc:
+            subject = f"{name}={raw!r}" if len(entries) == 1 else f"{name}={raw!r}: entry {entry!r}"
+            raise ConfigError(f"{subject} {exc}; {_ENDPOINT_FORM}") from None
+    return entries
+
+
+# -- TLS files --------------------------------------------------------------------------
+
+class _EncryptedKey(Exception):
+    """Raised from the password callback: the key needs a passphrase we do not have."""
+
+
+def _refuse_password() -> str:
+    raise _EncryptedKey()
+
+
+def check_etcd_tls_files(ca_file: str, cert_file: str, key_file: str,
+                         label: Callable[[str], str] = _default_label) -> None:
+    """Fail with a ConfigError naming the variable and file unless every TLS file that is
+    set exists and holds what gRPC will need (checked with ``ssl`` before any dial, so
+    gRPC's own log lines about unusable files never appear)."""
+    def named(fld: str, path: str) -> str:
+        return f"{label(fld)}={path}"
+
+    for fld, path in (("etcdCACertFile", ca_file), ("etcdCertFile", cert_file), ("etcdKeyFile", key_file)):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{label(fld)}: file {path} does not exist or is not a file")
+    if bool(cert_file) != bool(key_file):
+        given, missing = ("etcdCertFile", "etcdKeyFile") if cert_file else ("etcdKeyFile", "etcdCertFile")
+        raise ConfigError(f"{named(given, cert_file or key_file)} is set but {label(missing)} is not; "
+                          "etcd client TLS needs both the certificate and its key (or neither)")
+
+    def load_certificates(fld: str, path: str, what: str) -> None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+        except ssl.SSLError:
+            raise ConfigError(f"{named(fld, path)}: no PEM certificate in the file; it must hold {what}") from None
+        except OSError as exc:
+            raise ConfigError(f"{named(fld, path)}: cannot read the file: {exc.strerror}") from None
+
+    if ca_file:
+        load_certificates("etcdCACertFile", ca_file, "the CA certificate that signed etcd's certificate")
+    if cert_file:
+        load_certificates("etcdCertFile", cert_file, "this client's certificate")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_file, key_file, password=_refuse_password)
+        except _EncryptedKey:
+            raise ConfigError(f"{named('etcdKeyFile', key_file)}: the private key is encrypted; "
+                              "etcd clients need an unencrypted PEM key") from None
+        except ssl.SSLError as exc:
+            if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+                raise ConfigError(f"{named('etcdKeyFile', key_file)} is not the key of the certificate in "
+                                  f"{named('etcdCertFile', cert_file)}") from None
+            raise ConfigError(f"{named('etcdKeyFile', key_file)}: no PEM private key in the file") from None
+        except OSError as exc:
+            raise ConfigError(f"{named('etcdKeyFile', key_file)}: cannot read the file: {exc.strerror}") from None
+
+
+def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_label) -> DatastoreConfig:
     dstype = values.get("datastoreType", "")
-    endpoints = [e.strip() for e in values.get("etcdEndpoints", "").split(",") if e.strip()]
+    endpoints = _split_endpoints(values.get("etcdEndpoints", ""), label("etcdEndpoints"))
     if values.get("etcdDiscoverySrv") and endpoints:
         raise ConfigError(
             "multiple discovery or bootstrap options specified, use either "
@@ -85,10 +238,9 @@ def _build(values: Mapping[str, str]) -> DatastoreConfig:
         if values.get("etcdDiscoverySrv"):
             raise ConfigError("ETCD_DISCOVERY_SRV (DNS SRV discovery) is not supported; set ETCD_ENDPOINTS")
         raise ConfigError("datastore type etcdv3 needs ETCD_ENDPOINTS (for example http://127.0.0.1:2379)")
-    for name in ("etcdKeyFile", "etcdCertFile", "etcdCACertFile"):
-        path = values.get(name, "")
-        if path and not os.path.isfile(path):
-            raise ConfigError(f"{_DATASTORE_ENV[name]}: file {path} does not exist or is not a file")
+    if dstype == ETCDV3:
+        check_etcd_tls_files(values.get("etcdCACertFile", ""), values.get("etcdCertFile", ""),
+                             values.get("etcdKeyFile", ""), label)
     return DatastoreConfig(
         datastore_type=dstype,
         etcd_endpoints=tuple(endpoints),
@@ -105,7 +257,7 @@ def _build(values: Mapping[str, str]) -> DatastoreConfig:
 def datastore_config_from_env(env: Mapping[str, str] | None = None) -> DatastoreConfig:
     """Datastore settings from the environment, as calico/node reads them."""
     env = os.environ if env is None else env
-    return _build({fld: _lookup(env, name) for fld, name in _DATASTORE_ENV.items()})
+    return _build({fld: _lookup(env, name) for fld, name in _DATASTORE_ENV.items()}, _env_label(env))
 
 
 def datastore_config_from_file(path: str) -> DatastoreConfig:
@@ -130,7 +282,8 @@ def datastore_config_from_file(path: str) -> DatastoreConfig:
     spec = doc.get("spec") or {}
     if not isinstance(spec, dict):
         raise ConfigError(f"invalid config file {path}: spec must be a mapping")
-    return _build({k: str(v) for k, v in spec.items() if k in _DATASTORE_ENV and v is not None})
+    return _build({k: str(v) for k, v in spec.items() if k in _DATASTORE_ENV and v is not None},
+                  lambda fld: f"{fld} in {path}")
 
 
 def calicoctl_datastore_config(config_path: str | None, env: Mapping[str, str] | None = None) -> DatastoreConfig:

@@ -106,10 +106,11 @@ def test_sync_loss_holds_the_config_and_recovers(tmp_path, etcd):
     try:
         client.create(fx.node("me", ipv4="10.0.0.1/24"))
         with _Running(config, tmp_path / "out", Settings(nodename="me")) as running:
-            assert wait_for(lambda: running.text(), 10)
+            assert wait_for(lambda: "router id 10.0.0.1" in running.text(), 10)
+            good = running.text()
             etcd.stop()
             time.sleep(1)
-            assert running.text()                         # the last good config stays in place
+            assert running.text() == good                 # the last good config stays in place
             etcd.start()
             client.create(fx.node("other", ipv4="10.0.0.2/24"))
             assert wait_for(lambda: "Mesh_10_0_0_2" in running.text(), 30)
@@ -140,6 +141,43 @@ def test_oneshot_from_the_datastore(tmp_path, client, etcd_clean):
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["bird.cfg", "bird6.cfg", "bird_aggr.cfg", "bird6_aggr.cfg", "bird_ipam.cfg", "bird6_ipam.cfg"])
     assert "protocol bgp Mesh_10_0_0_2" in (out / "bird.cfg").read_text()
+
+
+def test_oneshot_gives_up_when_the_datastore_is_unreachable(tmp_path):
+    from etcd_server import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    for extra_args, extra_env, limit in ((["--oneshot-timeout", "1.5"], {}, "1.5s"),
+                                         ([], {"CALICO_CONFD_ONESHOT_TIMEOUT": "1"}, "1s")):
+        env = _env(tmp_path, ETCD_ENDPOINTS=endpoint, **extra_env)
+        started = time.monotonic()
+        proc = subprocess.run(CALICO_NODE + ["confd", "--oneshot", *extra_args], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 1, proc.stderr
+        assert time.monotonic() - started < 15
+        last = proc.stderr.splitlines()[-1]
+        assert f"not in sync within {limit}" in last and f"cannot reach etcd at {endpoint}" in last, last
+        assert "Traceback" not in proc.stderr
+        assert not (tmp_path / "etc" / "confd" / "config" / "bird.cfg").exists()
+    proc = subprocess.run(CALICO_NODE + ["confd", "--oneshot", "--oneshot-timeout", "soon"],
+                          env=_env(tmp_path, ETCD_ENDPOINTS=endpoint), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "confd: --oneshot-timeout='soon' is not a number of seconds (use e.g. 30, or 0 to wait forever)"]
+
+
+def test_renderer_exits_1_when_its_syncer_stops_for_good(tmp_path):
+    from node.confd.daemon import Renderer
+    from node.errors import ConfigError
+
+    def broken_factory():
+        raise ConfigError("ETCD_CA_CERT_FILE=/nope: no PEM certificate in the file")
+
+    renderer = Renderer(Settings(nodename="me"), Installer(tmp_path / "out", check=False, reload=False),
+                        broken_factory)
+    assert renderer.run() == 1
+    assert isinstance(renderer.syncer.failure, ConfigError)
+    assert renderer.renders == 0
 
 
 def test_oneshot_from_files_reports_bad_input(tmp_path):

@@ -250,6 +250,11 @@ def test_endpoint_parsing_and_config_errors(tmp_path):
     assert parse_endpoint("https://etcd.example").target == "etcd.example:2379"
     with pytest.raises(ConfigError, match="unsupported scheme"):
         parse_endpoint("unix:///run/etcd.sock")
+    with pytest.raises(ConfigError, match=r"etcd endpoint 'http://\[::1' is not a valid URL"):
+        parse_endpoint("http://[::1")
+    # A config built directly (not from the environment) is checked by the client too.
+    with pytest.raises(ConfigError, match="has no host name"):
+        EtcdKV(DatastoreConfig(etcd_endpoints=("http://:2379",)))
     with pytest.raises(ConfigError, match="no etcd endpoints"):
         EtcdKV(DatastoreConfig())
     cert = tmp_path / "c.pem"
@@ -290,8 +295,33 @@ def test_tls_with_ca_and_client_certificate(tls_etcd):
 def test_tls_server_rejects_client_without_certificate(tls_etcd):
     config = DatastoreConfig(etcd_endpoints=(tls_etcd.endpoint,), etcd_ca_cert_file=tls_etcd.ca_file)
     with EtcdKV(config, dial_timeout=3, request_timeout=3) as kv:
-        with pytest.raises(ConnectionFailed, match=tls_etcd.endpoint):
+        with pytest.raises(ConnectionFailed, match=tls_etcd.endpoint) as info:
             kv.get("/calico/tls/a")
+    assert "etcd refused this client's certificate (none: ETCD_CERT_FILE is not set)" in str(info.value)
+
+
+def test_tls_with_a_ca_that_did_not_sign_the_server_names_the_ca_file(tls_etcd, tmp_path):
+    other = EtcdServer(tls=True)  # never started: only its CA is used
+    try:
+        config = DatastoreConfig(etcd_endpoints=(tls_etcd.endpoint,), etcd_ca_cert_file=other.ca_file,
+                                 etcd_cert_file=tls_etcd.client_cert_file, etcd_key_file=tls_etcd.client_key_file)
+        with EtcdKV(config, dial_timeout=3, request_timeout=3) as kv:
+            with pytest.raises(ConnectionFailed) as info:
+                kv.get("/calico/tls/a")
+    finally:
+        other.close()
+    assert str(info.value) == (
+        f"TLS with etcd at {tls_etcd.endpoint} failed: etcd's certificate is not signed by the CA in "
+        f"ETCD_CA_CERT_FILE={other.ca_file} (unable to get local issuer certificate); "
+        "set ETCD_CA_CERT_FILE to the CA that signed etcd's certificate")
+
+
+def test_unusable_tls_files_in_a_directly_built_config_are_config_errors(tls_etcd, tmp_path):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("junk")
+    config = DatastoreConfig(etcd_endpoints=(tls_etcd.endpoint,), etcd_ca_cert_file=str(garbage))
+    with pytest.raises(ConfigError, match=f"ETCD_CA_CERT_FILE={garbage}: no PEM certificate"):
+        EtcdKV(config)
 
 
 @pytest.fixture

@@ -342,6 +342,100 @@ def test_daemon_follows_pool_changes(ipam, node, etcd_clean_config):
         loop.join(10)
 
 
+class GatedAllocator(TunnelAddressAllocator):
+    """Counts reconciles; ``hold()`` makes the next one wait at its start until released."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+        self.entered = threading.Event()
+        self._gate: threading.Event | None = None
+
+    def hold(self) -> threading.Event:
+        self._gate = threading.Event()
+        self.entered.clear()
+        return self._gate
+
+    def reconcile(self) -> None:
+        self.calls += 1
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            self.entered.set()
+            gate.wait(30)
+        super().reconcile()
+
+
+def _wait(pred, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_daemon_holds_while_out_of_sync_and_reconciles_when_back(etcd, etcd_config, caplog):
+    from node.datastore.etcd import EtcdKV
+    from node.datastore.syncer import SyncStatus
+
+    caplog.set_level(logging.INFO, logger="node.tunnel_ip_allocator")
+    kv = EtcdKV(etcd_config, dial_timeout=2)
+    ipam = IPAM(kv, clock_ns=Clock())
+    make_node(ipam.client, "node1", spec={"bgp": {"ipv4Address": "192.0.2.10/24"}})
+    make_pool(ipam.client, "a-pool", "10.80.0.0/24", ipipMode="Always")
+    allocator = GatedAllocator(ipam, "node1")
+    daemon = TunnelAddressDaemon(allocator, retry_initial=0.05, retry_max=0.2)
+    syncer = Syncer(lambda: EtcdKV(etcd_config, dial_timeout=2), resource_sources(["IPPool", "Node"]), daemon,
+                    initial_backoff=0.05, max_backoff=0.5)
+    stop = threading.Event()
+    loop = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
+    syncer.start()
+    loop.start()
+
+    def ipip_addr() -> str:
+        return (ipam.client.get("Node", "node1").spec.get("bgp") or {}).get("ipv4IPIPTunnelAddr", "")
+
+    def failures() -> int:
+        return sum("failed to reconcile tunnel address" in r.getMessage() for r in caplog.records)
+
+    try:
+        _wait(lambda: ipip_addr() and daemon.reconciles == 1, "the first reconcile")
+        assert in_net(ipip_addr(), "10.80.0.0/24")
+
+        # A change starts a reconcile; sync is lost while it runs, so it fails.
+        gate = allocator.hold()
+        update_pool(ipam.client, "a-pool", disabled=True)
+        assert allocator.entered.wait(20)
+        etcd.stop()
+        assert syncer.wait_for_status(SyncStatus.WAIT_FOR_DATASTORE, 20)
+        assert not daemon.in_sync
+        gate.set()
+        _wait(lambda: failures() == 1, "the reconcile under way to fail")
+        # Out of sync: no retry, whatever the retry delay (50 ms here).
+        time.sleep(1.5)
+        assert allocator.calls == 2 and failures() == 1
+
+        # Back in sync: the pending reconcile runs and releases the address.
+        etcd.start()
+        assert syncer.wait_for_status(SyncStatus.IN_SYNC, 20)
+        _wait(lambda: ipip_addr() == "", "the address to be released")
+        assert daemon.in_sync and allocator.calls == 3
+
+        # Every return to sync reconciles once, even when nothing changed meanwhile.
+        etcd.stop()
+        assert syncer.wait_for_status(SyncStatus.WAIT_FOR_DATASTORE, 20)
+        time.sleep(0.5)
+        assert allocator.calls == 3
+        etcd.start()
+        assert syncer.wait_for_status(SyncStatus.IN_SYNC, 20)
+        _wait(lambda: allocator.calls == 4 and daemon.reconciles == 3, "a reconcile after the resync")
+        assert any("sync lost" in r.getMessage() for r in caplog.records)
+    finally:
+        stop.set()
+        syncer.stop(10)
+        loop.join(10)
+        kv.close()
+
+
 def test_cli_run_once_and_missing_nodename(etcd_clean_config, ipam, node):
     make_pool(ipam.client, "vx", "10.72.0.0/24", vxlanMode="Always")
     env = {**os.environ, "ETCD_ENDPOINTS": etcd_clean_config.etcd_endpoints[0], "NODENAME": "node1"}

@@ -335,3 +335,151 @@ def test_stop_joins_every_thread_it_started_and_closes_its_client(etcd_clean_con
     assert len(made) == 1
     with pytest.raises(DatastoreError, match="closed"):
         made[0].get("/calico/a/x")
+
+
+# -- consumers that fail ---------------------------------------------------------------
+
+
+class FailsOnce(Recorder):
+    """A Recorder whose on_updates (or on_status) raises, once, before applying anything,
+    on the first batch (or status) that ``trigger`` picks."""
+
+    def __init__(self, update_trigger=None, status_trigger=None):
+        super().__init__()
+        self.update_trigger = update_trigger
+        self.status_trigger = status_trigger
+        self.failures: list[object] = []
+
+    def on_status(self, status: SyncStatus) -> None:
+        with self._cond:
+            if not self.failures and self.status_trigger and self.status_trigger(self, status):
+                self.failures.append(status)
+                self._cond.notify_all()
+                raise RuntimeError(f"consumer cannot take {status}")
+        super().on_status(status)
+
+    def on_updates(self, updates: list[Update]) -> None:
+        with self._cond:
+            hit = [u for u in updates if self.update_trigger and self.update_trigger(u)]
+            if not self.failures and hit:
+                self.failures.append(hit[0])
+                self._cond.notify_all()
+                raise RuntimeError(f"consumer cannot apply {hit[0].key}")
+        super().on_updates(updates)
+
+
+def test_update_that_the_consumer_fails_on_in_the_snapshot_is_sent_again(etcd_clean, etcd_clean_config, caplog):
+    caplog.set_level(logging.INFO, logger="node.datastore.syncer")
+    with etcd_clean.client() as client:
+        for name in ("k0", "k1", "k2"):
+            client.put(f"/calico/a/{name}", f"{name}-v1")
+    recorder = FailsOnce(update_trigger=lambda u: u.key == "/calico/a/k1")
+    with running(etcd_clean_config, [SyncSource("/calico/a/", as_text)], recorder,
+                 initial_backoff=0.05, max_backoff=0.5) as syncer:
+        assert syncer.wait_for_status(IN_SYNC, WAIT)
+        assert len(recorder.failures) == 1
+        # Never in sync before the snapshot was applied.
+        assert recorder.statuses == [WAIT_FOR, RESYNC, IN_SYNC]
+        assert recorder.view == etcd_content(etcd_clean, "/calico/a/")
+        assert [u.type for u in recorder.updates] == [UpdateType.NEW] * 3
+        assert recorder.violations == []
+        assert any("cannot apply /calico/a/k1" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("failing", ["updated", "deleted", "new"])
+def test_watched_update_that_the_consumer_fails_on_is_sent_again(etcd_clean, etcd_clean_config, failing):
+    with etcd_clean.client() as client:
+        for name in ("k0", "k1", "k2"):
+            client.put(f"/calico/a/{name}", f"{name}-v1")
+    key = {"updated": "/calico/a/k1", "deleted": "/calico/a/k2", "new": "/calico/a/k9"}[failing]
+    recorder = FailsOnce(update_trigger=lambda u: u.key == key and u.type.value == failing)
+    with running(etcd_clean_config, [SyncSource("/calico/a/", as_text)], recorder,
+                 initial_backoff=0.05, max_backoff=0.5) as syncer:
+        assert syncer.wait_for_status(IN_SYNC, WAIT)
+        marker = len(recorder.statuses)
+        with etcd_clean.client() as client:
+            client.put("/calico/a/k1", "k1-v2")
+            client.delete("/calico/a/k2")
+            client.put("/calico/a/k9", "k9-v1")
+        recorder.wait_for(lambda r: r.failures, "the consumer to fail")
+        # The consumer is told it is out of sync, then gets every change after a re-list.
+        recorder.wait_for_statuses([RESYNC, IN_SYNC], after=marker)
+        assert recorder.statuses[marker:] == [RESYNC, IN_SYNC]
+        recorder.wait_for_view({"/calico/a/k0": "k0-v1", "/calico/a/k1": "k1-v2", "/calico/a/k9": "k9-v1"})
+        assert recorder.violations == []
+        # And the watch carries on after the recovery.
+        with etcd_clean.client() as client:
+            client.put("/calico/a/k0", "k0-v2")
+        recorder.wait_for_view({"/calico/a/k0": "k0-v2", "/calico/a/k1": "k1-v2", "/calico/a/k9": "k9-v1"})
+        assert recorder.violations == []
+
+
+def test_consumer_failing_on_a_delete_that_is_then_recreated_gets_the_new_value(etcd_clean, etcd_clean_config):
+    with etcd_clean.client() as client:
+        client.put("/calico/a/k0", "k0-v1")
+    recorder = FailsOnce(update_trigger=lambda u: u.type is UpdateType.DELETED)
+    # A long backoff leaves time to re-create the key before the re-list.
+    with running(etcd_clean_config, [SyncSource("/calico/a/", as_text)], recorder,
+                 initial_backoff=1.0, max_backoff=1.0) as syncer:
+        assert syncer.wait_for_status(IN_SYNC, WAIT)
+        with etcd_clean.client() as client:
+            client.delete("/calico/a/k0")
+        recorder.wait_for(lambda r: r.failures, "the consumer to fail")
+        with etcd_clean.client() as client:
+            client.put("/calico/a/k0", "k0-v2")
+        recorder.wait_for_view({"/calico/a/k0": "k0-v2"})
+        assert recorder.updates[-1].type is UpdateType.UPDATED  # it still held k0-v1
+        assert recorder.violations == []
+
+
+def test_failed_status_call_out_of_sync_is_repeated_so_the_consumer_never_stays_in_sync(etcd, etcd_config):
+    with etcd.client() as client:
+        client.put("/calico/a/k0", "k0-v1")
+    recorder = FailsOnce(status_trigger=lambda r, s: s is WAIT_FOR and IN_SYNC in r.statuses)
+    with running(etcd_config, [SyncSource("/calico/a/", as_text)], recorder,
+                 initial_backoff=0.05, max_backoff=0.5) as syncer:
+        assert syncer.wait_for_status(IN_SYNC, WAIT)
+        etcd.stop()
+        recorder.wait_for(lambda r: r.failures, "on_status to fail")
+        assert syncer.wait_for_status(WAIT_FOR, WAIT)
+        # While etcd is still down, the consumer must learn it is no longer in sync.
+        recorder.wait_for(lambda r: r.statuses[-1] is WAIT_FOR, "WAIT_FOR_DATASTORE to be sent again")
+        assert recorder.statuses == [WAIT_FOR, RESYNC, IN_SYNC, WAIT_FOR]
+        etcd.start()
+        with etcd.client() as client:
+            client.put("/calico/a/k1", "k1-v1")
+        recorder.wait_for_view({"/calico/a/k0": "k0-v1", "/calico/a/k1": "k1-v1"})
+        recorder.wait_for_statuses([IN_SYNC])
+        assert recorder.violations == []
+
+
+def test_failed_in_sync_call_is_retried_after_a_resync(etcd_clean, etcd_clean_config):
+    with etcd_clean.client() as client:
+        client.put("/calico/a/k0", "k0-v1")
+    recorder = FailsOnce(status_trigger=lambda r, s: s is IN_SYNC)
+    with running(etcd_clean_config, [SyncSource("/calico/a/", as_text)], recorder,
+                 initial_backoff=0.05, max_backoff=0.5) as syncer:
+        assert syncer.wait_for_status(IN_SYNC, WAIT)
+        # The syncer only claims IN_SYNC once the consumer has taken it.
+        assert recorder.statuses == [WAIT_FOR, RESYNC, RESYNC, IN_SYNC]
+        assert recorder.failures == [IN_SYNC]
+        assert [u.key for u in recorder.updates] == ["/calico/a/k0"]  # the snapshot was not sent twice
+        assert syncer.last_error == ""
+
+
+def test_unexpected_failure_stops_the_syncer_and_reports_it(etcd_clean_config):
+    from node.errors import ConfigError
+
+    def factory():
+        raise ConfigError("ETCD_CA_CERT_FILE=/x: no PEM certificate in the file")
+
+    fatal: list[BaseException] = []
+    recorder = Recorder()
+    syncer = Syncer(factory, [SyncSource("/calico/a/", as_text)], recorder, on_fatal=fatal.append)
+    syncer.start()
+    syncer._thread.join(WAIT)
+    assert not syncer._thread.is_alive()
+    assert isinstance(syncer.failure, ConfigError) and fatal == [syncer.failure]
+    assert "no PEM certificate" in syncer.last_error
+    assert recorder.statuses == [WAIT_FOR]
+    syncer.stop(WAIT)

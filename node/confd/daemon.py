@@ -6,6 +6,11 @@ loop waits until both are in sync, then renders after every batch of changes. Th
 no debounce: changes that arrive during a render cause exactly one more render, as in
 Calico. A render that cannot be done (this node's Node missing, a bad BGPFilter) waits
 for new data; an I/O failure is retried with backoff (250 ms doubling to 5 s).
+
+A one-shot render (``run(oneshot=True, deadline=...)``) gives up with status 1 when the
+datastore is not in sync within ``deadline`` seconds, naming the syncer's last error.
+If the syncer itself stops (a bug or a configuration error, never a datastore outage),
+``run`` returns 1 so that supervisor restarts the role.
 """
 from __future__ import annotations
 
@@ -44,8 +49,9 @@ class Renderer:
         self._poll = endpoint_status_poll
         self.last_result: CycleResult | None = None
         self.renders = 0
+        self._fatal: BaseException | None = None
         self.syncer = Syncer(kv_factory, resource_sources(list(FOLLOWED_KINDS), affinity_host=settings.nodename),
-                             self, owns_kv=owns_kv)
+                             self, owns_kv=owns_kv, on_fatal=self._syncer_failed)
 
     # -- syncer callbacks (syncer thread) -------------------------------------------------
 
@@ -68,6 +74,11 @@ class Renderer:
                 else:
                     self.inputs.put(res)
             self._generation += 1
+            self._cond.notify_all()
+
+    def _syncer_failed(self, exc: BaseException) -> None:
+        with self._cond:
+            self._fatal = exc
             self._cond.notify_all()
 
     # -- endpoint status files --------------------------------------------------------------
@@ -115,22 +126,35 @@ class Renderer:
                 self._cond.wait(remaining)
             return True
 
-    def run(self, oneshot: bool = False) -> int:
-        """Render until stopped (exit code 0), or once when ``oneshot`` (1 if that failed)."""
+    def run(self, oneshot: bool = False, deadline: float | None = None) -> int:
+        """Render until stopped (exit code 0), or once when ``oneshot`` (1 if that failed,
+        or if the datastore was not in sync within ``deadline`` seconds; None waits as
+        long as it takes). 1 also when the syncer stops for good."""
         self.scan_endpoint_status()
         poller = threading.Thread(target=self._endpoint_status_loop, name="confd-endpoint-status", daemon=True)
         poller.start()
         self.syncer.start()
+        give_up_at = time.monotonic() + deadline if oneshot and deadline is not None else None
         retry_delay = 0.0
         try:
             while not self._stop.is_set():
                 if retry_delay:
                     self._stop.wait(retry_delay)
                 with self._cond:
-                    self._cond.wait_for(lambda: self._stop.is_set() or (
-                        self._in_sync and self._generation != self._rendered))
+                    ready = self._cond.wait_for(
+                        lambda: self._stop.is_set() or self._fatal is not None or (
+                            self._in_sync and self._generation != self._rendered),
+                        None if give_up_at is None else max(0.0, give_up_at - time.monotonic()))
+                    if self._fatal is not None:
+                        log.error("the datastore syncer stopped (%s); exiting", self._fatal)
+                        return 1
                     if self._stop.is_set():
                         break
+                    if not ready:
+                        why = self.syncer.last_error or f"sync status {self.syncer.status}"
+                        log.error("giving up: the datastore was not in sync within %gs, so no BIRD config "
+                                  "was rendered (%s)", deadline, why)
+                        return 1
                     generation, inputs = self._snapshot()
                 try:
                     result = render_cycle(inputs, self.settings, self.installer)
@@ -148,8 +172,13 @@ class Renderer:
                     self._cond.notify_all()
                 if oneshot:
                     return 0 if result.ok else 1
+            if oneshot:
+                log.error("stopped before the one-shot render")
+                return 1
             return 0
         finally:
             self._stop.set()
-            self.syncer.stop()
+            # A one-shot that gave up does not wait for a dial in progress (the thread is
+            # a daemon thread and the process is about to exit).
+            self.syncer.stop(timeout=1.0 if oneshot else None)
             poller.join(timeout=5)

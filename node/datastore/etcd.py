@@ -12,6 +12,13 @@ So this module owns the channel (endpoint choice, TLS, keepalive, token in plain
 metadata, re-authentication when etcd restarts and forgets the token) and runs each
 watch as its own gRPC stream that a caller iterates and can cancel.
 
+gRPC's C core writes its own log lines to stderr (for example ``E... ssl_transport_security.cc
+...`` when a TLS file is unusable, ``I...`` on a failed handshake). Every failure it
+reports also comes back as an RPC error that we turn into one clear message, so this
+module sets ``GRPC_VERBOSITY=NONE`` before gRPC is first imported, unless the operator
+set ``GRPC_VERBOSITY`` (e.g. ``debug`` to troubleshoot a connection). TLS files are
+checked with ``ssl`` before any dial (``node.config.check_etcd_tls_files``).
+
 Write semantics follow libcalico-go: create is a ``Version(key) == 0`` transaction,
 update and revisioned delete are ``ModRevision(key) == rev`` transactions, put is
 unconditional, and an object's revision is its etcd ModRevision.
@@ -20,19 +27,29 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Iterator
-from urllib.parse import urlsplit
 
-import grpc
-from etcd3 import etcdrpc
-from etcd3.etcdrpc import kv_pb2
+# Before the first ``import grpc`` anywhere in the process: see the module docstring.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from node.config import ETCDV3, DatastoreConfig
-from node.errors import (
+import grpc  # noqa: E402
+from etcd3 import etcdrpc  # noqa: E402
+from etcd3.etcdrpc import kv_pb2  # noqa: E402
+
+from node.config import (  # noqa: E402
+    DEFAULT_ETCD_PORT,
+    ETCDV3,
+    DatastoreConfig,
+    EtcdEndpoint,
+    check_etcd_tls_files,
+    parse_etcd_endpoint,
+)
+from node.errors import (  # noqa: E402
     AlreadyExists,
     Compacted,
     ConfigError,
@@ -51,7 +68,7 @@ KEEPALIVE_TIME = 30.0
 KEEPALIVE_TIMEOUT = 10.0
 # Per-request deadline; generous because a list of every resource can be large.
 REQUEST_TIMEOUT = 30.0
-DEFAULT_PORT = 2379
+DEFAULT_PORT = DEFAULT_ETCD_PORT
 
 PUT = "put"
 DELETE = "delete"
@@ -91,30 +108,10 @@ class WatchEvent:
     prev_value: bytes | None
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    target: str  # host:port, as gRPC wants it
-    secure: bool
-
-
-def parse_endpoint(url: str) -> Endpoint:
-    """Accept ``http(s)://host[:port]`` or a bare ``host:port`` (plaintext, like etcdctl)."""
-    text = url.strip()
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"etcd endpoint {url!r}: unsupported scheme {parts.scheme!r} (use http or https)")
-    if not parts.hostname:
-        raise ConfigError(f"etcd endpoint {url!r}: no host name")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ConfigError(f"etcd endpoint {url!r}: invalid port") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return Endpoint(url=f"{parts.scheme}://{host}:{port}", target=f"{host}:{port}",
-                    secure=parts.scheme == "https")
+# Endpoints are parsed and checked by node.config when the config is built; EtcdKV
+# parses them again (with the same function) for configs built directly.
+Endpoint = EtcdEndpoint
+parse_endpoint = parse_etcd_endpoint
 
 
 def _to_bytes(text: str | bytes) -> bytes:
@@ -202,6 +199,7 @@ class EtcdKV:
         self._request_timeout = request_timeout
         self._credentials = (config.etcd_username, config.etcd_password) if config.uses_auth else None
         self._tls = self._load_tls(config) if any(e.secure for e in self._endpoints) else None
+        self._tls_files = (config.etcd_ca_cert_file, config.etcd_cert_file)
         self._lock = threading.Lock()
         self._conn: _Connection | None = None
         self._next_endpoint = 0
@@ -212,8 +210,8 @@ class EtcdKV:
 
     @staticmethod
     def _load_tls(config: DatastoreConfig) -> grpc.ChannelCredentials:
-        if bool(config.etcd_cert_file) != bool(config.etcd_key_file):
-            raise ConfigError("etcd client TLS needs both ETCD_CERT_FILE and ETCD_KEY_FILE (or neither)")
+        # Usually already done when the config was built; repeated for configs built directly.
+        check_etcd_tls_files(config.etcd_ca_cert_file, config.etcd_cert_file, config.etcd_key_file)
 
         def read(path: str, what: str) -> bytes | None:
             if not path:
@@ -253,11 +251,34 @@ class EtcdKV:
             self._authenticate(conn)
         except grpc.RpcError as exc:
             channel.close()
-            raise _translate(_code(exc), _details(exc), endpoint.url, what) from None
+            details = _details(exc)
+            if endpoint.secure:
+                tls_problem = self._tls_problem(details)
+                if tls_problem:
+                    raise ConnectionFailed(f"TLS with etcd at {endpoint.url} failed: {tls_problem}") from None
+            raise _translate(_code(exc), details, endpoint.url, what) from None
         except BaseException:
             channel.close()
             raise
         return conn
+
+    def _tls_problem(self, details: str) -> str:
+        """A plain account of a failed TLS handshake, or '' if ``details`` is not one."""
+        ca_file, cert_file = self._tls_files
+        if "CERTIFICATE_VERIFY_FAILED" in details:
+            reason = details.rsplit("CERTIFICATE_VERIFY_FAILED:", 1)[-1].strip()
+            reason = reason[:-len(": OK")] if reason.endswith(": OK") else reason
+            trusted = f"the CA in ETCD_CA_CERT_FILE={ca_file}" if ca_file else \
+                "any system CA (ETCD_CA_CERT_FILE is not set)"
+            return (f"etcd's certificate is not signed by {trusted} ({reason}); "
+                    "set ETCD_CA_CERT_FILE to the CA that signed etcd's certificate")
+        if "TSI_DATA_CORRUPTED" in details or "BAD_CERTIFICATE" in details or "CERTIFICATE_REQUIRED" in details:
+            given = f"ETCD_CERT_FILE={cert_file}" if cert_file else "none: ETCD_CERT_FILE is not set"
+            return (f"etcd refused this client's certificate ({given}); set ETCD_CERT_FILE and "
+                    "ETCD_KEY_FILE to a certificate signed by a CA that etcd trusts")
+        if "handshake" in details.lower():
+            return details
+        return ""
 
     def _authenticate(self, conn: _Connection) -> None:
         if self._credentials is None:

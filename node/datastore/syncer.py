@@ -9,6 +9,32 @@ updates after a resync and no deletes lost while we were disconnected.
 Threads: one syncer thread owns the cache and calls the callbacks (in order); one
 thread per source blocks on its etcd watch and feeds events to the syncer thread
 through a queue.
+
+A consumer's callback that raises never loses an update. The syncer records what it
+has told the consumer *before* calling ``on_updates``, so when that call raises it
+treats every key of the failed batch as unconfirmed: it forgets their revisions
+(keeping a key whose last update was a delete, so that a re-list that does not find it
+sends the delete again), tells the consumer ``RESYNC_IN_PROGRESS``, backs off like
+after a datastore error, and re-lists. The re-list then resends each of those keys in
+its current state: NEW if the consumer did not hold the key before the failed batch,
+UPDATED if it did, DELETED if it is gone. Because the consumer may have applied part of
+the batch before raising, it must apply NEW and UPDATED as upserts and ignore a DELETED
+for a key it does not hold. (The alternative, ending the process so supervisor
+restarts it, would turn one bad update into a restart loop of the whole role and
+throw away every other consumer's state; this keeps the role up and visibly out of
+sync until the consumer copes.)
+
+``on_status`` failures get the same treatment: the syncer does not trust the consumer
+to know its status until a call succeeds, so it re-sends the status before anything
+else, never delivers updates or ``IN_SYNC`` on top of a failed status call, and backs
+off and re-lists if the failure was on ``IN_SYNC``. A consumer can therefore never stay
+believing it is in sync while the syncer is not.
+
+Datastore errors are transient (back off, re-list). Anything else escaping the syncer
+thread is a bug or a configuration error (for example ``kv_factory`` raising
+ConfigError): the syncer tells the consumer ``WAIT_FOR_DATASTORE``, records the
+exception in ``failure`` and calls ``on_fatal`` so the role can exit non-zero and be
+restarted.
 """
 from __future__ import annotations
 
@@ -81,10 +107,17 @@ class SyncerCallbacks(Protocol):
     def on_updates(self, updates: list[Update]) -> None: ...
 
 
+# The revision of a key whose delivery failed: it matches no etcd revision, so the next
+# list resends the key.
+UNCONFIRMED = 0
+
+
 @dataclass
 class _Known:
     revision: int
     value: Any
+    # Set on unconfirmed keys the consumer did not hold before the failed batch.
+    resend_as_new: bool = False
 
 
 class _Backoff:
@@ -108,6 +141,10 @@ class _Stop:
     """Queue sentinel that wakes the syncer thread for shutdown."""
 
 
+class _ConsumerFailed(Exception):
+    """Internal: a callback raised; the syncer backs off and re-lists."""
+
+
 class Syncer:
     """Keep a consumer in step with the keys under a set of prefixes.
 
@@ -119,7 +156,8 @@ class Syncer:
 
     def __init__(self, kv_factory: Callable[[], EtcdKV], sources: list[SyncSource],
                  callbacks: SyncerCallbacks, *, owns_kv: bool = True,
-                 initial_backoff: float = INITIAL_BACKOFF, max_backoff: float = MAX_BACKOFF):
+                 initial_backoff: float = INITIAL_BACKOFF, max_backoff: float = MAX_BACKOFF,
+                 on_fatal: Callable[[BaseException], None] | None = None):
         if not sources:
             raise ValueError("a syncer needs at least one source")
         self._kv_factory = kv_factory
@@ -138,7 +176,13 @@ class Syncer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._status: SyncStatus | None = None
+        # The status the consumer last accepted; None while a failed on_status call
+        # leaves it unknown (the next status is then re-sent even if unchanged).
+        self._consumer_status: SyncStatus | None = None
         self._status_cond = threading.Condition()
+        self._on_fatal = on_fatal
+        self._failure: BaseException | None = None
+        self._last_error: str = ""
 
     # -- public API ---------------------------------------------------------------
 
@@ -160,6 +204,18 @@ class Syncer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    @property
+    def failure(self) -> BaseException | None:
+        """The exception that ended the syncer thread, if one did (see the module docstring)."""
+        with self._status_cond:
+            return self._failure
+
+    @property
+    def last_error(self) -> str:
+        """Why the syncer is not in sync: the last datastore or consumer error ('' when none)."""
+        with self._status_cond:
+            return self._last_error
+
     def wait_for_status(self, status: SyncStatus, timeout: float) -> bool:
         """True once the current status is ``status``; False if ``timeout`` passes first."""
         with self._status_cond:
@@ -168,32 +224,60 @@ class Syncer:
     # -- syncer thread ------------------------------------------------------------
 
     def _run(self) -> None:
-        self._set_status(SyncStatus.WAIT_FOR_DATASTORE)
         try:
+            self._tell_not_in_sync(SyncStatus.WAIT_FOR_DATASTORE)
             while not self._stop.is_set():
                 synced_at = None
                 try:
                     self._resync_all()
                     synced_at = time.monotonic()
+                    self._set_last_error("")
                     self._follow_watches()
                 except DatastoreError as exc:
                     if self._stop.is_set():
                         break
                     log.warning("datastore unavailable (%s); will resync", exc)
-                    self._stop_watches()
-                    self._set_status(SyncStatus.WAIT_FOR_DATASTORE)
-                    # Back off from the minimum again only if the last session was healthy
-                    # for a while; a flapping datastore keeps the longer delays.
-                    if synced_at is not None and time.monotonic() - synced_at > self._backoff.maximum:
-                        self._backoff.reset()
-                    self._backoff.wait(self._stop)
-        except Exception:
-            log.exception("datastore syncer failed unexpectedly")
-            raise
+                    self._set_last_error(str(exc))
+                    self._recover(SyncStatus.WAIT_FOR_DATASTORE, synced_at)
+                except _ConsumerFailed as exc:
+                    if self._stop.is_set():
+                        break
+                    log.warning("%s; will re-list and send again", exc)
+                    self._set_last_error(str(exc))
+                    self._recover(SyncStatus.RESYNC_IN_PROGRESS, synced_at)
+        except Exception as exc:  # recorded and reported through on_fatal, not re-raised
+            log.exception("datastore syncer failed unexpectedly; it has stopped")
+            self._fail(exc)
         finally:
             self._stop_watches()
             if self._owns_kv and self._kv is not None:
                 self._kv.close()
+
+    def _recover(self, status: SyncStatus, synced_at: float | None) -> None:
+        """Drop the watches, tell the consumer it is out of sync, and back off."""
+        self._stop_watches()
+        self._tell_not_in_sync(status)
+        # Back off from the minimum again only if the last session was healthy for a
+        # while; a flapping datastore (or a consumer failing on every attempt) keeps the
+        # longer delays.
+        if synced_at is not None and time.monotonic() - synced_at > self._backoff.maximum:
+            self._backoff.reset()
+        self._backoff.wait(self._stop)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._status_cond:
+            self._failure = exc
+            self._last_error = f"syncer stopped: {exc}"
+        self._tell_not_in_sync(SyncStatus.WAIT_FOR_DATASTORE)
+        if self._on_fatal is not None:
+            try:
+                self._on_fatal(exc)
+            except Exception:
+                log.exception("syncer on_fatal callback failed")
+
+    def _set_last_error(self, text: str) -> None:
+        with self._status_cond:
+            self._last_error = text
 
     def _client(self) -> EtcdKV:
         if self._kv is None:
@@ -205,9 +289,9 @@ class Syncer:
         kv = self._client()
         listings = [kv.list(source.prefix) for source in self._sources]
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
-        updates: list[Update] = []
+        updates: list[tuple[int, Update]] = []
         for index, (items, revision) in enumerate(listings):
-            updates.extend(self._diff(index, items, revision))
+            updates.extend((index, u) for u in self._diff(index, items, revision))
         self._send(updates)
         for index, (_, revision) in enumerate(listings):
             self._start_watch(index, revision + 1)
@@ -219,7 +303,7 @@ class Syncer:
         self._stop_watch(index)
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
         items, revision = self._client().list(self._sources[index].prefix)
-        self._send(self._diff(index, items, revision))
+        self._send([(index, u) for u in self._diff(index, items, revision)])
         self._start_watch(index, revision + 1)
         self._set_status(SyncStatus.IN_SYNC)
 
@@ -232,7 +316,7 @@ class Syncer:
                     batch.append(self._events.get_nowait())
                 except queue.Empty:
                     break
-            updates: list[Update] = []
+            updates: list[tuple[int, Update]] = []
             for item in batch:
                 if isinstance(item, _Stop):
                     self._send(updates)
@@ -243,7 +327,7 @@ class Syncer:
                 if isinstance(payload, WatchEvent):
                     update = self._apply_event(index, payload)
                     if update is not None:
-                        updates.append(update)
+                        updates.append((index, update))
                     continue
                 self._send(updates)
                 updates = []
@@ -334,29 +418,68 @@ class Syncer:
             del known[key]
             return Update(UpdateType.DELETED, key, old.value, revision)
         known[key] = _Known(revision, value)
-        return Update(UpdateType.NEW if old is None else UpdateType.UPDATED, key, value, revision)
+        new = old is None or old.resend_as_new
+        return Update(UpdateType.NEW if new else UpdateType.UPDATED, key, value, revision)
 
     # -- callbacks ----------------------------------------------------------------
 
     def _set_status(self, status: SyncStatus) -> None:
+        """Tell the consumer ``status``; raise _ConsumerFailed if on_status raises."""
         # Only this thread writes the status, so reading it unlocked here is safe.
-        if status == self._status:
+        if status == self._status and status == self._consumer_status:
             return
-        log.info("datastore syncer: %s -> %s", self._status, status)
+        if status != self._status:
+            log.info("datastore syncer: %s -> %s", self._status, status)
+        else:
+            log.info("datastore syncer: telling the consumer %s again", status)
         try:
             self._callbacks.on_status(status)
-        except Exception:
-            log.exception("syncer status callback failed")
+        except Exception as exc:
+            log.exception("syncer status callback failed for %s", status)
+            self._consumer_status = None
+            if status != SyncStatus.IN_SYNC:
+                self._publish(status)
+            raise _ConsumerFailed(f"the consumer failed to take status {status}: {exc}") from exc
+        self._consumer_status = status
         # Publish after the callback, so a waiter that sees IN_SYNC knows the consumer
         # has already been given everything that came before it.
+        self._publish(status)
+
+    def _tell_not_in_sync(self, status: SyncStatus) -> None:
+        """Like _set_status for a not-in-sync status; a failure is logged and the status
+        is re-sent at the next status change or re-list attempt."""
+        try:
+            self._set_status(status)
+        except _ConsumerFailed:
+            pass
+
+    def _publish(self, status: SyncStatus) -> None:
         with self._status_cond:
             self._status = status
             self._status_cond.notify_all()
 
-    def _send(self, updates: list[Update]) -> None:
+    def _send(self, updates: list[tuple[int, Update]]) -> None:
+        """Give the consumer ``updates``; if it raises, mark them for re-sending (see the
+        module docstring) and raise _ConsumerFailed."""
         if not updates:
             return
         try:
-            self._callbacks.on_updates(updates)
-        except Exception:
-            log.exception("syncer update callback failed")
+            self._callbacks.on_updates([update for _, update in updates])
+        except Exception as exc:
+            log.exception("syncer update callback failed on %d update(s)", len(updates))
+            self._unconfirm(updates)
+            raise _ConsumerFailed(f"the consumer failed to apply {len(updates)} update(s): {exc}") from exc
+
+    def _unconfirm(self, updates: list[tuple[int, Update]]) -> None:
+        """Make the next list resend every key of a batch the consumer may not have applied."""
+        held_before: dict[tuple[int, str], bool] = {}
+        last: dict[tuple[int, str], Update] = {}
+        for index, update in updates:
+            held_before.setdefault((index, update.key), update.type is not UpdateType.NEW)
+            last[(index, update.key)] = update
+        for (index, key), update in last.items():
+            known = self._known[index]
+            # For a delete, keep the value the consumer may still hold, so a list that
+            # does not find the key sends DELETED again.
+            value = update.value if update.type is UpdateType.DELETED else known[key].value
+            known[key] = _Known(UNCONFIRMED, value, resend_as_new=not held_before[(index, key)])

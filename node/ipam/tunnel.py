@@ -284,42 +284,59 @@ class TunnelAddressAllocator:
 
 
 # --------------------------------------------------------------------------------------
-# Long-running form: reconcile after the first in-sync and whenever something relevant
-# (a pool, or this node's labels or WireGuard keys) changes.
+# Long-running form: reconcile whenever the syncer (re)gains sync, and on every relevant
+# change (a pool, or this node's labels or WireGuard keys) while it is in sync.
 
 class TunnelAddressDaemon:
-    """Syncer callbacks plus the loop that reconciles when they say so."""
+    """Syncer callbacks plus the loop that reconciles when they say so.
+
+    Reconciles happen only while the syncer is in sync. When sync is lost
+    (WAIT_FOR_DATASTORE or RESYNC_IN_PROGRESS) the daemon holds: it starts no reconcile
+    and does not retry a failed one, because what triggered it may be stale. Each return
+    to IN_SYNC reconciles once, whether or not the re-list showed a difference, since the
+    IPAM records it does not follow may have changed while it was not watching.
+    """
 
     def __init__(self, allocator: TunnelAddressAllocator, *, retry_initial: float = 1.0, retry_max: float = 30.0):
         self.allocator = allocator
         self.nodename = allocator.nodename
         self._data: dict[str, object] = {}
+        self._cond = threading.Condition()
         self._in_sync = False
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
+        self._pending = False  # a reconcile is due (done as soon as we are in sync)
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.reconciles = 0
+
+    @property
+    def in_sync(self) -> bool:
+        with self._cond:
+            return self._in_sync
 
     # Syncer callbacks (syncer thread).
 
     def on_status(self, status) -> None:
         from node.datastore.syncer import SyncStatus
 
-        if status == SyncStatus.IN_SYNC and not self._in_sync:
-            self._in_sync = True
-            self._wake.set()
+        with self._cond:
+            in_sync = status == SyncStatus.IN_SYNC
+            if in_sync and not self._in_sync:
+                log.info("Datastore is in sync; reconciling tunnel addresses")
+                self._pending = True
+            elif self._in_sync and not in_sync:
+                log.info("Datastore sync lost (%s); not reconciling tunnel addresses until it is back", status)
+            self._in_sync = in_sync
+            self._cond.notify_all()
 
     def on_updates(self, updates) -> None:
         from node.datastore.syncer import UpdateType
 
-        changed = False
-        with self._lock:
+        with self._cond:
             for update in updates:
                 key = update.key
                 if update.type == UpdateType.DELETED or update.value is None:
                     if self._data.pop(key, None) is not None:
-                        changed = True
+                        self._pending = True
                     continue
                 res = update.value
                 if res.kind == "IPPool":
@@ -330,25 +347,28 @@ class TunnelAddressDaemon:
                     status = res.status or {}
                     data = (res.labels, status.get("wireguardPublicKey", ""), status.get("wireguardPublicKeyV6", ""))
                 else:
-                    changed = True
+                    self._pending = True
                     continue
                 if self._data.get(key) != data:
                     self._data[key] = data
-                    changed = True
-        if changed and self._in_sync:
-            self._wake.set()
+                    self._pending = True
+            self._cond.notify_all()
 
     # Main loop (caller's thread).
 
+    def _due(self) -> bool:
+        return self._in_sync and self._pending
+
     def run(self, stop: threading.Event, on_error: Callable[[Exception], None] | None = None) -> None:
+        """Reconcile whenever one is due and we are in sync, until ``stop`` is set."""
         delay = self.retry_initial
         while not stop.is_set():
-            self._wake.wait(0.5)
-            if stop.is_set():
-                break
-            if not self._wake.is_set():
-                continue
-            self._wake.clear()
+            with self._cond:
+                # ``stop`` is a plain Event, so look at it at least every half second.
+                self._cond.wait_for(self._due, 0.5)
+                if stop.is_set() or not self._due():
+                    continue
+                self._pending = False
             try:
                 self.allocator.reconcile()
                 self.reconciles += 1
@@ -357,6 +377,7 @@ class TunnelAddressDaemon:
                 log.error("failed to reconcile tunnel address: %s", exc)
                 if on_error is not None:
                     on_error(exc)
+                with self._cond:
+                    self._pending = True  # retried once the pause is over, if still in sync
                 stop.wait(delay)
                 delay = min(delay * 2, self.retry_max)
-                self._wake.set()

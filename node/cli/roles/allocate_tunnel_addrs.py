@@ -6,6 +6,10 @@
 Environment: NODENAME (required), USE_POD_CIDR (when set, there is nothing to do),
 FELIX_WIREGUARDHOSTENCRYPTIONENABLED, and the datastore variables (DATASTORE_TYPE,
 ETCD_ENDPOINTS, ...).
+
+The long-running form reconciles only while its datastore syncer is in sync and rides
+out datastore outages; it exits 1 if the syncer stops for good (a configuration error
+or a bug), so that supervisor restarts it.
 """
 from __future__ import annotations
 
@@ -81,7 +85,13 @@ def run(args) -> int:
             kv.close()
         return 0
     daemon = TunnelAddressDaemon(allocator)
-    syncer = Syncer(lambda: kv_for(config), resource_sources(["IPPool", "Node"]), daemon)
+    fatal: list[BaseException] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        stop.set()
+
+    syncer = Syncer(lambda: kv_for(config), resource_sources(["IPPool", "Node"]), daemon, on_fatal=on_fatal)
     _wait_for_signal(stop)
     syncer.start()
     try:
@@ -89,4 +99,7 @@ def run(args) -> int:
     finally:
         syncer.stop(10)
         kv.close()
+    if fatal:
+        log.error("datastore syncer stopped (%s); exiting", fatal[0])
+        return 1
     return 0

@@ -1,7 +1,8 @@
 """``calico-node confd``: render BIRD's config from the datastore (Calico's confd, for BIRD).
 
     calico-node confd                         follow the datastore, re-render on change
-    calico-node confd --oneshot               render once from the datastore and exit
+    calico-node confd --oneshot [--oneshot-timeout SECONDS]
+                                              render once from the datastore and exit
     calico-node confd --oneshot --from-file F [--from-file G ...] --output-dir DIR
                                               render once from resource YAML files
 
@@ -10,6 +11,12 @@ CALICO_ADVERTISE_CLUSTER_IPS, NAMESPACE, CALICO_ENDPOINT_STATUS_PATH_PREFIX,
 BGP_LOGSEVERITYSCREEN (this command's own log level), CALICO_CONFIG_DIR / CALICO_RUN_DIR
 (output directory and BIRD control sockets), CALICO_TEMPLATES_DIR, and the datastore
 variables (DATASTORE_TYPE, ETCD_ENDPOINTS, ...).
+
+``--oneshot`` from the datastore waits at most ``--oneshot-timeout`` seconds (else
+``CALICO_CONFD_ONESHOT_TIMEOUT``, else 30) for the datastore to be in sync, then exits 1
+naming the last datastore error; 0 waits forever. The long-running form never gives up
+on the datastore; it exits 1 only if its syncer stops for good (a configuration error
+or a bug), so that supervisor restarts it.
 """
 from __future__ import annotations
 
@@ -20,14 +27,20 @@ import sys
 from pathlib import Path
 
 from node.config import Paths, datastore_config_from_env
-from node.errors import CalicoError
+from node.errors import CalicoError, ConfigError
 
 log = logging.getLogger("node.confd")
+
+ONESHOT_TIMEOUT_ENV = "CALICO_CONFD_ONESHOT_TIMEOUT"
+DEFAULT_ONESHOT_TIMEOUT = 30.0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("confd", help="render BIRD config from the datastore (confd)")
     p.add_argument("--oneshot", action="store_true", help="render once and exit (1 if that failed)")
+    p.add_argument("--oneshot-timeout", metavar="SECONDS", default=None,
+                   help=f"with --oneshot: give up (exit 1) if the datastore is not in sync within SECONDS "
+                        f"(default ${ONESHOT_TIMEOUT_ENV}, else {DEFAULT_ONESHOT_TIMEOUT:g}; 0 waits forever)")
     p.add_argument("--from-file", action="append", default=[], metavar="FILE",
                    help="with --oneshot: render from resource YAML files instead of a datastore (repeatable)")
     p.add_argument("--output-dir", metavar="DIR",
@@ -54,6 +67,23 @@ def _nodename(paths: Paths) -> str:
         except OSError:
             name = ""
     return name
+
+
+def _oneshot_timeout(args) -> float | None:
+    """Seconds to wait for sync in --oneshot (None: forever); ConfigError if malformed."""
+    if args.oneshot_timeout is not None:
+        name, raw = "--oneshot-timeout", args.oneshot_timeout
+    else:
+        name, raw = ONESHOT_TIMEOUT_ENV, os.environ.get(ONESHOT_TIMEOUT_ENV, "")
+        if not raw.strip():
+            return DEFAULT_ONESHOT_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds (use e.g. 30, or 0 to wait forever)")
+    return seconds or None
 
 
 def run(args) -> int:
@@ -97,6 +127,7 @@ def run(args) -> int:
     from node.datastore.factory import kv_for
 
     try:
+        deadline = _oneshot_timeout(args) if args.oneshot else None
         config = datastore_config_from_env()
         kv_for(config).close()  # fail fast on an unusable datastore configuration
     except CalicoError as exc:
@@ -114,4 +145,4 @@ def run(args) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     log.info("confd starting for node %s; writing to %s", settings.nodename, output)
-    return renderer.run(oneshot=args.oneshot)
+    return renderer.run(oneshot=args.oneshot, deadline=deadline)
