@@ -61,17 +61,28 @@ def test_create_existing_fails_with_exit_1(ctl):
 
 
 def test_partial_failure_reports_partial_success_and_exit_1(ctl):
+    # p1 fails, p2 and p3 are created: they are not "the first 2", so that is not said.
     ctl("create", "-f", "-", stdin=POOLS.split("---")[0])
     code, out, err = ctl("create", "-f", "-", stdin=POOLS)
     assert code == 1
-    assert out == "Partial success: created the first 2 out of 3 'IPPool' resources:\n"
+    assert out == "Partial success: created 2 out of 3 'IPPool' resources:\n"
     assert err.startswith("hit error: [resource already exists: IPPool(p1)")
+    # p3 fails after p1 and p2 are created: now they are the first 2.
+    ctl("delete", "ippool", "p1", "p2", "p3")
+    ctl("create", "-f", "-", stdin=POOLS.split("---")[2])
+    code, out, err = ctl("create", "-f", "-", stdin=POOLS)
+    assert code == 1
+    assert out == "Partial success: created the first 2 out of 3 'IPPool' resources:\n"
+    assert err == "hit error: [resource already exists: IPPool(p3) with error: key exists]\n"
 
 
-def test_skip_exists(ctl):
-    ctl("create", "-f", "-", stdin=POOLS)
+def test_skip_exists_counts_only_what_was_created(ctl):
+    ctl("create", "-f", "-", stdin=POOLS.split("---")[0])
     code, out, _ = ctl("create", "--skip-exists", "-f", "-", stdin=POOLS)
-    assert (code, out) == (0, "Successfully created 3 'IPPool' resource(s)\n")
+    assert (code, out) == (0, "Successfully created 2 'IPPool' resource(s)\n"
+                              "Skipped 1 'IPPool' resource(s) that already exist\n")
+    code, out, _ = ctl("create", "--skip-exists", "-f", "-", stdin=POOLS)
+    assert (code, out) == (0, "Skipped 3 'IPPool' resource(s) that already exist\n")
 
 
 def test_mixed_kinds_summary_has_no_kind(ctl):
@@ -123,12 +134,17 @@ def test_get_unknown_kind(ctl):
     assert code == 1 and "resource type 'frobs' is not supported" in err
 
 
+TIER_DEFAULT = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 1000000}\n"
+
+
 def test_namespaced_get_and_all_namespaces(ctl):
+    ctl("create", "-f", "-", stdin=TIER_DEFAULT)  # policies need their tier
     policy = ("apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {{name: np1, namespace: {ns}}}\n"
               "spec: {{selector: all(), order: 10}}\n")
     ctl("apply", "-f", "-", stdin=policy.format(ns="prod") + "---\n" + policy.format(ns="dev"))
-    code, out, _ = ctl("get", "networkpolicy", "-n", "prod")
-    assert out.splitlines()[1].split() == ["np1", "default"]
+    code, out, _ = ctl("get", "networkpolicy", "-n", "prod")  # -n adds the NAMESPACE column, as -A does
+    assert [line.split() for line in out.splitlines()] == [["NAMESPACE", "NAME", "TIER"],
+                                                           ["prod", "np1", "default"], []]
     code, out, _ = ctl("get", "policy", "-A")
     assert [line.split()[0] for line in out.splitlines()[1:3]] == ["dev", "prod"]
     code, out, _ = ctl("get", "networkpolicy")  # the default namespace has none

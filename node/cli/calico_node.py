@@ -2,15 +2,32 @@
 
 Each role (startup, confd, felix, health...) lives in ``node/cli/roles/<role>.py`` as a
 thin wrapper that parses its flags and calls into the package that owns the role.
+``main`` is the one place an unexpected exception is turned into a short message and
+exit code 1: an operator reading a container log sees what failed and which variable
+gives the details, never a bare traceback.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from typing import Sequence
 
 from node import __version__
 from node.cli.plugins import register_all
+
+log = logging.getLogger("node.cli.calico_node")
+
+# The environment variables that set each role's log level (what turns debug logs on),
+# in the order the role reads them: the first one set wins.
+ROLE_LOG_LEVEL_ENV = {
+    "startup": ("CALICO_STARTUP_LOGLEVEL",),
+    "monitor-addresses": ("CALICO_STARTUP_LOGLEVEL",),
+    "allocate-tunnel-addrs": ("CALICO_LOG_LEVEL", "LOG_LEVEL"),
+    "confd": ("BGP_LOGSEVERITYSCREEN",),
+    "felix": ("FELIX_LOGSEVERITYSCREEN",),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +39,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _debug_requested(env_vars: tuple[str, ...]) -> bool:
+    level = next((os.environ[v] for v in env_vars if os.environ.get(v)), "")
+    return level.strip().lower() in ("debug", "trace")
+
+
+def _log_traceback(what: str, exc: BaseException) -> None:
+    """Log the traceback at debug level on stderr, through the role's handler when the
+    role set one up, else through one added for this record."""
+    root = logging.getLogger()
+    to_stderr = any(isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr
+                    for h in root.handlers)
+    extra = None if to_stderr else logging.StreamHandler(sys.stderr)
+    if extra is not None:
+        log.addHandler(extra)
+    old_level = log.level
+    log.setLevel(logging.DEBUG)
+    try:
+        log.debug("%s failed", what, exc_info=exc)
+    finally:
+        log.setLevel(old_level)
+        if extra is not None:
+            log.removeHandler(extra)
+
+
+def report_unexpected(role: str | None, exc: BaseException) -> None:
+    """One line saying what failed, then how to get the traceback (or, with debug logs
+    on, the traceback itself through logging)."""
+    what = f"calico-node {role}" if role else "calico-node"
+    env_vars = ROLE_LOG_LEVEL_ENV.get(role or "", ())
+    debug = _debug_requested(env_vars)
+    if debug:
+        _log_traceback(what, exc)
+    print(f"{what} failed: unexpected {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+    if not debug:
+        hint = (f"Set {env_vars[0]}=debug to log the traceback." if env_vars
+                else "Rerun with this role's log level set to debug to log the traceback.")
+        print(hint, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    role = None
+    try:
+        args = build_parser().parse_args(argv)
+        role = args.role
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as exc:
+        report_unexpected(role, exc)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,314 +2,420 @@
 
 Output lines and exit codes follow calicoctl: a summary such as
 ``Successfully applied 3 'IPPool' resource(s)`` on stdout, errors on stderr, exit 1 on
-any failure (including partial ones).
+any failure (including partial ones). Options may come anywhere on the command line, as
+they may in calicoctl. Other command groups (ipam, label, patch, version...) live in
+``node/cli/ctl/``.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import logging
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import yaml
-
+from node.cli.ctl._common import (
+    CommandFailed,
+    UsageError,
+    client_from_args,
+    kind_or_fail,
+    resolve_namespace,
+    summary_kind,
+)
+from node.cli.ctl._printers import Listed, printer_for, render
+from node.cli.ctl._source import load_resources
 from node.cli.plugins import register_all
-from node.config import calicoctl_datastore_config
-from node.errors import AlreadyExists, CalicoError, ConfigError, NotFound
-from node.model import API_VERSION, Resource, UnknownKind, kind_info, load_documents
-from node.model.resource import from_dict
-from node.model.schema import Collector, canonical_struct
+from node.errors import AlreadyExists, CalicoError, ConfigError, ConnectionFailed, NotFound, Unauthorized
+from node.model import Resource
+
+__all__ = ["CommandFailed", "UsageError", "client_from_args", "build_parser", "main"]
+
+log = logging.getLogger("node.cli.calicoctl")
 
 PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
 
-
-class CommandFailed(Exception):
-    """A user-facing failure: the message is printed as is and calicoctl exits 1."""
-
-
-def client_from_args(args) -> "object":
-    from node.datastore.factory import client_for
-
-    return client_for(calicoctl_datastore_config(args.config))
+# logrus's level names, as calicoctl's --log-level takes them. panic is calicoctl's
+# default: nothing at all is logged.
+LOG_LEVELS = {"panic": logging.CRITICAL + 1, "fatal": logging.CRITICAL, "error": logging.ERROR,
+              "warn": logging.WARNING, "warning": logging.WARNING, "info": logging.INFO,
+              "debug": logging.DEBUG, "trace": logging.DEBUG}
+DEBUG_HINT = "Rerun with --log-level=debug to log the details."
 
 
 # --------------------------------------------------------------------------------------
-# Reading resources from -f.
+# Running one action per resource, and saying truthfully what happened.
 
-def _read_source(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise CommandFailed(f"failed to execute command: could not read {path}: {exc.strerror}") from exc
+@dataclass(frozen=True)
+class Stop:
+    """Why a run ended before the last resource: ``index`` is the resource it failed on."""
 
-
-def _load_file_resources(path: str) -> list[Resource]:
-    text = _read_source(path)
-    try:
-        return [from_dict(doc, strict=True) for doc in load_documents(text, path)]
-    except (CalicoError, UnknownKind) as exc:
-        raise CommandFailed(f"failed to execute command: {exc}") from exc
-
-
-def _apply_namespace(res: Resource, namespace: str | None) -> None:
-    """calicoctl's namespace rules for -f input."""
-    if res.info.namespaced:
-        if not res.namespace:
-            res.metadata["namespace"] = namespace or "default"
-        elif namespace and res.namespace != namespace:
-            raise CalicoError(f"resource namespace does not match client namespace. {res.namespace} != {namespace}")
-    elif namespace:
-        raise CalicoError(f"{res.kind} is not namespaced")
+    index: int
+    reason: str  # "error" (replace stops at its first error), "datastore" or "unexpected"
 
 
 @dataclass
-class Results:
-    resources: list[Resource] = field(default_factory=list)
-    handled: list[Resource] = field(default_factory=list)
+class Run:
+    """What a bulk command did, by position in its input."""
+
+    resources: list[Resource]
+    done: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-
-    @property
-    def single_kind(self) -> str:
-        kinds = {r.kind for r in self.resources}
-        return kinds.pop() if len(kinds) == 1 else ""
+    stop: Stop | None = None
 
 
-def _errors_text(errors: list[str]) -> str:
-    return "[" + " ".join(errors) + "]"
+# The datastore is unreachable or refuses us: every later request would fail the same way.
+# (Other datastore errors, such as an entry that does not decode, concern one resource.)
+DATASTORE_DOWN = (ConnectionFailed, Unauthorized)
 
 
-def _run_each(resources: list[Resource], action: Callable[[Resource], object], stop_on_error: bool,
-               skip: tuple[type, ...] = ()) -> Results:
-    results = Results(resources=resources)
-    for res in resources:
+def run_each(resources: list[Resource], action: Callable[[Resource], object], stop_on_error: bool,
+             skip: tuple[type, ...] = ()) -> Run:
+    """Apply ``action`` to each resource in order. Errors about one resource are recorded
+    and (unless ``stop_on_error``) the run goes on; losing the datastore or an unexpected
+    exception ends it there, since every later resource would fail the same way."""
+    run = Run(resources)
+    for index, res in enumerate(resources):
         try:
             action(res)
         except skip:
-            pass
+            run.skipped.append(index)
+            continue
+        except DATASTORE_DOWN as exc:
+            run.errors.append(str(exc))
+            run.stop = Stop(index, "datastore")
+            break
         except CalicoError as exc:
-            results.errors.append(str(exc))
+            run.errors.append(str(exc))
             if stop_on_error:
+                run.stop = Stop(index, "error")
                 break
             continue
-        results.handled.append(res)
-    return results
+        except Exception as exc:  # a bug: report the progress made, then the failure
+            log.debug("unexpected failure on %s", res.identifier(), exc_info=True)
+            run.errors.append(f"unexpected {type(exc).__name__}: {_one_line(str(exc))}")
+            run.stop = Stop(index, "unexpected")
+            break
+        run.done.append(index)
+    return run
 
 
-def _report(verb: str, results: Results, stop_on_error: bool) -> int:
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _stop_lines(run: Run, past: str) -> list[str]:
+    stop = run.stop
+    if stop is None or stop.reason == "error":
+        return []
+    total = len(run.resources)
+    lines = [f"stopped at {run.resources[stop.index].identifier()} (resource {stop.index + 1} of {total}, "
+             f"which may or may not have been {past}); {total - stop.index - 1} resource(s) not attempted"]
+    if stop.reason == "unexpected" and not log.isEnabledFor(logging.DEBUG):
+        lines.append(DEBUG_HINT)
+    return lines
+
+
+def write_report(verb: str, run: Run) -> tuple[list[str], str | None]:
+    """stdout lines and the stderr message (None on success) for create/apply/replace.
+
+    calicoctl's wording; "the first N" is said only when the N written resources are the
+    first N of the input, and skipped resources are not counted as written.
+    """
     past = PAST[verb]
-    kind = results.single_kind
-    total, done = len(results.resources), len(results.handled)
+    kind = summary_kind(run.resources)
     what = f"'{kind}' " if kind else ""
-    if total == 0:
-        print("No resources specified")
-        return 0
+    total, done = len(run.resources), len(run.done)
+    out: list[str] = []
+    skipped = [f"Skipped {len(run.skipped)} {what}resource(s) that already exist"] if run.skipped else []
+    if not run.errors:
+        if done or not run.skipped:
+            out.append(f"Successfully {past} {done} {what}resource(s)")
+        return out + skipped, None
+    # replace stops at its one error and calicoctl prints that error bare; create and
+    # apply collect theirs in brackets, one per line.
+    errors = run.errors[0] if verb == "replace" else "[" + "\n".join(run.errors) + "]"
     if done == 0:
+        out += skipped
         if total == 1:
-            raise CommandFailed(f"failed to {verb} {what}resource: {_errors_text(results.errors)}")
-        raise CommandFailed(f"failed to {verb} any {what}resources: {_errors_text(results.errors)}")
-    if not results.errors:
-        print(f"Successfully {past} {done} {what}resource(s)")
-        return 0
-    print(f"Partial success: {past} the first {done} out of {total} {what}resources:")
-    raise CommandFailed(f"hit error: {_errors_text(results.errors)}")
+            message = f"failed to {verb} {what}resource: {errors}"
+        else:
+            message = f"failed to {verb} any {what}resources: {errors}"
+    else:
+        first = "the first " if run.done == list(range(done)) else ""
+        out.append(f"Partial success: {past} {first}{done} out of {total} {what}resources:")
+        out += skipped
+        message = f"hit error: {errors}"
+    return out, "\n".join([message] + _stop_lines(run, past))
 
+
+def delete_report(run: Run) -> tuple[list[str], str | None]:
+    """stdout lines and the stderr message for delete: only what was really deleted is
+    counted; resources skipped with --skip-not-exists are reported on their own line."""
+    kind = summary_kind(run.resources)
+    what = f"'{kind}' " if kind else ""
+    out: list[str] = []
+    if run.done:
+        out.append(f"Successfully deleted {len(run.done)} {what}resource(s)")
+    if run.skipped:
+        out.append(f"Skipped {len(run.skipped)} {what}resource(s) that did not exist")
+    lines = [f"Failed to delete {what}resource: {e}" for e in run.errors] + _stop_lines(run, "deleted")
+    return out, ("\n".join(lines) if lines else None)
+
+
+def _emit(report: tuple[list[str], str | None]) -> int:
+    out, err = report
+    for line in out:
+        print(line)
+    if err is not None:
+        raise CommandFailed(err)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# create / apply / replace / delete
 
 def cmd_write(args, verb: str) -> int:
-    resources = _load_file_resources(args.filename)
-    client = client_from_args(args)
-
-    def act(res: Resource):
-        _apply_namespace(res, args.namespace)
-        if verb == "create":
-            return client.create(res)
-        if verb == "apply":
-            return client.apply(res)
-        return client.replace(res)
-
-    skip = (AlreadyExists,) if verb == "create" and args.skip_exists else ()
-    stop = verb == "replace"
-    return _report(verb, _run_each(resources, act, stop_on_error=stop, skip=skip), stop)
-
-
-def cmd_delete(args) -> int:
-    client = client_from_args(args)
-    if args.filename:
-        if args.kind:
-            raise CommandFailed("cannot specify both a file and a resource type")
-        resources = _load_file_resources(args.filename)
-    else:
-        if not args.kind or not args.names:
-            raise CommandFailed("specify a file with -f, or a resource type and one or more names")
-        info = _kind(args.kind)
-        resources = [Resource(info.kind, {"name": n}) for n in args.names]
-
-    def act(res: Resource):
-        _apply_namespace(res, args.namespace)
-        return client.delete(res.kind, res.name, res.namespace, res.resource_version)
-
-    skip = (NotFound,) if args.skip_not_exists else ()
-    results = _run_each(resources, act, stop_on_error=False, skip=skip)
-    kind = results.single_kind
-    what = f"'{kind}' " if kind else ""
+    resources = load_resources(args.filename, args.recursive, args.skip_empty)
     if not resources:
         print("No resources specified")
         return 0
-    if results.handled:
-        print(f"Successfully deleted {len(results.handled)} {what}resource(s)")
-    if results.errors:
-        raise CommandFailed("".join(f"Failed to delete {what}resource: {e}\n" for e in results.errors).rstrip("\n"))
-    return 0
+    client = client_from_args(args)
+    write = {"create": client.create, "apply": client.apply, "replace": client.replace}[verb]
+
+    def act(res: Resource):
+        resolve_namespace(res, args.namespace)
+        return write(res)
+
+    skip = (AlreadyExists,) if verb == "create" and args.skip_exists else ()
+    return _emit(write_report(verb, run_each(resources, act, stop_on_error=verb == "replace", skip=skip)))
+
+
+def _named(args, verb: str) -> list[Resource]:
+    """Resources named on the command line (KIND NAME...), for delete and get."""
+    info = kind_or_fail(args.kind, "" if verb == "delete" else "failed to get resources: ")
+    if any(not n for n in args.names):
+        raise CommandFailed("resource name may not be empty")
+    return [Resource(info.kind, {"name": n}) for n in args.names or [""]]
+
+
+def cmd_delete(args) -> int:
+    if args.filename:
+        if args.kind:
+            raise UsageError("calicoctl delete: give either -f FILE or KIND NAME..., not both")
+        resources = load_resources(args.filename, args.recursive, args.skip_empty)
+        if not resources:
+            print("No resources specified")
+            return 0
+    else:
+        if not args.kind or not args.names:
+            raise UsageError("calicoctl delete: a resource KIND and one or more NAMEs are required (or -f FILE)")
+        resources = _named(args, "delete")
+    client = client_from_args(args)
+
+    def act(res: Resource):
+        resolve_namespace(res, args.namespace)
+        return client.delete(res.kind, res.name, res.namespace, res.resource_version)
+
+    skip = (NotFound,) if args.skip_not_exists else ()
+    return _emit(delete_report(run_each(resources, act, stop_on_error=False, skip=skip)))
 
 
 # --------------------------------------------------------------------------------------
 # get
 
-def _kind(name: str):
-    try:
-        return kind_info(name)
-    except UnknownKind as exc:
-        raise CommandFailed(f"failed to get resources: {exc}") from exc
-
-
-def _output_dict(res: Resource, export: bool = False) -> dict:
-    out = res.to_dict()
-    meta = dict(out["metadata"])
-    if export:
-        for key in ("namespace", "uid", "resourceVersion", "creationTimestamp"):
-            meta.pop(key, None)
-    meta = canonical_struct(meta, "ObjectMeta", "", Collector(), strict=False)
-    return {**out, "metadata": meta}
-
-
-def _yaml(value) -> str:
-    # calicoctl renders YAML through JSON, so keys come out sorted.
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True, allow_unicode=True)
-
-
-def _table(rows: list[list[str]]) -> str:
-    """Go's tabwriter(minwidth=5, tabwidth=1, padding=3, ' ') over tab-terminated cells:
-    every cell, the last one included, is padded to its column's width."""
-    widths = [max(max(len(row[i]) for row in rows) + 3, 5) for i in range(len(rows[0]))]
-    return "".join("".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) + "\n" for row in rows)
-
-
 def cmd_get(args) -> int:
-    info = _kind(args.kind)
-    if args.all_namespaces and args.namespace:
-        raise CommandFailed("cannot use both --namespace and --all-namespaces flags at the same time")
-    if not info.namespaced and (args.namespace or args.all_namespaces):
-        if args.namespace:
-            raise CommandFailed(f"failed to get resources: {info.kind} is not namespaced")
+    if args.filename and args.kind:
+        raise UsageError("calicoctl get: give either -f FILE or KIND [NAME...], not both")
+    if not args.filename and not args.kind:
+        raise UsageError("calicoctl get: a resource KIND is required (NAMEs are optional; "
+                         "without them every resource of that KIND is listed), or -f FILE")
+    printer = printer_for(args.output, args.all_namespaces or bool(args.namespace))
+    if args.filename:
+        targets = load_resources(args.filename, args.recursive, args.skip_empty)
+    else:
+        targets = _named(args, "get")
     client = client_from_args(args)
-    namespace = "" if args.all_namespaces else (args.namespace or "default") if info.namespaced else ""
+    objects: list[Resource | Listed] = []
     errors: list[str] = []
-    if args.names:
-        found = []
-        for name in args.names:
-            try:
-                found.append(client.get(info.kind, name, namespace))
-            except NotFound as exc:
-                errors.append(str(exc))
-            except CalicoError as exc:
-                raise CommandFailed(f"failed to get resources: {exc}") from exc
-        listed = False
-    else:
+    for target in targets:
         try:
-            found = client.list(info.kind, namespace)
-        except CalicoError as exc:
-            raise CommandFailed(f"failed to get resources: {exc}") from exc
-        found.sort(key=lambda r: (r.namespace, r.name))
-        listed = True
-
-    output = args.output
-    if output in ("yaml", "json"):
-        if listed:
-            doc = {"apiVersion": API_VERSION, "kind": f"{info.kind}List",
-                   "items": [_output_dict(r, args.export) for r in found],
-                   "metadata": {"resourceVersion": max((r.resource_version for r in found), key=_rv_key, default="")}}
-            if not doc["metadata"]["resourceVersion"]:
-                doc["metadata"] = {}
-            if output == "json":
-                doc = {"kind": doc["kind"], "apiVersion": API_VERSION, "metadata": doc["metadata"], "items": doc["items"]}
-        elif len(found) == 1:
-            doc = _output_dict(found[0], args.export)
-        else:
-            doc = [_output_dict(r, args.export) for r in found]
-        if found or listed:
-            if output == "yaml":
-                sys.stdout.write(_yaml(doc))
+            resolve_namespace(target, args.namespace, args.all_namespaces)
+            if not target.name:
+                items = client.list(target.kind, target.namespace)
+                objects.append(Listed(target.info, sorted(items, key=lambda r: (r.namespace, r.name))))
+            elif target.info.namespaced and not target.namespace:
+                raise CalicoError("cannot use --all-namespace flag for getting a single resource")
             else:
-                sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False))
-                sys.stdout.write("\n")
-    elif output in ("ps", "wide"):
-        columns = info.wide_columns if output == "wide" and info.wide_columns else info.columns
-        if info.namespaced and args.all_namespaces:
-            from node.model.kinds import NAMESPACE
-            columns = (NAMESPACE,) + tuple(columns)
-        rows = [[title for title, _ in columns]]
-        rows += [[fn(r.to_dict()) for _, fn in columns] for r in found]
-        sys.stdout.write(_table(rows))
-        sys.stdout.write("\n")
-    else:
-        raise CommandFailed(f"unrecognized output format '{output}'")
+                objects.append(client.get(target.kind, target.name, target.namespace))
+        except DATASTORE_DOWN as exc:
+            raise CommandFailed(f"failed to get resources: {exc}") from exc
+        except CalicoError as exc:
+            errors.append(str(exc))
+    # --export applies to resources named on the command line only, as in calicoctl.
+    sys.stdout.write(render(printer, objects, export=args.export and bool(args.kind and args.names)))
     if errors:
         raise CommandFailed("\n".join(errors))
     return 0
 
 
-def _rv_key(rv: str) -> int:
-    return int(rv) if rv.isdigit() else -1
-
-
 # --------------------------------------------------------------------------------------
+# The command line.
+
+class Parser(argparse.ArgumentParser):
+    """argparse with calicoctl's habits: options and positionals mix freely (as docopt and
+    cobra allow: ``get ippool -o yaml pool1``) and a bad command line exits 1."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        has_subcommands = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        if self._intermixing or has_subcommands:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def _add_file_options(p: argparse.ArgumentParser, what: str, required: bool = False) -> None:
+    p.add_argument("-f", "--filename", default=None, required=required,
+                   help=f"file or directory of resources to {what}, or - for stdin "
+                        "(a directory means its *.yaml, *.yml and *.json files)")
+    p.add_argument("-R", "--recursive", action="store_true", help="with -f DIR, descend into subdirectories")
+    p.add_argument("--skip-empty", action="store_true", help="do not fail on files or directories without data")
+    p.add_argument("-n", "--namespace", default=None, help="namespace of namespaced resources (default: default)")
+
+
+def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
+    """The options every calicoctl command takes; below the top they only override."""
+    taken = p._option_string_actions
+    hidden = {} if top else {"default": argparse.SUPPRESS}
+    if "-l" not in taken and "--log-level" not in taken:
+        p.add_argument("-l", "--log-level", **({"default": "panic"} if top else hidden),
+                       help="log to stderr at this level: panic (default: nothing), fatal, error, warn, info, debug")
+    if "-c" not in taken and "--config" not in taken:
+        p.add_argument("-c", "--config", **({"default": None} if top else hidden),
+                       help="CalicoAPIConfig file (default /etc/calico/calicoctl.cfg, then the environment)")
+
+
+def _finish(parser: argparse.ArgumentParser, path: list[str]) -> None:
+    """Give every (nested) subcommand the global options, its name and its parser."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for name, sub in action.choices.items():
+            sub_path = path + [name]
+            sub.set_defaults(_cmd_path=" ".join(sub_path), _parser=sub)
+            _global_options(sub, top=False)
+            _finish(sub, sub_path)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="calicoctl", description="Manage Calico resources.")
-    parser.add_argument("-c", "--config", default=None,
-                        help="path to a CalicoAPIConfig file (default /etc/calico/calicoctl.cfg, then the environment)")
-    parser.add_argument("-l", "--log-level", default="panic", help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="calicoctl", description="Manage Calico resources.")
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for verb, help_text in (("create", "create resources from a file"), ("apply", "create or replace resources"),
+    for verb, help_text in (("create", "create resources from a file, directory or stdin"),
+                            ("apply", "create or replace resources"),
                             ("replace", "replace existing resources")):
-        p = sub.add_parser(verb, help=help_text)
-        p.add_argument("-f", "--filename", required=True, help="file to read, or - for stdin")
-        p.add_argument("-n", "--namespace", default=None)
-        p.add_argument("-c", "--config", default=argparse.SUPPRESS)
-        if verb == "create":
-            p.add_argument("--skip-exists", action="store_true", help="do not fail on resources that already exist")
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        _add_file_options(p, verb, required=True)
         p.set_defaults(func=lambda a, v=verb: cmd_write(a, v))
+        if verb == "create":
+            p.add_argument("--skip-exists", action="store_true", help="skip resources that already exist")
 
-    p = sub.add_parser("delete", help="delete resources by file or by type and name")
-    p.add_argument("kind", nargs="?")
-    p.add_argument("names", nargs="*")
-    p.add_argument("-f", "--filename", default=None)
-    p.add_argument("-n", "--namespace", default=None)
-    p.add_argument("-c", "--config", default=argparse.SUPPRESS)
-    p.add_argument("--skip-not-exists", action="store_true")
+    p = sub.add_parser("delete", help="delete resources by file or by type and name",
+                       usage="calicoctl delete (KIND NAME... | -f FILE [-R] [--skip-empty]) "
+                             "[-s] [-n NS] [-c CONFIG]")
+    p.add_argument("kind", nargs="?", metavar="KIND")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    _add_file_options(p, "delete")
+    p.add_argument("-s", "--skip-not-exists", action="store_true", help="skip resources that do not exist")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("get", help="show resources")
-    p.add_argument("kind")
-    p.add_argument("names", nargs="*")
-    p.add_argument("-o", "--output", default="ps", help="yaml, json, ps (default) or wide")
-    p.add_argument("-n", "--namespace", default=None)
+    p = sub.add_parser("get", help="show resources",
+                       usage="calicoctl get (KIND [NAME...] | -f FILE [-R] [--skip-empty]) "
+                             "[-o OUTPUT] [-n NS | -A] [--export] [-c CONFIG]")
+    p.add_argument("kind", nargs="?", metavar="KIND")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    _add_file_options(p, "get")
+    p.add_argument("-o", "--output", default="ps",
+                   help="yaml, json, ps (default), wide or custom-columns=HEADING,...")
     p.add_argument("-A", "-a", "--all-namespaces", action="store_true", dest="all_namespaces")
-    p.add_argument("--export", action="store_true")
-    p.add_argument("-c", "--config", default=argparse.SUPPRESS)
+    p.add_argument("--export", action="store_true", help="strip cluster-specific metadata (named resources only)")
     p.set_defaults(func=cmd_get)
     register_all("node.cli.ctl", sub)
+    _finish(parser, [])
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# --------------------------------------------------------------------------------------
+# Logging and the top-level handler.
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+class LogrusFormatter(logging.Formatter):
+    """logrus's text layout, as calicoctl logs: ``time="..." level=debug msg="..."``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.created))
+        level = {"WARNING": "warning", "CRITICAL": "fatal"}.get(record.levelname, record.levelname.lower())
+        text = f"time=\"{stamp}\" level={level} msg={json.dumps(record.getMessage(), ensure_ascii=False)}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+def configure_logging(level_name: str) -> Callable[[], None]:
+    """Log to stderr at ``level_name``; returns the function that undoes it (main runs
+    in-process in tests and must not leave the root logger changed)."""
+    level = LOG_LEVELS.get(level_name.lower())
+    if level is None:
+        raise CommandFailed(f"unknown log level: {level_name}, expected one of: "
+                            "panic, fatal, error, warn, info, debug")
+    root = logging.getLogger()
+    handler = _StderrHandler()
+    handler.setFormatter(LogrusFormatter())
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(level)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+    return undo
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    undo = configure_logging(args.log_level)
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"{exc}\n{args._parser.format_usage().rstrip()}", file=sys.stderr)
+        return 1
     except CommandFailed as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -319,7 +425,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CalicoError as exc:
         print(f"failed to execute command: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        what = f"calicoctl {getattr(args, '_cmd_path', '')}".rstrip()
+        log.debug("%s failed", what, exc_info=True)
+        print(f"{what} failed: unexpected {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        if not log.isEnabledFor(logging.DEBUG):
+            print(DEBUG_HINT, file=sys.stderr)
+        return 1
+    finally:
+        undo()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one calicoctl command: its exit code, never a traceback."""
+    try:
+        return _run(argv)
+    except CommandFailed as exc:  # raised before a command ran (e.g. a bad --log-level)
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``calicoctl get ... | head``): stop quietly, as a Go
+        # program killed by SIGPIPE does, and keep Python from complaining at exit.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # stdout is not a file descriptor (captured): nothing will flush to a pipe
+        return 141
+    except Exception as exc:
+        print(f"calicoctl failed: unexpected {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        print(DEBUG_HINT, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from node.cli.calicoctl import main as _main  # the module the command modules import
+
+    sys.exit(_main())

@@ -1,0 +1,84 @@
+"""``-f FILE|DIR|-``: the resources a calicoctl command reads, as calicoctl finds them.
+
+A directory stands for every ``*.yaml``/``*.yml``/``*.json`` file in it (names compared
+case-insensitively), in lexical order; ``-R`` descends into subdirectories, which are
+otherwise skipped. Each file is parsed on its own, so an error names the file it is in.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from node.cli.ctl._common import CommandFailed
+from node.errors import CalicoError
+from node.model import Resource, UnknownKind, from_dict, load_documents
+
+MANIFEST_EXTENSIONS = (".yaml", ".yml", ".json")
+
+
+class FileInvalid(CommandFailed):
+    """A file could not be read or parsed (calicoctl's "failed to execute command")."""
+
+
+def manifest_files(directory: str, recursive: bool) -> list[str]:
+    """The manifest files under ``directory``, in the order filepath.Walk visits them."""
+    out: list[str] = []
+
+    def walk(path: str, top: bool) -> None:
+        if not top and not recursive:
+            return
+        try:
+            names = sorted(os.listdir(path))
+        except OSError as exc:
+            raise CommandFailed(f"could not read directory {path}: {exc.strerror}") from exc
+        for name in names:
+            full = os.path.join(path, name)
+            if os.path.isdir(full) and not os.path.islink(full):
+                walk(full, False)
+            elif os.path.splitext(name)[1].lower() in MANIFEST_EXTENSIONS:
+                out.append(full)
+
+    walk(directory, True)
+    return out
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise FileInvalid(f"failed to execute command: could not read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise FileInvalid(f"failed to execute command: {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") \
+            from exc
+
+
+def parse_file(path: str) -> list[Resource]:
+    """Every resource in one file (or stdin for ``-``), strictly parsed and validated."""
+    text = _read(path)
+    where = "" if path == "-" else f"{path}: "
+    try:
+        return [from_dict(doc, strict=True) for doc in load_documents(text, "stdin" if path == "-" else path)]
+    except (CalicoError, UnknownKind) as exc:
+        raise FileInvalid(f"failed to execute command: {where}{exc}") from exc
+
+
+def load_resources(path: str, recursive: bool = False, skip_empty: bool = False) -> list[Resource]:
+    """The resources ``-f path`` names; an empty file or directory is an error unless
+    ``skip_empty`` (then the result is simply empty)."""
+    if path != "-" and os.path.isdir(path):
+        resources: list[Resource] = []
+        for file in manifest_files(path, recursive):
+            found = parse_file(file)
+            if not found and not skip_empty:
+                raise CommandFailed(f"no resources specified in file {file}")
+            resources.extend(found)
+        if not resources and not skip_empty:
+            raise CommandFailed(f"no resources specified in directory {path}")
+        return resources
+    resources = parse_file(path)
+    if not resources and not skip_empty:
+        raise CommandFailed(f"no resources specified in file {path}")
+    return resources
