@@ -24,5 +24,11 @@ test: setup
 bench: setup
 	$(VPY) -m bench
 
+# Placeholder until the end-to-end issue builds the demo cluster: fail clearly, never
+# succeed doing nothing.
+demo:
+	@echo "make demo: not built yet (the demo cluster arrives with the end-to-end issue)" >&2
+	@exit 1
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -22,8 +22,15 @@ from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
 from node.model import from_dict
 
-pytestmark = pytest.mark.skipif(not golden.corpus_present(),
-                                reason=f"golden corpus not found at {golden.CORPUS}")
+
+
+def test_corpus_is_present():
+    """Without the corpus the cases below parametrize to nothing; fail loudly instead of
+    letting a CI run without it look green."""
+    assert golden.corpus_present(), (
+        f"Calico's confd golden corpus is missing: expected {golden.CORPUS}/manifest.json "
+        "(the steering repository's shared/confd-golden, checked out beside this one)")
+    assert len(golden.cases("oneshot")) == 47 and len(golden.cases("daemon")) == 11
 
 POLL_TIMEOUT = 10.0   # the upstream harness polls for up to 10 s
 ENV_VARS = ("NODENAME", "CALICO_ROUTER_ID", "CALICO_ENDPOINT_STATUS_PATH_PREFIX", "CALICO_ADVERTISE_CLUSTER_IPS",
