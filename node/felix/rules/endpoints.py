@@ -1,0 +1,346 @@
+"""Per-endpoint chains and policy groups (Felix's ``rules/endpoints.go`` and the grouping
+half of ``dataplane/linux/endpoint_mgr.go``).
+
+An endpoint chain walks the endpoint's tiers in order, jumping to each policy (or policy
+group) chain and reading the verdict back from the accept/pass mark bits, then falls back
+to the profiles. Workloads get ``cali-tw-``/``cali-fw-`` in filter; host endpoints get
+``th``/``fh``/``thfw``/``fhfw`` in filter, ``th`` (normal) and ``fh`` (pre-DNAT) in
+mangle, and ``th``/``fh`` (untracked) in raw.
+
+Consecutive policies with the same selector always apply to the same endpoints, so Felix
+puts them in one shared group chain (``cali-gi-``/``cali-go-``) that many endpoint chains
+can jump to; a group of one is inlined.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Mapping, Sequence
+
+from node.felix.rules import names
+from node.felix.rules.config import RulesConfig
+from node.felix.rules.core import (
+    ACCEPT, NOTRACK, RETURN, Action, Chain, Match, Rule, clear_mark, jump, set_mark)
+from node.felix.types import HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint
+
+DIRECTION_INBOUND = "inbound"
+DIRECTION_OUTBOUND = "outbound"
+
+MAX_POLICY_GROUP_UID_LENGTH = names.MAX_CHAIN_NAME_LENGTH - len(names.POLICY_GROUP_INBOUND_PREFIX)
+RETURN_STRIDE = 5
+
+CHAIN_TYPE_NORMAL = "normal"
+CHAIN_TYPE_UNTRACKED = "untracked"
+CHAIN_TYPE_PRE_DNAT = "pre-dnat"
+CHAIN_TYPE_FORWARD = "forward"
+
+
+# --------------------------------------------------------------------------------------
+# Policy groups.
+
+@dataclass(frozen=True)
+class PolicyGroup:
+    """Consecutive policies of one tier and direction sharing one selector."""
+
+    direction: str
+    policies: tuple[PolicyID, ...]
+    selector: str
+
+    @cached_property
+    def unique_id(self) -> str:
+        """SHA3-224 over ``selector``, direction, count and each policy's Go String(), one
+        per line; base64url, cut to 20 characters so the chain name fits in 28."""
+        h = hashlib.sha3_224()
+        for line in (self.selector, self.direction, str(len(self.policies)),
+                     *(str(p) for p in self.policies)):
+            h.update(line.encode())
+            h.update(b"\n")
+        return base64.urlsafe_b64encode(h.digest()).decode()[:MAX_POLICY_GROUP_UID_LENGTH]
+
+    @property
+    def chain_name(self) -> str:
+        prefix = (names.POLICY_GROUP_INBOUND_PREFIX if self.direction == DIRECTION_INBOUND
+                  else names.POLICY_GROUP_OUTBOUND_PREFIX)
+        return prefix + self.unique_id
+
+    def should_be_inlined(self) -> bool:
+        """A group with at most one non-staged policy gets no chain of its own."""
+        return sum(1 for p in self.policies if not p.staged) <= 1
+
+    def has_non_staged_policies(self) -> bool:
+        return any(not p.staged for p in self.policies)
+
+
+@dataclass(frozen=True)
+class TierGroups:
+    """A tier with its policies grouped per direction (Felix's TierPolicyGroups)."""
+
+    name: str
+    default_action: str = "Deny"
+    ingress: tuple[PolicyGroup, ...] = ()
+    egress: tuple[PolicyGroup, ...] = ()
+
+
+def group_policies(policy_ids: Sequence[PolicyID], direction: str,
+                   selectors: Mapping[PolicyID, str]) -> tuple[PolicyGroup, ...]:
+    """Split a tier's policy list into runs of equal selector (the active policies'
+    ``original_selector``; a policy with no known selector groups under "")."""
+    groups: list[PolicyGroup] = []
+    run: list[PolicyID] = []
+    run_sel = ""
+    for pid in policy_ids:
+        sel = selectors.get(pid, "")
+        if run and sel != run_sel:
+            groups.append(PolicyGroup(direction, tuple(run), run_sel))
+            run = []
+        if not run:
+            run_sel = sel
+        run.append(pid)
+    if run:
+        groups.append(PolicyGroup(direction, tuple(run), run_sel))
+    return tuple(groups)
+
+
+def group_tiers(tiers: Sequence[TierInfo], selectors: Mapping[PolicyID, str],
+                inbound: bool = True, outbound: bool = True) -> tuple[TierGroups, ...]:
+    return tuple(TierGroups(
+        name=t.name, default_action=t.default_action,
+        ingress=group_policies(t.ingress_policies, DIRECTION_INBOUND, selectors) if inbound else (),
+        egress=group_policies(t.egress_policies, DIRECTION_OUTBOUND, selectors) if outbound else (),
+    ) for t in tiers)
+
+
+def group_chains(tiers: Sequence[TierGroups]) -> list[PolicyGroup]:
+    """The groups among ``tiers`` that need their own chain (not inlined), once each."""
+    seen: dict[str, PolicyGroup] = {}
+    for t in tiers:
+        for g in (*t.ingress, *t.egress):
+            if not g.should_be_inlined() and g.chain_name not in seen:
+                seen[g.chain_name] = g
+    return list(seen.values())
+
+
+def policy_group_chain(cfg: RulesConfig, group: PolicyGroup) -> Chain:
+    """A group chain: jump to each non-staged policy; from the second on, only while no
+    verdict (accept or pass) is set; every 5 jumps, return if a verdict is set."""
+    prefix = (names.POLICY_INBOUND_PREFIX if group.direction == DIRECTION_INBOUND
+              else names.POLICY_OUTBOUND_PREFIX)
+    verdict_bits = cfg.mark_pass | cfg.mark_accept
+    rules: list[Rule] = []
+    count = -1
+    for pid in group.policies:
+        if pid.staged:
+            continue
+        count += 1
+        if count and count % RETURN_STRIDE == 0:
+            rules.append(Rule(Match().mark_not_clear(verdict_bits), RETURN, ("Return on verdict",)))
+        m = Match() if count % RETURN_STRIDE == 0 else Match().mark_clear(verdict_bits)
+        rules.append(Rule(m, jump(names.policy_chain_name(prefix, pid))))
+    return Chain(group.chain_name, tuple(rules))
+
+
+# --------------------------------------------------------------------------------------
+# Endpoint chains.
+
+def _conntrack_rules(cfg: RulesConfig, allow: Action) -> list[Rule]:
+    rules = []
+    if allow != ACCEPT:
+        # Returning rather than accepting: flag the packet as allowed first.
+        rules.append(Rule(Match().conntrack_state("RELATED,ESTABLISHED"), set_mark(cfg.mark_accept)))
+    rules.append(Rule(Match().conntrack_state("RELATED,ESTABLISHED"), allow))
+    if not cfg.disable_conntrack_invalid:
+        rules.append(Rule(Match().conntrack_state("INVALID"), cfg.deny_action))
+    return rules
+
+
+def endpoint_chain(cfg: RulesConfig, *, name: str, endpoint_prefix: str, tiers: Sequence[TierGroups],
+                   profile_ids: Sequence[str], inbound: bool, failsafe_chain: str,
+                   chain_type: str, admin_up: bool, allow: Action,
+                   allow_vxlan_encap: bool = True, allow_ipip_encap: bool = True) -> Chain:
+    """One endpoint chain, section by section (spec §3.7.1). ``inbound`` selects the
+    ingress policies (``cali-pi-``/``cali-pri-``), else egress (``cali-po-``/``cali-pro-``)."""
+    chain_name = names.endpoint_chain_name(endpoint_prefix, name)
+    deny = cfg.deny_action
+    if not admin_up:
+        return Chain(chain_name, (Rule((), deny, ("Endpoint admin disabled",)),))
+
+    rules: list[Rule] = []
+    if chain_type != CHAIN_TYPE_UNTRACKED:
+        rules += _conntrack_rules(cfg, allow)
+    if failsafe_chain:
+        rules.append(Rule((), jump(failsafe_chain)))
+    rules.append(Rule((), clear_mark(cfg.mark_accept | cfg.mark_pass)))
+    if not allow_vxlan_encap:
+        rules.append(Rule(Match().protocol_num(17).dest_ports(cfg.vxlan_port), deny,
+                          (f"{deny} VXLAN encapped packets originating in workloads",)))
+    if not allow_ipip_encap:
+        rules.append(Rule(Match().protocol_num(4), deny,
+                          (f"{deny} IPinIP encapped packets originating in workloads",)))
+
+    policy_prefix = names.POLICY_INBOUND_PREFIX if inbound else names.POLICY_OUTBOUND_PREFIX
+    for tier in tiers:
+        groups = tier.ingress if inbound else tier.egress
+        if not groups:
+            continue
+        rules.append(Rule((), clear_mark(cfg.mark_pass), (f"Start of tier {tier.name}",)))
+        end_of_tier_drop = False
+        for group in groups:
+            non_staged = group.has_non_staged_policies()
+            if non_staged:
+                end_of_tier_drop = True
+            if group.should_be_inlined():
+                targets = [names.policy_chain_name(policy_prefix, p)
+                           for p in group.policies if not p.staged]
+            else:
+                targets = [group.chain_name]
+            for target in targets:
+                rules.append(Rule(Match().mark_clear(cfg.mark_pass), jump(target)))
+                if not non_staged:
+                    continue
+                if chain_type == CHAIN_TYPE_UNTRACKED:
+                    rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), NOTRACK))
+                rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
+                                  ("Return if policy accepted",)))
+        if chain_type in (CHAIN_TYPE_NORMAL, CHAIN_TYPE_FORWARD):
+            if end_of_tier_drop and tier.default_action != "Pass":
+                rules.append(Rule(Match().mark_clear(cfg.mark_pass), deny,
+                                  (f"End of tier {tier.name}. {deny} if no policies passed packet",)))
+
+    if not tiers and chain_type == CHAIN_TYPE_FORWARD:
+        rules.append(Rule((), set_mark(cfg.mark_accept), ("Allow forwarded traffic by default",)))
+        rules.append(Rule((), RETURN, ("Return for accepted forward traffic",)))
+
+    if chain_type == CHAIN_TYPE_NORMAL:
+        profile_prefix = names.PROFILE_INBOUND_PREFIX if inbound else names.PROFILE_OUTBOUND_PREFIX
+        for profile in profile_ids:
+            rules.append(Rule((), jump(names.profile_chain_name(profile_prefix, profile))))
+            rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
+                              ("Return if profile accepted",)))
+        rules.append(Rule((), deny, (f"{deny} if no profiles matched",)))
+    return Chain(chain_name, tuple(rules))
+
+
+def workload_endpoint_chains(cfg: RulesConfig, iface: str, admin_up: bool,
+                             tiers: Sequence[TierGroups], profile_ids: Sequence[str]) -> list[Chain]:
+    """``cali-tw-<iface>`` (to the workload: its ingress) and ``cali-fw-<iface>`` (from
+    it: its egress, which also drops VXLAN/IPIP encap unless allowed). Filter table."""
+    allow = cfg.filter_allow
+    return [
+        endpoint_chain(cfg, name=iface, endpoint_prefix=names.WORKLOAD_TO_ENDPOINT_PREFIX,
+                       tiers=tiers, profile_ids=profile_ids, inbound=True, failsafe_chain="",
+                       chain_type=CHAIN_TYPE_NORMAL, admin_up=admin_up, allow=allow),
+        endpoint_chain(cfg, name=iface, endpoint_prefix=names.WORKLOAD_FROM_ENDPOINT_PREFIX,
+                       tiers=tiers, profile_ids=profile_ids, inbound=False, failsafe_chain="",
+                       chain_type=CHAIN_TYPE_NORMAL, admin_up=admin_up, allow=allow,
+                       allow_vxlan_encap=cfg.allow_vxlan_packets_from_workloads,
+                       allow_ipip_encap=cfg.allow_ipip_packets_from_workloads),
+    ]
+
+
+def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, tiers: Sequence[TierGroups],
+                                forward_tiers: Sequence[TierGroups],
+                                profile_ids: Sequence[str]) -> list[Chain]:
+    """Filter: ``cali-th-`` (egress), ``cali-fh-`` (ingress), with failsafes and profiles;
+    ``cali-thfw-``/``cali-fhfw-`` for forwarded traffic, allowed when no forward tiers."""
+    allow = cfg.filter_allow
+    common = dict(name=iface, admin_up=True, allow=allow)
+    return [
+        endpoint_chain(cfg, endpoint_prefix=names.HOST_TO_ENDPOINT_PREFIX, tiers=tiers,
+                       profile_ids=profile_ids, inbound=False,
+                       failsafe_chain=names.CHAIN_FAILSAFE_OUT, chain_type=CHAIN_TYPE_NORMAL, **common),
+        endpoint_chain(cfg, endpoint_prefix=names.HOST_FROM_ENDPOINT_PREFIX, tiers=tiers,
+                       profile_ids=profile_ids, inbound=True,
+                       failsafe_chain=names.CHAIN_FAILSAFE_IN, chain_type=CHAIN_TYPE_NORMAL, **common),
+        endpoint_chain(cfg, endpoint_prefix=names.HOST_TO_ENDPOINT_FORWARD_PREFIX, tiers=forward_tiers,
+                       profile_ids=profile_ids, inbound=False, failsafe_chain="",
+                       chain_type=CHAIN_TYPE_FORWARD, **common),
+        endpoint_chain(cfg, endpoint_prefix=names.HOST_FROM_ENDPOINT_FORWARD_PREFIX, tiers=forward_tiers,
+                       profile_ids=profile_ids, inbound=True, failsafe_chain="",
+                       chain_type=CHAIN_TYPE_FORWARD, **common),
+    ]
+
+
+def host_endpoint_mangle_egress_chains(cfg: RulesConfig, iface: str, tiers: Sequence[TierGroups],
+                                       profile_ids: Sequence[str]) -> list[Chain]:
+    """Mangle ``cali-th-``: the filter layout with allow = RETURN (mangle is for marking,
+    not accepting); polices host-originated traffic after DNAT."""
+    return [endpoint_chain(cfg, name=iface, endpoint_prefix=names.HOST_TO_ENDPOINT_PREFIX,
+                           tiers=tiers, profile_ids=profile_ids, inbound=False,
+                           failsafe_chain=names.CHAIN_FAILSAFE_OUT, chain_type=CHAIN_TYPE_NORMAL,
+                           admin_up=True, allow=RETURN)]
+
+
+def host_endpoint_mangle_ingress_chains(cfg: RulesConfig, iface: str,
+                                        pre_dnat_tiers: Sequence[TierGroups]) -> list[Chain]:
+    """Mangle ``cali-fh-``: pre-DNAT policy, ingress only, no drops, no profiles."""
+    return [endpoint_chain(cfg, name=iface, endpoint_prefix=names.HOST_FROM_ENDPOINT_PREFIX,
+                           tiers=pre_dnat_tiers, profile_ids=(), inbound=True,
+                           failsafe_chain=names.CHAIN_FAILSAFE_IN, chain_type=CHAIN_TYPE_PRE_DNAT,
+                           admin_up=True, allow=cfg.mangle_allow)]
+
+
+def host_endpoint_raw_chains(cfg: RulesConfig, iface: str,
+                             untracked_tiers: Sequence[TierGroups]) -> list[Chain]:
+    """Raw ``cali-th-`` and ``cali-fh-``: untracked policy (allow = NOTRACK + ACCEPT), no
+    conntrack rules, no drops, no profiles."""
+    return [
+        endpoint_chain(cfg, name=iface, endpoint_prefix=names.HOST_TO_ENDPOINT_PREFIX,
+                       tiers=untracked_tiers, profile_ids=(), inbound=False,
+                       failsafe_chain=names.CHAIN_FAILSAFE_OUT, chain_type=CHAIN_TYPE_UNTRACKED,
+                       admin_up=True, allow=ACCEPT),
+        endpoint_chain(cfg, name=iface, endpoint_prefix=names.HOST_FROM_ENDPOINT_PREFIX,
+                       tiers=untracked_tiers, profile_ids=(), inbound=True,
+                       failsafe_chain=names.CHAIN_FAILSAFE_IN, chain_type=CHAIN_TYPE_UNTRACKED,
+                       admin_up=True, allow=ACCEPT),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# From the calculation's endpoint messages.
+
+def workload_chains(cfg: RulesConfig, wep: WorkloadEndpoint,
+                    selectors: Mapping[PolicyID, str]) -> tuple[list[Chain], list[Chain]]:
+    """A WorkloadEndpoint's filter chains and the policy-group chains they jump to (those
+    go into filter, mangle and raw, as Felix does). An endpoint whose state is not
+    ``active`` is admin-down."""
+    tiers = group_tiers(wep.tiers, selectors)
+    chains = workload_endpoint_chains(cfg, wep.name, wep.state == "active", tiers, wep.profile_ids)
+    return chains, [policy_group_chain(cfg, g) for g in group_chains(tiers)]
+
+
+def host_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint,
+                selectors: Mapping[PolicyID, str]) -> tuple[dict[str, list[Chain]], list[Chain]]:
+    """A HostEndpoint's chains per table for one interface (``ALL_INTERFACES`` for a ``*``
+    HEP), and its policy-group chains. Raw chains only when it has untracked tiers (never
+    for ``*``), mangle ``fh`` only with pre-DNAT tiers."""
+    normal = group_tiers(hep.tiers, selectors)
+    forward = group_tiers(hep.forward_tiers, selectors)
+    by_table: dict[str, list[Chain]] = {
+        "filter": host_endpoint_filter_chains(cfg, iface, normal, forward, hep.profile_ids),
+        "mangle": host_endpoint_mangle_egress_chains(cfg, iface, normal, hep.profile_ids),
+        "raw": [],
+    }
+    all_tiers = list(normal) + list(forward)
+    if hep.pre_dnat_tiers:
+        pre_dnat = group_tiers(hep.pre_dnat_tiers, selectors, outbound=False)
+        by_table["mangle"] += host_endpoint_mangle_ingress_chains(cfg, iface, pre_dnat)
+        all_tiers += pre_dnat
+    if hep.untracked_tiers and iface != names.ALL_INTERFACES:
+        untracked = group_tiers(hep.untracked_tiers, selectors)
+        by_table["raw"] = host_endpoint_raw_chains(cfg, iface, untracked)
+        all_tiers += untracked
+    return by_table, [policy_group_chain(cfg, g) for g in group_chains(all_tiers)]
+
+
+def rpf_skip_chain(ip_version: int, spoof_prefixes: Mapping[str, Sequence[str]]) -> Chain:
+    """Raw ``cali-rpf-skip``: accept (skipping the RPF check) sources a workload may spoof
+    (``allowSpoofedSourcePrefixes``), per interface, for this IP family. Felix walks a Go
+    map here, so its interface order is arbitrary; ours is sorted."""
+    rules = []
+    for iface in sorted(spoof_prefixes):
+        for cidr in spoof_prefixes[iface]:
+            if (6 if ":" in cidr else 4) == ip_version:
+                rules.append(Rule(Match().in_interface(iface).source_net(cidr), ACCEPT))
+    return Chain(names.CHAIN_RPF_SKIP, tuple(rules))
