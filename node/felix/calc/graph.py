@@ -1,0 +1,509 @@
+"""The policy agent's calculation graph: datastore updates in, dataplane messages out.
+
+``PolicyCalculation`` is the thin stateful part wiring the pure pieces together, in
+Felix's shape::
+
+    Update ─► convert + validate (v1 view) ─┬─► active-rules index: policy selectors × LOCAL
+                                            │     endpoints ─► active policies/profiles
+                                            │        └─► rule scanner ─► IP sets in use
+                                            ├─► member index: IP-set selectors × ALL
+                                            │     endpoints and network sets ─► members
+                                            ├─► per local endpoint: its ordered tiers
+                                            └─► pools, hosts, config (passed through)
+                                                      ▼
+                                       EventSequencer ─► take_messages()
+
+Everything is incremental: an update touches only the indexes entries it changes, and
+the label indexes report exactly which (selector, endpoint) pairs start or stop matching.
+Endpoint tier lists are recomputed only for endpoints marked dirty, and only once the
+datastore is in sync (as Felix does, so the dataplane never sees a half-built list).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from node.datastore.syncer import SyncStatus, Update, UpdateType
+from node.felix import types as t
+from node.felix.calc import convert as cv
+from node.felix.calc import v1, validation
+from node.felix.calc.config_track import ConfigTracker
+from node.felix.calc.members import EndpointData, IPSetMemberIndex, host_net, network_set_nets
+from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, split_tiers
+from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs, scan_policy,
+                                          scan_profile)
+from node.felix.calc.sequencer import EventSequencer
+from node.model import Resource, parse_etcd_key
+from node.selector import LabelIndex, SelectorError, parse
+
+log = logging.getLogger(__name__)
+
+_CONVERSION_ERRORS = (ValueError, TypeError, KeyError, AttributeError, SelectorError)
+
+
+class PolicyCalculation:
+    """Felix's calculation for one host.
+
+    ``workload_source_spoofing`` overrides the datastore's WorkloadSourceSpoofing (as an
+    environment setting would); ``suppress_overlaps`` is Felix's IP-set member overlap
+    suppression, on unless NFTablesMode is Disabled.
+    """
+
+    def __init__(self, hostname: str, *, workload_source_spoofing: str | None = None,
+                 suppress_overlaps: bool = True):
+        self.hostname = hostname
+        self._spoofing_override = workload_source_spoofing
+        self._seq = EventSequencer()
+        self._members = IPSetMemberIndex(self._seq.member_added, self._seq.member_removed,
+                                         suppress_overlaps)
+        self._active = LabelIndex(self._policy_match_started, self._policy_match_stopped)
+        self._refs = IPSetRefs()
+        self._config = ConfigTracker(hostname)
+        self._in_sync = False
+
+        # Resource identity -> the v1 key it currently occupies (keys can move: a host
+        # endpoint's key includes its node, a pool's its CIDR).
+        self._keys: dict[tuple[str, str, str], Hashable] = {}
+        self._spoofing_weps: dict[tuple[str, str, str], Resource] = {}
+
+        self._policies: dict[t.PolicyID, v1.Policy] = {}
+        self._policy_meta: dict[t.PolicyID, PolicyMeta] = {}
+        self._policies_by_tier: dict[str, set[t.PolicyID]] = {}
+        self._forced: set[t.PolicyID] = set()
+        self._match_counts: dict[t.PolicyID, int] = {}
+        self._policies_to_sync: set[t.PolicyID] = set()
+        self._active_policies: dict[t.PolicyID, v1.Policy] = {}
+        self._tiers: dict[str, v1.Tier] = {}
+
+        self._profiles: dict[str, v1.Profile] = {}
+        self._profile_users: dict[str, set[Hashable]] = {}
+        self._active_profiles: dict[str, v1.ProfileRules] = {}
+
+        self._local: dict[Hashable, v1.WorkloadEndpoint | v1.HostEndpoint] = {}
+        self._dirty: set[Hashable] = set()
+        self._pools: dict[tuple[str, str, str], tuple[str, t.IPAMPool]] = {}
+
+        self._handlers: dict[str, Callable[[Resource, bool], None]] = {
+            t.KIND_NETWORK_POLICY: self._on_policy,
+            t.KIND_GLOBAL_NETWORK_POLICY: self._on_policy,
+            "Tier": self._on_tier,
+            "Profile": self._on_profile,
+            "WorkloadEndpoint": self._on_workload_endpoint,
+            "HostEndpoint": self._on_host_endpoint,
+            "NetworkSet": self._on_network_set,
+            "GlobalNetworkSet": self._on_network_set,
+            "IPPool": self._on_ip_pool,
+            "Node": self._on_node,
+            "FelixConfiguration": self._on_config,
+            "ClusterInformation": self._on_config,
+        }
+
+    # ================================================================== input
+
+    def on_updates(self, updates: Iterable[Update]) -> None:
+        """Apply a batch of syncer updates (kinds the calculation does not use are ignored)."""
+        for update in updates:
+            deleted = update.type is UpdateType.DELETED
+            res = update.value
+            if res is None and deleted:
+                res = _stub_from_key(update.key)
+            if not isinstance(res, Resource):
+                log.warning("Ignoring update for %s: its value is not a resource", update.key)
+                continue
+            handler = self._handlers.get(res.kind)
+            if handler is not None:
+                handler(res, deleted)
+
+    def on_status(self, status: SyncStatus) -> None:
+        """The syncer's status callback (so the graph can serve as its consumer)."""
+        if status is SyncStatus.IN_SYNC:
+            self.on_in_sync()
+
+    def on_in_sync(self) -> None:
+        """The syncer has delivered the whole datastore once."""
+        if self._in_sync:
+            return
+        self._in_sync = True
+        for name in sorted(self._profile_users):
+            if name not in self._profiles:
+                log.warning("End of resync: local endpoints refer to missing or invalid profile %s; "
+                            "its rules are replaced with drop rules.", name)
+        self._seq.in_sync()
+
+    def take_messages(self) -> list:
+        """Everything that changed since the last call, coalesced, in dependency order."""
+        if self._in_sync:
+            pending = self._config.pending()
+            if pending is not None:
+                self._seq.config(pending)
+            self._flush_endpoints()
+        return self._seq.flush()
+
+    # ================================================================== helpers
+
+    def _convert(self, res: Resource, fn: Callable[[Resource], Any],
+                 check: Callable[..., list[str]] | None = None, *check_args: Any) -> Any:
+        """``fn(res)`` checked by ``check``; None (the resource counts as absent) if either
+        finds it unusable, with a warning naming the resource."""
+        try:
+            value = fn(res)
+            problems = check(value, *check_args) if check is not None and value is not None else []
+        except _CONVERSION_ERRORS as exc:
+            problems = [str(exc) or type(exc).__name__]
+        if problems:
+            log.warning("Validation failed for %s; treating it as missing: %s",
+                        res.identifier(), "; ".join(problems))
+            return None
+        return value
+
+    def _move_key(self, ident: tuple[str, str, str], key: Hashable | None,
+                  remove: Callable[[Hashable], None]) -> None:
+        """Record that ``ident`` now lives at ``key`` (None: nowhere), removing its old key."""
+        old = self._keys.get(ident)
+        if old is not None and old != key:
+            remove(old)
+        if key is None:
+            self._keys.pop(ident, None)
+        else:
+            self._keys[ident] = key
+
+    @staticmethod
+    def _ident(res: Resource) -> tuple[str, str, str]:
+        return (res.kind, res.namespace, res.name)
+
+    def _set_refs(self, owner: Hashable, sets: dict[str, IPSetData]) -> None:
+        activated, deactivated = self._refs.update(owner, sets)
+        for data in activated:
+            self._seq.ipset_added(data.id, data.type)
+            self._members.update_set(data)
+        for set_id in deactivated:
+            self._members.remove_set(set_id)
+            self._seq.ipset_removed(set_id)
+
+    def _mark_policy_endpoints_dirty(self, pid: t.PolicyID) -> None:
+        if self._match_counts.get(pid):
+            self._dirty.update(self._active.endpoints_matching(pid))
+
+    # ================================================================== policies and tiers
+
+    def _on_policy(self, res: Resource, deleted: bool) -> None:
+        pid = cv.policy_id(res)
+        policy = None if deleted else self._convert(res, cv.convert_policy, validation.policy_problems)
+        old = self._policies.get(pid)
+        if policy == old:
+            return
+        if policy is None:
+            self._remove_policy(pid)
+            return
+        _warn_unenforced(f"policy {pid.id()}", policy.inbound_rules + policy.outbound_rules)
+        self._policies[pid] = policy
+        meta = policy_meta(policy)
+        old_meta = self._policy_meta.get(pid)
+        if old_meta is not None and old_meta.tier != meta.tier:
+            self._policies_by_tier[old_meta.tier].discard(pid)
+        self._policy_meta[pid] = meta
+        self._policies_by_tier.setdefault(meta.tier, set()).add(pid)
+        if cv.PERF_HINT_ASSUME_NEEDED in policy.performance_hints:
+            self._forced.add(pid)
+        else:
+            self._forced.discard(pid)
+        self._active.update_selector(pid, parse(policy.selector))
+        self._policies_to_sync.add(pid)
+        self._sync_policies()
+        if old_meta is not None and old_meta != meta:
+            self._mark_policy_endpoints_dirty(pid)
+
+    def _remove_policy(self, pid: t.PolicyID) -> None:
+        if pid not in self._policies:
+            return
+        del self._policies[pid]
+        meta = self._policy_meta.pop(pid)
+        self._policies_by_tier[meta.tier].discard(pid)
+        self._forced.discard(pid)
+        self._active.remove_selector(pid)  # stops every match, marking endpoints dirty
+        self._policies_to_sync.add(pid)
+        self._sync_policies()
+
+    def _policy_match_started(self, pid: t.PolicyID, ep_key: Hashable) -> None:
+        self._match_counts[pid] = self._match_counts.get(pid, 0) + 1
+        self._dirty.add(ep_key)
+        self._policies_to_sync.add(pid)
+
+    def _policy_match_stopped(self, pid: t.PolicyID, ep_key: Hashable) -> None:
+        count = self._match_counts[pid] - 1
+        if count:
+            self._match_counts[pid] = count
+        else:
+            del self._match_counts[pid]
+        self._dirty.add(ep_key)
+        self._policies_to_sync.add(pid)
+
+    def _sync_policies(self) -> None:
+        """Bring the policies whose matches changed in the last index operation up to date
+        (after the operation, so a policy moving between endpoints is not torn down and
+        rebuilt on the way)."""
+        while self._policies_to_sync:
+            self._sync_policy(self._policies_to_sync.pop())
+
+    def _sync_policy(self, pid: t.PolicyID) -> None:
+        """Make the policy active (scanned, its IP sets in use) exactly when it applies to a
+        local endpoint or is marked as needed everywhere."""
+        policy = self._policies.get(pid)
+        wanted = policy is not None and (pid in self._forced or pid in self._match_counts)
+        current = self._active_policies.get(pid)
+        if wanted:
+            if current is policy:
+                return
+            msg, sets = scan_policy(policy)
+            self._active_policies[pid] = policy
+            self._set_refs(("policy", pid), sets)
+            self._seq.update("policy", pid, msg)
+        elif current is not None:
+            del self._active_policies[pid]
+            self._set_refs(("policy", pid), {})
+            self._seq.remove("policy", pid)
+
+    def _on_tier(self, res: Resource, deleted: bool) -> None:
+        tier = None if deleted else self._convert(res, cv.convert_tier)
+        if tier == self._tiers.get(res.name):
+            return
+        if tier is None:
+            self._tiers.pop(res.name, None)
+        else:
+            self._tiers[res.name] = tier
+        for pid in self._policies_by_tier.get(res.name, ()):
+            self._mark_policy_endpoints_dirty(pid)
+
+    # ================================================================== profiles
+
+    def _on_profile(self, res: Resource, deleted: bool) -> None:
+        name = res.name
+        profile = None if deleted else self._convert(res, cv.convert_profile, validation.profile_problems)
+        old = self._profiles.get(name)
+        if profile == old:
+            return
+        if profile is None:
+            del self._profiles[name]
+        else:
+            _warn_unenforced(f"profile {name}", profile.rules.inbound_rules + profile.rules.outbound_rules)
+            self._profiles[name] = profile
+        old_labels = None if old is None else old.labels
+        new_labels = None if profile is None else profile.labels
+        if old_labels != new_labels:
+            for index in (self._active, self._members):
+                if new_labels is None:
+                    index.remove_parent(name)
+                else:
+                    index.update_parent(name, dict(new_labels))
+            self._sync_policies()
+        self._sync_profile(name)
+
+    def _sync_profile(self, name: str) -> None:
+        """A profile is active while a local endpoint names it; a missing one drops."""
+        if self._profile_users.get(name):
+            profile = self._profiles.get(name)
+            rules = DUMMY_DROP_RULES if profile is None else profile.rules
+            if self._active_profiles.get(name) is rules:
+                return
+            if profile is None and self._in_sync:
+                log.info("Local endpoints use profile %s, which does not exist or is invalid; "
+                         "generating a default-drop profile.", name)
+            msg, sets = scan_profile(rules)
+            self._active_profiles[name] = rules
+            self._set_refs(("profile", name), sets)
+            self._seq.update("profile", name, msg)
+        elif name in self._active_profiles:
+            del self._active_profiles[name]
+            self._set_refs(("profile", name), {})
+            self._seq.remove("profile", name)
+
+    def _set_profile_users(self, ep_key: Hashable, old: Iterable[str], new: Iterable[str]) -> None:
+        old, new = set(old), set(new)
+        for name in new - old:
+            self._profile_users.setdefault(name, set()).add(ep_key)
+        for name in old - new:
+            users = self._profile_users[name]
+            users.discard(ep_key)
+            if not users:
+                del self._profile_users[name]
+        for name in sorted(old ^ new):
+            self._sync_profile(name)
+
+    # ================================================================== endpoints
+
+    def _on_workload_endpoint(self, res: Resource, deleted: bool) -> None:
+        ident = self._ident(res)
+        if not deleted and res.spec.get("allowSpoofedSourcePrefixes"):
+            self._spoofing_weps[ident] = res
+        else:
+            self._spoofing_weps.pop(ident, None)
+        key = self._convert(res, cv.workload_endpoint_key)
+        ep = None
+        if key is not None and not deleted:
+            ep = self._convert(res, cv.convert_workload_endpoint, validation.workload_endpoint_problems,
+                               self._source_spoofing())
+        self._move_key(ident, key if ep is not None else None, self._remove_endpoint)
+        if ep is not None:
+            data = EndpointData(tuple(host_net(n) for n in ep.ipv4_nets + ep.ipv6_nets), ep.ports)
+            self._set_endpoint(key, ep, data)
+
+    def _on_host_endpoint(self, res: Resource, deleted: bool) -> None:
+        ident = self._ident(res)
+        key = cv.host_endpoint_key(res)
+        ep = None if deleted else self._convert(res, cv.convert_host_endpoint, validation.host_endpoint_problems)
+        self._move_key(ident, key if ep is not None else None, self._remove_endpoint)
+        if ep is not None:
+            addrs = ep.expected_ipv4_addrs + ep.expected_ipv6_addrs
+            self._set_endpoint(key, ep, EndpointData(tuple(host_net(a) for a in addrs), ep.ports))
+
+    def _on_network_set(self, res: Resource, deleted: bool) -> None:
+        ident = self._ident(res)
+        key = self._convert(res, cv.network_set_key)
+        ns = None
+        if key is not None and not deleted:
+            ns = self._convert(res, cv.convert_network_set, validation.network_set_problems)
+        self._move_key(ident, key if ns is not None else None, self._members.remove_endpoint)
+        if ns is not None:
+            self._members.update_endpoint(key, ns.labels, ns.profile_ids,
+                                          EndpointData(network_set_nets(ns.nets)))
+
+    def _is_local(self, key: Hashable) -> bool:
+        return getattr(key, "hostname", None) == self.hostname
+
+    def _set_endpoint(self, key: Hashable, ep: v1.WorkloadEndpoint | v1.HostEndpoint,
+                      data: EndpointData) -> None:
+        self._members.update_endpoint(key, ep.labels, ep.profile_ids, data)
+        if not self._is_local(key):
+            return
+        old = self._local.get(key)
+        if old == ep:
+            return
+        self._local[key] = ep
+        self._set_profile_users(key, () if old is None else old.profile_ids, ep.profile_ids)
+        self._active.update_endpoint(key, dict(ep.labels), ep.profile_ids)
+        self._sync_policies()
+        self._dirty.add(key)
+
+    def _remove_endpoint(self, key: Hashable) -> None:
+        self._members.remove_endpoint(key)
+        old = self._local.pop(key, None)
+        if old is not None:
+            self._active.remove_endpoint(key)
+            self._sync_policies()
+            self._set_profile_users(key, old.profile_ids, ())
+            self._dirty.add(key)
+
+    def _flush_endpoints(self) -> None:
+        for key in self._dirty:
+            ep = self._local.get(key)
+            if isinstance(key, v1.WorkloadEndpointKey):
+                msg_id = t.WorkloadEndpointID(key.orchestrator, key.workload, key.endpoint)
+                if ep is None:
+                    self._seq.remove("wep", msg_id)
+                else:
+                    tiers = split_tiers(self._resolve(key)).normal
+                    self._seq.update("wep", msg_id, _workload_message(ep, tiers))
+            else:
+                msg_id = t.HostEndpointID(key.endpoint_id)
+                if ep is None:
+                    self._seq.remove("hep", msg_id)
+                else:
+                    self._seq.update("hep", msg_id, _host_message(ep, split_tiers(self._resolve(key))))
+        self._dirty.clear()
+
+    def _resolve(self, key: Hashable):
+        return resolve_tiers(self._active.selectors_matching(key), self._policy_meta, self._tiers)
+
+    # ================================================================== pass-through
+
+    def _on_ip_pool(self, res: Resource, deleted: bool) -> None:
+        ident = self._ident(res)
+        old = self._pools.pop(ident, None)
+        new = None if deleted else self._convert(res, cv.convert_ip_pool)
+        if new is not None:
+            self._pools[ident] = new
+        for pool_id in {p[0] for p in (old, new) if p is not None}:
+            # Felix keys pools by CIDR; if two resources share one, the first name wins.
+            owners = sorted((i, p) for i, (pid, p) in self._pools.items() if pid == pool_id)
+            if owners:
+                self._seq.update("pool", pool_id, owners[0][1])
+            else:
+                self._seq.remove("pool", pool_id)
+
+    def _on_node(self, res: Resource, deleted: bool) -> None:
+        host = None if deleted else self._convert(res, cv.convert_node)
+        if host is None:
+            self._seq.remove("host", res.name)
+        else:
+            self._seq.update("host", res.name, host)
+
+    def _on_config(self, res: Resource, deleted: bool) -> None:
+        before = self._source_spoofing()
+        if self._config.update(res, deleted) and self._source_spoofing() != before:
+            # Felix restarts on this change; re-validating the affected workloads gives the
+            # state a restart would.
+            for ident, wep in sorted(self._spoofing_weps.items()):
+                self._on_workload_endpoint(wep, False)
+
+    def _source_spoofing(self) -> str:
+        if self._spoofing_override is not None:
+            return self._spoofing_override
+        return self._config.workload_source_spoofing()
+
+
+# ====================================================================== messages
+
+def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...]) -> t.WorkloadEndpoint:
+    return t.WorkloadEndpoint(
+        name=ep.name,
+        mac=ep.mac,
+        profile_ids=ep.profile_ids,
+        ipv4_nets=ep.ipv4_nets,
+        ipv6_nets=ep.ipv6_nets,
+        tiers=tiers,
+        ipv4_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv4_nat),
+        ipv6_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv6_nat),
+        allow_spoofed_source_prefixes=ep.allow_spoofed_source_prefixes,
+        annotations=ep.annotations,
+    )
+
+
+def _host_message(ep: v1.HostEndpoint, split) -> t.HostEndpoint:
+    return t.HostEndpoint(
+        name=ep.name,
+        profile_ids=ep.profile_ids,
+        tiers=split.normal,
+        untracked_tiers=split.untracked,
+        pre_dnat_tiers=split.pre_dnat,
+        forward_tiers=split.forward,
+        expected_ipv4_addrs=ep.expected_ipv4_addrs,
+        expected_ipv6_addrs=ep.expected_ipv6_addrs,
+    )
+
+
+def _stub_from_key(key: str) -> Resource | None:
+    """A deletion that arrives without the last value: identify the resource by its key
+    (every handler finds what to remove from the identity alone)."""
+    parsed = parse_etcd_key(key)
+    if parsed is None:
+        return None
+    kind, namespace, name = parsed
+    meta = {"name": name, "namespace": namespace} if namespace else {"name": name}
+    return Resource(kind, meta, {})
+
+
+def _warn_unenforced(owner: str, rules: Iterable[v1.Rule]) -> None:
+    """Say so when a rule has a part the iptables dataplane cannot enforce (Felix renders
+    such rules without that part)."""
+    for rule in rules:
+        if rule.has_http_match:
+            log.warning("The %s has a rule with an HTTP match; the iptables dataplane does not "
+                        "enforce HTTP matches, so the rule applies without it.", owner)
+            break
+    for rule in rules:
+        if rule.src_service or rule.dst_service:
+            log.warning("The %s has a rule matching a Kubernetes Service; without endpoint slices "
+                        "in this datastore its IP set stays empty.", owner)
+            break
+
