@@ -1,0 +1,519 @@
+"""The policy agent's parameters, and where each value comes from.
+
+Felix reads every parameter from (lowest to highest precedence) its built-in default, the
+global FelixConfiguration ``default``, the per-host FelixConfiguration ``node.<hostname>``
+(and host values libcalico-go derives from this host's Node), and ``FELIX_<NAME>``
+environment variables, matched case-insensitively. Datastore values arrive as v3 spec
+fields; libcalico-go turns them into Felix's v1 strings (durations as seconds, port lists
+as ``tcp:22,udp:68``, ``config.projectcalico.org/<Name>`` annotations as overrides), and
+the same string parsers then serve every source. A value that does not parse is reported
+with its source and the next lower source wins, so one bad field never stops the agent.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from node.model.schema import parse_go_duration
+
+log = logging.getLogger(__name__)
+
+SOURCE_DEFAULT = "default"
+SOURCE_GLOBAL = "FelixConfiguration default"
+SOURCE_HOST = "FelixConfiguration node.<hostname>"
+SOURCE_ENV = "environment"
+
+
+class ConfigValueError(ValueError):
+    """A parameter value that does not parse; the message names the parameter and value."""
+
+
+@dataclass(frozen=True)
+class ProtoPort:
+    """One failsafe entry: ``[proto:][net:]port``."""
+
+    protocol: str
+    port: int
+    net: str = ""
+
+
+# --------------------------------------------------------------------------------------
+# Parsers: raw string -> typed value (Felix's param_types).
+
+Parser = Callable[[str], Any]
+
+
+def _fail(name: str, raw: str, why: str) -> ConfigValueError:
+    return ConfigValueError(f"failed to parse config parameter {name}; value {raw!r}: {why}")
+
+
+def parse_bool(raw: str) -> bool:
+    low = raw.lower()
+    if low in ("true", "1", "yes", "y", "t"):
+        return True
+    if low in ("false", "0", "no", "n", "f"):
+        return False
+    raise ValueError("invalid boolean")
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Parser:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw, 0)
+        except ValueError:
+            raise ValueError("invalid int") from None
+        if lo is not None and value < lo:
+            raise ValueError(f"value must be at least {lo}")
+        if hi is not None and value > hi:
+            raise ValueError(f"value must be at most {hi}")
+        return value
+    return parse
+
+
+def _seconds(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("invalid float") from None
+
+
+def _millis(raw: str) -> float:
+    """Milliseconds in, seconds out (every interval is held in seconds)."""
+    return _seconds(raw) / 1000.0
+
+
+def _oneof(*options: str) -> Parser:
+    canonical = {o.lower(): o for o in options}
+
+    def parse(raw: str) -> str:
+        try:
+            return canonical[raw.lower()]
+        except KeyError:
+            raise ValueError("unknown option (one of " + ", ".join(options) + ")") from None
+    return parse
+
+
+def _string(raw: str) -> str:
+    return raw
+
+
+def _ipv4(raw: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(raw))
+    except ValueError:
+        raise ValueError("invalid IPv4 address") from None
+
+
+def _ipv6(raw: str) -> str:
+    try:
+        return str(ipaddress.IPv6Address(raw))
+    except ValueError:
+        raise ValueError("invalid IPv6 address") from None
+
+
+_IFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+
+
+def _iface_list(raw: str) -> tuple[str, ...]:
+    names = tuple(n for n in raw.split(","))
+    for n in names:
+        if not _IFACE.match(n):
+            raise ValueError(f"invalid interface name {n!r}")
+    return names
+
+
+def _iface_param(raw: str) -> str:
+    if not re.match(r"^[a-zA-Z0-9:._+-]{1,15}$", raw):
+        raise ValueError("invalid interface name or pattern")
+    return raw
+
+
+def _iface_regexp_list(raw: str) -> tuple[re.Pattern, ...]:
+    """Interface names, or ``/regex/`` entries, comma-separated (InterfaceExclude)."""
+    out = []
+    for token in raw.split(","):
+        if len(token) >= 2 and token.startswith("/") and token.endswith("/"):
+            try:
+                out.append(re.compile(token[1:-1]))
+            except re.error:
+                raise ValueError(f"invalid regular expression {token!r}") from None
+        elif _IFACE.match(token):
+            out.append(re.compile("^" + re.escape(token) + "$"))
+        else:
+            raise ValueError(f"invalid interface name or /regex/ {token!r}")
+    return tuple(out)
+
+
+def _regexp(raw: str) -> re.Pattern:
+    try:
+        return re.compile(raw)
+    except re.error:
+        raise ValueError("invalid regular expression") from None
+
+
+def _mark_bitmask(raw: str) -> int:
+    try:
+        value = int(raw, 0)
+    except ValueError:
+        raise ValueError("invalid mark: should be 32-bit int") from None
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError("invalid mark: should be 32-bit int")
+    if bin(value).count("1") < 2:
+        raise ValueError("invalid mark: needs to have 2 bits set")
+    return value
+
+
+def parse_port_list(raw: str) -> tuple[ProtoPort, ...]:
+    """``[proto:][net:]port`` entries; IPv6 nets go in brackets (``tcp:[fd00::/8]:22``)."""
+    out = []
+    for entry in raw.split(","):
+        entry = entry.strip(" ")
+        if not entry:
+            continue
+        proto, net = "tcp", ""
+        if "[" in entry and "]:" in entry:
+            start, end = entry.index("["), entry.index("]:")
+            net = entry[start + 1:end]
+            entry = entry[:start] + entry[end + 2:]
+        parts = entry.split(":")
+        if len(parts) > 3:
+            raise ValueError("ports should be <protocol>:<net>:<number> or <protocol>:<number> or <number>")
+        if len(parts) == 3:
+            proto, net, port_text = parts[0].lower(), parts[1], parts[2]
+        elif len(parts) == 2:
+            proto, port_text = parts[0].lower(), parts[1]
+        else:
+            port_text = parts[0]
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"unknown protocol: {proto}")
+        if not re.fullmatch(r"[+-]?\d+", port_text):
+            raise ValueError("ports should be integers")
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError("ports must be in range 0-65535")
+        if net:
+            try:
+                net = str(ipaddress.ip_network(net, strict=False))
+            except ValueError:
+                raise ValueError(f"invalid CIDR or IP {net}") from None
+        out.append(ProtoPort(proto, port, net))
+    return tuple(out)
+
+
+def _port_range(raw: str) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    m = re.fullmatch(r"(\d+)(?::(\d+))?", raw)
+    if not m:
+        raise ValueError("invalid port range (expected N or N:M)")
+    lo = int(m.group(1))
+    hi = int(m.group(2) or lo)
+    if not 0 < lo <= hi <= 65535:
+        raise ValueError("invalid port range")
+    return lo, hi
+
+
+def _port_range_list(raw: str) -> tuple[tuple[int, int], ...]:
+    return tuple(r for r in (_port_range(p.strip()) for p in raw.split(",") if p.strip()) if r)
+
+
+def _cidr_list(raw: str) -> tuple[str, ...]:
+    out = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"invalid CIDR {item!r}") from None
+    return tuple(out)
+
+
+_LOG_RATE = re.compile(r"^[1-9]\d{0,3}/(?:second|minute|hour|day)$")
+
+
+def _log_rate(raw: str) -> str:
+    if raw and not _LOG_RATE.match(raw):
+        raise ValueError("invalid rate (expected N/second|minute|hour|day)")
+    return raw
+
+
+def _key_duration_list(raw: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for item in raw.split(","):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError("expected name=duration entries")
+        try:
+            out.append((key, parse_go_duration(value) / 1e9))
+        except ValueError:
+            raise ValueError(f"invalid duration {value!r}") from None
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------
+# The parameters. Defaults are Felix v3.32's (felix/config/config_params.go).
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    parse: Parser
+    default: Any
+    local: bool = False  # only from the environment (never from the datastore)
+
+
+_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "FATAL")
+MTU_IFACE_PATTERN = r"^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)"
+DEFAULT_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
+DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
+
+_PARAMS = [
+    Param("DatastoreType", _oneof("kubernetes", "etcdv3"), "etcdv3", local=True),
+    Param("FelixHostname", _string, "", local=True),
+    Param("LogSeverityScreen", _oneof(*_LOG_LEVELS), "INFO"),
+    Param("HealthEnabled", parse_bool, False),
+    Param("HealthHost", _string, "localhost"),
+    Param("HealthPort", _int(0, 65535), 9099),
+    Param("HealthTimeoutOverrides", _key_duration_list, ()),
+    Param("PrometheusMetricsEnabled", parse_bool, False),
+    Param("PrometheusMetricsHost", _string, ""),
+    Param("PrometheusMetricsPort", _int(0, 65535), 9091),
+    Param("PrometheusGoMetricsEnabled", parse_bool, True),
+    Param("PrometheusProcessMetricsEnabled", parse_bool, True),
+    Param("Ipv6Support", parse_bool, True),
+    Param("InterfacePrefix", _iface_list, ("cali",)),
+    Param("InterfaceExclude", _iface_regexp_list, _iface_regexp_list("kube-ipvs0")),
+    Param("ChainInsertMode", _oneof("insert", "append"), "insert"),
+    Param("DefaultEndpointToHostAction", _oneof("DROP", "RETURN", "ACCEPT"), "DROP"),
+    Param("IptablesFilterAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT"),
+    Param("IptablesMangleAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT"),
+    Param("IptablesFilterDenyAction", _oneof("DROP", "REJECT"), "DROP"),
+    Param("IptablesMarkMask", _mark_bitmask, 0xFFFF0000),
+    Param("IptablesRefreshInterval", _seconds, 180.0),
+    Param("IptablesPostWriteCheckIntervalSecs", _seconds, 5.0),
+    Param("IptablesLockProbeIntervalMillis", _millis, 0.05),
+    Param("IptablesBackend", _oneof("legacy", "nft", "auto"), "auto"),
+    Param("NFTablesMode", _oneof("Enabled", "Disabled", "Auto"), "Auto"),
+    Param("BPFEnabled", parse_bool, False),
+    Param("IpsetsRefreshInterval", _seconds, 90.0),
+    Param("MaxIpsetSize", _int(1), 1048576),
+    Param("RouteRefreshInterval", _seconds, 90.0),
+    Param("InterfaceRefreshInterval", _seconds, 90.0),
+    Param("DeviceRouteProtocol", _int(0, 255), 3),
+    Param("DeviceRouteSourceAddress", _ipv4, ""),
+    Param("DeviceRouteSourceAddressIPv6", _ipv6, ""),
+    Param("RemoveExternalRoutes", parse_bool, True),
+    Param("IPv4NormalRoutePriority", _int(1, 2147483646), 1024),
+    Param("IPv6NormalRoutePriority", _int(1, 2147483646), 1024),
+    Param("RouteSyncDisabled", parse_bool, False),
+    Param("ProgramClusterRoutes", _oneof("Enabled", "Disabled"), "Disabled"),
+    Param("FailsafeInboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_IN)),
+    Param("FailsafeOutboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_OUT)),
+    Param("DisableConntrackInvalidCheck", parse_bool, False),
+    Param("IpInIpEnabled", parse_bool, None),
+    Param("IpInIpMtu", _int(), 0),
+    Param("IpInIpTunnelAddr", _ipv4, ""),
+    Param("VXLANEnabled", parse_bool, None),
+    Param("VXLANPort", _int(), 4789),
+    Param("VXLANVNI", _int(), 4096),
+    Param("VXLANMTU", _int(), 0),
+    Param("VXLANMTUV6", _int(), 0),
+    Param("IPv4VXLANTunnelAddr", _ipv4, ""),
+    Param("IPv6VXLANTunnelAddr", _ipv6, ""),
+    Param("VXLANTunnelMACAddr", _string, ""),
+    Param("VXLANTunnelMACAddrV6", _string, ""),
+    Param("AllowVXLANPacketsFromWorkloads", parse_bool, False),
+    Param("AllowIPIPPacketsFromWorkloads", parse_bool, False),
+    Param("MTUIfacePattern", _regexp, re.compile(MTU_IFACE_PATTERN)),
+    Param("NATOutgoingAddress", _ipv4, ""),
+    Param("NATPortRange", _port_range, None),
+    Param("NATOutgoingExclusions", _oneof("IPPoolsOnly", "IPPoolsAndHostIPs"), "IPPoolsOnly"),
+    Param("IptablesNATOutgoingInterfaceFilter", _iface_param, ""),
+    Param("ExternalNodesCIDRList", _cidr_list, ()),
+    Param("LogPrefix", _string, "calico-packet"),
+    Param("LogActionRateLimit", _log_rate, ""),
+    Param("LogActionRateLimitBurst", _int(0, 9999), 5),
+    Param("IPForwarding", _oneof("Enabled", "Disabled"), "Enabled"),
+    Param("ServiceLoopPrevention", _oneof("Drop", "Reject", "Disabled"), "Drop"),
+    Param("KubeNodePortRanges", _port_range_list, ((30000, 32767),)),
+    Param("WorkloadSourceSpoofing", _oneof("Disabled", "Any"), "Disabled"),
+    Param("FloatingIPs", _oneof("Enabled", "Disabled"), "Disabled"),
+    Param("DataplaneWatchdogTimeout", _seconds, 90.0),
+    Param("EndpointStatusPathPrefix", _string, "/var/run/calico"),
+    Param("ReportingIntervalSecs", _seconds, 30.0),
+    Param("ClusterType", _string, ""),
+]
+PARAMS: dict[str, Param] = {p.name.lower(): p for p in _PARAMS}
+
+# v3 FelixConfigurationSpec JSON field -> Felix parameter, where more than the case differs
+# (libcalico-go's ``confignamev1`` tags and Go field names).
+V3_FIELD_NAMES = {
+    "iptablesPostWriteCheckInterval": "IptablesPostWriteCheckIntervalSecs",
+    "iptablesLockProbeInterval": "IptablesLockProbeIntervalMillis",
+    "ipipEnabled": "IpInIpEnabled",
+    "ipipMTU": "IpInIpMtu",
+    "reportingInterval": "ReportingIntervalSecs",
+    "externalNodesList": "ExternalNodesCIDRList",
+}
+_MILLIS_FIELDS = {"iptablesLockProbeInterval"}
+CONFIG_ANNOTATION_PREFIX = "config.projectcalico.org/"
+
+
+def _v1_value(field: str, value: Any) -> str | None:
+    """A v3 spec value in libcalico-go's v1 string form (None: not set)."""
+    if value is None or value == "":
+        return None
+    if field in ("failsafeInboundHostPorts", "failsafeOutboundHostPorts"):
+        if not value:
+            return "none"
+        parts = []
+        for pp in value:
+            proto = str(pp.get("protocol") or "").lower()
+            net = pp.get("net") or ""
+            if net:
+                parts.append(f"{proto}:[{net}]:{pp.get('port', 0)}" if ":" in net
+                             else f"{proto}:{net}:{pp.get('port', 0)}")
+            else:
+                parts.append(f"{proto}:{pp.get('port', 0)}")
+        return ",".join(parts)
+    if field == "healthTimeoutOverrides":
+        return ",".join(f"{h.get('name')}={h.get('timeout')}" for h in value) or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, str) and re.fullmatch(r"-?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+", value):
+        # A metav1.Duration: v1 wants seconds (or milliseconds for the *Millis parameters).
+        seconds = parse_go_duration(value) / 1e9
+        return _go_number(seconds * 1000 if field in _MILLIS_FIELDS else seconds)
+    return str(value)
+
+
+def _go_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def v1_config_from_spec(spec: Mapping[str, Any] | None, annotations: Mapping[str, str] | None = None
+                        ) -> dict[str, str]:
+    """A FelixConfiguration's spec (+ config annotations) as Felix parameter strings."""
+    out: dict[str, str] = {}
+    for field, value in (spec or {}).items():
+        if field == "nodeSelector":
+            continue
+        name = V3_FIELD_NAMES.get(field, field[:1].upper() + field[1:])
+        text = _v1_value(field, value)
+        if text is not None:
+            out[name] = text
+    for key, value in (annotations or {}).items():
+        if key.startswith(CONFIG_ANNOTATION_PREFIX):
+            out[key[len(CONFIG_ANNOTATION_PREFIX):]] = value
+    return out
+
+
+def v1_config_from_node(node_spec: Mapping[str, Any] | None) -> dict[str, str]:
+    """Host parameters libcalico-go derives from this host's Node (felixnodeprocessor)."""
+    spec = node_spec or {}
+    out = {}
+    bgp = spec.get("bgp") or {}
+    if bgp.get("ipv4IPIPTunnelAddr"):
+        out["IpInIpTunnelAddr"] = bgp["ipv4IPIPTunnelAddr"]
+    for field, name in (("ipv4VXLANTunnelAddr", "IPv4VXLANTunnelAddr"),
+                        ("ipv6VXLANTunnelAddr", "IPv6VXLANTunnelAddr"),
+                        ("vxlanTunnelMACAddr", "VXLANTunnelMACAddr"),
+                        ("vxlanTunnelMACAddrV6", "VXLANTunnelMACAddrV6")):
+        if spec.get(field):
+            out[name] = spec[field]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Resolution.
+
+class FelixConfig:
+    """The effective parameters; read them as attributes (``config.IptablesMarkMask``).
+
+    ``sources[name]`` says where each non-default value came from; ``problems`` lists the
+    values that were rejected (each names its source, parameter and value).
+    """
+
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], problems: list[str]):
+        self._values = values
+        self.sources = sources
+        self.problems = problems
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["_values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FelixConfig) and _comparable(self._values) == _comparable(other._values)
+
+    def __hash__(self) -> int:  # pragma: no cover - configs are compared, not hashed
+        return hash(tuple(sorted(_comparable(self._values).items())))
+
+    @classmethod
+    def resolve(cls, env: Mapping[str, str] | None = None, *,
+                global_config: Mapping[str, str] | None = None,
+                host_config: Mapping[str, str] | None = None) -> "FelixConfig":
+        """Layer the sources: defaults < global < host < ``FELIX_*`` environment.
+
+        ``global_config`` and ``host_config`` are v1 strings (``v1_config_from_spec``);
+        unknown names are ignored, as Felix ignores parameters it does not have.
+        """
+        values = {p.name: p.default for p in _PARAMS}
+        sources: dict[str, str] = {}
+        problems: list[str] = []
+        layers = [(SOURCE_GLOBAL, global_config or {}), (SOURCE_HOST, host_config or {}),
+                  (SOURCE_ENV, _env_params(env or {}))]
+        for source, raw_values in layers:
+            for raw_name, raw in raw_values.items():
+                param = PARAMS.get(raw_name.lower())
+                if param is None:
+                    continue
+                if param.local and source != SOURCE_ENV:
+                    continue
+                if raw == "":
+                    continue  # an empty value is ignored, as Felix does
+                try:
+                    value = _zero(param) if raw.lower() == "none" else param.parse(raw)
+                except ValueError as exc:
+                    problems.append(f"{source}: {_fail(param.name, raw, str(exc))}")
+                    continue
+                values[param.name] = value
+                sources[param.name] = source
+        for problem in problems:
+            log.warning("ignoring bad configuration value (%s)", problem)
+        return cls(values, sources, problems)
+
+
+def _env_params(env: Mapping[str, str]) -> dict[str, str]:
+    return {k[len("FELIX_"):]: v for k, v in env.items() if k.upper().startswith("FELIX_")}
+
+
+def _zero(param: Param) -> Any:
+    default = param.default
+    if isinstance(default, bool):
+        return False
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return type(default)(0)
+    if isinstance(default, tuple):
+        return ()
+    if isinstance(default, str):
+        return ""
+    return None
+
+
+def _comparable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (tuple(p.pattern for p in v) if isinstance(v, tuple) and v and isinstance(v[0], re.Pattern)
+                else v.pattern if isinstance(v, re.Pattern) else v) for k, v in values.items()}

@@ -1,0 +1,138 @@
+"""The policy agent's parameters: Felix's defaults, parsers and source precedence."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from node.felix.config import (
+    SOURCE_ENV,
+    SOURCE_GLOBAL,
+    SOURCE_HOST,
+    FelixConfig,
+    ProtoPort,
+    parse_port_list,
+    v1_config_from_node,
+    v1_config_from_spec,
+)
+
+
+def test_defaults_are_felix_v3_32_defaults():
+    c = FelixConfig.resolve({})
+    assert c.IptablesMarkMask == 0xFFFF0000
+    assert c.ChainInsertMode == "insert"
+    assert c.DefaultEndpointToHostAction == "DROP"
+    assert c.InterfacePrefix == ("cali",)
+    assert [p.pattern for p in c.InterfaceExclude] == ["^kube\\-ipvs0$"]
+    assert c.IptablesRefreshInterval == 180.0
+    assert c.IptablesLockProbeIntervalMillis == 0.05
+    assert c.IpsetsRefreshInterval == 90.0
+    assert c.MaxIpsetSize == 1048576
+    assert c.IPv4NormalRoutePriority == 1024
+    assert c.DeviceRouteProtocol == 3
+    assert c.VXLANPort == 4789 and c.VXLANVNI == 4096
+    assert c.VXLANEnabled is None and c.IpInIpEnabled is None
+    assert c.HealthHost == "localhost" and c.HealthPort == 9099 and c.HealthEnabled is False
+    assert c.LogPrefix == "calico-packet" and c.LogActionRateLimitBurst == 5
+    assert c.FailsafeInboundHostPorts[:2] == (ProtoPort("tcp", 22), ProtoPort("udp", 68))
+    assert c.FailsafeOutboundHostPorts[0] == ProtoPort("udp", 53)
+    assert len(c.FailsafeInboundHostPorts) == 9
+    assert c.problems == [] and c.sources == {}
+
+
+def test_precedence_env_over_host_over_global():
+    c = FelixConfig.resolve(
+        {"FELIX_CHAININSERTMODE": "Append", "felix_logprefix": "pfx"},
+        global_config={"ChainInsertMode": "insert", "LogPrefix": "global", "VXLANPort": "4790",
+                       "IptablesMarkMask": "0xff000000"},
+        host_config={"LogPrefix": "host", "VXLANPort": "4791"},
+    )
+    assert c.ChainInsertMode == "append" and c.sources["ChainInsertMode"] == SOURCE_ENV
+    assert c.LogPrefix == "pfx" and c.sources["LogPrefix"] == SOURCE_ENV
+    assert c.VXLANPort == 4791 and c.sources["VXLANPort"] == SOURCE_HOST
+    assert c.IptablesMarkMask == 0xFF000000 and c.sources["IptablesMarkMask"] == SOURCE_GLOBAL
+
+
+def test_bad_value_is_reported_and_lower_source_wins():
+    c = FelixConfig.resolve({"FELIX_IPTABLESMARKMASK": "0x1"}, global_config={"IptablesMarkMask": "0xf0"})
+    assert c.IptablesMarkMask == 0xF0
+    assert len(c.problems) == 1
+    assert "IptablesMarkMask" in c.problems[0] and "'0x1'" in c.problems[0]
+    assert "needs to have 2 bits set" in c.problems[0] and c.problems[0].startswith(SOURCE_ENV)
+
+
+def test_empty_is_ignored_and_none_clears():
+    c = FelixConfig.resolve({"FELIX_LOGPREFIX": "", "FELIX_FAILSAFEINBOUNDHOSTPORTS": "none"})
+    assert c.LogPrefix == "calico-packet"
+    assert c.FailsafeInboundHostPorts == ()
+
+
+def test_local_parameters_never_come_from_the_datastore():
+    c = FelixConfig.resolve({}, global_config={"FelixHostname": "other", "DatastoreType": "kubernetes"})
+    assert c.FelixHostname == "" and c.DatastoreType == "etcdv3"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("tcp:22,udp:68", (ProtoPort("tcp", 22), ProtoPort("udp", 68))),
+    ("22", (ProtoPort("tcp", 22),)),
+    ("UDP:10.0.0.0/8:53", (ProtoPort("udp", 53, "10.0.0.0/8"),)),
+    ("tcp:[fd00::/8]:22", (ProtoPort("tcp", 22, "fd00::/8"),)),
+    ("tcp:10.1.2.3:22", (ProtoPort("tcp", 22, "10.1.2.3/32"),)),
+    (" tcp:1 , ,udp:2", (ProtoPort("tcp", 1), ProtoPort("udp", 2))),
+])
+def test_port_lists(raw, expected):
+    assert parse_port_list(raw) == expected
+
+
+@pytest.mark.parametrize("raw, why", [
+    ("sctp:22", "unknown protocol: sctp"), ("tcp:x", "ports should be integers"),
+    ("tcp:70000", "range 0-65535"), ("a:b:c:d", "ports should be"), ("tcp:bad:22", "invalid CIDR or IP bad"),
+])
+def test_bad_port_lists(raw, why):
+    with pytest.raises(ValueError, match=re.escape(why)):
+        parse_port_list(raw)
+
+
+def test_bool_and_oneof_spellings():
+    c = FelixConfig.resolve({"FELIX_HEALTHENABLED": "Y", "FELIX_DEFAULTENDPOINTTOHOSTACTION": "accept",
+                             "FELIX_IPV6SUPPORT": "0", "FELIX_INTERFACEEXCLUDE": "kube-ipvs0,/^veth.*/"})
+    assert c.HealthEnabled is True and c.Ipv6Support is False
+    assert c.DefaultEndpointToHostAction == "ACCEPT"
+    assert [p.pattern for p in c.InterfaceExclude] == ["^kube\\-ipvs0$", "^veth.*"]
+
+
+def test_v3_spec_becomes_v1_strings():
+    spec = {
+        "iptablesRefreshInterval": "1m30s", "iptablesLockProbeInterval": "100ms",
+        "iptablesPostWriteCheckInterval": "1s", "ipipEnabled": True, "ipipMTU": 1400,
+        "chainInsertMode": "Append", "logSeverityScreen": "Info", "ipv6Support": False,
+        "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22}, {"protocol": "UDP", "port": 53, "net": "fd00::/8"},
+                                     {"protocol": "TCP", "port": 80, "net": "10.0.0.0/8"}],
+        "failsafeOutboundHostPorts": [], "externalNodesList": ["10.0.0.0/24", "10.1.0.0/24"],
+        "healthTimeoutOverrides": [{"name": "InternalDataplaneMainLoop", "timeout": "2m0s"}],
+        "nodeSelector": "all()", "defaultEndpointToHostAction": "",
+    }
+    v1 = v1_config_from_spec(spec, {"config.projectcalico.org/LogPrefix": "annotated", "other": "x"})
+    assert v1 == {
+        "IptablesRefreshInterval": "90", "IptablesLockProbeIntervalMillis": "100",
+        "IptablesPostWriteCheckIntervalSecs": "1", "IpInIpEnabled": "true", "IpInIpMtu": "1400",
+        "ChainInsertMode": "Append", "LogSeverityScreen": "Info", "Ipv6Support": "false",
+        "FailsafeInboundHostPorts": "tcp:22,udp:[fd00::/8]:53,tcp:10.0.0.0/8:80",
+        "FailsafeOutboundHostPorts": "none", "ExternalNodesCIDRList": "10.0.0.0/24,10.1.0.0/24",
+        "HealthTimeoutOverrides": "InternalDataplaneMainLoop=2m0s", "LogPrefix": "annotated",
+    }
+    c = FelixConfig.resolve({}, global_config=v1)
+    assert c.IptablesRefreshInterval == 90.0 and c.IptablesLockProbeIntervalMillis == 0.1
+    assert c.IpInIpEnabled is True and c.ChainInsertMode == "append" and c.LogSeverityScreen == "INFO"
+    assert c.FailsafeInboundHostPorts == (ProtoPort("tcp", 22), ProtoPort("udp", 53, "fd00::/8"),
+                                          ProtoPort("tcp", 80, "10.0.0.0/8"))
+    assert c.FailsafeOutboundHostPorts == ()
+    assert c.HealthTimeoutOverrides == (("InternalDataplaneMainLoop", 120.0),)
+    assert c.problems == []
+
+
+def test_node_derived_host_values():
+    assert v1_config_from_node({"bgp": {"ipv4Address": "10.0.0.1/24", "ipv4IPIPTunnelAddr": "192.168.0.1"},
+                                "ipv4VXLANTunnelAddr": "192.168.1.1", "vxlanTunnelMACAddr": "66:aa:bb:cc:dd:ee"}) == {
+        "IpInIpTunnelAddr": "192.168.0.1", "IPv4VXLANTunnelAddr": "192.168.1.1",
+        "VXLANTunnelMACAddr": "66:aa:bb:cc:dd:ee"}
