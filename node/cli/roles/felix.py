@@ -1,0 +1,89 @@
+"""``calico-node felix``: the policy agent (Felix's job).
+
+    calico-node felix --dry-run [--from-file F ...] [--ip-version 4|6] [--ipsets | --routes]
+
+The dry run is the operator's "what would be programmed" view: it computes the desired
+dataplane exactly as the running agent does and prints it instead of programming it.
+
+* Without ``--from-file`` it reads the datastore (``DATASTORE_TYPE``, ``ETCD_ENDPOINTS``...)
+  until in sync (``--sync-timeout``, default 30 s).
+* With ``--from-file`` it reads calicoctl-format YAML/JSON files (multi-document, any of the
+  kinds the agent follows). Each document gets the defaults calicoctl's write path gives
+  it; the built-in tiers ``default``, ``kube-admin`` and ``kube-baseline`` are added when
+  the files do not define them, as every cluster has them. A document that cannot be
+  used is reported on stderr with its file, kind, name and field, and the rest are
+  still rendered, as the running agent would.
+
+Output: ``iptables-save`` form for the four tables (``*raw``, ``*mangle``, ``*nat``,
+``*filter``) with Felix's own rule rendering and ``cali:`` IDs; ``--ipsets`` prints
+``ipset restore`` input instead; ``--routes`` prints the desired routes, neighbours,
+tunnel devices and interface sysctls.
+
+The host is ``NODENAME`` (else ``FELIX_FELIXHOSTNAME``, the nodename file under
+``CALICO_LIB_DIR``, or the hostname); ``FELIX_*`` variables override the datastore's
+FelixConfiguration as they do for the running agent; host endpoints are resolved against
+this network namespace's interfaces. ``FELIX_LOGSEVERITYSCREEN`` sets the log level.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+
+from node.config import Paths
+
+log = logging.getLogger("node.felix")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("felix", help="the policy agent (iptables, IP sets, routes)")
+    p.add_argument("--dry-run", action="store_true", required=True,
+                   help="print the desired dataplane instead of programming it")
+    p.add_argument("--from-file", action="append", default=[], metavar="FILE",
+                   help="read resources from calicoctl-format YAML/JSON instead of the datastore (repeatable)")
+    p.add_argument("--ip-version", type=int, choices=(4, 6), default=4, help="which family to print (default 4)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--ipsets", action="store_true", help="print ipset restore input instead of the tables")
+    what.add_argument("--routes", action="store_true",
+                      help="print routes, neighbours, tunnel devices and sysctls instead of the tables")
+    p.add_argument("--sync-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="without --from-file: how long to wait for the datastore (default 30)")
+    p.set_defaults(func=run)
+
+
+def _setup_logging() -> None:
+    level = (os.environ.get("FELIX_LOGSEVERITYSCREEN") or "info").upper()
+    level = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG"}.get(level, level)
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s.%(msecs)03d [%(levelname)s] felix/%(module)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+
+
+def hostname_from_env(paths: Paths) -> str:
+    for var in ("NODENAME", "FELIX_FELIXHOSTNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        name = paths.nodename_file.read_text().strip()
+    except OSError:
+        name = ""
+    return name or socket.gethostname()
+
+
+def run(args) -> int:
+    from node.felix.dryrun import DryRunError, dry_run
+    from node.felix.pipeline import tune_gc
+
+    _setup_logging()
+    tune_gc()
+    hostname = hostname_from_env(Paths.from_env())
+    try:
+        text = dry_run(hostname, dict(os.environ), files=args.from_file, ip_version=args.ip_version,
+                       what="ipsets" if args.ipsets else "routes" if args.routes else "tables",
+                       sync_timeout=args.sync_timeout)
+    except DryRunError as exc:
+        print(f"felix: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0

@@ -1,0 +1,171 @@
+"""The dry run: the desired dataplane of the running agent, printed instead of programmed.
+
+It feeds the same ``Pipeline`` the agent uses, either from resource files or from the
+datastore until in sync, resolves host endpoints against this namespace's interfaces, and
+renders one IP family's tables, IP sets or routes as text.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from node.datastore.syncer import SyncStatus, Update, UpdateType
+from node.errors import CalicoError
+from node.felix.calc.offline import updates_from_resources
+from node.felix.calc.routes import IPAMBlock
+from node.felix.pipeline import FELIX_KINDS, Pipeline, felix_sources
+from node.model import ipam as ipam_records
+from node.felix.routes import DesiredRoutes, vxlan_device_name
+from node.model import Resource, UnknownKind, from_dict, load_documents
+
+log = logging.getLogger(__name__)
+
+
+class DryRunError(CalicoError):
+    """The dry run cannot produce an answer (no datastore, unreadable file, ...)."""
+
+
+def built_in_tiers() -> list[Resource]:
+    """The tiers every cluster has (libcalico-go's EnsureInitialized creates them)."""
+    from startup.cluster import DEFAULT_TIERS
+
+    return [from_dict({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": name},
+                       "spec": {"order": order, "defaultAction": action}})
+            for name, order, action in DEFAULT_TIERS]
+
+
+def load_files(paths: Iterable[str]) -> tuple[list[Resource], list[str]]:
+    """Resources from calicoctl-format files, with calicoctl's write-time defaults; and one
+    problem line per document that cannot be used (naming file, document, kind, name and
+    field). Kinds the agent does not follow are reported and skipped too, except
+    BlockAffinity, which stands in for the IPAM block it claims (see ``block_updates``)."""
+    from node.datastore.client import offline_write_defaults
+
+    resources: list[Resource] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DryRunError(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            docs = load_documents(text, path)
+        except CalicoError as exc:
+            raise DryRunError(f"{path}: {exc}") from None
+        for index, doc in enumerate(docs, start=1):
+            where = f"{path} (document {index})"
+            try:
+                res = from_dict(doc, strict=True)
+            except (CalicoError, UnknownKind) as exc:
+                problems.append(f"{where}: skipped: {exc}")
+                continue
+            if res.kind not in FELIX_KINDS and res.kind != "BlockAffinity":
+                problems.append(f"{where}: skipped {res.identifier()}: the policy agent does not use "
+                                f"{res.kind} resources")
+                continue
+            if res.info.namespaced and not res.namespace:
+                res.metadata["namespace"] = "default"
+            resources.append(res)
+    resources, default_problems = offline_write_defaults(resources)
+    problems.extend(default_problems)
+    names = {(r.kind, r.name) for r in resources}
+    resources = [t for t in built_in_tiers() if ("Tier", t.name) not in names] + resources
+    return resources, problems
+
+
+def block_updates(resources: Iterable[Resource]) -> list[Update]:
+    """Offline stand-ins for IPAM blocks: a confirmed BlockAffinity says its node owns the
+    block, which is all the route calculation reads from a block (files cannot hold the
+    blocks themselves, which are IPAM records rather than resources)."""
+    out = []
+    for i, res in enumerate(r for r in resources if r.kind == "BlockAffinity"):
+        if res.spec.get("state", "confirmed") != "confirmed" or res.spec.get("deleted") in ("true", True):
+            continue
+        cidr = res.spec.get("cidr", "")
+        out.append(Update(UpdateType.NEW, ipam_records.block_key(cidr),
+                          IPAMBlock(str(ipaddress.ip_network(cidr, strict=False)), res.spec.get("node", "")), i + 1))
+    return out
+
+
+def _from_datastore(pipeline: Pipeline, env: Mapping[str, str], timeout: float) -> None:
+    from node.config import datastore_config_from_env
+    from node.datastore.factory import kv_for
+    from node.datastore.syncer import Syncer
+
+    try:
+        config = datastore_config_from_env(env)
+    except CalicoError as exc:
+        raise DryRunError(str(exc)) from None
+    syncer = Syncer(lambda: kv_for(config), felix_sources(), pipeline)
+    syncer.start()
+    try:
+        if not syncer.wait_for_status(SyncStatus.IN_SYNC, timeout):
+            detail = f" ({syncer.last_error})" if getattr(syncer, "last_error", None) else ""
+            raise DryRunError(f"the datastore was not in sync within {timeout:g}s{detail}")
+    finally:
+        syncer.stop()
+
+
+def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (), ip_version: int = 4,
+            what: str = "tables", sync_timeout: float = 30.0, interfaces: Mapping[str, Iterable[str]] | None = None
+            ) -> str:
+    """The text the dry run prints. ``interfaces`` (name -> addresses) replaces reading this
+    namespace's interfaces (tests use it)."""
+    pipeline = Pipeline(hostname, env)
+    files = list(files)
+    if files:
+        resources, problems = load_files(files)
+        for problem in problems:
+            log.error("%s", problem)
+        pipeline.on_updates(updates_from_resources([r for r in resources if r.kind != "BlockAffinity"]))
+        pipeline.on_updates(block_updates(resources))
+        pipeline.on_status(SyncStatus.IN_SYNC)
+    else:
+        _from_datastore(pipeline, env, sync_timeout)
+    pipeline.complete()
+    mtu = None
+    if interfaces is None:
+        from node.felix.dataplane.interfaces import addresses_by_name, host_mtu, read_interfaces
+
+        links = read_interfaces()
+        interfaces = addresses_by_name(links)
+        if pipeline.config is not None:
+            mtu = host_mtu(links, pipeline.config.MTUIfacePattern)
+    pipeline.set_interfaces(interfaces)
+    if ip_version not in pipeline.dataplanes:
+        raise DryRunError(f"IPv{ip_version} is disabled (Ipv6Support is false)")
+    dp = pipeline.dataplanes[ip_version]
+    missing = dp.missing_chains()
+    if missing:
+        raise DryRunError(f"internal error: chains referenced but not rendered: {missing}")
+    if what == "ipsets":
+        return dp.render_ipsets()
+    if what == "routes":
+        from node.felix.routes import render
+
+        lines = render(routes_for_family(pipeline.desired_routes(host_mtu=mtu), ip_version))
+        return "\n".join(lines) + ("\n" if lines else "")
+    return dp.render_save()
+
+
+def _version(address: str) -> int:
+    return ipaddress.ip_network(address, strict=False).version
+
+
+def routes_for_family(desired: DesiredRoutes, version: int) -> DesiredRoutes:
+    """The part of the route-side state that belongs to one IP family."""
+    other = "ipv6" if version == 4 else "ipv4"
+    return replace(
+        desired,
+        routes=tuple(r for r in desired.routes if r.version == version),
+        neighbours=tuple(n for n in desired.neighbours if _version(n.ip) == version),
+        fdb=tuple(f for f in desired.fdb if _version(f.dst) == version),
+        vxlan_devices=tuple(d for d in desired.vxlan_devices if d.name == vxlan_device_name(version)),
+        ipip_device=desired.ipip_device if version == 4 else None,
+        absent_devices=tuple(d for d in desired.absent_devices if d == vxlan_device_name(version)),
+        clean_ipip_addresses=desired.clean_ipip_addresses and version == 4,
+        sysctls=tuple(c for c in desired.sysctls if not c.path.startswith(f"net/{other}/")),
+    )

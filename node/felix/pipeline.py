@@ -1,0 +1,192 @@
+"""The policy agent's pure pipeline: syncer updates in, desired dataplane out.
+
+One object wires the pieces in Felix's order: the policy calculation and the route
+calculation both read the syncer's updates; their messages, with the effective
+configuration resolved from them, feed one ``DesiredDataplane`` per IP family. The
+running agent and the dry run share it, so what the dry run prints is what the agent
+would program.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+from typing import Iterable, Mapping
+
+from node.datastore.syncer import SyncSource, SyncStatus, Update, UpdateType
+from node.felix import types as t
+from node.felix.calc import PolicyCalculation
+from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, decode_block
+from node.felix.config import FelixConfig, v1_config_from_node, v1_config_from_spec
+from node.felix.desired import DesiredDataplane
+from node.felix.routes import DesiredRoutes, RouteConfig, RouteModel, apply_messages, desired_routes
+from node.model import Resource
+
+log = logging.getLogger(__name__)
+
+# What the agent follows (Felix's syncer, minus the kinds the iptables dataplane ignores).
+FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
+               "NetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
+               "HostEndpoint", "IPPool", "Node")
+
+
+def tune_gc() -> None:
+    """Make CPython's cyclic collector run less often. The agent builds hundreds of
+    thousands of small, acyclic, long-lived objects in bursts (a resync, a full render);
+    with the default young-generation threshold (700 allocations) the collector walks
+    them thousands of times for no garbage, about a fifth of a full computation."""
+    gc.set_threshold(50_000, 20, 100)
+
+
+def felix_sources() -> list[SyncSource]:
+    """Syncer sources: the resource kinds plus the IPAM blocks (for routes)."""
+    from node.datastore.sources import resource_sources
+
+    return resource_sources(list(FELIX_KINDS)) + [SyncSource(prefix=BLOCK_PREFIX, decode=decode_block)]
+
+
+def resolve_config(env: Mapping[str, str], config_specs: Mapping[str, dict] | None,
+                   own_node: Resource | None) -> FelixConfig:
+    """Felix's precedence: defaults < FelixConfiguration default < node.<host> and the
+    host values derived from this host's Node < ``FELIX_*`` environment."""
+    specs = config_specs or {}
+    host = v1_config_from_spec(specs.get("node"))
+    host.update(v1_config_from_node(own_node.spec if own_node is not None else None))
+    return FelixConfig.resolve(env, global_config=v1_config_from_spec(specs.get("default")), host_config=host)
+
+
+class Pipeline:
+    """Syncer consumer that keeps the desired dataplane of both families up to date.
+
+    ``on_updates``/``on_status`` take the syncer's callbacks; ``complete()`` moves the
+    calculations' messages into the desired state (Felix's batch boundary) and returns
+    the messages it applied. The configuration is resolved once, at the first in-sync:
+    Felix restarts when it changes later, and ``config_changed`` says so.
+    """
+
+    def __init__(self, hostname: str, env: Mapping[str, str]):
+        self.hostname = hostname
+        self.env = dict(env)
+        boot = FelixConfig.resolve(self.env)
+        self.policy = PolicyCalculation(
+            hostname, workload_source_spoofing=self.env_value("WorkloadSourceSpoofing"),
+            suppress_overlaps=False)  # iptables mode: NFTablesMode resolves to Disabled
+        self.routes = RouteCalculation(hostname)
+        self.config: FelixConfig | None = None
+        self.config_changed = False
+        self._boot_config = boot
+        self._own_node: Resource | None = None
+        self._config_specs: dict | None = None
+        self.in_sync = False
+        self.dataplanes: dict[int, DesiredDataplane] = {}
+        self.route_model = RouteModel()
+        self._weps: dict[t.WorkloadEndpointID, t.WorkloadEndpoint] = {}
+        self._pending: list = []
+        self._interfaces: dict[str, frozenset[str]] = {}
+
+    def env_value(self, name: str) -> str | None:
+        for key, value in self.env.items():
+            if key.upper() == f"FELIX_{name.upper()}" and value:
+                return value
+        return None
+
+    # -- syncer callbacks ---------------------------------------------------------------
+
+    def on_updates(self, updates: Iterable[Update]) -> None:
+        resources, blocks = [], []
+        for update in updates:
+            value = update.value
+            if isinstance(value, IPAMBlock) or update.key.startswith(BLOCK_PREFIX):
+                blocks.append(update)
+                continue
+            resources.append(update)
+            if isinstance(value, Resource) and value.kind == "Node" and value.name == self.hostname:
+                self._own_node = None if update.type is UpdateType.DELETED else value
+                if self.config is not None:
+                    self._check_config()
+        self.policy.on_updates(resources)
+        self.routes.on_updates(resources + blocks)
+
+    def on_status(self, status: SyncStatus) -> None:
+        self.policy.on_status(status)
+        if status is SyncStatus.IN_SYNC:
+            self.in_sync = True
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def complete(self) -> list:
+        """Apply what the calculations produced since the last call; returns the messages."""
+        messages = self.policy.take_messages() + self.routes.take_messages()
+        for msg in messages:
+            if isinstance(msg, t.ConfigUpdate):
+                self._config_specs = msg.config
+                if self.config is not None:
+                    self._check_config()
+        if self.config is None:
+            if not self.in_sync:
+                self._pending.extend(messages)
+                return []
+            messages = self._pending + messages
+            self._pending = []
+            self._start(messages)
+        for msg in messages:
+            if isinstance(msg, t.WorkloadEndpointUpdate):
+                self._weps[msg.id] = msg.endpoint
+            elif isinstance(msg, t.WorkloadEndpointRemove):
+                self._weps.pop(msg.id, None)
+        self.route_model = apply_messages(self.route_model, messages)
+        for dp in self.dataplanes.values():
+            dp.on_messages(messages)
+            dp.complete()
+        return messages
+
+    def _start(self, messages: list) -> None:
+        self.config = resolve_config(self.env, self._config_specs, self._own_node)
+        for problem in self.config.problems:
+            log.warning("configuration: %s", problem)
+        families = (4, 6) if self.config.Ipv6Support else (4,)
+        self.dataplanes = {v: DesiredDataplane(self.config, v, self.hostname) for v in families}
+
+    def _check_config(self) -> None:
+        new = resolve_config(self.env, self._config_specs, self._own_node)
+        if new != self.config:
+            self.config_changed = True
+
+    def set_interfaces(self, addrs_by_iface: Mapping[str, Iterable[str]]) -> None:
+        self._interfaces = {name: frozenset(addrs) for name, addrs in addrs_by_iface.items()}
+        for dp in self.dataplanes.values():
+            dp.set_interfaces(addrs_by_iface)
+            dp.complete()
+
+    # -- routes -----------------------------------------------------------------------------
+
+    def desired_routes(self, host_mtu: int | None = None, default_rp_filter: str = "1") -> DesiredRoutes:
+        """Routes, neighbours, tunnel devices and sysctls the route side should make true,
+        with the tunnel parents found among the interfaces given to ``set_interfaces``."""
+        if self.config is None:
+            raise RuntimeError("the configuration is not known before the datastore is in sync")
+        encap = self.dataplanes[4].encapsulation
+        kwargs = {"host_mtu": host_mtu} if host_mtu else {}
+        cfg = RouteConfig.from_felix(self.config, hostname=self.hostname, vxlan_enabled=encap.vxlan,
+                                     vxlan_enabled_v6=encap.vxlan_v6, ipip_enabled=encap.ipip,
+                                     default_rp_filter=default_rp_filter, **kwargs)
+        own = self.route_model.vteps.get(self.hostname)
+        local_ipv4 = self._own_ipv4()
+        parents = {}
+        for version, ip in ((4, own.parent_device_ip if own else local_ipv4),
+                            (6, own.parent_device_ipv6 if own else "")):
+            dev = self._iface_with(ip)
+            if dev:
+                parents[version] = dev
+        return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4)
+
+    def _own_ipv4(self) -> str:
+        bgp = ((self._own_node.spec or {}).get("bgp") or {}) if self._own_node is not None else {}
+        return (bgp.get("ipv4Address") or "").split("/")[0]
+
+    def _iface_with(self, ip: str) -> str:
+        if not ip:
+            return ""
+        for name, addrs in sorted(self._interfaces.items()):
+            if ip in addrs:
+                return name
+        return ""

@@ -1,0 +1,248 @@
+"""The desired dataplane (Felix's managers without the kernel) and the pipeline feeding it.
+
+The end-to-end property: whatever sequence of resource changes arrives, in whatever
+batches, the tables and IP sets built incrementally equal the ones built from scratch
+over the final resources, and the change reports add up to that state.
+"""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from felix_calc_builders import LOCAL, delete, put, wep
+from node.datastore.syncer import SyncStatus
+from node.felix import types as t
+from node.felix.calc.offline import updates_from_resources
+from node.felix.config import FelixConfig
+from node.felix.desired import DesiredDataplane, Encapsulation, canonical_member, encapsulation
+from node.felix.pipeline import Pipeline, resolve_config
+from node.model import Resource
+from test_felix_calc_properties import endpoint_st, ident, other_st, policy_st
+
+IFACES = {"eth0": ["10.0.0.1", "fd00::1"], "eth1": ["192.168.1.1"], "lo": ["127.0.0.1"],
+          "kube-ipvs0": ["10.96.0.1"]}
+
+
+def _state(pipeline: Pipeline) -> dict:
+    return {v: (dp.render_save(), dp.render_ipsets()) for v, dp in pipeline.dataplanes.items()}
+
+
+def _fresh(resources: list[Resource], env=None, ifaces=IFACES) -> Pipeline:
+    p = Pipeline(LOCAL, env or {})
+    p.on_updates(updates_from_resources(resources))
+    p.on_status(SyncStatus.IN_SYNC)
+    p.complete()
+    p.set_interfaces(ifaces)
+    return p
+
+
+class _Replay:
+    """What a consumer of ``take_changes`` knows: chains' rule IDs and set members."""
+
+    def __init__(self):
+        self.chains: dict[tuple[int, str, str], tuple] = {}
+        self.sets: dict[tuple[int, str], set] = {}
+
+    def apply(self, pipeline: Pipeline) -> None:
+        for v, dp in pipeline.dataplanes.items():
+            changes = dp.take_changes()
+            for table, tc in changes.tables.items():
+                for c in tc.chains:
+                    if c.new_ids is None:
+                        del self.chains[(v, table, c.name)]
+                    else:
+                        self.chains[(v, table, c.name)] = c.new_ids
+            ipc = changes.ipsets
+            for name in ipc.deleted:
+                del self.sets[(v, name)]
+            for name, s in ipc.created.items():
+                self.sets[(v, name)] = set(s.members)
+            for name, members in ipc.added.items():
+                assert not members & self.sets[(v, name)], f"{name}: re-added {members}"
+                self.sets[(v, name)] |= members
+            for name, members in ipc.removed.items():
+                assert members <= self.sets[(v, name)], f"{name}: removed unknown {members}"
+                self.sets[(v, name)] -= members
+
+    def matches(self, pipeline: Pipeline) -> bool:
+        chains = {(v, n, c.name): c.rule_ids for v, dp in pipeline.dataplanes.items()
+                  for n, tbl in dp.tables.items() for c in tbl.programmed_chains()}
+        sets = {(v, name): s.members for v, dp in pipeline.dataplanes.items() for name, s in dp.ipsets.sets.items()}
+        return chains == self.chains and sets == self.sets
+
+
+# Deletes are as likely as puts, so resources come and go within one example; host
+# interface changes are ops too (they move host endpoints and the this-host set).
+OP = st.one_of(st.tuples(st.sampled_from(["put", "delete"]), st.one_of(policy_st(), endpoint_st(), other_st())),
+               st.tuples(st.just("ifaces"), st.dictionaries(st.sampled_from(["eth0", "eth1", "cali0"]),
+                                                            st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2",
+                                                                                      "fd00::1"]), max_size=2),
+                                                            max_size=3)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=st.lists(st.lists(OP, min_size=1, max_size=5), min_size=1, max_size=6))
+def test_incremental_dataplane_equals_from_scratch(batches):
+    pipeline = Pipeline(LOCAL, {})
+    pipeline.on_status(SyncStatus.IN_SYNC)
+    pipeline.complete()
+    ifaces = IFACES
+    pipeline.set_interfaces(ifaces)
+    replay = _Replay()
+    replay.apply(pipeline)
+    state: dict = {}
+    for batch in batches:
+        updates = []
+        for op, value in batch:
+            if op == "ifaces":
+                ifaces = value
+            elif op == "put":
+                state[ident(value)] = value
+                updates += put(value)
+            elif ident(value) in state:
+                updates += delete(state.pop(ident(value)))
+        pipeline.on_updates(updates)
+        pipeline.complete()
+        pipeline.set_interfaces(ifaces)
+        replay.apply(pipeline)
+        for dp in pipeline.dataplanes.values():
+            assert dp.missing_chains() == {}
+    assert _state(pipeline) == _state(_fresh(list(state.values()), ifaces=ifaces))
+    assert replay.matches(pipeline)
+
+
+def test_one_label_change_touches_only_its_sets_and_endpoint():
+    web = wep("web", ips=("10.65.0.5/32",), labels={"app": "web"}, iface="caliweb")
+    client = wep("client", node="node2", ips=("10.65.1.9/32",), labels={"app": "client"})
+    other = wep("other", node="node2", ips=("10.65.1.10/32",), labels={"app": "other"})
+    policy = Resource("NetworkPolicy", {"name": "allow", "namespace": "ns1"}, {
+        "selector": "app == 'web'", "types": ["Ingress"],
+        "ingress": [{"action": "Allow", "source": {"selector": "app == 'client'"}}]})
+    profile = Resource("Profile", {"name": "kns.ns1"}, {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
+    pipeline = _fresh([web, client, other, policy, profile])
+    dp = pipeline.dataplanes[4]
+    dp.take_changes()
+    relabelled = wep("other", node="node2", ips=("10.65.1.10/32",), labels={"app": "client"})
+    pipeline.on_updates(put(relabelled))
+    pipeline.complete()
+    changes = dp.take_changes()
+    assert all(not tc.chains and not tc.kernel_chains for tc in changes.tables.values())
+    assert not changes.ipsets.created and not changes.ipsets.deleted and not changes.ipsets.removed
+    (name, added), = changes.ipsets.added.items()
+    assert name.startswith("cali40s:") and added == {"10.65.1.10"}
+
+
+def test_policy_change_rewrites_only_its_chain():
+    web = wep("web", ips=("10.65.0.5/32",), labels={"app": "web"}, iface="caliweb")
+    policy = Resource("NetworkPolicy", {"name": "allow", "namespace": "ns1"}, {
+        "selector": "app == 'web'", "types": ["Ingress"], "ingress": [{"action": "Allow", "protocol": "TCP",
+                                                                       "destination": {"ports": [80]}}]})
+    pipeline = _fresh([web, policy])
+    dp = pipeline.dataplanes[4]
+    dp.take_changes()
+    policy.spec["ingress"][0]["destination"]["ports"] = [80, 443]
+    pipeline.on_updates(put(policy))
+    pipeline.complete()
+    changes = dp.take_changes()
+    changed = {(table, c.name) for table, tc in changes.tables.items() for c in tc.chains}
+    assert changed == {("filter", "cali-pi-np/ns1/allow")}
+    rule = dp.tables["filter"].chain("cali-pi-np/ns1/allow").rules[0]
+    assert "--destination-ports 80,443" in rule.body
+
+
+def test_selector_change_regroups_endpoints_that_use_the_policy():
+    """Two policies with the same selector share a group chain; when one's selector text
+    changes but it still matches the same endpoints (so the endpoint's tiers do not
+    change), the endpoint must still be re-rendered with two inlined jumps."""
+    web = wep("web", ips=("10.65.0.5/32",), labels={"app": "web"}, iface="caliweb")
+    rules = {"types": ["Ingress"], "ingress": [{"action": "Allow"}]}
+    p1 = Resource("NetworkPolicy", {"name": "p1", "namespace": "ns1"}, {"selector": "app == 'web'", "order": 1, **rules})
+    p2 = Resource("NetworkPolicy", {"name": "p2", "namespace": "ns1"}, {"selector": "app == 'web'", "order": 2, **rules})
+    pipeline = _fresh([web, p1, p2])
+    filt = pipeline.dataplanes[4].tables["filter"]
+    tw = filt.chain("cali-tw-caliweb")
+    assert any(r.action.target and r.action.target.startswith("cali-gi-") for r in tw.rules)
+    p2.spec["selector"] = "app == 'web' && has(app)"
+    pipeline.on_updates(put(p2))
+    pipeline.complete()
+    targets = [r.action.target for r in filt.chain("cali-tw-caliweb").rules if r.action.target]
+    assert "cali-pi-np/ns1/p1" in targets and "cali-pi-np/ns1/p2" in targets
+    assert not any(n.startswith("cali-gi-") for n in filt.programmed_chain_names())
+
+
+def test_shadowed_workload_takes_over_its_interface():
+    a = wep("a", ips=("10.65.0.5/32",), iface="calishared")
+    b = wep("b", ips=("10.65.0.6/32",), iface="calishared")
+    pipeline = _fresh([a, b])
+    dp = pipeline.dataplanes[4]
+    # The smallest workload ID (orchestrator, workload, endpoint) wins the interface.
+    assert dp._active_wep_by_iface["calishared"].workload == "ns1/a"
+    pipeline.on_updates(delete(a))
+    pipeline.complete()
+    assert dp._active_wep_by_iface["calishared"].workload == "ns1/b"
+    assert dp.tables["filter"].is_programmed("cali-tw-calishared")
+    pipeline.on_updates(delete(b))
+    pipeline.complete()
+    assert not dp.tables["filter"].is_programmed("cali-tw-calishared")
+    assert "calishared" not in dp.render_save()
+
+
+def test_host_endpoint_resolution_follows_felix():
+    cfg = FelixConfig.resolve({})
+    dp = DesiredDataplane(cfg, 4)
+    by_name = t.HostEndpointID("b-named")
+    by_ip = t.HostEndpointID("a-by-ip")
+    other_iface = t.HostEndpointID("0-other")
+    star = t.HostEndpointID("z-star")
+    star2 = t.HostEndpointID("y-star")
+    dp.on_messages([
+        t.HostEndpointUpdate(by_name, t.HostEndpoint(name="eth0")),
+        t.HostEndpointUpdate(by_ip, t.HostEndpoint(name="", expected_ipv4_addrs=("10.0.0.1",))),
+        # Names another interface: never a candidate for eth0, even with eth0's address.
+        t.HostEndpointUpdate(other_iface, t.HostEndpoint(name="eth9", expected_ipv4_addrs=("10.0.0.1",))),
+        t.HostEndpointUpdate(star, t.HostEndpoint(name="*")),
+        t.HostEndpointUpdate(star2, t.HostEndpoint(name="*")),
+    ])
+    dp.set_interfaces({"eth0": ["10.0.0.1"], "kube-ipvs0": ["10.0.0.1"], "caliabc": ["10.0.0.1"]})
+    dp.complete()
+    # Matching by name does not beat matching by address: the smallest ID wins.
+    assert dp.resolve_host_endpoints() == {"eth0": by_ip, "any-interface-at-all": star2}
+    save = dp.render_save()
+    assert "--goto cali-fh-eth0" in save and "--goto cali-fh-any-interface-at-all" in save
+    assert "kube-ipvs0" not in save and "cali-fh-caliabc" not in save
+
+
+def test_encapsulation_follows_pools_unless_configured():
+    pools = [t.IPAMPool("10.0.0.0/16", vxlan_mode="CrossSubnet"), t.IPAMPool("fd00::/64", vxlan_mode="Always"),
+             t.IPAMPool("10.1.0.0/16", ipip_mode="Always")]
+    assert encapsulation(FelixConfig.resolve({}), pools) == Encapsulation(True, True, True)
+    off = FelixConfig.resolve({"FELIX_VXLANENABLED": "false", "FELIX_IPINIPENABLED": "false"})
+    # Felix has no IPv6 VXLAN override: the v6 pool still turns it on.
+    assert encapsulation(off, pools) == Encapsulation(False, False, True)
+    assert encapsulation(FelixConfig.resolve({}), []) == Encapsulation(False, False, False)
+
+
+def test_members_follow_felix_spelling():
+    assert canonical_member("10.0.0.1/32") == "10.0.0.1"
+    assert canonical_member("10.0.0.0/24") == "10.0.0.0/24"
+    assert canonical_member("fd00::1/128") == "fd00::1"
+    assert canonical_member("10.0.0.1/32,tcp:80") == "10.0.0.1,tcp:80"
+
+
+def test_config_precedence_through_the_pipeline():
+    node = Resource("Node", {"name": LOCAL}, {"bgp": {"ipv4Address": "10.0.0.1/24"},
+                                              "ipv4VXLANTunnelAddr": "10.65.0.1"})
+    specs = {"default": {"chainInsertMode": "Append", "logPrefix": "global"},
+             "node": {"logPrefix": "host"}}
+    cfg = resolve_config({"FELIX_CHAININSERTMODE": "insert"}, specs, node)
+    assert cfg.ChainInsertMode == "insert" and cfg.LogPrefix == "host"
+    assert cfg.IPv4VXLANTunnelAddr == "10.65.0.1"
+
+
+def test_config_change_after_start_is_flagged():
+    pipeline = _fresh([])
+    assert not pipeline.config_changed
+    fc = Resource("FelixConfiguration", {"name": "default"}, {"chainInsertMode": "Append"})
+    pipeline.on_updates(put(fc))
+    pipeline.complete()
+    assert pipeline.config_changed

@@ -1,0 +1,137 @@
+"""``calico-node felix --dry-run``: the same desired state from files and from a real etcd,
+and clear messages for input it cannot use."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.datastore.client import DatastoreClient
+from node.datastore.etcd import EtcdKV
+from node.felix.dryrun import DryRunError, dry_run, load_files
+from node.model import load_resources
+
+GOLDEN = Path(__file__).parent / "felix_golden"
+IFACES = {"eth0": ["10.0.0.1"], "lo": ["127.0.0.1"]}
+
+
+def _env(**extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CALICO_", "ETCD_", "DATASTORE", "FELIX_", "NODENAME"))}
+    env.update(extra)
+    return env
+
+
+def _calico_node(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node.cli.calico_node", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.etcd
+def test_datastore_and_files_give_the_same_tables(etcd_clean_config, tmp_path):
+    """The scenario stored through the client (the write path calicoctl uses) renders the
+    same as the file: the dry run applies the same write defaults offline."""
+    source = GOLDEN / "two-tiers" / "resources.yaml"
+    kv = EtcdKV(etcd_clean_config)
+    try:
+        client = DatastoreClient(kv)
+        resources = load_resources(source.read_text())
+        for tier in ("default", "kube-admin", "kube-baseline"):
+            client.create(load_resources(f"apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {{name: {tier}}}\n"
+                                         f"spec: {{order: {dict(default=1000000, **{'kube-admin': 1000, 'kube-baseline': 10000000})[tier]}, "
+                                         f"defaultAction: {'Deny' if tier == 'default' else 'Pass'}}}\n")[0])
+        for res in sorted(resources, key=lambda r: r.kind != "Tier"):
+            client.create(res)
+    finally:
+        kv.close()
+    env = {"ETCD_ENDPOINTS": etcd_clean_config.etcd_endpoints[0]}
+    from_etcd = dry_run("node1", env, interfaces=IFACES, sync_timeout=20)
+    from_file = dry_run("node1", {}, files=[str(source)], interfaces=IFACES)
+    assert from_etcd == from_file
+    assert dry_run("node1", env, interfaces=IFACES, what="ipsets") == \
+        dry_run("node1", {}, files=[str(source)], interfaces=IFACES, what="ipsets")
+
+    # The command itself, reading this namespace's interfaces.
+    run = _calico_node("felix", "--dry-run", env=_env(NODENAME="node1", ETCD_ENDPOINTS=env["ETCD_ENDPOINTS"]))
+    assert run.returncode == 0, run.stderr
+    assert "-A cali-pi-np/prod/web " in run.stdout and run.stdout.startswith("*raw\n")
+
+
+def test_unreachable_datastore_is_one_clear_error():
+    with pytest.raises(DryRunError, match=r"not in sync within 1s"):
+        dry_run("node1", {"ETCD_ENDPOINTS": "http://127.0.0.1:1"}, interfaces=IFACES, sync_timeout=1)
+    run = _calico_node("felix", "--dry-run", "--sync-timeout", "1",
+                       env=_env(NODENAME="node1", ETCD_ENDPOINTS="http://127.0.0.1:1"))
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1].startswith("felix: the datastore was not in sync within 1s")
+    assert "Traceback" not in run.stderr
+
+
+def test_bad_documents_are_named_and_the_rest_rendered(tmp_path):
+    path = tmp_path / "in.yaml"
+    path.write_text("""\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: bad-selector, namespace: ns1}
+spec: {selector: "app =="}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: no-tier, namespace: ns1}
+spec: {tier: gold, selector: all(), ingress: [{action: Allow}]}
+---
+apiVersion: projectcalico.org/v3
+kind: Frobnicator
+metadata: {name: x}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: peer}
+spec: {peerIP: 10.0.0.9, asNumber: 64512}
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: node1-k8s-web-eth0, namespace: ns1}
+spec: {orchestrator: k8s, node: node1, pod: web, endpoint: eth0, interfaceName: caliweb,
+       ipNetworks: [10.65.0.5/32], profiles: [kns.ns1]}
+""")
+    resources, problems = load_files([str(path)])
+    assert [r.identifier() for r in resources if r.kind != "Tier"] == [
+        "NetworkPolicy(ns1/no-tier)", "WorkloadEndpoint(ns1/node1-k8s-web-eth0)"]
+    assert problems[0].startswith(f"{path} (document 1): skipped: error with field "
+                                  "NetworkPolicy(ns1/bad-selector).spec.selector = 'app =='")
+    assert problems[1] == f"{path} (document 3): skipped: resource kind 'Frobnicator' is not supported"
+    assert problems[2] == (f"{path} (document 4): skipped BGPPeer(peer): the policy agent does not use "
+                           "BGPPeer resources")
+    assert problems[3] == ("NetworkPolicy(ns1/no-tier).spec.tier: tier 'gold' does not exist "
+                           "(calicoctl would refuse it; the policy agent sorts it last)")
+    # The policy with a missing tier is still enforced, with an end-of-tier drop.
+    text = dry_run("node1", {}, files=[str(path)], interfaces=IFACES)
+    assert "--jump cali-pi-np/ns1/no-tier" in text
+    assert '"End of tier gold. Drop if no policies passed packet"' in text
+
+    run = _calico_node("felix", "--dry-run", "--from-file", str(path), env=_env(NODENAME="node1"))
+    assert run.returncode == 0
+    assert "bad-selector" in run.stderr and "Frobnicator" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unreadable_file_and_disabled_ipv6(tmp_path):
+    with pytest.raises(DryRunError, match="cannot read /nonexistent.yaml"):
+        dry_run("node1", {}, files=["/nonexistent.yaml"], interfaces=IFACES)
+    source = str(GOLDEN / "profile-only" / "resources.yaml")
+    with pytest.raises(DryRunError, match="IPv6 is disabled"):
+        dry_run("node1", {"FELIX_IPV6SUPPORT": "false"}, files=[source], ip_version=6, interfaces=IFACES)
+
+
+def test_felix_environment_changes_the_rendering():
+    source = str(GOLDEN / "profile-only" / "resources.yaml")
+    default = dry_run("node1", {}, files=[source], interfaces=IFACES)
+    changed = dry_run("node1", {"FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT", "FELIX_IPTABLESMARKMASK": "0xff000000",
+                                "FELIX_CHAININSERTMODE": "append"},
+                      files=[source], interfaces=IFACES)
+    assert '"Configured DefaultEndpointToHostAction" --jump DROP' in default
+    assert '"Configured DefaultEndpointToHostAction" --jump ACCEPT' in changed
+    assert "--set-mark 0/0x1b0000" in default and "--set-mark 0/0x1b000000" in changed
