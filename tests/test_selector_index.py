@@ -243,11 +243,32 @@ def test_selector_update_only_scans_candidate_endpoints(idx):
     scanned = []
 
     class Spy(dict):
+        """Records which endpoints' labels were read (one entry per endpoint)."""
+
         def get(self, key, default=None):
-            scanned.append(key)
+            if self.get_id not in scanned:
+                scanned.append(self.get_id)
             return super().get(key, default)
 
-    idx._labels = {ep: Spy(labels) for ep, labels in idx._labels.items()}
-    idx.update_selector("s", "app in {'a1', 'a2'}")
+        def __init__(self, ep, labels):
+            super().__init__(labels)
+            self.get_id = ep
+
+    idx._labels = {ep: Spy(ep, labels) for ep, labels in idx._labels.items()}
+    # Only the 20 candidates the index terms allow are evaluated ...
+    idx.update_selector("s", "app in {'a1', 'a2'} && v != 'x'")
     assert len(scanned) == 20
     assert idx.endpoints_matching("s") == {i for i in range(300) if i % 30 in (1, 2)}
+    # ... and a selector the index terms describe exactly needs no evaluation at all.
+    scanned.clear()
+    idx.update_selector("e", "app in {'a1', 'a2'}")
+    assert scanned == []
+    assert idx.endpoints_matching("e") == {i for i in range(300) if i % 30 in (1, 2)}
+    # Conjunctions intersect their terms: only the a1 endpoints with v are candidates.
+    for i in range(0, 300, 60):
+        idx.update_endpoint(i + 1, {"app": "a1", "v": "y"})
+    idx._labels = {ep: Spy(ep, dict(labels)) for ep, labels in idx._labels.items()}
+    scanned.clear()
+    idx.update_selector("c", "app == 'a1' && has(v) && v != 'x'")
+    assert len(scanned) == 5
+    assert idx.endpoints_matching("c") == {i + 1 for i in range(0, 300, 60)}

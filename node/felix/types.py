@@ -10,8 +10,32 @@ them, nobody mutates them. Tuples, not lists, for the same reason.
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
+
+
+def cached_hash(cls):
+    """Cache a frozen dataclass's hash: identities like PolicyID and the endpoint keys are
+    dict and set keys on every hot path, and the generated ``__hash__`` rebuilds a tuple
+    each time. (The cache is per process: string hashes are salted, so it is never
+    pickled.)"""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+
+    def __hash__(self):
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash(tuple(getattr(self, n) for n in names))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    cls.__hash__ = __hash__
+    cls.__getstate__ = __getstate__
+    return cls
 
 # --------------------------------------------------------------------------------------
 # Policy identity.
@@ -37,6 +61,7 @@ STAGED_KINDS = frozenset({KIND_STAGED_NETWORK_POLICY, KIND_STAGED_GLOBAL_NETWORK
                           KIND_STAGED_KUBERNETES_NETWORK_POLICY})
 
 
+@cached_hash
 @dataclass(frozen=True, order=True)
 class PolicyID:
     """A policy's identity (Felix's types.PolicyID): its v3 kind, namespace and name."""
@@ -158,6 +183,7 @@ class TierInfo:
 # --------------------------------------------------------------------------------------
 # Endpoints.
 
+@cached_hash
 @dataclass(frozen=True, order=True)
 class WorkloadEndpointID:
     orchestrator: str
@@ -188,6 +214,7 @@ class WorkloadEndpoint:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
+@cached_hash
 @dataclass(frozen=True, order=True)
 class HostEndpointID:
     endpoint_id: str

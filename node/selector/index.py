@@ -136,10 +136,13 @@ class LabelIndex:
         terms = self._file_selector(selector_id, selector)
 
         labels = self._labels
-        if terms is None:
+        narrowing, exact = selector.search_plan()
+        if not narrowing:
             new = {ep for ep, ep_labels in labels.items() if match(ep_labels)}
         else:
-            new = {ep for ep in self._endpoints_with(terms) if match(labels[ep])}
+            found = sorted((self._endpoints_with(t) for t in narrowing), key=len)
+            candidates = found[0].intersection(*found[1:]) if len(found) > 1 else found[0]
+            new = candidates if exact else {ep for ep in candidates if match(labels[ep])}
         self._set_selector_matches(selector_id, self._sel_matches.get(selector_id, _EMPTY), new)
 
     def remove_selector(self, selector_id: Hashable) -> None:

@@ -52,7 +52,7 @@ class Selector:
     ``str()`` is Calico's canonical form and ``unique_id()`` its hash; two selectors are
     equal exactly when their canonical forms are.
     """
-    __slots__ = ("root", "_text", "_uid", "_match", "_labels", "_terms")
+    __slots__ = ("root", "_text", "_uid", "_match", "_labels", "_terms", "_plan")
 
     def __init__(self, root: ast.Node):
         self.root = root
@@ -61,6 +61,7 @@ class Selector:
         self._match = root.compile()
         self._labels: frozenset[str] | None = None
         self._terms: ast.Terms | object = _UNSET
+        self._plan: tuple | None = None
 
     def evaluate(self, labels: Mapping[str, str]) -> bool:
         """True if the label set matches."""
@@ -90,6 +91,25 @@ class Selector:
         if self._terms is _UNSET:
             self._terms = self.root.terms(False)
         return None if self._terms is None else dict(self._terms)
+
+    def search_plan(self) -> tuple[tuple[ast.Terms, ...], bool]:
+        """How to find this selector's matches in a label index without testing every
+        candidate: term sets that each narrow the candidates (a match satisfies every one
+        of them, so their intersection is a superset of the matches), and whether that
+        intersection *is* the set of matches (``a == "x"``, ``a in {...}``, ``has(a)`` and
+        conjunctions of those), so no label set needs evaluating at all."""
+        if self._plan is None:
+            parts = self.root.operands if isinstance(self.root, ast.And) else (self.root,)
+            narrowing, exact = [], True
+            for part in parts:
+                terms = part.terms(False)
+                if terms is None:
+                    exact = False
+                    continue
+                narrowing.append(terms)
+                exact = exact and isinstance(part, (ast.LabelEq, ast.LabelIn, ast.Has))
+            self._plan = (tuple(narrowing), exact and bool(narrowing))
+        return self._plan
 
     def __reduce__(self):
         # The compiled matcher is a closure and cannot be pickled; rebuild from the tree.

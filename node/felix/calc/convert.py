@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from node.felix import netaddr
 from node.felix import types as t
 from node.felix.calc import v1
 from node.model import Resource
@@ -45,8 +46,8 @@ def parse_cidr_or_ip(text: Any) -> IPNet | None:
     if not isinstance(text, str) or not text:
         return None
     try:
-        if "/" in text:
-            return ipaddress.ip_network(text, strict=False)
+        if "/" in text or ":" not in text:
+            return netaddr.parse_network(text)
         addr = ipaddress.ip_address(text)
     except ValueError:
         return None
@@ -343,6 +344,9 @@ def extract_dash_separated(name: str, count: int) -> list[str] | None:
     dash; None unless exactly ``count`` parts come out."""
     if len(name) < 2 * count - 1:
         return None
+    if "--" not in name and name[0] != "-" and name[-1] != "-":
+        parts = name.split("-")  # no escaped dashes and no empty parts: a plain split
+        return parts if len(parts) == count else None
     parts = []
     last = -1
     i = 1

@@ -22,6 +22,7 @@ import ipaddress
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
+from node.felix import netaddr
 from node.felix.calc import v1
 from node.felix.calc.rule_scanner import IPSetData, protocol_from, protocol_matches
 from node.selector import LabelIndex
@@ -41,8 +42,10 @@ class EndpointData:
 def host_net(addr_or_net: str) -> IPNet:
     """A workload's network or a host endpoint's address as a single-address CIDR (Felix
     uses the address and ignores any prefix length)."""
-    net = ipaddress.ip_network(addr_or_net, strict=False)
-    return ipaddress.ip_network(net.network_address)
+    net = netaddr.parse_network(addr_or_net)
+    if net.prefixlen == net.max_prefixlen:
+        return net
+    return type(net)((int(net.network_address), net.max_prefixlen))
 
 
 def network_set_nets(nets: Iterable[str]) -> tuple[IPNet, ...]:

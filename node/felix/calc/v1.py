@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node.felix.types import PolicyID
+from node.felix.types import PolicyID, cached_hash
 
 # Policy metadata flags (Felix's policyMetadataFlags).
 FLAG_DO_NOT_TRACK = 1
@@ -96,6 +96,7 @@ class EndpointPort:
     port: int
 
 
+@cached_hash
 @dataclass(frozen=True, order=True)
 class WorkloadEndpointKey:
     hostname: str
@@ -104,12 +105,14 @@ class WorkloadEndpointKey:
     endpoint: str
 
 
+@cached_hash
 @dataclass(frozen=True, order=True)
 class HostEndpointKey:
     hostname: str
     endpoint_id: str
 
 
+@cached_hash
 @dataclass(frozen=True, order=True)
 class NetworkSetKey:
     name: str  # "<namespace>/<name>" for a NetworkSet, "<name>" for a GlobalNetworkSet

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from node.felix.rules.core import ACCEPT, DROP, REJECT, RETURN, Action
+from node.felix.types import cached_hash
 
 DEFAULT_MARK_MASK = 0xFFFF0000
 
@@ -64,6 +65,7 @@ def allocate_marks(mask: int = DEFAULT_MARK_MASK, wireguard: bool = False) -> Ma
 _DEFAULT_MARKS = allocate_marks()
 
 
+@cached_hash
 @dataclass(frozen=True)
 class RulesConfig:
     """Felix's rules.Config, with Felix's defaults."""

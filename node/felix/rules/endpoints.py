@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Mapping, Sequence
 
 from node.felix.rules import names
@@ -87,11 +87,17 @@ def group_policies(policy_ids: Sequence[PolicyID], direction: str,
                    selectors: Mapping[PolicyID, str]) -> tuple[PolicyGroup, ...]:
     """Split a tier's policy list into runs of equal selector (the active policies'
     ``original_selector``; a policy with no known selector groups under "")."""
+    return _group_policies(tuple((pid, selectors.get(pid, "")) for pid in policy_ids), direction)
+
+
+@lru_cache(maxsize=8192)
+def _group_policies(policies: tuple[tuple[PolicyID, str], ...], direction: str) -> tuple[PolicyGroup, ...]:
+    """Grouping is a pure function of the (policy, selector) list; endpoints selected by
+    the same policies share the result (and its hashed group names)."""
     groups: list[PolicyGroup] = []
     run: list[PolicyID] = []
     run_sel = ""
-    for pid in policy_ids:
-        sel = selectors.get(pid, "")
+    for pid, sel in policies:
         if run and sel != run_sel:
             groups.append(PolicyGroup(direction, tuple(run), run_sel))
             run = []
@@ -161,10 +167,21 @@ def endpoint_chain(cfg: RulesConfig, *, name: str, endpoint_prefix: str, tiers: 
                    allow_vxlan_encap: bool = True, allow_ipip_encap: bool = True) -> Chain:
     """One endpoint chain, section by section (spec §3.7.1). ``inbound`` selects the
     ingress policies (``cali-pi-``/``cali-pri-``), else egress (``cali-po-``/``cali-pro-``)."""
-    chain_name = names.endpoint_chain_name(endpoint_prefix, name)
+    return Chain(names.endpoint_chain_name(endpoint_prefix, name),
+                 _endpoint_rules(cfg, tuple(tiers), tuple(profile_ids), inbound, failsafe_chain, chain_type,
+                                 admin_up, allow, allow_vxlan_encap, allow_ipip_encap))
+
+
+@lru_cache(maxsize=8192)
+def _endpoint_rules(cfg: RulesConfig, tiers: tuple[TierGroups, ...], profile_ids: tuple[str, ...],
+                    inbound: bool, failsafe_chain: str, chain_type: str, admin_up: bool, allow: Action,
+                    allow_vxlan_encap: bool, allow_ipip_encap: bool) -> tuple[Rule, ...]:
+    """An endpoint chain's rules. They do not depend on the interface (only the chain's
+    name and rule IDs do), so endpoints with the same policies and profiles share them:
+    replicas of one workload cost one rendering."""
     deny = cfg.deny_action
     if not admin_up:
-        return Chain(chain_name, (Rule((), deny, ("Endpoint admin disabled",)),))
+        return (Rule((), deny, ("Endpoint admin disabled",)),)
 
     rules: list[Rule] = []
     if chain_type != CHAIN_TYPE_UNTRACKED:
@@ -219,7 +236,7 @@ def endpoint_chain(cfg: RulesConfig, *, name: str, endpoint_prefix: str, tiers: 
             rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
                               ("Return if profile accepted",)))
         rules.append(Rule((), deny, (f"{deny} if no profiles matched",)))
-    return Chain(chain_name, tuple(rules))
+    return tuple(rules)
 
 
 def workload_endpoint_chains(cfg: RulesConfig, iface: str, admin_up: bool,
