@@ -123,8 +123,7 @@ def member_version(member: str) -> int | None:
 def canonical_member(member: str) -> str:
     """Felix writes a /32 or /128 as a bare address and other CIDRs masked."""
     head, comma, rest = member.partition(",")
-    net = netaddr.parse_network(head)
-    text = str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+    text = netaddr.member_text(head)
     return f"{text},{rest}" if comma else text
 
 

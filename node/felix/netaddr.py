@@ -15,6 +15,7 @@ from functools import lru_cache
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
+_inet_pton, _inet_ntop = socket.inet_pton, socket.inet_ntop
 
 
 def _packed(addr: str) -> tuple[int, bytes] | None:
@@ -43,9 +44,57 @@ def parse_network(text: str) -> IPNet:
     return ipaddress.ip_network(text, strict=False)
 
 
+def v4_network_text(text: str) -> str | None:
+    """``str(parse_network(text))`` for canonical IPv4 text (``a.b.c.d`` or
+    ``a.b.c.d/n``), computed without building ``ipaddress`` objects; None for anything
+    else, which the caller then parses the general way (so what is accepted, and how it
+    prints, is unchanged). For IPv4 the C functions print exactly as ``ipaddress`` does."""
+    addr, sep, plen = text.partition("/")
+    try:
+        packed = _inet_pton(_V4, addr)
+    except (OSError, ValueError):
+        return None
+    if _inet_ntop(_V4, packed) != addr:
+        return None
+    if not sep or plen == "32":
+        return addr + "/32"
+    if not (plen.isascii() and plen.isdigit()) or plen[0] == "0" and plen != "0":
+        return None
+    prefix = int(plen)
+    if prefix > 32:
+        return None
+    masked = int.from_bytes(packed, "big") & (0xFFFFFFFF ^ (0xFFFFFFFF >> prefix))
+    return f"{_inet_ntop(_V4, masked.to_bytes(4, 'big'))}/{prefix}"
+
+
+def member_text(text: str) -> str:
+    """An address or CIDR as an IP-set member is written: ``parse_network(text)`` printed
+    as the bare address when it is a /32 or /128, else as the masked CIDR. Raises as
+    ``parse_network`` does."""
+    addr, sep, plen = text.partition("/")
+    if not sep or plen == "32":  # a canonical IPv4 host address prints as itself
+        try:
+            if _inet_ntop(_V4, _inet_pton(_V4, addr)) == addr:
+                return addr
+        except (OSError, ValueError):
+            pass
+    fast = v4_network_text(text)
+    if fast is not None:
+        return fast[:-3] if fast.endswith("/32") else fast
+    net = parse_network(text)
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+@lru_cache(maxsize=1 << 16)
 def version(text: str) -> int | None:
     """The family of an address, CIDR or ``address,proto:port`` member (None: not one)."""
     addr = text.split(",", 1)[0].partition("/")[0]
+    if ":" not in addr:
+        try:
+            _inet_pton(_V4, addr)  # accepts exactly the dotted quads ipaddress accepts
+            return 4
+        except (OSError, ValueError):
+            pass
     if _packed(addr) is not None:
         return 6 if ":" in addr else 4
     try:
@@ -58,6 +107,11 @@ def sort_key(text: str) -> tuple:
     """Order members as addresses: family, address bytes, prefix length, the rest."""
     head, _, rest = text.partition(",")
     addr, _, plen = head.partition("/")
+    if ":" not in addr:
+        try:  # IPv4: accepted exactly when canonical (so ``_packed`` would agree)
+            return (0, _inet_pton(_V4, addr), int(plen) if plen.isdigit() else 32, rest)
+        except (OSError, ValueError):
+            pass
     parsed = _packed(addr)
     if parsed is None:
         try:

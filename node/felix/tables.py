@@ -86,6 +86,7 @@ class Table:
         self.ip_version = ip_version
         self.insert_mode = insert_mode
         self.kernel_chains: tuple[str, ...] = KERNEL_CHAINS[name]
+        self._kernel_set = frozenset(self.kernel_chains)
         self._chains: dict[str, Chain] = {}
         # Kernel chains are always referenced.
         self._refs: dict[str, int] = {k: 1 for k in self.kernel_chains}
@@ -123,7 +124,8 @@ class Table:
             self._dirty.add(name)
             chain = self._chains.get(name)
             if chain is not None:
-                self._incref_targets(name, chain.rules)
+                for target in chain.targets:  # (it is referenced now)
+                    self._incref(target)
 
     def _decref(self, name: str) -> None:
         count = self._refs.get(name, 0)
@@ -132,11 +134,17 @@ class Table:
         if count == 1:
             chain = self._chains.get(name)
             if chain is not None:
-                self._decref_targets(name, chain.rules)
+                for target in chain.targets:  # (still referenced until just below)
+                    self._decref(target)
             del self._refs[name]
             self._dirty.add(name)
             return
         self._refs[name] = count - 1
+
+    def _decref_chain_targets(self, chain: Chain) -> None:
+        if self._refs.get(chain.name, 0) > 0:
+            for target in chain.targets:
+                self._decref(target)
 
     # ----------------------------------------------------------------------------------
     # Desired state.
@@ -146,19 +154,23 @@ class Table:
         by both versions never flaps. The old version's force flag is released only after
         the new version is stored, so a chain that loses its last reference that way
         releases its *new* rules' targets (Felix releases the old ones and leaks a ref)."""
-        if chain.name in self.kernel_chains:
-            raise ValueError(f"{chain.name} is a kernel chain; use set_inserts/set_appends")
-        old = self._chains.get(chain.name)
+        name = chain.name
+        if name in self._kernel_set:
+            raise ValueError(f"{name} is a kernel chain; use set_inserts/set_appends")
+        refs = self._refs
+        old = self._chains.get(name)
         if chain.force_programming:
-            self._incref(chain.name)
-        self._incref_targets(chain.name, chain.rules)
+            self._incref(name)
+        if refs.get(name, 0) > 0:  # referenced: its targets are too
+            for target in chain.targets:
+                self._incref(target)
         if old is not None:
-            self._decref_targets(chain.name, old.rules)
-        self._chains[chain.name] = chain
+            self._decref_chain_targets(old)
+        self._chains[name] = chain
         if old is not None and old.force_programming:
-            self._decref(chain.name)
-        if self.is_referenced(chain.name):
-            self._dirty.add(chain.name)
+            self._decref(name)
+        if refs.get(name, 0) > 0:  # (is_referenced)
+            self._dirty.add(name)
 
     def update_chains(self, chains: Iterable[Chain]) -> None:
         for c in chains:
@@ -170,7 +182,7 @@ class Table:
             return
         if old.force_programming:
             self._decref(name)
-        self._decref_targets(name, old.rules)
+        self._decref_chain_targets(old)
         del self._chains[name]
         if self.is_referenced(name):
             self._dirty.add(name)
@@ -224,7 +236,8 @@ class Table:
     def programmed_chain_names(self) -> list[str]:
         """Non-kernel chains that are defined and referenced, in iptables-save order
         (byte order of the name)."""
-        return sorted(n for n in self._chains if self.is_referenced(n))
+        refs = self._refs
+        return sorted([n for n in self._chains if refs.get(n, 0) > 0])
 
     def programmed_chains(self) -> list[Chain]:
         return [self._chains[n] for n in self.programmed_chain_names()]

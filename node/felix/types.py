@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 from dataclasses import dataclass, field
 
 
@@ -37,6 +38,92 @@ def cached_hash(cls):
     cls.__getstate__ = __getstate__
     return cls
 
+
+def fast_init(cls):
+    """Give a frozen dataclass a faster ``__init__`` with the same signature, defaults and
+    result: the generated one calls ``object.__setattr__`` once per field, this one sets
+    the instance dict in one go. For the records made once per endpoint or rule of the
+    cluster (wide ones gain most). Plain frozen dataclasses only: every field positional,
+    no default factories, no ``__post_init__``, no slots."""
+    fields = dataclasses.fields(cls)
+    params = cls.__dataclass_params__
+    if (not params.frozen or "__slots__" in cls.__dict__ or hasattr(cls, "__post_init__")
+            or len(fields) != len(cls.__dataclass_fields__)  # pseudo-fields (InitVar, ClassVar)
+            or any(not f.init or f.kw_only or f.default_factory is not dataclasses.MISSING for f in fields)):
+        raise TypeError(f"fast_init does not handle {cls.__name__}")
+    glob = {"_set": object.__setattr__, "_defaults": {f.name: f.default for f in fields}}
+    args = ", ".join(f.name if f.default is dataclasses.MISSING else f"{f.name}=_defaults[{f.name!r}]"
+                     for f in fields)
+    body = ", ".join(f"{f.name!r}: {f.name}" for f in fields)
+    generated: dict = {}
+    exec(f"def __init__(self, {args}):\n    _set(self, '__dict__', {{{body}}})\n", glob, generated)
+    generated["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = generated["__init__"]
+    return cls
+
+
+_SYMBOLS = {"__lt__": "<", "__le__": "<=", "__gt__": ">", "__ge__": ">="}
+
+
+def key_type(cls):
+    """Turn a small annotated class into an immutable identity key that behaves like a
+    frozen, ordered dataclass of the same fields (same constructor, attributes, ``repr``,
+    equality, ordering and hash value) but is a ``tuple`` underneath: keys are hashed on
+    every dict and set operation of the hot paths, and a tuple's hash runs in C where a
+    dataclass's runs a Python method.
+
+    Equality and ordering are by type first: a key never equals (nor orders against) a
+    plain tuple or a key of another kind, whatever the field values. Methods and
+    properties of the class body are kept."""
+    names = tuple(cls.__dict__.get("__annotations__", {}))
+    defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
+    ns = {k: v for k, v in cls.__dict__.items()
+          if k not in names and k not in ("__dict__", "__weakref__")}
+    params = ", ".join(f"{n}=_defaults[{n!r}]" if n in defaults else n for n in names)
+    glob = {"_defaults": defaults, "_new": tuple.__new__}
+    exec(f"def __new__(_cls, {params}):\n    return _new(_cls, ({', '.join(names)},))\n", glob, ns)
+    ns["__new__"].__qualname__ = f"{cls.__qualname__}.__new__"
+    ns["__slots__"] = ()
+    ns["_fields"] = names
+    ns["__match_args__"] = names
+    for i, n in enumerate(names):
+        ns[n] = property(operator.itemgetter(i), doc=f"Alias for field number {i}")
+
+    # The dataclass repr, as one f-string (keys are printed when they are sorted by text).
+    fields = ", ".join(f"{n}={{self[{i}]!r}}" for i, n in enumerate(names))
+    generated: dict = {}
+    exec(f"def __repr__(self):\n    return f'{{type(self).__qualname__}}({fields})'\n", {}, generated)
+    __repr__ = generated["__repr__"]
+
+    def __getnewargs__(self):
+        return tuple(self)
+
+    def _same(op):
+        compare = getattr(tuple, op)
+
+        def method(self, other):
+            if type(other) is type(self):
+                return compare(self, other)
+            if op in ("__eq__", "__ne__"):
+                return (op == "__ne__") if isinstance(other, tuple) else NotImplemented
+            if isinstance(other, tuple):
+                raise TypeError(f"'{_SYMBOLS[op]}' not supported between instances of "
+                                f"'{type(self).__name__}' and '{type(other).__name__}'")
+            return NotImplemented
+        method.__name__ = op
+        return method
+
+    ns.setdefault("__repr__", __repr__)
+    ns["__getnewargs__"] = __getnewargs__
+    for op in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+        ns[op] = _same(op)
+    ns["__hash__"] = tuple.__hash__
+    new = type(cls.__name__, (tuple,), ns)
+    new.__qualname__ = cls.__qualname__
+    new.__module__ = cls.__module__
+    return new
+
+
 # --------------------------------------------------------------------------------------
 # Policy identity.
 
@@ -61,8 +148,7 @@ STAGED_KINDS = frozenset({KIND_STAGED_NETWORK_POLICY, KIND_STAGED_GLOBAL_NETWORK
                           KIND_STAGED_KUBERNETES_NETWORK_POLICY})
 
 
-@cached_hash
-@dataclass(frozen=True, order=True)
+@key_type
 class PolicyID:
     """A policy's identity (Felix's types.PolicyID): its v3 kind, namespace and name."""
 
@@ -112,6 +198,7 @@ class ICMPMatch:
     code: int | None = None
 
 
+@fast_init
 @dataclass(frozen=True)
 class ParsedRule:
     """One rule after selector namespacing and IP-set scanning.
@@ -150,6 +237,7 @@ class ParsedRule:
     rule_id: str = ""
 
 
+@fast_init
 @dataclass(frozen=True)
 class Policy:
     """An active policy (proto.Policy)."""
@@ -170,6 +258,7 @@ class Profile:
     outbound_rules: tuple[ParsedRule, ...] = ()
 
 
+@cached_hash
 @dataclass(frozen=True)
 class TierInfo:
     """One tier of an endpoint's policy list, with the policies that apply per direction."""
@@ -183,8 +272,7 @@ class TierInfo:
 # --------------------------------------------------------------------------------------
 # Endpoints.
 
-@cached_hash
-@dataclass(frozen=True, order=True)
+@key_type
 class WorkloadEndpointID:
     orchestrator: str
     workload: str
@@ -197,6 +285,7 @@ class NatInfo:
     int_ip: str
 
 
+@fast_init
 @dataclass(frozen=True)
 class WorkloadEndpoint:
     """A local workload endpoint as the dataplane sees it (proto.WorkloadEndpoint)."""
@@ -214,8 +303,7 @@ class WorkloadEndpoint:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
-@cached_hash
-@dataclass(frozen=True, order=True)
+@key_type
 class HostEndpointID:
     endpoint_id: str
 
@@ -284,6 +372,7 @@ class IPPoolType(enum.Enum):
     IPIP = 3
 
 
+@fast_init
 @dataclass(frozen=True)
 class RouteUpdate:
     """What Felix's L3 route resolver knows about one CIDR (proto.RouteUpdate)."""

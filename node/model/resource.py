@@ -48,17 +48,24 @@ class Resource:
         value = self.metadata.get(key) if isinstance(self.metadata, dict) else None
         return value if isinstance(value, kind) else default
 
+    # (``_meta`` inlined in the three accessors the policy agent reads per endpoint.)
     @property
     def name(self) -> str:
-        return self._meta("name", str, "")
+        metadata = self.metadata
+        value = metadata.get("name") if isinstance(metadata, dict) else None
+        return value if isinstance(value, str) else ""
 
     @property
     def namespace(self) -> str:
-        return self._meta("namespace", str, "")
+        metadata = self.metadata
+        value = metadata.get("namespace") if isinstance(metadata, dict) else None
+        return value if isinstance(value, str) else ""
 
     @property
     def labels(self) -> dict:
-        return self._meta("labels", dict, None) or {}
+        metadata = self.metadata
+        value = metadata.get("labels") if isinstance(metadata, dict) else None
+        return value if isinstance(value, dict) and value else {}
 
     @property
     def resource_version(self) -> str:

@@ -18,9 +18,9 @@ proportional to the selectors and endpoints that can actually be affected:
   are filed under the label names they mention: their result can only change when one of
   those labels changes, so an update only evaluates the ones mentioning a changed label
   (a brand-new endpoint is checked against all of them once).
-* Endpoints are filed by label name and by label name/value, so a selector update only
-  evaluates the endpoints that have one of its index terms (every endpoint only for a
-  selector that cannot be narrowed).
+* Endpoints are filed by label name/value (those with a label at all are the union of its
+  values' sets), so a selector update only evaluates the endpoints that have one of its
+  index terms (every endpoint only for a selector that cannot be narrowed).
 
 Callbacks run after the index is consistent again, so they may query it.
 """
@@ -74,12 +74,8 @@ def _discard2(index: dict, key: Hashable, value: Hashable, item: Hashable) -> No
             del index[key]
 
 
-class _Endpoint:
-    __slots__ = ("own", "parents")
-
-    def __init__(self, own: dict[str, str], parents: tuple):
-        self.own = own
-        self.parents = parents
+# An endpoint: its own labels and its ordered parents, as the pair (own, parents).
+_Endpoint = tuple
 
 
 class _Parent:
@@ -113,8 +109,9 @@ class LabelIndex:
         self._endpoints: dict[Hashable, _Endpoint] = {}
         self._parents: dict[Hashable, _Parent] = {}
         self._labels: dict[Hashable, dict[str, str]] = {}
-        self._eps_by_value: dict[str, dict[str, set]] = {}   # label -> value -> endpoint ids
-        self._eps_by_label: dict[str, set] = {}              # label -> endpoint ids
+        # label -> value -> endpoint ids (the endpoints with a label at all are the union
+        # of its value sets: each has one value).
+        self._eps_by_value: dict[str, dict[str, set]] = {}
 
         # Current matches, both ways round.
         self._sel_matches: dict[Hashable, set] = {}
@@ -140,8 +137,13 @@ class LabelIndex:
         if not narrowing:
             new = {ep for ep, ep_labels in labels.items() if match(ep_labels)}
         else:
-            found = sorted((self._endpoints_with(t) for t in narrowing), key=len)
-            candidates = found[0].intersection(*found[1:]) if len(found) > 1 else found[0]
+            # Each term set is read straight from the index when it is one label value
+            # (no copy); only what is kept as the matches is a new set.
+            found = sorted((self._endpoints_with(t, copy=False) for t in narrowing), key=len)
+            if len(found) > 1:
+                candidates = found[0].intersection(*found[1:])
+            else:
+                candidates = set(found[0]) if exact else found[0]
             new = candidates if exact else {ep for ep in candidates if match(labels[ep])}
         self._set_selector_matches(selector_id, self._sel_matches.get(selector_id, _EMPTY), new)
 
@@ -184,17 +186,22 @@ class LabelIndex:
                 for value in values:
                     _discard2(self._sels_by_value, label, value, sel_id)
 
-    def _endpoints_with(self, terms: dict) -> set:
-        """Endpoints satisfying at least one index term: a superset of the matches."""
+    def _endpoints_with(self, terms: dict, copy: bool = True) -> set | frozenset:
+        """Endpoints satisfying at least one index term: a superset of the matches. With
+        ``copy=False`` the result may be the index's own set, to be read, not kept."""
+        if not copy and len(terms) == 1:
+            (label, values), = terms.items()
+            if values is not None and len(values) == 1:
+                (value,) = values
+                return self._eps_by_value.get(label, {}).get(value) or _EMPTY
         found: set = set()
         for label, values in terms.items():
-            if values is None:
-                members = self._eps_by_label.get(label)
-                if members:
-                    found |= members
-                continue
             by_value = self._eps_by_value.get(label)
             if not by_value:
+                continue
+            if values is None:
+                for members in by_value.values():
+                    found |= members
                 continue
             for value in values:
                 members = by_value.get(value)
@@ -209,14 +216,20 @@ class LabelIndex:
             self._sel_matches[sel_id] = new
         else:
             self._sel_matches.pop(sel_id, None)
+        ep_matches = self._ep_matches
         for ep in stopped:
-            _discard(self._ep_matches, ep, sel_id)
+            _discard(ep_matches, ep, sel_id)
         for ep in started:
-            _add(self._ep_matches, ep, sel_id)
+            members = ep_matches.get(ep)  # (_add, inlined: a new selector's every match)
+            if members is None:
+                ep_matches[ep] = {sel_id}
+            else:
+                members.add(sel_id)
+        on_stopped, on_started = self._on_stopped, self._on_started
         for ep in stopped:
-            self._on_stopped(sel_id, ep)
+            on_stopped(sel_id, ep)
         for ep in started:
-            self._on_started(sel_id, ep)
+            on_started(sel_id, ep)
 
     # ----------------------------------------------------------------- endpoints
 
@@ -227,20 +240,33 @@ class LabelIndex:
         parents = tuple(parent_ids)
         ep = self._endpoints.get(endpoint_id)
         if ep is None:
-            ep = self._endpoints[endpoint_id] = _Endpoint(own, parents)
-            for parent_id in set(parents):
-                self._attach(parent_id, endpoint_id)
+            ep = self._endpoints[endpoint_id] = (own, parents)
+            known = self._parents
+            for parent_id in (parents if len(parents) < 2 else set(parents)):
+                parent = known.get(parent_id)  # (_attach, inlined)
+                if parent is None:
+                    parent = known[parent_id] = _Parent()
+                parent.children.add(endpoint_id)
+            if len(parents) == 1:  # (_effective_labels' usual case, inlined)
+                inherited = known[parents[0]].labels
+                if inherited:
+                    merged = dict(inherited)
+                    merged.update(own)
+                    self._apply_labels(endpoint_id, merged)
+                    return
+            self._apply_labels(endpoint_id, self._effective_labels(ep))
+            return
         else:
-            if ep.own == own and ep.parents == parents:
+            old_own, old_parents = ep
+            if old_own == own and old_parents == parents:
                 return
-            if ep.parents != parents:
-                old_parents, new_parents = set(ep.parents), set(parents)
+            if old_parents != parents:
+                old_parents, new_parents = set(old_parents), set(parents)
                 for parent_id in old_parents - new_parents:
                     self._detach(parent_id, endpoint_id)
                 for parent_id in new_parents - old_parents:
                     self._attach(parent_id, endpoint_id)
-            ep.own = own
-            ep.parents = parents
+            ep = self._endpoints[endpoint_id] = (own, parents)
         self._apply_labels(endpoint_id, self._effective_labels(ep))
 
     def remove_endpoint(self, endpoint_id: Hashable) -> None:
@@ -248,53 +274,62 @@ class LabelIndex:
         ep = self._endpoints.pop(endpoint_id, None)
         if ep is None:
             return
-        for parent_id in set(ep.parents):
+        for parent_id in set(ep[1]):
             self._detach(parent_id, endpoint_id)
         for label, value in self._labels.pop(endpoint_id).items():
             _discard2(self._eps_by_value, label, value, endpoint_id)
-            _discard(self._eps_by_label, label, endpoint_id)
         self._set_endpoint_matches(endpoint_id, self._ep_matches.get(endpoint_id, _EMPTY), set())
 
     def _apply_labels(self, ep_id: Hashable, new: dict[str, str]) -> None:
         """Re-index an endpoint whose effective labels may have changed to ``new``."""
-        old = self._labels.get(ep_id)
+        labels = self._labels
+        old = labels.get(ep_id)
+        eps_by_value = self._eps_by_value
         if old is None:
-            changed: Iterable[str] = new.keys()
-            old = {}
+            # A new endpoint: file every label (the helpers inlined: this runs for every
+            # endpoint of a resync).
+            for label, value in new.items():
+                by_value = eps_by_value.get(label)
+                if by_value is None:
+                    eps_by_value[label] = {value: {ep_id}}
+                else:
+                    members = by_value.get(value)
+                    if members is None:
+                        by_value[value] = {ep_id}
+                    else:
+                        members.add(ep_id)
+            changed = None
+            if not self._selectors:
+                labels[ep_id] = new
+                return  # nothing to match (as at a resync, before any selector)
         elif old == new:
             return
         else:
             changed = [k for k, v in new.items() if old.get(k) != v]
             changed += [k for k in old if k not in new]
-
-        eps_by_value, eps_by_label = self._eps_by_value, self._eps_by_label
-        for label in changed:
-            if label in old:
-                _discard2(eps_by_value, label, old[label], ep_id)
-                if label not in new:
-                    _discard(eps_by_label, label, ep_id)
-            if label in new:
-                _add2(eps_by_value, label, new[label], ep_id)
-                if label not in old:
-                    _add(eps_by_label, label, ep_id)
-        is_new = ep_id not in self._labels
-        self._labels[ep_id] = new
+            for label in changed:
+                if label in old:
+                    _discard2(eps_by_value, label, old[label], ep_id)
+                if label in new:
+                    _add2(eps_by_value, label, new[label], ep_id)
+        labels[ep_id] = new
 
         # Candidates: selectors filed under one of the endpoint's labels ...
         candidates: set = set()
         sels_by_value, sels_by_label = self._sels_by_value, self._sels_by_label
-        for label, value in new.items():
-            by_value = sels_by_value.get(label)
-            if by_value is not None:
-                members = by_value.get(value)
+        if sels_by_value or sels_by_label:
+            for label, value in new.items():
+                by_value = sels_by_value.get(label)
+                if by_value is not None:
+                    members = by_value.get(value)
+                    if members:
+                        candidates |= members
+                members = sels_by_label.get(label)
                 if members:
                     candidates |= members
-            members = sels_by_label.get(label)
-            if members:
-                candidates |= members
         # ... plus un-narrowed selectors whose inputs changed, plus previous matches.
         old_matches = self._ep_matches.get(ep_id, _EMPTY)
-        if is_new:
+        if changed is None:
             candidates |= self._unnarrowed
         else:
             by_label = self._unnarrowed_by_label
@@ -303,6 +338,8 @@ class LabelIndex:
                 if members:
                     candidates |= members
             candidates |= old_matches
+        if not candidates and not old_matches:
+            return  # nothing matched before or can match now
 
         matchers = self._matchers
         now = {sel for sel in candidates if matchers[sel](new)}
@@ -317,10 +354,15 @@ class LabelIndex:
             self._ep_matches[ep_id] = new
         else:
             self._ep_matches.pop(ep_id, None)
+        sel_matches = self._sel_matches
         for sel in stopped:
-            _discard(self._sel_matches, sel, ep_id)
+            _discard(sel_matches, sel, ep_id)
         for sel in started:
-            _add(self._sel_matches, sel, ep_id)
+            members = sel_matches.get(sel)  # (_add, inlined)
+            if members is None:
+                sel_matches[sel] = {ep_id}
+            else:
+                members.add(ep_id)
         for sel in stopped:
             self._on_stopped(sel, ep_id)
         for sel in started:
@@ -367,17 +409,25 @@ class LabelIndex:
             del self._parents[parent_id]
 
     def _effective_labels(self, ep: _Endpoint) -> dict[str, str]:
-        if not ep.parents:
-            return ep.own
+        own, parents = ep
+        if not parents:
+            return own
+        if len(parents) == 1:  # the common case, without the loop
+            parent_labels = self._parents[parents[0]].labels
+            if not parent_labels:
+                return own
+            merged = dict(parent_labels)
+            merged.update(own)
+            return merged
         merged: dict[str, str] = {}
         # Later parents first so that earlier ones, then the endpoint's own labels, win.
-        for parent_id in reversed(ep.parents):
+        for parent_id in reversed(parents):
             parent_labels = self._parents[parent_id].labels
             if parent_labels:
                 merged.update(parent_labels)
         if not merged:
-            return ep.own
-        merged.update(ep.own)
+            return own
+        merged.update(own)
         return merged
 
     # ----------------------------------------------------------------- queries

@@ -130,6 +130,23 @@ class Selector:
         return hash(self._text)
 
 
+# Token kinds as module constants: the parser compares every token with several, and
+# an attribute of the Kind enum class costs a lookup each time.
+_ALL = Kind.ALL
+_AND = Kind.AND
+_COMMA = Kind.COMMA
+_GLOBAL = Kind.GLOBAL
+_HAS = Kind.HAS
+_LABEL = Kind.LABEL
+_LBRACE = Kind.LBRACE
+_LPAREN = Kind.LPAREN
+_NOT = Kind.NOT
+_OR = Kind.OR
+_RBRACE = Kind.RBRACE
+_RPAREN = Kind.RPAREN
+_STRING = Kind.STRING
+
+
 class _Parser:
     """One parse of one token list; ``i`` indexes the next unconsumed token.
 
@@ -148,14 +165,14 @@ class _Parser:
 
     def parse_or(self) -> ast.Node:
         operands = [self.parse_and()]
-        while self.tokens[self.i].kind is Kind.OR:
+        while self.tokens[self.i].kind is _OR:
             self.i += 1
             operands.append(self.parse_and())
         return operands[0] if len(operands) == 1 else ast.Or(operands)
 
     def parse_and(self) -> ast.Node:
         operands = [self.parse_operation()]
-        while self.tokens[self.i].kind is Kind.AND:
+        while self.tokens[self.i].kind is _AND:
             self.i += 1
             operands.append(self.parse_operation())
         return operands[0] if len(operands) == 1 else ast.And(operands)
@@ -163,23 +180,23 @@ class _Parser:
     def parse_operation(self) -> ast.Node:
         tokens = self.tokens
         negated = False
-        while tokens[self.i].kind is Kind.NOT:
+        while tokens[self.i].kind is _NOT:
             negated = not negated
             self.i += 1
         tok = tokens[self.i]
         kind = tok.kind
-        if kind is Kind.HAS:
+        if kind is _HAS:
             self.i += 1
             node: ast.Node = ast.Has(tok.value)
-        elif kind is Kind.ALL:
+        elif kind is _ALL:
             self.i += 1
             node = ast.All()
-        elif kind is Kind.GLOBAL:
+        elif kind is _GLOBAL:
             self.i += 1
             node = ast.Global()
-        elif kind is Kind.LABEL:
+        elif kind is _LABEL:
             node = self.parse_comparison()
-        elif kind is Kind.LPAREN:
+        elif kind is _LPAREN:
             if self.depth >= MAX_NESTING:
                 raise self.error(tok, f"at most {MAX_NESTING} levels of nested parentheses")
             self.i += 1
@@ -187,7 +204,7 @@ class _Parser:
             node = self.parse_or()
             self.depth -= 1
             closing = tokens[self.i]
-            if closing.kind is not Kind.RPAREN:
+            if closing.kind is not _RPAREN:
                 raise self.error(closing, "')' or a boolean operator")
             self.i += 1
         else:
@@ -200,7 +217,7 @@ class _Parser:
         self.i += 2
         if op.kind in _STRING_OPS:
             literal = tokens[self.i]
-            if literal.kind is not Kind.STRING:
+            if literal.kind is not _STRING:
                 raise self.error(literal, f"a quoted string after {op.kind.value}")
             self.i += 1
             return _STRING_OPS[op.kind](label.value, literal.value)
@@ -212,19 +229,19 @@ class _Parser:
     def parse_set(self, op: Token) -> list[str]:
         tokens = self.tokens
         brace = tokens[self.i]
-        if brace.kind is not Kind.LBRACE:
+        if brace.kind is not _LBRACE:
             raise self.error(brace, f"a set literal '{{...}}' after {op.kind.value}")
         self.i += 1
         values = []
-        while tokens[self.i].kind is Kind.STRING:
+        while tokens[self.i].kind is _STRING:
             values.append(tokens[self.i].value)
             self.i += 1
-            if tokens[self.i].kind is not Kind.COMMA:
+            if tokens[self.i].kind is not _COMMA:
                 break
             self.i += 1
         closing = tokens[self.i]
-        if closing.kind is not Kind.RBRACE:
-            expected = "',' or '}'" if values and tokens[self.i - 1].kind is Kind.STRING \
+        if closing.kind is not _RBRACE:
+            expected = "',' or '}'" if values and tokens[self.i - 1].kind is _STRING \
                 else "a quoted string or '}'"
             raise self.error(closing, expected)
         self.i += 1

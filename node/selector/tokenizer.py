@@ -57,6 +57,9 @@ class Kind(enum.Enum):
     EOF = "end of selector"
 
 
+_token = tuple.__new__  # Token(...) without its Python-level __new__ (same object)
+
+
 class Token(NamedTuple):
     kind: Kind
     value: str
@@ -133,43 +136,53 @@ def _expected_operand(prev: Kind) -> str:
     return "a label name, has(), all(), global(), '!' or '('"
 
 
+# Token kinds as module constants for the loop below (an attribute of the Kind enum class
+# costs a lookup each time).
+_K_EOF = Kind.EOF
+_K_HAS = Kind.HAS
+_K_LABEL = Kind.LABEL
+_K_NE = Kind.NE
+_K_NOT = Kind.NOT
+_K_STRING = Kind.STRING
+
+
 def tokenize(text: str) -> list[Token]:
     """Return the tokens of ``text``, always ending with an EOF token."""
     tokens: list[Token] = []
     append = tokens.append
     n = len(text)
     i = _WS.match(text, 0).end()
-    prev = Kind.EOF  # stands for "nothing yet"
+    prev = _K_EOF  # stands for "nothing yet"
     while i < n:
         c = text[i]
         if c in _SINGLE_CHAR:
-            append(Token(_SINGLE_CHAR[c], "", i))
+            append(_token(Token, (_SINGLE_CHAR[c], "", i)))
             i += 1
         elif c == '"' or c == "'":
             end = text.find(c, i + 1)
             if end < 0:
                 raise SelectorError(text, i, f"a closing {c} for the string started here",
                                     "end of selector")
-            append(Token(Kind.STRING, text[i + 1:end], i))
+            append(_token(Token, (_K_STRING, text[i + 1:end], i)))
             i = end + 1
         elif c in _DOUBLE_CHAR:
             op, kind = _DOUBLE_CHAR[c]
             if not text.startswith(op, i):
                 raise SelectorError(text, i, repr(op), repr(text[i:i + 2]))
-            append(Token(kind, "", i))
+            append(_token(Token, (kind, "", i)))
             i += 2
         elif c == "!":
             if text.startswith("!=", i):
-                append(Token(Kind.NE, "", i))
+                append(_token(Token, (_K_NE, "", i)))
                 i += 2
             else:
-                append(Token(Kind.NOT, "", i))
+                append(_token(Token, (_K_NOT, "", i)))
                 i += 1
-        elif prev is Kind.LABEL:
+        elif prev is _K_LABEL:
             for pattern, kind in _LABEL_OPERATORS:
                 m = pattern.match(text, i)
                 if m:
-                    append(Token(kind, "", i))
+                    append(_token(Token, (kind, "", i)))
                     i = m.end()
                     break
             else:
@@ -184,7 +197,7 @@ def tokenize(text: str) -> list[Token]:
             j = _WS.match(text, j).end()
             if not text.startswith(")", j):
                 raise SelectorError(text, j, "')' to close has(", _found(text, j))
-            append(Token(Kind.HAS, name, i))
+            append(_token(Token, (_K_HAS, name, i)))
             i = j + 1
         else:
             for prefix, kind in _NULLARY_FUNCS:
@@ -192,14 +205,15 @@ def tokenize(text: str) -> list[Token]:
                     j = _WS.match(text, i + len(prefix)).end()
                     if not text.startswith(")", j):
                         raise SelectorError(text, j, f"')' to close {prefix}", _found(text, j))
-                    append(Token(kind, "", i))
+                    append(_token(Token, (kind, "", i)))
                     i = j + 1
                     break
             else:
                 name, j = _cut_label(text, i, _expected_operand(prev))
-                append(Token(Kind.LABEL, name, i))
+                append(_token(Token, (_K_LABEL, name, i)))
                 i = j
         prev = tokens[-1].kind
-        i = _WS.match(text, i).end()
-    append(Token(Kind.EOF, "", n))
+        if i < n and (text[i] == " " or text[i] == "\t"):
+            i = _WS.match(text, i).end()
+    append(_token(Token, (_K_EOF, "", n)))
     return tokens

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from node.felix import netaddr
@@ -31,6 +32,7 @@ LABEL_SERVICE_ACCOUNT = "projectcalico.org/serviceaccount"
 NAMESPACE_LABEL_PREFIX = "pcns."
 SERVICE_ACCOUNT_LABEL_PREFIX = "pcsa."
 NAMESPACE_PROFILE_PREFIX = "kns."
+_RESERVED_LABEL_PREFIXES = (NAMESPACE_LABEL_PREFIX, SERVICE_ACCOUNT_LABEL_PREFIX)
 DEFAULT_TIER = "default"
 PERF_HINT_ASSUME_NEEDED = "AssumeNeededOnEveryNode"
 
@@ -71,6 +73,8 @@ def parse_ip(text: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def nets_to_strings(nets: Iterable[Any]) -> tuple[str, ...]:
     """Parse, mask and print; unparseable entries are skipped (libcalico-go's
     NormalizeIPNets/ConvertStringsToNets)."""
+    if not nets:
+        return ()
     out = []
     for text in nets or ():
         net = parse_cidr_or_ip(text)
@@ -210,6 +214,8 @@ def _action(action: str) -> str:
 
 
 def _ports(values: Any) -> tuple[v1.Port, ...]:
+    if not values:
+        return ()
     out = []
     for p in values or ():
         if isinstance(p, bool) or not isinstance(p, (int, str)):
@@ -281,11 +287,13 @@ def convert_rules(rules: Any, namespace: str) -> tuple[v1.Rule, ...]:
 # --------------------------------------------------------------------------------------
 # Policies, profiles, tiers.
 
-POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_GLOBAL_NETWORK_POLICY}
+POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_GLOBAL_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY}
+# Namespaced policy kinds: a Kubernetes NetworkPolicy (KDD) is enforced like a NetworkPolicy.
+NAMESPACED_POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY}
 
 
 def policy_id(res: Resource) -> t.PolicyID:
-    if res.kind == t.KIND_NETWORK_POLICY:
+    if res.kind in NAMESPACED_POLICY_KINDS:
         return t.PolicyID(res.name, res.namespace, res.kind)
     return t.PolicyID(res.name, "", res.kind)
 
@@ -293,8 +301,8 @@ def policy_id(res: Resource) -> t.PolicyID:
 def convert_policy(res: Resource) -> v1.Policy:
     """A NetworkPolicy or GlobalNetworkPolicy (the network/global policy processors)."""
     spec = res.spec
-    ns = res.namespace if res.kind == t.KIND_NETWORK_POLICY else ""
-    if res.kind == t.KIND_NETWORK_POLICY:
+    ns = res.namespace if res.kind in NAMESPACED_POLICY_KINDS else ""
+    if res.kind in NAMESPACED_POLICY_KINDS:
         if not ns:
             raise ValueError("a NetworkPolicy needs a namespace")
         selector = network_policy_selector(spec.get("selector") or "", ns,
@@ -362,12 +370,27 @@ def extract_dash_separated(name: str, count: int) -> list[str] | None:
     return parts if len(parts) == count else None
 
 
+@lru_cache(maxsize=4096)
+def _shared_value(value: tuple) -> tuple:
+    return value
+
+
+def _shared(value: tuple) -> tuple:
+    """One object per distinct (immutable) tuple, e.g. the profile list every endpoint of
+    a namespace has: thousands of endpoints keep one copy instead of one each."""
+    try:
+        return _shared_value(value)
+    except TypeError:  # unhashable entries: kept as they are
+        return value
+
+
 def workload_endpoint_key(res: Resource) -> v1.WorkloadEndpointKey:
     """The v1 key comes from the resource *name* (node-orchestrator-workload-endpoint)."""
-    parts = extract_dash_separated(res.name, 4)
-    if parts is None or not res.namespace:
-        raise ValueError(f"name {res.name!r} is not <node>-<orchestrator>-<workload>-<endpoint>")
-    return v1.WorkloadEndpointKey(parts[0], parts[1], f"{res.namespace}/{parts[2]}", parts[3])
+    name, namespace = res.name, res.namespace
+    parts = extract_dash_separated(name, 4)
+    if parts is None or not namespace:
+        raise ValueError(f"name {name!r} is not <node>-<orchestrator>-<workload>-<endpoint>")
+    return v1.WorkloadEndpointKey(parts[0], parts[1], f"{namespace}/{parts[2]}", parts[3])
 
 
 def _endpoint_ports(ports: Any, skip_unnamed: bool) -> tuple[v1.EndpointPort, ...]:
@@ -382,10 +405,15 @@ def _endpoint_ports(ports: Any, skip_unnamed: bool) -> tuple[v1.EndpointPort, ..
 def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
     """None for an endpoint without IP networks: Felix cannot render it yet."""
     spec = res.spec
-    if not spec.get("ipNetworks"):
+    networks = spec.get("ipNetworks")
+    if not networks:
         return None
     v4, v6 = [], []
-    for text in spec["ipNetworks"]:
+    for text in networks:
+        fast = netaddr.v4_network_text(text) if type(text) is str else None
+        if fast is not None:  # canonical IPv4, printed without building the network
+            v4.append(fast)
+            continue
         net = parse_cidr_or_ip(text)
         if net is None:
             raise ValueError(f"invalid ipNetworks entry {text!r}")
@@ -396,10 +424,14 @@ def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
         if int_ip is not None and ext_ip is not None:
             (nat4 if int_ip.version == 4 else nat6).append((str(ext_ip), str(int_ip)))
     # A workload may not claim another namespace's or service account's labels.
-    labels = {k: v for k, v in res.labels.items()
-              if not k.startswith((NAMESPACE_LABEL_PREFIX, SERVICE_ACCOUNT_LABEL_PREFIX))}
-    if spec.get("serviceAccountName"):
-        labels[LABEL_SERVICE_ACCOUNT] = spec["serviceAccountName"]
+    account = spec.get("serviceAccountName")
+    if account:
+        labels = {k: v for k, v in res.labels.items() if not k.startswith(_RESERVED_LABEL_PREFIXES)}
+        labels[LABEL_SERVICE_ACCOUNT] = account
+        label_pairs = sorted_pairs(labels)
+    else:  # the same pairs, without the intermediate dict
+        label_pairs = tuple(sorted([(k, v) for k, v in res.labels.items()
+                                    if not k.startswith(_RESERVED_LABEL_PREFIXES)]))
     spoofed = []
     for text in spec.get("allowSpoofedSourcePrefixes") or ():
         net = parse_cidr_or_ip(text)
@@ -407,18 +439,20 @@ def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
             raise ValueError(f"invalid allowSpoofedSourcePrefixes entry {text!r}")
         spoofed.append(str(net))
     mac = spec.get("mac") or ""
-    return v1.WorkloadEndpoint(
-        name=spec.get("interfaceName") or "",
-        labels=sorted_pairs(labels),
-        profile_ids=tuple(spec.get("profiles") or ()),
-        mac=normalise_mac(mac) if mac else "",
-        ipv4_nets=tuple(v4),
-        ipv6_nets=tuple(v6),
-        ipv4_nat=tuple(nat4),
-        ipv6_nat=tuple(nat6),
-        ports=_endpoint_ports(spec.get("ports"), skip_unnamed=True),
-        allow_spoofed_source_prefixes=tuple(spoofed),
-        annotations=sorted_pairs(res.metadata.get("annotations")),
+    ports = spec.get("ports")
+    annotations = res.metadata.get("annotations")
+    return v1.WorkloadEndpoint(  # (positionally: one per endpoint of the cluster)
+        spec.get("interfaceName") or "",                              # name
+        label_pairs,                                                  # labels
+        _shared(tuple(spec.get("profiles") or ())),                   # profile_ids
+        normalise_mac(mac) if mac else "",                            # mac
+        tuple(v4),                                                    # ipv4_nets
+        tuple(v6),                                                    # ipv6_nets
+        tuple(nat4),                                                  # ipv4_nat
+        tuple(nat6),                                                  # ipv6_nat
+        _endpoint_ports(ports, skip_unnamed=True) if ports else (),   # ports
+        tuple(spoofed),                                               # allow_spoofed_source_prefixes
+        sorted_pairs(annotations) if annotations else (),             # annotations
     )
 
 

@@ -29,7 +29,7 @@ from node.felix import types as t
 from node.felix.calc import convert as cv
 from node.felix.calc import v1, validation
 from node.felix.calc.config_track import ConfigTracker
-from node.felix.calc.members import EndpointData, IPSetMemberIndex, host_net, network_set_nets
+from node.felix.calc.members import EndpointData, IPSetMemberIndex, host_net_text, network_set_nets
 from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, split_tiers
 from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs, scan_policy,
                                           scan_profile)
@@ -86,6 +86,7 @@ class PolicyCalculation:
 
         self._handlers: dict[str, Callable[[Resource, bool], None]] = {
             t.KIND_NETWORK_POLICY: self._on_policy,
+            t.KIND_KUBERNETES_NETWORK_POLICY: self._on_policy,
             t.KIND_GLOBAL_NETWORK_POLICY: self._on_policy,
             "Tier": self._on_tier,
             "Profile": self._on_profile,
@@ -152,10 +153,14 @@ class PolicyCalculation:
         except _CONVERSION_ERRORS as exc:
             problems = [str(exc) or type(exc).__name__]
         if problems:
-            log.warning("Validation failed for %s; treating it as missing: %s",
-                        res.identifier(), "; ".join(problems))
-            return None
+            return self._invalid(res, problems)
         return value
+
+    @staticmethod
+    def _invalid(res: Resource, problems: list[str]) -> None:
+        log.warning("Validation failed for %s; treating it as missing: %s",
+                    res.identifier(), "; ".join(problems))
+        return None
 
     def _move_key(self, ident: tuple[str, str, str], key: Hashable | None,
                   remove: Callable[[Hashable], None]) -> None:
@@ -333,20 +338,44 @@ class PolicyCalculation:
     # ================================================================== endpoints
 
     def _on_workload_endpoint(self, res: Resource, deleted: bool) -> None:
-        ident = self._ident(res)
-        if not deleted and res.spec.get("allowSpoofedSourcePrefixes"):
+        # One call per endpoint of the cluster at a resync, so ``_ident``, ``_convert``,
+        # ``_move_key`` and ``_host_nets`` are inlined here, with their exact behaviour.
+        ident = (res.kind, res.namespace, res.name)
+        spoofs = not deleted and res.spec.get("allowSpoofedSourcePrefixes")
+        if spoofs:
             self._spoofing_weps[ident] = res
-        else:
+        elif self._spoofing_weps:
             self._spoofing_weps.pop(ident, None)
-        key = self._convert(res, cv.workload_endpoint_key)
+        try:
+            key = cv.workload_endpoint_key(res)
+        except _CONVERSION_ERRORS as exc:
+            key = self._invalid(res, [str(exc) or type(exc).__name__])
         ep = None
         if key is not None and not deleted:
-            ep = self._convert(res, cv.convert_workload_endpoint, validation.workload_endpoint_problems,
-                               self._source_spoofing())
-        self._move_key(ident, key if ep is not None else None, self._remove_endpoint)
+            # The spoofing setting only matters to an endpoint that asks for prefixes
+            # (one that does not converts with none, which the check reads first).
+            spoofing = self._source_spoofing() if spoofs else ""
+            try:
+                ep = cv.convert_workload_endpoint(res)
+                problems = validation.workload_endpoint_problems(ep, spoofing) if ep is not None else []
+            except _CONVERSION_ERRORS as exc:
+                problems = [str(exc) or type(exc).__name__]
+            if problems:
+                ep = self._invalid(res, problems)
+        new_key = key if ep is not None else None
+        old = self._keys.get(ident)
+        if old is not None and old != new_key:
+            self._remove_endpoint(old)
+        if new_key is None:
+            self._keys.pop(ident, None)
+        else:
+            self._keys[ident] = new_key
         if ep is not None:
-            data = EndpointData(tuple(host_net(n) for n in ep.ipv4_nets + ep.ipv6_nets), ep.ports)
-            self._set_endpoint(key, ep, data)
+            # The converted networks are canonical text, so a /32 is its own host network.
+            v4, v6 = ep.ipv4_nets, ep.ipv6_nets
+            if v6 or len(v4) != 1 or not v4[0].endswith("/32"):
+                v4 = tuple(host_net_text(n) for n in v4 + v6)
+            self._set_endpoint(key, ep, EndpointData(v4, ep.ports))
 
     def _on_host_endpoint(self, res: Resource, deleted: bool) -> None:
         ident = self._ident(res)
@@ -355,7 +384,7 @@ class PolicyCalculation:
         self._move_key(ident, key if ep is not None else None, self._remove_endpoint)
         if ep is not None:
             addrs = ep.expected_ipv4_addrs + ep.expected_ipv6_addrs
-            self._set_endpoint(key, ep, EndpointData(tuple(host_net(a) for a in addrs), ep.ports))
+            self._set_endpoint(key, ep, EndpointData(tuple(host_net_text(a) for a in addrs), ep.ports))
 
     def _on_network_set(self, res: Resource, deleted: bool) -> None:
         ident = self._ident(res)
@@ -366,22 +395,19 @@ class PolicyCalculation:
         self._move_key(ident, key if ns is not None else None, self._members.remove_endpoint)
         if ns is not None:
             self._members.update_endpoint(key, ns.labels, ns.profile_ids,
-                                          EndpointData(network_set_nets(ns.nets)))
-
-    def _is_local(self, key: Hashable) -> bool:
-        return getattr(key, "hostname", None) == self.hostname
+                                          EndpointData(tuple(str(n) for n in network_set_nets(ns.nets))))
 
     def _set_endpoint(self, key: Hashable, ep: v1.WorkloadEndpoint | v1.HostEndpoint,
                       data: EndpointData) -> None:
         self._members.update_endpoint(key, ep.labels, ep.profile_ids, data)
-        if not self._is_local(key):
+        if getattr(key, "hostname", None) != self.hostname:  # (_is_local, inlined)
             return
         old = self._local.get(key)
         if old == ep:
             return
         self._local[key] = ep
         self._set_profile_users(key, () if old is None else old.profile_ids, ep.profile_ids)
-        self._active.update_endpoint(key, dict(ep.labels), ep.profile_ids)
+        self._active.update_endpoint(key, ep.labels, ep.profile_ids)  # the index copies them into a dict
         self._sync_policies()
         self._dirty.add(key)
 
@@ -395,6 +421,9 @@ class PolicyCalculation:
             self._dirty.add(key)
 
     def _flush_endpoints(self) -> None:
+        # Endpoints matched by the same policies get the same tiers; policy metadata and
+        # tiers do not change during the flush, so the split is worked out once per set.
+        splits: dict[frozenset, Any] = {}
         for key in self._dirty:
             ep = self._local.get(key)
             if isinstance(key, v1.WorkloadEndpointKey):
@@ -402,18 +431,22 @@ class PolicyCalculation:
                 if ep is None:
                     self._seq.remove("wep", msg_id)
                 else:
-                    tiers = split_tiers(self._resolve(key)).normal
+                    tiers = self._split(key, splits).normal
                     self._seq.update("wep", msg_id, _workload_message(ep, tiers))
             else:
                 msg_id = t.HostEndpointID(key.endpoint_id)
                 if ep is None:
                     self._seq.remove("hep", msg_id)
                 else:
-                    self._seq.update("hep", msg_id, _host_message(ep, split_tiers(self._resolve(key))))
+                    self._seq.update("hep", msg_id, _host_message(ep, self._split(key, splits)))
         self._dirty.clear()
 
-    def _resolve(self, key: Hashable):
-        return resolve_tiers(self._active.selectors_matching(key), self._policy_meta, self._tiers)
+    def _split(self, key: Hashable, memo: dict[frozenset, Any]):
+        pids = self._active.selectors_matching(key)
+        split = memo.get(pids)
+        if split is None:
+            split = memo[pids] = split_tiers(resolve_tiers(pids, self._policy_meta, self._tiers))
+        return split
 
     # ================================================================== pass-through
 
@@ -462,8 +495,8 @@ def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...]) ->
         ipv4_nets=ep.ipv4_nets,
         ipv6_nets=ep.ipv6_nets,
         tiers=tiers,
-        ipv4_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv4_nat),
-        ipv6_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv6_nat),
+        ipv4_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv4_nat) if ep.ipv4_nat else (),
+        ipv6_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv6_nat) if ep.ipv6_nat else (),
         allow_spoofed_source_prefixes=ep.allow_spoofed_source_prefixes,
         annotations=ep.annotations,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from node.felix import netaddr
 from node.felix.calc import v1
@@ -31,11 +31,12 @@ MemberCallback = Callable[[str, str], None]
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True)
-class EndpointData:
-    """An endpoint's contribution inputs: its CIDRs and its named ports."""
+class EndpointData(NamedTuple):
+    """An endpoint's contribution inputs: its CIDRs, as text (``str()`` of the network,
+    which is what a selector set holds), and its named ports. (A named tuple: one is
+    made per endpoint of the cluster, and they are only compared with each other.)"""
 
-    nets: tuple[IPNet, ...] = ()
+    nets: tuple[str, ...] = ()
     ports: tuple[v1.EndpointPort, ...] = ()
 
 
@@ -46,6 +47,14 @@ def host_net(addr_or_net: str) -> IPNet:
     if net.prefixlen == net.max_prefixlen:
         return net
     return type(net)((int(net.network_address), net.max_prefixlen))
+
+
+def host_net_text(addr_or_net: str) -> str:
+    """``str(host_net(addr_or_net))``, without building the network for canonical IPv4."""
+    fast = netaddr.v4_network_text(addr_or_net)
+    if fast is None:
+        return str(host_net(addr_or_net))
+    return fast if fast.endswith("/32") else fast.partition("/")[0] + "/32"
 
 
 def network_set_nets(nets: Iterable[str]) -> tuple[IPNet, ...]:
@@ -60,17 +69,18 @@ def network_set_nets(nets: Iterable[str]) -> tuple[IPNet, ...]:
     return tuple(out)
 
 
-def contribution(ep: EndpointData, ipset: IPSetData) -> list[str]:
-    """The members one (matching) endpoint puts into a set, in Felix's member format."""
+def contribution(ep: EndpointData, ipset: IPSetData) -> tuple[str, ...]:
+    """The members one (matching) endpoint puts into a set, in Felix's member format (the
+    address of a network's text is what precedes its ``/``)."""
     if not ipset.named_port_protocol:
-        return [str(net) for net in ep.nets]
+        return ep.nets
     out = []
     for port in ep.ports:
         if port.name == ipset.named_port and protocol_matches(ipset.named_port_protocol, port.protocol):
             proto = protocol_from(port.protocol)
             for net in ep.nets:
-                out.append(f"{net.network_address},{proto}:{port.port}")
-    return out
+                out.append(f"{net.partition('/')[0]},{proto}:{port.port}")
+    return tuple(out)
 
 
 class _Overlaps:
@@ -129,9 +139,8 @@ class IPSetMemberIndex:
         self._index = LabelIndex(self._match_started, self._match_stopped)
         self._sets: dict[str, IPSetData] = {}
         self._endpoints: dict[Hashable, EndpointData] = {}
-        self._labels: dict[Hashable, tuple] = {}
-        # (set ID, endpoint) -> the members that endpoint put in.
-        self._contrib: dict[tuple[str, Hashable], tuple[str, ...]] = {}
+        # set ID -> endpoint -> the members that endpoint put in (kept while the set is).
+        self._contrib: dict[str, dict[Hashable, tuple[str, ...]]] = {}
         self._refs: dict[str, dict[str, int]] = {}
         self._overlaps: dict[str, _Overlaps] = {}
 
@@ -143,6 +152,7 @@ class IPSetMemberIndex:
             return
         self._sets[ipset.id] = ipset
         self._refs[ipset.id] = {}
+        self._contrib[ipset.id] = {}
         if self._suppress:
             self._overlaps[ipset.id] = _Overlaps()
         if ipset.selector is not None:  # service sets have no members here
@@ -154,6 +164,7 @@ class IPSetMemberIndex:
             return
         self._index.remove_selector(set_id)  # _match_stopped sees the set gone: no events
         del self._refs[set_id]
+        del self._contrib[set_id]
         self._overlaps.pop(set_id, None)
 
     def members(self, set_id: str) -> frozenset[str]:
@@ -168,24 +179,21 @@ class IPSetMemberIndex:
 
     def update_endpoint(self, key: Hashable, labels: Iterable[tuple[str, str]],
                         parents: Iterable[str], data: EndpointData) -> None:
-        labels = tuple(labels)
-        parents = tuple(parents)
         old = self._endpoints.get(key)
         self._endpoints[key] = data
         if old is not None and old != data:
             # Same matches (for now), different addresses or ports: re-contribute.
             for set_id in self._index.selectors_matching(key):
                 self._set_contribution(set_id, key, contribution(data, self._sets[set_id]))
-        if self._labels.get(key) != (labels, parents):
-            self._labels[key] = (labels, parents)
-            self._index.update_endpoint(key, dict(labels), parents)
+        # (The index copies the labels into a dict and does nothing when they and the
+        # parents are unchanged.)
+        self._index.update_endpoint(key, labels, parents)
 
     def remove_endpoint(self, key: Hashable) -> None:
         if key not in self._endpoints:
             return
         self._index.remove_endpoint(key)
         del self._endpoints[key]
-        del self._labels[key]
 
     def update_parent(self, parent_id: str, labels: Iterable[tuple[str, str]]) -> None:
         self._index.update_parent(parent_id, dict(labels))
@@ -196,23 +204,38 @@ class IPSetMemberIndex:
     # ------------------------------------------------------------------ matching
 
     def _match_started(self, set_id: str, key: Hashable) -> None:
-        self._set_contribution(set_id, key, contribution(self._endpoints[key], self._sets[set_id]))
+        ipset, data = self._sets[set_id], self._endpoints[key]
+        # (``contribution``'s common case, a selector set's CIDRs, inlined.)
+        new = contribution(data, ipset) if ipset.named_port_protocol else data.nets
+        by_key = self._contrib[set_id]
+        if not new or key in by_key or set_id in self._overlaps:
+            self._set_contribution(set_id, key, new)
+            return
+        # The usual case, a first contribution to a set without overlap suppression:
+        # ``_set_contribution`` and ``_member_added`` inlined.
+        by_key[key] = new
+        refs = self._refs[set_id]
+        on_added = self._on_added
+        for m in new:
+            count = refs.get(m, 0)
+            refs[m] = count + 1
+            if count == 0:
+                on_added(set_id, m)
 
     def _match_stopped(self, set_id: str, key: Hashable) -> None:
-        if set_id not in self._sets:  # the whole set is being removed
-            self._contrib.pop((set_id, key), None)
+        if set_id not in self._sets:  # the whole set is being removed (contributions too)
             return
-        self._set_contribution(set_id, key, [])
+        self._set_contribution(set_id, key, ())
 
-    def _set_contribution(self, set_id: str, key: Hashable, members: list[str]) -> None:
-        new = tuple(members)
-        old = self._contrib.get((set_id, key), ())
+    def _set_contribution(self, set_id: str, key: Hashable, new: tuple[str, ...]) -> None:
+        by_key = self._contrib[set_id]
+        old = by_key.get(key, ())
         if new == old:
             return
         if new:
-            self._contrib[(set_id, key)] = new
+            by_key[key] = new
         else:
-            self._contrib.pop((set_id, key), None)
+            by_key.pop(key, None)
         refs = self._refs[set_id]
         for m in new:  # additions first, so a member moving between endpoints stays
             count = refs.get(m, 0)

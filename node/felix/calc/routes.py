@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from node.datastore.syncer import Update, UpdateType
+from node.felix import netaddr
 from node.felix.types import (IPPoolType, RouteRemove, RouteType, RouteUpdate, RouteUpdateMsg,
                               VXLANTunnelEndpoint, VXLANTunnelEndpointRemove, VXLANTunnelEndpointUpdate)
 from node.model import ipam as ipam_records
@@ -348,6 +349,8 @@ class _Info:
 
 def _supernet(cidr: Network, prefix: int) -> Network:
     """The network of length ``prefix`` that encloses ``cidr``."""
+    if prefix == cidr.prefixlen:
+        return cidr  # (networks are kept masked)
     bits = cidr.max_prefixlen
     mask = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
     return type(cidr)((int(cidr.network_address) & mask, prefix))
@@ -399,7 +402,11 @@ class RouteCalculation:
                 elif value.kind == "Node":
                     self._on_node(value.name, None if gone else value)
                 elif value.kind == "WorkloadEndpoint":
-                    self._on_workload(update.key, None if gone else value)
+                    # (A remote workload never routed as local changes nothing: skipped
+                    # without the call, there being thousands of them at a resync.)
+                    if gone or update.key in self._wep_nets or \
+                            (value.spec or {}).get("node") == self.hostname:
+                        self._on_workload(update.key, None if gone else value)
         self._flush()
 
     def take_messages(self) -> list:
@@ -558,6 +565,9 @@ class RouteCalculation:
         if res is not None and (res.spec or {}).get("node") == self.hostname:
             nets = []
             for text in res.spec.get("ipNetworks") or []:
+                if type(text) is str and netaddr.v4_network_text(text) is not None:
+                    nets.append(netaddr.parse_network(text))  # canonical IPv4: the same network, parsed fast
+                    continue
                 parsed = _parse_cidr_or_ip(text)
                 if parsed is not None:
                     nets.append(parsed[1])
@@ -580,16 +590,18 @@ class RouteCalculation:
     def _update(self, cidr: Network, change) -> None:
         """Apply ``change`` to what is known about ``cidr`` and mark what it can affect."""
         info = self._index.get(cidr)
-        if info is None:
+        indexed = info is not None
+        if not indexed:
             info = _Info()
         change(info)
         length = (cidr.version, cidr.prefixlen)
         if info.empty():
-            if self._index.pop(cidr, None) is not None:
+            if indexed:
+                del self._index[cidr]
                 self._prefix_counts[length] -= 1
                 if not self._prefix_counts[length]:
                     del self._prefix_counts[length]
-        elif cidr not in self._index:
+        elif not indexed:
             self._index[cidr] = info
             self._prefix_counts[length] = self._prefix_counts.get(length, 0) + 1
         self._dirty.add(cidr)
@@ -598,16 +610,29 @@ class RouteCalculation:
 
     def _flush(self) -> None:
         if self._dirty_parents:
-            # Anything a changed CIDR encloses may inherit from it.
-            parents = self._dirty_parents
-            lengths = sorted({(net.version, net.prefixlen) for net in parents})
+            # Anything a changed CIDR encloses may inherit from it: a CIDR is inside a
+            # parent when, cut to the parent's length, its address is the parent's (the
+            # comparison ``_supernet(cidr, prefix) in parents`` makes, done on integers).
+            by_length: dict[tuple[int, int], set[int]] = {}
+            for net in self._dirty_parents:
+                by_length.setdefault((net.version, net.prefixlen), set()).add(int(net.network_address))
+            lengths = sorted(by_length)
             for cidr in self._index:
-                if any(version == cidr.version and prefix <= cidr.prefixlen and _supernet(cidr, prefix) in parents
-                       for version, prefix in lengths):
-                    self._dirty.add(cidr)
+                version, plen, bits = cidr.version, cidr.prefixlen, cidr.max_prefixlen
+                value = int(cidr.network_address)
+                for length in lengths:
+                    v, prefix = length
+                    if v == version and prefix <= plen and \
+                            (value >> (bits - prefix)) << (bits - prefix) in by_length[length]:
+                        self._dirty.add(cidr)
+                        break
             self._dirty_parents = set()
+        # The index does not change while the dirty CIDRs are computed, so what encloses
+        # them is looked up once per distinct enclosing network.
+        lengths = sorted(self._prefix_counts)
+        enclosing: dict[tuple[int, int, int], _Info | None] = {}
         for cidr in self._dirty:
-            new = self._compute(cidr)
+            new = self._compute(cidr, lengths, enclosing)
             old = self._current.get(cidr)
             if new == old:
                 continue
@@ -635,9 +660,17 @@ class RouteCalculation:
                 self._changed_vteps.add(node)
         self._dirty_vteps = set()
 
-    def _compute(self, cidr: Network) -> RouteUpdate | None:
-        """The RouteUpdate for one CIDR, from everything enclosing it (Felix's flush)."""
-        if cidr not in self._index or str(cidr) in _EMPTY_DSTS:
+    def _compute(self, cidr: Network, lengths: list[tuple[int, int]] | None = None,
+                 enclosing: dict | None = None) -> RouteUpdate | None:
+        """The RouteUpdate for one CIDR, from everything enclosing it (Felix's flush).
+        ``lengths`` is ``sorted(self._prefix_counts)`` and ``enclosing`` a memo of index
+        entries by (family bits, prefix, address >> host bits), both valid while the
+        index is unchanged."""
+        own_info = self._index.get(cidr)
+        if own_info is None:
+            return None
+        dst = str(cidr)
+        if dst in _EMPTY_DSTS:
             return None
         types = RouteType.CIDR_INFO
         pool_type = IPPoolType.NONE
@@ -646,11 +679,22 @@ class RouteCalculation:
         cross_subnet = block_seen = block_matches = has_tunnel_ref = False
         block_node = ""
         block_types = RouteType.CIDR_INFO
-        for version, prefix in sorted(self._prefix_counts):
-            if version != cidr.version or prefix > cidr.prefixlen:
+        if lengths is None:
+            lengths = sorted(self._prefix_counts)
+        if enclosing is None:
+            enclosing = {}
+        own_version, own_prefix, bits = cidr.version, cidr.prefixlen, cidr.max_prefixlen
+        for version, prefix in lengths:
+            if version != own_version or prefix > own_prefix:
                 continue
-            net = _supernet(cidr, prefix)
-            info = self._index.get(net)
+            if prefix == own_prefix:
+                info = own_info
+            else:
+                key = (bits, prefix, int(cidr.network_address) >> (bits - prefix))
+                if key in enclosing:
+                    info = enclosing[key]
+                else:
+                    info = enclosing[key] = self._index.get(_supernet(cidr, prefix))
             if info is None:
                 continue
             if info.pool is not None:
@@ -664,7 +708,7 @@ class RouteCalculation:
                 else:
                     block_seen, block_node = True, info.block_node
                 dst_node = info.block_node
-                if net == cidr:
+                if prefix == own_prefix:  # (the enclosing network is the CIDR itself)
                     block_matches = True
                 # Held back until the walk ends: a tunnel address inside a wider block is
                 # not a workload.
@@ -695,7 +739,7 @@ class RouteCalculation:
             addr = node_info.addr(cidr.version)
             dst_ip = str(addr) if addr is not None else ""
         same_subnet = cross_subnet and node_info is not None and self._in_our_subnet(node_info, cidr.version)
-        return RouteUpdate(dst=str(cidr), types=types, ip_pool_type=pool_type, dst_node_name=dst_node,
+        return RouteUpdate(dst=dst, types=types, ip_pool_type=pool_type, dst_node_name=dst_node,
                            dst_node_ip=dst_ip, same_subnet=same_subnet, nat_outgoing=nat,
                            local_workload=local_workload, borrowed=borrowed)
 

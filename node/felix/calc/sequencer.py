@@ -52,15 +52,23 @@ class EventSequencer:
         removed = self._removed_members.get(set_id)
         if removed and member in removed:
             removed.discard(member)
+            return
+        added = self._added_members.get(set_id)
+        if added is None:
+            self._added_members[set_id] = {member}
         else:
-            self._added_members.setdefault(set_id, set()).add(member)
+            added.add(member)
 
     def member_removed(self, set_id: str, member: str) -> None:
         added = self._added_members.get(set_id)
         if added and member in added:
             added.discard(member)
+            return
+        removed = self._removed_members.get(set_id)
+        if removed is None:
+            self._removed_members[set_id] = {member}
         else:
-            self._removed_members.setdefault(set_id, set()).add(member)
+            removed.add(member)
 
     # ------------------------------------------------------------------ keyed state
 

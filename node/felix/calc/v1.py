@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node.felix.types import PolicyID, cached_hash
+from node.felix.types import PolicyID, fast_init, key_type
 
 # Policy metadata flags (Felix's policyMetadataFlags).
 FLAG_DO_NOT_TRACK = 1
@@ -22,6 +22,7 @@ FLAG_EGRESS = 16
 Port = int | str  # a number, "first:last", or a port name
 
 
+@fast_init
 @dataclass(frozen=True)
 class Rule:
     """A rule after selector namespacing (libcalico-go's model.Rule)."""
@@ -59,6 +60,7 @@ class Rule:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
+@fast_init
 @dataclass(frozen=True)
 class Policy:
     """A NetworkPolicy or GlobalNetworkPolicy (libcalico-go's model.Policy)."""
@@ -96,8 +98,7 @@ class EndpointPort:
     port: int
 
 
-@cached_hash
-@dataclass(frozen=True, order=True)
+@key_type
 class WorkloadEndpointKey:
     hostname: str
     orchestrator: str
@@ -105,19 +106,18 @@ class WorkloadEndpointKey:
     endpoint: str
 
 
-@cached_hash
-@dataclass(frozen=True, order=True)
+@key_type
 class HostEndpointKey:
     hostname: str
     endpoint_id: str
 
 
-@cached_hash
-@dataclass(frozen=True, order=True)
+@key_type
 class NetworkSetKey:
     name: str  # "<namespace>/<name>" for a NetworkSet, "<name>" for a GlobalNetworkSet
 
 
+@fast_init
 @dataclass(frozen=True)
 class WorkloadEndpoint:
     name: str  # the interface

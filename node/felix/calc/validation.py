@@ -135,7 +135,7 @@ def workload_endpoint_problems(ep: v1.WorkloadEndpoint, source_spoofing: str) ->
         out.append("missing workload endpoint name (interfaceName)")
     if ep.allow_spoofed_source_prefixes and source_spoofing != SPOOFING_ANY:
         out.append("source IP spoofing requested but not enabled in Felix configuration")
-    return out + _port_problems(ep.ports)
+    return out + _port_problems(ep.ports) if ep.ports else out
 
 
 def host_endpoint_problems(ep: v1.HostEndpoint) -> list[str]:

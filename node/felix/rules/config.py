@@ -8,6 +8,7 @@ are Felix's defaults; the glue maps the resolved Felix parameters onto these fie
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import NamedTuple
 
 from node.felix.rules.core import ACCEPT, DROP, REJECT, RETURN, Action
@@ -63,6 +64,12 @@ def allocate_marks(mask: int = DEFAULT_MARK_MASK, wireguard: bool = False) -> Ma
 
 
 _DEFAULT_MARKS = allocate_marks()
+
+
+@lru_cache(maxsize=64)
+def _interned(cfg: "RulesConfig") -> "RulesConfig":
+    """The first of the equal configs seen lately (they are immutable, so any will do)."""
+    return cfg
 
 
 @cached_hash
@@ -135,9 +142,12 @@ class RulesConfig:
         (a WireGuard bit only when ``wireguard_enabled`` or ``wireguard_enabled_v6``)."""
         wg = bool(kwargs.get("wireguard_enabled") or kwargs.get("wireguard_enabled_v6"))
         m = allocate_marks(mask, wireguard=wg)
-        return cls(mark_accept=m.accept, mark_pass=m.pass_, mark_drop=m.drop,
-                   mark_scratch0=m.scratch0, mark_scratch1=m.scratch1,
-                   mark_endpoint=m.endpoint, mark_wireguard=m.wireguard, **kwargs)
+        cfg = cls(mark_accept=m.accept, mark_pass=m.pass_, mark_drop=m.drop,
+                  mark_scratch0=m.scratch0, mark_scratch1=m.scratch1,
+                  mark_endpoint=m.endpoint, mark_wireguard=m.wireguard, **kwargs)
+        # One object per distinct value (it is immutable): the renderers' caches are keyed
+        # by it, and a key found by identity skips comparing some fifty fields.
+        return _interned(cfg)
 
     def replace(self, **changes) -> "RulesConfig":
         return replace(self, **changes)

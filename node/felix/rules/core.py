@@ -12,14 +12,14 @@ action, space-joined) is computed once, because every rendering and every hash r
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Iterable, Sequence
 
-from node.felix.types import PortRange
+from node.felix.types import PortRange, cached_hash
 
 RULE_HASH_PREFIX = "cali:"
 RULE_ID_LENGTH = 16
@@ -50,6 +50,9 @@ def ports_to_multiport(ports: Iterable[PortRange | int]) -> str:
     return ",".join(parts)
 
 
+_new_tuple = tuple.__new__
+
+
 class Match(tuple):
     """An ordered tuple of match fragments with Felix's builder methods.
 
@@ -63,10 +66,10 @@ class Match(tuple):
         return tuple.__new__(cls, fragments)
 
     def _add(self, fragment: str) -> "Match":
-        return Match((*self, fragment))
+        return _new_tuple(Match, (*self, fragment))  # (Match(...) without the Python __new__)
 
     def __add__(self, other: Iterable[str]) -> "Match":  # type: ignore[override]
-        return Match((*self, *other))
+        return _new_tuple(Match, (*self, *other))
 
     def render(self) -> str:
         return " ".join(self)
@@ -239,6 +242,7 @@ class Match(tuple):
 # --------------------------------------------------------------------------------------
 # Actions.
 
+@cached_hash
 @dataclass(frozen=True)
 class Action:
     """One action fragment. ``target`` is the chain a jump/goto refers to (refcounting);
@@ -336,26 +340,40 @@ def comment_fragment(text: str) -> str:
     return f'-m comment --comment "{safe}"'
 
 
+_NO_MATCH = Match()
+
+
 class Rule:
     """Match fragments, an optional action and comments; immutable once built."""
 
-    __slots__ = ("match", "action", "comments", "body")
+    __slots__ = ("match", "action", "comments", "body", "hash_tail")
 
     def __init__(self, match: Sequence[str] = (), action: Action | None = None,
                  comments: Sequence[str] = ()):
         if type(match) is not Match:
-            match = Match(match)
-        comments = tuple(comments)
-        parts = [comment_fragment(c) for c in comments] if comments else []
-        if match:
-            parts.append(" ".join(match))
-        if action is not None and action.fragment:
-            parts.append(action.fragment)
-        setter = object.__setattr__
-        setter(self, "match", match)
-        setter(self, "action", action)
-        setter(self, "comments", comments)
-        setter(self, "body", " ".join(parts))
+            match = _NO_MATCH if match == () and type(match) is tuple else Match(match)
+        if type(comments) is not tuple:
+            comments = tuple(comments)
+        fragment = action.fragment if action is not None else ""
+        if comments:
+            parts = [comment_fragment(c) for c in comments]
+            if match:
+                parts.append(" ".join(match))
+            if fragment:
+                parts.append(fragment)
+            body = " ".join(parts)
+        elif match:  # (the same joining, without the list)
+            body = f"{' '.join(match)} {fragment}" if fragment else " ".join(match)
+        else:
+            body = fragment
+        # (Slots set through their descriptors: __setattr__ refuses, the rule being immutable.)
+        _set_match(self, match)
+        _set_action(self, action)
+        _set_comments(self, comments)
+        _set_body(self, body)
+        # What the rule adds to its hash input, encoded once (rules are hashed in every
+        # chain that holds them, and many are shared).
+        _set_hash_tail(self, (" " + body).encode() if body else b"")
 
     def __setattr__(self, name, value):
         raise AttributeError("Rule is immutable")
@@ -382,6 +400,11 @@ class Rule:
 
     def ip_set_names(self) -> list[str]:
         return self.match.ip_set_names()
+
+
+_set_match, _set_action, _set_comments, _set_body, _set_hash_tail = (
+    Rule.match.__set__, Rule.action.__set__, Rule.comments.__set__, Rule.body.__set__,
+    Rule.hash_tail.__set__)
 
 
 def _with_hash(op: str, chain: str, rule_id: str, body: str) -> str:
@@ -417,20 +440,46 @@ def hash_input(rule: Rule, chain: str) -> str:
     return f"-A {chain} HASH {body}" if body else f"-A {chain} HASH"
 
 
+class lazy_property:
+    """``functools.cached_property`` without its lock (Python 3.11 takes one on every first
+    computation, a measurable cost across thousands of chains): computed on first access
+    and stored in the instance dict, which later accesses read directly. The values it
+    caches are pure functions of immutable objects, so a race computes the same value."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
+
+_ID_BYTES = RULE_ID_LENGTH * 3 // 4  # 16 base64 characters encode exactly 12 bytes
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def rule_hashes(chain_name: str, rules: Sequence[Rule]) -> list[str]:
     """Chained SHA-224 IDs: seed with the chain name, then each rule hashes the previous
-    digest plus its own hash input; the ID is the first 16 base64url characters."""
-    digest = hashlib.sha224(chain_name.encode()).digest()
-    ids = []
-    prefix = f"-A {chain_name} HASH"
-    b64 = base64.urlsafe_b64encode
+    digest plus its own hash input; the ID is the first 16 base64url characters.
+
+    The 16 characters encode exactly the digest's first 12 bytes, so the IDs of a whole
+    chain are encoded in one go (12-byte groups never straddle a base64 quantum)."""
+    sha224 = hashlib.sha224
+    digest = sha224(chain_name.encode()).digest()
+    prefix = f"-A {chain_name} HASH".encode()  # + " <body>" when there is a body
+    heads = []
     for rule in rules:
-        h = hashlib.sha224(digest)
-        body = rule.body
-        h.update((f"{prefix} {body}" if body else prefix).encode())
-        digest = h.digest()
-        ids.append(b64(digest)[:RULE_ID_LENGTH].decode())
-    return ids
+        digest = sha224(digest + prefix + rule.hash_tail).digest()
+        heads.append(digest[:_ID_BYTES])
+    text = binascii.b2a_base64(b"".join(heads), newline=False).translate(_URLSAFE).decode()
+    return [text[i:i + RULE_ID_LENGTH] for i in range(0, len(text), RULE_ID_LENGTH)]
 
 
 @dataclass(frozen=True, eq=True)
@@ -446,9 +495,16 @@ class Chain:
         if not isinstance(self.rules, tuple):
             object.__setattr__(self, "rules", tuple(self.rules))
 
-    @cached_property
+    @lazy_property
     def rule_ids(self) -> tuple[str, ...]:
         return tuple(rule_hashes(self.name, self.rules))
+
+    @lazy_property
+    def targets(self) -> tuple[str, ...]:
+        """The chains the rules jump or go to, in rule order (repeats kept: the tables
+        count one reference per rule)."""
+        return tuple(r.action.target for r in self.rules
+                     if r.action is not None and r.action.target is not None)
 
     def referenced_chains(self) -> list[str]:
         return [r.action.target for r in self.rules
@@ -461,8 +517,10 @@ class Chain:
         return names
 
     def render(self) -> list[str]:
-        """Every rule as an ``-A`` line with its ``cali:`` ID."""
-        return [render_append(r, self.name, i) for r, i in zip(self.rules, self.rule_ids)]
+        """Every rule as an ``-A`` line with its ``cali:`` ID (``render_append``, inlined)."""
+        head = f'-A {self.name} -m comment --comment "{RULE_HASH_PREFIX}'
+        return [f'{head}{i}" {r.body}' if r.body else f'{head}{i}"'
+                for r, i in zip(self.rules, self.rule_ids)]
 
 
 def find_chain(chains: Iterable[Chain], name: str) -> Chain | None:

@@ -8,6 +8,7 @@ chains always exist, possibly empty, because the static chains jump to them.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 from node.felix.rules import names
@@ -69,24 +70,33 @@ def _dispatch_tree(root: str, iface_names: Iterable[str], endpoint_prefix: str,
     return children + [Chain(root, tuple(root_rules) + tuple(end_rules))]
 
 
+_NO_MATCH = Match()
+
+
 def _in(name: str) -> Match:
-    return Match().in_interface(name)
+    return _NO_MATCH.in_interface(name)
 
 
 def _out(name: str) -> Match:
-    return Match().out_interface(name)
+    return _NO_MATCH.out_interface(name)
 
 
 def workload_dispatch_chains(cfg: RulesConfig, iface_names: Iterable[str]) -> list[Chain]:
     """``cali-from-wl-dispatch`` (goto ``cali-fw-``) and ``cali-to-wl-dispatch`` (goto
     ``cali-tw-``), each with its children first; traffic of an unknown ``cali*`` interface
     is dropped ("Unknown interface")."""
-    names_list = list(iface_names)
+    return list(_workload_dispatch_chains(cfg, tuple(iface_names)))
+
+
+@lru_cache(maxsize=4)
+def _workload_dispatch_chains(cfg: RulesConfig, names_list: tuple[str, ...]) -> tuple[Chain, ...]:
+    """A pure function of immutable inputs (chains are immutable): both IP families'
+    dataplanes, which dispatch to the same interfaces, share one rendering."""
     end = (Rule((), cfg.deny_action, ("Unknown interface",)),)
-    return (_dispatch_tree(names.CHAIN_FROM_WORKLOAD_DISPATCH, names_list,
-                           names.WORKLOAD_FROM_ENDPOINT_PREFIX, _in, end)
-            + _dispatch_tree(names.CHAIN_TO_WORKLOAD_DISPATCH, names_list,
-                             names.WORKLOAD_TO_ENDPOINT_PREFIX, _out, end))
+    return tuple(_dispatch_tree(names.CHAIN_FROM_WORKLOAD_DISPATCH, names_list,
+                                names.WORKLOAD_FROM_ENDPOINT_PREFIX, _in, end)
+                 + _dispatch_tree(names.CHAIN_TO_WORKLOAD_DISPATCH, names_list,
+                                  names.WORKLOAD_TO_ENDPOINT_PREFIX, _out, end))
 
 
 def _host_end_rules(cfg: RulesConfig, default_iface: str, apply_on_forward: bool):

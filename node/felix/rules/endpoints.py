@@ -16,14 +16,14 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
 from node.felix.rules.core import (
-    ACCEPT, NOTRACK, RETURN, Action, Chain, Match, Rule, clear_mark, jump, set_mark)
-from node.felix.types import HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint
+    ACCEPT, NOTRACK, RETURN, Action, Chain, Match, Rule, clear_mark, jump, lazy_property, set_mark)
+from node.felix.types import HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint, cached_hash
 
 DIRECTION_INBOUND = "inbound"
 DIRECTION_OUTBOUND = "outbound"
@@ -40,6 +40,7 @@ CHAIN_TYPE_FORWARD = "forward"
 # --------------------------------------------------------------------------------------
 # Policy groups.
 
+@cached_hash
 @dataclass(frozen=True)
 class PolicyGroup:
     """Consecutive policies of one tier and direction sharing one selector."""
@@ -48,7 +49,7 @@ class PolicyGroup:
     policies: tuple[PolicyID, ...]
     selector: str
 
-    @cached_property
+    @lazy_property
     def unique_id(self) -> str:
         """SHA3-224 over ``selector``, direction, count and each policy's Go String(), one
         per line; base64url, cut to 20 characters so the chain name fits in 28."""
@@ -73,6 +74,7 @@ class PolicyGroup:
         return any(not p.staged for p in self.policies)
 
 
+@cached_hash
 @dataclass(frozen=True)
 class TierGroups:
     """A tier with its policies grouped per direction (Felix's TierPolicyGroups)."""
@@ -128,9 +130,12 @@ def group_chains(tiers: Sequence[TierGroups]) -> list[PolicyGroup]:
     return list(seen.values())
 
 
+@lru_cache(maxsize=8192)
 def policy_group_chain(cfg: RulesConfig, group: PolicyGroup) -> Chain:
     """A group chain: jump to each non-staged policy; from the second on, only while no
-    verdict (accept or pass) is set; every 5 jumps, return if a verdict is set."""
+    verdict (accept or pass) is set; every 5 jumps, return if a verdict is set. A pure
+    function of immutable inputs, so the endpoints (and IP families) sharing a group
+    share its chain."""
     prefix = (names.POLICY_INBOUND_PREFIX if group.direction == DIRECTION_INBOUND
               else names.POLICY_OUTBOUND_PREFIX)
     verdict_bits = cfg.mark_pass | cfg.mark_accept
@@ -183,6 +188,51 @@ def _endpoint_rules(cfg: RulesConfig, tiers: tuple[TierGroups, ...], profile_ids
     if not admin_up:
         return (Rule((), deny, ("Endpoint admin disabled",)),)
 
+    # The chain is assembled from small rule sequences that recur across endpoints (each
+    # a pure function of its arguments, built once), so a new combination of policies
+    # and profiles costs little more than the joining.
+    rules: list[Rule] = list(_head_rules(cfg, chain_type, allow, failsafe_chain, allow_vxlan_encap,
+                                         allow_ipip_encap))
+    policy_prefix = names.POLICY_INBOUND_PREFIX if inbound else names.POLICY_OUTBOUND_PREFIX
+    untracked = chain_type == CHAIN_TYPE_UNTRACKED
+    for tier in tiers:
+        groups = tier.ingress if inbound else tier.egress
+        if not groups:
+            continue
+        rules.append(_tier_start_rule(cfg, tier.name))
+        end_of_tier_drop = False
+        for group in groups:
+            non_staged = group.has_non_staged_policies()
+            if non_staged:
+                end_of_tier_drop = True
+            if group.should_be_inlined():
+                targets = [names.policy_chain_name(policy_prefix, p)
+                           for p in group.policies if not p.staged]
+            else:
+                targets = [group.chain_name]
+            for target in targets:
+                rules += _jump_rules(cfg, target, non_staged, untracked)
+        if chain_type in (CHAIN_TYPE_NORMAL, CHAIN_TYPE_FORWARD):
+            if end_of_tier_drop and tier.default_action != "Pass":
+                rules.append(_tier_end_rule(cfg, tier.name))
+
+    if not tiers and chain_type == CHAIN_TYPE_FORWARD:
+        rules.append(Rule((), set_mark(cfg.mark_accept), ("Allow forwarded traffic by default",)))
+        rules.append(Rule((), RETURN, ("Return for accepted forward traffic",)))
+
+    if chain_type == CHAIN_TYPE_NORMAL:
+        profile_prefix = names.PROFILE_INBOUND_PREFIX if inbound else names.PROFILE_OUTBOUND_PREFIX
+        for profile in profile_ids:
+            rules += _profile_rules(cfg, profile_prefix, profile)
+        rules.append(_no_profile_rule(cfg))
+    return tuple(rules)
+
+
+@lru_cache(maxsize=256)
+def _head_rules(cfg: RulesConfig, chain_type: str, allow: Action, failsafe_chain: str,
+                allow_vxlan_encap: bool, allow_ipip_encap: bool) -> tuple[Rule, ...]:
+    """Conntrack, failsafes, the mark reset and the encap drops."""
+    deny = cfg.deny_action
     rules: list[Rule] = []
     if chain_type != CHAIN_TYPE_UNTRACKED:
         rules += _conntrack_rules(cfg, allow)
@@ -195,65 +245,63 @@ def _endpoint_rules(cfg: RulesConfig, tiers: tuple[TierGroups, ...], profile_ids
     if not allow_ipip_encap:
         rules.append(Rule(Match().protocol_num(4), deny,
                           (f"{deny} IPinIP encapped packets originating in workloads",)))
-
-    policy_prefix = names.POLICY_INBOUND_PREFIX if inbound else names.POLICY_OUTBOUND_PREFIX
-    for tier in tiers:
-        groups = tier.ingress if inbound else tier.egress
-        if not groups:
-            continue
-        rules.append(Rule((), clear_mark(cfg.mark_pass), (f"Start of tier {tier.name}",)))
-        end_of_tier_drop = False
-        for group in groups:
-            non_staged = group.has_non_staged_policies()
-            if non_staged:
-                end_of_tier_drop = True
-            if group.should_be_inlined():
-                targets = [names.policy_chain_name(policy_prefix, p)
-                           for p in group.policies if not p.staged]
-            else:
-                targets = [group.chain_name]
-            for target in targets:
-                rules.append(Rule(Match().mark_clear(cfg.mark_pass), jump(target)))
-                if not non_staged:
-                    continue
-                if chain_type == CHAIN_TYPE_UNTRACKED:
-                    rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), NOTRACK))
-                rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
-                                  ("Return if policy accepted",)))
-        if chain_type in (CHAIN_TYPE_NORMAL, CHAIN_TYPE_FORWARD):
-            if end_of_tier_drop and tier.default_action != "Pass":
-                rules.append(Rule(Match().mark_clear(cfg.mark_pass), deny,
-                                  (f"End of tier {tier.name}. {deny} if no policies passed packet",)))
-
-    if not tiers and chain_type == CHAIN_TYPE_FORWARD:
-        rules.append(Rule((), set_mark(cfg.mark_accept), ("Allow forwarded traffic by default",)))
-        rules.append(Rule((), RETURN, ("Return for accepted forward traffic",)))
-
-    if chain_type == CHAIN_TYPE_NORMAL:
-        profile_prefix = names.PROFILE_INBOUND_PREFIX if inbound else names.PROFILE_OUTBOUND_PREFIX
-        for profile in profile_ids:
-            rules.append(Rule((), jump(names.profile_chain_name(profile_prefix, profile))))
-            rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
-                              ("Return if profile accepted",)))
-        rules.append(Rule((), deny, (f"{deny} if no profiles matched",)))
     return tuple(rules)
+
+
+@lru_cache(maxsize=1024)
+def _tier_start_rule(cfg: RulesConfig, tier_name: str) -> Rule:
+    return Rule((), clear_mark(cfg.mark_pass), (f"Start of tier {tier_name}",))
+
+
+@lru_cache(maxsize=8192)
+def _jump_rules(cfg: RulesConfig, target: str, non_staged: bool, untracked: bool) -> tuple[Rule, ...]:
+    """Jump to a policy (group) chain unless a tier passed; return once one accepted."""
+    rules = [Rule(Match().mark_clear(cfg.mark_pass), jump(target))]
+    if non_staged:
+        if untracked:
+            rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), NOTRACK))
+        rules.append(Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
+                          ("Return if policy accepted",)))
+    return tuple(rules)
+
+
+@lru_cache(maxsize=1024)
+def _tier_end_rule(cfg: RulesConfig, tier_name: str) -> Rule:
+    deny = cfg.deny_action
+    return Rule(Match().mark_clear(cfg.mark_pass), deny,
+                (f"End of tier {tier_name}. {deny} if no policies passed packet",))
+
+
+@lru_cache(maxsize=4096)
+def _profile_rules(cfg: RulesConfig, profile_prefix: str, profile: str) -> tuple[Rule, ...]:
+    return (Rule((), jump(names.profile_chain_name(profile_prefix, profile))),
+            Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN, ("Return if profile accepted",)))
+
+
+@lru_cache(maxsize=64)
+def _no_profile_rule(cfg: RulesConfig) -> Rule:
+    deny = cfg.deny_action
+    return Rule((), deny, (f"{deny} if no profiles matched",))
 
 
 def workload_endpoint_chains(cfg: RulesConfig, iface: str, admin_up: bool,
                              tiers: Sequence[TierGroups], profile_ids: Sequence[str]) -> list[Chain]:
     """``cali-tw-<iface>`` (to the workload: its ingress) and ``cali-fw-<iface>`` (from
     it: its egress, which also drops VXLAN/IPIP encap unless allowed). Filter table."""
+    to_rules, from_rules = _workload_endpoint_rules(cfg, admin_up, tiers, profile_ids)
+    return [Chain(names.endpoint_chain_name(names.WORKLOAD_TO_ENDPOINT_PREFIX, iface), to_rules),
+            Chain(names.endpoint_chain_name(names.WORKLOAD_FROM_ENDPOINT_PREFIX, iface), from_rules)]
+
+
+def _workload_endpoint_rules(cfg: RulesConfig, admin_up: bool, tiers: Sequence[TierGroups],
+                             profile_ids: Sequence[str]) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+    """The rules of a workload's two chains (``endpoint_chain`` without the names)."""
     allow = cfg.filter_allow
-    return [
-        endpoint_chain(cfg, name=iface, endpoint_prefix=names.WORKLOAD_TO_ENDPOINT_PREFIX,
-                       tiers=tiers, profile_ids=profile_ids, inbound=True, failsafe_chain="",
-                       chain_type=CHAIN_TYPE_NORMAL, admin_up=admin_up, allow=allow),
-        endpoint_chain(cfg, name=iface, endpoint_prefix=names.WORKLOAD_FROM_ENDPOINT_PREFIX,
-                       tiers=tiers, profile_ids=profile_ids, inbound=False, failsafe_chain="",
-                       chain_type=CHAIN_TYPE_NORMAL, admin_up=admin_up, allow=allow,
-                       allow_vxlan_encap=cfg.allow_vxlan_packets_from_workloads,
-                       allow_ipip_encap=cfg.allow_ipip_packets_from_workloads),
-    ]
+    tiers, profile_ids = tuple(tiers), tuple(profile_ids)
+    return (_endpoint_rules(cfg, tiers, profile_ids, True, "", CHAIN_TYPE_NORMAL, admin_up, allow,
+                            True, True),
+            _endpoint_rules(cfg, tiers, profile_ids, False, "", CHAIN_TYPE_NORMAL, admin_up, allow,
+                            cfg.allow_vxlan_packets_from_workloads, cfg.allow_ipip_packets_from_workloads))
 
 
 def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, tiers: Sequence[TierGroups],
@@ -322,9 +370,38 @@ def workload_chains(cfg: RulesConfig, wep: WorkloadEndpoint,
     """A WorkloadEndpoint's filter chains and the policy-group chains they jump to (those
     go into filter, mangle and raw, as Felix does). An endpoint whose state is not
     ``active`` is admin-down."""
-    tiers = group_tiers(wep.tiers, selectors)
-    chains = workload_endpoint_chains(cfg, wep.name, wep.state == "active", tiers, wep.profile_ids)
-    return chains, [policy_group_chain(cfg, g) for g in group_chains(tiers)]
+    # Only the selectors of the endpoint's own policies matter; with them as part of the
+    # key the rendering is a pure function of immutable values, which both IP families
+    # (and endpoints with the same interface, policies and profiles) share.
+    tier_infos, profile_ids = tuple(wep.tiers), tuple(wep.profile_ids)
+    sels = tuple(selectors.get(pid, "") for tier in tier_infos
+                 for pids in (tier.ingress_policies, tier.egress_policies) for pid in pids)
+    args = (cfg, wep.name, wep.state == "active", tier_infos, profile_ids, sels)
+    try:
+        chains, groups = _workload_chains(*args)
+    except TypeError:  # unhashable parts (lists where tuples belong): render uncached
+        chains, groups = _workload_chains.__wrapped__(*args)
+    return list(chains), list(groups)
+
+
+@lru_cache(maxsize=4096)
+def _workload_chains(cfg: RulesConfig, iface: str, admin_up: bool, tier_infos: tuple[TierInfo, ...],
+                     profile_ids: tuple[str, ...],
+                     sels: tuple[str, ...]) -> tuple[tuple[Chain, ...], tuple[Chain, ...]]:
+    to_rules, from_rules, groups = _workload_bodies(cfg, admin_up, tier_infos, profile_ids, sels)
+    return (Chain(names.endpoint_chain_name(names.WORKLOAD_TO_ENDPOINT_PREFIX, iface), to_rules),
+            Chain(names.endpoint_chain_name(names.WORKLOAD_FROM_ENDPOINT_PREFIX, iface), from_rules)), groups
+
+
+@lru_cache(maxsize=4096)
+def _workload_bodies(cfg: RulesConfig, admin_up: bool, tier_infos: tuple[TierInfo, ...],
+                     profile_ids: tuple[str, ...], sels: tuple[str, ...]):
+    """What does not depend on the interface: both chains' rules and the group chains
+    (endpoints with the same policies and profiles share them)."""
+    pids = (pid for tier in tier_infos for pids in (tier.ingress_policies, tier.egress_policies) for pid in pids)
+    tiers = group_tiers(tier_infos, dict(zip(pids, sels)))
+    to_rules, from_rules = _workload_endpoint_rules(cfg, admin_up, tiers, profile_ids)
+    return to_rules, from_rules, tuple(policy_group_chain(cfg, g) for g in group_chains(tiers))
 
 
 def host_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 from node.felix.types import PolicyID
 
@@ -89,6 +90,7 @@ def length_limited_id(prefix: str, suffix: str, max_length: int = MAX_CHAIN_NAME
     return prefix + suffix
 
 
+@lru_cache(maxsize=1 << 14)
 def policy_chain_name(prefix: str, policy_id: PolicyID) -> str:
     """``cali-pi-``/``cali-po-`` + ``<kindShort>/[<ns>/]<name>``, length-limited."""
     return length_limited_id(prefix, policy_id.id())

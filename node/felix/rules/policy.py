@@ -27,6 +27,8 @@ DIRECTION_EGRESS = "egress"
 # An owner is a PolicyID or, for profiles, the profile name.
 Owner = PolicyID | str
 
+_NO_MATCH = Match()  # (matches are immutable: every builder starts from this one)
+
 
 def split_port_list(ports: Sequence[PortRange]) -> list[list[PortRange]]:
     """Groups of at most 15 multiport slots; a single port takes one slot, a range two."""
@@ -175,7 +177,7 @@ def _main_match(rule: ParsedRule, ip_version: int, nets: _Nets, src_ports, src_n
     def set_name(set_id: str) -> str:
         return names.ip_set_name(set_id, ip_version)
 
-    m = _protocol_match(Match(), rule.protocol)
+    m = _protocol_match(_NO_MATCH, rule.protocol)
     if nets.src:
         m = m.source_net(nets.src[0])
     for sid in rule.src_ip_set_ids:
@@ -327,7 +329,7 @@ def rules_to_chain_rules(cfg: RulesConfig, rules: Sequence[ParsedRule], ip_versi
     while out and out[-1].action is not None and out[-1].action.kind == "return":
         out.pop()
     if not out:
-        out.append(Rule())
+        return (Rule((), None, (chain_comment,)),)  # (an empty rule with the comment)
     out[0] = out[0].with_comments(chain_comment)
     return tuple(out)
 
