@@ -38,9 +38,9 @@ def _ip(i: int) -> str:
     return f"10.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}/32"
 
 
-def endpoint(i: int, app: int | None = None) -> Resource:
+def endpoint(i: int, app: int | None = None, local: bool | None = None) -> Resource:
     ns = f"ns{i % N_NS}"
-    node = HOST if i < N_LOCAL else f"node{2 + i % 40}"
+    node = HOST if (i < N_LOCAL if local is None else local) else f"node{2 + i % 40}"
     app = (i // N_NS) % N_APPS if app is None else app
     labels = {"app": f"app{app}", "projectcalico.org/namespace": ns, "projectcalico.org/orchestrator": "k8s"}
     name = f"{node}-k8s-pod{i}-eth0"

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # What the agent follows (Felix's syncer, minus the kinds the iptables dataplane ignores).
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
-               "NetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
+               "NetworkPolicy", "KubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
                "HostEndpoint", "IPPool", "Node")
 
 
@@ -82,6 +82,11 @@ class Pipeline:
         self._weps: dict[t.WorkloadEndpointID, t.WorkloadEndpoint] = {}
         self._pending: list = []
         self._interfaces: dict[str, frozenset[str]] = {}
+
+    @property
+    def cluster_info(self) -> dict:
+        """ClusterInformation ``default``'s spec as last seen (empty before in-sync)."""
+        return dict((self._config_specs or {}).get("clusterinfo") or {})
 
     def env_value(self, name: str) -> str | None:
         for key, value in self.env.items():
@@ -145,6 +150,8 @@ class Pipeline:
             log.warning("configuration: %s", problem)
         families = (4, 6) if self.config.Ipv6Support else (4,)
         self.dataplanes = {v: DesiredDataplane(self.config, v, self.hostname) for v in families}
+        for dp in self.dataplanes.values():
+            dp.set_interfaces(self._interfaces)  # what the interface monitor reported so far
 
     def _check_config(self) -> None:
         new = resolve_config(self.env, self._config_specs, self._own_node)

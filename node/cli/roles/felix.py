@@ -1,6 +1,12 @@
 """``calico-node felix``: the policy agent (Felix's job).
 
+    calico-node felix                         run the agent (program iptables, IP sets, routes)
     calico-node felix --dry-run [--from-file F ...] [--ip-version 4|6] [--ipsets | --routes]
+
+The agent follows the datastore and keeps this network namespace's dataplane equal to
+what Calico's resources ask for (see ``node.felix.agent``). It exits 0 on SIGTERM (the
+dataplane stays programmed), 129 when its configuration changes (Felix's restart code),
+and 1 on a fatal error; a datastore outage is waited out, never a reason to exit.
 
 The dry run is the operator's "what would be programmed" view: it computes the desired
 dataplane exactly as the running agent does and prints it instead of programming it.
@@ -38,7 +44,7 @@ log = logging.getLogger("node.felix")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("felix", help="the policy agent (iptables, IP sets, routes)")
-    p.add_argument("--dry-run", action="store_true", required=True,
+    p.add_argument("--dry-run", action="store_true",
                    help="print the desired dataplane instead of programming it")
     p.add_argument("--from-file", action="append", default=[], metavar="FILE",
                    help="read resources from calicoctl-format YAML/JSON instead of the datastore (repeatable)")
@@ -72,12 +78,18 @@ def hostname_from_env(paths: Paths) -> str:
 
 
 def run(args) -> int:
-    from node.felix.dryrun import DryRunError, dry_run
     from node.felix.pipeline import tune_gc
 
     _setup_logging()
     tune_gc()
     hostname = hostname_from_env(Paths.from_env())
+    if not args.dry_run:
+        if args.from_file or args.ipsets or args.routes:
+            print("felix: --from-file, --ipsets and --routes go with --dry-run", file=sys.stderr)
+            return 1
+        return _run_agent(hostname)
+    from node.felix.dryrun import DryRunError, dry_run
+
     try:
         text = dry_run(hostname, dict(os.environ), files=args.from_file, ip_version=args.ip_version,
                        what="ipsets" if args.ipsets else "routes" if args.routes else "tables",
@@ -87,3 +99,25 @@ def run(args) -> int:
         return 1
     sys.stdout.write(text)
     return 0
+
+
+def _run_agent(hostname: str) -> int:
+    import signal
+
+    from node.config import datastore_config_from_env
+    from node.datastore.factory import kv_for
+    from node.errors import CalicoError
+    from node.felix.agent import Agent
+
+    try:
+        config = datastore_config_from_env()
+    except CalicoError as exc:
+        print(f"felix: {exc}", file=sys.stderr)
+        return 1
+    log.info("Felix (calico-node-py) starting for host %s", hostname)
+    agent = Agent(hostname, dict(os.environ), lambda: kv_for(config))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop())
+    code = agent.run()
+    log.info("Felix exiting with code %d", code)
+    return code

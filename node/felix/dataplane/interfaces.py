@@ -1,15 +1,30 @@
-"""The host's interfaces and their addresses, read over netlink (pyroute2).
+"""The host's interfaces and their addresses, read over netlink (pyroute2), and followed.
 
-Felix's interface monitor feeds two consumers: host endpoint resolution (which interface
-has which addresses) and the ``this-host`` IP set. This module reads that picture once;
-the running agent follows netlink events on top of it.
+Felix's interface monitor feeds two consumers: host endpoint resolution and the
+``this-host`` IP set (which interface has which addresses), and the route side (which
+interface is oper-up, so workload routes and sysctls go in when a veth comes up).
+``read_interfaces()`` reads that picture once; ``InterfaceMonitor`` keeps it: a thread
+on a netlink socket subscribed to link and address events re-reads the picture after
+each burst of events and every ``refresh_interval`` (Felix's InterfaceRefreshInterval,
+which covers events lost to a full socket buffer), and calls back with the whole
+``{name: Interface}`` whenever it changed. Re-reading instead of patching the picture
+from each event keeps it exact however events are ordered or dropped.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import threading
 from dataclasses import dataclass
+from typing import Callable, Iterable
 
-from pyroute2 import IPRoute
+from pyroute2 import AsyncIPRoute, IPRoute
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+
+log = logging.getLogger(__name__)
+
+MONITOR_GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
 
 
 @dataclass(frozen=True)
@@ -21,28 +36,43 @@ class Interface:
     mtu: int = 0
 
 
+def link_oper_up(link) -> bool:
+    """Operationally up: ``UP``, or ``UNKNOWN`` for devices without carrier state (lo,
+    tunnels), as Felix reads IFF_RUNNING."""
+    return link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN")
+
+
+def _build(links: Iterable, addrs: Iterable) -> dict[str, Interface]:
+    names: dict[int, tuple[str, bool, int]] = {}
+    for link in links:
+        names[link["index"]] = (link.get_attr("IFLA_IFNAME"), link_oper_up(link), link.get_attr("IFLA_MTU") or 0)
+    by_index: dict[int, set[str]] = {i: set() for i in names}
+    for addr in addrs:
+        ip = addr.get_attr("IFA_ADDRESS")
+        if ip is None or addr["index"] not in by_index:
+            continue
+        by_index[addr["index"]].add(ip)
+    return {name: Interface(name, index, up, frozenset(by_index[index]), mtu)
+            for index, (name, up, mtu) in names.items()}
+
+
 def read_interfaces(ipr: IPRoute | None = None) -> dict[str, Interface]:
     """Every link of the current network namespace with its IPv4/IPv6 addresses (link-local
     ones included: Felix reads them from the local routing table, which has them)."""
     own = ipr is None
     ipr = ipr or IPRoute()
     try:
-        names: dict[int, tuple[str, bool, int]] = {}
-        for link in ipr.get_links():
-            state = link.get_attr("IFLA_OPERSTATE")
-            names[link["index"]] = (link.get_attr("IFLA_IFNAME"), state in ("UP", "UNKNOWN"),
-                                    link.get_attr("IFLA_MTU") or 0)
-        addrs: dict[int, set[str]] = {i: set() for i in names}
-        for addr in ipr.get_addr():
-            ip = addr.get_attr("IFA_ADDRESS")
-            if ip is None or addr["index"] not in addrs:
-                continue
-            addrs[addr["index"]].add(ip)
+        return _build(ipr.get_links(), ipr.get_addr())
     finally:
         if own:
             ipr.close()
-    return {name: Interface(name, index, up, frozenset(addrs[index]), mtu)
-            for index, (name, up, mtu) in names.items()}
+
+
+async def read_interfaces_async(ipr: AsyncIPRoute) -> dict[str, Interface]:
+    """``read_interfaces`` on an asyncio socket (the monitor's thread runs an event loop)."""
+    links = [link async for link in await ipr.get_links()]
+    addrs = [addr async for addr in await ipr.get_addr()]
+    return _build(links, addrs)
 
 
 def addresses_by_name(interfaces: dict[str, Interface]) -> dict[str, frozenset[str]]:
@@ -57,3 +87,132 @@ def host_mtu(interfaces: dict[str, Interface], pattern: re.Pattern) -> int:
     ``MTUIfacePattern``, or 1460 when none match."""
     mtus = [i.mtu for i in interfaces.values() if i.oper_up and i.mtu and pattern.search(i.name)]
     return min(mtus) if mtus else DEFAULT_HOST_MTU
+
+
+# --------------------------------------------------------------------------------------
+# Following changes.
+
+Callback = Callable[[dict[str, Interface]], None]
+
+
+class InterfaceMonitor:
+    """Calls ``callback({name: Interface})`` from its own thread: once when started (then
+    ``in_sync`` is set), and again whenever a netlink event or the periodic re-read shows
+    a different picture. ``stop()`` ends the thread and closes its sockets.
+
+    The thread and its sockets live in the network namespace of the thread that calls
+    ``start()``. ``debounce`` lets a burst of events (a veth pair appearing, its
+    addresses, its state) settle before the re-read.
+    """
+
+    def __init__(self, callback: Callback, *, refresh_interval: float = 90.0, debounce: float = 0.05):
+        self.callback = callback
+        self.refresh_interval = refresh_interval
+        self.debounce = debounce
+        self.in_sync = threading.Event()
+        self.error: BaseException | None = None
+        self.snapshot: dict[str, Interface] | None = None
+        self.reads = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    def start(self) -> "InterfaceMonitor":
+        if self._thread is not None:
+            raise RuntimeError("the interface monitor was already started")
+        self._thread = threading.Thread(target=self._run, name="interface-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:
+                pass  # the loop already finished
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("the interface monitor thread did not stop")
+
+    def __enter__(self) -> "InterfaceMonitor":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported through .error; the agent decides what to do
+            self.error = exc
+            log.exception("The interface monitor failed")
+
+    async def _main(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if self._stopping.is_set():
+            return
+        events = AsyncIPRoute()
+        dumps = AsyncIPRoute()
+        pending: asyncio.Future | None = None
+        stop_wait = asyncio.ensure_future(self._wake.wait())
+        try:
+            # Subscribe before the first read, so nothing between the two is missed.
+            await events.bind(groups=MONITOR_GROUPS)
+            await self._publish(await read_interfaces_async(dumps))
+            self.in_sync.set()
+            loop = asyncio.get_running_loop()
+            next_refresh = loop.time() + self.refresh_interval
+            while not self._stopping.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(self._next_events(events))
+                timeout = max(0.0, next_refresh - loop.time()) if self.refresh_interval > 0 else None
+                done, _ = await asyncio.wait({pending, stop_wait}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if self._stopping.is_set():
+                    break
+                if pending in done:
+                    pending.result()
+                    pending = None
+                    await asyncio.sleep(self.debounce)
+                else:
+                    next_refresh = loop.time() + self.refresh_interval
+                await self._publish(await read_interfaces_async(dumps))
+        finally:
+            for task in (pending, stop_wait):
+                if task is not None and not task.done():
+                    task.cancel()
+                    try:
+                        await task
+                    except (asyncio.CancelledError, Exception):
+                        pass
+            events.close()
+            dumps.close()
+
+    @staticmethod
+    async def _next_events(events: AsyncIPRoute) -> list:
+        return [msg async for msg in events.get()]
+
+    async def _publish(self, snapshot: dict[str, Interface]) -> None:
+        self.reads += 1
+        if snapshot == self.snapshot or self._stopping.is_set():
+            return
+        self.snapshot = snapshot
+        try:
+            self.callback(dict(snapshot))
+        except Exception:
+            log.exception("Interface monitor callback failed")
+
+
+__all__ = ["DEFAULT_HOST_MTU", "Interface", "InterfaceMonitor", "addresses_by_name", "host_mtu", "link_oper_up",
+           "read_interfaces", "read_interfaces_async"]

@@ -1,0 +1,369 @@
+"""The running policy agent: syncer -> calculation -> dataplane, in one loop.
+
+Felix's shape, without its goroutines: the syncer thread and the interface monitor only
+queue what they see; one loop thread drains the queue, feeds the pure pipeline, and
+applies the result to the kernel in Felix's order (IP set creates and updates, then the
+iptables tables, then IP set deletions; routes alongside). Draining whole queues before
+applying coalesces bursts. Nothing is programmed before the datastore has been in sync
+once and the interfaces have been read (graceful restart: the old rules stay in force
+until the first complete apply), and nothing is ever flushed because the datastore went
+away: the dataplane just stays as it is until updates flow again.
+
+Convergence: every apply compares the desired state with the kernel picture each
+dataplane keeps, so a restart with unchanged inputs writes nothing, and each dataplane
+re-reads the kernel on its refresh interval (IptablesRefreshInterval,
+IpsetsRefreshInterval, RouteRefreshInterval) and repairs only what drifted. A failed
+apply is retried with backoff after a fresh read; the agent never exits because of data.
+It exits with Felix's code 129 when its configuration changes after start (supervisor
+restarts it with the new configuration), and 0 on SIGTERM, leaving the dataplane in place.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from node.datastore.syncer import SyncStatus, Syncer
+from node.felix import health as hl
+from node.felix.config import FelixConfig
+from node.felix.dataplane.interfaces import InterfaceMonitor, addresses_by_name, host_mtu
+from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
+from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
+from node.felix.dataplane.iptables import from_config as iptables_from_config
+from node.felix.dataplane.routes import RouteDataplane
+from node.felix.metrics import FelixMetrics, start_metrics_server
+from node.felix.pipeline import Pipeline, felix_sources
+
+log = logging.getLogger(__name__)
+
+CONFIG_CHANGED_RC = 129
+STATUS_REPORT_INTERVAL = 10.0
+MIN_RETRY, MAX_RETRY = 0.1, 30.0
+
+
+@dataclass(frozen=True)
+class _Updates:
+    updates: list
+
+
+@dataclass(frozen=True)
+class _Status:
+    status: SyncStatus
+
+
+@dataclass(frozen=True)
+class _Interfaces:
+    interfaces: dict
+
+
+class _Inbox:
+    """The syncer's consumer: everything it says goes on the agent's queue, in order."""
+
+    def __init__(self, q: queue.SimpleQueue):
+        self._q = q
+
+    def on_updates(self, updates) -> None:
+        self._q.put(_Updates(list(updates)))
+
+    def on_status(self, status: SyncStatus) -> None:
+        self._q.put(_Status(status))
+
+
+class Agent:
+    """One policy agent for ``hostname``; ``run()`` blocks until ``stop()`` or a restart."""
+
+    def __init__(self, hostname: str, env: Mapping[str, str], kv_factory: Callable[[], object],
+                 *, default_rp_filter: str | None = None):
+        self.hostname = hostname
+        self.env = dict(env)
+        self._kv_factory = kv_factory
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self.pipeline = Pipeline(hostname, self.env)
+        self.boot_config = FelixConfig.resolve(self.env)
+        self.health = hl.HealthAggregator()
+        hl.register_felix_reporters(self.health, self.boot_config.DataplaneWatchdogTimeout)
+        self.metrics: FelixMetrics | None = None
+        self._metrics_server = None
+        self.iptables: dict[int, IptablesDataplane] = {}
+        self.ipsets: dict[int, IPSetsDataplane] = {}
+        self.routes: RouteDataplane | None = None
+        self._interfaces: dict | None = None
+        self._syncer: Syncer | None = None
+        self._monitor: InterfaceMonitor | None = None
+        self._status: SyncStatus | None = None
+        self._dirty = True
+        self._applied_once = False
+        self._retry_at = 0.0
+        self._retry_delay = MIN_RETRY
+        self._next_apply_at = 0.0
+        self._periods: list[float] = []
+        self._exported: dict = {}
+        self._next_status_report = 0.0
+        self._rp_filter = default_rp_filter if default_rp_filter is not None else _read_default_rp_filter()
+        self.exit_code: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._queue.put(None)
+
+    def run(self) -> int:
+        """The main loop. Returns the process exit code."""
+        hl.apply_health_config(self.health, self.boot_config)
+        self.health.report(hl.FELIX_STARTUP, live=True, ready=True)
+        self._report_calc(False)
+        self._report_dataplane()
+        self._syncer = Syncer(self._kv_factory, felix_sources(), _Inbox(self._queue),
+                              on_fatal=self._on_syncer_fatal)
+        self._monitor = InterfaceMonitor(lambda ifaces: self._queue.put(_Interfaces(dict(ifaces))),
+                                         refresh_interval=self.boot_config.InterfaceRefreshInterval)
+        self._syncer.start()
+        self._monitor.start()
+        try:
+            while not self._stop.is_set():
+                self._drain(self._wait_time())
+                if self.exit_code is not None:
+                    return self.exit_code
+                self._step()
+                if self.exit_code is not None:
+                    return self.exit_code
+            return 0
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._monitor is not None:
+            self._monitor.stop()
+        if self._syncer is not None:
+            self._syncer.stop(10)
+        self.health.stop_http()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+
+    def _on_syncer_fatal(self, exc: BaseException) -> None:
+        log.error("datastore syncer stopped: %s; exiting so the agent restarts", exc)
+        self.exit_code = 1
+        self._queue.put(None)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _wait_time(self) -> float:
+        now = time.monotonic()
+        deadline = self._next_status_report
+        if self._applied_once:
+            deadline = min(deadline, self._next_apply_at)
+        if self._dirty and self._retry_at:
+            deadline = min(deadline, self._retry_at)
+        return max(0.0, min(deadline - now, 1.0))
+
+    def _drain(self, timeout: float) -> None:
+        """Take everything queued (waiting up to ``timeout`` for the first item)."""
+        try:
+            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return
+        while item is not None or not self._queue.empty():
+            if item is not None:
+                self._handle(item)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+
+    def _handle(self, item) -> None:
+        if isinstance(item, _Updates):
+            self.pipeline.on_updates(item.updates)
+            self._dirty = True
+            if self.metrics is not None:
+                self.metrics.observe_batch(len(item.updates))
+        elif isinstance(item, _Status):
+            self._status = item.status
+            self.pipeline.on_status(item.status)
+            if self.metrics is not None:
+                self.metrics.set_sync_status(item.status)
+            self._report_calc(item.status is SyncStatus.IN_SYNC)
+            self._dirty = True
+        elif isinstance(item, _Interfaces):
+            self._interfaces = item.interfaces
+            self.pipeline.set_interfaces(addresses_by_name(item.interfaces))
+            self._dirty = True
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_status_report:
+            self._report_calc(self._status is SyncStatus.IN_SYNC)
+            self._report_dataplane()
+            self._next_status_report = now + STATUS_REPORT_INTERVAL
+        if not self.pipeline.in_sync or self._interfaces is None:
+            return  # never a partial picture
+        started = time.monotonic()
+        messages = self.pipeline.complete()
+        if self.pipeline.config is not None and not self.iptables:
+            self._start_dataplane()
+        if self.pipeline.config_changed:
+            log.info("Exiting for config change")
+            self.exit_code = CONFIG_CHANGED_RC
+            return
+        if not self._datastore_ready():
+            return
+        if messages and self.metrics is not None:
+            self.metrics.observe_calc_update(time.monotonic() - started, "batch")
+        if not self._dirty and now < self._next_apply_at:
+            return
+        if self._retry_at and now < self._retry_at:
+            return
+        self._apply()
+
+    def _datastore_ready(self) -> bool:
+        if self.pipeline.cluster_info.get("datastoreReady") is False:
+            log.warning("ClusterInformation says the datastore is not ready; not programming")
+            self._report_dataplane(ready=False)
+            return False
+        return True
+
+    # -- the dataplane ----------------------------------------------------------------------
+
+    def _start_dataplane(self) -> None:
+        config = self.pipeline.config
+        if config.DataplaneWatchdogTimeout != self.boot_config.DataplaneWatchdogTimeout:
+            # The datastore changed the watchdog: register afresh, then re-report.
+            hl.register_felix_reporters(self.health, config.DataplaneWatchdogTimeout)
+            self.health.report(hl.FELIX_STARTUP, live=True, ready=True)
+            self._report_calc(True)
+            self._report_dataplane()
+        hl.apply_health_config(self.health, config)
+        self.metrics = FelixMetrics.from_config(config)
+        self._metrics_server = start_metrics_server(self.metrics, config)
+        backend = detect_backend(config.IptablesBackend)
+        for version, dp in self.pipeline.dataplanes.items():
+            self.iptables[version] = iptables_from_config(version, dp.tables, config, backend=backend,
+                                                          on_still_alive=self._report_dataplane)
+            self.ipsets[version] = IPSetsDataplane(dp.ipsets, refresh_interval=config.IpsetsRefreshInterval)
+        # Each dataplane re-reads the kernel on its own interval when applied; apply at least
+        # that often even when nothing changed.
+        self._periods = [p for p in (config.IpsetsRefreshInterval, config.RouteRefreshInterval) if p > 0]
+        self.routes = RouteDataplane.from_felix(config)
+        log.info("dataplane started for %s: iptables %s backend, IPv%s", self.hostname, backend,
+                 "/".join(str(v) for v in self.pipeline.dataplanes))
+
+    def _apply(self) -> None:
+        """Felix's apply: IP set updates, tables, IP set deletions; routes alongside."""
+        started = time.monotonic()
+        failures = []
+        for version, sets in self.ipsets.items():
+            try:
+                sets.apply_updates()
+            except IPSetsError as exc:
+                failures.append(f"IP sets (IPv{version}): {exc}")
+        reschedule = list(self._periods)
+        for version, ipt in self.iptables.items():
+            try:
+                stats = ipt.apply()
+                if stats.reschedule_after is not None:
+                    reschedule.append(stats.reschedule_after)
+            except IptablesError as exc:
+                failures.append(f"iptables (IPv{version}): {exc}")
+        self._next_apply_at = time.monotonic() + (min(reschedule) if reschedule else STATUS_REPORT_INTERVAL)
+        if not failures:
+            for version, sets in self.ipsets.items():
+                try:
+                    if sets.apply_deletions():
+                        self._dirty = True  # more deletions pending
+                except IPSetsError as exc:
+                    failures.append(f"IP sets (IPv{version}): {exc}")
+        try:
+            mtu = host_mtu(self._interfaces, self.pipeline.config.MTUIfacePattern)
+            result = self.routes.apply(self.pipeline.desired_routes(host_mtu=mtu, default_rp_filter=self._rp_filter),
+                                       self._interfaces)
+            if not result.in_sync:
+                failures.append("routes: " + "; ".join(str(f) for f in result.failures))
+        except OSError as exc:
+            failures.append(f"routes: {exc}")
+        self._record_apply(time.monotonic() - started, failures)
+
+    def _record_apply(self, seconds: float, failures: list[str]) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_apply(seconds)
+            self._export_counters()
+        if failures:
+            for failure in failures:
+                log.error("dataplane apply failed, will retry after a fresh read: %s", failure)
+            if self.metrics is not None:
+                self.metrics.count_apply_failure()
+            for ipt in self.iptables.values():
+                ipt.refresh()
+            for sets in self.ipsets.values():
+                sets.refresh()
+            if self.routes is not None:
+                self.routes.refresh()
+            self._retry_at = time.monotonic() + self._retry_delay
+            self._retry_delay = min(self._retry_delay * 2, MAX_RETRY)
+            self._dirty = True
+            return
+        if not self._applied_once:
+            log.info("first dataplane apply after in-sync complete (%.3fs)", seconds)
+        self._applied_once = True
+        self._retry_at = 0.0
+        self._retry_delay = MIN_RETRY
+        self._dirty = False
+        self._report_dataplane()
+
+    def _export_counters(self) -> None:
+        """Move the dataplanes' cumulative counters into Felix's metrics (as deltas)."""
+        m, seen = self.metrics, self._exported
+        for version, ipt in self.iptables.items():
+            c = ipt.counters
+            calls, errors, saves, save_errors = (c.restore_calls, c.restore_errors, c.save_calls, c.save_errors)
+            last = seen.get(("iptables", version), (0, 0, 0, 0, {}))
+            for _ in range((calls - last[0]) - (errors - last[1])):
+                m.count_iptables_restore()
+            for _ in range(errors - last[1]):
+                m.count_iptables_restore(failed=True)
+            for _ in range((saves - last[2]) - (save_errors - last[3])):
+                m.count_iptables_save()
+            for _ in range(save_errors - last[3]):
+                m.count_iptables_save(failed=True)
+            for table, lines in c.lines_executed.items():
+                if lines - last[4].get(table, 0):
+                    m.count_iptables_lines(version, table, lines - last[4].get(table, 0))
+            seen[("iptables", version)] = (calls, errors, saves, save_errors, dict(c.lines_executed))
+            for table, (chains, rules) in ipt.table_sizes().items():
+                m.set_iptables_table(version, table, chains=chains, rules=rules)
+        for version, sets in self.ipsets.items():
+            st = sets.stats
+            last = seen.get(("ipsets", version), (0, 0, 0))
+            calls, lines, errors = st.restore_calls, st.lines, st.errors
+            new_calls = calls - last[0]
+            if new_calls:
+                m.count_ipset_call(lines=lines - last[1])
+                for _ in range(new_calls - 1):
+                    m.count_ipset_call()
+            for _ in range(errors - last[2]):
+                m.counters["felix_ipset_errors"].inc()
+            seen[("ipsets", version)] = (calls, lines, errors)
+            m.set_ipsets(version, len(sets.desired.sets))
+
+    # -- health -----------------------------------------------------------------------------
+
+    def _report_calc(self, in_sync: bool) -> None:
+        self.health.report(hl.CALC_GRAPH, live=True, ready=in_sync)
+
+    def _report_dataplane(self, ready: bool | None = None) -> None:
+        if ready is None:
+            ready = self._applied_once and self._interfaces is not None
+        self.health.report(hl.DATAPLANE, live=True, ready=ready)
+
+
+def _read_default_rp_filter(path: str = "/proc/sys/net/ipv4/conf/default/rp_filter") -> str:
+    """Felix copies the host's default rp_filter onto workload interfaces (read at start)."""
+    try:
+        with open(path) as fh:
+            return fh.read().strip() or "1"
+    except OSError:
+        return "1"

@@ -1,0 +1,382 @@
+"""The kernel's IP sets of one family, kept equal to the desired ``IPSets``.
+
+Felix's ``ipsets.IPSets`` (felix/ipsets/ipsets.go), as a pure plan plus a thin applier:
+
+* the kernel is read with ``ipset list -name`` and ``ipset list <name>`` for the names
+  Felix owns (``^(cali4|felix-4|felix-masq-ipam-pools|felix-all-ipam-pools)``, or
+  ``^(cali6|felix-6)``), and cached; the cache is what the next apply diffs against;
+* ``plan_updates(desired, kernel)`` gives the ``ipset restore`` lines: ``create`` + ``add``
+  for a new set, ``del --exist``/``add`` deltas for a set with the right metadata, and a
+  temporary ``cali4t<n>`` set filled and ``swap``ped in when the maxelem changed or when
+  rewriting is shorter than the delta. The kernel refuses to swap sets of different type
+  or family, so such a set is destroyed and re-created instead, once nothing references
+  it; ``plan_deletions`` names the owned sets that are no longer wanted (temp sets too);
+* ``IPSetsDataplane`` runs ONE ``ipset restore`` per ``apply_updates()`` (before the
+  iptables apply, so rules never reference a missing set) and destroys unwanted sets in
+  ``apply_deletions()`` (after it, so references are gone first). A destroy that fails
+  (the set is still in use) is retried at the next ``apply_deletions``. With nothing
+  changed an apply runs no command at all; ``refresh()`` (or the refresh interval)
+  re-reads the kernel and repairs drift with only the difference.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+from node.felix import netaddr
+from node.felix.desired import IPSet, IPSets, canonical_member
+
+log = logging.getLogger(__name__)
+
+FAMILIES = {4: "inet", 6: "inet6"}
+_OWNED = {
+    4: re.compile(r"^(cali4|felix-4|felix-masq-ipam-pools|felix-all-ipam-pools)"),
+    6: re.compile(r"^(cali6|felix-6)"),
+}
+# A delta shorter than this many lines is always written as a delta.
+REWRITE_MIN_CHANGES = 1000
+# Destroys are slow (tens of ms each, serialised in the kernel): a bounded number per call.
+MAX_DELETIONS_PER_CALL = 20
+# Attempts of one apply (each after a fresh read of the kernel) before giving up.
+MAX_APPLY_ATTEMPTS = 3
+
+
+class IPSetsError(RuntimeError):
+    """The kernel's IP sets could not be read or brought in line."""
+
+
+def owns(name: str, version: int) -> bool:
+    """Whether Felix considers the set its own (so it may rewrite or destroy it)."""
+    return bool(_OWNED[version].match(name))
+
+
+def temp_name(version: int, index: int) -> str:
+    return f"cali{version}t{index}"
+
+
+def is_temp(name: str, version: int) -> bool:
+    return name.startswith(f"cali{version}t")
+
+
+# --------------------------------------------------------------------------------------
+# Kernel state.
+
+@dataclass(frozen=True)
+class SetMeta:
+    """What cannot change without re-creating a set (Felix's dataplaneMetadata)."""
+
+    type: str
+    family: str
+    max_size: int
+
+
+@dataclass
+class KernelSet:
+    """One set as listed. ``meta`` is None when the listing could not be understood
+    (Felix's ListFailed): the set is then rewritten."""
+
+    meta: SetMeta | None
+    members: set[str] = field(default_factory=set)
+    references: int = 0
+
+
+def canonical_listed(member: str) -> str:
+    """A member as ``ipset list`` prints it, in the desired side's canonical text; text we
+    cannot parse is kept raw so that it is deleted as it was printed."""
+    try:
+        return canonical_member(member)
+    except ValueError:
+        return member
+
+
+def parse_list(text: str) -> dict[str, KernelSet]:
+    """``ipset list [name]`` output (one or more ``Name:`` blocks) by set name."""
+    out: dict[str, KernelSet] = {}
+    name = ""
+    set_type = ""
+    current: KernelSet | None = None
+    in_members = False
+    for line in text.splitlines():
+        if in_members:
+            if line.strip():
+                current.members.add(canonical_listed(line.strip()))
+                continue
+            in_members = False
+        if line.startswith("Name:"):
+            name = line.split(":", 1)[1].strip()
+            set_type = ""
+            current = out[name] = KernelSet(meta=None)
+        elif current is None:
+            continue
+        elif line.startswith("Type:"):
+            set_type = line.split(":", 1)[1].strip()
+        elif line.startswith("Header:"):
+            current.meta = _parse_header(set_type, line.split(":", 1)[1].split())
+        elif line.startswith("References:"):
+            value = line.split(":", 1)[1].strip()
+            current.references = int(value) if value.isdigit() else 0
+        elif line.startswith("Members:"):
+            in_members = True
+    return out
+
+
+def _parse_header(set_type: str, words: list[str]) -> SetMeta | None:
+    """``family inet hashsize 1024 maxelem 1048576 ...`` -> metadata (None if incomplete)."""
+    values = dict(zip(words[::2], words[1::2]))
+    family = values.get("family", "")
+    max_size = values.get("maxelem", "")
+    if not set_type or not family or not max_size.isdigit():
+        return None
+    return SetMeta(set_type, family, int(max_size))
+
+
+# --------------------------------------------------------------------------------------
+# Plans (pure).
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """``lines`` for one ``ipset restore`` (without COMMIT); ``after`` what the touched sets
+    hold once it ran (temp sets included); ``blocked`` sets whose type must change but are
+    referenced, which the kernel does not allow; ``next_temp`` the next temp index."""
+
+    lines: tuple[str, ...]
+    after: dict[str, KernelSet]
+    blocked: tuple[str, ...] = ()
+    next_temp: int = 0
+
+
+def _sorted(members: Iterable[str]) -> list[str]:
+    return sorted(members, key=netaddr.sort_key)
+
+
+def plan_updates(desired: Mapping[str, IPSet], kernel: Mapping[str, KernelSet], *, version: int,
+                 max_size: int, next_temp: int = 0,
+                 rewrite_min: int = REWRITE_MIN_CHANGES) -> UpdatePlan:
+    """The restore lines that make every desired set equal in the kernel, touching only
+    what differs (sets in name order, deletions before additions, as Felix writes them)."""
+    family = FAMILIES[version]
+    lines: list[str] = []
+    recreate: list[str] = []
+    after: dict[str, KernelSet] = {}
+    blocked: list[str] = []
+    taken = set(kernel)
+
+    def create_line(name: str, meta: SetMeta) -> str:
+        return f"create {name} {meta.type} family {meta.family} maxelem {meta.max_size}"
+
+    for name in sorted(desired):
+        want = desired[name]
+        meta = SetMeta(want.type.value, family, max_size)
+        have = kernel.get(name)
+        if have is None:
+            lines.append(create_line(name, meta))
+            lines.extend(f"add {name} {m}" for m in _sorted(want.members))
+            after[name] = KernelSet(meta, set(want.members))
+            continue
+        type_changed = have.meta is not None and (have.meta.type != meta.type or have.meta.family != meta.family)
+        if type_changed or (have.meta is None and not have.references):
+            # swap needs equal type and family: destroy and re-create, if nothing uses it.
+            if have.references:
+                blocked.append(name)
+                continue
+            recreate.append(f"destroy {name}")
+            recreate.append(create_line(name, meta))
+            recreate.extend(f"add {name} {m}" for m in _sorted(want.members))
+            after[name] = KernelSet(meta, set(want.members))
+            continue
+        to_del = have.members - want.members
+        to_add = want.members - have.members
+        rewrite = have.meta != meta or (
+            len(to_del) + len(to_add) >= rewrite_min and len(to_del) + len(to_add) > len(want.members) + 2)
+        if rewrite:
+            while temp_name(version, next_temp) in taken:
+                next_temp += 1
+            temp = temp_name(version, next_temp)
+            next_temp += 1
+            taken.add(temp)
+            lines.append(create_line(temp, meta))
+            lines.extend(f"add {temp} {m}" for m in _sorted(want.members))
+            lines.append(f"swap {name} {temp}")
+            after[name] = KernelSet(meta, set(want.members), have.references)
+            after[temp] = KernelSet(have.meta, set(), 0)
+            continue
+        if not to_del and not to_add:
+            continue
+        lines.extend(f"del {name} {m} --exist" for m in _sorted(to_del))
+        lines.extend(f"add {name} {m}" for m in _sorted(to_add))
+        after[name] = KernelSet(meta, set(want.members), have.references)
+    return UpdatePlan(tuple(lines + recreate), after, tuple(blocked), next_temp)
+
+
+def plan_deletions(desired: Iterable[str], kernel: Mapping[str, KernelSet], version: int) -> list[str]:
+    """Owned sets in the kernel that are not desired: stale sets and used temp sets,
+    temp sets first (they never have references)."""
+    wanted = set(desired)
+    stale = [n for n in kernel if n not in wanted and owns(n, version)]
+    return sorted(stale, key=lambda n: (not is_temp(n, version), n))
+
+
+# --------------------------------------------------------------------------------------
+# The applier.
+
+@dataclass
+class IPSetStats:
+    """Counters for metrics (Felix: felix_ipset_calls, felix_ipset_lines_executed,
+    felix_ipset_errors, felix_ipsets_calico). ``commands`` counts every ipset process."""
+
+    restore_calls: int = 0
+    lines: int = 0
+    errors: int = 0
+    commands: int = 0
+    sets: int = 0
+
+
+Runner = Callable[[Sequence[str], str | None], subprocess.CompletedProcess]
+
+
+def run_command(argv: Sequence[str], stdin: str | None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=False)
+
+
+class IPSetsDataplane:
+    """Keeps the kernel's IP sets of ``desired.ip_version`` equal to ``desired.sets``.
+
+    The desired side is read whole at each apply (a set comparison per set, cheap next to
+    any ipset call), so the journal of ``IPSets.take_changes`` stays with its other readers.
+    ``refresh_interval`` (Felix's IpsetsRefreshInterval, 0 disables) makes an apply re-read
+    the kernel first when that long has passed since the last read.
+    """
+
+    def __init__(self, desired: IPSets, *, refresh_interval: float = 90.0,
+                 rewrite_min: int = REWRITE_MIN_CHANGES, max_deletions: int = MAX_DELETIONS_PER_CALL,
+                 ipset: str = "ipset", runner: Runner = run_command,
+                 clock: Callable[[], float] = time.monotonic):
+        self.desired = desired
+        self.version = desired.ip_version
+        self.refresh_interval = refresh_interval
+        self.rewrite_min = rewrite_min
+        self.max_deletions = max_deletions
+        self.ipset = ipset
+        self.stats = IPSetStats()
+        self._run_command = runner
+        self._clock = clock
+        self._kernel: dict[str, KernelSet] | None = None
+        self._read_at = 0.0
+        self._next_temp = 0
+        self._warned_blocked: set[str] = set()
+        self._warned_in_use: set[str] = set()
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+        self.stats.commands += 1
+        try:
+            return self._run_command([self.ipset, *args], stdin)
+        except OSError as exc:  # no ipset binary, or it cannot be started
+            self.stats.errors += 1
+            raise IPSetsError(f"cannot run {self.ipset}: {exc}") from exc
+
+    def read_kernel(self) -> dict[str, KernelSet]:
+        """Every owned set of this family with its members (and cache it)."""
+        names = self._run(["list", "-name"])
+        if names.returncode != 0:
+            self.stats.errors += 1
+            raise IPSetsError(f"ipset list -name failed: {names.stderr.strip()}")
+        kernel: dict[str, KernelSet] = {}
+        for name in names.stdout.split():
+            if not owns(name, self.version):
+                continue
+            listed = self._run(["list", name])
+            if listed.returncode != 0:
+                if "does not exist" in listed.stderr:
+                    continue  # destroyed between the two commands
+                log.warning("ipset list %s failed (%s); it will be rewritten", name, listed.stderr.strip())
+                kernel[name] = KernelSet(meta=None)
+                continue
+            parsed = parse_list(listed.stdout).get(name)
+            kernel[name] = parsed if parsed is not None else KernelSet(meta=None)
+        self._kernel = kernel
+        self._read_at = self._clock()
+        self.stats.sets = len(kernel)
+        return kernel
+
+    def queue_resync(self) -> None:
+        """Re-read the kernel before the next apply (after something else touched it)."""
+        self._kernel = None
+
+    def _kernel_view(self) -> dict[str, KernelSet]:
+        due = self.refresh_interval > 0 and self._clock() - self._read_at >= self.refresh_interval
+        if self._kernel is None or due:
+            return self.read_kernel()
+        return self._kernel
+
+    # -- applying --------------------------------------------------------------------------
+
+    def apply_updates(self) -> None:
+        """Create and update sets (before the iptables apply), in one ``ipset restore``."""
+        for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
+            kernel = self._kernel_view()
+            plan = plan_updates(self.desired.sets, kernel, version=self.version, max_size=self.desired.max_size,
+                                next_temp=self._next_temp, rewrite_min=self.rewrite_min)
+            self._warn_blocked(plan.blocked)
+            if not plan.lines:
+                return
+            result = self._run(["restore"], "\n".join(plan.lines) + "\nCOMMIT\n")
+            self.stats.restore_calls += 1
+            self.stats.lines += len(plan.lines)
+            if result.returncode == 0:
+                kernel.update(plan.after)
+                for line in plan.lines:
+                    if line.startswith("destroy "):
+                        log.info("IP set %s re-created with a new type", line.split()[1])
+                self._next_temp = plan.next_temp
+                self.stats.sets = len(kernel)
+                return
+            self.stats.errors += 1
+            self._kernel = None
+            first = plan.lines[:3]
+            log.warning("ipset restore failed (attempt %d of %d): %s; input began %s (%d lines)", attempt,
+                        MAX_APPLY_ATTEMPTS, result.stderr.strip(), first, len(plan.lines))
+        raise IPSetsError(f"IPv{self.version} IP sets could not be updated after {MAX_APPLY_ATTEMPTS} attempts")
+
+    def _warn_blocked(self, blocked: Iterable[str]) -> None:
+        for name in blocked:
+            if name not in self._warned_blocked:
+                self._warned_blocked.add(name)
+                log.warning("IP set %s exists with another type and is in use; it is re-created once "
+                            "nothing references it", name)
+
+    def apply_deletions(self) -> bool:
+        """Destroy owned sets no longer desired (after the iptables apply). Returns True
+        when more remain than one call destroys, so the caller calls again soon."""
+        kernel = self._kernel_view()
+        pending = plan_deletions(self.desired.sets, kernel, self.version)
+        for name in pending[:self.max_deletions]:
+            result = self._run(["destroy", name])
+            if result.returncode == 0 or "does not exist" in result.stderr:
+                kernel.pop(name, None)
+                self._warned_in_use.discard(name)
+                log.info("Deleted IP set %s", name)
+                continue
+            self.stats.errors += 1
+            if name not in self._warned_in_use:
+                self._warned_in_use.add(name)
+                log.warning("Failed to delete IP set %s (%s); will retry", name, result.stderr.strip())
+            else:
+                log.debug("IP set %s still cannot be deleted: %s", name, result.stderr.strip())
+        self.stats.sets = len(kernel)
+        return len(pending) > self.max_deletions
+
+    def refresh(self) -> None:
+        """Re-read every owned set now and repair any drift (creates and updates only;
+        stale sets go at the next ``apply_deletions``)."""
+        self.read_kernel()
+        self.apply_updates()
+
+
+__all__ = ["IPSetStats", "IPSetsDataplane", "IPSetsError", "KernelSet", "SetMeta", "UpdatePlan", "is_temp",
+           "owns", "parse_list", "plan_deletions", "plan_updates", "temp_name"]

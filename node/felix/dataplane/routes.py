@@ -1,0 +1,927 @@
+"""Routes, neighbours, FDB entries, tunnel devices and sysctls in the kernel, kept equal
+to a ``DesiredRoutes`` (node/felix/routes.py) through pyroute2.
+
+Felix's route table, VXLAN/IPIP device loops, VXLAN FDB and the endpoint manager's
+/proc/sys writes (felix/routetable, felix/dataplane/linux/{route_mgr,vxlan_mgr,ipip_mgr,
+endpoint_mgr}.go, felix/vxlanfdb), as a pure plan plus a thin applier:
+
+* ``read_kernel(ipr)`` turns netlink dumps into plain data (``KernelState``);
+* ``plan(desired, kernel, ownership)`` lists the operations that make the kernel match,
+  touching only what differs and only what Felix owns (``Ownership``): routes on
+  workload interfaces (any protocol with RemoveExternalRoutes, else ``boot`` or Felix's
+  protocol), routes on ``vxlan.calico``, and any route with Felix's exclusive protocol
+  (80, or DeviceRouteProtocol when it is not ``boot``) - that covers the blackholes;
+  permanent neighbours on workload interfaces and VXLAN devices; FDB entries on VXLAN
+  devices; the tunnel devices themselves. Routes and neighbours on an interface that is
+  not oper-up are not programmed (the kernel drops them when it goes down);
+* ``plan_sysctls`` gives the /proc/sys writes: an interface's once it is oper-up, again
+  whenever it comes up with a new index, and the global ones once;
+* ``RouteDataplane.apply`` runs the plan. It keeps the kernel state it last read and
+  updates it with its own successful writes; it reads the kernel again (one dump of
+  links, routes, neighbours, FDB and addresses) on the first apply, every
+  ``refresh_interval`` (RouteRefreshInterval), after a failed or device-changing write,
+  and whenever the interfaces differ from the last read (an interface that went down or
+  was re-created lost its routes). So an apply with nothing changed makes no netlink
+  change, and reads nothing unless it must.
+
+``tunl0`` needs the kernel's ipip module: if creating it fails, one warning says so and
+the rest is programmed without it; creation is retried silently at each periodic refresh.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from socket import AF_INET, AF_INET6
+from typing import Callable, Iterable, Mapping
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import ndmsg
+
+from node.felix.dataplane.interfaces import Interface, link_oper_up
+from node.felix.routes import (FELIX_ROUTE_PROTOCOL, IPIP_DEVICE, RTPROT_BOOT, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6,
+                               DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, Sysctl, VXLANDevice)
+
+log = logging.getLogger(__name__)
+
+MAIN_TABLE = 254
+RTNH_F_ONLINK = 4
+RTM_F_CLONED = 0x200
+RT_SCOPE_NOWHERE = 255
+NUD_PERMANENT = ndmsg.states["permanent"]
+NTF_SELF = ndmsg.flags["self"]
+AF_BRIDGE = 7
+
+_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 5: "multicast", 6: "blackhole", 7: "unreachable",
+          8: "prohibit", 9: "throw"}
+_TYPE_NUMBERS = {v: k for k, v in _TYPES.items()}
+_SCOPES = {0: "universe", 200: "site", 253: "link", 254: "host"}
+_SCOPE_NUMBERS = {v: k for k, v in _SCOPES.items()}
+_V6_LINK_LOCAL = ipaddress.ip_network("fe80::/64")
+# Interface errors that mean "it went away or went down under us", not a failure.
+_GONE = {errno.ENODEV, errno.ENETDOWN, errno.ENXIO}
+
+
+# --------------------------------------------------------------------------------------
+# Kernel state, as plain data.
+
+@dataclass(frozen=True)
+class VXLANInfo:
+    vni: int
+    port: int
+    parent_index: int
+    local: str
+    learning: bool
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    index: int
+    kind: str
+    oper_up: bool
+    admin_up: bool = True
+    mtu: int = 0
+    mac: str = ""
+    vxlan: VXLANInfo | None = None
+
+
+RouteKey = tuple  # (version, dst network text, metric)
+
+
+@dataclass
+class KernelState:
+    """What the kernel holds, as far as the plan needs: every link, the main table's
+    routes by key, permanent neighbours (dev, ip) -> MAC and FDB entries (dev, MAC) -> dst
+    on every device, addresses and TX checksum offload of the tunnel devices."""
+
+    links: dict[str, Link] = field(default_factory=dict)
+    routes: dict[RouteKey, list[Route]] = field(default_factory=dict)
+    neighbours: dict[tuple[str, str], str] = field(default_factory=dict)
+    fdb: dict[tuple[str, str], str] = field(default_factory=dict)
+    addresses: dict[str, frozenset[str]] = field(default_factory=dict)
+    tx_checksum: dict[str, bool] = field(default_factory=dict)
+
+    def add_route(self, route: Route) -> None:
+        self.routes.setdefault(route_key(route), []).append(route)
+
+
+@lru_cache(maxsize=1 << 16)
+def route_key(route: Route) -> RouteKey:
+    """The kernel's identity of a route in one table: destination and metric (TOS 0)."""
+    net = ipaddress.ip_network(route.dst, strict=False)
+    return (net.version, str(net), route.metric)
+
+
+@lru_cache(maxsize=1 << 16)
+def comparable(route: Route) -> Route:
+    """A route as the kernel reports it back: IPv6 routes carry no scope; addresses in
+    canonical text."""
+    net = ipaddress.ip_network(route.dst, strict=False)
+    return Route(dst=str(net), dev=route.dev,
+                 gateway=str(ipaddress.ip_address(route.gateway)) if route.gateway else "",
+                 type=route.type, proto=route.proto, scope="universe" if net.version == 6 else route.scope,
+                 metric=route.metric, src=str(ipaddress.ip_address(route.src)) if route.src else "",
+                 onlink=route.onlink, mtu=route.mtu)
+
+
+def _canonical_cidr(text: str) -> str:
+    return str(ipaddress.ip_interface(text))
+
+
+# --------------------------------------------------------------------------------------
+# Ownership.
+
+@dataclass(frozen=True)
+class Ownership:
+    """Which kernel routes are Felix's (routetable/ownershippol/main_route_table_policy.go)."""
+
+    workload_prefixes: tuple[str, ...] = ("cali",)
+    device_route_protocol: int = RTPROT_BOOT
+    remove_external_routes: bool = True
+
+    @property
+    def exclusive_protocols(self) -> frozenset[int]:
+        """Protocols only Felix uses: 80, or DeviceRouteProtocol when it is not ``boot``."""
+        if self.device_route_protocol == RTPROT_BOOT:
+            return frozenset({FELIX_ROUTE_PROTOCOL})
+        return frozenset({self.device_route_protocol})
+
+    @property
+    def all_protocols(self) -> frozenset[int]:
+        return self.exclusive_protocols | {self.device_route_protocol}
+
+    def is_workload(self, name: str | None) -> bool:
+        return bool(name) and name.startswith(self.workload_prefixes)
+
+    def route_is_ours(self, route: Route) -> bool:
+        if route.proto in self.exclusive_protocols:
+            return True
+        if route.dev is None:
+            return False
+        net = ipaddress.ip_network(route.dst, strict=False)
+        if net == _V6_LINK_LOCAL:
+            return False  # the kernel's own IPv6 bootstrap route
+        if self.is_workload(route.dev):
+            return self.remove_external_routes or route.proto in self.all_protocols
+        return route.dev == (VXLAN_DEVICE_V4 if net.version == 4 else VXLAN_DEVICE_V6)
+
+    def owns_neighbours_of(self, dev: str) -> bool:
+        return self.is_workload(dev) or dev in (VXLAN_DEVICE_V4, VXLAN_DEVICE_V6)
+
+
+# --------------------------------------------------------------------------------------
+# Operations.
+
+@dataclass(frozen=True)
+class LinkDelete:
+    name: str
+
+
+@dataclass(frozen=True)
+class VXLANCreate:
+    device: VXLANDevice
+
+
+@dataclass(frozen=True)
+class IPIPCreate:
+    device: IPIPDevice
+
+
+@dataclass(frozen=True)
+class LinkSetMTU:
+    name: str
+    mtu: int
+
+
+@dataclass(frozen=True)
+class LinkSetUp:
+    name: str
+
+
+@dataclass(frozen=True)
+class AddressAdd:
+    dev: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class AddressDelete:
+    dev: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class TxChecksumOff:
+    dev: str
+
+
+@dataclass(frozen=True)
+class RouteReplace:
+    route: Route
+
+
+@dataclass(frozen=True)
+class RouteDelete:
+    route: Route
+
+
+@dataclass(frozen=True)
+class NeighbourSet:
+    neighbour: Neighbour
+
+
+@dataclass(frozen=True)
+class NeighbourDelete:
+    neighbour: Neighbour
+
+
+@dataclass(frozen=True)
+class FDBSet:
+    entry: FDBEntry
+
+
+@dataclass(frozen=True)
+class FDBDelete:
+    entry: FDBEntry
+
+
+DEVICE_OPS = (LinkDelete, VXLANCreate, IPIPCreate, LinkSetMTU, LinkSetUp, AddressAdd, AddressDelete, TxChecksumOff)
+
+
+# --------------------------------------------------------------------------------------
+# Plans (pure).
+
+def vxlan_incompatibility(want: VXLANDevice, have: Link, parent: Link | None) -> str:
+    """Why an existing device cannot be kept (Felix's vxlanLinksIncompat, plus learning),
+    or '' when it can."""
+    if have.kind != "vxlan" or have.vxlan is None:
+        return f"link type {have.kind or 'unknown'}"
+    info = have.vxlan
+    if info.vni != want.vni:
+        return f"vni {info.vni} vs {want.vni}"
+    if parent is not None and info.parent_index != parent.index:
+        return f"parent interface index {info.parent_index} vs {parent.index}"
+    if info.local and want.local_ip and ipaddress.ip_address(info.local) != ipaddress.ip_address(want.local_ip):
+        return f"local address {info.local} vs {want.local_ip}"
+    if info.port and info.port != want.port:
+        return f"port {info.port} vs {want.port}"
+    if have.mac and have.mac.lower() != want.mac.lower():
+        return f"MAC {have.mac} vs {want.mac}"
+    if info.learning != want.learning:
+        return f"learning {info.learning} vs {want.learning}"
+    return ""
+
+
+def _address_ops(dev: str, want: str, have: frozenset[str]) -> list:
+    """Make ``want`` the device's only address of its family (IPv6 link-local kept)."""
+    want = _canonical_cidr(want)
+    version = ipaddress.ip_interface(want).version
+    ops: list = []
+    for cidr in sorted(have):
+        iface = ipaddress.ip_interface(cidr)
+        if iface.version == version and cidr != want and not (version == 6 and iface.ip.is_link_local):
+            ops.append(AddressDelete(dev, cidr))
+    if want not in have:
+        ops.append(AddressAdd(dev, want))
+    return ops
+
+
+def plan_devices(desired: DesiredRoutes, kernel: KernelState, *,
+                 ipip_unavailable: bool = False) -> tuple[list, set[str], set[str]]:
+    """Device operations, the devices that will be up afterwards, and the devices whose
+    kernel routes, neighbours and FDB vanish with them (deleted or re-created)."""
+    ops: list = []
+    up: set[str] = set()
+    vanishing: set[str] = set()
+    wanted_vxlan = {d.name for d in desired.vxlan_devices}
+    for name in desired.absent_devices:
+        if name in kernel.links and name not in wanted_vxlan:
+            ops.append(LinkDelete(name))
+            vanishing.add(name)
+    for dev in desired.vxlan_devices:
+        parent = kernel.links.get(dev.parent)
+        have = kernel.links.get(dev.name)
+        if parent is None:
+            continue  # no underlay yet: nothing on this device can work
+        if have is not None and vxlan_incompatibility(dev, have, parent):
+            ops.append(LinkDelete(dev.name))
+            vanishing.add(dev.name)
+            have = None
+        if have is None:
+            ops.append(VXLANCreate(dev))
+            ops.append(AddressAdd(dev.name, _canonical_cidr(dev.address)))
+            if not dev.tx_checksum_offload:
+                ops.append(TxChecksumOff(dev.name))
+            ops.append(LinkSetUp(dev.name))
+        else:
+            if have.mtu != dev.mtu:
+                ops.append(LinkSetMTU(dev.name, dev.mtu))
+            ops += _address_ops(dev.name, dev.address, kernel.addresses.get(dev.name, frozenset()))
+            if not dev.tx_checksum_offload and kernel.tx_checksum.get(dev.name, True):
+                ops.append(TxChecksumOff(dev.name))
+            if not have.admin_up:
+                ops.append(LinkSetUp(dev.name))
+        up.add(dev.name)
+    ipip = desired.ipip_device
+    tunl = kernel.links.get(IPIP_DEVICE)
+    if ipip is not None and (tunl is not None or not ipip_unavailable):
+        if tunl is None:
+            ops.append(IPIPCreate(ipip))
+            ops.append(AddressAdd(ipip.name, _canonical_cidr(ipip.address)))
+        else:
+            if tunl.mtu != ipip.mtu:
+                ops.append(LinkSetMTU(ipip.name, ipip.mtu))
+            ops += _address_ops(ipip.name, ipip.address, kernel.addresses.get(ipip.name, frozenset()))
+        if not ipip.tx_checksum_offload and kernel.tx_checksum.get(ipip.name, True):
+            ops.append(TxChecksumOff(ipip.name))
+        if tunl is None or not tunl.admin_up:
+            ops.append(LinkSetUp(ipip.name))
+        up.add(ipip.name)
+    elif ipip is None and desired.clean_ipip_addresses and tunl is not None:
+        ops += [AddressDelete(IPIP_DEVICE, c) for c in sorted(kernel.addresses.get(IPIP_DEVICE, ()))
+                if ipaddress.ip_interface(c).version == 4]
+    return ops, up, vanishing
+
+
+def plan_routes(desired: Iterable[Route], kernel: KernelState, ownership: Ownership, usable: set[str],
+                families: Iterable[int] = (4, 6), vanishing: set[str] = frozenset()) -> list:
+    """Deletes of our routes nobody wants, then replaces of missing or different ones.
+    Routes through an interface not in ``usable`` (oper-up, or a tunnel this plan brings
+    up) are left out, as Felix leaves them until the interface comes up."""
+    families = set(families)
+    want: dict[RouteKey, Route] = {}
+    for route in desired:
+        if route.dev is not None and route.dev not in usable:
+            continue
+        key = route_key(route)
+        if key[0] in families:
+            want[key] = comparable(route)
+    ops: list = []
+    for key in sorted(kernel.routes, key=_key_order):
+        if key[0] not in families:
+            continue
+        for route in kernel.routes[key]:
+            if route.dev in vanishing or key in want or not ownership.route_is_ours(route):
+                continue
+            ops.append(RouteDelete(route))
+    for key in sorted(want, key=_key_order):
+        have = [r for r in kernel.routes.get(key, ()) if r.dev not in vanishing]
+        if want[key] not in have:
+            ops.append(RouteReplace(want[key]))
+    return ops
+
+
+@lru_cache(maxsize=1 << 16)
+def _key_order(key: RouteKey) -> tuple:
+    net = ipaddress.ip_network(key[1])
+    return (key[0], int(net.network_address), net.prefixlen, key[2])
+
+
+def plan_neighbours(desired: Iterable[Neighbour], kernel: KernelState, ownership: Ownership, usable: set[str],
+                    vanishing: set[str] = frozenset()) -> list:
+    """Permanent ARP/NDP entries on workload interfaces and VXLAN devices."""
+    want = {(n.dev, str(ipaddress.ip_address(n.ip))): n.mac.lower() for n in desired if n.dev in usable}
+    ops: list = []
+    for (dev, ip), mac in sorted(kernel.neighbours.items()):
+        if dev in vanishing or (dev, ip) in want or not ownership.owns_neighbours_of(dev):
+            continue
+        ops.append(NeighbourDelete(Neighbour(ip, dev, mac)))
+    for (dev, ip), mac in sorted(want.items()):
+        if kernel.neighbours.get((dev, ip)) != mac or dev in vanishing:
+            ops.append(NeighbourSet(Neighbour(ip, dev, mac)))
+    return ops
+
+
+def plan_fdb(desired: Iterable[FDBEntry], kernel: KernelState, usable: set[str],
+             vanishing: set[str] = frozenset()) -> list:
+    """Permanent FDB entries (MAC -> remote VTEP) on the VXLAN devices."""
+    vxlan_devs = (VXLAN_DEVICE_V4, VXLAN_DEVICE_V6)
+    want = {(e.dev, e.mac.lower()): str(ipaddress.ip_address(e.dst)) for e in desired if e.dev in usable}
+    ops: list = []
+    for (dev, mac), dst in sorted(kernel.fdb.items()):
+        if dev in vanishing or dev not in vxlan_devs or (dev, mac) in want:
+            continue
+        ops.append(FDBDelete(FDBEntry(mac, dev, dst)))
+    for (dev, mac), dst in sorted(want.items()):
+        if kernel.fdb.get((dev, mac)) != dst or dev in vanishing:
+            ops.append(FDBSet(FDBEntry(mac, dev, dst)))
+    return ops
+
+
+def plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, *, families: Iterable[int] = (4, 6),
+         ipip_unavailable: bool = False) -> list:
+    """Every operation, in the order they can run: devices (deleted, created, configured,
+    up), then route deletes and replaces, then neighbours and FDB entries."""
+    device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
+    usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
+    return (device_ops
+            + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing)
+            + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
+            + plan_fdb(desired.fdb, kernel, usable, vanishing))
+
+
+# --------------------------------------------------------------------------------------
+# Sysctls (pure).
+
+def sysctl_interface(path: str) -> str | None:
+    """The interface a sysctl belongs to (``net/ipv4/conf/<if>/...``), None when global."""
+    parts = path.split("/")
+    if len(parts) >= 5 and parts[0] == "net" and parts[1] in ("ipv4", "ipv6") and parts[2] in ("conf", "neigh"):
+        return None if parts[3] in ("all", "default") else parts[3]
+    return None
+
+
+Applied = Mapping[str | None, tuple[int, frozenset[Sysctl]]]
+
+
+def plan_sysctls(desired: Iterable[Sysctl], links: Mapping[str, Link], applied: Applied) -> list[Sysctl]:
+    """The writes still to do: an interface's sysctls once it is oper-up and again when it
+    came back with a new index (a re-created veth), changed values, and global ones once.
+    ``applied`` maps an interface (None: global) to (ifindex, sysctls written)."""
+    by_iface: dict[str | None, list[Sysctl]] = {}
+    for sysctl in desired:
+        by_iface.setdefault(sysctl_interface(sysctl.path), []).append(sysctl)
+    out: list[Sysctl] = []
+    for iface, sysctls in by_iface.items():
+        if iface is None:
+            done = applied.get(None, (0, frozenset()))[1]
+            out += [s for s in sysctls if s not in done]
+            continue
+        link = links.get(iface)
+        if link is None or not link.oper_up:
+            continue
+        index, done = applied.get(iface, (0, frozenset()))
+        out += [s for s in sysctls if index != link.index or s not in done]
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Reading the kernel.
+
+def _mac(text) -> str:
+    return (text or "").lower()
+
+
+def link_from_msg(msg) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    vxlan = None
+    if kind == "vxlan":
+        data = info.get_attr("IFLA_INFO_DATA")
+        if data is not None:
+            vxlan = VXLANInfo(vni=data.get_attr("IFLA_VXLAN_ID") or 0, port=data.get_attr("IFLA_VXLAN_PORT") or 0,
+                              parent_index=data.get_attr("IFLA_VXLAN_LINK") or 0,
+                              local=data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6") or "",
+                              learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")))
+    return Link(name=msg.get_attr("IFLA_IFNAME"), index=msg["index"], kind=kind or "", oper_up=link_oper_up(msg),
+                admin_up=bool(msg["flags"] & 1), mtu=msg.get_attr("IFLA_MTU") or 0,
+                mac=_mac(msg.get_attr("IFLA_ADDRESS")), vxlan=vxlan)
+
+
+def route_from_msg(msg, names: Mapping[int, str]) -> Route | None:
+    """A main-table route as plain data; None for what Felix never manages (cached
+    clones, TOS routes, routes through an interface not seen in the link dump)."""
+    if msg["flags"] & RTM_F_CLONED or msg["tos"]:
+        return None
+    table = msg.get_attr("RTA_TABLE") or msg["table"]
+    if table != MAIN_TABLE:
+        return None
+    version = 4 if msg["family"] == AF_INET else 6
+    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
+    rtype = _TYPES.get(msg["type"], str(msg["type"]))
+    oif = msg.get_attr("RTA_OIF")
+    if msg.get_attr("RTA_MULTIPATH") is not None or (rtype != "unicast" and (oif or 0) <= 1):
+        dev = None
+    else:
+        dev = names.get(oif)
+        if dev is None:
+            return None
+    metrics = msg.get_attr("RTA_METRICS")
+    mtu = (metrics.get_attr("RTAX_MTU") or 0) if metrics is not None else 0
+    return Route(dst=str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)), dev=dev,
+                 gateway=msg.get_attr("RTA_GATEWAY") or "", type=rtype, proto=msg["proto"],
+                 scope="universe" if version == 6 else _SCOPES.get(msg["scope"], str(msg["scope"])),
+                 metric=msg.get_attr("RTA_PRIORITY") or 0, src=msg.get_attr("RTA_PREFSRC") or "",
+                 onlink=bool(msg["flags"] & RTNH_F_ONLINK), mtu=mtu)
+
+
+def read_links(ipr: IPRoute) -> dict[str, Link]:
+    return {link.name: link for link in (link_from_msg(m) for m in ipr.get_links())}
+
+
+def links_from_interfaces(ipr: IPRoute, interfaces: Mapping[str, Interface], detailed: Iterable[str]) -> dict[str, Link]:
+    """Links from the interface monitor's picture, with only the ``detailed`` ones (the
+    tunnel devices, whose kind, MTU and VXLAN settings matter) asked from the kernel:
+    a full link dump is the slowest part of a read."""
+    links = {name: Link(name, i.index, "", i.oper_up, mtu=i.mtu) for name, i in interfaces.items()}
+    for name in detailed:
+        links.pop(name, None)  # asked by name: the picture may predate our own changes
+        try:
+            msgs = ipr.link("get", ifname=name)
+        except NetlinkError as exc:
+            if exc.code != errno.ENODEV:
+                raise
+            continue
+        for msg in msgs:
+            links[name] = link_from_msg(msg)
+    return links
+
+
+def read_kernel(ipr: IPRoute, families: Iterable[int] = (4, 6), tunnels: Iterable[str] = (),
+                links: dict[str, Link] | None = None) -> KernelState:
+    """One dump of everything the plan looks at; ``tunnels`` are the devices whose
+    addresses and TX checksum offload matter."""
+    families = tuple(families)
+    state = KernelState(links=links if links is not None else read_links(ipr))
+    names = {link.index: name for name, link in state.links.items()}
+    for version in families:
+        for msg in ipr.get_routes(family=AF_INET if version == 4 else AF_INET6, table=MAIN_TABLE):
+            route = route_from_msg(msg, names)
+            if route is not None:
+                state.add_route(route)
+    for msg in ipr.get_neighbours():
+        dev = names.get(msg["ifindex"])
+        mac = msg.get_attr("NDA_LLADDR")
+        family = {AF_INET: 4, AF_INET6: 6}.get(msg["family"])
+        if dev is None or not mac or not msg["state"] & NUD_PERMANENT or family not in families:
+            continue
+        state.neighbours[(dev, str(ipaddress.ip_address(msg.get_attr("NDA_DST"))))] = _mac(mac)
+    vxlan_indexes = {link.index: name for name, link in state.links.items() if link.kind == "vxlan"}
+    if vxlan_indexes:
+        for msg in ipr.get_neighbours(family=AF_BRIDGE):
+            dev = vxlan_indexes.get(msg["ifindex"])
+            mac = msg.get_attr("NDA_LLADDR")
+            if dev is None or not mac or not msg["state"] & NUD_PERMANENT:
+                continue
+            state.fdb[(dev, _mac(mac))] = msg.get_attr("NDA_DST") or ""
+    tunnels = [t for t in tunnels if t in state.links]
+    if tunnels:
+        wanted = {state.links[t].index: t for t in tunnels}
+        addrs: dict[str, set[str]] = {t: set() for t in tunnels}
+        for msg in ipr.get_addr():
+            dev = wanted.get(msg["index"])
+            if dev is not None:
+                addrs[dev].add(_canonical_cidr(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"))
+        state.addresses = {t: frozenset(a) for t, a in addrs.items()}
+        state.tx_checksum = {t: tx_checksumming(t) for t in tunnels}
+    return state
+
+
+def tx_checksumming(dev: str) -> bool:
+    """Whether TX checksum offload is on (ETHTOOL_GTXCSUM); True when unknown."""
+    from pyroute2.ethtool.ioctl import IoctlEthtool
+
+    tool = IoctlEthtool(dev)
+    try:
+        return bool(tool.get_offload_flags().get("tx-checksumming", True))
+    except Exception:  # noqa: BLE001 - a device without ethtool support keeps its default
+        return True
+    finally:
+        tool.close()
+
+
+# --------------------------------------------------------------------------------------
+# The applier.
+
+@dataclass
+class RouteStats:
+    """Counters for metrics and tests: netlink writes done, failures, full reads."""
+
+    writes: int = 0
+    errors: int = 0
+    reads: int = 0
+    sysctl_writes: int = 0
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    changes: int
+    failures: tuple[str, ...] = ()
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.failures
+
+
+class RouteDataplane:
+    """Applies ``DesiredRoutes`` to the current network namespace (see the module doc).
+
+    ``apply(desired, interfaces)`` takes the interface monitor's latest picture when the
+    agent has one (then an unchanged picture costs no netlink request at all); without
+    it, each apply dumps the links to notice interface changes.
+    """
+
+    def __init__(self, *, workload_prefixes: Iterable[str] = ("cali",), device_route_protocol: int = RTPROT_BOOT,
+                 remove_external_routes: bool = True, families: Iterable[int] = (4, 6),
+                 refresh_interval: float = 90.0, proc_sys: str = "/proc/sys",
+                 clock: Callable[[], float] = time.monotonic):
+        self.ownership = Ownership(tuple(workload_prefixes), device_route_protocol, remove_external_routes)
+        self.families = tuple(families)
+        self.refresh_interval = refresh_interval
+        self.proc_sys = proc_sys
+        self.stats = RouteStats()
+        self._clock = clock
+        self._kernel: KernelState | None = None
+        self._read_at = 0.0
+        self._tunnels: tuple[str, ...] = ()
+        self._ipip_unavailable = False
+        self._ipip_warned = False
+        self._applied: dict[str | None, tuple[int, frozenset[Sysctl]]] = {}
+        self._sysctl_warned: set[str] = set()
+
+    @classmethod
+    def from_felix(cls, config, **kwargs) -> "RouteDataplane":
+        """Built from a ``node.felix.config.FelixConfig``: InterfacePrefix,
+        DeviceRouteProtocol, RemoveExternalRoutes, Ipv6Support, RouteRefreshInterval."""
+        return cls(workload_prefixes=tuple(config.InterfacePrefix), device_route_protocol=config.DeviceRouteProtocol,
+                   remove_external_routes=config.RemoveExternalRoutes,
+                   families=(4, 6) if config.Ipv6Support else (4,),
+                   refresh_interval=config.RouteRefreshInterval, **kwargs)
+
+    def refresh(self) -> None:
+        """Read the kernel again at the next apply (and retry a tunl0 that failed)."""
+        self._kernel = None
+        self._ipip_unavailable = False
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _view(self, ipr: IPRoute, desired: DesiredRoutes, interfaces: Mapping[str, Interface] | None) -> KernelState:
+        tunnels = tuple(sorted({d.name for d in desired.vxlan_devices} | {IPIP_DEVICE}))
+        due = self.refresh_interval > 0 and self._clock() - self._read_at >= self.refresh_interval
+        links = None
+        if self._kernel is not None and not due and tunnels == self._tunnels:
+            if interfaces is not None:
+                if _same_interfaces(interfaces, self._kernel.links):
+                    return self._kernel
+            else:
+                links = read_links(ipr)
+                if _link_states(links) == _link_states(self._kernel.links):
+                    self._kernel.links = links
+                    return self._kernel
+        if due:
+            self._ipip_unavailable = False
+        if links is None and interfaces is not None:
+            links = links_from_interfaces(ipr, interfaces, tunnels)
+        self._kernel = read_kernel(ipr, self.families, tunnels, links)
+        self._tunnels = tunnels
+        self._read_at = self._clock()
+        self.stats.reads += 1
+        return self._kernel
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def apply(self, desired: DesiredRoutes, interfaces: Mapping[str, Interface] | None = None) -> ApplyResult:
+        failures: list[str] = []
+        changes = 0
+        with IPRoute() as ipr:
+            kernel = self._view(ipr, desired, interfaces)
+            ops = plan(desired, kernel, self.ownership, families=self.families,
+                       ipip_unavailable=self._ipip_unavailable)
+            stale = False
+            indexes = {name: link.index for name, link in kernel.links.items()}
+            for op in ops:
+                try:
+                    done = self._execute(ipr, op, indexes)
+                except NetlinkError as exc:
+                    stale = True
+                    if isinstance(op, IPIPCreate):
+                        self._ipip_failed(exc)
+                        continue
+                    if exc.code in _GONE:
+                        log.debug("%s: interface gone or down (%s)", op, exc)
+                        continue
+                    failures.append(f"{op}: {exc}")
+                    continue
+                except OSError as exc:
+                    stale = True
+                    failures.append(f"{op}: {exc}")
+                    continue
+                if not done:
+                    stale = True
+                    continue
+                changes += 1
+                self.stats.writes += 1
+                if isinstance(op, DEVICE_OPS):
+                    stale = True
+                else:
+                    _record(kernel, op)
+            if stale:
+                self._kernel = None
+            links = kernel.links
+            if any(isinstance(op, (VXLANCreate, IPIPCreate, LinkSetUp, LinkDelete)) for op in ops):
+                links = read_links(ipr)
+        for failure in failures:
+            log.warning("Route dataplane: %s", failure)
+        failures += self._apply_sysctls(desired.sysctls, links)
+        self.stats.errors += len(failures)
+        return ApplyResult(changes, tuple(failures))
+
+    def _ipip_failed(self, exc: NetlinkError) -> None:
+        self._ipip_unavailable = True
+        if not self._ipip_warned:
+            self._ipip_warned = True
+            log.warning("Cannot create the IPIP device %s: %s. The kernel has no usable ipip support; "
+                        "carrying on without it (IPIP traffic will not flow on this node)", IPIP_DEVICE,
+                        exc.args[1] if len(exc.args) > 1 else exc)
+        else:
+            log.debug("Creating %s still fails: %s", IPIP_DEVICE, exc)
+
+    def _execute(self, ipr: IPRoute, op, indexes: dict[str, int]) -> bool:
+        """Run one operation; False when the interface it needs is not there (skipped)."""
+        if isinstance(op, VXLANCreate):
+            dev = op.device
+            parent = indexes.get(dev.parent)
+            if parent is None:
+                return False
+            local_key = "vxlan_local6" if ":" in dev.local_ip else "vxlan_local"
+            ipr.link("add", ifname=dev.name, kind="vxlan", vxlan_id=dev.vni, vxlan_port=dev.port,
+                     vxlan_link=parent, vxlan_learning=int(dev.learning), address=dev.mac, mtu=dev.mtu,
+                     **{local_key: dev.local_ip})
+            indexes[dev.name] = ipr.link_lookup(ifname=dev.name)[0]
+            log.info("Created VXLAN device %s (VNI %d, port %d, parent %s)", dev.name, dev.vni, dev.port, dev.parent)
+            return True
+        if isinstance(op, IPIPCreate):
+            ipr.link("add", ifname=op.device.name, kind="ipip", mtu=op.device.mtu)
+            indexes[op.device.name] = ipr.link_lookup(ifname=op.device.name)[0]
+            log.info("Created IPIP device %s", op.device.name)
+            return True
+        if isinstance(op, LinkDelete):
+            index = indexes.pop(op.name, None)
+            if index is None:
+                return False
+            ipr.link("del", index=index)
+            log.info("Deleted device %s", op.name)
+            return True
+        if isinstance(op, TxChecksumOff):
+            from pyroute2.ethtool.ioctl import IoctlEthtool
+
+            tool = IoctlEthtool(op.dev)
+            try:
+                tool.set_offload_flag("tx-checksumming", 0)
+            finally:
+                tool.close()
+            return True
+        name = _op_device(op)
+        index = indexes.get(name) if name is not None else 0
+        if index is None:
+            return False
+        if isinstance(op, LinkSetMTU):
+            ipr.link("set", index=index, mtu=op.mtu)
+        elif isinstance(op, LinkSetUp):
+            ipr.link("set", index=index, state="up")
+        elif isinstance(op, (AddressAdd, AddressDelete)):
+            iface = ipaddress.ip_interface(op.cidr)
+            ipr.addr("add" if isinstance(op, AddressAdd) else "del", index=index, address=str(iface.ip),
+                     prefixlen=iface.network.prefixlen)
+        elif isinstance(op, RouteReplace):
+            ipr.route("replace", **_route_args(op.route, index))
+        elif isinstance(op, RouteDelete):
+            try:
+                ipr.route("del", **_route_args(op.route, index, delete=True))
+            except NetlinkError as exc:
+                if exc.code != errno.ESRCH:
+                    raise
+        elif isinstance(op, NeighbourSet):
+            n = op.neighbour
+            ipr.neigh("replace", dst=n.ip, lladdr=n.mac, ifindex=index, state=NUD_PERMANENT,
+                      family=AF_INET6 if ":" in n.ip else AF_INET)
+        elif isinstance(op, NeighbourDelete):
+            n = op.neighbour
+            try:
+                ipr.neigh("del", dst=n.ip, ifindex=index, family=AF_INET6 if ":" in n.ip else AF_INET)
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:
+                    raise
+        elif isinstance(op, FDBSet):
+            e = op.entry
+            ipr.fdb("replace", ifindex=index, lladdr=e.mac, dst=e.dst, state=NUD_PERMANENT, flags=NTF_SELF)
+        elif isinstance(op, FDBDelete):
+            e = op.entry
+            kwargs = {"dst": e.dst} if e.dst else {}
+            try:
+                ipr.fdb("del", ifindex=index, lladdr=e.mac, state=NUD_PERMANENT, flags=NTF_SELF, **kwargs)
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:
+                    raise
+        else:
+            raise TypeError(f"unknown route dataplane operation {op!r}")
+        return True
+
+    # -- sysctls -----------------------------------------------------------------------------
+
+    def _apply_sysctls(self, desired: Iterable[Sysctl], links: Mapping[str, Link]) -> list[str]:
+        desired = list(desired)
+        # Forget interfaces that went down or away, so they are configured when back up.
+        for iface in [i for i in self._applied if i is not None]:
+            link = links.get(iface)
+            if link is None or not link.oper_up or link.index != self._applied[iface][0]:
+                del self._applied[iface]
+        failures = []
+        for sysctl in plan_sysctls(desired, links, self._applied):
+            iface = sysctl_interface(sysctl.path)
+            try:
+                with open(os.path.join(self.proc_sys, sysctl.path), "w") as f:
+                    f.write(sysctl.value)
+            except OSError as exc:
+                if sysctl.best_effort or (iface is not None and not os.path.exists(
+                        os.path.join(self.proc_sys, "net/ipv4/conf", iface))):
+                    log.debug("sysctl %s=%s not set: %s", sysctl.path, sysctl.value, exc)
+                    if sysctl.best_effort:
+                        self._mark_applied(iface, links, sysctl)
+                    continue
+                failures.append(f"sysctl {sysctl.path}={sysctl.value}: {exc}")
+                if sysctl.path not in self._sysctl_warned:  # retried each apply, reported once
+                    self._sysctl_warned.add(sysctl.path)
+                    log.warning("Route dataplane: cannot set sysctl %s=%s: %s; will retry", sysctl.path,
+                                sysctl.value, exc)
+                continue
+            self.stats.sysctl_writes += 1
+            self._mark_applied(iface, links, sysctl)
+        return failures
+
+    def _mark_applied(self, iface: str | None, links: Mapping[str, Link], sysctl: Sysctl) -> None:
+        index = links[iface].index if iface is not None else 0
+        old_index, done = self._applied.get(iface, (index, frozenset()))
+        if old_index != index:
+            done = frozenset()
+        self._applied[iface] = (index, done | {sysctl})
+
+
+def _op_device(op) -> str | None:
+    if isinstance(op, (LinkSetMTU, LinkSetUp)):
+        return op.name
+    if isinstance(op, (AddressAdd, AddressDelete)):
+        return op.dev
+    if isinstance(op, (RouteReplace, RouteDelete)):
+        return op.route.dev
+    if isinstance(op, (NeighbourSet, NeighbourDelete)):
+        return op.neighbour.dev
+    if isinstance(op, (FDBSet, FDBDelete)):
+        return op.entry.dev
+    return None
+
+
+def _route_args(route: Route, index: int, delete: bool = False) -> dict:
+    net = ipaddress.ip_network(route.dst, strict=False)
+    args = {"family": AF_INET if net.version == 4 else AF_INET6, "dst": str(net.network_address),
+            "dst_len": net.prefixlen, "table": MAIN_TABLE, "proto": route.proto,
+            "type": _TYPE_NUMBERS.get(route.type, 1)}
+    if route.metric:
+        args["priority"] = route.metric
+    if index:
+        args["oif"] = index
+    if delete:
+        args["scope"] = RT_SCOPE_NOWHERE  # the kernel's wildcard; pyroute2 would send universe
+        return args
+    args["scope"] = _SCOPE_NUMBERS.get(route.scope, 0) if net.version == 4 else 0
+    if route.gateway:
+        args["gateway"] = route.gateway
+    if route.src:
+        args["prefsrc"] = route.src
+    if route.onlink:
+        args["flags"] = RTNH_F_ONLINK
+    if route.mtu:
+        args["metrics"] = {"mtu": route.mtu}
+    return args
+
+
+def _record(kernel: KernelState, op) -> None:
+    """Keep the cached kernel state in step with a successful write."""
+    if isinstance(op, RouteReplace):
+        kernel.routes[route_key(op.route)] = [op.route]
+    elif isinstance(op, RouteDelete):
+        key = route_key(op.route)
+        left = [r for r in kernel.routes.get(key, ()) if r != op.route]
+        if left:
+            kernel.routes[key] = left
+        else:
+            kernel.routes.pop(key, None)
+    elif isinstance(op, NeighbourSet):
+        kernel.neighbours[(op.neighbour.dev, op.neighbour.ip)] = op.neighbour.mac
+    elif isinstance(op, NeighbourDelete):
+        kernel.neighbours.pop((op.neighbour.dev, op.neighbour.ip), None)
+    elif isinstance(op, FDBSet):
+        kernel.fdb[(op.entry.dev, op.entry.mac)] = op.entry.dst
+    elif isinstance(op, FDBDelete):
+        kernel.fdb.pop((op.entry.dev, op.entry.mac), None)
+
+
+def _link_states(links: Mapping[str, Link]) -> dict[str, tuple[int, bool]]:
+    return {name: (link.index, link.oper_up) for name, link in links.items()}
+
+
+def _same_interfaces(interfaces: Mapping[str, Interface], links: Mapping[str, Link]) -> bool:
+    return {n: (i.index, i.oper_up) for n, i in interfaces.items()} == _link_states(links)
+
+
+__all__ = ["AddressAdd", "AddressDelete", "ApplyResult", "FDBDelete", "FDBSet", "IPIPCreate", "KernelState", "Link",
+           "LinkDelete", "LinkSetMTU", "LinkSetUp", "NeighbourDelete", "NeighbourSet", "Ownership", "RouteDataplane",
+           "RouteDelete", "RouteReplace", "RouteStats", "TxChecksumOff", "VXLANCreate", "VXLANInfo", "comparable",
+           "link_from_msg", "plan", "plan_devices", "plan_fdb", "plan_neighbours", "plan_routes", "plan_sysctls",
+           "read_kernel", "route_from_msg", "route_key", "sysctl_interface", "vxlan_incompatibility"]

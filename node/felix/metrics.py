@@ -1,0 +1,510 @@
+"""The policy agent's Prometheus metrics: Felix's ``felix_*`` names, types, help texts and
+labels, served at ``/metrics`` the way Felix's Go client serves them.
+
+``FelixMetrics`` owns a prometheus_client registry holding the felix_* families, the
+process collector (unless PrometheusProcessMetricsEnabled is false) and Python's runtime
+collectors in place of Go's (unless PrometheusGoMetricsEnabled is false). Its methods are
+what the agent loop calls; each names the Felix code path that moves the metric.
+
+Two things prometheus_client cannot say the way Felix does, so they are done here:
+Felix's counters carry no ``_total`` suffix (``felix_ipset_calls``, not
+``felix_ipset_calls_total``) and its summaries publish 0.5/0.9/0.99 quantiles over a
+10-minute window. ``exposition()`` therefore writes the text format itself, with Go's
+float formatting, sorted families and no ``_created`` series.
+"""
+from __future__ import annotations
+
+import bisect
+import gzip
+import logging
+import math
+import random
+import threading
+import time
+from decimal import Decimal
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, GCCollector, Gauge, PlatformCollector, ProcessCollector
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from node.felix.httpserve import BackgroundHTTPServer, Request, Response
+
+log = logging.getLogger(__name__)
+
+# libcalico-go's summaries: these quantiles over Go's default window (10 minutes in 5
+# buckets: the window covers the last 8 to 10 minutes).
+QUANTILES = (0.5, 0.9, 0.99)
+WINDOW = 600.0
+AGE_BUCKETS = 5
+RESERVOIR = 2048  # samples kept per bucket; beyond it quantiles are estimated
+
+# libcalico-go's api.SyncStatus -> felix_resync_state.
+RESYNC_STATE = {"wait-for-ready": 1, "resync": 2, "in-sync": 3}
+
+# prometheus/common's text format as Go's promhttp negotiates it by default.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_ESCAPINGS = ("allow-utf-8", "underscores", "dots", "values")
+
+
+# -- Felix's families (felix/calc, felix/dataplane/linux, felix/iptables, felix/ipsets,
+# felix/routetable, felix/daemon at v3.32.1) ---------------------------------------------
+
+_GAUGES = (
+    ("felix_active_local_endpoints", "Number of active endpoints on this host.", ()),
+    ("felix_active_local_policies", "Number of active policies on this host.", ()),
+    ("felix_active_local_selectors", "Number of active selectors on this host.", ()),
+    ("felix_cluster_num_hosts", "Total number of calico hosts in the cluster.", ()),
+    ("felix_cluster_num_host_endpoints", "Total number of host endpoints cluster-wide.", ()),
+    ("felix_cluster_num_workload_endpoints", "Total number of workload endpoints cluster-wide.", ()),
+    ("felix_cluster_num_tiers", "Total number of tiers cluster-wide.", ()),
+    ("felix_cluster_num_policies", "Total number of policies cluster-wide.", ()),
+    ("felix_cluster_num_profiles", "Total number of profiles cluster-wide.", ()),
+    ("felix_resync_state", "Current datastore state.", ()),
+    ("felix_int_dataplane_initial_resync_time_seconds",
+     "Time in seconds that it took to do the initial resync with the dataplane and bring the "
+     "dataplane into sync for the first time.", ()),
+    ("felix_iptables_chains", "Number of active iptables chains.", ("ip_version", "table")),
+    ("felix_iptables_rules", "Number of active iptables rules.", ("ip_version", "table")),
+    ("felix_ipsets_calico", "Number of active Calico IP sets.", ("ip_version",)),
+    ("felix_ipsets_total", "Total number of active IP sets.", ()),
+    ("felix_route_table_num_routes",
+     "Number of routes that Felix is managing in the particular routing table.", ("table",)),
+)
+
+_COUNTERS = (
+    ("felix_resyncs_started", "Current datastore state.", ()),  # sic: Felix reuses the help text
+    ("felix_calc_graph_updates_processed",
+     "Number of datastore updates processed by the calculation graph.", ("type",)),
+    ("felix_calc_graph_output_events", "Number of events emitted by the calculation graph.", ()),
+    ("felix_int_dataplane_failures", "Number of times dataplane updates failed and will be retried.", ()),
+    ("felix_int_dataplane_messages", "Number dataplane messages by type.", ("type",)),
+    ("felix_iptables_restore_calls", "Number of iptables-restore calls.", ()),
+    ("felix_iptables_restore_errors", "Number of iptables-restore errors.", ()),
+    ("felix_iptables_save_calls", "Number of iptables-save calls.", ()),
+    ("felix_iptables_save_errors", "Number of iptables-save errors.", ()),
+    ("felix_iptables_lines_executed", "Number of iptables rule updates executed.", ("ip_version", "table")),
+    ("felix_ipset_calls", "Number of ipset commands executed.", ()),
+    ("felix_ipset_errors", "Number of ipset command failures.", ()),
+    ("felix_ipset_lines_executed", "Number of ipset operations executed.", ()),
+)
+
+_SUMMARIES = (
+    ("felix_calc_graph_update_time_seconds",
+     "Seconds to update calculation graph for each datastore OnUpdate call."),
+    ("felix_int_dataplane_apply_time_seconds",
+     "Time in seconds for each incremental update to the dataplane (after the initial resync)."),
+    ("felix_int_dataplane_msg_batch_size",
+     "Number of messages processed in each batch. Higher values indicate we're doing more "
+     "batching to try to keep up."),
+    ("felix_route_table_resync_seconds", "Time taken to list all the routes during a resync."),
+    ("felix_exec_time_micros", "Summary of time taken to fork/exec child processes"),
+)
+
+FELIX_HOST_HELP = (
+    "Configured Felix hostname (as a label), typically used in grouping/aggregating stats; the "
+    "label defaults to the hostname of the host but can be overridden by configuration. The "
+    "value of the gauge is always set to 1.")
+
+
+class GoCounter(Collector):
+    """A counter (optionally labelled) exposed under its exact name, as Go's client does."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Iterable[str] = ()):
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, ...], float] = {} if self.labelnames else {(): 0.0}
+
+    def inc(self, amount: float = 1.0, *labelvalues: str) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        key = self._key(labelvalues)
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def value(self, *labelvalues: str) -> float:
+        with self._lock:
+            return self._values.get(self._key(labelvalues), 0.0)
+
+    def _key(self, labelvalues: tuple) -> tuple[str, ...]:
+        if len(labelvalues) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {labelvalues}")
+        return tuple(str(v) for v in labelvalues)
+
+    def collect(self):
+        metric = Metric(self.name, self.documentation, "counter")
+        with self._lock:
+            items = sorted(self._values.items())
+        for key, value in items:
+            metric.add_sample(self.name, dict(zip(self.labelnames, key)), value)
+        yield metric
+
+
+class _Reservoir:
+    """Observations of one age bucket: a count and at most RESERVOIR of them (uniform sample)."""
+
+    __slots__ = ("count", "values")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.values: list[float] = []
+
+    def add(self, value: float, rng: random.Random) -> None:
+        self.count += 1
+        if len(self.values) < RESERVOIR:
+            self.values.append(value)
+        else:
+            slot = rng.randrange(self.count)
+            if slot < RESERVOIR:
+                self.values[slot] = value
+
+
+class QuantileSummary(Collector):
+    """A summary with Felix's quantiles (0.5, 0.9, 0.99) over Go's sliding window.
+
+    Like Go's, the window is cut into AGE_BUCKETS slots of WINDOW/AGE_BUCKETS and covers the
+    current slot and the four before it; an empty window gives NaN quantiles. Quantiles
+    are exact (nearest rank) until a slot holds more than RESERVOIR observations, then
+    estimated from a uniform sample of each slot. ``_sum`` and ``_count`` are all-time.
+    """
+
+    def __init__(self, name: str, documentation: str, clock: Callable[[], float] = time.monotonic,
+                 seed: int = 0):
+        self.name = name
+        self.documentation = documentation
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._slot_len = WINDOW / AGE_BUCKETS
+        self._slots: dict[int, _Reservoir] = {}
+        self._sum = 0.0
+        self._count = 0
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            slot = self._current_slot()
+            self._slots.setdefault(slot, _Reservoir()).add(value, self._rng)
+            self._sum += value
+            self._count += 1
+
+    def _current_slot(self) -> int:
+        slot = int(self._clock() // self._slot_len)
+        for old in [s for s in self._slots if s <= slot - AGE_BUCKETS]:
+            del self._slots[old]
+        return slot
+
+    def quantiles(self) -> dict[float, float]:
+        with self._lock:
+            self._current_slot()
+            weighted = []
+            total = 0.0
+            for reservoir in self._slots.values():
+                weight = reservoir.count / len(reservoir.values)
+                weighted.extend((v, weight) for v in reservoir.values)
+                total += reservoir.count
+        if not weighted:
+            return {q: math.nan for q in QUANTILES}
+        weighted.sort()
+        cumulative, acc = [], 0.0
+        for _, weight in weighted:
+            acc += weight
+            cumulative.append(acc)
+        out = {}
+        for q in QUANTILES:
+            rank = max(1.0, math.ceil(q * total - 1e-9))
+            index = min(bisect.bisect_left(cumulative, rank - 1e-9), len(weighted) - 1)
+            out[q] = weighted[index][0]
+        return out
+
+    def collect(self):
+        quantiles = self.quantiles()
+        with self._lock:
+            total, count = self._sum, self._count
+        metric = Metric(self.name, self.documentation, "summary")
+        for q in QUANTILES:
+            metric.add_sample(self.name, {"quantile": _go_float(q)}, quantiles[q])
+        metric.add_sample(self.name + "_sum", {}, total)
+        metric.add_sample(self.name + "_count", {}, count)
+        yield metric
+
+
+class FelixMetrics:
+    """Felix's metrics for this host, and the setters the agent loop calls."""
+
+    def __init__(self, hostname: str, *, process_metrics: bool = True, runtime_metrics: bool = True,
+                 clock: Callable[[], float] = time.monotonic):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.gauges: dict[str, Gauge] = {}
+        self.counters: dict[str, GoCounter] = {}
+        self.summaries: dict[str, QuantileSummary] = {}
+        for name, doc, labels in _GAUGES:
+            self.gauges[name] = Gauge(name, doc, labels, registry=self.registry)
+        for name, doc, labels in _COUNTERS:
+            self.counters[name] = GoCounter(name, doc, labels)
+            self.registry.register(self.counters[name])
+        for name, doc in _SUMMARIES:
+            self.summaries[name] = QuantileSummary(name, doc, clock)
+            self.registry.register(self.summaries[name])
+        host = Gauge("felix_host", FELIX_HOST_HELP, ["host"], registry=self.registry)
+        host.labels(hostname).set(1)
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
+        if runtime_metrics:
+            GCCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+        self._done_first_apply = False
+        self._first_apply_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config, clock: Callable[[], float] = time.monotonic) -> "FelixMetrics":
+        """From a FelixConfig: FelixHostname, PrometheusProcessMetricsEnabled, PrometheusGoMetricsEnabled."""
+        return cls(config.FelixHostname, process_metrics=config.PrometheusProcessMetricsEnabled,
+                   runtime_metrics=config.PrometheusGoMetricsEnabled, clock=clock)
+
+    # -- calculation graph ----------------------------------------------------------------
+
+    def set_active_local(self, *, endpoints: int | None = None, policies: int | None = None,
+                         selectors: int | None = None) -> None:
+        """This host's active endpoints, policies and selectors (the policy resolver's and
+        calc graph's gauges); None leaves a value as it is."""
+        self._set_some(felix_active_local_endpoints=endpoints, felix_active_local_policies=policies,
+                       felix_active_local_selectors=selectors)
+
+    def set_cluster(self, *, hosts: int | None = None, workload_endpoints: int | None = None,
+                    host_endpoints: int | None = None, policies: int | None = None,
+                    profiles: int | None = None, tiers: int | None = None) -> None:
+        """Cluster-wide counts (Felix's stats collector); None leaves a value as it is."""
+        self._set_some(felix_cluster_num_hosts=hosts,
+                       felix_cluster_num_workload_endpoints=workload_endpoints,
+                       felix_cluster_num_host_endpoints=host_endpoints,
+                       felix_cluster_num_policies=policies, felix_cluster_num_profiles=profiles,
+                       felix_cluster_num_tiers=tiers)
+
+    def set_sync_status(self, status) -> None:
+        """The syncer's status (a SyncStatus or its string): felix_resync_state 1/2/3, and a
+        resync start counted each time it says "resync"."""
+        value = str(status)
+        self.gauges["felix_resync_state"].set(RESYNC_STATE[value])
+        if value == "resync":
+            self.counters["felix_resyncs_started"].inc()
+
+    def observe_calc_update(self, seconds: float, update_type: str) -> None:
+        """One datastore update through the calculation graph; ``update_type`` is Felix's
+        key type name (``WorkloadEndpointKey``, ``PolicyKey``...)."""
+        self.summaries["felix_calc_graph_update_time_seconds"].observe(seconds)
+        self.counters["felix_calc_graph_updates_processed"].inc(1, update_type)
+
+    def count_calc_output_events(self, n: int = 1) -> None:
+        """Messages the calculation graph emitted to the dataplane."""
+        self.counters["felix_calc_graph_output_events"].inc(n)
+
+    # -- dataplane loop --------------------------------------------------------------------
+
+    def observe_batch(self, size: int) -> None:
+        """Messages taken from the calculation graph in one batch."""
+        self.summaries["felix_int_dataplane_msg_batch_size"].observe(size)
+
+    def count_message(self, message_type: str) -> None:
+        """One dataplane message, by Felix's protobuf type name (``WorkloadEndpointUpdate``...)."""
+        self.counters["felix_int_dataplane_messages"].inc(1, message_type)
+
+    def observe_apply(self, seconds: float) -> None:
+        """One dataplane apply: the first sets the initial-resync gauge, the rest feed the
+        apply-time summary (Felix keeps the slow first one out of it)."""
+        with self._first_apply_lock:
+            first, self._done_first_apply = not self._done_first_apply, True
+        if first:
+            self.gauges["felix_int_dataplane_initial_resync_time_seconds"].set(seconds)
+        else:
+            self.summaries["felix_int_dataplane_apply_time_seconds"].observe(seconds)
+
+    def count_apply_failure(self) -> None:
+        """An apply that left the dataplane dirty (it will be retried)."""
+        self.counters["felix_int_dataplane_failures"].inc()
+
+    # -- iptables --------------------------------------------------------------------------
+
+    def count_iptables_restore(self, *, failed: bool = False) -> None:
+        self.counters["felix_iptables_restore_calls"].inc()
+        if failed:
+            self.counters["felix_iptables_restore_errors"].inc()
+
+    def count_iptables_save(self, *, failed: bool = False) -> None:
+        self.counters["felix_iptables_save_calls"].inc()
+        if failed:
+            self.counters["felix_iptables_save_errors"].inc()
+
+    def set_iptables_table(self, ip_version: int, table: str, *, chains: int, rules: int) -> None:
+        """Chains and rules programmed in one table (``ip_version`` 4 or 6, ``table`` "filter"...)."""
+        self.gauges["felix_iptables_chains"].labels(str(ip_version), table).set(chains)
+        self.gauges["felix_iptables_rules"].labels(str(ip_version), table).set(rules)
+
+    def count_iptables_lines(self, ip_version: int, table: str, lines: int) -> None:
+        """Lines of iptables-restore input written for one table."""
+        self.counters["felix_iptables_lines_executed"].inc(lines, str(ip_version), table)
+
+    # -- IP sets ---------------------------------------------------------------------------
+
+    def count_ipset_call(self, *, failed: bool = False, lines: int = 0) -> None:
+        """One ``ipset restore`` run with ``lines`` operations; failed ones also count as errors."""
+        self.counters["felix_ipset_calls"].inc()
+        if failed:
+            self.counters["felix_ipset_errors"].inc()
+        if lines:
+            self.counters["felix_ipset_lines_executed"].inc(lines)
+
+    def set_ipsets(self, ip_version: int, calico: int) -> None:
+        """Calico IP sets programmed for one family (labelled "inet"/"inet6" as Felix does)."""
+        self.gauges["felix_ipsets_calico"].labels("inet6" if ip_version == 6 else "inet").set(calico)
+
+    def set_ipsets_total(self, total: int) -> None:
+        self.gauges["felix_ipsets_total"].set(total)
+
+    def observe_exec(self, seconds: float) -> None:
+        """Time to start a child process (ipset), in microseconds as Felix records it."""
+        self.summaries["felix_exec_time_micros"].observe(seconds * 1e6)
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def set_routes(self, ip_version: int, table_index: int, routes: int) -> None:
+        """Routes managed in one routing table, labelled "IPv4:254" as Felix does (0 = main)."""
+        index = table_index or 254
+        self.gauges["felix_route_table_num_routes"].labels(f"IPv{ip_version}:{index}").set(routes)
+
+    def observe_route_resync(self, seconds: float) -> None:
+        self.summaries["felix_route_table_resync_seconds"].observe(seconds)
+
+    # -- exposition ------------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """Everything in the registry in Prometheus text format 0.0.4, as Felix serves it."""
+        return exposition(self.registry)
+
+    def _set_some(self, **values: int | None) -> None:
+        for name, value in values.items():
+            if value is not None:
+                self.gauges[name].set(value)
+
+
+# -- text format ------------------------------------------------------------------------
+
+def _go_float(value: float) -> str:
+    """A float as Go's Prometheus text writer prints it (strconv 'g', shortest)."""
+    if value == 0:
+        return "0"
+    if value == 1:
+        return "1"
+    if value == -1:
+        return "-1"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    sign, digit_tuple, exponent = Decimal(repr(float(value))).as_tuple()
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    exponent += len(digit_tuple) - len(digits)
+    point = len(digits) + exponent  # value = 0.<digits> * 10**point
+    exp10 = point - 1
+    prefix = "-" if sign else ""
+    if exp10 < -4 or exp10 >= 6:  # strconv's shortest %g switches at 1e6
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{prefix}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
+    if point <= 0:
+        return f"{prefix}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return prefix + digits + "0" * (point - len(digits))
+    return f"{prefix}{digits[:point]}.{digits[point:]}"
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+_TYPE_NAMES = {"unknown": "untyped", "info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram"}
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The registry in text format 0.0.4 with Go's conventions: families sorted by name and
+    their metrics by labels, a counter named as its samples are, labels sorted (quantile/le
+    last), no _created series, no empty labelled family."""
+    families = []
+    for family in registry.collect():
+        samples = [s for s in family.samples if s.name != family.name + "_created"]
+        if not samples:
+            continue  # Go leaves out a labelled family until it has a child
+        exposed = family.name
+        if family.type in ("counter", "info") and samples:
+            exposed = samples[0].name
+        families.append((exposed, family, samples))
+    out = []
+    for exposed, family, samples in sorted(families, key=lambda item: item[0]):
+        out.append(f"# HELP {exposed} {_escape_help(family.documentation)}")
+        out.append(f"# TYPE {exposed} {_TYPE_NAMES.get(family.type, family.type)}")
+        # Go orders a family's metrics by label values; a summary's own lines keep their order.
+        samples = sorted(samples, key=lambda s: sorted(
+            (k, v) for k, v in s.labels.items() if k not in ("quantile", "le")))
+        for sample in samples:
+            labels = sorted((k, v) for k, v in sample.labels.items() if k not in ("quantile", "le"))
+            labels += [(k, sample.labels[k]) for k in ("quantile", "le") if k in sample.labels]
+            label_text = ""
+            if labels:
+                label_text = "{" + ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels) + "}"
+            line = f"{sample.name}{label_text} {_go_float(sample.value)}"
+            if sample.timestamp is not None:
+                line += f" {int(float(sample.timestamp) * 1000)}"
+            out.append(line)
+    return ("\n".join(out) + "\n").encode() if out else b""
+
+
+# -- endpoint ---------------------------------------------------------------------------
+
+def _content_type(accept: str) -> str:
+    """Go's promhttp text answer, echoing a recognised escaping scheme the client asked for."""
+    escaping = "underscores"
+    for part in accept.split(","):
+        for param in part.split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key == "escaping" and value in _ESCAPINGS:
+                escaping = value
+    return f"{CONTENT_TYPE}; escaping={escaping}"
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def metrics_server(metrics: FelixMetrics) -> BackgroundHTTPServer:
+    """An (unstarted) server for ``/metrics`` only; other paths get Go's 404."""
+
+    def serve(request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        body = metrics.exposition()
+        response_headers = [("Content-Type", _content_type(headers.get("accept", "")))]
+        if _accepts_gzip(headers.get("accept-encoding", "")):
+            body = gzip.compress(body)
+            response_headers.append(("Content-Encoding", "gzip"))
+        return Response(200, body, response_headers)
+
+    return BackgroundHTTPServer("Prometheus http metrics", {"/metrics": serve})
+
+
+def start_metrics_server(metrics: FelixMetrics, config) -> BackgroundHTTPServer | None:
+    """Serve ``metrics`` on PrometheusMetricsHost:PrometheusMetricsPort when
+    PrometheusMetricsEnabled (else None); the caller stops the returned server."""
+    if not config.PrometheusMetricsEnabled:
+        return None
+    log.info("Prometheus metrics enabled.  Starting metrics http server. host=%s port=%s",
+             config.PrometheusMetricsHost, config.PrometheusMetricsPort)
+    server = metrics_server(metrics)
+    server.start(config.PrometheusMetricsHost, config.PrometheusMetricsPort)
+    return server

@@ -1,0 +1,321 @@
+"""The route dataplane against real netlink in throwaway network namespaces.
+
+The production code runs unmodified in a thread that joined the namespace
+(``startup_netns.in_netns``): pyroute2's sockets and the /proc/sys/net files it writes
+then belong to the namespace, never to the host. The checks read the namespace back with
+``ip -j`` and ``bridge -j`` through ``ip netns exec``, independently of the code under
+test, and ``ip monitor`` shows that an apply with nothing to do changes nothing.
+This kernel has no ``dummy`` and no ``ipip`` link types: workloads are veth pairs, and
+tunl0's creation fails (which is what the IPIP test is about).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from contextlib import contextmanager
+
+import pytest
+
+from netns import Namespace
+from node.felix.dataplane.routes import RouteDataplane
+from node.felix.dataplane.interfaces import read_interfaces
+from node.felix.routes import DesiredRoutes, RouteConfig, RouteModel, desired_routes
+from node.felix.types import IPPoolType, RouteType, RouteUpdate, VXLANTunnelEndpoint, WorkloadEndpoint
+from startup_netns import in_netns
+
+CALI = "cali1a2b3c4d5e6"
+POD_MAC = "ee:aa:bb:cc:dd:05"
+EP = WorkloadEndpoint(name=CALI, mac=POD_MAC, ipv4_nets=("10.65.0.5/32",), ipv6_nets=("fd00:65::5/128",))
+
+
+@pytest.fixture
+def ns():
+    """A node: eth0 (a veth to an 'uplink' peer) with 192.0.2.10/24, no IPv6 DAD (so no
+    address events arrive late), and forwarding off (so the global sysctl is seen)."""
+    with Namespace("crt") as ns:
+        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"):
+            ns.run("sysctl", "-qw", f"{key}=0")
+        ns.run("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "uplink")
+        ns.run("ip", "addr", "add", "192.0.2.10/24", "dev", "eth0")
+        ns.run("ip", "link", "set", "uplink", "up")
+        ns.run("ip", "link", "set", "eth0", "up")
+        yield ns
+
+
+def add_workload(ns: Namespace, name: str = CALI, up: bool = True) -> None:
+    ns.run("ip", "link", "add", name, "type", "veth", "peer", "name", "wl" + name[4:12])
+    ns.run("ip", "link", "set", name, "address", "ee:ee:ee:ee:ee:ee")
+    if up:
+        set_workload_up(ns, name)
+
+
+def set_workload_up(ns: Namespace, name: str = CALI) -> None:
+    ns.run("ip", "link", "set", "wl" + name[4:12], "up")
+    ns.run("ip", "link", "set", name, "up")
+
+
+def routes(ns: Namespace, version: int = 4) -> list[dict]:
+    """The main table in detail (plain ``ip route`` hides ``proto boot``)."""
+    return json.loads(ns.run("ip", f"-{version}", "-d", "-j", "route", "show", "table", "main").stdout)
+
+
+def route_to(ns: Namespace, dst: str, version: int = 4) -> dict | None:
+    found = [r for r in routes(ns, version) if r["dst"] == dst]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def neighbours(ns: Namespace, dev: str) -> list[dict]:
+    return json.loads(ns.run("ip", "-j", "neigh", "show", "dev", dev).stdout)
+
+
+def sysctl(ns: Namespace, key: str) -> str:
+    return ns.run("sysctl", "-n", key).stdout.strip()
+
+
+@contextmanager
+def netlink_events(ns: Namespace):
+    """Everything ``ip monitor`` sees (links, addresses, routes, neighbours) meanwhile."""
+    proc = ns.popen("ip", "-o", "monitor", "link", "address", "route", "neigh",
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.3)  # subscribed before anything happens
+    events: list[str] = []
+    try:
+        yield events
+        time.sleep(0.3)  # anything in flight arrives
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=5)
+        events.extend(line for line in out.splitlines() if line.strip())
+
+
+def apply(ns: Namespace, dp: RouteDataplane, desired: DesiredRoutes, interfaces=False):
+    """``dp.apply`` in the namespace; ``interfaces``: True reads the monitor's picture
+    fresh, a dict passes that (possibly stale) picture, False passes none."""
+    def work():
+        picture = read_interfaces() if interfaces is True else (interfaces or None)
+        return dp.apply(desired, picture)
+    return in_netns(ns, work)
+
+
+# --------------------------------------------------------------------------------------
+# Workloads.
+
+def test_workload_route_neighbour_and_sysctls_once_up_and_nothing_on_a_repeat(ns):
+    add_workload(ns, up=False)
+    desired = desired_routes(RouteConfig(hostname="node1"), RouteModel(), [EP])
+    dp = RouteDataplane()
+
+    result = apply(ns, dp, desired)
+    assert result.in_sync and result.changes == 0  # interface down: nothing yet
+    assert route_to(ns, "10.65.0.5") is None and sysctl(ns, f"net.ipv4.conf.{CALI}.proxy_arp") == "0"
+    assert sysctl(ns, "net.ipv4.ip_forward") == "1"  # global sysctls do not wait
+
+    set_workload_up(ns)
+    with netlink_events(ns) as events:
+        result = apply(ns, dp, desired)
+    assert result.in_sync and result.changes == 3 and events  # the monitor does see changes
+    route = route_to(ns, "10.65.0.5")
+    assert route == {"type": "unicast", "dst": "10.65.0.5", "dev": CALI, "protocol": "boot", "scope": "link",
+                     "metric": 1024, "flags": []}
+    v6 = route_to(ns, "fd00:65::5", 6)
+    assert v6["dev"] == CALI and v6["protocol"] == "boot" and v6["metric"] == 1024
+    neigh, = [n for n in neighbours(ns, CALI) if n["dst"] == "10.65.0.5"]
+    assert neigh["lladdr"] == POD_MAC and neigh["state"] == ["PERMANENT"]
+    expected = {f"net.ipv4.conf.{CALI}.proxy_arp": "1", f"net.ipv4.conf.{CALI}.route_localnet": "1",
+                f"net.ipv4.conf.{CALI}.forwarding": "1", f"net.ipv4.conf.{CALI}.rp_filter": "1",
+                f"net.ipv4.neigh.{CALI}.proxy_delay": "0", f"net.ipv6.conf.{CALI}.accept_ra": "0",
+                f"net.ipv6.conf.{CALI}.proxy_ndp": "1", f"net.ipv6.conf.{CALI}.forwarding": "1"}
+    assert {k: sysctl(ns, k) for k in expected} == expected
+
+    writes = dp.stats.writes, dp.stats.sysctl_writes
+    with netlink_events(ns) as events:
+        assert apply(ns, dp, desired).changes == 0
+        assert apply(ns, dp, desired, interfaces=True).changes == 0
+    assert events == [] and (dp.stats.writes, dp.stats.sysctl_writes) == writes
+
+    # Down and up again: the sysctls are written again (something reset one meanwhile).
+    ns.run("ip", "link", "set", CALI, "down")
+    assert apply(ns, dp, desired, interfaces=True).in_sync
+    ns.run("sysctl", "-qw", f"net.ipv4.conf.{CALI}.proxy_arp=0")
+    set_workload_up(ns)
+    assert apply(ns, dp, desired, interfaces=True).changes == 3  # the kernel dropped the routes at down
+    assert {k: sysctl(ns, k) for k in expected} == expected
+
+    # A re-created veth (new index, fresh sysctls) gets everything again.
+    ns.run("ip", "link", "del", CALI)
+    add_workload(ns)
+    assert sysctl(ns, f"net.ipv4.conf.{CALI}.proxy_arp") == "0"
+    assert apply(ns, dp, desired, interfaces=True).changes == 3
+    assert route_to(ns, "10.65.0.5")["dev"] == CALI
+    assert {k: sysctl(ns, k) for k in expected} == expected
+
+
+def test_removed_endpoint_loses_its_route_and_foreign_routes_survive(ns):
+    add_workload(ns)
+    add_workload(ns, "cali99999999999")
+    ns.run("ip", "route", "add", "203.0.113.0/24", "via", "192.0.2.1", "dev", "eth0", "proto", "static")
+    ns.run("ip", "route", "add", "198.51.100.0/24", "dev", "eth0", "proto", "boot")  # boot, but not on cali*
+    ns.run("ip", "route", "add", "blackhole", "198.18.0.0/16", "proto", "static")
+    ns.run("ip", "route", "add", "blackhole", "10.99.0.0/26", "proto", "80")  # ours, left by a previous run
+    ns.run("ip", "route", "add", "10.77.0.0/24", "dev", "cali99999999999", "proto", "static")  # on a cali iface
+    before = {r["dst"] for r in routes(ns)}
+    dp = RouteDataplane()
+    cfg = RouteConfig(hostname="node1")
+
+    apply(ns, dp, desired_routes(cfg, RouteModel(), [EP]))
+    assert route_to(ns, "10.65.0.5")["dev"] == CALI
+    assert route_to(ns, "10.99.0.0/26") is None and route_to(ns, "10.77.0.0/24") is None
+
+    assert apply(ns, dp, desired_routes(cfg, RouteModel(), [])).in_sync
+    assert route_to(ns, "10.65.0.5") is None and route_to(ns, "fd00:65::5", 6) is None
+    assert [n for n in neighbours(ns, CALI) if n["dst"] == "10.65.0.5"] == []
+    assert {r["dst"] for r in routes(ns)} == before - {"10.99.0.0/26", "10.77.0.0/24"}
+    assert route_to(ns, "203.0.113.0/24")["gateway"] == "192.0.2.1"
+    assert route_to(ns, "198.18.0.0/16")["type"] == "blackhole"
+
+
+def test_foreign_routes_on_workload_interfaces_kept_without_remove_external_routes(ns):
+    add_workload(ns)
+    ns.run("ip", "route", "add", "10.77.0.0/24", "dev", CALI, "proto", "static")
+    ns.run("ip", "route", "add", "10.78.0.0/24", "dev", CALI, "proto", "boot")
+    dp = RouteDataplane(remove_external_routes=False)
+    apply(ns, dp, desired_routes(RouteConfig(hostname="node1"), RouteModel(), []))
+    assert route_to(ns, "10.77.0.0/24") is not None and route_to(ns, "10.78.0.0/24") is None
+
+
+def test_drift_is_repaired_on_refresh(ns):
+    add_workload(ns)
+    now = [0.0]
+    dp = RouteDataplane(refresh_interval=90, clock=lambda: now[0])
+    desired = desired_routes(RouteConfig(hostname="node1"), RouteModel(), [EP])
+    apply(ns, dp, desired, interfaces=True)
+    ns.run("ip", "route", "del", "10.65.0.5", "dev", CALI)
+    assert apply(ns, dp, desired, interfaces=True).changes == 0  # the cache is trusted in between
+    now[0] = 91.0
+    assert apply(ns, dp, desired, interfaces=True).changes == 1
+    assert route_to(ns, "10.65.0.5")["dev"] == CALI
+
+
+# --------------------------------------------------------------------------------------
+# VXLAN.
+
+LOCAL_MAC, REMOTE_MAC = "66:00:00:00:00:01", "66:00:00:00:00:02"
+
+
+def vxlan_desired(**cfg) -> DesiredRoutes:
+    config = RouteConfig(hostname="node1", vxlan_enabled=True, **cfg)
+    model = RouteModel(
+        routes={"10.244.1.0/26": RouteUpdate("10.244.1.0/26", RouteType.REMOTE_WORKLOAD, IPPoolType.VXLAN,
+                                             "node2", "192.0.2.11"),
+                "10.244.0.0/26": RouteUpdate("10.244.0.0/26", RouteType.LOCAL_WORKLOAD, IPPoolType.VXLAN, "node1",
+                                             "192.0.2.10")},
+        vteps={"node1": VXLANTunnelEndpoint("node1", LOCAL_MAC, "10.244.0.1", "192.0.2.10"),
+               "node2": VXLANTunnelEndpoint("node2", REMOTE_MAC, "10.244.1.0", "192.0.2.11")})
+    return desired_routes(config, model, [], {4: "eth0"}, "192.0.2.10")
+
+
+def vxlan_link(ns: Namespace) -> dict:
+    link, = json.loads(ns.run("ip", "-d", "-j", "link", "show", "vxlan.calico").stdout)
+    return link
+
+
+def test_vxlan_device_routes_fdb_and_neighbour(ns):
+    dp = RouteDataplane()
+    desired = vxlan_desired()
+    result = apply(ns, dp, desired)
+    assert result.in_sync, result.failures
+
+    link = vxlan_link(ns)
+    data = link["linkinfo"]["info_data"]
+    assert (data["id"], data["port"], data["local"], data["learning"]) == (4096, 4789, "192.0.2.10", False)
+    assert data["link"] == "eth0" and link["address"] == LOCAL_MAC and link["mtu"] == 1410
+    assert "UP" in link["flags"]
+    addrs = json.loads(ns.run("ip", "-4", "-j", "addr", "show", "dev", "vxlan.calico").stdout)[0]["addr_info"]
+    assert [(a["local"], a["prefixlen"]) for a in addrs] == [("10.244.0.1", 32)]
+
+    route = route_to(ns, "10.244.1.0/26")
+    assert (route["gateway"], route["dev"], route["protocol"], route["flags"]) == (
+        "10.244.1.0", "vxlan.calico", "boot", ["onlink"])
+    assert route_to(ns, "10.244.0.0/26") == {"type": "blackhole", "dst": "10.244.0.0/26", "protocol": "80",
+                                              "scope": "global", "flags": []}
+    neigh, = neighbours(ns, "vxlan.calico")
+    assert (neigh["dst"], neigh["lladdr"], neigh["state"]) == ("10.244.1.0", REMOTE_MAC, ["PERMANENT"])
+    fdb = json.loads(ns.run("bridge", "-j", "fdb", "show", "dev", "vxlan.calico").stdout)
+    assert [(f["mac"], f["dst"], f["state"]) for f in fdb] == [(REMOTE_MAC, "192.0.2.11", "permanent")]
+    assert "self" in fdb[0]["flags"]
+
+    with netlink_events(ns) as events:
+        assert apply(ns, dp, desired).changes == 0
+        assert apply(ns, dp, desired, interfaces=True).changes == 0
+    assert events == []
+
+    # An MTU change keeps the device; a VNI change re-creates it with everything on it.
+    index = link["ifindex"]
+    assert apply(ns, dp, vxlan_desired(vxlan_mtu=1400)).in_sync
+    assert vxlan_link(ns)["ifindex"] == index and vxlan_link(ns)["mtu"] == 1400
+    assert apply(ns, dp, vxlan_desired(vxlan_vni=4097)).in_sync
+    link = vxlan_link(ns)
+    assert link["ifindex"] != index and link["linkinfo"]["info_data"]["id"] == 4097
+    assert route_to(ns, "10.244.1.0/26")["dev"] == "vxlan.calico"
+    assert len(neighbours(ns, "vxlan.calico")) == 1
+
+    # VXLAN off: the device goes, and with it Felix's blackhole.
+    off = desired_routes(RouteConfig(hostname="node1"), RouteModel(), [])
+    assert apply(ns, dp, off).in_sync
+    assert ns.run("ip", "link", "show", "vxlan.calico", check=False).returncode != 0
+    assert route_to(ns, "10.244.0.0/26") is None and route_to(ns, "10.244.1.0/26") is None
+
+
+def test_tx_checksum_offload_turned_off_when_asked(ns):
+    dp = RouteDataplane()
+    assert apply(ns, dp, vxlan_desired(checksum_offload_broken=True)).in_sync
+
+    def offload():  # read with ETHTOOL_GTXCSUM (there is no ethtool binary here)
+        from pyroute2.ethtool.ioctl import IoctlEthtool
+        tool = IoctlEthtool("vxlan.calico")
+        try:
+            return tool.get_offload_flags()["tx-checksumming"]
+        finally:
+            tool.close()
+
+    assert in_netns(ns, offload) is False
+    with netlink_events(ns) as events:
+        assert apply(ns, dp, vxlan_desired(checksum_offload_broken=True)).changes == 0
+    assert events == []
+
+
+# --------------------------------------------------------------------------------------
+# IPIP on a kernel without the ipip module.
+
+def test_tunl0_failure_is_one_warning_and_the_rest_is_programmed(ns, caplog):
+    add_workload(ns)
+    cfg = RouteConfig(hostname="node1", ipip_enabled=True, ipip_tunnel_addr="10.244.0.1")
+    desired = desired_routes(cfg, RouteModel(), [EP], {4: "eth0"}, "192.0.2.10")
+    assert desired.ipip_device is not None
+    now = [0.0]
+    dp = RouteDataplane(refresh_interval=90, clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger="node.felix.dataplane.routes"):
+        results = [apply(ns, dp, desired) for _ in range(3)]
+        now[0] = 91.0  # a periodic refresh retries creating it, quietly
+        results.append(apply(ns, dp, desired))
+        dp.refresh()
+        results.append(apply(ns, dp, desired))
+    assert all(r.in_sync for r in results)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "tunl0" in warnings[0].getMessage()
+    assert len([r for r in caplog.records if "still fails" in r.getMessage()]) == 2
+    assert route_to(ns, "10.65.0.5")["dev"] == CALI
+    assert ns.run("ip", "link", "show", "tunl0", check=False).returncode != 0
+
+
+def test_a_monitor_picture_older_than_our_own_device_changes_does_not_confuse_it(ns):
+    stale = in_netns(ns, read_interfaces)  # taken before vxlan.calico exists
+    dp = RouteDataplane()
+    desired = vxlan_desired()
+    assert apply(ns, dp, desired, stale).in_sync
+    result = apply(ns, dp, desired, stale)
+    assert result.in_sync and result.changes == 0, result
+    assert route_to(ns, "10.244.1.0/26")["dev"] == "vxlan.calico"
