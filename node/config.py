@@ -49,8 +49,13 @@ _DATASTORE_ENV = {
     "k8sKeyFile": "K8S_KEY_FILE",
     "k8sCertFile": "K8S_CERT_FILE",
     "k8sCAFile": "K8S_CA_FILE",
+    "k8sInsecureSkipTLSVerify": "K8S_INSECURE_SKIP_TLS_VERIFY",
+    "k8sCurrentContext": "K8S_CURRENT_CONTEXT",
+    "usePodCIDR": "USE_POD_CIDR",
     "calicoAPIGroup": "CALICO_API_GROUP",
 }
+# CalicoAPIConfigSpec fields read from a config file only (no environment variable).
+_FILE_ONLY = ("k8sAPIToken",)
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,8 @@ class DatastoreConfig:
 def _lookup(env: Mapping[str, str], name: str) -> str:
     """``CALICO_<NAME>`` wins over ``<NAME>``; empty counts as unset."""
     value = env.get("CALICO_" + name, "")
-    if value == "" and not name.startswith("CALICO_"):
+    if value == "":
+        # (For CALICO_API_GROUP that is CALICO_CALICO_API_GROUP, then CALICO_API_GROUP.)
         value = env.get(name, "")
     return value
 
@@ -250,7 +256,8 @@ def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_lab
         etcd_cert_file=values.get("etcdCertFile", ""),
         etcd_ca_cert_file=values.get("etcdCACertFile", ""),
         kubeconfig=values.get("kubeconfig", ""),
-        extra={k: v for k, v in values.items() if v and (k.startswith("k8s") or k == "calicoAPIGroup")},
+        extra={k: v for k, v in values.items()
+               if v and (k.startswith("k8s") or k in ("calicoAPIGroup", "usePodCIDR"))},
     )
 
 
@@ -282,8 +289,16 @@ def datastore_config_from_file(path: str) -> DatastoreConfig:
     spec = doc.get("spec") or {}
     if not isinstance(spec, dict):
         raise ConfigError(f"invalid config file {path}: spec must be a mapping")
-    return _build({k: str(v) for k, v in spec.items() if k in _DATASTORE_ENV and v is not None},
+    return _build({k: _file_text(v) for k, v in spec.items() if (k in _DATASTORE_ENV or k in _FILE_ONLY)
+                   and v is not None},
                   lambda fld: f"{fld} in {path}")
+
+
+def _file_text(value) -> str:
+    """A config-file value as its environment spelling (YAML booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def calicoctl_datastore_config(config_path: str | None, env: Mapping[str, str] | None = None) -> DatastoreConfig:

@@ -1,23 +1,41 @@
-"""What startup learns from Kubernetes: whether it runs there, kubeadm's pod CIDRs.
+"""What startup learns from Kubernetes, and the NetworkUnavailable node condition.
 
-Calico asks the API server for the ``kube-system/kubeadm-config`` and
-``kube-system/full-cluster-state`` ConfigMaps and for this host's Node. This build has no
-Kubernetes client yet, so ``lookups`` only recognises a Kubernetes configuration and
-says what it skips; the parts that work on the fetched data (pod CIDR extraction, the
-Node's InternalIP in ``startup.autodetect``) are here for when it has one.
+Startup asks the API server for the ``kube-system/kubeadm-config`` and
+``kube-system/full-cluster-state`` ConfigMaps (kubeadm's pod CIDRs for the default pools,
+the cluster type) and for this host's Node (its InternalIP for the
+``kubernetes-internal-ip`` autodetection method). The client configuration is the one
+client-go's ``BuildConfigFromFlags("", $KUBECONFIG)`` builds: the ``KUBECONFIG`` file,
+else the in-cluster service account; with neither, Kubernetes is not used. Requests
+time out after 2 s, as in Calico.
+
+``mark_network_available`` sets the Node's NetworkUnavailable condition to False once
+Calico is up (``calico-node startup --complete-startup``, and the running node once it
+is ready); ``mark_network_unavailable`` sets it to True on shutdown.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import ipaddress
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
+
+from node.config import KUBERNETES, DatastoreConfig, Paths
+from node.errors import CalicoError, ConfigError, Unauthorized
 
 log = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_ACCOUNT_TOKEN = SERVICE_ACCOUNT_DIR + "/token"
+KUBEADM_CONFIG_MAP = "kubeadm-config"
+RANCHER_STATE_CONFIG_MAP = "full-cluster-state"
+LOOKUP_TIMEOUT = 2.0
+CONDITION_TIMEOUT = 30.0
+SHUTDOWN_TIMESTAMP_FILE = "shutdownTS"
 _POD_SUBNET = re.compile(r"podSubnet: (.*)")
 
 
@@ -35,25 +53,95 @@ def k8s_node_name(env: Mapping[str, str], node_name: str) -> str:
 
 
 def kube_config_source(env: Mapping[str, str], token_file: str = SERVICE_ACCOUNT_TOKEN) -> str | None:
-    """Where a Kubernetes client config would come from: KUBECONFIG if that file exists,
-    else the in-cluster service account; None when neither is available."""
-    path = env.get("KUBECONFIG", "")
-    if path:
-        return path if os.path.isfile(path) else None
-    if env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT") and os.path.isfile(token_file):
+    """Where startup's Kubernetes client config comes from: KUBECONFIG if that file
+    exists, else the in-cluster service account (``token_file`` and the ``ca.crt``
+    beside it); None when neither is available."""
+    from node.datastore.kubernetes.clientconfig import kubeconfig_source
+
+    source = kubeconfig_source(DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=env.get("KUBECONFIG", "")),
+                               env, os.path.dirname(token_file), home_fallback=False)
+    if source.startswith("kubeconfig:"):
+        path = source.split(":", 1)[1]
+        return path if any(os.path.isfile(p) for p in path.split(os.pathsep) if p) else None
+    if source == "in-cluster":
         return "in-cluster service account"
     return None
 
 
-def lookups(env: Mapping[str, str], node_name: str) -> K8sInfo:
-    source = kube_config_source(env)
-    if source is None:
+def kube_api(env: Mapping[str, str], service_account_dir: str = SERVICE_ACCOUNT_DIR,
+             timeout: float = LOOKUP_TIMEOUT):
+    """A Kubernetes API client as startup builds it, or None without a configuration."""
+    from node.datastore.kubernetes.api import KubeAPI
+    from node.datastore.kubernetes.clientconfig import client_configuration
+
+    if kube_config_source(env, os.path.join(service_account_dir, "token")) is None:
+        return None
+    config = DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=env.get("KUBECONFIG", ""))
+    conf = client_configuration(config, env, service_account_dir, home_fallback=False)
+    return KubeAPI(conf, request_timeout=timeout)
+
+
+def _config_map(api, name: str) -> tuple[Mapping[str, str] | None, bool]:
+    """(the ConfigMap's data or None, whether access was refused)."""
+    from node.datastore.kubernetes.kv import CONFIG_MAPS
+
+    try:
+        obj = api.get(CONFIG_MAPS.item(name, "kube-system"), timeout=(LOOKUP_TIMEOUT, LOOKUP_TIMEOUT))
+    except Unauthorized:
+        return None, True
+    if obj is None:
+        return None, False
+    return dict(obj.get("data") or {}), False
+
+
+def lookups(env: Mapping[str, str], node_name: str, service_account_dir: str = SERVICE_ACCOUNT_DIR) -> K8sInfo:
+    """The kubeadm and Rancher ConfigMaps and this host's Kubernetes Node. ConfigMaps that
+    are absent, or that we may not read, count as absent; any other failure, or a
+    missing Node, ends startup."""
+    from startup.logs import Fatal
+
+    try:
+        api = kube_api(env, service_account_dir)
+    except ConfigError as exc:
+        # client-go's BuildConfigFromFlags failing means Calico skips these lookups.
+        log.warning("Kubernetes configuration found (%s), but it cannot be used: %s; skipping Kubernetes lookups",
+                    kube_config_source(env, os.path.join(service_account_dir, "token")), exc)
+        return K8sInfo()
+    if api is None:
         log.info("Kubernetes configuration not detected; skipping Kubernetes lookups")
         return K8sInfo()
-    log.warning("Kubernetes configuration found (%s), but this build has no Kubernetes API client: not "
-                "reading the kubeadm-config and full-cluster-state ConfigMaps or Node %s; "
-                "'kubernetes-internal-ip' autodetection is unavailable", source, k8s_node_name(env, node_name))
-    return K8sInfo()
+    try:
+        try:
+            kubeadm, refused = _config_map(api, KUBEADM_CONFIG_MAP)
+        except CalicoError as exc:
+            log.error("failed to query kubeadm's config map error=%s", exc)
+            raise Fatal("") from None
+        if refused:
+            log.info("Unauthorized to query kubeadm configmap, assuming not on kubeadm. CIDR detection will not occur.")
+        try:
+            rancher, refused = _config_map(api, RANCHER_STATE_CONFIG_MAP)
+        except CalicoError as exc:
+            log.error("failed to query Rancher's cluster state config map error=%s", exc)
+            raise Fatal("") from None
+        if refused:
+            # Calico's quirk: a refusal here clears the kubeadm result, not the Rancher one.
+            kubeadm = None
+            log.info("Unauthorized to query rancher configmap, assuming not on rancher. CIDR detection will not "
+                     "occur.")
+        name = k8s_node_name(env, node_name)
+        try:
+            from node.datastore.kubernetes.kv import NODES
+
+            node = api.get(NODES.item(name), timeout=(LOOKUP_TIMEOUT, LOOKUP_TIMEOUT))
+        except CalicoError as exc:
+            log.error("Failed to read Node from datastore error=%s", exc)
+            raise Fatal("") from None
+        if node is None:
+            log.error("Failed to read Node from datastore error=nodes %r not found", name)
+            raise Fatal("") from None
+        return K8sInfo(kubeadm_config=kubeadm, rancher_state=rancher, node=node)
+    finally:
+        api.close()
 
 
 def extract_kubeadm_cidrs(data: Mapping[str, str]) -> tuple[str, str]:
@@ -84,3 +172,106 @@ def extract_kubeadm_cidrs(data: Mapping[str, str]) -> tuple[str, str]:
             if v4 and v6:
                 break
     return v4, v6
+
+
+# --------------------------------------------------------------------------------------
+# The NetworkUnavailable condition.
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_network_unavailable(api, node_name: str, unavailable: bool, timeout: float = CONDITION_TIMEOUT,
+                            pause: float = 0.5) -> None:
+    """Patch the Node's status with the NetworkUnavailable condition, retrying for
+    ``timeout`` seconds (SetNodeNetworkUnavailableCondition)."""
+    from node.datastore.kubernetes.api import STRATEGIC_MERGE_PATCH
+    from node.datastore.kubernetes.kv import NODES
+
+    log.info("Setting NetworkUnavailable to %s", "true" if unavailable else "false")
+    now = _now()
+    if unavailable:
+        condition = {"type": "NetworkUnavailable", "status": "True", "reason": "CalicoIsDown",
+                     "message": "Calico is shutting down on this node"}
+    else:
+        condition = {"type": "NetworkUnavailable", "status": "False", "reason": "CalicoIsUp",
+                     "message": "Calico is running on this node"}
+    condition.update(lastHeartbeatTime=now, lastTransitionTime=now)
+    patch = {"status": {"conditions": [condition]}}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            api.patch(NODES.item(node_name, subresource="status"), patch, STRATEGIC_MERGE_PATCH)
+            return
+        except CalicoError as exc:
+            if time.monotonic() >= deadline:
+                raise CalicoError(f"timed out patching node, last error was: {exc}") from None
+            log.warning("Failed to set NetworkUnavailable; will retry error=%s", exc)
+            time.sleep(pause)
+
+
+def _condition_target(env: Mapping[str, str], node_name: str, service_account_dir: str):
+    """(api, k8s node name) for a condition update, or None to skip it."""
+    if env.get("CALICO_NETWORKING_BACKEND") == "none":
+        log.info("Calico is not managing networking, skipping NetworkUnavailable condition update")
+        return None
+    api = kube_api(env, service_account_dir)
+    if api is None:
+        if env.get("DATASTORE_TYPE", "") != KUBERNETES:
+            log.info("Kubernetes configuration not detected; skipping NetworkUnavailable condition update")
+            return None
+        raise ConfigError("Failed to build Kubernetes config: no KUBECONFIG and no in-cluster service account")
+    return api, k8s_node_name(env, node_name)
+
+
+def mark_network_available(env: Mapping[str, str], node_name: str,
+                           service_account_dir: str = SERVICE_ACCOUNT_DIR) -> None:
+    """Set NetworkUnavailable to False, then remove the shutdown timestamp file
+    (MarkNetworkAvailable). Raises CalicoError when the update fails."""
+    target = _condition_target(env, node_name, service_account_dir)
+    if target is not None:
+        api, name = target
+        try:
+            set_network_unavailable(api, name, False)
+        finally:
+            api.close()
+    shutdown_file = Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
+    try:
+        shutdown_file.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise CalicoError(f"Unable to remove shutdown timestamp file {shutdown_file}: {exc.strerror}") from None
+    log.info("Calico started successfully")
+
+
+def mark_network_unavailable(env: Mapping[str, str], node_name: str,
+                             service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Path:
+    """Calico's shutdown: write the shutdown timestamp (RFC 3339, mode 0644), then set
+    NetworkUnavailable to True. Returns the timestamp file."""
+    path = Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    path.chmod(0o644)
+    target = _condition_target(env, node_name, service_account_dir)
+    if target is not None:
+        api, name = target
+        try:
+            set_network_unavailable(api, name, True)
+        finally:
+            api.close()
+    return path
+
+
+def complete_startup(env: Mapping[str, str] | None = None) -> int:
+    """``calico-node startup --complete-startup``'s last step: mark the node's network
+    available now. 0 on success; 1 (after ``Terminating``) when the update fails."""
+    from startup.logs import Fatal, terminate
+    from startup.nodename import determine_node_name
+
+    env = dict(os.environ if env is None else env)
+    try:
+        mark_network_available(env, determine_node_name(env))
+    except CalicoError as exc:
+        return terminate(Fatal(f"Unable to set NetworkUnavailable to False error={exc}"))
+    return 0

@@ -26,7 +26,9 @@ FILES = ("bird.cfg", "bird6.cfg", "bird_ipam.cfg", "bird6_ipam.cfg", "bird_aggr.
 # `bird -p` is expected to fail on their IPv4 config, and only on theirs.
 KRT_TUNNEL_EXPECTED = {"cluster_routes/enabled", "cluster_routes/ipip-only"}
 
-WAITING_FOR_KUBERNETES = "waiting for the Kubernetes datastore issue"
+# Kubernetes kinds in the corpus: (apiVersion, plural) on the API server.
+KUBERNETES_RESOURCES = {"Secret": ("v1", "secrets"), "Service": ("v1", "services"),
+                        "EndpointSlice": ("discovery.k8s.io/v1", "endpointslices")}
 
 
 def manifest() -> dict:
@@ -170,3 +172,60 @@ def apply_op(client, op: dict) -> None:
             time.sleep(op["interval_s"])
     else:
         raise ValueError(f"unknown manifest op {kind!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Replaying operations against the Kubernetes datastore.
+
+def _kube_upsert(kube, doc: dict) -> None:
+    """kubectl apply of one Kubernetes object (create, else replace)."""
+    api_version, plural = KUBERNETES_RESOURCES[doc["kind"]]
+    meta = doc.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    body = dict(doc, metadata=dict(meta, namespace=namespace))
+    if kube.get(api_version, plural, meta["name"], namespace) is None:
+        kube.create(api_version, plural, body, namespace=namespace)
+    else:
+        kube.update(api_version, plural, body)
+
+
+def _kdd_node(client, kube, res) -> None:
+    """A Calico Node document in the Kubernetes datastore: the Kubernetes Node is created
+    (with the document's labels, as kubectl would label it) if it does not exist, then
+    the Calico fields are written through the datastore client, as calicoctl apply does."""
+    if kube.get("v1", "nodes", res.name) is None:
+        kube.create("v1", "nodes", {"metadata": {"name": res.name, **({"labels": res.labels} if res.labels else {})}})
+    current = client.get("Node", res.name)
+    current.spec = dict(current.spec, **res.spec)
+    current.metadata["labels"] = dict(current.labels, **res.labels)
+    client.update(current)
+
+
+def apply_op_kdd(client, kube, op: dict) -> None:
+    """Replay one manifest operation against the Kubernetes datastore: Calico resources
+    through the DatastoreClient, Kubernetes objects (and Nodes) through the API."""
+    kind = op["op"]
+    if kind in ("apply", "upsert"):
+        for doc in load_documents((CASES / op["file"]).read_text(), op["file"]):
+            if doc.get("apiVersion") != "projectcalico.org/v3":
+                _kube_upsert(kube, doc)
+                continue
+            res = from_dict(doc)
+            if res.kind == "Node":
+                _kdd_node(client, kube, res)
+            elif kind == "apply":
+                client.create(res)
+            else:
+                try:
+                    client.get(res.kind, res.name)
+                except NotFound:
+                    client.create(res)
+                else:
+                    client.replace(res)
+    elif kind == "delete" and op.get("apiVersion") == "v1":
+        api_version, plural = KUBERNETES_RESOURCES[op["kind"]]
+        kube.delete(api_version, plural, op["name"], op.get("namespace") or "default")
+    elif kind == "delete" and op["kind"] == "Node":
+        kube.delete("v1", "nodes", op["name"])  # the Kubernetes Node goes; Calico follows
+    else:
+        apply_op(client, op)

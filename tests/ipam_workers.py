@@ -1,4 +1,4 @@
-"""Code the IPAM tests run in separate processes (spawned, each with its own etcd client).
+"""Code the IPAM tests run in separate processes (spawned, each with its own datastore client).
 
 ``stress_worker`` behaves like a CNI plugin on one host: it assigns addresses and
 creates a WorkloadEndpoint for them, or deletes an endpoint and releases its addresses.
@@ -32,9 +32,30 @@ def workload(host: str, handle: str, ips: list[str]):
     })
 
 
-def stress_worker(endpoint: str, worker: int, host: str, duration: float, seed: int, results) -> None:
+def _datastore(target) -> DatastoreConfig:
+    """An etcd endpoint, or a whole DatastoreConfig (the Kubernetes datastore)."""
+    return target if isinstance(target, DatastoreConfig) else DatastoreConfig(etcd_endpoints=(target,))
+
+
+def _kube_pod(kv, host: str, name: str, present: bool) -> None:
+    """In the Kubernetes datastore a WorkloadEndpoint is a pod the CNI plugin annotates: the
+    worker plays the API user who creates it (and deletes it once its endpoint is gone)."""
+    from node.datastore.kubernetes.kv import PODS
+
+    if present:
+        kv.api.create(PODS.collection(NAMESPACE), {"metadata": {"name": name, "namespace": NAMESPACE},
+                                                   "spec": {"nodeName": host, "containers": [{"name": "c"}]}})
+    else:
+        kv.api.delete(PODS.item(name, NAMESPACE))
+
+
+def stress_worker(target, worker: int, host: str, duration: float, seed: int, results) -> None:
+    from node.datastore.factory import kv_for
+
     logging.basicConfig(level=logging.ERROR)
-    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(endpoint,)))
+    config = _datastore(target)
+    kubernetes = config.datastore_type == "kubernetes"
+    kv = kv_for(config)
     ipam = IPAM(kv)
     rng = random.Random(seed)
     held: dict[str, list[str]] = {}
@@ -52,6 +73,8 @@ def stress_worker(endpoint: str, worker: int, host: str, duration: float, seed: 
                     assert ipam.release_ips([ReleaseOptions(ip, handle=handle) for ip in ips]) == []
                 wep = workload(host, handle, ips)
                 ipam.client.delete("WorkloadEndpoint", wep.name, NAMESPACE)
+                if kubernetes:
+                    _kube_pod(kv, host, wep.spec["pod"], False)
                 stats["released"] += len(ips)
                 continue
             serial += 1
@@ -63,7 +86,10 @@ def stress_worker(endpoint: str, worker: int, host: str, duration: float, seed: 
                 if v4.ips:
                     ipam.release_by_handle(handle)  # the CNI plugin gives back a partial result
                 continue
-            ipam.client.create(workload(host, handle, v4.ips))
+            wep = workload(host, handle, v4.ips)
+            if kubernetes:
+                _kube_pod(kv, host, wep.spec["pod"], True)
+            ipam.client.create(wep)
             held[handle] = list(v4.ips)
             stats["assigned"] += len(v4.ips)
     except Exception:  # noqa: BLE001 - reported to the test, which fails on it

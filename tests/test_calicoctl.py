@@ -178,11 +178,15 @@ def test_delete_by_name_and_by_file(ctl):
     assert code == 0
 
 
-def test_kubernetes_datastore_is_a_clear_error(tmp_path, capsys):
+def test_kubernetes_datastore_without_a_cluster_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    # No kubeconfig (HOME has none), no service account, no K8S_API_ENDPOINT.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "K8S_API_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
     cfg = tmp_path / "k.cfg"
     cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec: {datastoreType: kubernetes}\n")
     assert calicoctl.main(["-c", str(cfg), "get", "nodes"]) == 1
-    assert "kubernetes datastore is not available" in capsys.readouterr().err
+    assert "no Kubernetes API configuration: set KUBECONFIG" in capsys.readouterr().err
 
 
 def test_bad_config_file_kind(tmp_path, capsys):

@@ -2,13 +2,15 @@
 
 One-shot cases go through ``calico-node confd --oneshot --from-file`` (inputs plus the
 harness's standard block affinities as BlockAffinity documents); ``daemon/*`` cases run
-step by step against one long-running renderer per case, fed through the syncer by a
-real etcd. Each rendered ``bird.cfg``/``bird6.cfg`` is also parsed by the real BIRD.
-Daemon cases that need Kubernetes objects (Services, EndpointSlices, Secrets) wait for
-the Kubernetes datastore and are skipped with that reason.
+step by step against one long-running renderer per case, fed through the syncer, once
+per backend the corpus lists for them: by a real etcd, and by the Kubernetes datastore
+on a stand-in API server (where Nodes, Secrets, Services and EndpointSlices are
+Kubernetes objects). Each rendered ``bird.cfg``/``bird6.cfg`` is also parsed by the
+real BIRD.
 """
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -18,8 +20,12 @@ import confd_golden as golden
 from confd_fixtures import RunningRenderer
 from node.cli.calico_node import main as calico_node
 from node.confd.inputs import Settings
+from kdd_fixtures import kube, kube_config  # noqa: F401  (fixtures)
+from node.confd.daemon import Renderer
+from node.confd.install import Installer
 from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
+from node.datastore.kubernetes.kv import KubeKV
 from node.model import from_dict
 
 
@@ -41,13 +47,11 @@ def _ids(cases):
     return [c["name"] for c in cases]
 
 
-def _waiting(case: dict) -> str | None:
-    """Why a case cannot run yet: it needs Kubernetes objects (Services, EndpointSlices
-    or Secrets) that only the Kubernetes datastore provides."""
-    kinds = golden.kubernetes_kinds(case)
-    if kinds:
-        return f"{golden.WAITING_FOR_KUBERNETES}: needs Kubernetes {', '.join(sorted(kinds))}"
-    return None
+def _daemon_cases(backend: str) -> list[dict]:
+    """The daemon cases the corpus runs on ``backend`` ("etcd" or "kdd"); the ones that
+    need Kubernetes objects (Secrets, Services, EndpointSlices) are KDD-only."""
+    return [c for c in golden.cases("daemon") if backend in c["backends"]
+            and (backend == "kdd" or not golden.kubernetes_kinds(c))]
 
 
 def _check_bird_parses(directory: Path, label: str) -> None:
@@ -112,12 +116,14 @@ def _bgp_count(out: Path) -> int:
     return path.read_text().count("protocol bgp") if path.exists() else -1
 
 
+def test_every_daemon_case_runs_on_some_backend():
+    names = {c["name"] for c in _daemon_cases("etcd")} | {c["name"] for c in _daemon_cases("kdd")}
+    assert names == {c["name"] for c in golden.cases("daemon")}
+
+
 @pytest.mark.etcd
-@pytest.mark.parametrize("case", golden.cases("daemon"), ids=_ids(golden.cases("daemon")))
+@pytest.mark.parametrize("case", _daemon_cases("etcd"), ids=_ids(_daemon_cases("etcd")))
 def test_daemon_case(case, tmp_path, monkeypatch, etcd_clean_config):
-    reason = _waiting(case)
-    if reason:
-        pytest.skip(reason)
     env = _set_env(monkeypatch, case)
     settings = Settings.from_env(env)
     kv = EtcdKV(etcd_clean_config)
@@ -151,5 +157,67 @@ def test_daemon_case(case, tmp_path, monkeypatch, etcd_clean_config):
                         f"== {name}\n{diff}" for name, diff in diffs.items())
                     _check_bird_parses(out, label)
             assert running.renderer.last_result is not None
+    finally:
+        kv.close()
+
+
+@pytest.mark.parametrize("case", _daemon_cases("kdd"), ids=_ids(_daemon_cases("kdd")))
+def test_daemon_case_kdd(case, tmp_path, monkeypatch, kube, kube_config):
+    env = _set_env(monkeypatch, case)
+    settings = Settings.from_env(env)
+    kv = KubeKV(kube_config, env={})
+    client = DatastoreClient(kv)
+    client.create(from_dict({"apiVersion": "projectcalico.org/v3", "kind": "Tier", "metadata": {"name": "default"},
+                             "spec": {}}))
+    out = tmp_path / "out"
+    if case["block_affinities"]:
+        for doc in golden.standard_affinity_docs():
+            client.create(from_dict(doc))
+
+    def apply_steps(steps, check: bool) -> None:
+        for index, step in enumerate(steps):
+            label = f"{case['name']} step {index + 1} (kdd)"
+            for op in step["ops"]:
+                if op["op"] == "touch":
+                    for _ in range(op["repeat"]):
+                        golden.apply_op_kdd(client, kube, dict(op, repeat=1, interval_s=0))
+                        time.sleep(op["interval_s"])
+                        assert _bgp_count(out) == step["expect_protocol_bgp_count"], label
+                else:
+                    golden.apply_op_kdd(client, kube, op)
+            if not check:
+                continue
+            if "expect_protocol_bgp_count" in step:
+                want = step["expect_protocol_bgp_count"]
+                assert _poll(lambda: _bgp_count(out) == want), \
+                    f"{label}: bird.cfg has {_bgp_count(out)} 'protocol bgp', expected {want}"
+            else:
+                expected = golden.CASES / step["expect"]
+                matched = _poll(lambda: not golden.differences(out, expected))
+                diffs = golden.differences(out, expected)
+                assert matched and not diffs, f"{label}:\n" + "\n\n".join(
+                    f"== {name}\n{diff}" for name, diff in diffs.items())
+                _check_bird_parses(out, label)
+
+    steps = case["steps"]
+    try:
+        if case["inputs_before_confd_start"]:
+            apply_steps(steps[:1], check=False)
+        renderer = Renderer(settings, Installer(out, check=True, reload=False),
+                            lambda: KubeKV(kube_config, env={}), endpoint_status_poll=0.2, kubernetes=True)
+        status: list[int] = []
+        thread = threading.Thread(target=lambda: status.append(renderer.run()), daemon=True)
+        thread.start()
+        try:
+            if case["inputs_before_confd_start"]:
+                apply_steps([dict(s, ops=[]) for s in steps[:1]], check=True)
+                apply_steps(steps[1:], check=True)
+            else:
+                apply_steps(steps, check=True)
+            assert renderer.last_result is not None
+        finally:
+            renderer.stop()
+            thread.join(timeout=15)
+        assert not thread.is_alive() and status == [0]
     finally:
         kv.close()

@@ -1,4 +1,5 @@
-"""Concurrency: several processes, one real etcd, one small pool.
+"""Concurrency: several processes, one datastore (a real etcd, or the Kubernetes datastore
+on a stand-in API server), one small pool.
 
 Six spawned workers on three hosts (two per host, so both same-host and cross-host
 races happen) assign and release for a few seconds from a 64-address pool cut into
@@ -15,6 +16,7 @@ import queue
 import pytest
 
 from ipam_fixtures import ipam_keys, make_node, make_pool
+from kdd_fixtures import kube, kube_config, kube_kv  # noqa: F401  (fixtures)
 from ipam_workers import crash_worker, stress_worker
 from node.datastore.client import DatastoreClient
 from node.ipam.allocator import IPAM
@@ -38,15 +40,32 @@ def _run(ctx, target, args, timeout=120):
     return proc.exitcode
 
 
-def test_concurrent_assign_and_release_keep_ipam_consistent(etcd_kv, etcd_clean_config):
+@pytest.fixture(params=["etcd", "kdd"])
+def datastore(request):
+    """(kv, what the workers connect to, add_node): a real etcd, or the Kubernetes datastore
+    on a stand-in API server (there Nodes are Kubernetes Nodes, made through the API)."""
+    if request.param == "etcd":
+        kv = request.getfixturevalue("etcd_kv")
+        config = request.getfixturevalue("etcd_clean_config")
+        yield kv, config.etcd_endpoints[0], lambda name: make_node(DatastoreClient(kv), name)
+        return
+    from kdd_fixtures import k8s_node, namespace
+
+    kube = request.getfixturevalue("kube")
+    kv = request.getfixturevalue("kube_kv")
+    namespace(kube, "stress")
+    yield kv, request.getfixturevalue("kube_config"), lambda name: k8s_node(kube, name)
+
+
+def test_concurrent_assign_and_release_keep_ipam_consistent(datastore):
+    etcd_kv, target, add_node = datastore
     client = DatastoreClient(etcd_kv)
     make_pool(client, "small", "10.200.0.0/26", blockSize=29)
     for h in range(HOSTS):
-        make_node(client, f"host{h}")
-    endpoint = etcd_clean_config.etcd_endpoints[0]
+        add_node(f"host{h}")
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=stress_worker, args=(endpoint, w, f"host{w % HOSTS}", DURATION, 1000 + w, results))
+    procs = [ctx.Process(target=stress_worker, args=(target, w, f"host{w % HOSTS}", DURATION, 1000 + w, results))
              for w in range(WORKERS)]
     for p in procs:
         p.start()

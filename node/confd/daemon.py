@@ -21,10 +21,14 @@ from dataclasses import replace
 from typing import Callable
 
 from node.confd.cycle import CycleResult, render_cycle
-from node.confd.inputs import FOLLOWED_KINDS, ConfdInputs, Settings, read_endpoint_status_dir
+from node.confd.inputs import (ENDPOINT_SLICE_KIND, FOLLOWED_KINDS, KUBERNETES_KINDS, SECRET_KIND, SERVICE_KIND,
+                               ConfdInputs, Settings, read_endpoint_status_dir, secret_data)
 from node.confd.install import Installer
+from node.confd.services import endpoint_slice_from_doc, service_from_doc
+from node.datastore.kubernetes.keys import KubeObject
 from node.datastore.sources import resource_sources
 from node.datastore.syncer import Syncer, SyncStatus, Update, UpdateType
+from node.errors import ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +41,13 @@ class Renderer:
     """Holds what the syncer has told us and renders it; also the syncer's callbacks."""
 
     def __init__(self, settings: Settings, installer: Installer, kv_factory: Callable,
-                 *, endpoint_status_poll: float = ENDPOINT_STATUS_POLL, owns_kv: bool = True):
+                 *, endpoint_status_poll: float = ENDPOINT_STATUS_POLL, owns_kv: bool = True,
+                 kubernetes: bool = False):
         self.settings = settings
         self.installer = installer
-        self.inputs = ConfdInputs()
+        # With the Kubernetes datastore the renderer also follows Secrets (BGP passwords,
+        # from its own namespace), Services and EndpointSlices.
+        self.inputs = ConfdInputs(secrets={} if kubernetes else None)
         self._cond = threading.Condition()
         self._generation = 0          # bumped on every change to the inputs
         self._rendered = -1           # the generation last rendered
@@ -50,7 +57,9 @@ class Renderer:
         self.last_result: CycleResult | None = None
         self.renders = 0
         self._fatal: BaseException | None = None
-        self.syncer = Syncer(kv_factory, resource_sources(list(FOLLOWED_KINDS), affinity_host=settings.nodename),
+        kinds = list(FOLLOWED_KINDS) + (list(KUBERNETES_KINDS) if kubernetes else [])
+        self.syncer = Syncer(kv_factory, resource_sources(kinds, affinity_host=settings.nodename,
+                                                          namespaces={SECRET_KIND: settings.secret_namespace}),
                              self, owns_kv=owns_kv, on_fatal=self._syncer_failed)
 
     # -- syncer callbacks (syncer thread) -------------------------------------------------
@@ -69,12 +78,37 @@ class Renderer:
         with self._cond:
             for update in updates:
                 res = update.value
-                if update.type == UpdateType.DELETED:
+                if isinstance(res, KubeObject):
+                    self._kubernetes_update(res, update.type == UpdateType.DELETED)
+                elif update.type == UpdateType.DELETED:
                     self.inputs.remove(res.kind, res.name)
                 else:
                     self.inputs.put(res)
             self._generation += 1
             self._cond.notify_all()
+
+    def _kubernetes_update(self, obj: KubeObject, deleted: bool) -> None:
+        """A Secret, Service or EndpointSlice from the Kubernetes datastore."""
+        key = (obj.namespace, obj.name)
+        if obj.kind == SECRET_KIND:
+            if deleted:
+                self.inputs.secrets.pop(key, None)
+                return
+            try:
+                self.inputs.secrets[key] = secret_data(obj.obj, f"Secret({obj.namespace}/{obj.name})")[2]
+            except ValidationError as exc:
+                log.warning("ignoring a Secret that cannot be read: %s", exc)
+                self.inputs.secrets.pop(key, None)
+        elif obj.kind == SERVICE_KIND:
+            if deleted:
+                self.inputs.services.pop(key, None)
+            else:
+                self.inputs.services[key] = service_from_doc(obj.obj)
+        elif obj.kind == ENDPOINT_SLICE_KIND:
+            if deleted:
+                self.inputs.endpoint_slices.pop(key, None)
+            else:
+                self.inputs.endpoint_slices[key] = endpoint_slice_from_doc(obj.obj)
 
     def _syncer_failed(self, exc: BaseException) -> None:
         with self._cond:
@@ -103,7 +137,8 @@ class Renderer:
 
     def _snapshot(self) -> tuple[int, ConfdInputs]:
         inputs = self.inputs
-        copy = replace(inputs, nodes=dict(inputs.nodes), bgp_configs=dict(inputs.bgp_configs),
+        secrets = None if inputs.secrets is None else dict(inputs.secrets)
+        copy = replace(inputs, secrets=secrets, nodes=dict(inputs.nodes), bgp_configs=dict(inputs.bgp_configs),
                        bgp_peers=dict(inputs.bgp_peers), bgp_filters=dict(inputs.bgp_filters),
                        ip_pools=dict(inputs.ip_pools), affinities=dict(inputs.affinities),
                        local_workloads=dict(inputs.local_workloads), services=dict(inputs.services),

@@ -497,6 +497,7 @@ class DatastoreClient:
         """Create; fails with AlreadyExists. Stamps uid and creationTimestamp like libcalico-go."""
         if res.kind == "Profile" and res.name == DEFAULT_ALLOW_PROFILE:
             raise AlreadyExists(res.identifier(), "the default-allow profile is built in")
+        _check_writable(res.kind, res.identifier(), "Create")
         res = self._prepare(res, None, creating=True)
         meta = res.metadata
         meta.pop("resourceVersion", None)
@@ -514,6 +515,7 @@ class DatastoreClient:
     def update(self, res: Resource) -> Resource:
         """Update at the given resourceVersion; fails with Conflict when it is stale."""
         ident = res.identifier()
+        _check_writable(res.kind, ident, "Update")
         rv = res.resource_version
         if not rv:
             raise ValidationError([(f"{ident}.metadata.resourceVersion", "", "field must be set for an Update request")])
@@ -581,6 +583,7 @@ class DatastoreClient:
         ident = identifier(kind, name, namespace)
         if kind == "Profile" and name == DEFAULT_ALLOW_PROFILE:
             raise ValidationError([(ident, name, "the default-allow profile is built in and cannot be deleted")])
+        _check_writable(kind, ident, "Delete")
         if kind == "BlockAffinity":
             current = self.get(kind, name)
             key = self._key_of(current)
@@ -642,6 +645,13 @@ class DatastoreClient:
                 if policy.spec.get("tier") == name:
                     log.debug("%s %s is in tier %s", kind, policy.identifier(), name)
                     raise OperationNotSupported("delete", name, "Cannot delete a non-empty tier")
+
+
+def _check_writable(kind: str, ident: str, operation: str) -> None:
+    """Kinds that mirror objects owned elsewhere (KindInfo.extra["read_only"]) are not written."""
+    reason = KINDS[kind].extra.get("read_only")
+    if reason:
+        raise OperationNotSupported(operation, ident, reason)
 
 
 _META_ORDER = ("name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",

@@ -1,4 +1,8 @@
-"""Pick and build the datastore backend named by a DatastoreConfig."""
+"""Pick and build the datastore backend named by a DatastoreConfig.
+
+Both backends (``EtcdKV`` for etcdv3, ``KubeKV`` for kubernetes) offer the same key/value
+interface over Calico's etcd key space, so the resource client, IPAM and the syncer are
+the same code on either."""
 from __future__ import annotations
 
 from node.config import ETCDV3, KUBERNETES, DatastoreConfig
@@ -13,10 +17,9 @@ def kv_for(config: DatastoreConfig):
 
         return EtcdKV(config)
     if config.datastore_type == KUBERNETES:
-        raise ConfigError(
-            "the kubernetes datastore is not available in this build yet; "
-            "set DATASTORE_TYPE=etcdv3 and ETCD_ENDPOINTS to use an etcd datastore"
-        )
+        from node.datastore.kubernetes.kv import KubeKV
+
+        return KubeKV(config)
     raise ConfigError(f"unknown datastore type: {config.datastore_type!r}")
 
 

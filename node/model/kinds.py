@@ -190,6 +190,18 @@ _register(KindInfo(
     wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
                   ("SELECTOR", _spec("selector"))),
 ))
+# v3.32's KubernetesNetworkPolicy: a Kubernetes NetworkPolicy as the policy agent enforces
+# it. Only the Kubernetes datastore has these (converted from networking.k8s.io objects);
+# they are read-only here.
+_register(KindInfo(
+    "KubernetesNetworkPolicy", "kubernetesnetworkpolicies", True, "NetworkPolicySpec",
+    ("kubernetesnetworkpolicy", "kubernetesnetworkpolicies", "knp", "knps"),
+    name_pattern=v.NAME_RE,
+    columns=(NAME, ("TIER", _spec("tier", default="default"))),
+    wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
+                  ("SELECTOR", _spec("selector"))),
+    extra={"read_only": "Kubernetes NetworkPolicies are read-only here; change them through the Kubernetes API"},
+))
 _register(KindInfo(
     "GlobalNetworkPolicy", "globalnetworkpolicies", False, "GlobalNetworkPolicySpec",
     ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps"),

@@ -26,7 +26,7 @@ import signal
 import sys
 from pathlib import Path
 
-from node.config import Paths, datastore_config_from_env
+from node.config import KUBERNETES, Paths, datastore_config_from_env
 from node.errors import CalicoError, ConfigError
 
 log = logging.getLogger("node.confd")
@@ -136,7 +136,8 @@ def run(args) -> int:
     installer = Installer(output, check=not args.no_check, reload=not args.no_reload,
                           sockets={4: paths.bird_socket, 6: paths.bird6_socket})
     _ = installer.krt_tunnel  # probe the installed BIRD once, at start (logged)
-    renderer = Renderer(settings, installer, lambda: kv_for(config))
+    renderer = Renderer(settings, installer, lambda: kv_for(config),
+                        kubernetes=config.datastore_type == KUBERNETES)
 
     def _stop(signum, frame):  # noqa: ARG001
         log.info("received signal %d; stopping", signum)

@@ -14,6 +14,8 @@ def register(subparsers) -> None:
                    help="where sysctls are read and written (default: /proc/sys)")
     p.add_argument("--modprobe", default="modprobe", metavar="CMD",
                    help="command used to load kernel modules (default: modprobe)")
+    p.add_argument("--complete-startup", action="store_true",
+                   help="then mark the Kubernetes node's network available (NetworkUnavailable=False) at once")
     p.set_defaults(func=_run)
 
 
@@ -22,4 +24,9 @@ def _run(args) -> int:
 
     options = Options(kernel_prep=not args.no_kernel_prep, sysctl_root=Path(args.sysctl_root),
                       modprobe=tuple(shlex.split(args.modprobe)))
-    return run(options=options)
+    status = run(options=options)
+    if status == 0 and args.complete_startup:
+        from startup.k8s import complete_startup
+
+        return complete_startup()
+    return status

@@ -1,0 +1,133 @@
+"""Configuring the Kubernetes datastore as Calico reads it: environment, kubeconfig,
+in-cluster service account, API endpoint overrides, the CRD group."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kube_standin import KubeStandin, make_tls
+from node.config import KUBERNETES, DatastoreConfig, datastore_config_from_env, datastore_config_from_file
+from node.datastore.client import DatastoreClient
+from node.datastore.factory import client_for, kv_for
+from node.datastore.kubernetes.clientconfig import client_configuration, explicit_group, kubeconfig_source
+from node.datastore.kubernetes.kv import KubeKV
+from node.errors import ConfigError, Unauthorized
+
+
+def test_environment_selects_and_configures_the_kubernetes_datastore(tmp_path):
+    cfg = datastore_config_from_env({"KUBECONFIG": "/k/config", "CALICO_K8S_API_ENDPOINT": "https://10.0.0.1:6443",
+                                     "K8S_API_ENDPOINT": "ignored", "K8S_CA_FILE": "/ca", "USE_POD_CIDR": "true",
+                                     "CALICO_API_GROUP": "projectcalico.org/v3", "K8S_CURRENT_CONTEXT": "ctx",
+                                     "K8S_INSECURE_SKIP_TLS_VERIFY": "true"})
+    assert cfg.datastore_type == KUBERNETES and cfg.kubeconfig == "/k/config"
+    assert cfg.extra == {"k8sAPIEndpoint": "https://10.0.0.1:6443", "k8sCAFile": "/ca", "usePodCIDR": "true",
+                         "calicoAPIGroup": "projectcalico.org/v3", "k8sCurrentContext": "ctx",
+                         "k8sInsecureSkipTLSVerify": "true"}
+    path = tmp_path / "calicoctl.cfg"
+    path.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec:\n  datastoreType: kubernetes\n"
+                    "  kubeconfig: /k/config\n  k8sAPIToken: secret\n  k8sInsecureSkipTLSVerify: true\n")
+    cfg = datastore_config_from_file(str(path))
+    assert cfg.kubeconfig == "/k/config"
+    assert cfg.extra == {"k8sAPIToken": "secret", "k8sInsecureSkipTLSVerify": "true"}
+
+
+def _kubeconfig(path, server, context="main", token="", extra_contexts=()):
+    contexts = [{"name": context, "context": {"cluster": "c", "user": "u"}}]
+    contexts += [{"name": n, "context": {"cluster": n, "user": "u"}} for n, _ in extra_contexts]
+    clusters = [{"name": "c", "cluster": {"server": server}}] + [{"name": n, "cluster": {"server": s}}
+                                                                 for n, s in extra_contexts]
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "Config", "current-context": context,
+                                "clusters": clusters, "contexts": contexts,
+                                "users": [{"name": "u", "user": {"token": token} if token else {}}]}))
+    return path
+
+
+def test_kubeconfig_files_contexts_and_overrides(tmp_path):
+    first = _kubeconfig(tmp_path / "a", "https://first:6443", token="t1", extra_contexts=(("other", "https://o:1"),))
+    second = _kubeconfig(tmp_path / "b", "https://second:6443")
+    conf = client_configuration(DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=f"{first}:{second}"), {})
+    assert conf.host == "https://first:6443"  # a path list: the first file wins
+    assert conf.api_key["BearerToken"].endswith("t1")
+    conf = client_configuration(DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(first),
+                                                extra={"k8sCurrentContext": "other"}), {})
+    assert conf.host == "https://o:1"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    conf = client_configuration(DatastoreConfig(
+        datastore_type=KUBERNETES, kubeconfig=str(first),
+        extra={"k8sAPIEndpoint": "https://override:443", "k8sCAFile": str(ca), "k8sInsecureSkipTLSVerify": "true",
+               "k8sAPIToken": "t2"}), {})
+    assert (conf.host, conf.ssl_ca_cert, conf.verify_ssl) == ("https://override:443", str(ca), False)
+    assert conf.api_key["BearerToken"] == "t2" and conf.api_key_prefix["BearerToken"] == "Bearer"
+
+
+@pytest.mark.parametrize("config, message", [
+    (DatastoreConfig(datastore_type=KUBERNETES, kubeconfig="/nonexistent"), "KUBECONFIG=/nonexistent: no such file"),
+    (DatastoreConfig(datastore_type=KUBERNETES), "no Kubernetes API configuration: set KUBECONFIG"),
+    (DatastoreConfig(datastore_type=KUBERNETES, extra={"k8sAPIEndpoint": "http://h:1", "k8sCAFile": "/no/ca"}),
+     "K8S_CA_FILE: file /no/ca does not exist"),
+    (DatastoreConfig(datastore_type=KUBERNETES, extra={"k8sAPIEndpoint": "http://h:1",
+                                                       "k8sInsecureSkipTLSVerify": "maybe"}),
+     "K8S_INSECURE_SKIP_TLS_VERIFY='maybe' is not a boolean"),
+    (DatastoreConfig(datastore_type=KUBERNETES, extra={"k8sAPIEndpoint": "h:1"}), "must be an http:// or https://"),
+])
+def test_configuration_errors_name_the_setting(config, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        client_configuration(config, {"HOME": str(tmp_path)})
+
+
+def test_home_kubeconfig_is_the_default(tmp_path):
+    (tmp_path / ".kube").mkdir()
+    _kubeconfig(tmp_path / ".kube" / "config", "https://home:6443")
+    config = DatastoreConfig(datastore_type=KUBERNETES)
+    assert kubeconfig_source(config, {"HOME": str(tmp_path)}) == f"kubeconfig:{tmp_path}/.kube/config"
+    assert client_configuration(config, {"HOME": str(tmp_path)}).host == "https://home:6443"
+    assert kubeconfig_source(config, {"HOME": str(tmp_path)}, home_fallback=False) == ""
+
+
+def test_api_group_values():
+    assert explicit_group(DatastoreConfig(extra={"calicoAPIGroup": "ProjectCalico.org/V3"})) == "projectcalico.org/v3"
+    assert explicit_group(DatastoreConfig(extra={"calicoAPIGroup": "crd.projectcalico.org/v1"})) == \
+        "crd.projectcalico.org/v1"
+    assert explicit_group(DatastoreConfig()) == ""
+    with pytest.raises(ConfigError, match="CALICO_API_GROUP='v9' is not a Calico API group"):
+        explicit_group(DatastoreConfig(extra={"calicoAPIGroup": "v9"}))
+
+
+def test_in_cluster_service_account_over_tls(tmp_path):
+    ca, cert, key = make_tls(tmp_path)
+    with KubeStandin(token="sa-token", tls=(cert, key)) as server:
+        sa_dir = tmp_path / "serviceaccount"
+        sa_dir.mkdir()
+        (sa_dir / "token").write_text("sa-token")
+        (sa_dir / "ca.crt").write_text(ca.read_text())
+        env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(server.port)}
+        config = DatastoreConfig(datastore_type=KUBERNETES)
+        assert kubeconfig_source(config, env, str(sa_dir)) == "in-cluster"
+        conf = client_configuration(config, env, str(sa_dir))
+        assert conf.host == f"https://127.0.0.1:{server.port}"
+        with KubeKV(config, env, configuration=conf) as kv:
+            assert DatastoreClient(kv).list("Profile")[0].name == "kns.default"
+        # A wrong token is refused by the server: Unauthorized, naming the request.
+        (sa_dir / "token").write_text("stolen")
+        with KubeKV(config, env, configuration=client_configuration(config, env, str(sa_dir))) as kv:
+            with pytest.raises(Unauthorized, match="401 Unauthorized"):
+                DatastoreClient(kv).list("Profile")
+
+
+def test_kubeconfig_token_over_tls_and_the_factory(tmp_path):
+    ca, cert, key = make_tls(tmp_path)
+    with KubeStandin(token="user-token", tls=(cert, key)) as server:
+        path = server.kubeconfig(tmp_path / "kubeconfig", token="user-token", ca=ca)
+        config = datastore_config_from_env({"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(path)})
+        kv = kv_for(config)
+        try:
+            assert isinstance(kv, KubeKV)
+        finally:
+            kv.close()
+        client = client_for(config)
+        try:
+            assert [n.name for n in client.list("Node")] == []
+        finally:
+            client.kv.close()
