@@ -27,7 +27,29 @@ ROLE_LOG_LEVEL_ENV = {
     "allocate-tunnel-addrs": ("CALICO_LOG_LEVEL", "LOG_LEVEL"),
     "confd": ("BGP_LOGSEVERITYSCREEN",),
     "felix": ("FELIX_LOGSEVERITYSCREEN",),
+    "start": ("CALICO_STARTUP_LOGLEVEL",),
 }
+
+
+# Calico's older flag-style command lines, as its runit services and DaemonSet probes
+# spell them: ``calico-node -felix`` (the policy agent; ``calicoctl node status`` looks
+# for that process) and ``calico-node -felix-live -bird-live`` (the health probes).
+LEGACY_ROLE_FLAGS = {"-felix": "felix", "--felix": "felix"}
+LEGACY_HEALTH_FLAGS = ("felix-live", "felix-ready", "bird-live", "bird6-live", "bird-ready", "bird6-ready",
+                       "threshold-time")
+
+
+def translate_legacy(argv: Sequence[str]) -> list[str]:
+    """Map a legacy flag-style command line onto the subcommand form."""
+    argv = list(argv)
+    if not argv:
+        return argv
+    first = argv[0]
+    if first in LEGACY_ROLE_FLAGS:
+        return [LEGACY_ROLE_FLAGS[first], *argv[1:]]
+    if first.startswith("-") and first.lstrip("-").partition("=")[0] in LEGACY_HEALTH_FLAGS:
+        return ["health", *argv]
+    return argv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +107,7 @@ def report_unexpected(role: str | None, exc: BaseException) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     role = None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(translate_legacy(sys.argv[1:] if argv is None else argv))
         role = args.role
         return args.func(args)
     except KeyboardInterrupt:

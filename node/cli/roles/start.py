@@ -1,0 +1,37 @@
+"""``calico-node start``: the image's entrypoint, in the foreground.
+
+    calico-node start [--no-kernel-prep] [--sysctl-root DIR] [--modprobe CMD]
+    calico-node start --print-config
+
+Runs the startup stage, ``allocate-tunnel-addrs --run-once``, then becomes
+``supervisord -n`` running the policy agent, the renderer, BIRD/BIRD6, the address
+monitor and the tunnel-address allocator as ``CALICO_NETWORKING_BACKEND`` and
+``CALICO_DISABLE_FELIX`` ask (see ``node.supervise.boot``). ``--print-config`` prints
+the supervisord configuration this environment gets and does nothing else.
+
+Paths follow CALICO_RUN_DIR, CALICO_LIB_DIR, CALICO_CONFIG_DIR and CALICO_LOG_DIR, so one
+``calico-node start`` per network namespace gives independent nodes on one machine.
+"""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("start", help="boot the node and supervise its programs (the image entrypoint)")
+    p.add_argument("--no-kernel-prep", action="store_true",
+                   help="startup stage: skip loading kernel modules and setting forwarding/conntrack sysctls")
+    p.add_argument("--sysctl-root", default="/proc/sys", metavar="DIR",
+                   help="startup stage: where sysctls are read and written (default: /proc/sys)")
+    p.add_argument("--modprobe", default="modprobe", metavar="CMD",
+                   help="startup stage: command used to load kernel modules (default: modprobe)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the supervisord configuration for this environment and exit")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from node.supervise.boot import StartOptions, boot, print_config
+
+    if args.print_config:
+        return print_config()
+    return boot(StartOptions(kernel_prep=not args.no_kernel_prep, sysctl_root=args.sysctl_root,
+                             modprobe=args.modprobe))

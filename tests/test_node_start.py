@@ -1,0 +1,165 @@
+"""``calico-node start`` in a network namespace against a real etcd: the whole node comes
+up under supervisord, turns ready once BIRD has a BGP session with a peer (a real BIRD in
+the next namespace) and the policy agent is in sync, restarts what dies, and leaves
+nothing behind on SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import confd_fixtures as fx
+from confd_bird import BirdProcess
+from node.datastore.client import DatastoreClient
+from node.datastore.etcd import EtcdKV
+from node_start import ROOT, StartedNode, wait_for
+
+pytestmark = pytest.mark.etcd
+
+NODE_IP, PEER_IP = "10.231.0.1", "10.231.0.2"
+ALL = {"felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "restarter"}
+
+PEER_CONFIG = f"""router id {PEER_IP};
+protocol device {{ scan time 2; }}
+protocol bgp node1 {{
+  local {PEER_IP} as 64512;
+  neighbor {NODE_IP} as 64512;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1,2;
+  graceful restart;
+  import all;
+  export none;
+}}
+"""
+
+
+def calicoctl_sees_felix(processes: dict[int, list[str]]) -> bool:
+    """calicoctl node status's rule: some process whose argv matches ["calico-felix"] or
+    ["calico-node", "-felix"] position by position, any one position being enough."""
+    for argv in processes.values():
+        for wanted in (["calico-felix"], ["calico-node", "-felix"]):
+            if any(i < len(argv) and argv[i] == w for i, w in enumerate(wanted)):
+                return True
+    return False
+
+
+def by_program(node: StartedNode, program: str) -> list[list[str]]:
+    pid = node.pid_of(program)
+    return [argv for p, argv in node.processes().items() if p == pid]
+
+
+def health(node: StartedNode, *flags: str) -> tuple[int, str]:
+    run = node.calico_node(*flags)
+    return run.returncode, run.stdout.strip()
+
+
+@pytest.fixture
+def client(etcd_clean_config):
+    kv = EtcdKV(etcd_clean_config)
+    try:
+        yield DatastoreClient(kv)
+    finally:
+        kv.close()
+
+
+def test_bgp_node_lifecycle(etcd_clean, client):
+    with StartedNode(etcd_clean.endpoint, "node1", NODE_IP, PEER_IP, prefix="cst") as node:
+        client.create(fx.node("peer", ipv4=f"{PEER_IP}/24"))  # a mesh peer for node1's BIRD
+        node.start()
+        assert node.wait_running(ALL), node.diagnostics()
+
+        # rc.local's order: startup, tunnel addresses, then the line tools wait for, once.
+        out = node.output()
+        assert out.count("Calico node started successfully") == 1
+        assert out.index("Running allocate-tunnel-addrs --run-once") < out.index("Calico node started successfully")
+        # Every file of this node is under its own directories.
+        assert (node.config_dir / "supervisord.conf").is_file()
+        assert (node.run_dir / "supervisor.sock").exists() and (node.run_dir / "supervisord.pid").is_file()
+        assert (node.lib_dir / "nodename").read_text() == "node1"
+
+        # The processes as Calico's tools expect them.
+        procs = node.processes()
+        assert calicoctl_sees_felix({p: a for p, a in procs.items() if p == node.pid_of("felix")})
+        assert by_program(node, "felix")[0][0] == "calico-node" and by_program(node, "felix")[0][-1] == "-felix"
+        assert wait_for(lambda: by_program(node, "bird") and by_program(node, "bird")[0] == [
+            "bird", "-R", "-s", str(node.run_dir / "bird.ctl"), "-d", "-c",
+            str(node.config_dir / "confd" / "config" / "bird.cfg")], 20), node.diagnostics()
+        assert wait_for(lambda: by_program(node, "bird6") and by_program(node, "bird6")[0][0] == "bird6", 20)
+
+        # BIRD has its peer configured but nobody answers: not ready, in Calico's words.
+        assert wait_for(lambda: health(node, "-bird-ready")[1] ==
+                        f"calico/node is not ready: BIRD is not ready: BGP not established with {PEER_IP}", 20), \
+            health(node, "-bird-ready")
+        with BirdProcess(node.peer, _peer_config(node), node.root / "peer.ctl"):
+            assert wait_for(lambda: health(node, "-felix-ready", "-bird-ready") == (0, ""), 40, interval=0.5), \
+                (health(node, "-felix-ready", "-bird-ready"), node.diagnostics())
+            assert health(node, "health", "--felix-live", "--bird-live", "--bird6-live") == (0, "")
+
+            # A killed policy agent is restarted, and the exit is logged.
+            old = node.pid_of("felix")
+            os.kill(old, signal.SIGKILL)
+            assert wait_for(lambda: node.pid_of("felix") not in (0, old) and node.states()["felix"] == "RUNNING", 20)
+            assert wait_for(lambda: "exited: felix (terminated by SIGKILL; not expected)" in node.output(), 5)
+            assert wait_for(lambda: health(node, "-felix-ready") == (0, ""), 30), node.logs("felix")[-3000:]
+
+            # So is BIRD, which takes up its session again.
+            old = node.pid_of("bird")
+            os.kill(old, signal.SIGKILL)
+            assert wait_for(lambda: node.pid_of("bird") not in (0, old), 20)
+            assert wait_for(lambda: "exited: bird (terminated by SIGKILL; not expected)" in node.output(), 5)
+            assert wait_for(lambda: health(node, "-bird-ready", "-bird-live") == (0, ""), 30, interval=0.5), \
+                (health(node, "-bird-ready"), node.logs("bird")[-2000:])
+
+            # Calico's helper restarts the renderer.
+            old = node.pid_of("confd")
+            helper = node.ns.run(str(ROOT / "rootfs" / "usr" / "sbin" / "restart-calico-confd"), env=node.env(),
+                                 check=False)
+            assert helper.returncode == 0, helper.stdout + helper.stderr
+            assert node.pid_of("confd") not in (0, old)
+
+        # SIGTERM: every program stops, supervisord exits 0, nothing is left in the namespace.
+        assert node.stop(timeout=40) == 0, node.output()[-3000:]
+        assert node.processes() == {}
+        assert not (node.run_dir / "supervisord.pid").exists()
+        assert "Calico node failed to start" not in node.output()
+        assert node.logs("felix") and node.logs("confd") and node.logs("bird")  # per-program logs
+
+
+def _peer_config(node: StartedNode):
+    path = node.root / "peer.cfg"
+    path.write_text(PEER_CONFIG)
+    return path
+
+
+@pytest.mark.parametrize("backend,env,expected", [
+    ("vxlan", {}, {"felix", "monitor-addresses", "allocate-tunnel-addrs", "restarter"}),
+    # Policy-only startup writes no BGP details, so the Node exists only because it names
+    # its Kubernetes node (as in a cluster); without a Node the tunnel-address step fails,
+    # as in Calico.
+    ("none", {"CALICO_DISABLE_FELIX": "true", "CALICO_DISABLE_FILE_LOGGING": "true",
+              "CALICO_K8S_NODE_REF": "k8s-node-none"},
+     {"allocate-tunnel-addrs", "restarter"}),
+])
+def test_no_bgp_backends(etcd_clean, backend, env, expected):
+    with StartedNode(etcd_clean.endpoint, f"node-{backend}", NODE_IP, PEER_IP, prefix="csn",
+                     env={"CALICO_NETWORKING_BACKEND": backend, **env}) as node:
+        node.start()
+        assert node.wait_running(expected), (node.states(), node.diagnostics())
+        out = node.output()
+        reason = "no BGP daemon running" if backend == "none" else "no need to run a BGP daemon"
+        assert f"CALICO_NETWORKING_BACKEND is {backend} - {reason}" in out
+        assert not any(argv and argv[0] in ("bird", "bird6") for argv in node.processes().values())
+        assert health(node, "-bird-live") == (
+            1,
+            "calico/node is not ready: bird/confd is not live: service confd is not running. "
+            "Output << confd: ERROR (no such process) >>")
+        if "CALICO_DISABLE_FILE_LOGGING" in env:
+            # Program output goes to calico-node start's own stdout; no log directory at all.
+            assert wait_for(lambda: "tunnel-ip-allocator" in node.output(), 10)
+            assert not node.log_dir.exists()
+        else:
+            assert wait_for(lambda: health(node, "-felix-ready") == (0, ""), 30), node.logs("felix")[-3000:]
+        assert node.stop(timeout=40) == 0
+        assert node.processes() == {}
