@@ -10,6 +10,7 @@ from pathlib import Path
 
 from netns import Namespace
 from node import bird
+from e2e.probes import eventually as wait_for  # noqa: F401 (used here and by importers)
 
 
 class BirdProcess:
@@ -65,13 +66,3 @@ def stop_process(proc: subprocess.Popen | None, grace: float) -> None:
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2):
-    """Poll ``predicate`` until it returns something truthy; return that (or the last value)."""
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value

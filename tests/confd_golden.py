@@ -16,6 +16,7 @@ from pathlib import Path
 from node.model import load_documents
 from node.errors import NotFound
 from node.model import from_dict
+from node.cli.ctl.patch import merge_patch  # RFC 7386
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "confd-golden"
 CASES = CORPUS / "cases"
@@ -133,17 +134,18 @@ def load_op_file(name: str) -> list:
     return [from_dict(d) for d in docs if d.get("apiVersion") == "projectcalico.org/v3"]
 
 
-def merge_patch(target, patch):
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
+def _write(client, res, upsert: bool) -> None:
+    """``apply`` creates (the case expects the resource to be new); ``upsert`` creates or
+    replaces."""
+    if upsert:
+        try:
+            client.get(res.kind, res.name)
+        except NotFound:
+            pass
         else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
+            client.replace(res)
+            return
+    client.create(res)
 
 
 def apply_op(client, op: dict) -> None:
@@ -151,15 +153,7 @@ def apply_op(client, op: dict) -> None:
     kind = op["op"]
     if kind in ("apply", "upsert"):
         for res in load_op_file(op["file"]):
-            if kind == "apply":
-                client.create(res)
-            else:
-                try:
-                    client.get(res.kind, res.name)
-                except NotFound:
-                    client.create(res)
-                else:
-                    client.replace(res)
+            _write(client, res, upsert=kind == "upsert")
     elif kind == "patch":
         current = client.get(op["kind"], op["name"])
         patched = merge_patch(current.to_dict(), op["merge_patch"])
@@ -213,15 +207,8 @@ def apply_op_kdd(client, kube, op: dict) -> None:
             res = from_dict(doc)
             if res.kind == "Node":
                 _kdd_node(client, kube, res)
-            elif kind == "apply":
-                client.create(res)
             else:
-                try:
-                    client.get(res.kind, res.name)
-                except NotFound:
-                    client.create(res)
-                else:
-                    client.replace(res)
+                _write(client, res, upsert=kind == "upsert")
     elif kind == "delete" and op.get("apiVersion") == "v1":
         api_version, plural = KUBERNETES_RESOURCES[op["kind"]]
         kube.delete(api_version, plural, op["name"], op.get("namespace") or "default")

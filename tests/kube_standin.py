@@ -43,6 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from node.cli.ctl.patch import merge_patch  # RFC 7386, the same for every API
+
 CALICO_PLURALS = {
     "bgpconfigurations": ("BGPConfiguration", False), "bgpfilters": ("BGPFilter", False),
     "bgppeers": ("BGPPeer", False), "blockaffinities": ("BlockAffinity", False),
@@ -181,19 +183,6 @@ def parse_field_selector(text: str):
 
 
 # -- patches -----------------------------------------------------------------------------
-
-def merge_patch(target, patch):
-    """RFC 7386."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
-
 
 _MERGE_KEYS = {"conditions": "type", "addresses": "type", "containers": "name", "initContainers": "name",
                "ports": "containerPort", "podIPs": "ip"}

@@ -15,26 +15,17 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from netns import Namespace, veth_pair
 from node.supervise.rpc import Supervisor, SupervisorError
 from nsforward import Forwarder
+from e2e.probes import eventually as wait_for  # noqa: F401 (used here and by importers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CALICO_NODE = [sys.executable, "-m", "node.cli.calico_node"]
 ETCD_PORT = 2379
 HEALTH_PORT = 9099
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
 
 
 def ns_pids(ns_name: str) -> list[int]:

@@ -111,6 +111,22 @@ def _poll(predicate, timeout: float = POLL_TIMEOUT) -> bool:
     return predicate()
 
 
+def _expect_step(out, step: dict, label: str) -> None:
+    """Wait for the daemon's output to show what a golden step expects: a count of BGP
+    protocols, or the expected files (which must also parse with bird -p)."""
+    if "expect_protocol_bgp_count" in step:
+        want = step["expect_protocol_bgp_count"]
+        assert _poll(lambda: _bgp_count(out) == want), \
+            f"{label}: bird.cfg has {_bgp_count(out)} 'protocol bgp', expected {want}"
+        return
+    expected = golden.CASES / step["expect"]
+    matched = _poll(lambda: not golden.differences(out, expected))
+    diffs = golden.differences(out, expected)
+    assert matched and not diffs, f"{label}:\n" + "\n\n".join(
+        f"== {name}\n{diff}" for name, diff in diffs.items())
+    _check_bird_parses(out, label)
+
+
 def _bgp_count(out: Path) -> int:
     path = out / "bird.cfg"
     return path.read_text().count("protocol bgp") if path.exists() else -1
@@ -145,17 +161,7 @@ def test_daemon_case(case, tmp_path, monkeypatch, etcd_clean_config):
                             assert _bgp_count(out) == step["expect_protocol_bgp_count"], label
                     else:
                         golden.apply_op(client, op)
-                if "expect_protocol_bgp_count" in step:
-                    want = step["expect_protocol_bgp_count"]
-                    assert _poll(lambda: _bgp_count(out) == want), \
-                        f"{label}: bird.cfg has {_bgp_count(out)} 'protocol bgp', expected {want}"
-                else:
-                    expected = golden.CASES / step["expect"]
-                    matched = _poll(lambda: not golden.differences(out, expected))
-                    diffs = golden.differences(out, expected)
-                    assert matched and not diffs, f"{label}:\n" + "\n\n".join(
-                        f"== {name}\n{diff}" for name, diff in diffs.items())
-                    _check_bird_parses(out, label)
+                _expect_step(out, step, label)
             assert running.renderer.last_result is not None
     finally:
         kv.close()
@@ -187,17 +193,7 @@ def test_daemon_case_kdd(case, tmp_path, monkeypatch, kube, kube_config):
                     golden.apply_op_kdd(client, kube, op)
             if not check:
                 continue
-            if "expect_protocol_bgp_count" in step:
-                want = step["expect_protocol_bgp_count"]
-                assert _poll(lambda: _bgp_count(out) == want), \
-                    f"{label}: bird.cfg has {_bgp_count(out)} 'protocol bgp', expected {want}"
-            else:
-                expected = golden.CASES / step["expect"]
-                matched = _poll(lambda: not golden.differences(out, expected))
-                diffs = golden.differences(out, expected)
-                assert matched and not diffs, f"{label}:\n" + "\n\n".join(
-                    f"== {name}\n{diff}" for name, diff in diffs.items())
-                _check_bird_parses(out, label)
+            _expect_step(out, step, label)
 
     steps = case["steps"]
     try:

@@ -27,6 +27,7 @@ from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
 from node.model import from_dict
 from nsforward import Forwarder
+from e2e.probes import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.etcd]
 
@@ -56,12 +57,7 @@ def _exec(container, *argv: str) -> tuple[int, str]:
 
 
 def _wait(predicate, timeout: float, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    value = predicate()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
+    return eventually(predicate, timeout, interval)
 
 
 def test_image_contents(image):

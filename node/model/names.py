@@ -86,7 +86,10 @@ def name_segments(name: str, count: int) -> list[str] | None:
     """Exactly ``count`` segments of ``name``, or None when it has a different number."""
     if len(name) < 2 * count - 1:
         return None
-    parts = split_name(name)
+    if "--" not in name and name[0] != "-" and name[-1] != "-":
+        parts = name.split("-")  # no escaped dashes and no empty parts: a plain split (fast path)
+    else:
+        parts = split_name(name)
     return parts if len(parts) == count else None
 
 

@@ -14,15 +14,12 @@ Paths follow CALICO_RUN_DIR, CALICO_LIB_DIR, CALICO_CONFIG_DIR and CALICO_LOG_DI
 """
 from __future__ import annotations
 
+from node.cli.roles.startup import add_kernel_prep_arguments
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("start", help="boot the node and supervise its programs (the image entrypoint)")
-    p.add_argument("--no-kernel-prep", action="store_true",
-                   help="startup stage: skip loading kernel modules and setting forwarding/conntrack sysctls")
-    p.add_argument("--sysctl-root", default="/proc/sys", metavar="DIR",
-                   help="startup stage: where sysctls are read and written (default: /proc/sys)")
-    p.add_argument("--modprobe", default="modprobe", metavar="CMD",
-                   help="startup stage: command used to load kernel modules (default: modprobe)")
+    add_kernel_prep_arguments(p, help_prefix="startup stage: ")
     p.add_argument("--print-config", action="store_true",
                    help="print the supervisord configuration for this environment and exit")
     p.set_defaults(func=_run)

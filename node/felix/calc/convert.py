@@ -22,6 +22,7 @@ from node.felix import netaddr
 from node.felix import types as t
 from node.felix.calc import v1
 from node.model import Resource
+from node.model.names import name_segments
 from node.selector import SelectorError, parse
 from node.selector.rewrite import prefix_labels
 
@@ -347,29 +348,6 @@ def convert_tier(res: Resource) -> v1.Tier:
 # --------------------------------------------------------------------------------------
 # Endpoints and network sets.
 
-def extract_dash_separated(name: str, count: int) -> list[str] | None:
-    """libcalico-go's ExtractDashSeparatedParms: split on single dashes, "--" is a literal
-    dash; None unless exactly ``count`` parts come out."""
-    if len(name) < 2 * count - 1:
-        return None
-    if "--" not in name and name[0] != "-" and name[-1] != "-":
-        parts = name.split("-")  # no escaped dashes and no empty parts: a plain split
-        return parts if len(parts) == count else None
-    parts = []
-    last = -1
-    i = 1
-    while i < len(name):
-        if name[i] == "-":
-            if i < len(name) - 1 and name[i + 1] == "-":
-                i += 2
-                continue
-            parts.append(name[last + 1:i].replace("--", "-"))
-            last = i
-        i += 1
-    parts.append(name[last + 1:].replace("--", "-"))
-    return parts if len(parts) == count else None
-
-
 @lru_cache(maxsize=4096)
 def _shared_value(value: tuple) -> tuple:
     return value
@@ -387,7 +365,7 @@ def _shared(value: tuple) -> tuple:
 def workload_endpoint_key(res: Resource) -> v1.WorkloadEndpointKey:
     """The v1 key comes from the resource *name* (node-orchestrator-workload-endpoint)."""
     name, namespace = res.name, res.namespace
-    parts = extract_dash_separated(name, 4)
+    parts = name_segments(name, 4)
     if parts is None or not namespace:
         raise ValueError(f"name {name!r} is not <node>-<orchestrator>-<workload>-<endpoint>")
     return v1.WorkloadEndpointKey(parts[0], parts[1], f"{namespace}/{parts[2]}", parts[3])
