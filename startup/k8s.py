@@ -9,8 +9,9 @@ else the in-cluster service account; with neither, Kubernetes is not used. Reque
 time out after 2 s, as in Calico.
 
 ``mark_network_available`` sets the Node's NetworkUnavailable condition to False once
-Calico is up (``calico-node startup --complete-startup``, and the running node once it
-is ready); ``mark_network_unavailable`` sets it to True on shutdown.
+Calico is up (``calico-node complete-startup``, which the running node supervises, and
+``calico-node startup --complete-startup``); ``mark_network_unavailable`` sets it to True
+on shutdown (``calico-node -shutdown``, the DaemonSet's preStop hook).
 """
 from __future__ import annotations
 

@@ -140,6 +140,112 @@ def test_network_unavailable_on_shutdown(kube, kube_config, tmp_path):
     startup_k8s.mark_network_available(dict(env, CALICO_NETWORKING_BACKEND="none"), "nope")
 
 
+class _Readiness:
+    """A stand-in for Felix's /readiness on loopback: 503 until ``ready`` is set."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        state = self
+        self.ready = threading.Event()
+        self.asked = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                state.asked += 1
+                self.send_response(204 if state.ready.is_set() else 503)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _network_unavailable(kube, name="node1"):
+    conditions = (kube.get("v1", "nodes", name).get("status") or {}).get("conditions") or []
+    return next(((c["status"], c["reason"]) for c in conditions if c["type"] == "NetworkUnavailable"), None)
+
+
+@pytest.mark.parametrize("becomes_ready", [True, False])
+def test_complete_startup_waits_for_readiness_then_marks_the_network_available(kube, kube_config, tmp_path,
+                                                                               becomes_ready):
+    """calico-node complete-startup (a supervised program): nothing until the agent is
+    ready (or the timeout passes), then NetworkUnavailable=False, then it stays up until
+    SIGTERM."""
+    import signal
+    import time
+
+    from kdd_fixtures import wait_for
+
+    k8s_node(kube, "node1")
+    kube.patch("v1", "nodes", "node1", {"status": {"conditions": [
+        {"type": "NetworkUnavailable", "status": "True", "reason": "NoRouteCreated"}]}}, subresource="status")
+    felix = _Readiness()
+    env = dict(kube_env(kube_config, NODENAME="node1", CALICO_LIB_DIR=str(tmp_path),
+                        CALICO_NETWORKING_BACKEND="vxlan", FELIX_HEALTHENABLED="true",
+                        FELIX_HEALTHHOST="127.0.0.1", FELIX_HEALTHPORT=str(felix.port)),
+               PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+    timeout = "60s" if becomes_ready else "1s"
+    proc = subprocess.Popen([CALICO_NODE, "complete-startup", "--timeout", timeout, "--interval", "100ms"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if becomes_ready:
+            wait_for(lambda: felix.asked >= 3, 20, "readiness asked")
+            assert _network_unavailable(kube) != ("False", "CalicoIsUp")  # not before it is ready
+            felix.ready.set()
+        wait_for(lambda: _network_unavailable(kube) == ("False", "CalicoIsUp"), 20, "NetworkUnavailable=False")
+        time.sleep(0.3)
+        assert proc.poll() is None  # stays up, so supervisord sees it running
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        felix.close()
+    assert "Waiting for Calico to become ready" in err
+    assert ("Calico failed to become ready, continuing anyway" in err) is (not becomes_ready)
+    assert "Calico started successfully" in err
+
+
+def test_shutdown_hook_marks_the_network_unavailable(kube, kube_config, tmp_path):
+    """calico-node -shutdown (the preStop hook): the timestamp file, then
+    NetworkUnavailable=True. With the API server gone the timestamp is still written at
+    once and the hook keeps retrying (until the grace period ends it, as Calico's does)."""
+    import time
+
+    from kdd_fixtures import wait_for
+
+    k8s_node(kube, "node1")
+    env = dict(kube_env(kube_config, NODENAME="node1", CALICO_LIB_DIR=str(tmp_path)),
+               PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+    stamp = tmp_path / "shutdownTS"
+    result = subprocess.run([CALICO_NODE, "-shutdown"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert _network_unavailable(kube) == ("True", "CalicoIsDown")
+    assert stamp.read_text().endswith("Z")
+    stamp.unlink()
+    kube.stop()
+    proc = subprocess.Popen([CALICO_NODE, "-shutdown"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(stamp.exists, 10, "the shutdown timestamp")
+        time.sleep(1)
+        assert proc.poll() is None  # still retrying the condition
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_kubernetes_lookups(kube, kube_config, tmp_path):
     from startup import k8s as startup_k8s
 

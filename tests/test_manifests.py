@@ -58,6 +58,34 @@ def test_kubernetes_validate_rejects_a_broken_object():
         kubernetes_validate.validate(ds, latest_version(), strict=True)
 
 
+def _exec_commands(doc: dict):
+    """Every exec command (probes, lifecycle hooks) of a DaemonSet's containers."""
+    pod = doc["spec"]["template"]["spec"]
+    for container in pod.get("initContainers", []) + pod.get("containers", []):
+        for where in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if "exec" in container.get(where, {}):
+                yield container["name"], where, container[where]["exec"]["command"]
+        for hook, action in (container.get("lifecycle") or {}).items():
+            if "exec" in action:
+                yield container["name"], hook, action["exec"]["command"]
+
+
+@pytest.mark.parametrize("name", ["calico.yaml", "calico-etcd.yaml"])
+def test_the_daemonsets_calico_node_commands_are_ones_the_image_understands(name):
+    """Probes and the preStop hook call our calico-node with Calico's flag spellings."""
+    from node.cli.calico_node import build_parser, translate_legacy
+
+    (ds,) = [d for d in _docs(name) if d["kind"] == "DaemonSet"]
+    seen = set()
+    for container, where, command in _exec_commands(ds):
+        if command[0] != "calico-node":
+            continue
+        args = build_parser().parse_args(translate_legacy(command[1:]))
+        seen.add((container, where, args.role))
+    assert {("calico-node", "livenessProbe", "health"), ("calico-node", "readinessProbe", "health"),
+            ("calico-node", "preStop", "shutdown")} <= seen, seen
+
+
 def test_crds_are_up_to_date_with_the_model():
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_crds.py"), "--check"], capture_output=True,
                          text=True)

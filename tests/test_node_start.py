@@ -18,7 +18,7 @@ from node_start import ROOT, StartedNode, wait_for
 pytestmark = pytest.mark.etcd
 
 NODE_IP, PEER_IP = "10.231.0.1", "10.231.0.2"
-ALL = {"felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "restarter"}
+ALL = {"felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup", "restarter"}
 
 PEER_CONFIG = f"""router id {PEER_IP};
 protocol device {{ scan time 2; }}
@@ -134,13 +134,13 @@ def _peer_config(node: StartedNode):
 
 
 @pytest.mark.parametrize("backend,env,expected", [
-    ("vxlan", {}, {"felix", "monitor-addresses", "allocate-tunnel-addrs", "restarter"}),
+    ("vxlan", {}, {"felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup", "restarter"}),
     # Policy-only startup writes no BGP details, so the Node exists only because it names
     # its Kubernetes node (as in a cluster); without a Node the tunnel-address step fails,
     # as in Calico.
     ("none", {"CALICO_DISABLE_FELIX": "true", "CALICO_DISABLE_FILE_LOGGING": "true",
               "CALICO_K8S_NODE_REF": "k8s-node-none"},
-     {"allocate-tunnel-addrs", "restarter"}),
+     {"allocate-tunnel-addrs", "complete-startup", "restarter"}),
 ])
 def test_no_bgp_backends(etcd_clean, backend, env, expected):
     with StartedNode(etcd_clean.endpoint, f"node-{backend}", NODE_IP, PEER_IP, prefix="csn",

@@ -45,13 +45,13 @@ def paths_env(root: Path) -> dict[str, str]:
 # -- the program set -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env,expected", [
-    ({}, ["felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs"]),
+    ({}, ["felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup"]),
     ({"CALICO_NETWORKING_BACKEND": "bird"}, ["felix", "confd", "bird", "bird6", "monitor-addresses",
-                                             "allocate-tunnel-addrs"]),
-    ({"CALICO_NETWORKING_BACKEND": "vxlan"}, ["felix", "monitor-addresses", "allocate-tunnel-addrs"]),
-    ({"CALICO_NETWORKING_BACKEND": "none"}, ["felix", "allocate-tunnel-addrs"]),
-    ({"CALICO_DISABLE_FELIX": "true"}, ["confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs"]),
-    ({"CALICO_DISABLE_FELIX": "true", "CALICO_NETWORKING_BACKEND": "none"}, ["allocate-tunnel-addrs"]),
+                                             "allocate-tunnel-addrs", "complete-startup"]),
+    ({"CALICO_NETWORKING_BACKEND": "vxlan"}, ["felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup"]),
+    ({"CALICO_NETWORKING_BACKEND": "none"}, ["felix", "allocate-tunnel-addrs", "complete-startup"]),
+    ({"CALICO_DISABLE_FELIX": "true"}, ["confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup"]),
+    ({"CALICO_DISABLE_FELIX": "true", "CALICO_NETWORKING_BACKEND": "none"}, ["allocate-tunnel-addrs", "complete-startup"]),
 ])
 def test_program_set(env, expected):
     assert names(enabled_programs(env, Paths.from_env({}))) == expected

@@ -28,13 +28,16 @@ ROLE_LOG_LEVEL_ENV = {
     "confd": ("BGP_LOGSEVERITYSCREEN",),
     "felix": ("FELIX_LOGSEVERITYSCREEN",),
     "start": ("CALICO_STARTUP_LOGLEVEL",),
+    "complete-startup": ("CALICO_STARTUP_LOGLEVEL",),
+    "shutdown": ("CALICO_STARTUP_LOGLEVEL",),
 }
 
 
 # Calico's older flag-style command lines, as its runit services and DaemonSet probes
 # spell them: ``calico-node -felix`` (the policy agent; ``calicoctl node status`` looks
-# for that process) and ``calico-node -felix-live -bird-live`` (the health probes).
-LEGACY_ROLE_FLAGS = {"-felix": "felix", "--felix": "felix"}
+# for that process), ``calico-node -shutdown`` (the preStop hook) and
+# ``calico-node -felix-live -bird-live`` (the health probes).
+LEGACY_ROLE_FLAGS = {"-felix": "felix", "--felix": "felix", "-shutdown": "shutdown", "--shutdown": "shutdown"}
 LEGACY_HEALTH_FLAGS = ("felix-live", "felix-ready", "bird-live", "bird6-live", "bird-ready", "bird6-ready",
                        "threshold-time")
 

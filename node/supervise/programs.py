@@ -9,6 +9,7 @@ program per role):
 | confd, bird, bird6 | ``CALICO_NETWORKING_BACKEND`` is neither ``none`` nor ``vxlan`` (unset: BIRD runs) |
 | monitor-addresses | ``CALICO_NETWORKING_BACKEND`` is not ``none`` |
 | allocate-tunnel-addrs | always |
+| complete-startup | always (it skips the Kubernetes update where there is none) |
 
 Command lines:
 
@@ -151,6 +152,8 @@ def enabled_programs(env: Mapping[str, str], paths: Paths, python: Python | None
                                 comment="keeps the Node's autodetected addresses current"))
     programs.append(Program("allocate-tunnel-addrs", python.role("allocate-tunnel-addrs"),
                             comment="keeps the node's IPIP/VXLAN tunnel addresses assigned"))
+    programs.append(Program("complete-startup", python.role("complete-startup"),
+                            comment="marks the Kubernetes node's network available once Calico is ready"))
     return programs
 
 
