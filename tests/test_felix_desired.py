@@ -6,6 +6,8 @@ over the final resources, and the change reports add up to that state.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,8 +83,9 @@ OP = st.one_of(st.tuples(st.sampled_from(["put", "delete"]), st.one_of(policy_st
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(st.lists(OP, min_size=1, max_size=5), min_size=1, max_size=6))
-def test_incremental_dataplane_equals_from_scratch(batches):
+@given(batches=st.lists(st.lists(OP, min_size=1, max_size=5), min_size=1, max_size=6), keyless=st.booleans())
+def test_incremental_dataplane_equals_from_scratch(batches, keyless):
+    """... whether deletes carry the last value or, as from the agent's syncer, only the key."""
     pipeline = Pipeline(LOCAL, {})
     pipeline.on_status(SyncStatus.IN_SYNC)
     pipeline.complete()
@@ -100,7 +103,7 @@ def test_incremental_dataplane_equals_from_scratch(batches):
                 state[ident(value)] = value
                 updates += put(value)
             elif ident(value) in state:
-                updates += delete(state.pop(ident(value)))
+                updates += [replace(u, value=None) if keyless else u for u in delete(state.pop(ident(value)))]
         pipeline.on_updates(updates)
         pipeline.complete()
         pipeline.set_interfaces(ifaces)
@@ -244,5 +247,15 @@ def test_config_change_after_start_is_flagged():
     assert not pipeline.config_changed
     fc = Resource("FelixConfiguration", {"name": "default"}, {"chainInsertMode": "Append"})
     pipeline.on_updates(put(fc))
+    pipeline.complete()
+    assert pipeline.config_changed
+
+
+def test_own_node_deleted_by_key_alone_is_a_config_change():
+    """The agent's syncer sends deletes without values: this host's Node is still recognised."""
+    node = Resource("Node", {"name": LOCAL}, {"ipv4VXLANTunnelAddr": "10.65.0.1"})
+    pipeline = _fresh([node])
+    assert not pipeline.config_changed
+    pipeline.on_updates([replace(u, value=None) for u in delete(node)])
     pipeline.complete()
     assert pipeline.config_changed

@@ -737,3 +737,22 @@ def test_from_config_and_gauges():
     assert sizes["filter"] == (6, 7) and sizes["raw"] == (3, 2)
     dp.apply()
     assert dict(dp.kernel_state("filter").chains) == fake.ids("filter")
+
+
+def test_a_read_back_table_shares_the_desired_rule_ids():
+    """After a refresh the picture of a programmed chain holds the desired ID tuple itself
+    (no second copy of every ID); a chain that drifted keeps what was read."""
+    fake = FakeIptables()
+    tables = four_tables()
+    dp, _ = make_dp(fake, tables=tables)
+    dp.apply()
+    dp.refresh()
+    assert dp.apply().save_calls == 4
+    ours = [c for c in tables["filter"].programmed_chains() if c.rules]
+    assert ours and all(dp.kernel_state("filter").chains[c.name] is c.rule_ids for c in ours)
+    victim = ours[0]
+    fake.tables["filter"][victim.name].append("-j ACCEPT")   # someone else's rule in our chain
+    dp.refresh()
+    stats = dp.apply()
+    assert stats.drifted == [f"filter/{victim.name}"]
+    assert dp.kernel_state("filter").chains[victim.name] == victim.rule_ids  # repaired (our write)

@@ -153,8 +153,9 @@ def full_cluster(draw):
 @settings(max_examples=300, deadline=None)
 @given(start=full_cluster(),
        steps=st.lists(st.tuples(st.lists(changes(), min_size=1, max_size=4), st.booleans()), max_size=12),
-       order=st.randoms(use_true_random=False))
-def test_incremental_equals_from_scratch(start, steps, order):
+       order=st.randoms(use_true_random=False), keyless=st.booleans())
+def test_incremental_equals_from_scratch(start, steps, order, keyless):
+    """... whether deletes carry the last value or, as from the agent's syncer, only the key."""
     steps = [(start, False)] + steps
     calc = RouteCalculation(LOCAL)
     model = RouteModel()
@@ -166,7 +167,8 @@ def test_incremental_equals_from_scratch(start, steps, order):
             revision += 1
             if value is None:
                 if key in final:
-                    updates.append(Update(UpdateType.DELETED, key, final.pop(key), revision))
+                    last = final.pop(key)
+                    updates.append(Update(UpdateType.DELETED, key, None if keyless else last, revision))
             else:
                 kind = UpdateType.UPDATED if key in final else UpdateType.NEW
                 final[key] = value

@@ -246,6 +246,38 @@ def test_disconnect_resyncs_with_only_the_difference(etcd_clean):
             assert recorder.violations == []
 
 
+def test_without_retained_values_deletes_carry_no_value_and_nothing_is_kept(etcd_clean):
+    """The policy agent's syncer: values go to the consumer and are not kept; a delete,
+    whether watched or found by a resync, names only the key."""
+    with etcd_clean.client() as client:
+        for name in ("k0", "k1", "k2"):
+            client.put(f"/calico/a/{name}", f"{name}-v1")
+    recorder = Recorder()
+    with TcpProxy(etcd_clean.client_port) as proxy:
+        config = DatastoreConfig(etcd_endpoints=(proxy.endpoint,))
+        with running(config, [SyncSource("/calico/a/", as_text)], recorder, retain_values=False,
+                     initial_backoff=0.05, max_backoff=0.5) as syncer:
+            assert syncer.wait_for_status(IN_SYNC, WAIT)
+            assert recorder.view == {f"/calico/a/k{i}": f"k{i}-v1" for i in range(3)}
+            with etcd_clean.client() as client:
+                client.delete("/calico/a/k0")
+            recorder.wait_for(lambda r: "/calico/a/k0" not in r.view, "the watched delete")
+            before, marker = len(recorder.updates), len(recorder.statuses)
+            proxy.cut()
+            assert syncer.wait_for_status(WAIT_FOR, WAIT)
+            with etcd_clean.client() as client:
+                client.delete("/calico/a/k1")
+                client.put("/calico/a/k2", "k2-v2")
+            proxy.restore()
+            recorder.wait_for_statuses([WAIT_FOR, RESYNC, IN_SYNC], after=marker)
+            assert sorted((u.type.value, u.key, u.value) for u in recorder.updates[before:]) == [
+                ("deleted", "/calico/a/k1", None), ("updated", "/calico/a/k2", "k2-v2")]
+            watched_delete = [u for u in recorder.updates if u.key == "/calico/a/k0"][-1]
+            assert (watched_delete.type, watched_delete.value) == (UpdateType.DELETED, None)
+            assert [k.value for k in syncer._known[0].values()] == [None]
+            assert recorder.violations == []
+
+
 def test_etcd_restart_drops_out_of_sync_and_converges(etcd, etcd_config):
     with etcd.client() as client:
         for name in ("k0", "k1", "k2"):

@@ -24,6 +24,12 @@ restarts it, would turn one bad update into a restart loop of the whole role and
 throw away every other consumer's state; this keeps the role up and visibly out of
 sync until the consumer copes.)
 
+A DELETED update carries the value the consumer was last given, unless the syncer was
+built with ``retain_values=False``: it then keeps only each key's revision and a delete
+carries ``None``, for consumers (the policy agent) that hold what they need of every
+value themselves and identify deletions by key; the decoded values are then freed as
+soon as the consumer has taken them.
+
 ``on_status`` failures get the same treatment: the syncer does not trust the consumer
 to know its status until a call succeeds, so it re-sends the status before anything
 else, never delivers updates or ``IN_SYNC`` on top of a failed status call, and backs
@@ -81,7 +87,8 @@ class UpdateType(enum.Enum):
 
 @dataclass(frozen=True)
 class Update:
-    """One change for the consumer. For DELETED, ``value`` is the last value it was given."""
+    """One change for the consumer. For DELETED, ``value`` is the last value it was given
+    (``None`` from a syncer that does not retain values)."""
 
     type: UpdateType
     key: str
@@ -157,7 +164,7 @@ class Syncer:
     def __init__(self, kv_factory: Callable[[], EtcdKV], sources: list[SyncSource],
                  callbacks: SyncerCallbacks, *, owns_kv: bool = True,
                  initial_backoff: float = INITIAL_BACKOFF, max_backoff: float = MAX_BACKOFF,
-                 on_fatal: Callable[[BaseException], None] | None = None):
+                 on_fatal: Callable[[BaseException], None] | None = None, retain_values: bool = True):
         if not sources:
             raise ValueError("a syncer needs at least one source")
         self._kv_factory = kv_factory
@@ -168,6 +175,7 @@ class Syncer:
         self._kv: EtcdKV | None = None
         # What the consumer has been told, per source: key -> revision and decoded value.
         self._known: list[dict[str, _Known]] = [{} for _ in self._sources]
+        self._retain_values = retain_values
         # Watch events (and watch failures) from the per-source threads.
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         # The live watch per source; queue items tagged with an older watch are stale.
@@ -417,7 +425,7 @@ class Syncer:
                 return None
             del known[key]
             return Update(UpdateType.DELETED, key, old.value, revision)
-        known[key] = _Known(revision, value)
+        known[key] = _Known(revision, value if self._retain_values else None)
         new = old is None or old.resend_as_new
         return Update(UpdateType.NEW if new else UpdateType.UPDATED, key, value, revision)
 

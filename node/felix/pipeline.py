@@ -19,7 +19,7 @@ from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, de
 from node.felix.config import FelixConfig, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import DesiredDataplane
 from node.felix.routes import DesiredRoutes, RouteConfig, RouteModel, apply_messages, desired_routes
-from node.model import Resource
+from node.model import Resource, stub_from_key
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class Pipeline:
                 blocks.append(update)
                 continue
             resources.append(update)
+            if value is None and update.type is UpdateType.DELETED:
+                value = stub_from_key(update.key)  # the agent's syncer keeps no values
             if isinstance(value, Resource) and value.kind == "Node" and value.name == self.hostname:
                 self._own_node = None if update.type is UpdateType.DELETED else value
                 if self.config is not None:

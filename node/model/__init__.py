@@ -10,11 +10,12 @@ from node.model.resource import (
     load_documents,
     load_resources,
     parse_etcd_key,
+    stub_from_key,
     validate_resource,
 )
 
 __all__ = [
     "API_VERSION", "KINDS", "KindInfo", "UnknownKind", "kind_info", "Resource", "etcd_key",
     "etcd_prefix", "from_dict", "from_storage", "identifier", "load_documents", "load_resources",
-    "parse_etcd_key", "validate_resource",
+    "parse_etcd_key", "stub_from_key", "validate_resource",
 ]

@@ -256,6 +256,17 @@ def parse_etcd_key(key: str) -> tuple[str, str, str] | None:
     return (kind, "", parts[1]) if len(parts) == 2 else None
 
 
+def stub_from_key(key: str) -> Resource | None:
+    """The identity of the resource at a v3 key, with an empty spec: what a deletion that
+    arrives without the last value (a syncer that keeps no values) names."""
+    parsed = parse_etcd_key(key)
+    if parsed is None:
+        return None
+    kind, namespace, name = parsed
+    meta = {"name": name, "namespace": namespace} if namespace else {"name": name}
+    return Resource(kind, meta, {})
+
+
 def from_storage(key: str, value: bytes | str, revision: int) -> Resource:
     """Decode a stored v3 value; tolerant of unknown fields, strict about structure.
 

@@ -107,7 +107,7 @@ def _run_agent(hostname: str) -> int:
     from node.config import datastore_config_from_env
     from node.datastore.factory import kv_for
     from node.errors import CalicoError
-    from node.felix.agent import Agent
+    from node.felix.agent import Agent, limit_malloc_arenas
 
     try:
         config = datastore_config_from_env()
@@ -115,6 +115,7 @@ def _run_agent(hostname: str) -> int:
         print(f"felix: {exc}", file=sys.stderr)
         return 1
     log.info("Felix (calico-node-py) starting for host %s", hostname)
+    limit_malloc_arenas()
     agent = Agent(hostname, dict(os.environ), lambda: kv_for(config))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())

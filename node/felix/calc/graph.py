@@ -34,7 +34,7 @@ from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, spl
 from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs, scan_policy,
                                           scan_profile)
 from node.felix.calc.sequencer import EventSequencer
-from node.model import Resource, parse_etcd_key
+from node.model import Resource, stub_from_key
 from node.selector import LabelIndex, SelectorError, parse
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class PolicyCalculation:
             deleted = update.type is UpdateType.DELETED
             res = update.value
             if res is None and deleted:
-                res = _stub_from_key(update.key)
+                res = stub_from_key(update.key)
             if not isinstance(res, Resource):
                 log.warning("Ignoring update for %s: its value is not a resource", update.key)
                 continue
@@ -513,17 +513,6 @@ def _host_message(ep: v1.HostEndpoint, split) -> t.HostEndpoint:
         expected_ipv4_addrs=ep.expected_ipv4_addrs,
         expected_ipv6_addrs=ep.expected_ipv6_addrs,
     )
-
-
-def _stub_from_key(key: str) -> Resource | None:
-    """A deletion that arrives without the last value: identify the resource by its key
-    (every handler finds what to remove from the identity alone)."""
-    parsed = parse_etcd_key(key)
-    if parsed is None:
-        return None
-    kind, namespace, name = parsed
-    meta = {"name": name, "namespace": namespace} if namespace else {"name": name}
-    return Resource(kind, meta, {})
 
 
 def _warn_unenforced(owner: str, rules: Iterable[v1.Rule]) -> None:

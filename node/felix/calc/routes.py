@@ -35,7 +35,7 @@ from node.felix import netaddr
 from node.felix.types import (IPPoolType, RouteRemove, RouteType, RouteUpdate, RouteUpdateMsg,
                               VXLANTunnelEndpoint, VXLANTunnelEndpointRemove, VXLANTunnelEndpointUpdate)
 from node.model import ipam as ipam_records
-from node.model.resource import Resource
+from node.model.resource import Resource, stub_from_key
 
 log = logging.getLogger(__name__)
 
@@ -394,7 +394,9 @@ class RouteCalculation:
         for update in updates:
             value = update.value
             gone = update.type == UpdateType.DELETED
-            if isinstance(value, IPAMBlock):
+            if gone and value is None and not update.key.startswith(BLOCK_PREFIX):
+                value = stub_from_key(update.key)  # from a syncer that keeps no values
+            if isinstance(value, IPAMBlock) or (gone and update.key.startswith(BLOCK_PREFIX)):
                 self._on_block(update.key, None if gone else value)
             elif isinstance(value, Resource):
                 if value.kind == "IPPool":

@@ -19,8 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from pyroute2 import AsyncIPRoute, IPRoute
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+from node.felix.dataplane.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK, AsyncIPRoute, IPRoute
 
 log = logging.getLogger(__name__)
 

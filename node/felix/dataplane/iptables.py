@@ -360,6 +360,18 @@ def _collapse_foreign(ids: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def share_desired_ids(state: TableState, desired: Table) -> TableState:
+    """``state`` with the ID tuples of chains that read back as desired replaced by the
+    desired tuples themselves: the picture of a programmed table then costs no memory
+    for IDs beyond the desired state's (some 3 MB at 20,000 rules)."""
+    chains = dict(state.chains)
+    for chain in desired.programmed_chains():
+        ids = chains.get(chain.name)
+        if ids is not None and ids is not chain.rule_ids and ids == chain.rule_ids:
+            chains[chain.name] = chain.rule_ids
+    return TableState(chains, state.full_rules)
+
+
 def drifted_chains(expected: TableState, actual: TableState, matchers: Matchers) -> list[str]:
     """Chains where a fresh read differs from our picture (Felix logs these as out of sync):
     our chains whose IDs differ or that appeared/vanished, and foreign chains where our
@@ -757,7 +769,7 @@ class IptablesDataplane:
                 problem = res.stderr.strip() or f"exit status {res.returncode}"
             else:
                 try:
-                    state = parse_save(res.stdout, s.matchers)
+                    state = share_desired_ids(parse_save(res.stdout, s.matchers), s.desired)
                 except SaveOutputError as exc:
                     problem = str(exc)
             if problem is None:
@@ -798,5 +810,5 @@ __all__ = [
     "TablePlan", "TableState", "chain_diff", "choose_backend", "count_rules", "delete_by_value",
     "detect_backend", "detect_features", "drifted_chains", "features_for", "find_binary", "from_config",
     "has_kubernetes_chains", "iptables_version", "kernel_version", "matchers_for", "parse_save",
-    "parse_version", "plan_table", "restore_error_text", "subprocess_runner",
+    "parse_version", "plan_table", "restore_error_text", "share_desired_ids", "subprocess_runner",
 ]

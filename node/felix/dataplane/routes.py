@@ -39,11 +39,8 @@ from functools import lru_cache
 from socket import AF_INET, AF_INET6
 from typing import Callable, Iterable, Mapping
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import ndmsg
-
 from node.felix.dataplane.interfaces import Interface, link_oper_up
+from node.felix.dataplane.rtnl import IPRoute, NetlinkError, ndmsg
 from node.felix.routes import (FELIX_ROUTE_PROTOCOL, IPIP_DEVICE, RTPROT_BOOT, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6,
                                DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, Sysctl, VXLANDevice)
 
