@@ -27,16 +27,20 @@ class BirdProcess:
         self.proc = self.ns.popen(self.binary, "-f", "-c", str(self.config), "-s", str(self.socket_path),
                                   stdout=logfile, stderr=subprocess.STDOUT)
         logfile.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.binary} exited ({self.proc.returncode}): {self.log.read_text()}")
-            try:
-                with bird.BirdClient(self.socket_path, timeout=2):
-                    return self
-            except bird.BirdError:
-                time.sleep(0.05)
-        raise RuntimeError(f"{self.binary} did not open {self.socket_path}: {self.log.read_text()}")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.binary} exited ({self.proc.returncode}): {self.log.read_text()}")
+                try:
+                    with bird.BirdClient(self.socket_path, timeout=2):
+                        return self
+                except bird.BirdError:
+                    time.sleep(0.05)
+            raise RuntimeError(f"{self.binary} did not open {self.socket_path}: {self.log.read_text()}")
+        except BaseException:
+            self.stop()  # callers never get the object (nor __exit__) when start fails
+            raise
 
     @property
     def pid(self) -> int | None:

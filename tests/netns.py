@@ -24,7 +24,11 @@ class Namespace:
     def __enter__(self) -> "Namespace":
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self._open = True
-        self.run("ip", "link", "set", "lo", "up")
+        try:
+            self.run("ip", "link", "set", "lo", "up")
+        except BaseException:
+            self.close()  # __exit__ does not run when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -46,9 +50,16 @@ class Namespace:
 
 def veth_pair(a: Namespace, a_if: str, b: Namespace, b_if: str) -> None:
     """Create a veth pair with one end in each namespace, both ends up."""
-    tmp = f"vt{os.getpid() % 100000}{next(_counter)}"
+    # The pair is made in this (the host's) namespace: a random name cannot collide with a
+    # concurrent run, and a failed move deletes what is still here.
+    tmp = f"vt{os.urandom(5).hex()}"
     subprocess.run(["ip", "link", "add", tmp + "a", "type", "veth", "peer", "name", tmp + "b"], check=True)
-    subprocess.run(["ip", "link", "set", tmp + "a", "netns", a.name, "name", a_if], check=True)
-    subprocess.run(["ip", "link", "set", tmp + "b", "netns", b.name, "name", b_if], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", tmp + "a", "netns", a.name, "name", a_if], check=True)
+        subprocess.run(["ip", "link", "set", tmp + "b", "netns", b.name, "name", b_if], check=True)
+    except BaseException:
+        for end in (tmp + "a", tmp + "b"):
+            subprocess.run(["ip", "link", "del", end], capture_output=True, check=False)
+        raise
     a.run("ip", "link", "set", a_if, "up")
     b.run("ip", "link", "set", b_if, "up")

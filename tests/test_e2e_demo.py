@@ -3,11 +3,15 @@ behind; Ctrl-C in the middle also leaves nothing behind."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from e2e.cluster import cleanup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,19 +27,33 @@ def _demo() -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+def _reap(proc: subprocess.Popen) -> list[str]:
+    """The namespaces the demo left behind, which are then removed anyway (with what runs
+    in them: etcd and calico-node run in sessions of their own, so killing the demo's
+    process group does not end them), and its work directory."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    prefix = f"demo{proc.pid % 10000}"  # e2e/demo.py's cluster prefix
+    left = _leftovers(prefix)
+    cleanup(prefix)
+    for workdir in Path(tempfile.gettempdir()).glob(f"{prefix}-????????"):  # mkdtemp(prefix=prefix + "-")
+        shutil.rmtree(workdir, ignore_errors=True)
+    return left
+
+
 def test_demo_runs_and_tears_down():
     proc = _demo()
     try:
         out, _ = proc.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        leftovers = _reap(proc)
     assert proc.returncode == 0, out
     for expected in ("host1: Calico node started successfully", "== calicoctl node status on host3",
                      "node-to-node mesh", "Established", "Connectivity before any policy",
                      "Connectivity with the policy", "Tearing down the cluster"):
         assert expected in out, out
-    assert _leftovers(f"demo{proc.pid % 10000}") == []
+    assert leftovers == []
 
 
 def test_ctrl_c_tears_down():
@@ -48,8 +66,7 @@ def test_ctrl_c_tears_down():
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        leftovers = _reap(proc)
     assert proc.returncode == 130, out
     assert "Interrupted; tearing down." in out
-    assert _leftovers(f"demo{proc.pid % 10000}") == []
+    assert leftovers == []

@@ -126,8 +126,8 @@ def test_datastore_outage_keeps_the_dataplane(node, etcd, tmp_path):
     node.start_agent(tmp_path)
     node.wait_ready(40)
     server = EchoServer(node.pods["b"].netns, 7000)
-    node.listen("a", 80)
     try:
+        node.listen("a", 80)
         with Conversation(node.pods["a"].netns, node.pods["b"].ipv4, 7000) as talk:
             assert eventually(lambda: talk.say("before") == "before", 10)
             tables = {t: node.iptables_save(t) for t in ("raw", "mangle", "nat", "filter")}

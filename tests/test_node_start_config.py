@@ -76,11 +76,16 @@ def test_bird_wrapper_waits_for_the_config_then_execs(node_root):
     # (same pid as the wrapper) and only once the config exists.
     argv = [*bird.argv[:5], "sh", "-c", 'echo "$$ $0 $*"', "bird", "-R"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    time.sleep(1.2)
-    assert proc.poll() is None  # still waiting
-    cfg.parent.mkdir(parents=True)
-    cfg.write_text("router id 10.0.0.1;\n")
-    out, _ = proc.communicate(timeout=10)
+    try:
+        time.sleep(1.2)
+        assert proc.poll() is None  # still waiting
+        cfg.parent.mkdir(parents=True)
+        cfg.write_text("router id 10.0.0.1;\n")
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     lines = out.splitlines()
     assert lines[0] == f"Waiting for the renderer to write {cfg} before starting sh"
     assert lines[-1] == f"{proc.pid} bird -R"

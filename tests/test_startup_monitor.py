@@ -73,7 +73,11 @@ class Monitor:
         return self.log
 
     def __enter__(self) -> "Monitor":
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.__exit__()  # not called by ``with`` when __enter__ raises
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
