@@ -119,7 +119,7 @@ class SyncerCallbacks(Protocol):
 UNCONFIRMED = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Known:
     revision: int
     value: Any
@@ -297,11 +297,14 @@ class Syncer:
         kv = self._client()
         listings = [kv.list(source.prefix) for source in self._sources]
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
-        updates: list[tuple[int, Update]] = []
-        for index, (items, revision) in enumerate(listings):
-            updates.extend((index, u) for u in self._diff(index, items, revision))
-        self._send(updates)
-        for index, (_, revision) in enumerate(listings):
+        revisions = [revision for _, revision in listings]
+        for index, revision in enumerate(revisions):
+            # One source at a time, each listing dropped once sent: a consumer that keeps
+            # what it needs lets the decoded values go before the next kind is decoded.
+            items, listings[index] = listings[index][0], None
+            self._send([(index, u) for u in self._diff(index, items, revision)])
+            del items
+        for index, revision in enumerate(revisions):
             self._start_watch(index, revision + 1)
         # Only claim to be in sync once etcd has accepted every watch.
         self._set_status(SyncStatus.IN_SYNC)

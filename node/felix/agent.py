@@ -49,6 +49,25 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
+def _libc_function(name: str):
+    """A C library function through ctypes, or None (not glibc, or no ctypes)."""
+    try:
+        import ctypes
+
+        return getattr(ctypes.CDLL(None), name)
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the pages malloc holds free back to the kernel (glibc's malloc_trim). Reading
+    and writing a large table goes through megabytes of short-lived text; without this,
+    the freed pages stay in the agent's RSS. It takes well under a millisecond."""
+    trim = _libc_function("malloc_trim")
+    if trim is not None:
+        trim(0)
+
+
 def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas before the agent starts its threads. glibc gives threads
     that allocate arenas of their own (up to eight per core), and the agent's watch and
@@ -58,12 +77,8 @@ def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     (set by the operator, or not glibc)."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    import ctypes
-
-    try:
-        return bool(ctypes.CDLL(None).mallopt(M_ARENA_MAX, count))
-    except (OSError, AttributeError):  # a libc without mallopt
-        return False
+    mallopt = _libc_function("mallopt")
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, count))
 
 
 @dataclass(frozen=True)
@@ -283,13 +298,18 @@ class Agent:
             except IPSetsError as exc:
                 failures.append(f"IP sets (IPv{version}): {exc}")
         reschedule = list(self._periods)
+        kernel_io = False
         for version, ipt in self.iptables.items():
             try:
                 stats = ipt.apply()
+                kernel_io = kernel_io or bool(stats.restore_calls or stats.save_calls)
                 if stats.reschedule_after is not None:
                     reschedule.append(stats.reschedule_after)
             except IptablesError as exc:
+                kernel_io = True
                 failures.append(f"iptables (IPv{version}): {exc}")
+        if kernel_io:
+            release_freed_memory()
         self._next_apply_at = time.monotonic() + (min(reschedule) if reschedule else STATUS_REPORT_INTERVAL)
         if not failures:
             for version, sets in self.ipsets.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -368,7 +369,8 @@ def workload_endpoint_key(res: Resource) -> v1.WorkloadEndpointKey:
     parts = name_segments(name, 4)
     if parts is None or not namespace:
         raise ValueError(f"name {name!r} is not <node>-<orchestrator>-<workload>-<endpoint>")
-    return v1.WorkloadEndpointKey(parts[0], parts[1], f"{namespace}/{parts[2]}", parts[3])
+    # Host and orchestrator names repeat across thousands of endpoints: one copy each.
+    return v1.WorkloadEndpointKey(sys.intern(parts[0]), sys.intern(parts[1]), f"{namespace}/{parts[2]}", parts[3])
 
 
 def _endpoint_ports(ports: Any, skip_unnamed: bool) -> tuple[v1.EndpointPort, ...]:
