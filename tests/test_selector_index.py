@@ -272,3 +272,46 @@ def test_selector_update_only_scans_candidate_endpoints(idx):
     idx.update_selector("c", "app == 'a1' && has(v) && v != 'x'")
     assert len(scanned) == 5
     assert idx.endpoints_matching("c") == {i + 1 for i in range(0, 300, 60)}
+
+
+def test_equal_label_maps_are_shared_and_released(idx):
+    """White-box: endpoints with equal labels share one dict (own and effective labels),
+    which the index drops when the last endpoint using it changes or goes."""
+    idx.update_parent("ns", {"team": "a"})
+    pairs = (("app", "web"), ("tier", "fe"))
+    for i in range(5):
+        idx.update_endpoint(f"p{i}", dict(pairs), ["ns"])
+    idx.update_endpoint("t", pairs, ["ns"])  # (labels as pairs, as resources carry them)
+    idx.update_endpoint("solo", {"app": "web", "tier": "fe"})  # no parent: own == effective
+    own = {id(idx._endpoints[ep][0]) for ep in idx._endpoints}
+    effective = {id(idx._labels[ep]) for ep in idx._endpoints if ep != "solo"}
+    assert len(own) == 1 and len(effective) == 1
+    assert idx._labels["solo"] is idx._endpoints["solo"][0]
+    assert len(idx._interned) == 2 and sorted(idx._uses.values()) == [6, 8]
+    # The caller's dict is copied, not kept.
+    mine = {"app": "web", "tier": "fe"}
+    idx.update_endpoint("p0", mine, ["ns"])
+    mine["tier"] = "be"
+    assert dict(idx.effective_labels("p0")) == {"team": "a", "app": "web", "tier": "fe"}
+    idx.update_endpoint("p0", mine, ["ns"])
+    assert dict(idx.effective_labels("p1")) == {"team": "a", "app": "web", "tier": "fe"}
+    assert len(idx._interned) == 4
+    idx.update_parent("ns", {"team": "b"})
+    for ep in list(idx._endpoints):
+        idx.remove_endpoint(ep)
+    assert idx._interned == {} and idx._uses == {}
+
+
+def test_match_sets_grow_past_the_small_size_and_shrink_back(idx, rec):
+    for i in range(20):
+        idx.update_selector(f"s{i}", f"has(a) && b != '{i}'")
+    idx.update_endpoint("e", {"a": "1"})
+    assert idx.selectors_matching("e") == {f"s{i}" for i in range(20)}
+    for i in range(20):
+        idx.update_selector(f"s{i}", f"has(a) && b == '{i}'")
+        assert idx.selectors_matching("e") == {f"s{j}" for j in range(i + 1, 20)}
+    idx.update_endpoint("e", {"a": "1", "b": "3"})
+    assert idx.selectors_matching("e") == {"s3"}
+    idx.remove_endpoint("e")
+    assert idx._ep_matches == {}
+    assert sorted(rec.take()).count(("start", "s3", "e")) == 2

@@ -22,6 +22,14 @@ proportional to the selectors and endpoints that can actually be affected:
   values' sets), so a selector update only evaluates the endpoints that have one of its
   index terms (every endpoint only for a selector that cannot be narrowed).
 
+Memory, which grows with the endpoints (tens of thousands on a busy node):
+
+* Label maps are interned: endpoints with equal own or effective labels (the pods of one
+  workload, as a rule) share one dict, its uses counted and dropped with the last one.
+  Stored label dicts are never mutated, and a caller's mapping is always copied.
+* An endpoint's matching selectors (usually one to three) are a tuple while there are at
+  most ``_SMALL`` of them, a set beyond that so that adding or removing one stays cheap.
+
 Callbacks run after the index is consistent again, so they may query it.
 """
 from __future__ import annotations
@@ -36,6 +44,10 @@ from node.selector.parser import Selector, parse
 MatchCallback = Callable[[Hashable, Hashable], None]
 
 _EMPTY: frozenset = frozenset()
+
+# The largest match set an endpoint keeps as a tuple (a 1-tuple is a quarter of an empty
+# set's size; much beyond 8 the linear scans of a removal would start to cost).
+_SMALL = 8
 
 
 def _ignore(_selector_id: Hashable, _endpoint_id: Hashable) -> None:
@@ -74,7 +86,7 @@ def _discard2(index: dict, key: Hashable, value: Hashable, item: Hashable) -> No
             del index[key]
 
 
-# An endpoint: its own labels and its ordered parents, as the pair (own, parents).
+# An endpoint: its own (interned) labels and its ordered parents, as the pair (own, parents).
 _Endpoint = tuple
 
 
@@ -109,13 +121,17 @@ class LabelIndex:
         self._endpoints: dict[Hashable, _Endpoint] = {}
         self._parents: dict[Hashable, _Parent] = {}
         self._labels: dict[Hashable, dict[str, str]] = {}
+        # Shared label dicts (own and effective labels), by the hash of their items, and
+        # how many uses each has.
+        self._interned: dict[int, dict[str, str]] = {}
+        self._uses: dict[int, int] = {}
         # label -> value -> endpoint ids (the endpoints with a label at all are the union
         # of its value sets: each has one value).
         self._eps_by_value: dict[str, dict[str, set]] = {}
 
-        # Current matches, both ways round.
+        # Current matches, both ways round (an endpoint's as a tuple while few, see _SMALL).
         self._sel_matches: dict[Hashable, set] = {}
-        self._ep_matches: dict[Hashable, set] = {}
+        self._ep_matches: dict[Hashable, tuple | set] = {}
 
     # ----------------------------------------------------------------- selectors
 
@@ -218,11 +234,27 @@ class LabelIndex:
             self._sel_matches.pop(sel_id, None)
         ep_matches = self._ep_matches
         for ep in stopped:
-            _discard(ep_matches, ep, sel_id)
-        for ep in started:
-            members = ep_matches.get(ep)  # (_add, inlined: a new selector's every match)
+            members = ep_matches[ep]
+            if type(members) is tuple:
+                if len(members) == 1:
+                    del ep_matches[ep]
+                else:
+                    i = members.index(sel_id)
+                    ep_matches[ep] = members[:i] + members[i + 1:]
+            else:
+                members.discard(sel_id)
+                if len(members) <= _SMALL // 2:  # (not at _SMALL: no flip-flopping)
+                    if members:
+                        ep_matches[ep] = tuple(members)
+                    else:
+                        del ep_matches[ep]
+        for ep in started:  # (sel_id is in none of their match sets yet)
+            members = ep_matches.get(ep)
             if members is None:
-                ep_matches[ep] = {sel_id}
+                ep_matches[ep] = (sel_id,)
+            elif type(members) is tuple:
+                ep_matches[ep] = (members + (sel_id,) if len(members) < _SMALL
+                                  else {*members, sel_id})
             else:
                 members.add(sel_id)
         on_stopped, on_started = self._on_stopped, self._on_started
@@ -236,9 +268,23 @@ class LabelIndex:
     def update_endpoint(self, endpoint_id: Hashable, labels: Mapping[str, str],
                         parent_ids: Iterable[Hashable] = ()) -> None:
         """Add or replace an endpoint's own labels and its ordered parent list."""
-        own = dict(labels)
+        own = dict(labels)  # (the caller's labels, copied once: kept unless shared)
         parents = tuple(parent_ids)
         ep = self._endpoints.get(endpoint_id)
+        if ep is not None and ep[1] == parents and ep[0] == own:
+            return
+        shared = None
+        if type(labels) is tuple:  # pairs, in dict order as a rule: hashed as its items are
+            try:
+                key = hash(labels)
+                shared = self._interned.get(key)
+            except TypeError:  # pairs that are lists, say
+                pass
+        if shared is not None and shared == own:
+            own = shared
+            self._uses[key] += 1
+        else:
+            own = self._share(own)
         if ep is None:
             ep = self._endpoints[endpoint_id] = (own, parents)
             known = self._parents
@@ -252,21 +298,19 @@ class LabelIndex:
                 if inherited:
                     merged = dict(inherited)
                     merged.update(own)
-                    self._apply_labels(endpoint_id, merged)
+                    self._apply_labels(endpoint_id, self._share(merged))
                     return
             self._apply_labels(endpoint_id, self._effective_labels(ep))
             return
-        else:
-            old_own, old_parents = ep
-            if old_own == own and old_parents == parents:
-                return
-            if old_parents != parents:
-                old_parents, new_parents = set(old_parents), set(parents)
-                for parent_id in old_parents - new_parents:
-                    self._detach(parent_id, endpoint_id)
-                for parent_id in new_parents - old_parents:
-                    self._attach(parent_id, endpoint_id)
-            ep = self._endpoints[endpoint_id] = (own, parents)
+        old_own, old_parents = ep
+        if old_parents != parents:
+            old_parents, new_parents = set(old_parents), set(parents)
+            for parent_id in old_parents - new_parents:
+                self._detach(parent_id, endpoint_id)
+            for parent_id in new_parents - old_parents:
+                self._attach(parent_id, endpoint_id)
+        ep = self._endpoints[endpoint_id] = (own, parents)
+        self._release(old_own)
         self._apply_labels(endpoint_id, self._effective_labels(ep))
 
     def remove_endpoint(self, endpoint_id: Hashable) -> None:
@@ -276,12 +320,16 @@ class LabelIndex:
             return
         for parent_id in set(ep[1]):
             self._detach(parent_id, endpoint_id)
-        for label, value in self._labels.pop(endpoint_id).items():
+        self._release(ep[0])
+        labels = self._labels.pop(endpoint_id)
+        self._release(labels)
+        for label, value in labels.items():
             _discard2(self._eps_by_value, label, value, endpoint_id)
         self._set_endpoint_matches(endpoint_id, self._ep_matches.get(endpoint_id, _EMPTY), set())
 
     def _apply_labels(self, ep_id: Hashable, new: dict[str, str]) -> None:
-        """Re-index an endpoint whose effective labels may have changed to ``new``."""
+        """Re-index an endpoint whose effective labels may have changed to ``new``, an
+        interned reference that this takes over (keeps or releases)."""
         labels = self._labels
         old = labels.get(ep_id)
         eps_by_value = self._eps_by_value
@@ -302,7 +350,8 @@ class LabelIndex:
             if not self._selectors:
                 labels[ep_id] = new
                 return  # nothing to match (as at a resync, before any selector)
-        elif old == new:
+        elif old is new or old == new:
+            self._release(new)
             return
         else:
             changed = [k for k, v in new.items() if old.get(k) != v]
@@ -312,6 +361,7 @@ class LabelIndex:
                     _discard2(eps_by_value, label, old[label], ep_id)
                 if label in new:
                     _add2(eps_by_value, label, new[label], ep_id)
+            self._release(old)
         labels[ep_id] = new
 
         # Candidates: selectors filed under one of the endpoint's labels ...
@@ -337,7 +387,7 @@ class LabelIndex:
                 members = by_label.get(label)
                 if members:
                     candidates |= members
-            candidates |= old_matches
+            candidates.update(old_matches)  # (a tuple or a set)
         if not candidates and not old_matches:
             return  # nothing matched before or can match now
 
@@ -345,13 +395,14 @@ class LabelIndex:
         now = {sel for sel in candidates if matchers[sel](new)}
         self._set_endpoint_matches(ep_id, old_matches, now)
 
-    def _set_endpoint_matches(self, ep_id: Hashable, old: set | frozenset, new: set) -> None:
-        stopped = old - new
-        started = new - old
+    def _set_endpoint_matches(self, ep_id: Hashable, old: tuple | set | frozenset,
+                              new: set) -> None:
+        stopped = [sel for sel in old if sel not in new] if type(old) is tuple else old - new
+        started = new.difference(old)
         if not stopped and not started:
             return
         if new:
-            self._ep_matches[ep_id] = new
+            self._ep_matches[ep_id] = tuple(new) if len(new) <= _SMALL else new
         else:
             self._ep_matches.pop(ep_id, None)
         sel_matches = self._sel_matches
@@ -409,16 +460,17 @@ class LabelIndex:
             del self._parents[parent_id]
 
     def _effective_labels(self, ep: _Endpoint) -> dict[str, str]:
+        """The endpoint's labels after inheritance, interned, with one more user counted."""
         own, parents = ep
         if not parents:
-            return own
+            return self._share(own)
         if len(parents) == 1:  # the common case, without the loop
             parent_labels = self._parents[parents[0]].labels
             if not parent_labels:
-                return own
+                return self._share(own)
             merged = dict(parent_labels)
             merged.update(own)
-            return merged
+            return self._share(merged)
         merged: dict[str, str] = {}
         # Later parents first so that earlier ones, then the endpoint's own labels, win.
         for parent_id in reversed(parents):
@@ -426,9 +478,36 @@ class LabelIndex:
             if parent_labels:
                 merged.update(parent_labels)
         if not merged:
-            return own
+            return self._share(own)
         merged.update(own)
-        return merged
+        return self._share(merged)
+
+    # ----------------------------------------------------------------- label interning
+
+    def _share(self, labels: dict[str, str]) -> dict[str, str]:
+        """The interned dict equal to ``labels`` (which becomes it if there is none yet),
+        with one more use counted; each use is given back with ``_release``.  Nobody else
+        may hold or mutate ``labels`` from now on."""
+        key = hash(tuple(labels.items()))
+        found = self._interned.get(key)
+        if found is None:
+            self._interned[key] = labels
+            self._uses[key] = 1
+            return labels
+        if found is labels or found == labels:
+            self._uses[key] += 1
+            return found
+        return labels  # a hash collision (rare): this one stays unshared and uncounted
+
+    def _release(self, labels: dict[str, str]) -> None:
+        """Give back one use of a dict from ``_share``; the last one drops it."""
+        key = hash(tuple(labels.items()))
+        if self._interned.get(key) is labels:
+            uses = self._uses[key]
+            if uses == 1:
+                del self._interned[key], self._uses[key]
+            else:
+                self._uses[key] = uses - 1
 
     # ----------------------------------------------------------------- queries
 
