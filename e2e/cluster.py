@@ -101,14 +101,13 @@ class Cluster:
         return name
 
     def _attach(self, netns: str, ip: str, index: int) -> None:
-        """A veth from the fabric bridge into ``netns`` as eth0 with ``ip``/24."""
-        outer, inner = f"{self.prefix[:6]}f{index}", f"{self.prefix[:6]}i{index}"
-        _run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner)
-        _run("ip", "link", "set", outer, "netns", self.fabric)
-        _run("ip", "link", "set", inner, "netns", netns)
+        """A veth from the fabric bridge into ``netns`` as eth0 with ``ip``/24. Made inside
+        the fabric namespace with its peer placed straight into ``netns``: nothing is ever
+        created in the host's namespace, and no name can collide with another run's."""
+        outer = f"f{index}"
+        in_ns(self.fabric, "ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", netns)
         in_ns(self.fabric, "ip", "link", "set", outer, "master", "br0")
         in_ns(self.fabric, "ip", "link", "set", outer, "up")
-        in_ns(netns, "ip", "link", "set", inner, "name", "eth0")
         in_ns(netns, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
         in_ns(netns, "ip", "link", "set", "eth0", "up")
 

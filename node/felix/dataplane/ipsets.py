@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
 from node.felix import netaddr
+from node.felix.dataplane.iptables import iter_lines
 from node.felix.desired import IPSet, IPSets, canonical_member
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,11 @@ class KernelSet:
 
 def canonical_listed(member: str) -> str:
     """A member as ``ipset list`` prints it, in the desired side's canonical text; text we
-    cannot parse is kept raw so that it is deleted as it was printed."""
+    cannot parse is kept raw so that it is deleted as it was printed. (Not through
+    canonical_member's cache: a read comes once a refresh interval, and caching the
+    kernel's spellings would hold a second entry per member for nothing.)"""
     try:
-        return canonical_member(member)
+        return canonical_member.__wrapped__(member)
     except ValueError:
         return member
 
@@ -100,7 +103,7 @@ def parse_list(text: str) -> dict[str, KernelSet]:
     set_type = ""
     current: KernelSet | None = None
     in_members = False
-    for line in text.splitlines():
+    for line in iter_lines(text):
         if in_members:
             if line.strip():
                 current.members.add(canonical_listed(line.strip()))

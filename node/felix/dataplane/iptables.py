@@ -188,7 +188,7 @@ def has_kubernetes_chains(save_output: str) -> bool:
 
 
 def count_rules(save_output: str) -> int:
-    return sum(1 for line in save_output.split("\n") if line.startswith("-"))
+    return sum(1 for line in iter_lines(save_output) if line.startswith("-"))
 
 
 SaveFn = Callable[[int, str, "str | None"], str]
@@ -275,8 +275,9 @@ class SaveOutputError(IptablesError):
     """iptables-save printed something the sync must not act on."""
 
 
-def _lines(text: str) -> Iterator[str]:
-    """``text.split("\\n")``, one line at a time."""
+def iter_lines(text: str) -> Iterator[str]:
+    """``text.split("\\n")``, one line at a time: reading a large listing that way leaves
+    no allocator pages pinned by its thousands of short-lived line strings."""
     start, end = 0, len(text)
     while start <= end:
         stop = text.find("\n", start)
@@ -293,10 +294,7 @@ def parse_save(text: str, matchers: Matchers) -> TableState:
     full: dict[str, list[str]] = {}
     with_ours: set[str] = set()
     hash_re, old_re = matchers.hash_comment, matchers.old_insert
-    # Line by line, each line's string gone before the next is made: splitting the whole
-    # output first would scatter 20,000 short-lived strings among the survivors and leave
-    # megabytes of half-used allocator pages behind after every read of a large table.
-    for line in _lines(text):
+    for line in iter_lines(text):
         if line.startswith(":"):
             name = line[1:].split(None, 1)[0] if len(line) > 1 and not line[1].isspace() else ""
             if name:
@@ -823,6 +821,6 @@ __all__ = [
     "Matchers", "RunResult",
     "TablePlan", "TableState", "chain_diff", "choose_backend", "count_rules", "delete_by_value",
     "detect_backend", "detect_features", "drifted_chains", "features_for", "find_binary", "from_config",
-    "has_kubernetes_chains", "iptables_version", "kernel_version", "matchers_for", "parse_save",
+    "has_kubernetes_chains", "iptables_version", "iter_lines", "kernel_version", "matchers_for", "parse_save",
     "parse_version", "plan_table", "restore_error_text", "share_desired_ids", "subprocess_runner",
 ]
