@@ -287,7 +287,7 @@ def test_equal_label_maps_are_shared_and_released(idx):
     effective = {id(idx._labels[ep]) for ep in idx._endpoints if ep != "solo"}
     assert len(own) == 1 and len(effective) == 1
     assert idx._labels["solo"] is idx._endpoints["solo"][0]
-    assert len(idx._interned) == 2 and sorted(idx._uses.values()) == [6, 8]
+    assert len(idx._interned) == 2 and sorted(uses for _, uses in idx._interned.values()) == [6, 8]
     # The caller's dict is copied, not kept.
     mine = {"app": "web", "tier": "fe"}
     idx.update_endpoint("p0", mine, ["ns"])
@@ -299,7 +299,7 @@ def test_equal_label_maps_are_shared_and_released(idx):
     idx.update_parent("ns", {"team": "b"})
     for ep in list(idx._endpoints):
         idx.remove_endpoint(ep)
-    assert idx._interned == {} and idx._uses == {}
+    assert idx._interned == {}
 
 
 def test_match_sets_grow_past_the_small_size_and_shrink_back(idx, rec):

@@ -121,10 +121,9 @@ class LabelIndex:
         self._endpoints: dict[Hashable, _Endpoint] = {}
         self._parents: dict[Hashable, _Parent] = {}
         self._labels: dict[Hashable, dict[str, str]] = {}
-        # Shared label dicts (own and effective labels), by the hash of their items, and
+        # Shared label dicts (own and effective labels), by the hash of their values, and
         # how many uses each has.
-        self._interned: dict[int, dict[str, str]] = {}
-        self._uses: dict[int, int] = {}
+        self._interned: dict[int, list] = {}   # key -> [the shared dict, its uses]
         # label -> value -> endpoint ids (the endpoints with a label at all are the union
         # of its value sets: each has one value).
         self._eps_by_value: dict[str, dict[str, set]] = {}
@@ -273,18 +272,7 @@ class LabelIndex:
         ep = self._endpoints.get(endpoint_id)
         if ep is not None and ep[1] == parents and ep[0] == own:
             return
-        shared = None
-        if type(labels) is tuple:  # pairs, in dict order as a rule: hashed as its items are
-            try:
-                key = hash(labels)
-                shared = self._interned.get(key)
-            except TypeError:  # pairs that are lists, say
-                pass
-        if shared is not None and shared == own:
-            own = shared
-            self._uses[key] += 1
-        else:
-            own = self._share(own)
+        own = self._share(own)
         if ep is None:
             ep = self._endpoints[endpoint_id] = (own, parents)
             known = self._parents
@@ -487,27 +475,28 @@ class LabelIndex:
     def _share(self, labels: dict[str, str]) -> dict[str, str]:
         """The interned dict equal to ``labels`` (which becomes it if there is none yet),
         with one more use counted; each use is given back with ``_release``.  Nobody else
-        may hold or mutate ``labels`` from now on."""
-        key = hash(tuple(labels.items()))
-        found = self._interned.get(key)
-        if found is None:
-            self._interned[key] = labels
-            self._uses[key] = 1
+        may hold or mutate ``labels`` from now on.  Keyed by the hash of the values alone
+        (cheaper than the items; equality is checked, and a collision only goes unshared)."""
+        key = hash(tuple(labels.values()))
+        entry = self._interned.get(key)
+        if entry is None:
+            self._interned[key] = [labels, 1]
             return labels
+        found = entry[0]
         if found is labels or found == labels:
-            self._uses[key] += 1
+            entry[1] += 1
             return found
         return labels  # a hash collision (rare): this one stays unshared and uncounted
 
     def _release(self, labels: dict[str, str]) -> None:
         """Give back one use of a dict from ``_share``; the last one drops it."""
-        key = hash(tuple(labels.items()))
-        if self._interned.get(key) is labels:
-            uses = self._uses[key]
-            if uses == 1:
-                del self._interned[key], self._uses[key]
+        key = hash(tuple(labels.values()))
+        entry = self._interned.get(key)
+        if entry is not None and entry[0] is labels:
+            if entry[1] == 1:
+                del self._interned[key]
             else:
-                self._uses[key] = uses - 1
+                entry[1] -= 1
 
     # ----------------------------------------------------------------- queries
 
