@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 
 _counter = itertools.count()
@@ -35,7 +36,16 @@ class Namespace:
         self.close()
 
     def close(self) -> None:
+        """Kill what still runs inside (a process there would keep the namespace alive
+        after ``ip netns delete``), then delete it."""
         if self._open:
+            pids = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True,
+                                  check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             subprocess.run(["ip", "netns", "delete", self.name], check=False)
             self._open = False
 
