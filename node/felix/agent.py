@@ -62,7 +62,8 @@ def _libc_function(name: str):
 def release_freed_memory() -> None:
     """Give the pages malloc holds free back to the kernel (glibc's malloc_trim). Reading
     and writing a large table goes through megabytes of short-lived text; without this,
-    the freed pages stay in the agent's RSS. It takes well under a millisecond."""
+    the freed pages stay in the agent's RSS. It takes well under a millisecond, so the
+    agent calls it after every apply (each of which may have read a kernel listing)."""
     trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
@@ -298,18 +299,13 @@ class Agent:
             except IPSetsError as exc:
                 failures.append(f"IP sets (IPv{version}): {exc}")
         reschedule = list(self._periods)
-        kernel_io = False
         for version, ipt in self.iptables.items():
             try:
                 stats = ipt.apply()
-                kernel_io = kernel_io or bool(stats.restore_calls or stats.save_calls)
                 if stats.reschedule_after is not None:
                     reschedule.append(stats.reschedule_after)
             except IptablesError as exc:
-                kernel_io = True
                 failures.append(f"iptables (IPv{version}): {exc}")
-        if kernel_io:
-            release_freed_memory()
         self._next_apply_at = time.monotonic() + (min(reschedule) if reschedule else STATUS_REPORT_INTERVAL)
         if not failures:
             for version, sets in self.ipsets.items():
@@ -326,6 +322,7 @@ class Agent:
                 failures.append("routes: " + "; ".join(str(f) for f in result.failures))
         except OSError as exc:
             failures.append(f"routes: {exc}")
+        release_freed_memory()
         self._record_apply(time.monotonic() - started, failures)
 
     def _record_apply(self, seconds: float, failures: list[str]) -> None:
