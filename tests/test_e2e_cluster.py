@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import time
 
 import pytest
@@ -42,7 +43,7 @@ spec:
 
 @pytest.fixture(scope="module")
 def cluster():
-    with Cluster(hosts=3, prefix=f"e2e{int(time.time()) % 100000}") as c:
+    with Cluster(hosts=3, prefix=f"e2e{os.urandom(3).hex()}") as c:
         for ns in ("e2e", "other"):
             apply(c.hosts[0], NS_PROFILE % {"ns": ns, "extra": ""})
         c.pods = {}
@@ -237,7 +238,7 @@ def _logs(c: Cluster) -> str:
 
 
 def test_vxlan_backend_pod_to_pod():
-    with Cluster(hosts=2, backend="vxlan", prefix=f"vx{int(time.time()) % 100000}") as c:
+    with Cluster(hosts=2, backend="vxlan", prefix=f"vx{os.urandom(3).hex()}") as c:
         apply(c.hosts[0], NS_PROFILE % {"ns": "e2e", "extra": ""})
         a_ns, a_ip = c.add_pod(c.hosts[0], "a", "e2e")
         b_ns, b_ip = c.add_pod(c.hosts[1], "b", "e2e")
@@ -251,7 +252,7 @@ def test_vxlan_backend_pod_to_pod():
 
 
 def test_three_member_etcd_survives_member_loss():
-    with Cluster(hosts=2, etcd_members=3, prefix=f"ha{int(time.time()) % 100000}") as c:
+    with Cluster(hosts=2, etcd_members=3, prefix=f"ha{os.urandom(3).hex()}") as c:
         h1 = c.hosts[0]
         apply(h1, NS_PROFILE % {"ns": "e2e", "extra": ""})
         a_ns, a_ip = c.add_pod(c.hosts[0], "a", "e2e", {"app": "a"})
