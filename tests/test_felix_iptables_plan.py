@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from node.felix.config import FelixConfig
 from node.felix.dataplane.iptables import (
     OLD_INSERT_ID, Features, IptablesDataplane, IptablesError, RunResult, TableState, chain_diff,
-    choose_backend, count_rules, delete_by_value, drifted_chains, features_for, find_binary, from_config,
+    choose_backend, count_rules, delete_by_value, detect_backend, drifted_chains, features_for, find_binary, from_config,
     has_kubernetes_chains, iptables_version, kernel_version, matchers_for, parse_save, parse_version,
     plan_table, restore_error_text)
 from node.felix.rules.core import ACCEPT, DROP, RETURN, Chain, Match, Rule, jump
@@ -169,6 +169,23 @@ def test_versions_and_features_follow_felix():
     assert features_for((1, 6, 1), (6, 1, 0)) == Features(False, True, False)
     assert features_for((1, 6, 2), (3, 13, 0)) == Features(True, False, False)
     assert features_for((1, 4, 7), (3, 10, 0)) == Features(False, False, False)
+
+
+def test_backend_detection_does_not_probe_legacy_whose_modules_are_not_loaded():
+    """As Felix: iptables-legacy-save would load the xtables modules on an nftables-only
+    host, so legacy is taken as empty without running it (and still wins a 0-0 tie)."""
+    ran = []
+
+    def run(argv, stdin=None):
+        ran.append(argv[0])
+        return RunResult(0, "-A INPUT -j X\n" if "nft" in argv[0] and "-t" not in argv else "", "")
+
+    exists = lambda name: True  # noqa: E731
+    assert detect_backend("auto", run, exists, legacy_loaded=lambda version: False) == "nft"
+    assert ran and not any("legacy" in cmd for cmd in ran)
+    ran.clear()
+    assert detect_backend("auto", run, exists, legacy_loaded=lambda version: version == 4) == "nft"
+    assert "iptables-legacy-save" in ran and "ip6tables-legacy-save" not in ran
 
 
 def test_find_binary_prefers_backend_specific_commands():

@@ -32,6 +32,7 @@ The processes run in the caller's network namespace through an injectable ``run`
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -219,11 +220,26 @@ def choose_backend(specified: str, save: SaveFn) -> str:
     return specified
 
 
+def legacy_modules_loaded(ip_version: int) -> bool:
+    """Felix's LegacyIPTablesModulesLoaded: whether the kernel has the legacy xtables
+    tables, told by the file they add under /proc (looking loads nothing, whereas
+    ``iptables-legacy-save`` would load the modules on a host that runs nftables only)."""
+    path = "/proc/net/ip6_tables_names" if ip_version == 6 else "/proc/net/ip_tables_names"
+    if os.path.exists(path):
+        return True
+    log.info("iptables-legacy not loaded on this host (no %s)", path)
+    return False
+
+
 def detect_backend(specified: str = "auto", run: Runner = subprocess_runner,
-                   exists: Callable[[str], object] = shutil.which) -> str:
+                   exists: Callable[[str], object] = shutil.which,
+                   legacy_loaded: Callable[[int], bool] = legacy_modules_loaded) -> str:
     """``choose_backend`` with the real save commands (their output is used even when they
-    fail, as Felix does)."""
+    fail, as Felix does). As Felix, the legacy backend is not probed while its modules are
+    not loaded: it holds nothing then, and probing would load them."""
     def save(version: int, backend: str, table: str | None) -> str:
+        if backend == "legacy" and not legacy_loaded(version):
+            return ""
         argv = [find_binary(version, backend, "save", exists)]
         if table:
             argv += ["-t", table]
@@ -821,6 +837,6 @@ __all__ = [
     "Matchers", "RunResult",
     "TablePlan", "TableState", "chain_diff", "choose_backend", "count_rules", "delete_by_value",
     "detect_backend", "detect_features", "drifted_chains", "features_for", "find_binary", "from_config",
-    "has_kubernetes_chains", "iptables_version", "iter_lines", "kernel_version", "matchers_for", "parse_save",
-    "parse_version", "plan_table", "restore_error_text", "share_desired_ids", "subprocess_runner",
+    "has_kubernetes_chains", "iptables_version", "iter_lines", "kernel_version", "legacy_modules_loaded",
+    "matchers_for", "parse_save", "parse_version", "plan_table", "restore_error_text", "share_desired_ids", "subprocess_runner",
 ]
