@@ -15,7 +15,6 @@ on shutdown (``calico-node -shutdown``, the DaemonSet's preStop hook).
 """
 from __future__ import annotations
 
-import datetime as _dt
 import ipaddress
 import logging
 import os
@@ -178,19 +177,16 @@ def extract_kubeadm_cidrs(data: Mapping[str, str]) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------
 # The NetworkUnavailable condition.
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def set_network_unavailable(api, node_name: str, unavailable: bool, timeout: float = CONDITION_TIMEOUT,
                             pause: float = 0.5) -> None:
     """Patch the Node's status with the NetworkUnavailable condition, retrying for
     ``timeout`` seconds (SetNodeNetworkUnavailableCondition)."""
+    from node.datastore.client import now_rfc3339
     from node.datastore.kubernetes.api import STRATEGIC_MERGE_PATCH
     from node.datastore.kubernetes.kv import NODES
 
     log.info("Setting NetworkUnavailable to %s", "true" if unavailable else "false")
-    now = _now()
+    now = now_rfc3339()
     if unavailable:
         condition = {"type": "NetworkUnavailable", "status": "True", "reason": "CalicoIsDown",
                      "message": "Calico is shutting down on this node"}
@@ -225,17 +221,22 @@ def _condition_target(env: Mapping[str, str], node_name: str, service_account_di
     return api, k8s_node_name(env, node_name)
 
 
-def mark_network_available(env: Mapping[str, str], node_name: str,
-                           service_account_dir: str = SERVICE_ACCOUNT_DIR) -> None:
-    """Set NetworkUnavailable to False, then remove the shutdown timestamp file
-    (MarkNetworkAvailable). Raises CalicoError when the update fails."""
+def _update_condition(env: Mapping[str, str], node_name: str, service_account_dir: str, unavailable: bool) -> None:
+    """Set NetworkUnavailable on this host's Node, unless ``_condition_target`` skips it."""
     target = _condition_target(env, node_name, service_account_dir)
     if target is not None:
         api, name = target
         try:
-            set_network_unavailable(api, name, False)
+            set_network_unavailable(api, name, unavailable)
         finally:
             api.close()
+
+
+def mark_network_available(env: Mapping[str, str], node_name: str,
+                           service_account_dir: str = SERVICE_ACCOUNT_DIR) -> None:
+    """Set NetworkUnavailable to False, then remove the shutdown timestamp file
+    (MarkNetworkAvailable). Raises CalicoError when the update fails."""
+    _update_condition(env, node_name, service_account_dir, False)
     shutdown_file = Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
     try:
         shutdown_file.unlink()
@@ -250,17 +251,13 @@ def mark_network_unavailable(env: Mapping[str, str], node_name: str,
                              service_account_dir: str = SERVICE_ACCOUNT_DIR) -> Path:
     """Calico's shutdown: write the shutdown timestamp (RFC 3339, mode 0644), then set
     NetworkUnavailable to True. Returns the timestamp file."""
+    from node.datastore.client import now_rfc3339
+
     path = Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    path.write_text(now_rfc3339())
     path.chmod(0o644)
-    target = _condition_target(env, node_name, service_account_dir)
-    if target is not None:
-        api, name = target
-        try:
-            set_network_unavailable(api, name, True)
-        finally:
-            api.close()
+    _update_condition(env, node_name, service_account_dir, True)
     return path
 
 

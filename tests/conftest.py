@@ -6,7 +6,8 @@ etcd fixtures start a real ``/usr/bin/etcd`` (see ``etcd_server.py``):
   compacts heavily or enables auth. ``etcd_config`` is its DatastoreConfig.
 * ``etcd_clean`` - the session-wide server with every key deleted before the test;
   cheaper, for tests that only read and write keys. ``etcd_clean_config`` and
-  ``etcd_kv`` (an EtcdKV on it, closed afterwards) go with it.
+  ``etcd_kv`` (an EtcdKV on it, closed afterwards) and ``client`` (a DatastoreClient
+  on that EtcdKV) go with it.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ with warnings.catch_warnings():
 
 from etcd_server import EtcdServer
 from node.config import DatastoreConfig
+from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
 
 
@@ -69,3 +71,8 @@ def etcd_kv(etcd_clean_config):
         yield kv
     finally:
         kv.close()
+
+
+@pytest.fixture
+def client(etcd_kv) -> DatastoreClient:
+    return DatastoreClient(etcd_kv)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import docker
 
-from netns import Namespace
+from netns import Closing, Namespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -75,7 +75,7 @@ exec dockerd "$@"
 """
 
 
-class NamespacedDockerd:
+class NamespacedDockerd(Closing):
     """A private dockerd whose host-network containers live in a fresh network namespace."""
 
     def __init__(self, prefix: str = "cimg"):
@@ -86,18 +86,8 @@ class NamespacedDockerd:
         self.daemon: dockerd_script.StartedDockerd | None = None
         self.client: docker.DockerClient | None = None
 
-    def __enter__(self) -> "NamespacedDockerd":
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def start(self) -> None:
+    def setup(self) -> None:
+        """Run by ``with``; on failure ``close()`` undoes what was done."""
         self.ns.__enter__()
         keep = self.dir / "cgroup"
         for sub in ("data", "exec", "cgroup"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from e2e.pods import Pod, unwire, wire
 from e2e.probes import Listener, eventually, probe
-from netns import Namespace, veth_pair
+from netns import Closing, Namespace, open_linked
 from node.datastore.client import DatastoreClient
 from node.errors import AlreadyExists, NotFound
 from node.model import Resource
@@ -45,7 +45,7 @@ def _resource(kind: str, name: str, spec: dict, namespace: str = "", labels: dic
     return Resource(kind, meta, spec)
 
 
-class FelixNode:
+class FelixNode(Closing):
     """One node namespace with the policy agent, its pods and an external peer."""
 
     def __init__(self, client: DatastoreClient, etcd_endpoint: str, name: str = "node1", env: dict | None = None):
@@ -64,28 +64,17 @@ class FelixNode:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def __enter__(self) -> "FelixNode":
-        try:
-            self.ns.__enter__()
-            self.external.__enter__()
-            veth_pair(self.ns, "eth0", self.external, "eth0")
-            self.ns.run("ip", "addr", "add", f"{NODE_IP}/24", "dev", "eth0")
-            self.external.run("ip", "addr", "add", f"{EXTERNAL_IP}/24", "dev", "eth0")
-            # The external peer routes the pool through the node (a router upstream would).
-            self.external.run("ip", "route", "add", "10.65.0.0/16", "via", NODE_IP)
-            # Like any real host, a default route (upstream via the external peer): proxy ARP
-            # answers pods for 169.254.1.1 only when that address routes via another interface.
-            self.ns.run("ip", "route", "add", "default", "via", EXTERNAL_IP)
-            self.ns.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
-            self._forwarder = Forwarder(self.ns.name, ETCD_PORT, ("127.0.0.1", self._etcd_port))
-            self._ensure_basics()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def setup(self) -> None:
+        """Run by ``with``; on failure ``close()`` undoes what was done."""
+        open_linked(self.ns, NODE_IP, self.external, EXTERNAL_IP)
+        # The external peer routes the pool through the node (a router upstream would).
+        self.external.run("ip", "route", "add", "10.65.0.0/16", "via", NODE_IP)
+        # Like any real host, a default route (upstream via the external peer): proxy ARP
+        # answers pods for 169.254.1.1 only when that address routes via another interface.
+        self.ns.run("ip", "route", "add", "default", "via", EXTERNAL_IP)
+        self.ns.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._forwarder = Forwarder(self.ns.name, ETCD_PORT, ("127.0.0.1", self._etcd_port))
+        self._ensure_basics()
 
     def close(self) -> None:
         self.stop_agent()

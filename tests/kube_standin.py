@@ -101,6 +101,12 @@ class HTTPProblem(Exception):
         self.message = message
 
 
+def _modified(plural: str, name: str) -> HTTPProblem:
+    """The 409 for a write whose resourceVersion is out of date."""
+    return HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
+                                        "modified; please apply your changes to the latest version and try again")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -445,9 +451,7 @@ class KubeStandin:
             raise HTTPProblem(422, "Invalid", f'{res.kind} "{name}" is invalid: metadata.resourceVersion: Invalid '
                                               "value: 0x0: must be specified for an update")
         if rv and rv != current["metadata"]["resourceVersion"]:
-            raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has '
-                                               "been modified; please apply your changes to the latest version "
-                                               "and try again")
+            raise _modified(plural, name)
         if meta.get("uid") and meta["uid"] != current["metadata"]["uid"]:
             raise HTTPProblem(409, "Conflict", f'Precondition failed: UID in object meta: {meta["uid"]}, UID in '
                                                f'storage: {current["metadata"]["uid"]}')
@@ -487,9 +491,7 @@ class KubeStandin:
             raise HTTPProblem(400, "BadRequest", "a merge patch must be a JSON object")
         pmeta = patch.get("metadata") or {}
         if pmeta.get("resourceVersion") and pmeta["resourceVersion"] != current["metadata"]["resourceVersion"]:
-            raise HTTPProblem(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has '
-                                               "been modified; please apply your changes to the latest version "
-                                               "and try again")
+            raise _modified(plural, name)
         if pmeta.get("uid") and pmeta["uid"] != current["metadata"]["uid"]:
             raise HTTPProblem(409, "Conflict", f"Precondition failed: UID in precondition: {pmeta['uid']}, UID in "
                                                f"object meta: {current['metadata']['uid']}")

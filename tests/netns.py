@@ -4,8 +4,10 @@
         ns.run("ip", "link", "add", "dummy0", "type", "dummy")
         ns.run("ip", "addr", "add", "10.9.0.1/24", "dev", "dummy0")
 
-``veth_pair(a, b)`` joins two namespaces. Names carry the pid and a counter so
-concurrent runs cannot collide; ``close()`` deletes the namespace (and so its links).
+``veth_pair(a, b)`` joins two namespaces; ``open_linked(a, a_ip, b, b_ip)`` creates two
+joined and addressed ones. Names carry the pid and a counter so concurrent runs cannot
+collide; ``close()`` deletes the namespace (and so its links). ``Closing`` is the base of
+test fixtures whose ``__enter__`` must clean up what it made when it fails.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import itertools
 import os
 import signal
 import subprocess
+from typing import Self
 
 _counter = itertools.count()
 
@@ -73,3 +76,38 @@ def veth_pair(a: Namespace, a_if: str, b: Namespace, b_if: str) -> None:
         raise
     a.run("ip", "link", "set", a_if, "up")
     b.run("ip", "link", "set", b_if, "up")
+
+
+def open_linked(a: Namespace, a_ip: str, b: Namespace, b_ip: str, ifname: str = "eth0") -> None:
+    """Create namespaces ``a`` and ``b``, joined by a veth pair named ``ifname`` at both
+    ends, addressed ``a_ip``/24 and ``b_ip``/24. On failure the caller closes both
+    (closing a namespace that was never created does nothing)."""
+    a.__enter__()
+    b.__enter__()
+    veth_pair(a, ifname, b, ifname)
+    a.run("ip", "addr", "add", f"{a_ip}/24", "dev", ifname)
+    b.run("ip", "addr", "add", f"{b_ip}/24", "dev", ifname)
+
+
+class Closing:
+    """A context manager whose ``__enter__`` runs ``setup()`` and whose ``__exit__`` runs
+    ``close()``. When ``setup()`` fails, ``close()`` runs before the error propagates
+    (``__exit__`` does not run when ``__enter__`` raises), so ``close()`` must cope with a
+    half-done setup."""
+
+    def setup(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.setup()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

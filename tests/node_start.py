@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from netns import Namespace, veth_pair
+from netns import Closing, Namespace, open_linked
 from node.supervise.rpc import Supervisor, SupervisorError
 from nsforward import Forwarder
 from e2e.probes import eventually as wait_for  # noqa: F401 (used here and by importers)
@@ -41,7 +41,7 @@ def cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
 
 
-class StartedNode:
+class StartedNode(Closing):
     """One node namespace running ``calico-node start``, and a peer namespace beside it."""
 
     def __init__(self, etcd_endpoint: str, name: str, node_ip: str, peer_ip: str, env: dict | None = None,
@@ -63,21 +63,10 @@ class StartedNode:
         self.proc: subprocess.Popen | None = None
         self._forwarder: Forwarder | None = None
 
-    def __enter__(self) -> "StartedNode":
-        try:
-            self.ns.__enter__()
-            self.peer.__enter__()
-            veth_pair(self.ns, "eth0", self.peer, "eth0")
-            self.ns.run("ip", "addr", "add", f"{self.node_ip}/24", "dev", "eth0")
-            self.peer.run("ip", "addr", "add", f"{self.peer_ip}/24", "dev", "eth0")
-            self._forwarder = Forwarder(self.ns.name, ETCD_PORT, ("127.0.0.1", self._etcd_port))
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def setup(self) -> None:
+        """Run by ``with``; on failure ``close()`` undoes what was done."""
+        open_linked(self.ns, self.node_ip, self.peer, self.peer_ip)
+        self._forwarder = Forwarder(self.ns.name, ETCD_PORT, ("127.0.0.1", self._etcd_port))
 
     # -- the node -------------------------------------------------------------------------
 

@@ -27,15 +27,6 @@ def _Running(config, out, settings, **kwargs):
     return RunningRenderer(config, settings, out, check=True, **kwargs)
 
 
-@pytest.fixture
-def client(etcd_clean_config):
-    kv = EtcdKV(etcd_clean_config)
-    try:
-        yield DatastoreClient(kv)
-    finally:
-        kv.close()
-
-
 def test_nothing_is_rendered_until_the_datastore_is_in_sync(tmp_path):
     # Nothing listens on port 9: the syncer never gets in sync, so no file may appear.
     dead = DatastoreConfig(etcd_endpoints=("http://127.0.0.1:9",))

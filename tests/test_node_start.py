@@ -11,8 +11,6 @@ import pytest
 
 import confd_fixtures as fx
 from confd_bird import BirdProcess
-from node.datastore.client import DatastoreClient
-from node.datastore.etcd import EtcdKV
 from node_start import ROOT, StartedNode, wait_for
 
 pytestmark = pytest.mark.etcd
@@ -53,15 +51,6 @@ def by_program(node: StartedNode, program: str) -> list[list[str]]:
 def health(node: StartedNode, *flags: str) -> tuple[int, str]:
     run = node.calico_node(*flags)
     return run.returncode, run.stdout.strip()
-
-
-@pytest.fixture
-def client(etcd_clean_config):
-    kv = EtcdKV(etcd_clean_config)
-    try:
-        yield DatastoreClient(kv)
-    finally:
-        kv.close()
 
 
 def test_bgp_node_lifecycle(etcd_clean, client):

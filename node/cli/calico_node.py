@@ -16,6 +16,7 @@ from typing import Sequence
 
 from node import __version__
 from node.cli.plugins import register_all
+from node.cli.roles.health import FLAGS as HEALTH_FLAGS, THRESHOLD_FLAG
 
 log = logging.getLogger("node.cli.calico_node")
 
@@ -38,8 +39,7 @@ ROLE_LOG_LEVEL_ENV = {
 # for that process), ``calico-node -shutdown`` (the preStop hook) and
 # ``calico-node -felix-live -bird-live`` (the health probes).
 LEGACY_ROLE_FLAGS = {"-felix": "felix", "--felix": "felix", "-shutdown": "shutdown", "--shutdown": "shutdown"}
-LEGACY_HEALTH_FLAGS = ("felix-live", "felix-ready", "bird-live", "bird6-live", "bird-ready", "bird6-ready",
-                       "threshold-time")
+LEGACY_HEALTH_FLAGS = (*HEALTH_FLAGS, THRESHOLD_FLAG)
 
 
 def translate_legacy(argv: Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ restarts it with the new configuration), and 0 on SIGTERM, leaving the dataplane
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -49,8 +50,10 @@ MALLOC_ARENAS = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
+@functools.cache
 def _libc_function(name: str):
-    """A C library function through ctypes, or None (not glibc, or no ctypes)."""
+    """A C library function through ctypes, or None (not glibc, or no ctypes); looked up
+    once (the trim runs after every apply)."""
     try:
         import ctypes
 

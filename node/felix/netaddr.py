@@ -71,15 +71,8 @@ def member_text(text: str) -> str:
     """An address or CIDR as an IP-set member is written: ``parse_network(text)`` printed
     as the bare address when it is a /32 or /128, else as the masked CIDR. Raises as
     ``parse_network`` does."""
-    addr, sep, plen = text.partition("/")
-    if not sep or plen == "32":  # a canonical IPv4 host address prints as itself
-        try:
-            if _inet_ntop(_V4, _inet_pton(_V4, addr)) == addr:
-                return addr
-        except (OSError, ValueError):
-            pass
     fast = v4_network_text(text)
-    if fast is not None:
+    if fast is not None:  # canonical IPv4 (a host address prints as itself)
         return fast[:-3] if fast.endswith("/32") else fast
     net = parse_network(text)
     return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)

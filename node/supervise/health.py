@@ -254,13 +254,12 @@ def run_checks(selection: Selection, threshold: float, env: Mapping[str, str] | 
     supervisor = Supervisor(Layout(paths).server_url, timeout=threshold)
     for ipv, binary, live, ready, label in (("4", "bird", selection.bird_live, selection.bird_ready, "BIRD"),
                                             ("6", "bird6", selection.bird6_live, selection.bird6_ready, "BIRD6")):
-        socket = bird_socket(paths, ipv, env)
         if live:
             # Calico's liveness check asks /var/run/calico only (no /var/run/bird fallback).
             ctl = paths.bird6_socket if ipv == "6" else paths.bird_socket
             jobs.append((f"{binary}-live", lambda b=binary, s=ctl: check_bird_live(b, s, supervisor)))
         if ready:
-            def ready_job(ipv=ipv, socket=socket, label=label) -> None:
+            def ready_job(ipv=ipv, socket=bird_socket(paths, ipv, env), label=label) -> None:
                 try:
                     check_bird_ready(ipv, threshold, nodename_file(env), socket)
                 except CheckFailed as exc:

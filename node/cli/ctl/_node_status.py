@@ -12,19 +12,17 @@ the node image puts them), then in ``/var/run/bird`` (a BIRD installed on the ho
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from node import bird
 from node.cli.ctl._common import CommandFailed
+from node.supervise.health import parse_peer_row as parse_bgp_row
 
 FALLBACK_RUN_DIR = Path("/var/run/bird")
 BIRD_TIMEOUT = 2.0  # per line, as calicoctl
 EXPECTED_HEADINGS = ["name", "proto", "table", "state", "since", "info"]
-PEER_NAME = re.compile(r"^(Global|Node|Mesh)_(.+)$")
-PEER_TYPES = {"Global": "global", "Mesh": "node-to-node mesh", "Node": "node specific"}
 HEADERS = ("Peer address", "Peer type", "State", "Since", "Info")
 
 
@@ -63,14 +61,11 @@ class Peer:
 
 def parse_peer_row(row: str, separator: str) -> Peer | None:
     """One ``show protocols`` row as a peer, or None for other protocols."""
-    columns = row.split()
-    if len(columns) < 6 or columns[1] != "BGP":
+    peer = parse_bgp_row(row, "6" if separator == ":" else "4")
+    if peer is None:
         return None
-    match = PEER_NAME.match(columns[0])
-    if not match:
-        return None
-    info = columns[5] + (" " + " ".join(columns[6:]) if len(columns) > 6 else "")
-    return Peer(match.group(2).replace("_", separator), PEER_TYPES[match.group(1)], columns[3], columns[4], info)
+    info = peer.bgp_state + (" " + peer.info if peer.info else "")
+    return Peer(peer.peer_ip, peer.peer_type, peer.state, peer.since, info)
 
 
 def peers_from_reply(reply: bird.Reply, version: int) -> list[Peer]:

@@ -88,44 +88,32 @@ def cmd_run(args) -> int:
         return _stdout_failure(exc)
 
 
-def _require_root() -> None:
-    from node.cli.ctl._node_run import enforce_root
+def _as_root(action) -> int:
+    """Run ``action`` once the root check passes (calicoctl prints that failure on stdout)."""
+    from node.cli.ctl._node_run import StdoutFailure, enforce_root
 
-    enforce_root()
+    try:
+        enforce_root()
+    except StdoutFailure as exc:
+        return _stdout_failure(exc)
+    action()
+    return 0
 
 
 def cmd_status(args) -> int:
-    from node.cli.ctl._node_run import StdoutFailure
     from node.cli.ctl._node_status import node_status
     from node.config import Paths
 
-    try:
-        _require_root()
-    except StdoutFailure as exc:
-        return _stdout_failure(exc)
-    node_status(Paths.from_env().run_dir, _write)
-    return 0
+    return _as_root(lambda: node_status(Paths.from_env().run_dir, _write))
 
 
 def cmd_checksystem(args) -> int:
     from node.cli.ctl._node_checksystem import checksystem
-    from node.cli.ctl._node_run import StdoutFailure
 
-    try:
-        _require_root()
-    except StdoutFailure as exc:
-        return _stdout_failure(exc)
-    checksystem(args.kernel_config, _write)
-    return 0
+    return _as_root(lambda: checksystem(args.kernel_config, _write))
 
 
 def cmd_diags(args) -> int:
     from node.cli.ctl._node_diags import diags
-    from node.cli.ctl._node_run import StdoutFailure
 
-    try:
-        _require_root()
-    except StdoutFailure as exc:
-        return _stdout_failure(exc)
-    diags(args.log_dir, _write)
-    return 0
+    return _as_root(lambda: diags(args.log_dir, _write))

@@ -373,12 +373,16 @@ class _IPAMMapper(Mapper):
     """Shared by blocks, affinities and handles: the two-step delete and the handling of
     records found marked deleted."""
 
-    path: ResourcePath
+    plural: str
     cr_kind: str
 
     def __init__(self, api: KubeAPI, group: str):
         super().__init__(api)
         self.group = group
+        self.path = ResourcePath(f"/apis/{group}", self.plural, False, self.cr_kind)
+
+    def sources(self, prefix: str) -> list[Source]:
+        return [Source(self.path)]
 
     def _name(self, key: str) -> str:
         raise NotImplementedError
@@ -492,14 +496,8 @@ class _IPAMMapper(Mapper):
 
 class BlockMapper(_IPAMMapper):
     prefix = records.IPAM_PREFIX + "assignment/"
+    plural = "ipamblocks"
     cr_kind = "IPAMBlock"
-
-    def __init__(self, api: KubeAPI, group: str):
-        super().__init__(api, group)
-        self.path = ResourcePath(f"/apis/{group}", "ipamblocks", False, "IPAMBlock")
-
-    def sources(self, prefix: str) -> list[Source]:
-        return [Source(self.path)]
 
     def _name(self, key: str) -> str:
         cidr = records.parse_block_key(key)
@@ -523,13 +521,13 @@ class BlockMapper(_IPAMMapper):
 
 
 class AffinityMapper(_IPAMMapper):
+    plural = "blockaffinities"
     cr_kind = "BlockAffinity"
 
     def __init__(self, api: KubeAPI, group: str, affinity_type: str):
         super().__init__(api, group)
         self.affinity_type = affinity_type
         self.prefix = f"{records.IPAM_PREFIX}{affinity_type}/"
-        self.path = ResourcePath(f"/apis/{group}", "blockaffinities", False, "BlockAffinity")
 
     def sources(self, prefix: str) -> list[Source]:
         selector = [f"{conv.LABEL_AFFINITY_TYPE}={self.affinity_type}"]
@@ -566,14 +564,8 @@ class AffinityMapper(_IPAMMapper):
 
 class HandleMapper(_IPAMMapper):
     prefix = records.HANDLE_PREFIX
+    plural = "ipamhandles"
     cr_kind = "IPAMHandle"
-
-    def __init__(self, api: KubeAPI, group: str):
-        super().__init__(api, group)
-        self.path = ResourcePath(f"/apis/{group}", "ipamhandles", False, "IPAMHandle")
-
-    def sources(self, prefix: str) -> list[Source]:
-        return [Source(self.path)]
 
     def _name(self, key: str) -> str:
         handle = records.parse_handle_key(key)
@@ -1031,11 +1023,11 @@ class KubeKV:
         except conv.ConversionError as exc:
             log.warning("Skipping %s: %s", _describe(source.path, obj), exc)
             return []
-        out = []
-        for key, value in pairs:
-            if key.startswith(prefix):
-                out.append(_kv(key, value, _rv(obj, _describe(source.path, obj))))
-        return out
+        pairs = [(key, value) for key, value in pairs if key.startswith(prefix)]
+        if not pairs:
+            return []
+        revision = _rv(obj, _describe(source.path, obj))
+        return [_kv(key, value, revision) for key, value in pairs]
 
     def list(self, prefix: str) -> tuple[list[KV], int]:
         """Every key under ``prefix`` sorted by key, and a revision to watch from."""

@@ -78,7 +78,7 @@ def nets_to_strings(nets: Iterable[Any]) -> tuple[str, ...]:
     if not nets:
         return ()
     out = []
-    for text in nets or ():
+    for text in nets:
         net = parse_cidr_or_ip(text)
         if net is not None:
             out.append(str(net))
@@ -219,7 +219,7 @@ def _ports(values: Any) -> tuple[v1.Port, ...]:
     if not values:
         return ()
     out = []
-    for p in values or ():
+    for p in values:
         if isinstance(p, bool) or not isinstance(p, (int, str)):
             raise ValueError(f"invalid port {p!r}")
         if isinstance(p, str) and p.isdigit():

@@ -662,8 +662,8 @@ class RouteCalculation:
                 self._changed_vteps.add(node)
         self._dirty_vteps = set()
 
-    def _compute(self, cidr: Network, lengths: list[tuple[int, int]] | None = None,
-                 enclosing: dict | None = None) -> RouteUpdate | None:
+    def _compute(self, cidr: Network, lengths: list[tuple[int, int]],
+                 enclosing: dict) -> RouteUpdate | None:
         """The RouteUpdate for one CIDR, from everything enclosing it (Felix's flush).
         ``lengths`` is ``sorted(self._prefix_counts)`` and ``enclosing`` a memo of index
         entries by (family bits, prefix, address >> host bits), both valid while the
@@ -681,10 +681,6 @@ class RouteCalculation:
         cross_subnet = block_seen = block_matches = has_tunnel_ref = False
         block_node = ""
         block_types = RouteType.CIDR_INFO
-        if lengths is None:
-            lengths = sorted(self._prefix_counts)
-        if enclosing is None:
-            enclosing = {}
         own_version, own_prefix, bits = cidr.version, cidr.prefixlen, cidr.max_prefixlen
         for version, prefix in lengths:
             if version != own_version or prefix > own_prefix:
