@@ -13,7 +13,6 @@ from etcd_server import free_port
 from node.cli import calicoctl
 from node.cli.ctl.patch import merge_patch, strategic_merge_patch
 from node.cli.ctl.version import parse_duration, show_cluster_version
-from node.datastore.client import DatastoreClient
 from node.model import Resource
 
 NODE = "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1, labels: {rack: r1}}\nspec: {}\n"
@@ -48,11 +47,6 @@ def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
         return code, out.out, out.err
 
     return run
-
-
-@pytest.fixture
-def client(etcd_kv):
-    return DatastoreClient(etcd_kv)
 
 
 # --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from ipam_fixtures import Clock, make_node, make_pool, raw
 from node.cli.calicoctl import main as calicoctl
-from node.datastore.client import DatastoreClient, DatastoreParseError
+from node.datastore.client import DatastoreParseError
 from node.ipam import pools as P
 from node.ipam.allocator import IPAM
 from node.ipam.errors import BadBlock, IPAMError
@@ -44,11 +44,6 @@ GOOD = {
 
 def build(kind: str, doc: dict):
     return from_dict({"apiVersion": "projectcalico.org/v3", "kind": kind, **doc})
-
-
-@pytest.fixture
-def client(etcd_kv):
-    return DatastoreClient(etcd_kv)
 
 
 @pytest.fixture

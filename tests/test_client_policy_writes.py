@@ -7,7 +7,7 @@ import json
 import pytest
 
 from node.cli.calicoctl import main as calicoctl
-from node.datastore.client import DatastoreClient, OperationNotSupported, default_policy_types
+from node.datastore.client import OperationNotSupported, default_policy_types
 from node.errors import NotFound, ValidationError
 from node.model import Resource, from_dict
 
@@ -15,11 +15,6 @@ pytestmark = pytest.mark.etcd
 
 V3 = "/calico/resources/v3/projectcalico.org/"
 RULE = {"action": "Allow"}
-
-
-@pytest.fixture
-def client(etcd_kv):
-    return DatastoreClient(etcd_kv)
 
 
 def resource(kind: str, name: str, spec: dict, namespace: str = "", labels: dict | None = None):

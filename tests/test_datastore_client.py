@@ -30,11 +30,6 @@ KEYS = {
 }
 
 
-@pytest.fixture
-def client(etcd_kv):
-    return DatastoreClient(etcd_kv)
-
-
 def res(text):
     (r,) = load_resources("apiVersion: projectcalico.org/v3\n" + text)
     return r

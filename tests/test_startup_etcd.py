@@ -18,7 +18,6 @@ import pytest
 
 from node import __version__
 from node.config import DatastoreConfig
-from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
 from node.model import API_VERSION, from_dict
 from startup_harness import STARTED, NodeHost, datastore, explain, revisions, v3_key
@@ -33,11 +32,6 @@ def node_host(etcd_clean, tmp_path):
     with NodeHost(etcd_clean, tmp_path) as host:
         add_link(host.ns, "eth0", "10.0.0.11/24", "fd00:10::11/64")
         yield host
-
-
-@pytest.fixture
-def client(etcd_kv):
-    return DatastoreClient(etcd_kv)
 
 
 def ok(result):
