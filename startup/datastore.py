@@ -18,6 +18,8 @@ from startup.logs import Fatal
 log = logging.getLogger(__name__)
 
 RETRY_INTERVAL = 1.0
+UPGRADE_DEADLINE = 90.0  # seconds, as calico/node gives IPAM's UpgradeHost
+UPGRADE_FIRST_DELAY = 0.1  # then doubling
 # Any name will do: a Get that finds nothing still proves the datastore answers.
 _PROBE_NODE = "foo"
 
@@ -72,3 +74,32 @@ def maybe_wait(env: Mapping[str, str], client: DatastoreClient) -> None:
         log.info("Datastore is ready")
     else:
         log.info("Skipping datastore connection test")
+
+
+def upgrade_host_ipam(client: DatastoreClient, node: str, deadline: float = UPGRADE_DEADLINE,
+                      sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> None:
+    """IPAM's UpgradeHost: label this node's block affinities written by an older Calico
+    (Kubernetes datastore; etcd has nothing to label). Retried with a doubling delay from
+    100 ms; still failing after ``deadline`` seconds is fatal, as in calico/node."""
+    log.info("Upgrading any IPAM affinities from older versions....")
+    give_up_at = clock() + deadline
+    delay = UPGRADE_FIRST_DELAY
+    while True:
+        try:
+            upgraded = client.kv.upgrade_host_affinities(node)
+        except DatastoreError as exc:
+            log.error("Failed to upgrade IPAM blocks of this host. error=%s", exc)
+            remaining = give_up_at - clock()
+            if delay >= remaining:  # the deadline passes during this wait
+                sleep(max(remaining, 0.0))
+                raise Fatal(f"Unable to upgrade host's IPAM resources. error={exc}") from None
+            sleep(delay)
+            delay *= 2
+            log.error("Retrying...")
+            continue
+        if upgraded:
+            log.info("Upgraded %d block affinities belonging to this host.", upgraded)
+        else:
+            log.info("No affinities needed to be upgraded.")
+        return

@@ -17,7 +17,7 @@ from node import __version__
 from node.errors import CalicoError
 from startup import cluster, k8s, pools
 from startup.autodetect import HostView
-from startup.datastore import ExitNow, load_config, make_client, maybe_wait
+from startup.datastore import ExitNow, load_config, make_client, maybe_wait, upgrade_host_ipam
 from startup.dirs import ensure_directories
 from startup.env import env_bool
 from startup.hostnet import reach_source, read_links
@@ -77,6 +77,7 @@ def _run(env: Mapping[str, str], options: Options) -> None:
     client = make_client(config)
     try:
         maybe_wait(env, client)
+        upgrade_host_ipam(client, name)
         kube = k8s.lookups(env, name)
         links = host_links()
         host = HostView(links, reach_source)

@@ -247,6 +247,7 @@ class KubeStandin:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._watch_sockets: set = set()
+        self._connections: set = set()  # every open client connection, cut by stop()
         self._generation = 0
         self.port = 0
         for ns in namespaces:
@@ -278,13 +279,21 @@ class KubeStandin:
         return self
 
     def stop(self) -> None:
-        """Stop listening and cut every open watch (the data is kept: start() again
-        serves it on the same port)."""
+        """Stop listening and cut every open connection, watches and kept-alive ones alike,
+        as a server going down does (the data is kept: start() again serves it on the same
+        port)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
         self.drop_watches()
+        with self.cond:
+            socks = list(self._connections)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "KubeStandin":
         return self.start()
@@ -558,6 +567,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_standin.cond:
+            self.server_standin._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server_standin.cond:
+            self.server_standin._connections.discard(self.connection)
+        super().finish()
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from node.datastore.kubernetes import conversion as conv
 from node.datastore.kubernetes.kv import KubeKV
 from node.datastore.sources import resource_sources
 from node.datastore.syncer import Syncer, SyncStatus, UpdateType
-from node.errors import AlreadyExists, Conflict, NotFound
+from node.errors import AlreadyExists, Conflict, DatastoreError, NotFound
 from node.ipam.allocator import IPAM
 from node.model import from_dict
 from node.model import ipam as records
@@ -270,6 +270,44 @@ def test_ipam_records_are_crs(kube, kube_kv):
     assert puts, "the handle was marked deleted before it was removed"
     ipam.release_host_affinities("node1")
     assert kube.items(V1, "blockaffinities") == [] and kube.items(V1, "ipamblocks") == []
+
+
+def _old_affinity(kube, host: str, cidr: str, **labels) -> None:
+    """A BlockAffinity as a Calico from before the affinity labels wrote it."""
+    kube.create(V1, "blockaffinities", {
+        "apiVersion": V1, "kind": "BlockAffinity",
+        "metadata": {"name": conv.affinity_name(host, cidr), **({"labels": labels} if labels else {})},
+        "spec": {"state": "confirmed", "node": host, "cidr": cidr, "deleted": "false"}})
+
+
+def test_upgrade_host_labels_this_nodes_older_affinities_only(kube, kube_kv):
+    _old_affinity(kube, "node1", "10.5.0.0/26", team="a")
+    _old_affinity(kube, "node1", "fd00:5::/122")
+    _old_affinity(kube, "node2", "10.5.0.64/26")
+    # Invisible to the label-selected listing until labelled.
+    assert kube_kv.list("/calico/ipam/v2/host/node1/")[0] == []
+
+    assert kube_kv.upgrade_host_affinities("node1") == 2
+    labelled = {a["spec"]["cidr"]: a["metadata"].get("labels") for a in kube.items(V1, "blockaffinities")}
+    assert labelled == {"10.5.0.0/26": {"team": "a", **conv.affinity_labels("node1", "host", "10.5.0.0/26")},
+                        "fd00:5::/122": conv.affinity_labels("node1", "host", "fd00:5::/122"),
+                        "10.5.0.64/26": None}  # another node's: left to that node
+    assert labelled["fd00:5::/122"][conv.LABEL_IP_VERSION] == "6"
+    items, _ = kube_kv.list("/calico/ipam/v2/host/node1/")
+    assert [i.key for i in items] == [records.affinity_key("node1", "10.5.0.0/26"),
+                                      records.affinity_key("node1", "fd00:5::/122")]
+    assert kube_kv.upgrade_host_affinities("node1") == 0  # nothing left to do
+
+
+def test_upgrade_host_names_the_affinities_it_could_not_label(kube, kube_kv):
+    _old_affinity(kube, "node1", "10.5.0.0/26")
+    kube.create(V1, "blockaffinities", {"apiVersion": V1, "kind": "BlockAffinity", "metadata": {"name": "broken"},
+                                        "spec": {"node": "node1", "cidr": "not-a-cidr"}})
+    with pytest.raises(DatastoreError, match=r"BlockAffinity\(broken\): spec.cidr 'not-a-cidr' is not a CIDR"):
+        kube_kv.upgrade_host_affinities("node1")
+    # The good one was still labelled.
+    good = kube.get(V1, "blockaffinities", conv.affinity_name("node1", "10.5.0.0/26"))
+    assert good["metadata"]["labels"] == conv.affinity_labels("node1", "host", "10.5.0.0/26")
 
 
 def test_records_left_marked_deleted_read_as_absent_and_are_finished_off(kube, kube_kv):

@@ -13,8 +13,10 @@ test_confd_golden.py; IPAM's concurrency test runs on it in test_ipam_stress.py.
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,12 +84,17 @@ def test_startup_in_kdd_mode(kube, kube_kv, node_ns, tmp_path):
         {"type": "NetworkUnavailable", "status": "True", "reason": "NoRouteCreated"}]}}, subresource="status")
     kube.create("v1", "configmaps", {"metadata": {"name": "kubeadm-config"},
                                      "data": {"ClusterConfiguration": KUBEADM_CONFIG}}, namespace="kube-system")
+    old_affinity = _old_affinity(kube, "node1", "10.244.1.0/26")
     result = _startup(ns, kubeconfig, tmp_path, "--complete-startup",
                       IP_AUTODETECTION_METHOD="kubernetes-internal-ip", CALICO_IPV4POOL_IPIP="Always",
                       CLUSTER_TYPE="k8s,bgp")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Calico node started successfully", result.stdout
     assert "Calico started successfully" in result.stderr  # the condition was set
+    # IPAM's host upgrade labelled the affinity an older Calico left for this node.
+    assert "Upgraded 1 block affinities belonging to this host." in result.stderr
+    assert (kube.get(V1, "blockaffinities", old_affinity)["metadata"]["labels"]
+            == conv.affinity_labels("node1", "host", "10.244.1.0/26"))
     # The Node is the Kubernetes Node: addresses went into its annotations (via status).
     node = kube.get("v1", "nodes", "node1")
     assert node["metadata"]["annotations"]["projectcalico.org/IPv4Address"] == "10.0.0.11/24"
@@ -112,6 +119,47 @@ def test_startup_in_kdd_mode(kube, kube_kv, node_ns, tmp_path):
     result = _startup(ns, kubeconfig, tmp_path, IP_AUTODETECTION_METHOD="kubernetes-internal-ip")
     assert result.returncode == 0, result.stderr
     assert kube.get("v1", "nodes", "node1")["metadata"]["resourceVersion"] == before
+    assert "No affinities needed to be upgraded." in result.stderr
+
+
+def _old_affinity(kube, host: str, cidr: str) -> str:
+    """A BlockAffinity as a Calico from before the affinity labels wrote it; its name."""
+    name = conv.affinity_name(host, cidr)
+    kube.create(V1, "blockaffinities", {"apiVersion": V1, "kind": "BlockAffinity", "metadata": {"name": name},
+                                        "spec": {"state": "confirmed", "node": host, "cidr": cidr}})
+    return name
+
+
+def test_ipam_host_upgrade_retries_until_the_api_server_answers(kube, kube_kv, caplog):
+    from startup.datastore import upgrade_host_ipam
+
+    name = _old_affinity(kube, "node1", "10.244.1.0/26")
+    kube.stop()
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        if len(waits) == 3:
+            kube.start()  # the API server is back after the third failure
+        time.sleep(seconds)
+
+    with caplog.at_level(logging.INFO):
+        upgrade_host_ipam(DatastoreClient(kube_kv), "node1", sleep=sleep)
+    assert waits == [0.1, 0.2, 0.4]  # doubling from 100 ms
+    assert caplog.text.count("Failed to upgrade IPAM blocks of this host.") == 3
+    assert "Upgraded 1 block affinities belonging to this host." in caplog.text
+    assert kube.get(V1, "blockaffinities", name)["metadata"]["labels"][conv.LABEL_AFFINITY_TYPE] == "host"
+
+
+def test_ipam_host_upgrade_gives_up_at_its_deadline(kube, kube_kv):
+    from startup.datastore import upgrade_host_ipam
+    from startup.logs import Fatal
+
+    kube.stop()
+    started = time.monotonic()
+    with pytest.raises(Fatal, match="Unable to upgrade host's IPAM resources. error="):
+        upgrade_host_ipam(DatastoreClient(kube_kv), "node1", deadline=1.0)
+    assert 1.0 <= time.monotonic() - started < 5.0  # retried until the deadline, then stopped
 
 
 def test_startup_fails_clearly_without_its_kubernetes_node(kube, node_ns, tmp_path):

@@ -114,6 +114,8 @@ def test_first_start_writes_what_calico_writes(node_host, etcd_kv):
         assert "Expected %s to be mounted into the container but it wasn't present" % path in result.stderr
     for line in ("Using NODENAME environment for node name node1", "Determined node name: node1",
                  f"Starting node node1 with version {__version__}", "Skipping datastore connection test",
+                 "Upgrading any IPAM affinities from older versions....",
+                 "No affinities needed to be upgraded.",  # etcd keeps v1 affinities: no labels
                  "Using autodetected IPv4 address on interface eth0: 10.0.0.11/24",
                  "Using AS number specified in environment (AS=64513)",
                  "Created default IPv4 pool (192.168.0.0/16) with NAT outgoing true. IPIP mode: Always, "

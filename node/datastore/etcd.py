@@ -459,6 +459,11 @@ class EtcdKV:
             raise NotFound(key)
         return _kv(deleted.prev_kvs[0])
 
+    def upgrade_host_affinities(self, node: str) -> int:
+        """IPAM UpgradeHost's labelling of older block affinities: nothing to do in etcd,
+        which stores the v1 affinity records (one key per host and block, no labels)."""
+        return 0
+
     @staticmethod
     def _raise_failed_compare(key: str, revision: int | None, resp: etcdrpc.TxnResponse) -> None:
         current = resp.responses[0].response_range.kvs

@@ -966,10 +966,11 @@ class KubeKV:
         self.group = group
         self.mappers: list[Mapper] = [
             (NetworkPolicyMapper if kind == "NetworkPolicy" else CRMapper)(self.api, kind, group) for kind in CR_KINDS]
+        self._affinities = AffinityMapper(self.api, group, "host")
         self.mappers += [
             NodeMapper(self.api, pod_cidr), WorkloadEndpointMapper(self.api, env), ProfileMapper(self.api),
             KubernetesNetworkPolicyMapper(self.api), BlockMapper(self.api, group),
-            AffinityMapper(self.api, group, "host"), AffinityMapper(self.api, group, "virtual"),
+            self._affinities, AffinityMapper(self.api, group, "virtual"),
             HandleMapper(self.api, group), IPAMConfigMapper(self.api, group),
         ]
         self.mappers += [NativeMapper(self.api, kind) for kind in NATIVE_KINDS]
@@ -1044,6 +1045,35 @@ class KubeKV:
         with self._lock:
             self._listed[prefix] = (token, revisions)
         return items, token
+
+    def upgrade_host_affinities(self, node: str) -> int:
+        """libcalico-go's IPAM UpgradeHost: label this node's BlockAffinity CRs that a
+        Calico from before the labels wrote (hostname-hash, affinity-type, ip-version), so
+        the label-selected lists and watches find them. Only the node's own CRs, so that
+        nodes doing this at once do not contend. Returns how many it labelled; after trying
+        every one, raises DatastoreError naming those it could not update."""
+        path = self._affinities.path
+        objs, _rv_token = self.api.list(path.collection(), label_selector="!" + conv.LABEL_AFFINITY_TYPE)
+        upgraded, failures = 0, []
+        for obj in objs:
+            if (obj.get("spec") or {}).get("node") != node:
+                continue
+            try:
+                host, aff_type, cidr, _state, _deleted = conv.affinity_from_cr(obj)
+            except conv.ConversionError as exc:
+                failures.append(str(exc))
+                continue
+            meta = obj["metadata"]
+            meta["labels"] = {**(meta.get("labels") or {}), **conv.affinity_labels(host, aff_type, cidr)}
+            try:
+                self.api.replace(path.item(meta["name"]), obj)
+            except DatastoreError as exc:
+                failures.append(f"{conv.describe(obj)}: {exc}")
+                continue
+            upgraded += 1
+        if failures:
+            raise DatastoreError("failed to upgrade some block affinities: " + "; ".join(failures))
+        return upgraded
 
     # -- writes -------------------------------------------------------------------------
 
