@@ -51,6 +51,8 @@ _DATASTORE_ENV = {
     "k8sCAFile": "K8S_CA_FILE",
     "k8sInsecureSkipTLSVerify": "K8S_INSECURE_SKIP_TLS_VERIFY",
     "k8sCurrentContext": "K8S_CURRENT_CONTEXT",
+    "k8sClientQPS": "K8S_CLIENT_QPS",
+    "k8sClientBurst": "K8S_CLIENT_BURST",
     "usePodCIDR": "USE_POD_CIDR",
     "calicoAPIGroup": "CALICO_API_GROUP",
 }

@@ -2,7 +2,9 @@
 
 ``kube`` is a fresh stand-in API server (``kube_standin.KubeStandin``) per test;
 ``kube_config`` the DatastoreConfig that reaches it through a kubeconfig file, and
-``kube_kv`` a KubeKV on it. The builders create Kubernetes objects the way kubectl and
+``kube_kv`` a KubeKV on it. Like Calico's own tests, these raise the client's rate limit
+(K8S_CLIENT_QPS, 5 a second by default) so that stress tests are not throttled; tests
+that build their own configuration keep the default. The builders create Kubernetes objects the way kubectl and
 the kubelet would: through the API, pods first without status, then the status.
 """
 from __future__ import annotations
@@ -16,6 +18,9 @@ from node.config import KUBERNETES, DatastoreConfig
 from node.datastore.kubernetes.kv import KubeKV
 
 
+TEST_QPS = "1000"
+
+
 @pytest.fixture
 def kube():
     with KubeStandin(bookmark_interval=0.2) as server:
@@ -24,7 +29,8 @@ def kube():
 
 @pytest.fixture
 def kube_config(kube, tmp_path) -> DatastoreConfig:
-    return DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")))
+    return DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(kube.kubeconfig(tmp_path / "kubeconfig")),
+                           extra={"k8sClientQPS": TEST_QPS})
 
 
 @pytest.fixture
@@ -38,7 +44,7 @@ def kube_kv(kube_config):
 
 def kube_env(kube_config: DatastoreConfig, **extra) -> dict[str, str]:
     """The environment a role reads to reach the stand-in."""
-    env = {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": kube_config.kubeconfig}
+    env = {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": kube_config.kubeconfig, "K8S_CLIENT_QPS": TEST_QPS}
     env.update(extra)
     return env
 

@@ -3,6 +3,7 @@ in-cluster service account, API endpoint overrides, the CRD group."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -10,7 +11,8 @@ from kube_standin import KubeStandin, make_tls
 from node.config import KUBERNETES, DatastoreConfig, datastore_config_from_env, datastore_config_from_file
 from node.datastore.client import DatastoreClient
 from node.datastore.factory import client_for, kv_for
-from node.datastore.kubernetes.clientconfig import client_configuration, explicit_group, kubeconfig_source
+from node.datastore.kubernetes.api import TokenBucket
+from node.datastore.kubernetes.clientconfig import client_configuration, explicit_group, kubeconfig_source, rate_limit
 from node.datastore.kubernetes.kv import KubeKV
 from node.errors import ConfigError, Unauthorized
 
@@ -131,3 +133,63 @@ def test_kubeconfig_token_over_tls_and_the_factory(tmp_path):
             assert [n.name for n in client.list("Node")] == []
         finally:
             client.kv.close()
+
+
+# -- the client's rate limit (K8S_CLIENT_QPS / K8S_CLIENT_BURST) ---------------------------
+
+def test_rate_limit_settings_as_calico_reads_them(tmp_path):
+    def limit(**env):
+        return rate_limit(datastore_config_from_env({"DATASTORE_TYPE": "kubernetes", **env}))
+
+    assert limit() == (5.0, 100)  # client-go's QPS, Calico's burst
+    assert limit(K8S_CLIENT_QPS="20.5", K8S_CLIENT_BURST="7") == (20.5, 7)
+    assert limit(K8S_CLIENT_QPS="0", K8S_CLIENT_BURST="0") == (5.0, 100)  # 0 means unset, as in Calico
+    assert limit(K8S_CLIENT_QPS="-1") is None  # client-go: a negative QPS turns the limit off
+    for env, message in (({"K8S_CLIENT_QPS": "fast"}, "K8S_CLIENT_QPS='fast' is not a number"),
+                         ({"K8S_CLIENT_BURST": "1.5"}, "K8S_CLIENT_BURST='1.5' is not a whole number"),
+                         ({"K8S_CLIENT_BURST": "-3"}, "K8S_CLIENT_BURST='-3' must be positive")):
+        with pytest.raises(ConfigError, match=message):
+            limit(**env)
+    path = tmp_path / "calicoctl.cfg"
+    path.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nspec:\n  datastoreType: kubernetes\n"
+                    "  kubeconfig: /k/config\n  k8sClientQPS: 50\n  k8sClientBurst: 20\n")
+    assert rate_limit(datastore_config_from_file(str(path))) == (50.0, 20)
+
+
+def test_token_bucket_allows_the_burst_then_paces_requests_in_order():
+    now = [100.0]
+    waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+
+    bucket = TokenBucket(qps=2.0, burst=3, clock=lambda: now[0], sleep=sleep)
+    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    # Two more at the same instant: each reserves the next token in turn.
+    assert [bucket.acquire() for _ in range(2)] == [0.5, 1.0]
+    assert waits == [0.5, 1.0]
+    now[0] += 60.0  # a long pause refills the bucket to its burst, not beyond
+    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.acquire() == 0.5
+    with pytest.raises(ValueError):
+        TokenBucket(qps=0, burst=1)
+
+
+def test_requests_to_the_api_server_are_rate_limited(tmp_path):
+    with KubeStandin() as server:
+        path = server.kubeconfig(tmp_path / "kubeconfig")
+        env = {"DATASTORE_TYPE": "kubernetes", "KUBECONFIG": str(path), "CALICO_API_GROUP": "crd.projectcalico.org/v1"}
+        kv = KubeKV(datastore_config_from_env(dict(env, K8S_CLIENT_QPS="20", K8S_CLIENT_BURST="5")), env={})
+        try:
+            started = time.monotonic()
+            for _ in range(25):
+                assert kv.get("/calico/resources/v3/projectcalico.org/ippools/none") is None
+            # 5 at once, then 20 more at 20 a second: at least a second.
+            assert time.monotonic() - started >= 0.95
+        finally:
+            kv.close()
+        unlimited = KubeKV(datastore_config_from_env(dict(env, K8S_CLIENT_QPS="-1")), env={})
+        try:
+            assert unlimited.api._limiter is None
+        finally:
+            unlimited.close()

@@ -7,7 +7,8 @@ objects (custom resources, and native objects whose unknown fields must survive 
 read-modify-write) are best handled as dicts rather than the generated model classes.
 
 ``KubeAPI`` is the JSON layer: get/list (paged)/create/replace/patch/delete on a path,
-and ``WatchStream`` for one chunked watch response. API errors come back as
+and ``WatchStream`` for one chunked watch response; every request (watches too) first
+takes a token from the client's rate limiter, as client-go's do. API errors come back as
 ``ApiError`` carrying the HTTP status and the server's Status reason; transport
 failures as ``ConnectionFailed`` naming the server.
 """
@@ -16,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
 import urllib3
@@ -81,16 +83,48 @@ def _status_of(data: bytes) -> tuple[str, str]:
     return "", str(body)[:200]
 
 
-class KubeAPI:
-    """JSON requests to one API server through a ``kubernetes.client.ApiClient``."""
+class TokenBucket:
+    """client-go's request rate limiter: up to ``burst`` requests at once, then ``qps`` a
+    second. A request that finds no token reserves the next one and waits for it, so
+    waiting callers are served in order. Thread-safe."""
 
-    def __init__(self, configuration, *, request_timeout: float = REQUEST_TIMEOUT):
+    def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        if qps <= 0 or burst < 1:
+            raise ValueError(f"a token bucket needs qps > 0 and burst >= 1, got {qps} and {burst}")
+        self.qps = qps
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take a token, waiting for it if needed; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.qps) - 1.0
+            self._stamp = now
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+class KubeAPI:
+    """JSON requests to one API server through a ``kubernetes.client.ApiClient``, each
+    one through ``limiter`` when given."""
+
+    def __init__(self, configuration, *, request_timeout: float = REQUEST_TIMEOUT,
+                 limiter: TokenBucket | None = None):
         from kubernetes.client import ApiClient
 
         self.configuration = configuration
         self.host = configuration.host
         self._client = ApiClient(configuration)
         self._timeout = request_timeout
+        self._limiter = limiter
         self._closed = False
 
     def close(self) -> None:
@@ -112,6 +146,8 @@ class KubeAPI:
             headers["Content-Type"] = content_type
         query_pairs = [(k, v if not isinstance(v, bool) else ("true" if v else "false"))
                        for k, v in (query or {}).items() if v is not None and v != ""]
+        if self._limiter is not None:
+            self._limiter.acquire()
         try:
             _, url, headers, _, _ = self._client.param_serialize(
                 method, path, header_params=headers, auth_settings=["BearerToken"])

@@ -12,6 +12,10 @@ On top of whichever applies, ``K8S_API_ENDPOINT``, ``K8S_CERT_FILE``, ``K8S_KEY_
 ``K8S_CA_FILE``, ``K8S_INSECURE_SKIP_TLS_VERIFY``, ``K8S_CURRENT_CONTEXT`` and the
 config file's ``k8sAPIToken`` override the matching settings.
 
+Requests are rate-limited as client-go limits Calico's: a token bucket of
+``K8S_CLIENT_BURST`` requests (Calico's 100 when unset) refilled at ``K8S_CLIENT_QPS``
+per second (client-go's 5 when unset; a negative value turns the limit off).
+
 The CRD group is ``CALICO_API_GROUP`` when set; otherwise discovery decides:
 ``projectcalico.org/v3`` only when the server serves ``projectcalico.org`` and not
 ``crd.projectcalico.org``; ``crd.projectcalico.org/v1`` otherwise, including when
@@ -44,6 +48,31 @@ def _parse_bool(text: str, name: str) -> bool:
 
 def use_pod_cidr(config: DatastoreConfig) -> bool:
     return _parse_bool(config.extra.get("usePodCIDR", ""), "USE_POD_CIDR")
+
+
+DEFAULT_QPS = 5.0  # client-go's, which Calico keeps unless K8S_CLIENT_QPS is set
+DEFAULT_BURST = 100  # Calico's, so that IPAM's bursts of requests are not throttled
+
+
+def rate_limit(config: DatastoreConfig) -> tuple[float, int] | None:
+    """(requests per second, burst) for the client, or None when K8S_CLIENT_QPS is negative.
+    Raises ConfigError naming the setting when a value is not a number."""
+    extra = config.extra
+    qps_text = str(extra.get("k8sClientQPS", "")).strip()
+    burst_text = str(extra.get("k8sClientBurst", "")).strip()
+    try:
+        qps = float(qps_text) if qps_text else 0.0
+    except ValueError:
+        raise ConfigError(f"K8S_CLIENT_QPS={qps_text!r} is not a number of requests per second") from None
+    try:
+        burst = int(burst_text) if burst_text else 0
+    except ValueError:
+        raise ConfigError(f"K8S_CLIENT_BURST={burst_text!r} is not a whole number of requests") from None
+    if burst < 0:
+        raise ConfigError(f"K8S_CLIENT_BURST={burst_text!r} must be positive (or unset for {DEFAULT_BURST})")
+    if qps < 0:
+        return None
+    return (qps or DEFAULT_QPS, burst or DEFAULT_BURST)
 
 
 def kubeconfig_source(config: DatastoreConfig, env: Mapping[str, str] | None = None,

@@ -48,8 +48,9 @@ from node.config import KUBERNETES, DatastoreConfig
 from node.datastore.client import OperationNotSupported  # libcalico-go's ErrorOperationNotSupported
 from node.datastore.etcd import DELETE, KV, PUT, WatchEvent
 from node.datastore.kubernetes import conversion as conv
-from node.datastore.kubernetes.api import ApiError, KubeAPI, ResourcePath
-from node.datastore.kubernetes.clientconfig import client_configuration, discover_group, explicit_group, use_pod_cidr
+from node.datastore.kubernetes.api import ApiError, KubeAPI, ResourcePath, TokenBucket
+from node.datastore.kubernetes.clientconfig import (client_configuration, discover_group, explicit_group, rate_limit,
+                                                    use_pod_cidr)
 from node.datastore.kubernetes.keys import KUBERNETES_PREFIX, NATIVE_KINDS, native_key
 from node.errors import (AlreadyExists, CalicoError, Compacted, ConfigError, Conflict, ConnectionFailed,
                          DatastoreError, NotFound)
@@ -959,7 +960,8 @@ class KubeKV:
         if configuration is None:
             configuration = client_configuration(config, env)
         kwargs = {"request_timeout": request_timeout} if request_timeout else {}
-        self.api = KubeAPI(configuration, **kwargs)
+        limit = rate_limit(config)
+        self.api = KubeAPI(configuration, limiter=TokenBucket(*limit) if limit else None, **kwargs)
         if not group:
             group = discover_group(self.api)
         log.info("Using API group %s for the Calico CRD backend", group)
