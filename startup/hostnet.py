@@ -10,10 +10,7 @@ import select
 import socket
 from collections import defaultdict
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
-
+from node.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, IPRoute, NetlinkError
 from startup.interfaces import IPAddress, Link
 
 

@@ -10,7 +10,7 @@ CHECK = """
 import sys
 import node.felix.agent
 unused = sorted(m for m in ("pyroute2.ndb", "pyroute2.ipdb", "pyroute2.ipvs", "sqlite3") if m in sys.modules)
-from node.felix.dataplane.rtnl import IPRoute
+from node.rtnl import IPRoute
 with IPRoute() as ipr:
     assert any(link.get_attr("IFLA_IFNAME") == "lo" for link in ipr.get_links())
 from pyroute2 import NDB, IPRoute as full_iproute, config   # the package's own names still work

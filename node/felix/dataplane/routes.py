@@ -40,7 +40,7 @@ from socket import AF_INET, AF_INET6
 from typing import Callable, Iterable, Mapping
 
 from node.felix.dataplane.interfaces import Interface, link_oper_up
-from node.felix.dataplane.rtnl import IPRoute, NetlinkError, ndmsg
+from node.rtnl import IPRoute, NetlinkError, ndmsg
 from node.felix.routes import (FELIX_ROUTE_PROTOCOL, IPIP_DEVICE, RTPROT_BOOT, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6,
                                DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, Sysctl, VXLANDevice)
 
