@@ -24,7 +24,9 @@ class BirdProcess:
 
     def start(self, timeout: float = 10.0) -> "BirdProcess":
         logfile = open(self.log, "w")
-        self.proc = self.ns.popen(self.binary, "-f", "-c", str(self.config), "-s", str(self.socket_path),
+        # In the foreground logging to stderr (-d), here the log file; -f would log to
+        # syslog, which without /dev/log glibc writes to the machine's console.
+        self.proc = self.ns.popen(self.binary, "-d", "-c", str(self.config), "-s", str(self.socket_path),
                                   stdout=logfile, stderr=subprocess.STDOUT)
         logfile.close()
         try:
