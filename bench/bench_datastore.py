@@ -89,24 +89,26 @@ def range_request(prefix: bytes) -> etcdrpc.RangeRequest:
                                 sort_order=etcdrpc.RangeRequest.ASCEND, sort_target=etcdrpc.RangeRequest.KEY)
 
 
-def create_request(key: bytes, value: bytes) -> etcdrpc.TxnRequest:
-    """The transaction ``EtcdKV.create`` sends."""
+def _put_txn(key: bytes, value: bytes, compare: etcdrpc.Compare) -> etcdrpc.TxnRequest:
+    """A put of ``value`` at ``key`` guarded by ``compare``, reading the key back on failure
+    (the shape of ``EtcdKV.create`` and ``EtcdKV.update``)."""
     return etcdrpc.TxnRequest(
-        compare=[etcdrpc.Compare(key=key, target=etcdrpc.Compare.VERSION, result=etcdrpc.Compare.EQUAL,
-                                 version=0)],
+        compare=[compare],
         success=[etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key, value=value))],
         failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key))],
     )
+
+
+def create_request(key: bytes, value: bytes) -> etcdrpc.TxnRequest:
+    """The transaction ``EtcdKV.create`` sends."""
+    return _put_txn(key, value, etcdrpc.Compare(key=key, target=etcdrpc.Compare.VERSION,
+                                                result=etcdrpc.Compare.EQUAL, version=0))
 
 
 def cas_request(key: bytes, value: bytes) -> etcdrpc.TxnRequest:
     """The transaction ``EtcdKV.update`` sends (the revision is filled in before sending)."""
-    return etcdrpc.TxnRequest(
-        compare=[etcdrpc.Compare(key=key, target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
-                                 mod_revision=0)],
-        success=[etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key, value=value))],
-        failure=[etcdrpc.RequestOp(request_range=etcdrpc.RangeRequest(key=key))],
-    )
+    return _put_txn(key, value, etcdrpc.Compare(key=key, target=etcdrpc.Compare.MOD,
+                                                result=etcdrpc.Compare.EQUAL, mod_revision=0))
 
 
 def stored_values(stub: etcdrpc.KVStub, prefix: bytes) -> dict[bytes, bytes]:

@@ -111,6 +111,15 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _cut(socks) -> None:
+    """Shut client connections down; their handler threads then finish."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 # -- selectors ---------------------------------------------------------------------------
 
 _REQ = re.compile(r"\s*(!?)([A-Za-z0-9._/-]+)\s*(?:(==|=|!=)\s*([A-Za-z0-9._-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
@@ -289,11 +298,7 @@ class KubeStandin:
         self.drop_watches()
         with self.cond:
             socks = list(self._connections)
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _cut(socks)
 
     def __enter__(self) -> "KubeStandin":
         return self.start()
@@ -326,11 +331,7 @@ class KubeStandin:
             self._generation += 1
             socks = list(self._watch_sockets)
             self.cond.notify_all()
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _cut(socks)
 
     def watch_count(self) -> int:
         with self.cond:
