@@ -272,7 +272,9 @@ def test_calicoctl_create_get_replace_delete(ctl):
     code, out, _ = ctl("get", "sknp", "db", "-n", "prod", "-o", "wide")
     header, row = out.splitlines()[:2]
     assert header.split() == ["NAMESPACE", "NAME", "PODSELECTOR"]
-    assert row[header.index("PODSELECTOR"):].rstrip() == "{map[app:db] [{tier In [a b]}]}"
+    assert row[header.index("PODSELECTOR"):].rstrip() == (
+        "&LabelSelector{MatchLabels:map[string]string{app: db,},MatchExpressions:[]LabelSelectorRequirement{"
+        "LabelSelectorRequirement{Key:tier,Operator:In,Values:[a b],},},}")
     code, out, _ = ctl("get", "stagedglobalnetworkpolicy", "gone", "-o", "yaml")
     doc = yaml.safe_load(out)
     assert doc["spec"] == {"stagedAction": "Delete"}

@@ -113,19 +113,21 @@ def _workload(res: dict) -> str:
 
 
 def _go_label_selector(sel: Any) -> str:
-    """A metav1.LabelSelector as calicoctl's template prints it (Go's %v of the struct):
-    ``{map[app:web] [{tier In [a b]}]}``."""
+    """A metav1.LabelSelector as calicoctl's table template prints it: through the
+    String() method Kubernetes generates for its API types, e.g.
+    ``&LabelSelector{MatchLabels:map[string]string{app: web,},MatchExpressions:[]...{},}``."""
     sel = sel if isinstance(sel, dict) else {}
     labels = sel.get("matchLabels") if isinstance(sel.get("matchLabels"), dict) else {}
     exprs = sel.get("matchExpressions") if isinstance(sel.get("matchExpressions"), list) else []
-    pairs = " ".join(f"{k}:{_text(labels[k])}" for k in sorted(labels))
-    reqs = []
+    pairs = "".join(f"{k}: {_text(labels[k])}," for k in sorted(labels))
+    reqs = ""
     for e in exprs:
         e = e if isinstance(e, dict) else {}
         values = e.get("values") if isinstance(e.get("values"), list) else []
-        reqs.append("{%s %s [%s]}" % (_text(e.get("key")), _text(e.get("operator")),
-                                      " ".join(_text(x) for x in values)))
-    return "{map[%s] [%s]}" % (pairs, " ".join(reqs))
+        reqs += (f"LabelSelectorRequirement{{Key:{_text(e.get('key'))},Operator:{_text(e.get('operator'))},"
+                 f"Values:[{' '.join(_text(x) for x in values)}],}},")
+    return (f"&LabelSelector{{MatchLabels:map[string]string{{{pairs}}},"
+            f"MatchExpressions:[]LabelSelectorRequirement{{{reqs}}},}}")
 
 
 NAME = ("NAME", _name)
