@@ -195,6 +195,14 @@ def test_a_staged_delete_is_stored_without_types(client, etcd_kv):
 
 
 @pytest.mark.etcd
+def test_a_staged_delete_may_be_written_with_types(client, etcd_kv):
+    """libcalico-go drops a staged deletion's types before validating, so giving them is no error."""
+    client.create(resource("Tier", "default", {}))
+    client.create(resource("StagedNetworkPolicy", "gone", {"stagedAction": "Delete", "types": ["Egress"]}, "prod"))
+    assert stored(etcd_kv, V3 + "stagednetworkpolicies/prod/gone")["spec"] == {"stagedAction": "Delete"}
+
+
+@pytest.mark.etcd
 def test_legacy_default_tier_names_lose_their_prefix_on_read(client, etcd_kv):
     old = {"kind": "StagedGlobalNetworkPolicy", "apiVersion": "projectcalico.org/v3",
            "metadata": {"name": "default.legacy"}, "spec": {"selector": "all()", "types": ["Ingress"]}}

@@ -412,26 +412,28 @@ for _spec_name, _global in (("NetworkPolicySpec", False), ("StagedNetworkPolicyS
 STAGED_ACTION_DELETE = "Delete"
 
 
-def _staged_delete_is_empty(metadata: dict, spec: dict, errs: Collector, keep: tuple[str, ...]) -> bool:
-    """A staged deletion names the policy (and, tiered, its tier) and nothing else."""
+def _staged_delete_is_empty(metadata: dict, spec: dict, errs: Collector, tiered: bool) -> bool:
+    """A staged deletion names the policy (and, tiered, its tier) and nothing else; a tiered
+    one's types do not count, as the write path drops them before validating."""
     if spec.get("stagedAction") != STAGED_ACTION_DELETE:
         return False
-    extra = [k for k, value in spec.items() if k not in ("stagedAction", *keep) and value not in ({}, None)]
+    keep = ("stagedAction", "tier", "types") if tiered else ("stagedAction",)
+    extra = [k for k, value in spec.items() if k not in keep and value not in ({}, None)]
     if extra:
-        what = "Spec fields, except Tier," if keep else "Spec fields"
+        what = "Spec fields, except Tier," if tiered else "Spec fields"
         errs.add(f"spec.{extra[0]}", spec[extra[0]],
                  f"{what} should all be zero-value if stagedAction is Delete (also set: {', '.join(extra)})")
     return True
 
 
-RESOURCE_CHECKS["StagedNetworkPolicy"] = lambda m, s, e: _staged_delete_is_empty(m, s, e, ("tier",))
-RESOURCE_CHECKS["StagedGlobalNetworkPolicy"] = lambda m, s, e: _staged_delete_is_empty(m, s, e, ("tier",))
+RESOURCE_CHECKS["StagedNetworkPolicy"] = lambda m, s, e: _staged_delete_is_empty(m, s, e, True)
+RESOURCE_CHECKS["StagedGlobalNetworkPolicy"] = lambda m, s, e: _staged_delete_is_empty(m, s, e, True)
 
 
 def _staged_kubernetes_policy(metadata: dict, spec: dict, errs: Collector) -> None:
     """Unless it stages a deletion, the policy must convert to the NetworkPolicy it would
     enforce, and that policy must be valid."""
-    if _staged_delete_is_empty(metadata, spec, errs, ()):
+    if _staged_delete_is_empty(metadata, spec, errs, False):
         return
     from node.datastore.kubernetes.conversion import k8s_network_policy_to_calico
 
