@@ -10,12 +10,15 @@ import pytest
 import yaml
 
 from kdd_fixtures import kube, kube_config, kube_kv  # noqa: F401  (fixtures)
-from kdd_fixtures import namespace
+from kdd_fixtures import k8s_node, kube_env, namespace, pod
 from node.cli import calicoctl
 from node.datastore.client import DatastoreClient
+from node.datastore.kubernetes import conversion as conv
 from node.errors import NotFound, ValidationError
 from node.model import from_dict
+from node.felix.dryrun import dry_run
 from node.model.kinds import kind_info
+from node.selector import parse
 
 V3 = "/calico/resources/v3/projectcalico.org/"
 CRD_V1 = "crd.projectcalico.org/v1"
@@ -330,3 +333,34 @@ def test_kubernetes_datastore_keeps_staged_policies_as_crs(kube, kube_kv):
         client.delete(kind, name, ns)
     assert [kube.items(CRD_V1, plural) for plural in ("stagednetworkpolicies", "stagedglobalnetworkpolicies",
                                                       "stagedkubernetesnetworkpolicies")] == [[], [], []]
+
+
+def test_policy_agent_reads_staged_policies_from_the_kubernetes_api(kube, kube_config, kube_kv):
+    """The felix syncer over the Kubernetes datastore: a staged Kubernetes policy for a
+    local pod gets the IP set of its peer, and neither a chain nor a jump nor a drop."""
+    client = DatastoreClient(kube_kv)
+    client.create(resource("Tier", "default", {"order": 1000000, "defaultAction": "Deny"}))
+    k8s_node(kube, "node1", internal_ip="10.0.0.11")
+    namespace(kube, "shop")
+    pod(kube, "shop", "web-0", "node1", ip="192.168.10.5", labels={"app": "web"})
+    pod(kube, "shop", "db-0", "node2", ip="192.168.11.6", labels={"app": "db"})
+    client.create(resource("StagedKubernetesNetworkPolicy", "web-ingress", {
+        "podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "db"}}}]}]}, "shop"))
+    env = kube_env(kube_config, NODENAME="node1", FELIX_IPV6SUPPORT="false")
+    interfaces = {"eth0": ["10.0.0.11"]}
+    sets = dry_run("node1", env, what="ipsets", interfaces=interfaces)
+    peer = parse("(projectcalico.org/namespace == 'shop') && "
+                 "(projectcalico.org/orchestrator == 'k8s' && app == 'db')").unique_id()
+    assert f"add cali40{peer[:25]} 192.168.11.6" in sets.splitlines()
+    tables = dry_run("node1", env, interfaces=interfaces)
+    to_web = [line for line in tables.splitlines() if line.startswith(f"-A cali-tw-{conv.veth_name('shop', 'web-0')} ")]
+    assert any("Start of tier default" in line for line in to_web)
+    assert not any("End of tier" in line or "cali-pi-" in line for line in to_web), "\n".join(to_web)
+    assert "sknp" not in tables
+    # Staging its deletion instead withdraws it, IP set and all.
+    staged = client.get("StagedKubernetesNetworkPolicy", "web-ingress", "shop")
+    staged.spec = {"stagedAction": "Delete", "podSelector": {}}
+    client.update(staged)
+    assert peer[:25] not in dry_run("node1", env, what="ipsets", interfaces=interfaces)
+    assert "Start of tier default" not in dry_run("node1", env, interfaces=interfaces)
