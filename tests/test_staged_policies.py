@@ -115,6 +115,12 @@ def test_a_staged_kubernetes_policy_must_convert():
         "conversion to stagednetworkpolicy failed: k8s rule couldn't be converted: failed to parse k8s port")
 
 
+def test_a_staged_kubernetes_policy_with_a_foreign_uid_validates():
+    res = from_dict({"apiVersion": "projectcalico.org/v3", "kind": "StagedKubernetesNetworkPolicy",
+                     "metadata": {"name": "p", "namespace": "ns1", "uid": "not-a-uuid"}, "spec": {}})
+    assert res.metadata["uid"] == "not-a-uuid"
+
+
 def test_staged_kubernetes_selectors_and_peers_are_checked():
     with pytest.raises(ValidationError) as info:
         resource("StagedKubernetesNetworkPolicy", "p", {

@@ -315,7 +315,7 @@ def _staged_kubernetes_spec(res: Resource) -> dict:
     the whole policy unusable (libcalico-go's staged processor drops it)."""
     from node.datastore.kubernetes.conversion import k8s_network_policy_to_calico
 
-    policy, problems = k8s_network_policy_to_calico({"metadata": res.metadata, "spec": res.spec})
+    policy, problems = k8s_network_policy_to_calico({"metadata": {}, "spec": res.spec})
     if problems:
         raise ValueError("; ".join(problems))
     return policy["spec"]
