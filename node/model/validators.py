@@ -382,6 +382,8 @@ RESOURCE_CHECKS["GlobalNetworkSet"] = _no_namespace_label
 # Policy specs (libcalico-go's validateNetworkPolicySpec / validateGlobalNetworkPolicySpec).
 
 def _policy_spec(spec: dict, path: str, errs: Collector, global_: bool) -> None:
+    """Types given once each; services only on the side of a rule that can match them (a
+    global policy's also naming their namespace); no HTTP match on egress."""
     seen: set[str] = set()
     for kind in spec.get("types") or []:
         if kind in seen:

@@ -24,6 +24,7 @@ from node.felix import types as t
 from node.felix.calc import v1
 from node.model import Resource
 from node.model.names import name_segments
+from node.model.validators import STAGED_ACTION_DELETE
 from node.selector import SelectorError, parse
 from node.selector.rewrite import prefix_labels
 
@@ -300,7 +301,6 @@ POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_GLOBAL_NETWORK_POLICY, t.KIND_KUBE
 # Namespaced policy kinds: a Kubernetes NetworkPolicy (KDD) is enforced like a NetworkPolicy.
 NAMESPACED_POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY,
                            t.KIND_STAGED_NETWORK_POLICY, t.KIND_STAGED_KUBERNETES_NETWORK_POLICY}
-STAGED_ACTION_DELETE = "Delete"
 
 
 def policy_id(res: Resource) -> t.PolicyID:
