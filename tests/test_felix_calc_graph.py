@@ -472,6 +472,16 @@ def test_staged_policies_are_calculated_as_the_kinds_they_stage():
     assert view.workload_endpoints[WEB_ID].tiers == (t.TierInfo("default", (sknp_id,), (sgnp_id,), "Deny"),)
 
 
+def test_a_staged_policy_sorts_after_its_enforced_namesake():
+    """Equal order: Felix breaks the tie on "<name>/<namespace>/<kind>"."""
+    resources = [tier("default"), wep("web", labels={"app": "web"}),
+                 staged(SGNP, "p", selector="all()", order=5, types=["Ingress"]),
+                 gnp("p", selector="all()", order=5, types=["Ingress"]),
+                 gnp("q", selector="all()", order=5, types=["Ingress"])]
+    (info,) = view_of(resources).workload_endpoints[WEB_ID].tiers
+    assert info.ingress_policies == (t.PolicyID("p", "", GNP), t.PolicyID("p", "", SGNP), t.PolicyID("q", "", GNP))
+
+
 def test_staged_kubernetes_policy_converts_as_a_kubernetes_network_policy():
     from node.felix.calc import convert as cv
     policy = cv.convert_policy(staged(SKNP, "sknp", "ns1", podSelector={"matchLabels": {"app": "web"}},
