@@ -56,7 +56,7 @@ CALICO_PLURALS = {
     "kubecontrollersconfigurations": ("KubeControllersConfiguration", False),
     "networkpolicies": ("NetworkPolicy", True), "networksets": ("NetworkSet", True),
     "stagedglobalnetworkpolicies": ("StagedGlobalNetworkPolicy", False),
-    "stagedkubernetesnetworkpolicies": ("StagedKubernetesNetworkPolicy", False),
+    "stagedkubernetesnetworkpolicies": ("StagedKubernetesNetworkPolicy", True),
     "stagednetworkpolicies": ("StagedNetworkPolicy", True), "tiers": ("Tier", False),
 }
 

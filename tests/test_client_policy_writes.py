@@ -34,9 +34,16 @@ def stored(etcd_kv, key: str) -> dict:
     return json.loads(etcd_kv.get(key).value)
 
 
-@pytest.mark.parametrize("kind", ["NetworkPolicy", "GlobalNetworkPolicy"])
+TIERED_KINDS = ["NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy"]
+
+
+def namespace_for(kind: str) -> str:
+    return "" if "Global" in kind else "prod"
+
+
+@pytest.mark.parametrize("kind", TIERED_KINDS)
 def test_policy_create_needs_its_tier(client, kind):
-    ns = "prod" if kind == "NetworkPolicy" else ""
+    ns = namespace_for(kind)
     with pytest.raises(NotFound) as info:
         client.create(resource(kind, "p", {"selector": "all()"}, ns))
     assert info.value.identifier == "Tier(default)"
@@ -116,10 +123,10 @@ def test_built_in_tiers_cannot_be_deleted(client, etcd_kv, name):
     assert etcd_kv.get(V3 + f"tiers/{name}") is not None
 
 
-@pytest.mark.parametrize("kind", ["NetworkPolicy", "GlobalNetworkPolicy"])
+@pytest.mark.parametrize("kind", TIERED_KINDS)
 def test_a_tier_with_policies_cannot_be_deleted(client, etcd_kv, kind):
     tier(client, "gold")
-    ns = "prod" if kind == "NetworkPolicy" else ""
+    ns = namespace_for(kind)
     client.create(resource(kind, "p", {"selector": "all()", "tier": "gold"}, ns))
     with pytest.raises(OperationNotSupported) as info:
         client.delete("Tier", "gold")

@@ -427,10 +427,72 @@ def test_malformed_resources_do_not_disturb_the_rest(caplog):
         assert name in caplog.text
 
 
-def test_staged_and_unknown_kinds_are_ignored():
-    staged = Resource("StagedNetworkPolicy", {"name": "s", "namespace": "ns1"}, {"selector": "all()"})
+def test_unknown_kinds_are_ignored():
     bgp = Resource("BGPPeer", {"name": "b"}, {"peerIP": "10.0.0.1"})
-    assert view_of([staged, bgp, local_ep1()]).policies == {}
+    assert view_of([bgp, local_ep1()]).policies == {}
+
+
+SNP, SGNP, SKNP = t.KIND_STAGED_NETWORK_POLICY, t.KIND_STAGED_GLOBAL_NETWORK_POLICY, \
+    t.KIND_STAGED_KUBERNETES_NETWORK_POLICY
+WEB_ID = t.WorkloadEndpointID("k8s", "ns1/web", "eth0")
+
+
+def staged(kind: str, name: str, ns: str = "", **spec) -> Resource:
+    return Resource(kind, {"name": name, **({"namespace": ns} if ns else {})}, spec)
+
+
+def test_staged_policies_are_calculated_as_the_kinds_they_stage():
+    """libcalico-go's staged processors: the enforced form under the staged kind (so their
+    rules' IP sets are calculated too); a staged deletion is never sent."""
+    rule = {"action": "Allow", "source": {"selector": "role == 'db'"}}
+    resources = [
+        tier("default"), wep("web", labels={"app": "web"}), wep("db", ips=("10.65.0.2/32",), labels={"role": "db"}),
+        staged(SNP, "snp", "ns1", selector="app == 'web'", order=10, types=["Ingress"], ingress=[rule]),
+        staged(SGNP, "sgnp", stagedAction="Learn", selector="app == 'web'", order=20, types=["Egress"],
+               egress=[{"action": "Deny"}]),
+        staged(SGNP, "gone", stagedAction="Delete"),
+        staged(SKNP, "sknp", "ns1", podSelector={"matchLabels": {"app": "web"}}, policyTypes=["Ingress"]),
+    ]
+    graph = PolicyCalculation(LOCAL)
+    graph.on_updates(put(*resources))
+    graph.on_in_sync()
+    view = DataplaneView().apply(graph.take_messages())
+    snp_id, sgnp_id, sknp_id = (t.PolicyID("snp", "ns1", SNP), t.PolicyID("sgnp", "", SGNP),
+                                t.PolicyID("sknp", "ns1", SKNP))
+    assert set(view.policies) == {snp_id, sgnp_id, sknp_id}
+    assert view.workload_endpoints[WEB_ID].tiers == (
+        t.TierInfo("default", (snp_id, sknp_id), (sgnp_id,), "Deny"),)
+    (set_id,) = view.policies[snp_id].inbound_rules[0].src_ip_set_ids
+    assert sets_of(view)[set_id] == frozenset({"10.65.0.2/32"})
+    assert view.policies[sknp_id].inbound_rules == ()
+    # Staging a deletion instead withdraws the policy, and the IP set its rule used.
+    graph.on_updates(put(staged(SNP, "snp", "ns1", stagedAction="Delete")))
+    view.apply(graph.take_messages())
+    assert set(view.policies) == {sgnp_id, sknp_id} and set_id not in view.ipsets
+    assert view.workload_endpoints[WEB_ID].tiers == (t.TierInfo("default", (sknp_id,), (sgnp_id,), "Deny"),)
+
+
+def test_a_staged_policy_sorts_after_its_enforced_namesake():
+    """Equal order: Felix breaks the tie on "<name>/<namespace>/<kind>"."""
+    resources = [tier("default"), wep("web", labels={"app": "web"}),
+                 staged(SGNP, "p", selector="all()", order=5, types=["Ingress"]),
+                 gnp("p", selector="all()", order=5, types=["Ingress"]),
+                 gnp("q", selector="all()", order=5, types=["Ingress"])]
+    (info,) = view_of(resources).workload_endpoints[WEB_ID].tiers
+    assert info.ingress_policies == (t.PolicyID("p", "", GNP), t.PolicyID("p", "", SGNP), t.PolicyID("q", "", GNP))
+
+
+def test_staged_kubernetes_policy_converts_as_a_kubernetes_network_policy():
+    from node.felix.calc import convert as cv
+    policy = cv.convert_policy(staged(SKNP, "sknp", "ns1", podSelector={"matchLabels": {"app": "web"}},
+                                      stagedAction="Set"))
+    assert (policy.id, policy.tier, policy.order, policy.types, policy.namespace) == (
+        t.PolicyID("sknp", "ns1", SKNP), "default", 1000.0, ("ingress",), "ns1")
+    assert policy.selector == ("(projectcalico.org/orchestrator == 'k8s' && app == 'web') && "
+                               "projectcalico.org/namespace == 'ns1'")
+    # A rule that does not convert makes the whole staged policy unusable.
+    with pytest.raises(ValueError, match=r"spec.ingress\[0\]"):
+        cv.convert_policy(staged(SKNP, "bad", "ns1", ingress=[{"ports": [{"port": "99999"}]}]))
 
 
 # --------------------------------------------------------------------------------------

@@ -60,6 +60,28 @@ def test_datastore_and_files_give_the_same_tables(etcd_clean_config, tmp_path):
     assert "-A cali-pi-np/prod/web " in run.stdout and run.stdout.startswith("*raw\n")
 
 
+@pytest.mark.etcd
+def test_staged_policies_from_the_datastore(etcd_clean_config):
+    """The agent follows the three staged kinds (the golden "staged" scenario, stored
+    through the client, renders as from its file)."""
+    source = GOLDEN / "staged" / "resources.yaml"
+    kv = EtcdKV(etcd_clean_config)
+    try:
+        client = DatastoreClient(kv)
+        for res in load_files([str(source)])[0]:
+            client.create(res)
+        assert {r.name for r in client.list("StagedGlobalNetworkPolicy")} == {"watch-all", "b-stage", "d-stage",
+                                                                             "gone"}
+    finally:
+        kv.close()
+    env = {"ETCD_ENDPOINTS": etcd_clean_config.etcd_endpoints[0]}
+    for what in ("tables", "ipsets"):
+        from_etcd = dry_run("node1", env, interfaces=IFACES, what=what, sync_timeout=20)
+        assert from_etcd == dry_run("node1", {}, files=[str(source)], interfaces=IFACES, what=what)
+    assert "cali40s:2p7peOXnRS9HTbs1L9ddCtm" in from_etcd  # role == 'scanner' (watch-all)
+    assert "cali40s:j_2kaK9cmzDgzlO3b9oyFzD" in from_etcd  # web-k8s's peer, scoped to its namespace
+
+
 def test_unreachable_datastore_is_one_clear_error():
     with pytest.raises(DryRunError, match=r"not in sync within 1s"):
         dry_run("node1", {"ETCD_ENDPOINTS": "http://127.0.0.1:1"}, interfaces=IFACES, sync_timeout=1)

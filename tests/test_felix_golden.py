@@ -26,7 +26,7 @@ OUTPUTS = [(what, v) for what in ("tables", "ipsets", "routes") for v in (4, 6)]
 
 
 def test_every_scenario_is_here():
-    assert SCENARIOS == ["host-endpoint", "profile-only", "two-tiers", "vxlan"]
+    assert SCENARIOS == ["host-endpoint", "profile-only", "staged", "two-tiers", "vxlan"]
 
 
 @pytest.mark.parametrize("what, version", OUTPUTS, ids=[f"{w}-v{v}" for w, v in OUTPUTS])

@@ -10,7 +10,8 @@ from node.felix.rules.endpoints import (
     policy_group_chain)
 from node.felix.types import (
     KIND_GLOBAL_NETWORK_POLICY as GNP, KIND_KUBERNETES_NETWORK_POLICY,
-    KIND_STAGED_GLOBAL_NETWORK_POLICY as SGNP, HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint)
+    KIND_STAGED_GLOBAL_NETWORK_POLICY as SGNP, KIND_STAGED_KUBERNETES_NETWORK_POLICY, KIND_STAGED_NETWORK_POLICY,
+    HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint)
 
 # endpoints_test.go: accept 0x8, pass 0x10, scratch0 0x20, scratch1 0x40, drop 0x80.
 MARKS = dict(mark_accept=0x8, mark_pass=0x10, mark_scratch0=0x20, mark_scratch1=0x40, mark_drop=0x80,
@@ -141,6 +142,39 @@ def test_staged_policies():
                                                [TierGroups("default", "Deny", (grp,), ())], ["prof1"])
     assert bodies(tw) == CT + [invalid("DROP"), CLEAR, START] + profiles("pri", "prof1") + [
         no_profiles("Drop", "DROP")]
+
+
+def test_groups_with_staged_members():
+    """endpoints_test.go "should detect staged policies", and what the chains make of it:
+    a group is inlined unless it has two enforced members; inlined, only its enforced
+    member is jumped to, and a group of staged members only gets no return rule."""
+    snp = PolicyID("s", "ns1", KIND_STAGED_NETWORK_POLICY)
+    sknp = PolicyID("k", "ns1", KIND_STAGED_KUBERNETES_NETWORK_POLICY)
+    staged_only = PolicyGroup(DIRECTION_INBOUND, (snp, sknp), "all()")
+    assert (staged_only.should_be_inlined(), staged_only.has_non_staged_policies()) == (True, False)
+    mixed = PolicyGroup(DIRECTION_INBOUND, (snp, gnp("a"), sknp), "all()")
+    assert (mixed.should_be_inlined(), mixed.has_non_staged_policies()) == (True, True)
+    two = PolicyGroup(DIRECTION_INBOUND, (gnp("a"), snp, gnp("b")), "all()")
+    assert (two.should_be_inlined(), two.has_non_staged_policies()) == (False, True)
+    # The group's name hashes every member, staged ones included.
+    assert two.chain_name != PolicyGroup(DIRECTION_INBOUND, (gnp("a"), gnp("b")), "all()").chain_name
+    cfg = normal_cfg()
+    tw, _ = endpoints.workload_endpoint_chains(
+        cfg, "cali1234", True, [TierGroups("default", "Deny", (staged_only, mixed, two), ())], ["prof1"])
+    assert bodies(tw)[3:] == [START, "-m mark --mark 0/0x10 --jump cali-pi-gnp/a", RET_POLICY,
+                              f"-m mark --mark 0/0x10 --jump {two.chain_name}", RET_POLICY,
+                              end_of_tier("Drop", "DROP")] + profiles("pri", "prof1") + [no_profiles("Drop", "DROP")]
+
+
+def test_untracked_staged_groups_get_no_notrack():
+    """Raw chains: a staged-only tier neither returns nor untracks; an enforced policy does both."""
+    staged = PolicyID("s", kind=SGNP)
+    (th, fh) = endpoints.host_endpoint_raw_chains(normal_cfg(), "eth0", [
+        TierGroups("default", "Pass", (PolicyGroup(DIRECTION_INBOUND, (staged,), ""),),
+                   (PolicyGroup(DIRECTION_OUTBOUND, (staged,), ""), PolicyGroup(DIRECTION_OUTBOUND, (gnp("e"),), "")))])
+    assert bodies(fh) == ["--jump cali-failsafe-in", CLEAR, START]
+    assert bodies(th) == ["--jump cali-failsafe-out", CLEAR, START, "-m mark --mark 0/0x10 --jump cali-po-gnp/e",
+                          "-m mark --mark 0x8/0x8 --jump NOTRACK", RET_POLICY]
 
 
 def test_tier_default_action_pass_has_no_end_of_tier_drop():

@@ -83,9 +83,12 @@ def etcd_content(server, prefix: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running(config: DatastoreConfig, sources: list[SyncSource], recorder: Recorder, **kwargs):
-    """A started syncer that is always stopped, and its client closed, afterwards."""
+def running(config: DatastoreConfig, sources: list[SyncSource], recorder: Recorder, watch=None, **kwargs):
+    """A started syncer that is always stopped, and its client closed, afterwards.
+    ``watch(kv, prefix, revision)``, when given, stands in for the client's watch."""
     kv = EtcdKV(config, dial_timeout=2)
+    if watch is not None:
+        kv.watch = lambda prefix, revision: watch(kv, prefix, revision)
     syncer = Syncer(lambda: kv, sources, recorder, owns_kv=False, **kwargs)
     syncer.start()
     try:
@@ -176,10 +179,10 @@ def test_compaction_before_watch_resyncs_with_only_the_difference(etcd, etcd_con
             client.put(f"/calico/a/{name}", f"{name}-v1")
     changed = threading.Event()
 
-    def decode_and_meddle(key: str, value: bytes, revision: int) -> str:
+    def meddle_then_watch(kv: EtcdKV, prefix: str, start_revision: int):
         # Runs on the syncer thread after its list and before its watch: change etcd
         # and compact, so the watch from list revision + 1 is already compacted.
-        if key == "/calico/a/k0" and not changed.is_set():
+        if not changed.is_set():
             changed.set()
             with etcd.client() as client:
                 client.put("/calico/a/k1", "k1-v2")
@@ -187,10 +190,11 @@ def test_compaction_before_watch_resyncs_with_only_the_difference(etcd, etcd_con
                 client.put("/calico/a/k9", "k9-v1")
                 _, meta = client.get("/calico/a/k9")
                 client.compact(meta.mod_revision, physical=True)
-        return value.decode()
+        return EtcdKV.watch(kv, prefix, start_revision)
 
     recorder = Recorder()
-    with running(etcd_config, [SyncSource("/calico/a/", decode_and_meddle)], recorder):
+    source = SyncSource("/calico/a/", lambda key, value, revision: value.decode())
+    with running(etcd_config, [source], recorder, watch=meddle_then_watch):
         recorder.wait_for_statuses([WAIT_FOR, RESYNC, IN_SYNC, RESYNC, IN_SYNC])
         assert changed.is_set()
         assert any("compaction" in r.getMessage() for r in caplog.records)

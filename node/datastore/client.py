@@ -24,6 +24,7 @@ from node.model.kinds import KINDS
 from node.model.defaults import kube_controllers_write_defaults
 from node.model.names import check_workload_endpoint_name
 from node.model.schema import Collector, canonical_struct, go_json
+from node.model.validators import STAGED_ACTION_DELETE
 from node.model.resource import (
     Resource,
     etcd_key,
@@ -186,7 +187,8 @@ DEFAULT_TIER = "default"
 # Built-in tiers that always exist and can never be deleted.
 PROTECTED_TIERS = ("default", "kube-admin", "kube-baseline")
 DEFAULT_TIER_ORDER = 1000000
-POLICY_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy")
+# Tiered policy kinds: named in a tier, stored with the name they were written under.
+POLICY_KINDS = ("NetworkPolicy", "GlobalNetworkPolicy", "StagedNetworkPolicy", "StagedGlobalNetworkPolicy")
 
 
 def default_policy_types(spec: dict) -> list[str] | None:
@@ -202,9 +204,12 @@ def default_policy_types(spec: dict) -> list[str] | None:
 
 
 def default_policy(res: Resource) -> None:
-    """Calico's policy defaulting: ``types`` from the rules, the tier label from the tier."""
+    """Calico's policy defaulting: ``types`` from the rules, the tier label from the tier.
+    A staged deletion keeps no types (libcalico-go clears them after defaulting)."""
     types = default_policy_types(res.spec)
-    if types is not None:
+    if res.spec.get("stagedAction") == STAGED_ACTION_DELETE:
+        res.spec.pop("types", None)
+    elif types is not None:
         res.spec["types"] = types
         res.spec = canonical_struct(res.spec, res.info.spec, "", Collector(), strict=False)
     labels = dict(res.labels)
@@ -305,8 +310,7 @@ def _default_kube_controllers(res: Resource, old: Resource | None, client: "Data
 WriteHook = Callable[[Resource, "Resource | None", "DatastoreClient", bool], None]
 WRITE_DEFAULTS: dict[str, WriteHook] = {
     "IPPool": _default_ippool,
-    "NetworkPolicy": _default_policy,
-    "GlobalNetworkPolicy": _default_policy,
+    **{kind: _default_policy for kind in POLICY_KINDS},
     "Tier": _default_tier,
     "WorkloadEndpoint": _default_workload_endpoint,
     "KubeControllersConfiguration": _default_kube_controllers,
@@ -315,8 +319,7 @@ WRITE_DEFAULTS: dict[str, WriteHook] = {
 UPDATE_NEEDS_OLD = ("IPPool",)
 READ_DEFAULTS: dict[str, Callable[[Resource], None]] = {
     "IPPool": _read_default_ippool,
-    "NetworkPolicy": _read_default_policy,
-    "GlobalNetworkPolicy": _read_default_policy,
+    **{kind: _read_default_policy for kind in POLICY_KINDS},
 }
 # Defaults libcalico-go applies to listed items only (its get and watch leave them out).
 LIST_DEFAULTS: dict[str, Callable[[Resource], None]] = {

@@ -293,20 +293,23 @@ class Syncer:
         return self._kv
 
     def _resync_all(self) -> None:
-        """List every source, send the consumer the difference, then watch each one."""
+        """List every source and watch each one from just after its list (etcd accepting
+        every watch first), then send the consumer the difference and say it is in sync.
+        Watching before sending puts nothing between the last difference and IN_SYNC, so a
+        consumer that acts on the difference is ready as it does (the watches' events wait
+        in the queue until then)."""
         kv = self._client()
         listings = [kv.list(source.prefix) for source in self._sources]
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
         revisions = [revision for _, revision in listings]
+        for index, revision in enumerate(revisions):
+            self._start_watch(index, revision + 1)
         for index, revision in enumerate(revisions):
             # One source at a time, each listing dropped once sent: a consumer that keeps
             # what it needs lets the decoded values go before the next kind is decoded.
             items, listings[index] = listings[index][0], None
             self._send([(index, u) for u in self._diff(index, items, revision)])
             del items
-        for index, revision in enumerate(revisions):
-            self._start_watch(index, revision + 1)
-        # Only claim to be in sync once etcd has accepted every watch.
         self._set_status(SyncStatus.IN_SYNC)
 
     def _resync_source(self, index: int) -> None:
@@ -314,8 +317,8 @@ class Syncer:
         self._stop_watch(index)
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
         items, revision = self._client().list(self._sources[index].prefix)
-        self._send([(index, u) for u in self._diff(index, items, revision)])
         self._start_watch(index, revision + 1)
+        self._send([(index, u) for u in self._diff(index, items, revision)])
         self._set_status(SyncStatus.IN_SYNC)
 
     def _follow_watches(self) -> None:

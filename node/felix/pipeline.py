@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # What the agent follows (Felix's syncer, minus the kinds the iptables dataplane ignores).
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
-               "NetworkPolicy", "KubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
+               "StagedGlobalNetworkPolicy", "NetworkPolicy", "StagedNetworkPolicy", "KubernetesNetworkPolicy",
+               "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
                "HostEndpoint", "IPPool", "Node")
 
 

@@ -112,6 +112,24 @@ def _workload(res: dict) -> str:
     return _text(spec.get("workload") or spec.get("pod", ""))
 
 
+def _go_label_selector(sel: Any) -> str:
+    """A metav1.LabelSelector as calicoctl's table template prints it: through the
+    String() method Kubernetes generates for its API types, e.g.
+    ``&LabelSelector{MatchLabels:map[string]string{app: web,},MatchExpressions:[]...{},}``."""
+    sel = sel if isinstance(sel, dict) else {}
+    labels = sel.get("matchLabels") if isinstance(sel.get("matchLabels"), dict) else {}
+    exprs = sel.get("matchExpressions") if isinstance(sel.get("matchExpressions"), list) else []
+    pairs = "".join(f"{k}: {_text(labels[k])}," for k in sorted(labels))
+    reqs = ""
+    for e in exprs:
+        e = e if isinstance(e, dict) else {}
+        values = e.get("values") if isinstance(e.get("values"), list) else []
+        reqs += (f"LabelSelectorRequirement{{Key:{_text(e.get('key'))},Operator:{_text(e.get('operator'))},"
+                 f"Values:[{' '.join(_text(x) for x in values)}],}},")
+    return (f"&LabelSelector{{MatchLabels:map[string]string{{{pairs}}},"
+            f"MatchExpressions:[]LabelSelectorRequirement{{{reqs}}},}}")
+
+
 NAME = ("NAME", _name)
 NAMESPACE = ("NAMESPACE", _namespace)
 
@@ -209,6 +227,30 @@ _register(KindInfo(
     columns=(NAME, ("TIER", _spec("tier", default="default"))),
     wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
                   ("SELECTOR", _spec("selector"))),
+))
+# Staged policies: what a policy would do, recorded without enforcing it.
+_register(KindInfo(
+    "StagedNetworkPolicy", "stagednetworkpolicies", True, "StagedNetworkPolicySpec",
+    ("stagednetworkpolicy", "stagednetworkpolicies", "stagedpolicy", "snp", "stagedpolicies", "spol", "spols"),
+    name_pattern=v.NETWORK_POLICY_NAME_RE,
+    columns=(NAME, ("TIER", _spec("tier", default="default"))),
+    wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
+                  ("SELECTOR", _spec("selector"))),
+))
+_register(KindInfo(
+    "StagedGlobalNetworkPolicy", "stagedglobalnetworkpolicies", False, "StagedGlobalNetworkPolicySpec",
+    ("stagedglobalnetworkpolicy", "stagedglobalnetworkpolicies", "sgnp", "sgnps"),
+    name_pattern=v.GLOBAL_NETWORK_POLICY_NAME_RE,
+    columns=(NAME, ("TIER", _spec("tier", default="default"))),
+    wide_columns=(NAME, ("TIER", _spec("tier", default="default")), ("ORDER", _spec("order")),
+                  ("SELECTOR", _spec("selector"))),
+))
+_register(KindInfo(
+    "StagedKubernetesNetworkPolicy", "stagedkubernetesnetworkpolicies", True, "StagedKubernetesNetworkPolicySpec",
+    ("stagedkubernetesnetworkpolicy", "stagedkubernetesnetworkpolicies", "stagedkubernetespolicy", "sknp",
+     "stagedkubernetespolicies", "skpol", "skpols"),
+    columns=(NAME,),
+    wide_columns=(NAME, ("PODSELECTOR", lambda res: _go_label_selector(_part(res, "spec").get("podSelector")))),
 ))
 _register(KindInfo(
     "Profile", "profiles", False, "ProfileSpec", ("profile", "profiles", "pro", "pros"),

@@ -12,7 +12,7 @@ no number or boolean converts to), ``duration`` (Go duration string), ``asn`` (A
 ``enum:A|B``, ``@Struct``; ``[]T`` is a list, ``*T`` a pointer (emitted whenever set).
 ``req=True`` means the field has no omitempty and is always emitted.
 """
-from node.model.schema import F, S
+from node.model.schema import STRUCTS, F, S
 
 S("IPPoolStatus", [
     F("conditions", "[]any"),
@@ -202,6 +202,49 @@ S("GlobalNetworkPolicySpec", [
     F("serviceAccountSelector", "string", v='selector'),
     F("namespaceSelector", "string", v='selector'),
     F("performanceHints", "[]enum:AssumeNeededOnEveryNode", v='unique'),
+])
+# Staged policies: the enforced kind's spec behind a stagedAction (empty means Set).
+STAGED_ACTION = F("stagedAction", "enum:Set|Delete|Learn|Ignore")
+S("StagedNetworkPolicySpec", [STAGED_ACTION, *STRUCTS["NetworkPolicySpec"].fields])
+S("StagedGlobalNetworkPolicySpec", [STAGED_ACTION, *STRUCTS["GlobalNetworkPolicySpec"].fields])
+# A Kubernetes NetworkPolicySpec (networking.k8s.io/v1) behind a stagedAction.
+S("StagedKubernetesNetworkPolicySpec", [
+    STAGED_ACTION,
+    F("podSelector", "@LabelSelector", req=True),
+    F("ingress", "[]@NetworkPolicyIngressRule"),
+    F("egress", "[]@NetworkPolicyEgressRule"),
+    F("policyTypes", "[]enum:Ingress|Egress"),
+])
+S("LabelSelector", [
+    F("matchLabels", "map", v='labels'),
+    F("matchExpressions", "[]@LabelSelectorRequirement"),
+])
+S("LabelSelectorRequirement", [
+    F("key", "string", req=True),
+    F("operator", "enum:In|NotIn|Exists|DoesNotExist", req=True),
+    F("values", "[]string"),
+])
+S("NetworkPolicyIngressRule", [
+    F("ports", "[]@NetworkPolicyPort"),
+    F("from", "[]@NetworkPolicyPeer"),
+])
+S("NetworkPolicyEgressRule", [
+    F("ports", "[]@NetworkPolicyPort"),
+    F("to", "[]@NetworkPolicyPeer"),
+])
+S("NetworkPolicyPort", [
+    F("protocol", "*enum:TCP|UDP|SCTP"),
+    F("port", "*intorstring"),
+    F("endPort", "*int"),
+])
+S("NetworkPolicyPeer", [
+    F("podSelector", "*@LabelSelector"),
+    F("namespaceSelector", "*@LabelSelector"),
+    F("ipBlock", "*@IPBlock"),
+])
+S("IPBlock", [
+    F("cidr", "string", req=True, v='nonempty,cidr'),
+    F("except", "[]string", v='dive,cidr'),
 ])
 S("Rule", [
     F("action", "enum:Allow|Deny|Log|Pass", req=True),

@@ -376,3 +376,75 @@ def _no_namespace_label(metadata: dict, spec: dict, errs: Collector) -> None:
 
 RESOURCE_CHECKS["NetworkSet"] = _no_namespace_label
 RESOURCE_CHECKS["GlobalNetworkSet"] = _no_namespace_label
+
+
+# --------------------------------------------------------------------------------------
+# Policy specs (libcalico-go's validateNetworkPolicySpec / validateGlobalNetworkPolicySpec).
+
+def _policy_spec(spec: dict, path: str, errs: Collector, global_: bool) -> None:
+    """Types given once each; services only on the side of a rule that can match them (a
+    global policy's also naming their namespace); no HTTP match on egress."""
+    seen: set[str] = set()
+    for kind in spec.get("types") or []:
+        if kind in seen:
+            errs.add(f"{path}.types", spec["types"], f"'{kind}' type specified more than once")
+        seen.add(kind)
+    for i, rule in enumerate(spec.get("egress") or []):
+        if (rule.get("source") or {}).get("services") is not None:
+            errs.add(f"{path}.egress[{i}].source.services", rule["source"]["services"],
+                     "not allowed in egress rule source")
+        if rule.get("http") is not None:
+            errs.add(f"{path}.egress[{i}].http", rule["http"], "not allowed in egress rule")
+        services = (rule.get("destination") or {}).get("services")
+        if global_ and services is not None and not services.get("namespace"):
+            errs.add(f"{path}.egress[{i}].destination.services.namespace", "", "must specify a namespace")
+    for i, rule in enumerate(spec.get("ingress") or []):
+        if (rule.get("destination") or {}).get("services") is not None:
+            errs.add(f"{path}.ingress[{i}].destination.services", rule["destination"]["services"],
+                     "not allowed in ingress rule destination")
+        services = (rule.get("source") or {}).get("services")
+        if global_ and services is not None and not services.get("namespace"):
+            errs.add(f"{path}.ingress[{i}].source.services.namespace", "", "must specify a namespace")
+
+
+for _spec_name, _global in (("NetworkPolicySpec", False), ("StagedNetworkPolicySpec", False),
+                            ("GlobalNetworkPolicySpec", True), ("StagedGlobalNetworkPolicySpec", True)):
+    register_struct_check(_spec_name)(lambda spec, path, errs, g=_global: _policy_spec(spec, path, errs, g))
+
+STAGED_ACTION_DELETE = "Delete"
+
+
+def _staged_delete_is_empty(metadata: dict, spec: dict, errs: Collector, tiered: bool) -> bool:
+    """A staged deletion names the policy (and, tiered, its tier) and nothing else; a tiered
+    one's types do not count, as the write path drops them before validating."""
+    if spec.get("stagedAction") != STAGED_ACTION_DELETE:
+        return False
+    keep = ("stagedAction", "tier", "types") if tiered else ("stagedAction",)
+    extra = [k for k, value in spec.items() if k not in keep and value not in ({}, None)]
+    if extra:
+        what = "Spec fields, except Tier," if tiered else "Spec fields"
+        errs.add(f"spec.{extra[0]}", spec[extra[0]],
+                 f"{what} should all be zero-value if stagedAction is Delete (also set: {', '.join(extra)})")
+    return True
+
+
+RESOURCE_CHECKS["StagedNetworkPolicy"] = lambda m, s, e: _staged_delete_is_empty(m, s, e, True)
+RESOURCE_CHECKS["StagedGlobalNetworkPolicy"] = lambda m, s, e: _staged_delete_is_empty(m, s, e, True)
+
+
+def _staged_kubernetes_policy(metadata: dict, spec: dict, errs: Collector) -> None:
+    """Unless it stages a deletion, the policy must convert to the NetworkPolicy it would
+    enforce, and that policy must be valid."""
+    if _staged_delete_is_empty(metadata, spec, errs, False):
+        return
+    from node.datastore.kubernetes.conversion import k8s_network_policy_to_calico
+
+    # Only the rules matter here (a UID the writer made up must not fail the conversion).
+    policy, problems = k8s_network_policy_to_calico({"metadata": {}, "spec": spec})
+    for problem in problems:
+        where, _, reason = problem.partition(": ")
+        errs.add(where, "", f"conversion to stagednetworkpolicy failed: {reason}")
+    _policy_spec(policy["spec"], "spec", errs, False)
+
+
+RESOURCE_CHECKS["StagedKubernetesNetworkPolicy"] = _staged_kubernetes_policy

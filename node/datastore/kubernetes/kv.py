@@ -215,7 +215,7 @@ class CRMapper(Mapper):
         meta = obj.get("metadata") or {}
         key = etcd_key(self.kind, meta.get("name", ""), meta.get("namespace", "")) if self.namespaced else \
             etcd_key(self.kind, meta.get("name", ""))
-        if self.kind in ("NetworkPolicy", "GlobalNetworkPolicy"):
+        if self.kind in conv.POLICY_KINDS_WITH_NAME:
             # The etcd backend's way of keeping the name a policy was written under.
             annotations = dict(v3["metadata"].get("annotations") or {})
             annotations[conv.METADATA_ANNOTATION] = go_json({"name": v3["metadata"]["name"]})
@@ -247,7 +247,7 @@ class CRMapper(Mapper):
         obj = json.loads(value)
         meta = dict(obj.get("metadata") or {})
         annotations = dict(meta.get("annotations") or {})
-        if self.kind in ("NetworkPolicy", "GlobalNetworkPolicy"):
+        if self.kind in conv.POLICY_KINDS_WITH_NAME:
             annotations.pop(conv.METADATA_ANNOTATION, None)  # the etcd backend's name record
         if annotations:
             meta["annotations"] = annotations

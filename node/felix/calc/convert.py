@@ -24,6 +24,7 @@ from node.felix import types as t
 from node.felix.calc import v1
 from node.model import Resource
 from node.model.names import name_segments
+from node.model.validators import STAGED_ACTION_DELETE
 from node.selector import SelectorError, parse
 from node.selector.rewrite import prefix_labels
 
@@ -289,9 +290,17 @@ def convert_rules(rules: Any, namespace: str) -> tuple[v1.Rule, ...]:
 # --------------------------------------------------------------------------------------
 # Policies, profiles, tiers.
 
-POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_GLOBAL_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY}
+# A staged policy is converted as the kind it stages (keeping its own kind in its ID).
+STAGED_ENFORCED_KIND = {
+    t.KIND_STAGED_NETWORK_POLICY: t.KIND_NETWORK_POLICY,
+    t.KIND_STAGED_GLOBAL_NETWORK_POLICY: t.KIND_GLOBAL_NETWORK_POLICY,
+    t.KIND_STAGED_KUBERNETES_NETWORK_POLICY: t.KIND_KUBERNETES_NETWORK_POLICY,
+}
+POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_GLOBAL_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY,
+                *STAGED_ENFORCED_KIND}
 # Namespaced policy kinds: a Kubernetes NetworkPolicy (KDD) is enforced like a NetworkPolicy.
-NAMESPACED_POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY}
+NAMESPACED_POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY,
+                           t.KIND_STAGED_NETWORK_POLICY, t.KIND_STAGED_KUBERNETES_NETWORK_POLICY}
 
 
 def policy_id(res: Resource) -> t.PolicyID:
@@ -300,13 +309,34 @@ def policy_id(res: Resource) -> t.PolicyID:
     return t.PolicyID(res.name, "", res.kind)
 
 
-def convert_policy(res: Resource) -> v1.Policy:
-    """A NetworkPolicy or GlobalNetworkPolicy (the network/global policy processors)."""
+def _staged_kubernetes_spec(res: Resource) -> dict:
+    """The Calico NetworkPolicy spec a StagedKubernetesNetworkPolicy's Kubernetes spec
+    converts to, as a Kubernetes NetworkPolicy's does; a rule that does not convert makes
+    the whole policy unusable (libcalico-go's staged processor drops it)."""
+    from node.datastore.kubernetes.conversion import k8s_network_policy_to_calico
+
+    policy, problems = k8s_network_policy_to_calico({"metadata": {}, "spec": res.spec})
+    if problems:
+        raise ValueError("; ".join(problems))
+    return policy["spec"]
+
+
+def convert_policy(res: Resource) -> v1.Policy | None:
+    """A NetworkPolicy, GlobalNetworkPolicy or KubernetesNetworkPolicy (the network/global
+    policy processors), or a staged one, converted as the kind it stages; None for a staged
+    deletion, which the policy agent never hears of."""
     spec = res.spec
-    ns = res.namespace if res.kind in NAMESPACED_POLICY_KINDS else ""
-    if res.kind in NAMESPACED_POLICY_KINDS:
+    kind = res.kind
+    if kind in STAGED_ENFORCED_KIND:
+        if spec.get("stagedAction") == STAGED_ACTION_DELETE:
+            return None
+        if kind == t.KIND_STAGED_KUBERNETES_NETWORK_POLICY:
+            spec = _staged_kubernetes_spec(res)
+        kind = STAGED_ENFORCED_KIND[kind]
+    ns = res.namespace if kind in NAMESPACED_POLICY_KINDS else ""
+    if kind in NAMESPACED_POLICY_KINDS:
         if not ns:
-            raise ValueError("a NetworkPolicy needs a namespace")
+            raise ValueError(f"a {res.kind} needs a namespace")
         selector = network_policy_selector(spec.get("selector") or "", ns,
                                            spec.get("serviceAccountSelector") or "")
     else:
@@ -314,7 +344,7 @@ def convert_policy(res: Resource) -> v1.Policy:
                                           spec.get("namespaceSelector") or "",
                                           spec.get("serviceAccountSelector") or "")
     order = spec.get("order")
-    glob = res.kind == t.KIND_GLOBAL_NETWORK_POLICY
+    glob = kind == t.KIND_GLOBAL_NETWORK_POLICY
     return v1.Policy(
         id=policy_id(res),
         selector=selector,

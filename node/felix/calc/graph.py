@@ -85,9 +85,7 @@ class PolicyCalculation:
         self._pools: dict[tuple[str, str, str], tuple[str, t.IPAMPool]] = {}
 
         self._handlers: dict[str, Callable[[Resource, bool], None]] = {
-            t.KIND_NETWORK_POLICY: self._on_policy,
-            t.KIND_KUBERNETES_NETWORK_POLICY: self._on_policy,
-            t.KIND_GLOBAL_NETWORK_POLICY: self._on_policy,
+            **{kind: self._on_policy for kind in cv.POLICY_KINDS},
             "Tier": self._on_tier,
             "Profile": self._on_profile,
             "WorkloadEndpoint": self._on_workload_endpoint,
