@@ -145,7 +145,7 @@ class LabelIndex:
             self._unfile_selector(selector_id)
         self._selectors[selector_id] = selector
         self._matchers[selector_id] = match = selector.matcher
-        terms = self._file_selector(selector_id, selector)
+        self._file_selector(selector_id, selector)
 
         labels = self._labels
         narrowing, exact = selector.search_plan()
