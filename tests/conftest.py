@@ -11,6 +11,7 @@ etcd fixtures start a real ``/usr/bin/etcd`` (see ``etcd_server.py``):
 """
 from __future__ import annotations
 
+import io
 import warnings
 
 import pytest
@@ -21,7 +22,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from etcd3 import etcdrpc
 
-from etcd_server import EtcdServer
+from etcd_server import EtcdServer, calicoctl_config
+from node.cli import calicoctl
 from node.config import DatastoreConfig
 from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
@@ -76,3 +78,22 @@ def etcd_kv(etcd_clean_config):
 @pytest.fixture
 def client(etcd_kv) -> DatastoreClient:
     return DatastoreClient(etcd_kv)
+
+
+@pytest.fixture
+def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
+    """calicoctl in-process against a clean etcd: ``ctl(*args, stdin=, files=)`` returns
+    (exit code, stdout, stderr); ``files`` are written to tmp_path first, and an argument's
+    ``@`` stands for tmp_path."""
+    cfg = calicoctl_config(tmp_path / "calicoctl.cfg", etcd_clean_config.etcd_endpoints[0])
+
+    def run(*args, stdin=None, files=None):
+        for name, text in (files or {}).items():
+            (tmp_path / name).write_text(text)
+        if stdin is not None:
+            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = calicoctl.main(["-c", str(cfg), *(a.replace("@", str(tmp_path) + "/") for a in args)])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -374,3 +374,10 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     finally:
         _shutdown(dst)
         _shutdown(src)
+
+
+def calicoctl_config(path, endpoint: str):
+    """A calicoctl config file at ``path`` for the etcd at ``endpoint``; returns the path."""
+    path.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n"
+                    f"spec: {{datastoreType: etcdv3, etcdEndpoints: '{endpoint}'}}\n")
+    return path

@@ -1,8 +1,6 @@
 """calicoctl resource commands against a real etcd: output lines and exit codes."""
-import io
 import json
 
-import pytest
 import yaml
 
 from node.cli import calicoctl
@@ -23,27 +21,6 @@ kind: IPPool
 metadata: {name: p3}
 spec: {cidr: 10.3.0.0/16, vxlanMode: CrossSubnet, nodeSelector: "zone == 'a'"}
 """
-
-
-@pytest.fixture
-def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text(
-        "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
-        f"spec:\n  datastoreType: etcdv3\n  etcdEndpoints: {etcd_clean_config.etcd_endpoints[0]}\n"
-    )
-
-    def run(*args, stdin=None, files=None):
-        for name, text in (files or {}).items():
-            (tmp_path / name).write_text(text)
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        argv = [a.replace("@", str(tmp_path) + "/") for a in args]
-        code = calicoctl.main(["-c", str(cfg), *argv])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def test_apply_stream_prints_calicoctl_summary(ctl):

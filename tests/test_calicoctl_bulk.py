@@ -6,14 +6,13 @@ resources are not counted as written or deleted.
 """
 from __future__ import annotations
 
-import io
 import threading
 import time
 
-import pytest
 import yaml
 
 from etcd3 import etcdrpc
+from etcd_server import calicoctl_config
 from node.cli import calicoctl
 from node.cli.calicoctl import Run, Stop, delete_report, write_report
 from node.datastore.client import DatastoreClient
@@ -33,27 +32,6 @@ def pools(*specs) -> str:
                    f"spec: {{cidr: {c}}}\n" for n, c in specs)
 
 
-def config_file(tmp_path, endpoint):
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n"
-                   f"spec: {{datastoreType: etcdv3, etcdEndpoints: '{endpoint}'}}\n")
-    return cfg
-
-
-@pytest.fixture
-def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
-    cfg = config_file(tmp_path, etcd_clean_config.etcd_endpoints[0])
-
-    def run(*args, stdin=None):
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        code = calicoctl.main(["-c", str(cfg), *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 def _count(client, prefix: str) -> int:
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     resp = client.kvstub.Range(etcdrpc.RangeRequest(key=prefix.encode(), range_end=end.encode(), count_only=True),
@@ -66,7 +44,7 @@ def test_lost_datastore_stops_a_large_create_and_says_how_many_were_written(etcd
     names = [f"pr-{i:04d}" for i in range(total)]
     source = tmp_path / "many.yaml"
     source.write_text(profiles(names))
-    cfg = config_file(tmp_path, etcd.endpoint)
+    cfg = calicoctl_config(tmp_path / "calicoctl.cfg", etcd.endpoint)
     stopped = threading.Event()
 
     def stop_when_some_are_written():

@@ -2,14 +2,13 @@
 real etcd: output lines, stored results and exit codes."""
 from __future__ import annotations
 
-import io
 import json
 import re
 
 import pytest
 import yaml
 
-from etcd_server import free_port
+from etcd_server import calicoctl_config, free_port
 from node.cli import calicoctl
 from node.cli.ctl.patch import merge_patch, strategic_merge_patch
 from node.cli.ctl.version import parse_duration, show_cluster_version
@@ -27,26 +26,6 @@ metadata: {name: p2}
 spec: {cidr: 10.2.0.0/16, natOutgoing: true}
 """
 PROFILE = '{"apiVersion": "projectcalico.org/v3", "kind": "Profile", "metadata": {"name": "web"}}'
-
-
-def config_text(endpoint: str) -> str:
-    return ("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n"
-            f"spec: {{datastoreType: etcdv3, etcdEndpoints: '{endpoint}'}}\n")
-
-
-@pytest.fixture
-def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text(config_text(etcd_clean_config.etcd_endpoints[0]))
-
-    def run(*args, stdin=None):
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        code = calicoctl.main([a.replace("@", str(tmp_path) + "/") for a in args] + ["-c", str(cfg)])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 # --------------------------------------------------------------------------------------
@@ -70,8 +49,7 @@ def test_version_client_and_cluster(ctl, client):
 
 
 def test_version_without_a_datastore(tmp_path, capsys):
-    cfg = tmp_path / "c.cfg"
-    cfg.write_text(config_text(f"http://127.0.0.1:{free_port()}"))
+    cfg = calicoctl_config(tmp_path / "c.cfg", f"http://127.0.0.1:{free_port()}")
     assert calicoctl.main(["version", "-c", str(cfg)]) == 1
     out, err = capsys.readouterr()
     assert VERSION_LINES.fullmatch(out)

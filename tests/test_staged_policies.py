@@ -3,7 +3,6 @@ StagedKubernetesNetworkPolicy) as resources: validation, defaulting, the bytes s
 etcd, calicoctl, and the Kubernetes datastore's custom resources."""
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -11,7 +10,6 @@ import yaml
 
 from kdd_fixtures import kube, kube_config, kube_kv  # noqa: F401  (fixtures)
 from kdd_fixtures import k8s_node, kube_env, namespace, pod
-from node.cli import calicoctl
 from node.datastore.client import DatastoreClient
 from node.datastore.kubernetes import conversion as conv
 from node.errors import NotFound, ValidationError
@@ -256,22 +254,6 @@ spec:
     matchLabels: {app: db}
     matchExpressions: [{key: tier, operator: In, values: [a, b]}]
 """
-
-
-@pytest.fixture
-def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
-    cfg = tmp_path / "calicoctl.cfg"
-    cfg.write_text("apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\nmetadata: {}\n"
-                   f"spec:\n  datastoreType: etcdv3\n  etcdEndpoints: {etcd_clean_config.etcd_endpoints[0]}\n")
-
-    def run(*args, stdin=None):
-        if stdin is not None:
-            monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        code = calicoctl.main(["-c", str(cfg), *args])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 @pytest.mark.etcd
