@@ -177,6 +177,25 @@ def test_nesting_up_to_the_limit_is_fine_and_one_more_is_not():
         load_documents("a: " + "[" * MAX_NESTING + "]" * MAX_NESTING, "deep.yaml")
 
 
+def test_stored_values_nesting_past_the_limit_are_refused_and_shallow_ones_decoded():
+    key = etcd_key("Tier", "t")
+    at_limit = {"metadata": {"ownerReferences": [[]]}, "spec": {}}
+    # The object, metadata, the list and its list are 4 levels; one more than the limit:
+    for _ in range(MAX_NESTING - 3):
+        at_limit["metadata"]["ownerReferences"] = [at_limit["metadata"]["ownerReferences"]]
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        from_storage(key, json.dumps(at_limit), 3)
+    at_limit["metadata"]["ownerReferences"] = at_limit["metadata"]["ownerReferences"][0]  # at the limit
+    text = json.dumps(at_limit)
+    assert text.count("[") + text.count("{") >= MAX_NESTING  # the bracket count cannot clear it
+    try:
+        from_storage(key, text, 3)
+    except ValidationError as exc:
+        assert "nested too deeply" not in str(exc)
+    # Brackets inside strings only make the count more cautious.
+    assert from_storage(key, json.dumps({"metadata": {"annotations": {"a": "[" * 500}}, "spec": {}}), 3).name == "t"
+
+
 def test_deep_python_values_are_refused_by_from_dict():
     deep = []
     for _ in range(100000):

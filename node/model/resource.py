@@ -119,13 +119,14 @@ def from_dict(obj: Any, strict: bool = True, validate: bool = True) -> Resource:
     return _build(obj, strict, validate, None)
 
 
-def _build(obj: Any, strict: bool, validate: bool, ident: str | None) -> Resource:
+def _build(obj: Any, strict: bool, validate: bool, ident: str | None, shallow: bool = False) -> Resource:
     """from_dict's body; ``ident`` names the resource in errors when its metadata cannot
-    (a datastore value is named by its key even when its metadata is garbage)."""
+    (a datastore value is named by its key even when its metadata is garbage);
+    ``shallow`` when the caller knows it cannot nest too deeply."""
     if not isinstance(obj, dict):
         raise ValidationError([(ident or "resource", obj,
                                 "expected a mapping with kind, apiVersion, metadata and spec")])
-    if nested_too_deeply(obj):
+    if not shallow and nested_too_deeply(obj):
         raise ValidationError([(ident or "resource", "",
                                 f"document nested too deeply (more than {MAX_NESTING} levels of lists and objects)")])
     kind_name = obj.get("kind")
@@ -295,7 +296,12 @@ def from_storage(key: str, value: bytes | str, revision: int) -> Resource:
         if namespace:
             meta["namespace"] = namespace
         obj["metadata"] = meta
-    return _build(obj, False, False, identifier(kind, name, namespace))
+    # Decoded JSON nests at most once per opening bracket in its text (strings included), so
+    # a value with few of them needs no walk (most values: a walk is half of a decode).
+    if isinstance(value, str):
+        value = value.encode()
+    shallow = value.count(b"{") + value.count(b"[") < MAX_NESTING
+    return _build(obj, False, False, identifier(kind, name, namespace), shallow)
 
 
 # --------------------------------------------------------------------------------------
