@@ -151,6 +151,9 @@ def configure_ips(spec: dict, env: Mapping[str, str], host: HostView,
 def _address_of(text: str, node_name: str, version: int) -> IPAddress | None:
     if not text:
         return None
+    parsed = parse_cidr(text)  # the usual form, without parse_cidr_or_ip's second parse
+    if parsed is not None:
+        return parsed[0]
     cidr = parse_cidr_or_ip(text)
     if cidr is None:
         raise IPConfigError(f"Error parsing IPv{version} CIDR '{text}' for node '{node_name}'")
