@@ -10,7 +10,8 @@ Pure functions over plain dicts (decoded JSON): no client, no I/O. The backend
   except bytes 6 and 8. In the ``projectcalico.org/v3`` group objects are stored as-is.
 * IPAM blocks, affinities, handles and the IPAM configuration as CRs.
 * Native objects: Node, Pod -> WorkloadEndpoint, Namespace and ServiceAccount ->
-  Profile, NetworkPolicy -> KubernetesNetworkPolicy.
+  Profile, NetworkPolicy -> KubernetesNetworkPolicy, ClusterNetworkPolicy ->
+  KubernetesClusterNetworkPolicy.
 
 A conversion that cannot be done raises ``ConversionError`` naming the object and field.
 """
