@@ -300,3 +300,15 @@ def test_malformed_policies_are_withdrawn():
     policy, problems = conv.k8s_cluster_network_policy_to_calico(_cnp(
         {"priority": 1, "tier": "Admin", "subject": {"namespaces": {}}}, uid="not-a-uuid"))
     assert policy is None and problems[0].startswith("metadata.uid: ")
+
+
+def test_fields_of_the_wrong_shape():
+    # Not in Calico's tests (the CRD schema refuses these): a rule of the wrong shape
+    # fails like any unconvertible rule, a subject of the wrong shape withdraws the policy.
+    policy, problems = _convert({"priority": 1, "tier": "Admin", "subject": {"namespaces": {}},
+                                 "ingress": [{"action": "Deny", "from": [{"pods": "web"}]},
+                                             {"action": "Accept", "protocols": ["tcp"], "from": [_ns(k="v")]}]})
+    assert policy["spec"]["ingress"] == [{"action": "Deny"}] and len(problems) == 2
+    for subject in ({"pods": "web"}, {"namespaces": {"matchLabels": ["a"]}}):
+        assert conv.k8s_cluster_network_policy_to_calico(_cnp({"tier": "Admin", "subject": subject})) == (
+            None, ["spec.subject: a selector of the wrong shape"])

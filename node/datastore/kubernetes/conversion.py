@@ -1396,14 +1396,17 @@ def k8s_cluster_network_policy_to_calico(cnp: dict) -> tuple[dict | None, list[s
     if tier_name not in CLUSTER_NETWORK_POLICY_TIERS:
         return None, [f"spec.tier: invalid cluster network policy tier {tier_name}"]
     subject = spec.get("subject") if isinstance(spec.get("subject"), dict) else {}
-    if subject.get("namespaces") is not None:
-        ns_selector = k8s_selector_to_calico(subject["namespaces"], pod=False)
-        selector = k8s_selector_to_calico(None, pod=True)
-    elif subject.get("pods") is not None:
-        ns_selector = k8s_selector_to_calico(subject["pods"].get("namespaceSelector") or {}, pod=False)
-        selector = k8s_selector_to_calico(subject["pods"].get("podSelector") or {}, pod=True)
-    else:
-        return None, ["spec.subject: no subject selector specified"]
+    try:
+        if subject.get("namespaces") is not None:
+            ns_selector = k8s_selector_to_calico(subject["namespaces"], pod=False)
+            selector = k8s_selector_to_calico(None, pod=True)
+        elif subject.get("pods") is not None:
+            ns_selector = k8s_selector_to_calico(subject["pods"].get("namespaceSelector") or {}, pod=False)
+            selector = k8s_selector_to_calico(subject["pods"].get("podSelector") or {}, pod=True)
+        else:
+            return None, ["spec.subject: no subject selector specified"]
+    except (TypeError, AttributeError):
+        return None, ["spec.subject: a selector of the wrong shape"]
     priority = spec.get("priority") or 0
     if isinstance(priority, bool) or not isinstance(priority, int):
         return None, [f"spec.priority: {priority!r} is not an integer"]
@@ -1416,7 +1419,9 @@ def k8s_cluster_network_policy_to_calico(cnp: dict) -> tuple[dict | None, list[s
             try:
                 converted[direction].extend(_cnp_rule(rule, direction == "egress", notes))
                 problems.extend(f"spec.{direction}[{index}]: {note}" for note in notes)
-            except ValueError as exc:
+            except (ValueError, TypeError, AttributeError) as exc:
+                # TypeError/AttributeError: a field of the wrong shape (a string for an
+                # object...), which the CRD's schema would have refused.
                 fail_closed = rule.get("action") in ("Deny", "Pass")
                 problems.append(f"spec.{direction}[{index}]: k8s rule couldn't be converted: {exc}"
                                 f"{' (replaced by a deny-all rule)' if fail_closed else ' (rule dropped)'}")
