@@ -2,7 +2,8 @@
 
 One CRD for every kind the model stores (node/model/kinds.py KINDS) except those the
 Kubernetes datastore keeps in native objects (Node in Nodes, WorkloadEndpoint in Pods,
-Profile in Namespaces and ServiceAccounts, KubernetesNetworkPolicy in NetworkPolicies),
+Profile in Namespaces and ServiceAccounts, KubernetesNetworkPolicy in NetworkPolicies,
+KubernetesClusterNetworkPolicy in ClusterNetworkPolicies),
 plus the IPAM records' IPAMBlock and IPAMHandle. Names, scope, the status subresource and the ``required`` lists follow the
 CRDs Calico ships; the schemas are generated from the model's struct definitions
 (node/model/structs.py), so a field the model knows is a field the CRD admits. The IPAM
@@ -35,6 +36,7 @@ NATIVE_BACKED = {
     "WorkloadEndpoint": "Kubernetes Pod",
     "Profile": "Kubernetes Namespace and ServiceAccount",
     "KubernetesNetworkPolicy": "Kubernetes NetworkPolicy (networking.k8s.io), read-only",
+    "KubernetesClusterNetworkPolicy": "Kubernetes ClusterNetworkPolicy (policy.networking.k8s.io), read-only",
 }
 # v3 kinds whose v1 CRD has another kind name.
 V1_KIND = {"IPAMConfiguration": ("IPAMConfig", "ipamconfigs")}

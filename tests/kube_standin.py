@@ -81,6 +81,8 @@ def _resources(groups: tuple[str, ...]) -> dict[tuple[str, str], Res]:
         ("v1", "secrets"): Res("Secret", True, core=True),
         ("networking.k8s.io/v1", "networkpolicies"): Res("NetworkPolicy", True, core=True),
         ("discovery.k8s.io/v1", "endpointslices"): Res("EndpointSlice", True, core=True),
+        # network-policy-api's CRD; a test removes it to play a cluster without it.
+        ("policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies"): Res("ClusterNetworkPolicy", False, core=True),
     }
     for group in groups:
         plurals = dict(CALICO_PLURALS)

@@ -111,6 +111,13 @@ def test_get_unknown_kind(ctl):
     assert code == 1 and "resource type 'frobs' is not supported" in err
 
 
+@pytest.mark.parametrize("name", ["kubernetesclusternetworkpolicy", "KubernetesClusterNetworkPolicy"])
+def test_no_calicoctl_command_for_cluster_network_policies(ctl, name):
+    # The policy agent knows the kind, but Calico's calicoctl has no resource for it.
+    code, _, err = ctl("get", name)
+    assert code == 1 and f"resource type '{name}' is not supported" in err
+
+
 TIER_DEFAULT = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: default}\nspec: {order: 1000000}\n"
 
 

@@ -121,6 +121,9 @@ def test_label_errors(ctl, client):
     assert ctl("label", "nodes", "n1", "zone") == (1, "", "invalid label zone\n")
     assert ctl("label", "frobs", "n1", "zone=a") == (
         1, "", "failed to get frobs n1, error resource type 'frobs' is not supported\n")
+    assert ctl("label", "kubernetesclusternetworkpolicy", "n1", "zone=a") == (
+        1, "", "failed to get kubernetesclusternetworkpolicy n1, error resource type "
+               "'kubernetesclusternetworkpolicy' is not supported\n")
     code, _, err = ctl("label", "nodes", "n1", "bad key!=x")
     assert code == 1 and err.startswith("failed to update nodes n1, label not changed: ")
     assert "bad key!" in err

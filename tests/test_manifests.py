@@ -24,7 +24,7 @@ FILES = ["crds.yaml", "calico.yaml", "calico-etcd.yaml"]
 GROUP = "crd.projectcalico.org"
 # Kinds the Kubernetes datastore keeps in native objects, so without a CRD. A new kind
 # in the model must either get a CRD (scripts/gen_crds.py) or be added here on purpose.
-NATIVE_BACKED = {"Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy"}
+NATIVE_BACKED = {"Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy", "KubernetesClusterNetworkPolicy"}
 V1_NAMES = {"IPAMConfiguration": ("IPAMConfig", "ipamconfigs")}
 # IPAM records the model stores outside the v3 kinds, with their CRDs.
 IPAM_CRDS = {"IPAMBlock": "ipamblocks", "IPAMHandle": "ipamhandles"}
@@ -269,3 +269,16 @@ def test_rbac_grants_the_kdd_node_what_it_writes():
                   ("tiers", "create"), ("ipamblocks", "update"), ("ipamhandles", "create"),
                   ("blockaffinities", "delete"), ("caliconodestatuses", "update")):
         assert write in granted, write
+
+
+def test_rbac_lets_the_kdd_node_follow_the_native_policies():
+    """The policy agent lists and watches Kubernetes NetworkPolicies and ClusterNetworkPolicies
+    (the rule Calico's manifest has: list and watch, no get)."""
+    from node.datastore.kubernetes.kv import CLUSTER_NETWORK_POLICIES, NETWORK_POLICIES
+
+    role = next(d for d in _docs("calico.yaml") if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "calico-node")
+    for path in (NETWORK_POLICIES, CLUSTER_NETWORK_POLICIES):
+        group = path.api_version.split("/")[0]
+        verbs = {v for rule in role["rules"] if group in rule["apiGroups"] and path.plural in rule["resources"]
+                 for v in rule["verbs"]}
+        assert {"list", "watch"} <= verbs, path.plural

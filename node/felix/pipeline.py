@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # What the agent follows (Felix's syncer, minus the kinds the iptables dataplane ignores).
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
                "StagedGlobalNetworkPolicy", "NetworkPolicy", "StagedNetworkPolicy", "KubernetesNetworkPolicy",
-               "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
+               "KubernetesClusterNetworkPolicy", "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
                "HostEndpoint", "IPPool", "Node")
 
 

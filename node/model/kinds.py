@@ -220,6 +220,15 @@ _register(KindInfo(
                   ("SELECTOR", _spec("selector"))),
     extra={"read_only": "Kubernetes NetworkPolicies are read-only here; change them through the Kubernetes API"},
 ))
+# A Kubernetes ClusterNetworkPolicy (policy.networking.k8s.io) as the policy agent enforces
+# it, in the kube-admin or kube-baseline tier. Only the Kubernetes datastore has these;
+# like Calico's calicoctl, ours has no command for them (no aliases, not_in_calicoctl).
+_register(KindInfo(
+    "KubernetesClusterNetworkPolicy", "kubernetesclusternetworkpolicies", False, "GlobalNetworkPolicySpec", (),
+    name_pattern=v.NAME_RE,
+    extra={"read_only": "Kubernetes ClusterNetworkPolicies are read-only here; change them through the Kubernetes API",
+           "not_in_calicoctl": True},
+))
 _register(KindInfo(
     "GlobalNetworkPolicy", "globalnetworkpolicies", False, "GlobalNetworkPolicySpec",
     ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps"),

@@ -27,9 +27,12 @@ def client_from_args(args) -> "object":
 def kind_or_fail(name: str, prefix: str = "failed to get resources: ") -> KindInfo:
     """The kind a command-line KIND names (any case, plural or short name)."""
     try:
-        return kind_info(name)
+        info = kind_info(name)
     except UnknownKind as exc:
         raise CommandFailed(f"{prefix}{exc}") from exc
+    if info.extra.get("not_in_calicoctl"):
+        raise CommandFailed(f"{prefix}resource type '{name}' is not supported")
+    return info
 
 
 def resolve_namespace(res: Resource, cli_namespace: str | None, all_namespaces: bool = False) -> None:

@@ -58,6 +58,8 @@ def cmd_label(args) -> int:
         raise CommandFailed("resource name may not be empty")
     try:
         info = kind_info(args.kind)
+        if info.extra.get("not_in_calicoctl"):
+            raise UnknownKind(f"resource type '{args.kind}' is not supported")
     except UnknownKind as exc:
         raise CommandFailed(f"failed to get {subject}, error {exc}") from exc
     client = client_from_args(args)

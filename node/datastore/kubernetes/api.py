@@ -50,12 +50,14 @@ class ApiError(DatastoreError):
 @dataclass(frozen=True)
 class ResourcePath:
     """Where a kind of object lives: ``/api/v1`` or ``/apis/<group>/<version>``, its plural,
-    and whether it is namespaced."""
+    and whether it is namespaced. ``optional``: served only once a CRD Calico does not
+    ship is installed, so its absence is a valid, lasting state."""
 
     prefix: str
     plural: str
     namespaced: bool
     kind: str = ""
+    optional: bool = False
 
     def collection(self, namespace: str = "") -> str:
         if self.namespaced and namespace:

@@ -10,7 +10,8 @@ Pure functions over plain dicts (decoded JSON): no client, no I/O. The backend
   except bytes 6 and 8. In the ``projectcalico.org/v3`` group objects are stored as-is.
 * IPAM blocks, affinities, handles and the IPAM configuration as CRs.
 * Native objects: Node, Pod -> WorkloadEndpoint, Namespace and ServiceAccount ->
-  Profile, NetworkPolicy -> KubernetesNetworkPolicy.
+  Profile, NetworkPolicy -> KubernetesNetworkPolicy, ClusterNetworkPolicy ->
+  KubernetesClusterNetworkPolicy.
 
 A conversion that cannot be done raises ``ConversionError`` naming the object and field.
 """
@@ -1253,3 +1254,197 @@ def k8s_network_policy_to_calico(np: dict, kind: str = "KubernetesNetworkPolicy"
         pspec["egress"] = egress
     pspec["types"] = types
     return {"kind": kind, "apiVersion": API_VERSION, "metadata": pmeta, "spec": pspec}, problems
+
+
+# --------------------------------------------------------------------------------------
+# Kubernetes ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2) -> Calico policy.
+
+# The network-policy-api tiers and the Calico tiers that hold them (both default to Pass).
+CLUSTER_NETWORK_POLICY_TIERS = {"Admin": "kube-admin", "Baseline": "kube-baseline"}
+# The rule annotation that carries a ClusterNetworkPolicy rule's name.
+CNP_RULE_NAME_ANNOTATION = "name"
+_CNP_ACTIONS = {"Accept": "Allow", "Deny": "Deny", "Pass": "Pass"}
+_CNP_PROTOCOLS = (("tcp", "TCP"), ("udp", "UDP"), ("sctp", "SCTP"))
+_CIDR_TEXT = re.compile(r"^[0-9A-Fa-f.:]+/\d{1,3}$")
+
+
+def _cnp_port(port: dict | None):
+    """A ClusterNetworkPolicy Port (a number or a range) as a Calico port; None for any."""
+    if not port:
+        return None
+    number = port.get("number") or 0
+    if number:
+        if not isinstance(number, int) or not 0 < number <= 65535:
+            raise ValueError(f"port number {number} is out of range")
+        return number
+    span = port.get("range")
+    if span is None:
+        return None
+    start, end = span.get("start") or 0, span.get("end") or 0
+    if not all(isinstance(x, int) and 0 <= x <= 65535 for x in (start, end)):
+        raise ValueError(f"port range {start}-{end} is out of range")
+    if start > end:
+        raise ValueError(f"minimum port number ({start}) is greater than maximum port number ({end}) in port range")
+    return (start, end)
+
+
+def _cnp_protocol_ports(protocols: list | None) -> dict[str, list | None]:
+    """Protocol ("" when none) -> its ports (None for every port), as unpackCNPProtocols
+    groups them: no protocols, or an empty entry, means any protocol and any port."""
+    by_protocol: dict[str, list | None] = {}
+    for entry in protocols or [{}]:
+        entry = entry or {}
+        protocol, port = "", None
+        for field_name, name in _CNP_PROTOCOLS:
+            if entry.get(field_name) is not None:
+                protocol = name
+                port = _cnp_port(entry[field_name].get("destinationPort"))
+                break
+        else:
+            port = entry.get("destinationNamedPort") or None
+        if not protocol and port is None:
+            return {"": None}
+        if port is None:
+            by_protocol[protocol] = None
+        elif protocol not in by_protocol or by_protocol[protocol]:
+            by_protocol[protocol] = (by_protocol.get(protocol) or []) + [port]
+    return by_protocol
+
+
+def _cnp_peer(peer: dict, egress: bool) -> dict:
+    """One peer as EntityRule fields; a peer with none of the fields Calico supports
+    (namespaces, pods, and for egress networks) is an error."""
+    out: dict = {}
+    if not isinstance(peer, dict):
+        peer = {}
+    if peer.get("namespaces") is not None:
+        out["namespaceSelector"] = k8s_selector_to_calico(peer["namespaces"], pod=False)
+    if peer.get("pods") is not None:
+        pods = peer["pods"]
+        out["selector"] = k8s_selector_to_calico(pods.get("podSelector") or {}, pod=True)
+        out["namespaceSelector"] = k8s_selector_to_calico(pods.get("namespaceSelector") or {}, pod=False)
+    if egress and peer.get("networks"):
+        nets = []
+        for text in peer["networks"]:
+            try:
+                if not isinstance(text, str) or not _CIDR_TEXT.match(text):
+                    raise ValueError
+                nets.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError:
+                raise ValueError(f"invalid CIDR in ANP rule: invalid CIDR address: {text}") from None
+        out["nets"] = nets
+    if not out:
+        raise ValueError(f"none of supported fields in {'To' if egress else 'From'!r} is set.")
+    return out
+
+
+def _cnp_rule(rule: dict, egress: bool, notes: list[str]) -> list[dict]:
+    """One ClusterNetworkPolicy rule as Calico rules: one per protocol and peer.
+
+    Calico keeps an all-digit destinationNamedPort as a port name, which no Kubernetes
+    port name can equal (they need a letter), so it never matches; a stored rule cannot
+    carry it (its JSON reads back as a number), so it is left out instead, with a note,
+    and a protocol whose ports were all such names gets no rule, matching as little."""
+    action = rule.get("action")
+    if action not in _CNP_ACTIONS:
+        raise ValueError(f"unsupported cluster network policy action {action}")
+    try:
+        by_protocol = _cnp_protocol_ports(rule.get("protocols"))
+    except ValueError as exc:
+        raise ValueError(f"failed to parse k8s protocol: {exc}") from None
+    peers = rule.get("to" if egress else "from") or []
+    name = rule.get("name") or ""
+    rules = []
+    for protocol in sorted(by_protocol):
+        ports = by_protocol[protocol]
+        if ports:
+            digits = [p for p in ports if isinstance(p, str) and p.isdigit()]
+            if digits:
+                notes.append(f"named port(s) {', '.join(digits)} can never match a Kubernetes port name; left out")
+                ports = [p for p in ports if p not in digits]
+                if not ports:
+                    continue
+        ports_json = [_port_json(p) for p in simplify_ports(ports)] if ports else None
+        for peer in peers:
+            entity = _cnp_peer(peer, egress)
+            out: dict = {"action": _CNP_ACTIONS[action]}
+            if name:
+                out["metadata"] = {"annotations": {CNP_RULE_NAME_ANNOTATION: name}}
+            if protocol:
+                out["protocol"] = protocol
+            dest = {"ports": ports_json} if ports_json else {}
+            if egress:
+                dest.update(entity)
+            else:
+                out["source"] = entity
+            if dest:
+                out["destination"] = dest
+            rules.append(out)
+    return rules
+
+
+def k8s_cluster_network_policy_to_calico(cnp: dict) -> tuple[dict | None, list[str]]:
+    """A ClusterNetworkPolicy as the global policy Felix enforces
+    (K8sClusterNetworkPolicyToCalico): tier kube-admin or kube-baseline, order the
+    priority, selectors from the subject. A rule that cannot be converted is dropped,
+    or replaced by a bare Deny when its action was Deny or Pass, so a broken rule never
+    lets through what it meant to stop. A bad tier or a missing subject gives None (the
+    policy is withdrawn). Either way the second value says what was wrong, by field."""
+    meta = _meta(cnp)
+    spec = cnp.get("spec") if isinstance(cnp.get("spec"), dict) else {}
+    tier_name = spec.get("tier")
+    if tier_name not in CLUSTER_NETWORK_POLICY_TIERS:
+        return None, [f"spec.tier: invalid cluster network policy tier {tier_name}"]
+    subject = spec.get("subject") if isinstance(spec.get("subject"), dict) else {}
+    try:
+        if subject.get("namespaces") is not None:
+            ns_selector = k8s_selector_to_calico(subject["namespaces"], pod=False)
+            selector = k8s_selector_to_calico(None, pod=True)
+        elif subject.get("pods") is not None:
+            ns_selector = k8s_selector_to_calico(subject["pods"].get("namespaceSelector") or {}, pod=False)
+            selector = k8s_selector_to_calico(subject["pods"].get("podSelector") or {}, pod=True)
+        else:
+            return None, ["spec.subject: no subject selector specified"]
+    except (TypeError, AttributeError):
+        return None, ["spec.subject: a selector of the wrong shape"]
+    priority = spec.get("priority") or 0
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        return None, [f"spec.priority: {priority!r} is not an integer"]
+    problems: list[str] = []
+    converted: dict[str, list[dict]] = {"ingress": [], "egress": []}
+    for direction in ("ingress", "egress"):
+        for index, rule in enumerate(spec.get(direction) or []):
+            rule = rule if isinstance(rule, dict) else {}
+            notes: list[str] = []
+            try:
+                converted[direction].extend(_cnp_rule(rule, direction == "egress", notes))
+                problems.extend(f"spec.{direction}[{index}]: {note}" for note in notes)
+            except (ValueError, TypeError, AttributeError) as exc:
+                # TypeError/AttributeError: a field of the wrong shape (a string for an
+                # object...), which the CRD's schema would have refused.
+                fail_closed = rule.get("action") in ("Deny", "Pass")
+                problems.append(f"spec.{direction}[{index}]: k8s rule couldn't be converted: {exc}"
+                                f"{' (replaced by a deny-all rule)' if fail_closed else ' (rule dropped)'}")
+                if fail_closed:
+                    converted[direction].append({"action": "Deny"})
+    pmeta: dict = {"name": meta.get("name", "")}
+    if meta.get("uid"):
+        try:
+            pmeta["uid"] = convert_uid(meta["uid"])
+        except ConversionError as exc:
+            return None, [f"metadata.uid: {exc}"]
+    if meta.get("resourceVersion"):
+        pmeta["resourceVersion"] = meta["resourceVersion"]
+    if meta.get("creationTimestamp"):
+        pmeta["creationTimestamp"] = meta["creationTimestamp"]
+    pspec: dict = {"tier": CLUSTER_NETWORK_POLICY_TIERS[tier_name], "order": priority,
+                   "selector": selector, "namespaceSelector": ns_selector}
+    types = []
+    for direction, type_name in (("ingress", "Ingress"), ("egress", "Egress")):
+        if converted[direction]:
+            pspec[direction] = converted[direction]
+            types.append(type_name)
+    if types:
+        pspec["types"] = types
+    return ({"kind": "KubernetesClusterNetworkPolicy", "apiVersion": API_VERSION, "metadata": pmeta,
+             "spec": pspec}, problems)

@@ -13,6 +13,7 @@ key prefix                                                  Kubernetes objects
 ``.../workloadendpoints/<ns>/``                             Pod (CNI writes: pod status patch)
 ``.../profiles/``                                           Namespace (kns.), ServiceAccount (ksa.)
 ``.../kubernetesnetworkpolicies/<ns>/``                     networking.k8s.io NetworkPolicy
+``.../kubernetesclusternetworkpolicies/``                   policy.networking.k8s.io ClusterNetworkPolicy
 ``/calico/ipam/v2/assignment/``                             IPAMBlock CRs
 ``/calico/ipam/v2/host/``, ``/calico/ipam/v2/virtual/``     BlockAffinity CRs
 ``/calico/ipam/v2/handle/``                                 IPAMHandle CRs
@@ -65,6 +66,9 @@ WATCH_TIMEOUT_SECONDS = 300
 WATCH_RETRIES = 5
 WATCH_BACKOFF_INITIAL = 0.1
 WATCH_BACKOFF_MAX = 2.0
+# How often a watch looks again for an optional collection the server does not serve
+# (libcalico-go's MissingAPIRetryTime).
+MISSING_API_RETRY_SECONDS = 30 * 60
 PUT_RETRIES = 5
 
 
@@ -699,6 +703,8 @@ PODS = ResourcePath("/api/v1", "pods", True, "Pod")
 NAMESPACES = ResourcePath("/api/v1", "namespaces", False, "Namespace")
 SERVICE_ACCOUNTS = ResourcePath("/api/v1", "serviceaccounts", True, "ServiceAccount")
 NETWORK_POLICIES = ResourcePath("/apis/networking.k8s.io/v1", "networkpolicies", True, "NetworkPolicy")
+CLUSTER_NETWORK_POLICIES = ResourcePath("/apis/policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", False,
+                                        "ClusterNetworkPolicy", optional=True)
 CONFIG_MAPS = ResourcePath("/api/v1", "configmaps", True, "ConfigMap")
 
 
@@ -906,6 +912,41 @@ class KubernetesNetworkPolicyMapper(Mapper):
         return _kv(key, self.items(Source(NETWORK_POLICIES), obj)[0][1], _rv(obj, key))
 
 
+class KubernetesClusterNetworkPolicyMapper(Mapper):
+    """ClusterNetworkPolicies (network-policy-api v1alpha2) as KubernetesClusterNetworkPolicy.
+    One that is malformed shows as nothing, so an edit that breaks it withdraws the
+    version enforced before (Calico's tombstone)."""
+
+    prefix = f"{V3_PREFIX}kubernetesclusternetworkpolicies/"
+    read_only_reason = "Kubernetes ClusterNetworkPolicies are written through Kubernetes"
+
+    def sources(self, prefix: str) -> list[Source]:
+        return [Source(CLUSTER_NETWORK_POLICIES)]
+
+    def items(self, source: Source, obj: dict) -> list[tuple[str, bytes]]:
+        name = (obj.get("metadata") or {}).get("name", "")
+        policy, problems = conv.k8s_cluster_network_policy_to_calico(obj)
+        if policy is None:
+            log.warning("Skipping malformed ClusterNetworkPolicy %s: %s", name, "; ".join(problems))
+            return []
+        for problem in problems:
+            log.warning("ClusterNetworkPolicy %s: %s", name, problem)
+        return [(etcd_key("KubernetesClusterNetworkPolicy", name), _value(policy))]
+
+    def keys(self, source: Source, obj: dict) -> list[str]:
+        return [etcd_key("KubernetesClusterNetworkPolicy", (obj.get("metadata") or {}).get("name", ""))]
+
+    def get(self, key: str) -> KV | None:
+        name = key[len(self.prefix):]
+        if not name or "/" in name:
+            return None
+        obj = self.api.get(CLUSTER_NETWORK_POLICIES.item(name))
+        if obj is None:
+            return None
+        items = self.items(Source(CLUSTER_NETWORK_POLICIES), obj)
+        return _kv(key, items[0][1], _rv(obj, key)) if items else None
+
+
 class NativeMapper(Mapper):
     """Secrets, Services and EndpointSlices, passed through as they are."""
 
@@ -942,7 +983,8 @@ class NativeMapper(Mapper):
 
 # Calico kinds kept as custom resources (BlockAffinity lives in the IPAM key space).
 CR_KINDS = tuple(k for k, info in KINDS.items()
-                 if info.v3_storage and k not in ("Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy"))
+                 if info.v3_storage and k not in ("Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy",
+                                                  "KubernetesClusterNetworkPolicy"))
 
 
 class KubeKV:
@@ -971,7 +1013,8 @@ class KubeKV:
         self._affinities = AffinityMapper(self.api, group, "host")
         self.mappers += [
             NodeMapper(self.api, pod_cidr), WorkloadEndpointMapper(self.api, env), ProfileMapper(self.api),
-            KubernetesNetworkPolicyMapper(self.api), BlockMapper(self.api, group),
+            KubernetesNetworkPolicyMapper(self.api), KubernetesClusterNetworkPolicyMapper(self.api),
+            BlockMapper(self.api, group),
             self._affinities, AffinityMapper(self.api, group, "virtual"),
             HandleMapper(self.api, group), IPAMConfigMapper(self.api, group),
         ]
@@ -1164,14 +1207,16 @@ class KubeWatch:
         the API server has accepted each watch (as the etcd backend returns once etcd
         has), so a watch that cannot be set up (410 Gone, a collection the server does
         not serve, refused credentials) raises here and the syncer never claims to be in
-        sync on top of it."""
+        sync on top of it. An optional collection that is not served is no error: its
+        list was empty, and its watch looks for it again later."""
         opened = []
         try:
             for mapper, source, rv in self._plans:
                 opened.append(self._open(source, rv))
         except BaseException:
             for stream in opened:
-                stream.close()
+                if stream is not None:
+                    stream.close()
             self._cancelled.set()
             self._kv._forget(self)
             raise
@@ -1182,12 +1227,15 @@ class KubeWatch:
             thread.start()
 
     def _open(self, source: Source, rv: str):
+        """The watch stream; None for an optional collection the server does not serve."""
         try:
             return self._kv.api.watch(source.collection, rv, label_selector=source.label_selector,
                                       timeout_seconds=WATCH_TIMEOUT_SECONDS)
         except ApiError as exc:
             if exc.status == 410:
                 raise Expired(source.collection, rv, exc.server_message) from None
+            if exc.status == 404 and source.path.optional:
+                return None
             if exc.status == 404:
                 raise DatastoreError(f"the API server at {self._kv.api.host} does not serve "
                                      f"{source.collection} (are Calico's CRDs installed?)") from None
@@ -1200,6 +1248,7 @@ class KubeWatch:
     def _follow(self, index: int, mapper: Mapper, source: Source, rv: str, stream) -> None:
         failures = 0
         delay = WATCH_BACKOFF_INITIAL
+        served = stream is not None
         try:
             while not self._cancelled.is_set():
                 if stream is None:
@@ -1213,6 +1262,21 @@ class KubeWatch:
                             return
                         delay = min(delay * 2, WATCH_BACKOFF_MAX)
                         continue
+                    if stream is None:
+                        if served:
+                            # Its CRD went away: a re-list withdraws what it held.
+                            raise DatastoreError(f"{source.collection} is no longer served")
+                        # Not installed: look again later, as Calico does. A watch from
+                        # resourceVersion 0 then starts with every object as ADDED.
+                        log.debug("%s is not served; looking again in %ss", source.collection,
+                                  MISSING_API_RETRY_SECONDS)
+                        if self._wait(MISSING_API_RETRY_SECONDS):
+                            return
+                        rv = "0"
+                        continue
+                    if not served:
+                        log.info("%s is now served; following it", source.collection)
+                    served = True
                 with self._lock:
                     self._streams[index] = stream
                 if self._cancelled.is_set():

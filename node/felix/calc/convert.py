@@ -297,7 +297,7 @@ STAGED_ENFORCED_KIND = {
     t.KIND_STAGED_KUBERNETES_NETWORK_POLICY: t.KIND_KUBERNETES_NETWORK_POLICY,
 }
 POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_GLOBAL_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY,
-                *STAGED_ENFORCED_KIND}
+                t.KIND_KUBERNETES_CLUSTER_NETWORK_POLICY, *STAGED_ENFORCED_KIND}
 # Namespaced policy kinds: a Kubernetes NetworkPolicy (KDD) is enforced like a NetworkPolicy.
 NAMESPACED_POLICY_KINDS = {t.KIND_NETWORK_POLICY, t.KIND_KUBERNETES_NETWORK_POLICY,
                            t.KIND_STAGED_NETWORK_POLICY, t.KIND_STAGED_KUBERNETES_NETWORK_POLICY}
@@ -322,8 +322,8 @@ def _staged_kubernetes_spec(res: Resource) -> dict:
 
 
 def convert_policy(res: Resource) -> v1.Policy | None:
-    """A NetworkPolicy, GlobalNetworkPolicy or KubernetesNetworkPolicy (the network/global
-    policy processors), or a staged one, converted as the kind it stages; None for a staged
+    """A NetworkPolicy, GlobalNetworkPolicy, KubernetesNetworkPolicy or
+    KubernetesClusterNetworkPolicy (the network/global policy processors), or a staged one, converted as the kind it stages; None for a staged
     deletion, which the policy agent never hears of."""
     spec = res.spec
     kind = res.kind
