@@ -1,6 +1,7 @@
 """calicoctl resource commands against a real etcd: output lines and exit codes."""
 import json
 
+import pytest
 import yaml
 
 from node.cli import calicoctl
