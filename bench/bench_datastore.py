@@ -36,6 +36,7 @@ from etcd_server import EtcdServer  # noqa: E402
 
 from etcd3 import etcdrpc  # noqa: E402
 
+from bench import loaded_rss_mib  # noqa: E402
 from bench.bench_ipam import CountingKV  # noqa: E402
 from node.config import DatastoreConfig  # noqa: E402
 from node.datastore.client import DatastoreClient  # noqa: E402
@@ -234,7 +235,8 @@ def main() -> None:
         print(f"list-then-watch: {counter.seen} WorkloadEndpoints, {state} after {elapsed:.2f} s "
               f"({elapsed / list_s:.1f}x the floor)   floor (one raw etcd range read of {listed} keys, "
               f"unpaged as the syncer lists): {list_s:.3f} s; with json.loads of each value: {decode_s:.3f} s")
-        print(f"peak RSS: {rss:.0f} MiB")
+        print(f"peak RSS: {rss:.0f} MiB   floor {loaded_rss_mib('bench.bench_datastore'):.0f} MiB "
+              f"(an interpreter with this benchmark's modules loaded, no data)")
 
 
 if __name__ == "__main__":

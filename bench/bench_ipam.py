@@ -26,6 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))  # th
 
 from etcd_server import EtcdServer  # noqa: E402
 
+from bench import loaded_rss_mib  # noqa: E402
+
 from etcd3 import etcdrpc  # noqa: E402
 
 from node.config import DatastoreConfig  # noqa: E402
@@ -149,7 +151,9 @@ def main() -> None:
               f"floor transactions put {len(block_value)} bytes (the largest stored block)")
         print_phase("assignment", assign_s, assign_calls, assign_reads, *assign_rtt)
         print_phase("release", release_s, release_calls, release_reads, *release_rtt)
-        print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+        print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB   "
+              f"floor {loaded_rss_mib('bench.bench_ipam'):.0f} MiB (an interpreter with this benchmark's modules "
+              f"loaded, no data)")
     finally:
         if raw is not None:
             raw.close()
