@@ -437,14 +437,13 @@ def _staged_kubernetes_policy(metadata: dict, spec: dict, errs: Collector) -> No
     enforce, and that policy must be valid."""
     if _staged_delete_is_empty(metadata, spec, errs, False):
         return
-    from node.datastore.kubernetes.conversion import k8s_network_policy_to_calico
+    from node.datastore.kubernetes.conversion import k8s_network_policy_spec_to_calico
 
-    # Only the rules matter here (a UID the writer made up must not fail the conversion).
-    policy, problems = k8s_network_policy_to_calico({"metadata": {}, "spec": spec})
+    converted, problems = k8s_network_policy_spec_to_calico(spec)
     for problem in problems:
         where, _, reason = problem.partition(": ")
         errs.add(where, "", f"conversion to stagednetworkpolicy failed: {reason}")
-    _policy_spec(policy["spec"], "spec", errs, False)
+    _policy_spec(converted, "spec", errs, False)
 
 
 RESOURCE_CHECKS["StagedKubernetesNetworkPolicy"] = _staged_kubernetes_policy

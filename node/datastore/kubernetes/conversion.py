@@ -1212,6 +1212,25 @@ def _peer_fields(peer: dict | None) -> dict:
     return out
 
 
+def k8s_network_policy_spec_to_calico(spec: dict) -> tuple[dict, list[str]]:
+    """Only the rules of a Kubernetes NetworkPolicy spec as the Calico spec (a staged one's:
+    no object metadata, so no made-up UID can fail it), and the rules it dropped."""
+    policy, problems = k8s_network_policy_to_calico({"metadata": {}, "spec": spec})
+    return policy["spec"], problems
+
+
+def _policy_meta(meta: dict, pmeta: dict) -> dict:
+    """``pmeta`` with the Kubernetes object's UID (converted as Calico converts it; a
+    ConversionError when it cannot be), resourceVersion and creationTimestamp."""
+    if meta.get("uid"):
+        pmeta["uid"] = convert_uid(meta["uid"])
+    if meta.get("resourceVersion"):
+        pmeta["resourceVersion"] = meta["resourceVersion"]
+    if meta.get("creationTimestamp"):
+        pmeta["creationTimestamp"] = meta["creationTimestamp"]
+    return pmeta
+
+
 def k8s_network_policy_to_calico(np: dict, kind: str = "KubernetesNetworkPolicy") -> tuple[dict, list[str]]:
     """A k8s NetworkPolicy as the Calico policy Felix enforces (K8sNetworkPolicyToCalico):
     order 1000, tier default, pod selector scoped to k8s endpoints. Rules that cannot
@@ -1239,13 +1258,7 @@ def k8s_network_policy_to_calico(np: dict, kind: str = "KubernetesNetworkPolicy"
         types.append("Egress")
     if not types:
         types = ["Ingress"]
-    pmeta: dict = {"name": meta.get("name", ""), "namespace": meta.get("namespace", "")}
-    if meta.get("uid"):
-        pmeta["uid"] = convert_uid(meta["uid"])
-    if meta.get("resourceVersion"):
-        pmeta["resourceVersion"] = meta["resourceVersion"]
-    if meta.get("creationTimestamp"):
-        pmeta["creationTimestamp"] = meta["creationTimestamp"]
+    pmeta = _policy_meta(meta, {"name": meta.get("name", ""), "namespace": meta.get("namespace", "")})
     pspec: dict = {"tier": DEFAULT_TIER, "order": 1000,
                    "selector": k8s_selector_to_calico(spec.get("podSelector") or {}, pod=True)}
     if ingress:
@@ -1427,16 +1440,10 @@ def k8s_cluster_network_policy_to_calico(cnp: dict) -> tuple[dict | None, list[s
                                 f"{' (replaced by a deny-all rule)' if fail_closed else ' (rule dropped)'}")
                 if fail_closed:
                     converted[direction].append({"action": "Deny"})
-    pmeta: dict = {"name": meta.get("name", "")}
-    if meta.get("uid"):
-        try:
-            pmeta["uid"] = convert_uid(meta["uid"])
-        except ConversionError as exc:
-            return None, [f"metadata.uid: {exc}"]
-    if meta.get("resourceVersion"):
-        pmeta["resourceVersion"] = meta["resourceVersion"]
-    if meta.get("creationTimestamp"):
-        pmeta["creationTimestamp"] = meta["creationTimestamp"]
+    try:
+        pmeta = _policy_meta(meta, {"name": meta.get("name", "")})
+    except ConversionError as exc:
+        return None, [f"metadata.uid: {exc}"]
     pspec: dict = {"tier": CLUSTER_NETWORK_POLICY_TIERS[tier_name], "order": priority,
                    "selector": selector, "namespaceSelector": ns_selector}
     types = []

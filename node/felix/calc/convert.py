@@ -313,12 +313,12 @@ def _staged_kubernetes_spec(res: Resource) -> dict:
     """The Calico NetworkPolicy spec a StagedKubernetesNetworkPolicy's Kubernetes spec
     converts to, as a Kubernetes NetworkPolicy's does; a rule that does not convert makes
     the whole policy unusable (libcalico-go's staged processor drops it)."""
-    from node.datastore.kubernetes.conversion import k8s_network_policy_to_calico
+    from node.datastore.kubernetes.conversion import k8s_network_policy_spec_to_calico
 
-    policy, problems = k8s_network_policy_to_calico({"metadata": {}, "spec": res.spec})
+    spec, problems = k8s_network_policy_spec_to_calico(res.spec)
     if problems:
         raise ValueError("; ".join(problems))
-    return policy["spec"]
+    return spec
 
 
 def convert_policy(res: Resource) -> v1.Policy | None:
