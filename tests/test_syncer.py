@@ -422,6 +422,39 @@ def test_update_that_the_consumer_fails_on_in_the_snapshot_is_sent_again(etcd_cl
         assert any("cannot apply /calico/a/k1" in r.getMessage() for r in caplog.records)
 
 
+def test_a_large_listing_arrives_in_bounded_batches_and_a_failed_batch_loses_nothing(
+        etcd_clean, etcd_clean_config, monkeypatch):
+    """Listed values go to the consumer in batches of at most MAX_UPDATES_PER_CALLBACK
+    as they are decoded (so a consumer never holds a whole large listing's values at
+    once); a consumer failing on a middle batch still ends up with every key once."""
+    import node.datastore.syncer as syncer_module
+
+    monkeypatch.setattr(syncer_module, "MAX_UPDATES_PER_CALLBACK", 4)
+    names = [f"k{i:02d}" for i in range(10)]
+    with etcd_clean.client() as client:
+        for name in names:
+            client.put(f"/calico/a/{name}", f"{name}-v1")
+    batches: list[list[str]] = []
+
+    class Batches(FailsOnce):
+        def on_updates(self, updates):
+            batches.append([u.key.rsplit("/", 1)[1] for u in updates])
+            super().on_updates(updates)
+
+    recorder = Batches(update_trigger=lambda u: u.key == "/calico/a/k05")
+    with running(etcd_clean_config, [SyncSource("/calico/a/", as_text)], recorder,
+                 initial_backoff=0.05, max_backoff=0.5) as syncer:
+        assert syncer.wait_for_status(IN_SYNC, WAIT)
+        # First attempt: one batch applied, the second refused (and nothing after it sent).
+        assert batches[:2] == [names[0:4], names[4:8]]
+        assert all(len(b) <= 4 for b in batches)
+        # The re-list sends only what the consumer does not hold, as NEW.
+        assert batches[2:] == [names[4:8], names[8:10]]
+        assert recorder.view == etcd_content(etcd_clean, "/calico/a/")
+        assert [u.type for u in recorder.updates] == [UpdateType.NEW] * 10
+        assert recorder.violations == []
+
+
 @pytest.mark.parametrize("failing", ["updated", "deleted", "new"])
 def test_watched_update_that_the_consumer_fails_on_is_sent_again(etcd_clean, etcd_clean_config, failing):
     with etcd_clean.client() as client:

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from node.datastore.syncer import SyncStatus, Syncer
 from node.felix import health as hl
@@ -36,8 +36,10 @@ from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
 from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
 from node.felix.dataplane.iptables import from_config as iptables_from_config
 from node.felix.dataplane.routes import RouteDataplane
-from node.felix.metrics import FelixMetrics, start_metrics_server
 from node.felix.pipeline import Pipeline, felix_sources
+
+if TYPE_CHECKING:
+    from node.felix.metrics import FelixMetrics
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +280,13 @@ class Agent:
             self._report_calc(True)
             self._report_dataplane()
         hl.apply_health_config(self.health, config)
-        self.metrics = FelixMetrics.from_config(config)
-        self._metrics_server = start_metrics_server(self.metrics, config)
+        if config.PrometheusMetricsEnabled:
+            # Imported only here: prometheus_client and what it loads cost about 4 MB of
+            # the agent's memory, and Felix's default is metrics off.
+            from node.felix.metrics import FelixMetrics, start_metrics_server
+
+            self.metrics = FelixMetrics.from_config(config)
+            self._metrics_server = start_metrics_server(self.metrics, config)
         backend = detect_backend(config.IptablesBackend)
         for version, dp in self.pipeline.dataplanes.items():
             self.iptables[version] = iptables_from_config(version, dp.tables, config, backend=backend,

@@ -23,7 +23,7 @@ Port = int | str  # a number, "first:last", or a port name
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A rule after selector namespacing (libcalico-go's model.Rule)."""
 
@@ -61,7 +61,7 @@ class Rule:
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A NetworkPolicy or GlobalNetworkPolicy (libcalico-go's model.Policy)."""
 
@@ -118,7 +118,7 @@ class NetworkSetKey:
 
 
 @fast_init
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkloadEndpoint:
     name: str  # the interface
     labels: tuple[tuple[str, str], ...] = ()
