@@ -1,5 +1,6 @@
-"""What keeps the agent's memory down: pyroute2 without the parts it never uses, and a
-cap on glibc's malloc arenas."""
+"""What keeps the agent's memory down: pyroute2 without the parts it never uses, no etcd
+client on the Kubernetes datastore, no prometheus_client with metrics off, slotted
+records for what exists once per endpoint or rule, and a cap on glibc's malloc arenas."""
 from __future__ import annotations
 
 import os
@@ -87,3 +88,44 @@ def test_freed_memory_goes_back_to_the_kernel():
     assert run.returncode == 0, run.stderr
     before, after = map(int, run.stdout.split())
     assert before - after > 50, (before, after)
+
+
+KDD_IMPORTS = """
+import sys
+import node.cli.calico_node, node.cli.roles.felix, node.felix.agent, node.felix.dryrun
+import node.datastore.factory, node.datastore.sources, node.datastore.syncer, node.datastore.kubernetes.kv
+print(sorted(m for m in ("grpc", "etcd3", "node.datastore.etcd", "prometheus_client") if m in sys.modules))
+"""
+
+
+def test_the_agent_on_kubernetes_loads_no_etcd_client_and_no_metrics_library_until_asked():
+    """gRPC and the etcd client (about 16 MB resident) load only with EtcdKV; the
+    Kubernetes backend and the syncer share gRPC-free records. prometheus_client loads
+    when the agent starts its metrics (Felix's default is off)."""
+    run = subprocess.run([sys.executable, "-c", KDD_IMPORTS], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_per_endpoint_and_per_rule_records_have_no_instance_dict():
+    import dataclasses
+
+    from node.felix import types as t
+    from node.felix.calc import v1
+
+    for cls in (v1.Rule, v1.Policy, v1.WorkloadEndpoint, t.ParsedRule, t.Policy, t.WorkloadEndpoint, t.RouteUpdate):
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        first = dataclasses.fields(cls)[0].name
+        values = {name: "x" for name in required} | {first: "x"}
+        record = cls(**values)
+        assert not hasattr(record, "__dict__"), cls
+        # Still a frozen dataclass: equal by value, hashable, replaceable, immutable.
+        again = cls(**values)
+        assert record == again and hash(record) == hash(again)
+        assert getattr(dataclasses.replace(record, **{first: "y"}), first) == "y"
+        try:
+            setattr(record, first, "z")
+        except dataclasses.FrozenInstanceError:
+            pass
+        else:
+            raise AssertionError(f"{cls.__name__} is mutable")

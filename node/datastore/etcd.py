@@ -31,7 +31,6 @@ import os
 import queue
 import threading
 import weakref
-from dataclasses import dataclass
 from typing import Iterator
 
 # Before the first ``import grpc`` anywhere in the process: see the module docstring.
@@ -49,6 +48,7 @@ from node.config import (  # noqa: E402
     check_etcd_tls_files,
     parse_etcd_endpoint,
 )
+from node.datastore.records import DELETE, KV, PUT, WatchEvent  # noqa: E402,F401 (re-exported)
 from node.errors import (  # noqa: E402
     AlreadyExists,
     Compacted,
@@ -70,8 +70,6 @@ KEEPALIVE_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 DEFAULT_PORT = DEFAULT_ETCD_PORT
 
-PUT = "put"
-DELETE = "delete"
 
 # etcd reports these auth problems as INVALID_ARGUMENT rather than UNAUTHENTICATED.
 _AUTH_FAILURE_MARKERS = (
@@ -84,28 +82,6 @@ _AUTH_FAILURE_MARKERS = (
 )
 # The token is stale (etcd restarted, token TTL expired, auth store changed): log in again.
 _STALE_TOKEN_MARKERS = ("invalid auth token", "revision of auth store is old")
-
-
-@dataclass(frozen=True)
-class KV:
-    """One stored key; ``mod_revision`` is what callers pass back to update/delete."""
-
-    key: str
-    value: bytes
-    mod_revision: int
-    create_revision: int
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    """A change seen by a watch. ``value`` is None for deletes; ``prev_value`` is None
-    when the key was new (or the previous version is no longer retained)."""
-
-    type: str
-    key: str
-    value: bytes | None
-    mod_revision: int
-    prev_value: bytes | None
 
 
 # Endpoints are parsed and checked by node.config when the config is built; EtcdKV

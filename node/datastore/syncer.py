@@ -50,10 +50,13 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from node.datastore.etcd import DELETE, EtcdKV, Watch, WatchEvent
+from node.datastore.records import DELETE, WatchEvent
 from node.errors import Compacted, DatastoreError
+
+if TYPE_CHECKING:  # (either backend's; etcd's named for its gRPC-free records' sake)
+    from node.datastore.etcd import EtcdKV, Watch
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from typing import Iterator, Mapping
 
 from node.config import KUBERNETES, DatastoreConfig
 from node.datastore.client import OperationNotSupported  # libcalico-go's ErrorOperationNotSupported
-from node.datastore.etcd import DELETE, KV, PUT, WatchEvent
+from node.datastore.records import DELETE, KV, PUT, WatchEvent
 from node.datastore.kubernetes import conversion as conv
 from node.datastore.kubernetes.api import ApiError, KubeAPI, ResourcePath, TokenBucket
 from node.datastore.kubernetes.clientconfig import (client_configuration, discover_group, explicit_group, rate_limit,
