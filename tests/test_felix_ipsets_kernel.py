@@ -182,6 +182,24 @@ def test_destroyed_set_and_changed_member_repaired_on_refresh_with_only_the_diff
     assert listing(ns, "cali40s:two")[1] == {"10.1.0.1", "10.1.0.2"}
 
 
+def test_a_set_read_back_as_desired_holds_the_desired_member_strings(ns):
+    """A refresh that finds a set as desired keeps no second copy of its members' text."""
+    sets, dp, rec = make()
+    sets.replace("s:one", IPSetType.NET, [f"10.0.{i}.1" for i in range(50)])
+    sets.replace("s:two", IPSetType.NET, ["10.1.0.1", "10.1.0.2"])
+    in_netns(ns, dp.apply_updates)
+    ns.run("ipset", "add", "cali40s:two", "10.1.0.99")  # drift in one set only
+    kernel = in_netns(ns, dp.read_kernel)
+    want = {m: m for m in sets.sets["cali40s:one"].members}
+    assert kernel["cali40s:one"].members == set(want)
+    assert all(m is want[m] for m in kernel["cali40s:one"].members)
+    assert kernel["cali40s:one"].members is not sets.sets["cali40s:one"].members  # a copy: the desired side changes
+    assert kernel["cali40s:two"].members == {"10.1.0.1", "10.1.0.2", "10.1.0.99"}  # as listed
+    rec.take()
+    in_netns(ns, dp.apply_updates)
+    assert [stdin for argv, stdin in rec.take() if argv[1] == "restore"] == ["del cali40s:two 10.1.0.99 --exist\nCOMMIT\n"]
+
+
 def test_deletions_wait_to_be_asked_and_in_use_is_retried_with_one_warning(ns, caplog):
     sets, dp, rec = make()
     sets.replace("s:keep", IPSetType.NET, ["10.0.0.1"])

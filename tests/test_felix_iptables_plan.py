@@ -282,6 +282,30 @@ def test_parse_save_ids_foreign_rules_and_old_felix_rules():
     assert delete_by_value(state.full_rules["FORWARD"][2]) == "-D FORWARD -j felix-FORWARD"
 
 
+def test_parse_save_shares_the_desired_ids_of_chains_that_read_back_as_desired():
+    t = Table("filter", 4)
+    same = Chain("cali-same", (Rule(("-s 10.0.0.1/32",), ACCEPT), Rule((), DROP)))
+    changed = Chain("cali-changed", (Rule((), ACCEPT),))
+    t.update_chains([same, changed])
+    ids = same.rule_ids
+    lines = ["*filter", ":cali-same - [0:0]", ":cali-changed - [0:0]",
+             *same.render()[:1],
+             '-A cali-changed -m comment --comment "cali:XXXXXXXXXXXXXXXX" -j ACCEPT',
+             *same.render()[1:],   # the chain's rules not contiguous: still read whole
+             "COMMIT"]
+    state = parse_save("\n".join(lines) + "\n", matchers_for("filter"), t)
+    assert state.chains["cali-same"] == ids and state.chains["cali-same"] is ids
+    assert state.chains["cali-changed"] == ("XXXXXXXXXXXXXXXX",)
+    # Read back as desired, whole: the desired tuple itself, not a copy.
+    whole = parse_save("\n".join(["*filter", ":cali-same - [0:0]", *same.render(), "COMMIT"]) + "\n",
+                       matchers_for("filter"), t)
+    assert whole.chains["cali-same"] is ids
+    # Without a desired table, the same IDs, read fresh.
+    fresh = parse_save("\n".join(["*filter", ":cali-same - [0:0]", *same.render(), "COMMIT"]) + "\n",
+                       matchers_for("filter"))
+    assert fresh.chains["cali-same"] == ids and fresh.chains["cali-same"] is not ids
+
+
 def test_parse_save_nat_historic_rules_and_nft_incompatibility():
     nat = ("*nat\n:POSTROUTING ACCEPT [0:0]\n"
            "-A POSTROUTING -m set --match-set felix-masq-ipam-pools src -j MASQUERADE \n"
