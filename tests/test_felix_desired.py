@@ -110,8 +110,36 @@ def test_incremental_dataplane_equals_from_scratch(batches, keyless):
         replay.apply(pipeline)
         for dp in pipeline.dataplanes.values():
             assert dp.missing_chains() == {}
-    assert _state(pipeline) == _state(_fresh(list(state.values()), ifaces=ifaces))
+        # The desired routes, reused while nothing they depend on changed, are current.
+        assert pipeline.desired_routes() == pipeline._compute_desired_routes(None, "1")
+    fresh = _fresh(list(state.values()), ifaces=ifaces)
+    assert _state(pipeline) == _state(fresh)
+    assert pipeline.desired_routes() == fresh.desired_routes()
     assert replay.matches(pipeline)
+
+
+def test_desired_routes_are_computed_again_only_after_what_they_depend_on_changed():
+    from felix_calc_builders import gnp, node
+
+    p = _fresh([wep("a", ips=("10.65.0.1/32",)), node(LOCAL, "192.168.0.1/24"),
+                gnp("web", selector="all()", ingress=[{"action": "Deny"}])])
+    first = p.desired_routes()
+    assert p.desired_routes() is first
+    p.set_interfaces(IFACES)  # the same interfaces again
+    assert p.desired_routes() is first
+    p.on_updates(put(gnp("web", selector="all()", ingress=[{"action": "Allow"}])))
+    assert [type(m) for m in p.complete()] == [t.ActivePolicyUpdate]  # new rules, same endpoints
+    assert p.desired_routes() is first
+    assert p.desired_routes(host_mtu=1400) is not first  # other arguments
+    p.on_updates(put(wep("b", ips=("10.65.0.2/32",))))
+    p.complete()
+    routes = p.desired_routes()
+    assert routes is not first and {r.dst for r in routes.routes} >= {"10.65.0.1/32", "10.65.0.2/32"}
+    p.set_interfaces({**IFACES, "eth9": ["10.9.9.9"]})
+    assert p.desired_routes() is not routes
+    routes = p.desired_routes()
+    p.on_updates(put(node(LOCAL, "10.9.9.9/24")))  # this host's Node: its address moved
+    assert p.desired_routes() is not routes
 
 
 def test_one_label_change_touches_only_its_sets_and_endpoint():
