@@ -67,6 +67,14 @@ def v4_network_text(text: str) -> str | None:
     return f"{_inet_ntop(_V4, masked.to_bytes(4, 'big'))}/{prefix}"
 
 
+@lru_cache(maxsize=1 << 16)
+def network_text(text: str) -> str:
+    """``str(parse_network(text))``: the masked CIDR, without ``ipaddress`` objects for
+    canonical IPv4 text."""
+    fast = v4_network_text(text)
+    return fast if fast is not None else str(parse_network(text))
+
+
 def member_text(text: str) -> str:
     """An address or CIDR as an IP-set member is written: ``parse_network(text)`` printed
     as the bare address when it is a /32 or /128, else as the masked CIDR. Raises as

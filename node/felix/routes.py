@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from node.felix import netaddr
 from node.felix.types import (IPPoolType, RouteRemove, RouteType, RouteUpdate, RouteUpdateMsg,
                               VXLANTunnelEndpoint, VXLANTunnelEndpointRemove, VXLANTunnelEndpointUpdate,
                               WorkloadEndpoint)
@@ -86,7 +87,7 @@ class Route:
 
     @property
     def version(self) -> int:
-        return ipaddress.ip_network(self.dst, strict=False).version
+        return netaddr.parse_network(self.dst).version
 
 
 @dataclass(frozen=True, order=True)
@@ -277,7 +278,7 @@ def _bare_ip(text: str) -> str:
 
 def _version_of(dst: str) -> int | None:
     try:
-        return ipaddress.ip_network(dst, strict=False).version
+        return netaddr.parse_network(dst).version
     except ValueError:
         return None
 
@@ -304,10 +305,10 @@ def workload_route_targets(endpoint: WorkloadEndpoint, cfg: RouteConfig, version
         return []
     nets = endpoint.ipv4_nets if version == 4 else endpoint.ipv6_nets
     nats = endpoint.ipv4_nat if version == 4 else endpoint.ipv6_nat
-    cidrs = [str(ipaddress.ip_network(n, strict=False)) for n in nets]
+    cidrs = [netaddr.network_text(n) for n in nets]
     if cfg.floating_ips_enabled:
         suffix = "/32" if version == 4 else "/128"
-        cidrs += [str(ipaddress.ip_network(nat.ext_ip + suffix, strict=False)) for nat in nats]
+        cidrs += [netaddr.network_text(nat.ext_ip + suffix) for nat in nats]
     mac = endpoint.mac if _valid_mac(endpoint.mac) else ""
     return [(c, mac) for c in cidrs]
 
@@ -326,7 +327,7 @@ def workload_routes(endpoint: WorkloadEndpoint, cfg: RouteConfig) -> list[tuple[
 
 def workload_neighbours(endpoint: WorkloadEndpoint, cfg: RouteConfig) -> list[Neighbour]:
     """Permanent ARP entries, IPv4 only (Felix leaves IPv6 neighbours to the kernel)."""
-    return [Neighbour(str(ipaddress.ip_network(cidr).network_address), endpoint.name, mac.lower())
+    return [Neighbour(str(netaddr.parse_network(cidr).network_address), endpoint.name, mac.lower())
             for cidr, mac in workload_route_targets(endpoint, cfg, 4) if mac]
 
 
@@ -584,7 +585,7 @@ def resolve_routes(candidates: Iterable[tuple[RouteClass, Route]],
             rank = (up_links[route.dev], route.dev)
         else:
             continue
-        net = ipaddress.ip_network(route.dst, strict=False)
+        net = netaddr.parse_network(route.dst)
         key = (net.version, int(net.network_address), net.prefixlen, route.metric)
         cur = best.get(key)
         if cur is None or cls < cur[0] or (cls == cur[0] and rank > cur[1]):
@@ -594,7 +595,7 @@ def resolve_routes(candidates: Iterable[tuple[RouteClass, Route]],
 
 def route_sort_key(route: Route) -> tuple:
     """Order routes by family, destination, prefix length and metric (as ``ip route`` lists them)."""
-    net = ipaddress.ip_network(route.dst, strict=False)
+    net = netaddr.parse_network(route.dst)
     return (net.version, int(net.network_address), net.prefixlen, route.metric)
 
 
