@@ -110,8 +110,9 @@ def test_incremental_dataplane_equals_from_scratch(batches, keyless):
         replay.apply(pipeline)
         for dp in pipeline.dataplanes.values():
             assert dp.missing_chains() == {}
-        # The desired routes, reused while nothing they depend on changed, are current.
-        assert pipeline.desired_routes() == pipeline._compute_desired_routes(None, "1")
+        # The desired routes (reused while nothing they depend on changed, and each
+        # endpoint's part kept while the endpoint is) are what a fresh start computes.
+        assert pipeline.desired_routes() == _fresh(list(state.values()), ifaces=ifaces).desired_routes()
     fresh = _fresh(list(state.values()), ifaces=ifaces)
     assert _state(pipeline) == _state(fresh)
     assert pipeline.desired_routes() == fresh.desired_routes()
@@ -135,6 +136,14 @@ def test_desired_routes_are_computed_again_only_after_what_they_depend_on_change
     p.complete()
     routes = p.desired_routes()
     assert routes is not first and {r.dst for r in routes.routes} >= {"10.65.0.1/32", "10.65.0.2/32"}
+    p.on_updates(put(wep("a", ips=("10.65.0.9/32",))))  # an endpoint's address moves
+    p.complete()
+    routes = p.desired_routes()
+    dsts = {r.dst for r in routes.routes}
+    assert "10.65.0.9/32" in dsts and "10.65.0.1/32" not in dsts and "10.65.0.2/32" in dsts
+    assert routes == _fresh([wep("a", ips=("10.65.0.9/32",)), wep("b", ips=("10.65.0.2/32",)),
+                             node(LOCAL, "192.168.0.1/24"),
+                             gnp("web", selector="all()", ingress=[{"action": "Allow"}])]).desired_routes()
     p.set_interfaces({**IFACES, "eth9": ["10.9.9.9"]})
     assert p.desired_routes() is not routes
     routes = p.desired_routes()
@@ -287,3 +296,24 @@ def test_own_node_deleted_by_key_alone_is_a_config_change():
     pipeline.on_updates([replace(u, value=None) for u in delete(node)])
     pipeline.complete()
     assert pipeline.config_changed
+
+
+def test_endpoint_pieces_recompute_only_changed_endpoints():
+    from node.felix.routes import EndpointPieces, RouteConfig, workload_routes
+
+    cfg = RouteConfig(hostname=LOCAL)
+    a = t.WorkloadEndpoint(name="calia", ipv4_nets=("10.65.0.1/32",))
+    b = t.WorkloadEndpoint(name="calib", ipv4_nets=("10.65.0.2/32",))
+    memo = EndpointPieces()
+    first = memo.pieces(cfg, [a, b])
+    assert first[0][0] == workload_routes(a, cfg)
+    again = memo.pieces(cfg, [a, b])
+    assert again[0][0] is first[0][0] and again[1][0] is first[1][0]  # kept
+    moved = t.WorkloadEndpoint(name="calia", ipv4_nets=("10.65.0.9/32",))
+    third = memo.pieces(cfg, [moved, b])
+    assert [r.dst for _, r in third[0][0]] == ["10.65.0.9/32"] and third[1][0] is first[1][0]
+    assert memo.pieces(cfg, [b])[0][0] is first[1][0]  # an endpoint gone is forgotten ...
+    assert memo.pieces(cfg, [moved, b])[0][0] is not third[0][0]  # ... and computed afresh when back
+    other = RouteConfig(hostname=LOCAL, device_route_protocol=80)
+    changed = memo.pieces(other, [moved, b])
+    assert [r.proto for _, r in changed[1][0]] == [80]  # a new configuration recomputes everything

@@ -18,7 +18,8 @@ from node.felix.calc import PolicyCalculation
 from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import DesiredDataplane
-from node.felix.routes import DesiredRoutes, RouteConfig, RouteModel, apply_messages, desired_routes
+from node.felix.routes import (DesiredRoutes, EndpointPieces, RouteConfig, RouteModel, apply_messages,
+                               desired_routes)
 from node.model import Resource, stub_from_key
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Pipeline:
         # The last desired routes and the arguments they were computed with; None once
         # anything they depend on changed.
         self._routes_cache: tuple[tuple, DesiredRoutes] | None = None
+        self._endpoint_routes = EndpointPieces()
 
     @property
     def cluster_info(self) -> dict:
@@ -215,7 +217,8 @@ class Pipeline:
             dev = self._iface_with(ip)
             if dev:
                 parents[version] = dev
-        return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4)
+        return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4,
+                              memo=self._endpoint_routes)
 
     def _own_ipv4(self) -> str:
         bgp = ((self._own_node.spec or {}).get("bgp") or {}) if self._own_node is not None else {}

@@ -615,16 +615,43 @@ class DesiredRoutes:
     sysctls: tuple[Sysctl, ...] = ()
 
 
+class EndpointPieces:
+    """Each local endpoint's routes, neighbours and sysctls as last computed, so that a
+    new desired state recomputes only the endpoints that changed (by identity: the
+    endpoints are immutable, and a caller holds the same object until it changes).
+    Everything is forgotten when the configuration changes."""
+
+    def __init__(self) -> None:
+        self._cfg: RouteConfig | None = None
+        self._by_name: dict[str, tuple] = {}
+
+    def pieces(self, cfg: RouteConfig, endpoints: list[WorkloadEndpoint]) -> list[tuple]:
+        """(routes, neighbours, sysctls) per endpoint, in the order given."""
+        if cfg != self._cfg:
+            self._cfg, self._by_name = cfg, {}
+        old, new = self._by_name, {}
+        out = []
+        for ep in endpoints:
+            hit = old.get(ep.name)
+            if hit is None or hit[0] is not ep:
+                hit = (ep, workload_routes(ep, cfg), workload_neighbours(ep, cfg), endpoint_sysctls(ep, cfg))
+            new[ep.name] = hit
+            out.append(hit[1:])
+        self._by_name = new  # (endpoints gone are dropped)
+        return out
+
+
 def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[WorkloadEndpoint] = (),
-                      parent_devices: Mapping[int, str] | None = None, local_ipv4: str = "",
-                      up_links: Mapping[str, int] | None = None) -> DesiredRoutes:
+                   parent_devices: Mapping[int, str] | None = None, local_ipv4: str = "",
+                   up_links: Mapping[str, int] | None = None, memo: EndpointPieces | None = None) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
     family (the dataplane finds it from ``vxlan_parent_address``/``local_ipv4``);
     ``local_ipv4`` is this node's IPv4 address, which gates the IPIP device; ``up_links``
     see ``resolve_routes``. Neighbours and sysctls are listed for every endpoint: the
-    dataplane writes them once the interface exists and is up, as Felix does.
+    dataplane writes them once the interface exists and is up, as Felix does. ``memo``
+    carries the endpoints' parts over from the previous computation.
     """
     parents = dict(parent_devices or {})
     endpoints = sorted(endpoints, key=lambda ep: ep.name)
@@ -632,10 +659,12 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     neighbours: list[Neighbour] = []
     fdb: list[FDBEntry] = []
     sysctls: list[Sysctl] = global_sysctls(cfg)
-    for ep in endpoints:
-        candidates += workload_routes(ep, cfg)
-        neighbours += workload_neighbours(ep, cfg)
-        sysctls += endpoint_sysctls(ep, cfg)
+    if memo is None:
+        memo = EndpointPieces()
+    for ep_routes, ep_neighbours, ep_sysctls in memo.pieces(cfg, endpoints):
+        candidates += ep_routes
+        neighbours += ep_neighbours
+        sysctls += ep_sysctls
     devices, absent = [], []
     for version in (4, 6):
         if not cfg.vxlan_enabled_for(version):
@@ -735,7 +764,7 @@ def render(desired: DesiredRoutes) -> list[str]:
     return lines
 
 
-__all__ = ["DesiredRoutes", "FDBEntry", "IPIPDevice", "Neighbour", "Route", "RouteClass", "RouteConfig",
+__all__ = ["DesiredRoutes", "EndpointPieces", "FDBEntry", "IPIPDevice", "Neighbour", "Route", "RouteClass", "RouteConfig",
            "RouteModel", "Sysctl", "VXLANDevice", "apply_messages", "cluster_routes", "desired_routes",
            "endpoint_sysctls", "global_sysctls", "ipip_device", "ipip_routes", "noencap_routes", "render",
            "render_fdb", "render_ipip_device", "render_neighbour", "render_route", "render_sysctl",
