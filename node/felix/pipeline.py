@@ -192,8 +192,9 @@ class Pipeline:
 
         Computed again only after something they depend on changed (a message other
         than a policy, profile or IP set one, the interfaces, this host's Node, or the
-        arguments): the agent asks at every apply, and at 1,000 local endpoints a
-        computation costs about 30 ms and 2 MB of short-lived objects."""
+        arguments): the agent asks at every apply. A computation reuses the parts of
+        the endpoints that did not change; from scratch, at 1,000 local endpoints, it
+        costs about 12 ms and 2 MB of short-lived objects."""
         if self.config is None:
             raise RuntimeError("the configuration is not known before the datastore is in sync")
         args = (host_mtu, default_rp_filter)
