@@ -312,3 +312,37 @@ def test_fields_of_the_wrong_shape():
     for subject in ({"pods": "web"}, {"namespaces": {"matchLabels": ["a"]}}):
         assert conv.k8s_cluster_network_policy_to_calico(_cnp({"tier": "Admin", "subject": subject})) == (
             None, ["spec.subject: a selector of the wrong shape"])
+
+
+@pytest.mark.parametrize("bad", ["has space", "1:2", "x" * 129, 80])
+def test_invalid_named_ports_fail_the_rule(bad):
+    # numorstring.NamedPort refuses them, so the rule fails to convert: a Deny rule becomes
+    # a deny-all (not a rule that can never match), an Accept rule goes.
+    policy, problems = _convert({
+        "priority": 10, "tier": "Admin", "subject": {"namespaces": {}},
+        "ingress": [{"action": "Deny", "protocols": [{"destinationNamedPort": bad}], "from": [_ns(k="v")]},
+                    {"action": "Accept", "protocols": [{"destinationNamedPort": bad}], "from": [_ns(k="v")]}]})
+    assert policy["spec"]["ingress"] == [{"action": "Deny"}]
+    assert problems == [
+        f"spec.ingress[0]: k8s rule couldn't be converted: failed to parse k8s protocol: invalid name for named "
+        f"port ({bad}) (replaced by a deny-all rule)",
+        f"spec.ingress[1]: k8s rule couldn't be converted: failed to parse k8s protocol: invalid name for named "
+        f"port ({bad}) (rule dropped)"]
+
+
+def test_a_rule_of_unmatchable_named_ports_still_fails_on_a_bad_peer():
+    # Calico keeps "80" as a name and fails on the nodes peer: a deny-all.
+    policy, problems = _convert({
+        "priority": 10, "tier": "Admin", "subject": {"namespaces": {}},
+        "egress": [{"action": "Deny", "protocols": [{"destinationNamedPort": "80"}], "to": [{"nodes": {}}]}]})
+    assert policy["spec"]["egress"] == [{"action": "Deny"}]
+    assert problems[-1].endswith("none of supported fields in 'To' is set. (replaced by a deny-all rule)")
+
+
+def test_networks_as_go_parses_them():
+    policy, problems = _convert({
+        "priority": 10, "tier": "Admin", "subject": {"namespaces": {}},
+        "egress": [{"action": "Accept", "to": [{"networks": ["::ffff:1.2.3.4/120", "10.1.2.3/0008",
+                                                             "::ffff:1.2.3.4/64"]}]}]})
+    assert problems == []
+    assert policy["spec"]["egress"][0]["destination"]["nets"] == ["1.2.3.0/24", "10.0.0.0/8", "::/64"]

@@ -1278,7 +1278,9 @@ CLUSTER_NETWORK_POLICY_TIERS = {"Admin": "kube-admin", "Baseline": "kube-baselin
 CNP_RULE_NAME_ANNOTATION = "name"
 _CNP_ACTIONS = {"Accept": "Allow", "Deny": "Deny", "Pass": "Pass"}
 _CNP_PROTOCOLS = (("tcp", "TCP"), ("udp", "UDP"), ("sctp", "SCTP"))
-_CIDR_TEXT = re.compile(r"^[0-9A-Fa-f.:]+/\d{1,3}$")
+_CIDR_TEXT = re.compile(r"^([0-9A-Fa-f.:]+)/(\d+)$")
+# numorstring.NamedPort's rule for a port name.
+_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
 
 def _cnp_port(port: dict | None):
@@ -1315,6 +1317,8 @@ def _cnp_protocol_ports(protocols: list | None) -> dict[str, list | None]:
                 break
         else:
             port = entry.get("destinationNamedPort") or None
+            if port is not None and not (isinstance(port, str) and _PORT_NAME.match(port)):
+                raise ValueError(f"invalid name for named port ({port})")
         if not protocol and port is None:
             return {"": None}
         if port is None:
@@ -1322,6 +1326,22 @@ def _cnp_protocol_ports(protocols: list | None) -> dict[str, list | None]:
         elif protocol not in by_protocol or by_protocol[protocol]:
             by_protocol[protocol] = (by_protocol.get(protocol) or []) + [port]
     return by_protocol
+
+
+def _cnp_network(text) -> str:
+    """A networks peer's CIDR as Go's ParseCIDR reads and prints it: the prefix length
+    may have leading zeros, and an IPv4-mapped IPv6 network is printed as the IPv4 one
+    (``::ffff:1.2.3.4/120`` is ``1.2.3.0/24``)."""
+    match = _CIDR_TEXT.match(text) if isinstance(text, str) else None
+    try:
+        if match is None:
+            raise ValueError
+        net = ipaddress.ip_network(f"{match.group(1)}/{int(match.group(2))}", strict=False)
+    except ValueError:
+        raise ValueError(f"invalid CIDR in ANP rule: invalid CIDR address: {text}") from None
+    if net.version == 6 and net.prefixlen >= 96 and net.network_address.ipv4_mapped is not None:
+        net = ipaddress.ip_network((net.network_address.ipv4_mapped, net.prefixlen - 96))
+    return str(net)
 
 
 def _cnp_peer(peer: dict, egress: bool) -> dict:
@@ -1337,15 +1357,7 @@ def _cnp_peer(peer: dict, egress: bool) -> dict:
         out["selector"] = k8s_selector_to_calico(pods.get("podSelector") or {}, pod=True)
         out["namespaceSelector"] = k8s_selector_to_calico(pods.get("namespaceSelector") or {}, pod=False)
     if egress and peer.get("networks"):
-        nets = []
-        for text in peer["networks"]:
-            try:
-                if not isinstance(text, str) or not _CIDR_TEXT.match(text):
-                    raise ValueError
-                nets.append(str(ipaddress.ip_network(text, strict=False)))
-            except ValueError:
-                raise ValueError(f"invalid CIDR in ANP rule: invalid CIDR address: {text}") from None
-        out["nets"] = nets
+        out["nets"] = [_cnp_network(text) for text in peer["networks"]]
     if not out:
         raise ValueError(f"none of supported fields in {'To' if egress else 'From'!r} is set.")
     return out
@@ -1367,6 +1379,8 @@ def _cnp_rule(rule: dict, egress: bool, notes: list[str]) -> list[dict]:
         raise ValueError(f"failed to parse k8s protocol: {exc}") from None
     peers = rule.get("to" if egress else "from") or []
     name = rule.get("name") or ""
+    for peer in peers:  # a bad peer fails the rule even when no port is left to match
+        _cnp_peer(peer, egress)
     rules = []
     for protocol in sorted(by_protocol):
         ports = by_protocol[protocol]
