@@ -145,6 +145,7 @@ def test_rate_limit_settings_as_calico_reads_them(tmp_path):
     assert limit(K8S_CLIENT_QPS="20.5", K8S_CLIENT_BURST="7") == (20.5, 7)
     assert limit(K8S_CLIENT_QPS="0", K8S_CLIENT_BURST="0") == (5.0, 100)  # 0 means unset, as in Calico
     assert limit(K8S_CLIENT_QPS="-1") is None  # client-go: a negative QPS turns the limit off
+    assert limit(K8S_CLIENT_QPS="-1", K8S_CLIENT_BURST="-3") is None  # (no limit: no burst to check)
     for env, message in (({"K8S_CLIENT_QPS": "fast"}, "K8S_CLIENT_QPS='fast' is not a number"),
                          ({"K8S_CLIENT_BURST": "1.5"}, "K8S_CLIENT_BURST='1.5' is not a whole number"),
                          ({"K8S_CLIENT_BURST": "-3"}, "K8S_CLIENT_BURST='-3' must be positive")):
@@ -188,6 +189,20 @@ def test_requests_to_the_api_server_are_rate_limited(tmp_path):
             assert time.monotonic() - started >= 0.95
         finally:
             kv.close()
+        # Watches take no token (client-go does not limit them): with one token a second
+        # at most, three watches and then a read all go at once.
+        slow = KubeKV(datastore_config_from_env(dict(env, K8S_CLIENT_QPS="0.5", K8S_CLIENT_BURST="1")), env={})
+        watches = []
+        try:
+            started = time.monotonic()
+            for _ in range(3):
+                watches.append(slow.api.watch("/apis/crd.projectcalico.org/v1/ippools", "0", timeout_seconds=5))
+            assert slow.get("/calico/resources/v3/projectcalico.org/ippools/none") is None
+            assert time.monotonic() - started < 1.0
+        finally:
+            for w in watches:
+                w.close()
+            slow.close()
         unlimited = KubeKV(datastore_config_from_env(dict(env, K8S_CLIENT_QPS="-1")), env={})
         try:
             assert unlimited.api._limiter is None

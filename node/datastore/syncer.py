@@ -423,6 +423,9 @@ class Syncer:
                     updates = []
         for key in sorted(set(known) - listed):
             updates.append((index, Update(UpdateType.DELETED, key, known.pop(key).value, list_revision)))
+            if len(updates) >= MAX_UPDATES_PER_CALLBACK:
+                self._send(updates)
+                updates = []
         self._send(updates)
 
     def _apply_event(self, index: int, event: WatchEvent) -> Update | None:

@@ -7,7 +7,7 @@ objects (custom resources, and native objects whose unknown fields must survive 
 read-modify-write) are best handled as dicts rather than the generated model classes.
 
 ``KubeAPI`` is the JSON layer: get/list (paged)/create/replace/patch/delete on a path,
-and ``WatchStream`` for one chunked watch response; every request (watches too) first
+and ``WatchStream`` for one chunked watch response; every request but a watch first
 takes a token from the client's rate limiter, as client-go's do. API errors come back as
 ``ApiError`` carrying the HTTP status and the server's Status reason; transport
 failures as ``ConnectionFailed`` naming the server.
@@ -139,7 +139,7 @@ class KubeAPI:
     # -- raw requests ---------------------------------------------------------------
 
     def _send(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-              content_type: str = JSON, timeout: Any = None, stream: bool = False):
+              content_type: str = JSON, timeout: Any = None, stream: bool = False, limited: bool = True):
         if self._closed:
             raise DatastoreError("Kubernetes client is closed")
         what = f"{method} {path}"
@@ -148,7 +148,7 @@ class KubeAPI:
             headers["Content-Type"] = content_type
         query_pairs = [(k, v if not isinstance(v, bool) else ("true" if v else "false"))
                        for k, v in (query or {}).items() if v is not None and v != ""]
-        if self._limiter is not None:
+        if limited and self._limiter is not None:
             self._limiter.acquire()
         try:
             _, url, headers, _, _ = self._client.param_serialize(
@@ -264,7 +264,10 @@ class KubeAPI:
                  "fieldSelector": field_selector}
         # No read timeout: bookmarks and events arrive at the server's pace; cancel()
         # unblocks a waiting read by shutting the socket down.
-        raw = self._send("GET", path, query=query, timeout=(CONNECT_TIMEOUT, None), stream=True)
+        # Not rate-limited, as client-go does not limit watches: a syncer re-opening its
+        # watches (every few minutes, and after each error) must not wait behind bursts of
+        # other requests, nor use up their tokens.
+        raw = self._send("GET", path, query=query, timeout=(CONNECT_TIMEOUT, None), stream=True, limited=False)
         return WatchStream(raw, path, self.host)
 
 

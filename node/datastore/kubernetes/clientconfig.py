@@ -68,10 +68,10 @@ def rate_limit(config: DatastoreConfig) -> tuple[float, int] | None:
         burst = int(burst_text) if burst_text else 0
     except ValueError:
         raise ConfigError(f"K8S_CLIENT_BURST={burst_text!r} is not a whole number of requests") from None
+    if qps < 0:
+        return None  # no limit, so no burst to check
     if burst < 0:
         raise ConfigError(f"K8S_CLIENT_BURST={burst_text!r} must be positive (or unset for {DEFAULT_BURST})")
-    if qps < 0:
-        return None
     return (qps or DEFAULT_QPS, burst or DEFAULT_BURST)
 
 
