@@ -299,13 +299,31 @@ def test_upgrade_host_labels_this_nodes_older_affinities_only(kube, kube_kv):
     assert kube_kv.upgrade_host_affinities("node1") == 0  # nothing left to do
 
 
-def test_upgrade_host_names_the_affinities_it_could_not_label(kube, kube_kv):
-    _old_affinity(kube, "node1", "10.5.0.0/26")
+def test_upgrade_host_labels_affinities_it_cannot_otherwise_read(kube, kube_kv):
+    """As Calico: labelled from the fields as they are, so a corrupt CR of this node's
+    does not stop the node starting (IPAM reads name it later)."""
     kube.create(V1, "blockaffinities", {"apiVersion": V1, "kind": "BlockAffinity", "metadata": {"name": "broken"},
-                                        "spec": {"node": "node1", "cidr": "not-a-cidr"}})
-    with pytest.raises(DatastoreError, match=r"BlockAffinity\(broken\): spec.cidr 'not-a-cidr' is not a CIDR"):
+                                        "spec": {"node": "node1", "cidr": "not-a-cidr", "deleted": "maybe"}})
+    assert kube_kv.upgrade_host_affinities("node1") == 1
+    assert kube.get(V1, "blockaffinities", "broken")["metadata"]["labels"] == conv.affinity_labels(
+        "node1", "host", "not-a-cidr")
+
+
+def test_upgrade_host_names_the_affinities_it_could_not_label(kube, kube_kv, monkeypatch):
+    _old_affinity(kube, "node1", "10.5.0.0/26")
+    _old_affinity(kube, "node1", "10.5.0.64/26")
+    bad = conv.affinity_name("node1", "10.5.0.64/26")
+    replace = kube_kv.api.replace
+
+    def refuse_one(path, obj):
+        if path.endswith("/" + bad):
+            raise DatastoreError("the API server refused it")
+        return replace(path, obj)
+
+    monkeypatch.setattr(kube_kv.api, "replace", refuse_one)
+    with pytest.raises(DatastoreError, match=rf"BlockAffinity\({bad}\): the API server refused it"):
         kube_kv.upgrade_host_affinities("node1")
-    # The good one was still labelled.
+    # The other one was still labelled.
     good = kube.get(V1, "blockaffinities", conv.affinity_name("node1", "10.5.0.0/26"))
     assert good["metadata"]["labels"] == conv.affinity_labels("node1", "host", "10.5.0.0/26")
 

@@ -1101,15 +1101,16 @@ class KubeKV:
         objs, _rv_token = self.api.list(path.collection(), label_selector="!" + conv.LABEL_AFFINITY_TYPE)
         upgraded, failures = 0, []
         for obj in objs:
-            if (obj.get("spec") or {}).get("node") != node:
+            spec = obj.get("spec") or {}
+            if spec.get("node") != node:
                 continue
-            try:
-                host, aff_type, cidr, _state, _deleted = conv.affinity_from_cr(obj)
-            except conv.ConversionError as exc:
-                failures.append(str(exc))
-                continue
+            # Labelled from the fields as they are, as Calico does, without parsing the
+            # rest: a CR this node cannot use (a bad CIDR, an odd ``deleted``) must not
+            # stop the node starting; the IPAM reads report it by name.
+            cidr = spec.get("cidr") if isinstance(spec.get("cidr"), str) else ""
             meta = obj["metadata"]
-            meta["labels"] = {**(meta.get("labels") or {}), **conv.affinity_labels(host, aff_type, cidr)}
+            meta["labels"] = {**(meta.get("labels") or {}),
+                              **conv.affinity_labels(node, spec.get("type") or "host", cidr)}
             try:
                 self.api.replace(path.item(meta["name"]), obj)
             except DatastoreError as exc:
