@@ -266,12 +266,24 @@ def test_vxlan_v4_enabled():
     ]
     # No NOTRACK for IPv6 when only v4 VXLAN is on.
     assert "-p udp --dport 4789 --jump NOTRACK" not in bodies(static.raw_chains(cfg, 6), "cali-OUTPUT")
+    # Calico's "with IPv4 VXLAN enabled" NAT postrouting: each tunnel's UDP masquerade
+    # keeps off the VXLAN port (issue 12244), then the catch-all.
     assert bodies(static.nat_chains(cfg, 4), "cali-POSTROUTING")[2:] == [
+        "-p 17 --out-interface tunl0 -m addrtype ! --src-type LOCAL --limit-iface-out "
+        "-m addrtype --src-type LOCAL --jump MASQUERADE --to-ports 4790-65535",
         "--out-interface tunl0 -m addrtype ! --src-type LOCAL --limit-iface-out "
         "-m addrtype --src-type LOCAL --jump MASQUERADE",
+        "-p 17 --out-interface vxlan.calico -m addrtype ! --src-type LOCAL --limit-iface-out "
+        "-m addrtype --src-type LOCAL --jump MASQUERADE --to-ports 4790-65535",
         "--out-interface vxlan.calico -m addrtype ! --src-type LOCAL --limit-iface-out "
         "-m addrtype --src-type LOCAL --jump MASQUERADE",
     ]
+    # "with a high custom VXLAN port": the wider range below it.
+    high = bodies(static.nat_chains(cfg.replace(vxlan_port=60000), 4), "cali-POSTROUTING")
+    assert high[2].endswith("--jump MASQUERADE --to-ports 1024-59999") and high[3].endswith("--jump MASQUERADE")
+    # IPv4 VXLAN does not touch the IPv6 chain.
+    assert all("--to-ports" not in b for b in bodies(static.nat_chains(cfg, 6), "cali-POSTROUTING"))
+
     inp = bodies(static.filter_chains(cfg, 4), "cali-INPUT")
     assert inp[2:4] == [
         '-m comment --comment "Allow IPv4 VXLAN packets from allowed hosts" -p 17 '
@@ -282,15 +294,25 @@ def test_vxlan_v4_enabled():
     ]
 
 
+def test_masquerade_port_range_excluding_the_vxlan_port():
+    assert static.masq_port_range_excluding(4789) == "4790-65535"
+    assert static.masq_port_range_excluding(60000) == "1024-59999"
+    assert static.masq_port_range_excluding(34280) == "1024-34279"
+    assert static.masq_port_range_excluding(1000) == "1001-65535"
+    assert static.masq_port_range_excluding(0) == "" and static.masq_port_range_excluding(70000) == ""
+
+
 def test_vxlan_v6_enabled():
     cfg = make_cfg(vxlan_enabled_v6=True, filter_deny_action="REJECT")
     assert bodies(static.raw_chains(cfg, 6), "cali-PREROUTING")[1] == "-p udp --dport 4789 --jump NOTRACK"
     assert bodies(static.nat_chains(cfg, 6), "cali-POSTROUTING") == [
         "--jump cali-fip-snat", "--jump cali-nat-outgoing"]
     cfg = cfg.replace(vxlan_tunnel_address_v6="dead:beef::1")
-    assert bodies(static.nat_chains(cfg, 6), "cali-POSTROUTING")[2] == (
+    assert bodies(static.nat_chains(cfg, 6), "cali-POSTROUTING")[2:] == [
+        "-p 17 --out-interface vxlan-v6.calico -m addrtype ! --src-type LOCAL --limit-iface-out "
+        "-m addrtype --src-type LOCAL --jump MASQUERADE --to-ports 4790-65535",
         "--out-interface vxlan-v6.calico -m addrtype ! --src-type LOCAL --limit-iface-out "
-        "-m addrtype --src-type LOCAL --jump MASQUERADE")
+        "-m addrtype --src-type LOCAL --jump MASQUERADE"]
     assert bodies(static.filter_chains(cfg, 6), "cali-INPUT")[:2] == [
         '-m comment --comment "Allow IPv6 VXLAN packets from allowed hosts" -p 17 '
         "-m multiport --destination-ports 4789 -m set --match-set cali60all-vxlan-net src "
@@ -418,7 +440,13 @@ def test_dump_nat_ids():
     nat = static.nat_chains(DUMP_CFG, 4)
     assert ids(nat, "cali-OUTPUT") == ["GBTAv2p5CwevEyJm"]
     assert ids(nat, "cali-PREROUTING") == ["r6XmIziWUJsdOK6Z"]
-    assert ids(nat, "cali-POSTROUTING") == ["Z-c7XtVd2Bq7s_hA", "nYKhEzDlr11Jccal", "e9dnSgSVNmIcpVhP"]
+    # The dump's Felix predates the UDP masquerade that keeps off the VXLAN port: without
+    # it (no VXLAN port to exclude) the IDs are the dump's; with it, the catch-all's ID
+    # moves, as rule IDs chain on the rules before them.
+    old = ids(static.nat_chains(DUMP_CFG.replace(vxlan_port=0), 4), "cali-POSTROUTING")
+    assert old == ["Z-c7XtVd2Bq7s_hA", "nYKhEzDlr11Jccal", "e9dnSgSVNmIcpVhP"]
+    assert ids(nat, "cali-POSTROUTING") == ["Z-c7XtVd2Bq7s_hA", "nYKhEzDlr11Jccal", "k5tPXc7Lt1qvBU9K",
+                                            "ZUy_r64wRDl4JBc4"]
 
 
 def test_dump_filter_ids():

@@ -228,9 +228,29 @@ def tunnel_devices(cfg: RulesConfig, ip_version: int) -> list[str]:
     return devices
 
 
+def masq_port_range_excluding(port: int) -> str:
+    """A MASQUERADE ``--to-ports`` range without ``port``: the wider side of it, never
+    below 1024 (one contiguous range is all iptables takes); "" for no port."""
+    if not 0 < port <= 65535:
+        return ""
+    low, high = 1024, 65535
+    return f"{low}-{port - 1}" if port - low >= high - port else f"{port + 1}-{high}"
+
+
 def nat_postrouting_chain(cfg: RulesConfig, ip_version: int) -> Chain:
     rules = [Rule((), jump(names.CHAIN_FIP_SNAT)), Rule((), jump(names.CHAIN_NAT_OUTGOING))]
+    # With VXLAN on, a masqueraded UDP flow must not get the VXLAN port as its source:
+    # the replies would hit the "Drop VXLAN packets from non-allowed hosts" rule
+    # (Calico issue 12244). Only a rule naming a protocol can carry --to-ports, so UDP
+    # gets its own rule before the catch-all.
+    vxlan_on = cfg.vxlan_enabled if ip_version == 4 else cfg.vxlan_enabled_v6
+    udp_ports = masq_port_range_excluding(cfg.vxlan_port) if vxlan_on else ""
     for dev in tunnel_devices(cfg, ip_version):
+        if udp_ports:
+            rules.append(Rule(Match().protocol_num(PROTO_UDP).out_interface(dev)
+                              .not_src_addr_type(ADDR_TYPE_LOCAL, True)
+                              .src_addr_type(ADDR_TYPE_LOCAL, False),
+                              masquerade(udp_ports, cfg.masq_fully_random)))
         rules.append(Rule(Match().out_interface(dev)
                           .not_src_addr_type(ADDR_TYPE_LOCAL, True)
                           .src_addr_type(ADDR_TYPE_LOCAL, False),
