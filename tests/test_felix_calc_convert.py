@@ -272,6 +272,26 @@ def test_workload_endpoint_conversion():
         validation.workload_endpoint_problems(ep, "Disabled")
 
 
+def test_workload_endpoint_qos_limits(caplog):
+    """The packet-rate and connection limits reach the endpoint message; a rate without
+    a burst gets Calico's 5; values out of their documented range are logged with the
+    endpoint and field and not applied (Felix would refuse to render them)."""
+    ep = cv.convert_workload_endpoint(wep("a", qosControls={"ingressPacketRate": 100, "egressPacketRate": 50,
+                                                            "egressPacketBurst": 80, "ingressMaxConnections": 7,
+                                                            "ingressBandwidth": 1000000}))
+    assert ep.qos_controls == t.QoSControls(ingress_packet_rate=100, ingress_packet_burst=5, egress_packet_rate=50,
+                                            egress_packet_burst=80, ingress_max_connections=7)
+    # Bandwidth and DSCP alone are not iptables rules.
+    assert cv.convert_workload_endpoint(wep("b", qosControls={"ingressBandwidth": 1000000})).qos_controls is None
+    assert cv.convert_workload_endpoint(wep("c")).qos_controls is None
+    bad = cv.convert_workload_endpoint(wep("d", qosControls={"ingressPacketRate": 20000, "egressPacketRate": 10,
+                                                             "egressPacketBurst": 0, "egressMaxConnections": -1}))
+    assert bad.qos_controls == t.QoSControls(egress_packet_rate=10, egress_packet_burst=5)
+    assert "qosControls.ingressPacketRate 20000 is not between 0 and 10000; not applied" in caplog.text
+    assert "qosControls.egressMaxConnections -1 is not between 0 and 4294967295" in caplog.text
+    assert "ns1/" in caplog.text  # the endpoint is named
+
+
 def test_workload_endpoint_without_networks_is_not_rendered():
     assert cv.convert_workload_endpoint(wep("a", ips=())) is None
 

@@ -11,7 +11,7 @@ from node.felix.rules.endpoints import (
 from node.felix.types import (
     KIND_GLOBAL_NETWORK_POLICY as GNP, KIND_KUBERNETES_NETWORK_POLICY,
     KIND_STAGED_GLOBAL_NETWORK_POLICY as SGNP, KIND_STAGED_KUBERNETES_NETWORK_POLICY, KIND_STAGED_NETWORK_POLICY,
-    HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint)
+    HostEndpoint, PolicyID, QoSControls, TierInfo, WorkloadEndpoint)
 
 # endpoints_test.go: accept 0x8, pass 0x10, scratch0 0x20, scratch1 0x40, drop 0x80.
 MARKS = dict(mark_accept=0x8, mark_pass=0x10, mark_scratch0=0x20, mark_scratch1=0x40, mark_drop=0x80,
@@ -85,6 +85,49 @@ def test_minimal_workload(deny, word, v):
 def test_disabled_workload(deny, word, v):
     for chain in endpoints.workload_endpoint_chains(normal_cfg(deny), "cali1234", False, [], []):
         assert bodies(chain) == [f'-m comment --comment "Endpoint admin disabled" --jump {v}']
+
+
+def _rate_rules(direction, rate, burst):
+    clear = f'-m comment --comment "Clear {direction} packet rate limit mark" --jump MARK --set-mark 0/0x20'
+    return [clear,
+            f'-m comment --comment "Mark packets within {direction} packet rate limit" -m limit --limit {rate}/sec '
+            f'--limit-burst {burst} --jump MARK --set-mark 0x20/0x20',
+            f'-m comment --comment "Drop packets over {direction} packet rate limit" -m mark ! --mark 0x20/0x20 '
+            '--jump DROP',
+            clear]
+
+
+def _connlimit_rule(direction, limit):
+    return (f'-m comment --comment "Reject connections over {direction} connection limit" -p tcp -m tcp '
+            f'--tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above {limit} --connlimit-mask 0 -j REJECT '
+            '--reject-with tcp-reset')
+
+
+def test_workload_with_packet_rate_limits():
+    # "should render a workload endpoint with packet rate limiting QoSControls": the rate
+    # rules come first, before conntrack (iptables form: scratch0 marks what is in rate).
+    qos = QoSControls(egress_packet_rate=1000, ingress_packet_rate=2000, egress_packet_burst=2000,
+                      ingress_packet_burst=4000)
+    tw, fw = endpoints.workload_endpoint_chains(normal_cfg(), "cali1234", True, [], [], qos)
+    assert bodies(tw) == _rate_rules("ingress", 2000, 4000) + CT + [invalid("DROP"), CLEAR, no_profiles("Drop", "DROP")]
+    assert bodies(fw) == (_rate_rules("egress", 1000, 2000) + CT + [invalid("DROP"), CLEAR]
+                          + encap_drops("Drop", "DROP") + [no_profiles("Drop", "DROP")])
+
+
+def test_workload_with_connection_limits():
+    # "should render a workload endpoint with connection limiting QoSControls": right
+    # after the conntrack rules.
+    qos = QoSControls(ingress_max_connections=20, egress_max_connections=10)
+    tw, fw = endpoints.workload_endpoint_chains(normal_cfg(), "cali1234", True, [], [], qos)
+    assert bodies(tw) == CT + [invalid("DROP"), _connlimit_rule("ingress", 20), CLEAR, no_profiles("Drop", "DROP")]
+    assert bodies(fw) == (CT + [invalid("DROP"), _connlimit_rule("egress", 10), CLEAR]
+                          + encap_drops("Drop", "DROP") + [no_profiles("Drop", "DROP")])
+    # An admin-down endpoint is only dropped; the workload message carries the limits.
+    assert all(len(c.rules) == 1 for c in endpoints.workload_endpoint_chains(normal_cfg(), "c", False, [], [], qos))
+    chains, _ = endpoints.workload_chains(normal_cfg(), WorkloadEndpoint(name="cali1234", qos_controls=qos), {})
+    assert [bodies(c) for c in chains] == [bodies(tw), bodies(fw)]
+    plain, _ = endpoints.workload_chains(normal_cfg(), WorkloadEndpoint(name="cali1234"), {})
+    assert _connlimit_rule("ingress", 20) not in bodies(plain[0])
 
 
 @pytest.mark.parametrize("deny, word, v", DENY)

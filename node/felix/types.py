@@ -287,6 +287,20 @@ class WorkloadEndpointID:
 
 
 @dataclass(frozen=True)
+class QoSControls:
+    """A workload's packet-rate and connection limits (the iptables part of
+    proto.QoSControls; bandwidth and DSCP are not iptables rules). Ingress is traffic to
+    the workload, egress from it; zero means no limit."""
+
+    ingress_packet_rate: int = 0
+    ingress_packet_burst: int = 0
+    egress_packet_rate: int = 0
+    egress_packet_burst: int = 0
+    ingress_max_connections: int = 0
+    egress_max_connections: int = 0
+
+
+@dataclass(frozen=True)
 class NatInfo:
     ext_ip: str
     int_ip: str
@@ -308,6 +322,7 @@ class WorkloadEndpoint:
     ipv6_nat: tuple[NatInfo, ...] = ()
     allow_spoofed_source_prefixes: tuple[str, ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
+    qos_controls: QoSControls | None = None
 
 
 @key_type

@@ -412,6 +412,40 @@ def _endpoint_ports(ports: Any, skip_unnamed: bool) -> tuple[v1.EndpointPort, ..
     return tuple(out)
 
 
+# QoSControls' documented ranges (libcalico-go's internalapi.QoSControls): rates and
+# bursts are xt_limit's (at most 10,000), connection counts xt_connlimit's (a uint32).
+_MAX_PACKET_RATE = 10_000
+_MAX_CONNECTIONS = 4_294_967_295
+_DEFAULT_PACKET_BURST = 5
+
+
+def _qos_int(spec: Mapping, field: str, res: Resource, maximum: int) -> int:
+    """One QoSControls number, or 0 (no limit) with a warning naming the endpoint and
+    field when it is out of its range (Felix would refuse to render it)."""
+    value = spec.get(field) or 0
+    if type(value) is not int or not 0 <= value <= maximum:
+        log.warning("WorkloadEndpoint %s/%s: qosControls.%s %r is not between 0 and %d; not applied",
+                    res.namespace, res.name, field, value, maximum)
+        return 0
+    return value
+
+
+def qos_controls(res: Resource) -> t.QoSControls | None:
+    """The packet-rate and connection limits of a WorkloadEndpoint (None when it has
+    none); a packet rate without a burst gets Calico's default burst of 5."""
+    spec = res.spec.get("qosControls")
+    if not spec:
+        return None
+    values = {}
+    for side in ("ingress", "egress"):
+        rate = _qos_int(spec, f"{side}PacketRate", res, _MAX_PACKET_RATE)
+        burst = _qos_int(spec, f"{side}PacketBurst", res, _MAX_PACKET_RATE) if rate else 0
+        values[f"{side}_packet_rate"] = rate
+        values[f"{side}_packet_burst"] = (burst or _DEFAULT_PACKET_BURST) if rate else 0
+        values[f"{side}_max_connections"] = _qos_int(spec, f"{side}MaxConnections", res, _MAX_CONNECTIONS)
+    return t.QoSControls(**values) if any(values.values()) else None
+
+
 def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
     """None for an endpoint without IP networks: Felix cannot render it yet."""
     spec = res.spec
@@ -463,6 +497,7 @@ def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
         _endpoint_ports(ports, skip_unnamed=True) if ports else (),   # ports
         tuple(spoofed),                                               # allow_spoofed_source_prefixes
         sorted_pairs(annotations) if annotations else (),             # annotations
+        qos_controls(res) if spec.get("qosControls") else None,       # qos_controls
     )
 
 

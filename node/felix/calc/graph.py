@@ -497,6 +497,7 @@ def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...]) ->
         ipv6_nat=tuple(t.NatInfo(ext, int_) for ext, int_ in ep.ipv6_nat) if ep.ipv6_nat else (),
         allow_spoofed_source_prefixes=ep.allow_spoofed_source_prefixes,
         annotations=ep.annotations,
+        qos_controls=ep.qos_controls,
     )
 
 

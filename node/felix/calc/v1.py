@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from node.felix.types import PolicyID, fast_init, key_type
+from node.felix.types import PolicyID, QoSControls, fast_init, key_type
 
 # Policy metadata flags (Felix's policyMetadataFlags).
 FLAG_DO_NOT_TRACK = 1
@@ -131,6 +131,7 @@ class WorkloadEndpoint:
     ports: tuple[EndpointPort, ...] = ()
     allow_spoofed_source_prefixes: tuple[str, ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
+    qos_controls: QoSControls | None = None
 
 
 @dataclass(frozen=True)

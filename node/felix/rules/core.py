@@ -304,6 +304,18 @@ def masquerade(to_ports: str = "", random_fully: bool = False) -> Action:
     return Action(f"--jump MASQUERADE{fully}", "masq")
 
 
+def limit_packet_rate(rate: int, burst: int, mark: int) -> Action:
+    """Set ``mark`` on packets within ``rate`` a second (bursts of ``burst``)."""
+    return Action(f"-m limit --limit {rate}/sec --limit-burst {burst} --jump MARK "
+                  f"--set-mark {_hex(mark)}/{_hex(mark)}", "mark")
+
+
+def limit_num_connections(limit: int) -> Action:
+    """Reset a new TCP connection while ``limit`` are open (all sources counted as one)."""
+    return Action(f"-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above {limit} "
+                  "--connlimit-mask 0 -j REJECT --reject-with tcp-reset", "reject")
+
+
 def snat(to_addr: str, random_fully: bool = False) -> Action:
     fully = " --random-fully" if random_fully else ""
     return Action(f"--jump SNAT --to-source {to_addr}{fully}", "snat")

@@ -22,8 +22,9 @@ from typing import Mapping, Sequence
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
 from node.felix.rules.core import (
-    ACCEPT, NOTRACK, RETURN, Action, Chain, Match, Rule, clear_mark, jump, lazy_property, set_mark)
-from node.felix.types import HostEndpoint, PolicyID, TierInfo, WorkloadEndpoint, cached_hash
+    ACCEPT, DROP, NOTRACK, RETURN, Action, Chain, Match, Rule, clear_mark, jump, lazy_property, limit_num_connections,
+    limit_packet_rate, set_mark)
+from node.felix.types import HostEndpoint, PolicyID, QoSControls, TierInfo, WorkloadEndpoint, cached_hash
 
 DIRECTION_INBOUND = "inbound"
 DIRECTION_OUTBOUND = "outbound"
@@ -180,10 +181,12 @@ def endpoint_chain(cfg: RulesConfig, *, name: str, endpoint_prefix: str, tiers: 
 @lru_cache(maxsize=8192)
 def _endpoint_rules(cfg: RulesConfig, tiers: tuple[TierGroups, ...], profile_ids: tuple[str, ...],
                     inbound: bool, failsafe_chain: str, chain_type: str, admin_up: bool, allow: Action,
-                    allow_vxlan_encap: bool, allow_ipip_encap: bool) -> tuple[Rule, ...]:
+                    allow_vxlan_encap: bool, allow_ipip_encap: bool,
+                    limits: tuple[int, int, int] = (0, 0, 0)) -> tuple[Rule, ...]:
     """An endpoint chain's rules. They do not depend on the interface (only the chain's
     name and rule IDs do), so endpoints with the same policies and profiles share them:
-    replicas of one workload cost one rendering."""
+    replicas of one workload cost one rendering. ``limits`` is a workload's (packet
+    rate, burst, connections) limit in this chain's direction (``qos_limits``)."""
     deny = cfg.deny_action
     if not admin_up:
         return (Rule((), deny, ("Endpoint admin disabled",)),)
@@ -191,8 +194,10 @@ def _endpoint_rules(cfg: RulesConfig, tiers: tuple[TierGroups, ...], profile_ids
     # The chain is assembled from small rule sequences that recur across endpoints (each
     # a pure function of its arguments, built once), so a new combination of policies
     # and profiles costs little more than the joining.
+    if chain_type != CHAIN_TYPE_NORMAL:
+        limits = (0, 0, 0)
     rules: list[Rule] = list(_head_rules(cfg, chain_type, allow, failsafe_chain, allow_vxlan_encap,
-                                         allow_ipip_encap))
+                                         allow_ipip_encap, limits, "ingress" if inbound else "egress"))
     policy_prefix = names.POLICY_INBOUND_PREFIX if inbound else names.POLICY_OUTBOUND_PREFIX
     untracked = chain_type == CHAIN_TYPE_UNTRACKED
     for tier in tiers:
@@ -230,12 +235,27 @@ def _endpoint_rules(cfg: RulesConfig, tiers: tuple[TierGroups, ...], profile_ids
 
 @lru_cache(maxsize=256)
 def _head_rules(cfg: RulesConfig, chain_type: str, allow: Action, failsafe_chain: str,
-                allow_vxlan_encap: bool, allow_ipip_encap: bool) -> tuple[Rule, ...]:
-    """Conntrack, failsafes, the mark reset and the encap drops."""
+                allow_vxlan_encap: bool, allow_ipip_encap: bool, limits: tuple[int, int, int] = (0, 0, 0),
+                direction: str = "") -> tuple[Rule, ...]:
+    """The packet-rate limit, conntrack, the connection limit, failsafes, the mark reset
+    and the encap drops. The rate limit marks packets within the rate in scratch0 and
+    drops the rest (Felix's iptables form; the mark is cleared on both sides)."""
     deny = cfg.deny_action
+    rate, burst, connections = limits
     rules: list[Rule] = []
+    if rate:
+        mark = cfg.mark_scratch0
+        clear = Rule((), clear_mark(mark), (f"Clear {direction} packet rate limit mark",))
+        rules += [clear,
+                  Rule((), limit_packet_rate(rate, burst, mark), (f"Mark packets within {direction} packet rate limit",)),
+                  Rule(Match().not_mark_matches_with_mask(mark, mark), DROP,
+                       (f"Drop packets over {direction} packet rate limit",)),
+                  clear]
     if chain_type != CHAIN_TYPE_UNTRACKED:
         rules += _conntrack_rules(cfg, allow)
+    if connections:
+        rules.append(Rule((), limit_num_connections(connections),
+                          (f"Reject connections over {direction} connection limit",)))
     if failsafe_chain:
         rules.append(Rule((), jump(failsafe_chain)))
     rules.append(Rule((), clear_mark(cfg.mark_accept | cfg.mark_pass)))
@@ -284,24 +304,37 @@ def _no_profile_rule(cfg: RulesConfig) -> Rule:
     return Rule((), deny, (f"{deny} if no profiles matched",))
 
 
+def qos_limits(qos: QoSControls | None) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(packet rate, burst, connections) to the workload and from it."""
+    if qos is None:
+        return (0, 0, 0), (0, 0, 0)
+    return ((qos.ingress_packet_rate, qos.ingress_packet_burst, qos.ingress_max_connections),
+            (qos.egress_packet_rate, qos.egress_packet_burst, qos.egress_max_connections))
+
+
 def workload_endpoint_chains(cfg: RulesConfig, iface: str, admin_up: bool,
-                             tiers: Sequence[TierGroups], profile_ids: Sequence[str]) -> list[Chain]:
+                             tiers: Sequence[TierGroups], profile_ids: Sequence[str],
+                             qos: QoSControls | None = None) -> list[Chain]:
     """``cali-tw-<iface>`` (to the workload: its ingress) and ``cali-fw-<iface>`` (from
-    it: its egress, which also drops VXLAN/IPIP encap unless allowed). Filter table."""
-    to_rules, from_rules = _workload_endpoint_rules(cfg, admin_up, tiers, profile_ids)
+    it: its egress, which also drops VXLAN/IPIP encap unless allowed), with the
+    workload's packet-rate and connection limits. Filter table."""
+    to_rules, from_rules = _workload_endpoint_rules(cfg, admin_up, tiers, profile_ids, qos)
     return [Chain(names.endpoint_chain_name(names.WORKLOAD_TO_ENDPOINT_PREFIX, iface), to_rules),
             Chain(names.endpoint_chain_name(names.WORKLOAD_FROM_ENDPOINT_PREFIX, iface), from_rules)]
 
 
 def _workload_endpoint_rules(cfg: RulesConfig, admin_up: bool, tiers: Sequence[TierGroups],
-                             profile_ids: Sequence[str]) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+                             profile_ids: Sequence[str],
+                             qos: QoSControls | None = None) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
     """The rules of a workload's two chains (``endpoint_chain`` without the names)."""
     allow = cfg.filter_allow
     tiers, profile_ids = tuple(tiers), tuple(profile_ids)
+    to_limits, from_limits = qos_limits(qos)
     return (_endpoint_rules(cfg, tiers, profile_ids, True, "", CHAIN_TYPE_NORMAL, admin_up, allow,
-                            True, True),
+                            True, True, to_limits),
             _endpoint_rules(cfg, tiers, profile_ids, False, "", CHAIN_TYPE_NORMAL, admin_up, allow,
-                            cfg.allow_vxlan_packets_from_workloads, cfg.allow_ipip_packets_from_workloads))
+                            cfg.allow_vxlan_packets_from_workloads, cfg.allow_ipip_packets_from_workloads,
+                            from_limits))
 
 
 def host_endpoint_filter_chains(cfg: RulesConfig, iface: str, tiers: Sequence[TierGroups],
@@ -376,7 +409,7 @@ def workload_chains(cfg: RulesConfig, wep: WorkloadEndpoint,
     tier_infos, profile_ids = tuple(wep.tiers), tuple(wep.profile_ids)
     sels = tuple(selectors.get(pid, "") for tier in tier_infos
                  for pids in (tier.ingress_policies, tier.egress_policies) for pid in pids)
-    args = (cfg, wep.name, wep.state == "active", tier_infos, profile_ids, sels)
+    args = (cfg, wep.name, wep.state == "active", tier_infos, profile_ids, sels, wep.qos_controls)
     try:
         chains, groups = _workload_chains(*args)
     except TypeError:  # unhashable parts (lists where tuples belong): render uncached
@@ -386,21 +419,21 @@ def workload_chains(cfg: RulesConfig, wep: WorkloadEndpoint,
 
 @lru_cache(maxsize=4096)
 def _workload_chains(cfg: RulesConfig, iface: str, admin_up: bool, tier_infos: tuple[TierInfo, ...],
-                     profile_ids: tuple[str, ...],
-                     sels: tuple[str, ...]) -> tuple[tuple[Chain, ...], tuple[Chain, ...]]:
-    to_rules, from_rules, groups = _workload_bodies(cfg, admin_up, tier_infos, profile_ids, sels)
+                     profile_ids: tuple[str, ...], sels: tuple[str, ...],
+                     qos: QoSControls | None = None) -> tuple[tuple[Chain, ...], tuple[Chain, ...]]:
+    to_rules, from_rules, groups = _workload_bodies(cfg, admin_up, tier_infos, profile_ids, sels, qos)
     return (Chain(names.endpoint_chain_name(names.WORKLOAD_TO_ENDPOINT_PREFIX, iface), to_rules),
             Chain(names.endpoint_chain_name(names.WORKLOAD_FROM_ENDPOINT_PREFIX, iface), from_rules)), groups
 
 
 @lru_cache(maxsize=4096)
 def _workload_bodies(cfg: RulesConfig, admin_up: bool, tier_infos: tuple[TierInfo, ...],
-                     profile_ids: tuple[str, ...], sels: tuple[str, ...]):
+                     profile_ids: tuple[str, ...], sels: tuple[str, ...], qos: QoSControls | None = None):
     """What does not depend on the interface: both chains' rules and the group chains
-    (endpoints with the same policies and profiles share them)."""
+    (endpoints with the same policies, profiles and limits share them)."""
     pids = (pid for tier in tier_infos for pids in (tier.ingress_policies, tier.egress_policies) for pid in pids)
     tiers = group_tiers(tier_infos, dict(zip(pids, sels)))
-    to_rules, from_rules = _workload_endpoint_rules(cfg, admin_up, tiers, profile_ids)
+    to_rules, from_rules = _workload_endpoint_rules(cfg, admin_up, tiers, profile_ids, qos)
     return to_rules, from_rules, tuple(policy_group_chain(cfg, g) for g in group_chains(tiers))
 
 
