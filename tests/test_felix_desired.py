@@ -317,3 +317,21 @@ def test_endpoint_pieces_recompute_only_changed_endpoints():
     other = RouteConfig(hostname=LOCAL, device_route_protocol=80)
     changed = memo.pieces(other, [moved, b])
     assert [r.proto for _, r in changed[1][0]] == [80]  # a new configuration recomputes everything
+
+
+def test_route_parents_are_felix_managers_ones():
+    """IPIP and no-encap routes leave through the interface with this node's own address
+    of their family; VXLAN through its VTEP's parent. A VTEP of one family only must not
+    take the other family's parent away (Felix's ipip_mgr/noencap_mgr use HostMetadata)."""
+    from felix_calc_builders import node, pool
+
+    own = node(LOCAL, "", bgp={"ipv4Address": "10.0.0.1/24", "ipv6Address": "fd00::1/64",
+                               "ipv4IPIPTunnelAddr": "10.65.9.1"}, ipv6VXLANTunnelAddr="fd00:65::1")
+    p = _fresh([own, pool("v4", "10.65.0.0/16", ipipMode="Always", vxlanMode="Never"),
+                pool("v6", "fd00:65::/64", vxlanMode="Always", ipipMode="Never")],
+               env={"FELIX_IPV6SUPPORT": "true"})
+    vtep = p.route_model.vteps[LOCAL]
+    assert vtep.parent_device_ip == "" and vtep.parent_device_ipv6 == "fd00::1"  # an IPv6-only VTEP
+    routes = p.desired_routes()
+    assert routes.ipip_device is not None  # (configured only once its parent is found)
+    assert [(d.name, d.parent) for d in routes.vxlan_devices] == [("vxlan-v6.calico", "eth0")]

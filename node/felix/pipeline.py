@@ -211,19 +211,23 @@ class Pipeline:
                                      vxlan_enabled_v6=encap.vxlan_v6, ipip_enabled=encap.ipip,
                                      default_rp_filter=default_rp_filter, **kwargs)
         own = self.route_model.vteps.get(self.hostname)
-        local_ipv4 = self._own_ipv4()
-        parents = {}
-        for version, ip in ((4, own.parent_device_ip if own else local_ipv4),
-                            (6, own.parent_device_ipv6 if own else "")):
-            dev = self._iface_with(ip)
-            if dev:
-                parents[version] = dev
+        local_ipv4, local_ipv6 = self._own_address("ipv4Address"), self._own_address("ipv6Address")
+        # As Felix's managers: IPIP and no-encap routes leave through the interface with
+        # this node's own address of the family (HostMetadata/HostMetadataV6), VXLAN
+        # through the one with its VTEP's parent address.
+        parents = self._ifaces_with({4: local_ipv4, 6: local_ipv6})
+        vxlan_parents = self._ifaces_with({4: own.parent_device_ip, 6: own.parent_device_ipv6} if own else {})
         return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4,
-                              memo=self._endpoint_routes)
+                              memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents)
 
-    def _own_ipv4(self) -> str:
+    def _own_address(self, field: str) -> str:
+        """This host's address from its Node's ``spec.bgp`` (``ipv4Address``/``ipv6Address``)."""
         bgp = ((self._own_node.spec or {}).get("bgp") or {}) if self._own_node is not None else {}
-        return (bgp.get("ipv4Address") or "").split("/")[0]
+        return (bgp.get(field) or "").split("/")[0]
+
+    def _ifaces_with(self, ips: Mapping[int, str]) -> dict[int, str]:
+        found = {version: self._iface_with(ip) for version, ip in ips.items()}
+        return {version: dev for version, dev in found.items() if dev}
 
     def _iface_with(self, ip: str) -> str:
         if not ip:

@@ -643,17 +643,21 @@ class EndpointPieces:
 
 def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[WorkloadEndpoint] = (),
                    parent_devices: Mapping[int, str] | None = None, local_ipv4: str = "",
-                   up_links: Mapping[str, int] | None = None, memo: EndpointPieces | None = None) -> DesiredRoutes:
+                   up_links: Mapping[str, int] | None = None, memo: EndpointPieces | None = None,
+                   vxlan_parent_devices: Mapping[int, str] | None = None) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
-    family (the dataplane finds it from ``vxlan_parent_address``/``local_ipv4``);
-    ``local_ipv4`` is this node's IPv4 address, which gates the IPIP device; ``up_links``
-    see ``resolve_routes``. Neighbours and sysctls are listed for every endpoint: the
-    dataplane writes them once the interface exists and is up, as Felix does. ``memo``
-    carries the endpoints' parts over from the previous computation.
+    family (Felix's HostMetadata: the IPIP and no-encap routes go through it);
+    ``vxlan_parent_devices`` to the interface holding this node's VTEP parent address of
+    that family (the VXLAN device and routes), the same as ``parent_devices`` when not
+    given; ``local_ipv4`` is this node's IPv4 address, which gates the IPIP device;
+    ``up_links`` see ``resolve_routes``. Neighbours and sysctls are listed for every
+    endpoint: the dataplane writes them once the interface exists and is up, as Felix
+    does. ``memo`` carries the endpoints' parts over from the previous computation.
     """
     parents = dict(parent_devices or {})
+    vxlan_parents = parents if vxlan_parent_devices is None else dict(vxlan_parent_devices)
     endpoints = sorted(endpoints, key=lambda ep: ep.name)
     candidates: list[tuple[RouteClass, Route]] = []
     neighbours: list[Neighbour] = []
@@ -671,11 +675,11 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
             if version == 4 or cfg.ipv6_enabled:  # without IPv6 Felix leaves v6 devices alone
                 absent.append(vxlan_device_name(version))
             continue
-        candidates += vxlan_routes(cfg, model, version, parents.get(version))
+        candidates += vxlan_routes(cfg, model, version, vxlan_parents.get(version))
         n, f = vxlan_neighbours_and_fdb(cfg, model, version)
         neighbours += n
         fdb += f
-        device = vxlan_device(cfg, model, version, parents.get(version))
+        device = vxlan_device(cfg, model, version, vxlan_parents.get(version))
         if device is not None:
             devices.append(device)
     candidates += ipip_routes(cfg, model, parents.get(4))
