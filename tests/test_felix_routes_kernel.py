@@ -162,12 +162,19 @@ def test_removed_endpoint_loses_its_route_and_foreign_routes_survive(ns):
     ns.run("ip", "route", "add", "blackhole", "10.99.0.0/26", "proto", "80")  # ours, left by a previous run
     ns.run("ip", "route", "add", "10.77.0.0/24", "dev", "cali99999999999", "proto", "static")  # on a cali iface
     before = {r["dst"] for r in routes(ns)}
-    dp = RouteDataplane()
+    now = [1000.0]
+    dp = RouteDataplane(clock=lambda: now[0])
     cfg = RouteConfig(hostname="node1")
 
     apply(ns, dp, desired_routes(cfg, RouteModel(), [EP]))
     assert route_to(ns, "10.65.0.5")["dev"] == CALI
-    assert route_to(ns, "10.99.0.0/26") is None and route_to(ns, "10.77.0.0/24") is None
+    assert route_to(ns, "10.99.0.0/26") is None
+    # A workload interface without an endpoint keeps its routes through its grace period
+    # (the CNI plugin routes a pod before its endpoint arrives), then loses them.
+    assert route_to(ns, "10.77.0.0/24") is not None and dp.recheck_after() == 10.0
+    now[0] += 10.0
+    apply(ns, dp, desired_routes(cfg, RouteModel(), [EP]))
+    assert route_to(ns, "10.77.0.0/24") is None and dp.recheck_after() is None
 
     assert apply(ns, dp, desired_routes(cfg, RouteModel(), [])).in_sync
     assert route_to(ns, "10.65.0.5") is None and route_to(ns, "fd00:65::5", 6) is None
@@ -181,9 +188,34 @@ def test_foreign_routes_on_workload_interfaces_kept_without_remove_external_rout
     add_workload(ns)
     ns.run("ip", "route", "add", "10.77.0.0/24", "dev", CALI, "proto", "static")
     ns.run("ip", "route", "add", "10.78.0.0/24", "dev", CALI, "proto", "boot")
-    dp = RouteDataplane(remove_external_routes=False)
+    dp = RouteDataplane(remove_external_routes=False, route_cleanup_grace_period=0)
     apply(ns, dp, desired_routes(RouteConfig(hostname="node1"), RouteModel(), []))
     assert route_to(ns, "10.77.0.0/24") is not None and route_to(ns, "10.78.0.0/24") is None
+
+
+def test_a_new_pods_route_survives_until_its_endpoint_arrives(ns):
+    """The CNI plugin creates the veth and the pod's route, then writes the endpoint: in
+    between, the agent leaves the route alone (Felix's 10 s route cleanup grace period);
+    once the endpoint has been programmed, the interface has no grace left, so a later
+    removal of the endpoint removes the route at once."""
+    add_workload(ns)
+    ns.run("ip", "route", "add", "10.65.0.5", "dev", CALI, "scope", "link")  # as the CNI plugin does
+    now = [50.0]
+    dp = RouteDataplane(clock=lambda: now[0])
+    cfg = RouteConfig(hostname="node1")
+    assert apply(ns, dp, desired_routes(cfg, RouteModel(), []), interfaces=True).in_sync
+    assert route_to(ns, "10.65.0.5")["dev"] == CALI
+    now[0] += 3.0
+    apply(ns, dp, desired_routes(cfg, RouteModel(), [EP]), interfaces=True)  # the endpoint arrives
+    assert route_to(ns, "10.65.0.5")["protocol"] == "boot"
+    apply(ns, dp, desired_routes(cfg, RouteModel(), []), interfaces=True)  # and goes: no grace now
+    assert route_to(ns, "10.65.0.5") is None
+    # A re-created veth (a new ifindex) is a new interface with a grace period of its own.
+    ns.run("ip", "link", "del", CALI)
+    add_workload(ns)
+    ns.run("ip", "route", "add", "10.65.0.5", "dev", CALI, "scope", "link")
+    apply(ns, dp, desired_routes(cfg, RouteModel(), []), interfaces=True)
+    assert route_to(ns, "10.65.0.5") is not None
 
 
 def test_drift_is_repaired_on_refresh(ns):

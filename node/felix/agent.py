@@ -328,6 +328,9 @@ class Agent:
             mtu = host_mtu(self._interfaces, self.pipeline.config.MTUIfacePattern)
             result = self.routes.apply(self.pipeline.desired_routes(host_mtu=mtu, default_rp_filter=self._rp_filter),
                                        self._interfaces)
+            recheck = self.routes.recheck_after()
+            if recheck is not None:  # a new interface's grace period: clean up once it ends
+                self._next_apply_at = min(self._next_apply_at, time.monotonic() + recheck + 0.05)
             if not result.in_sync:
                 failures.append("routes: " + "; ".join(str(f) for f in result.failures))
         except OSError as exc:

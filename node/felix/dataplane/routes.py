@@ -347,10 +347,12 @@ def plan_devices(desired: DesiredRoutes, kernel: KernelState, *,
 
 
 def plan_routes(desired: Iterable[Route], kernel: KernelState, ownership: Ownership, usable: set[str],
-                families: Iterable[int] = (4, 6), vanishing: set[str] = frozenset()) -> list:
+                families: Iterable[int] = (4, 6), vanishing: set[str] = frozenset(),
+                grace: frozenset[str] = frozenset()) -> list:
     """Deletes of our routes nobody wants, then replaces of missing or different ones.
     Routes through an interface not in ``usable`` (oper-up, or a tunnel this plan brings
-    up) are left out, as Felix leaves them until the interface comes up."""
+    up) are left out, as Felix leaves them until the interface comes up. Routes through
+    an interface in ``grace`` (in its cleanup grace period) are not deleted."""
     families = set(families)
     want: dict[RouteKey, Route] = {}
     for route in desired:
@@ -364,7 +366,7 @@ def plan_routes(desired: Iterable[Route], kernel: KernelState, ownership: Owners
         if key[0] not in families:
             continue
         for route in kernel.routes[key]:
-            if route.dev in vanishing or key in want or not ownership.route_is_ours(route):
+            if route.dev in vanishing or key in want or route.dev in grace or not ownership.route_is_ours(route):
                 continue
             ops.append(RouteDelete(route))
     for key in sorted(want, key=_key_order):
@@ -372,6 +374,22 @@ def plan_routes(desired: Iterable[Route], kernel: KernelState, ownership: Owners
         if want[key] not in have:
             ops.append(RouteReplace(want[key]))
     return ops
+
+
+ROUTE_CLEANUP_GRACE_PERIOD = 10.0  # seconds (Felix's routeCleanupGracePeriod)
+
+
+def in_grace_period(first_seen: Mapping[tuple[str, int], float], expired: Iterable[tuple[str, int]],
+                    ownership: Ownership, now: float, period: float = ROUTE_CLEANUP_GRACE_PERIOD) -> frozenset[str]:
+    """Workload interfaces whose unexpected routes are left alone for now (Felix's route
+    cleanup grace period): seen less than ``period`` ago, keyed by name and ifindex (a
+    re-created veth starts again), unless ``expired`` (it has held a route we wanted).
+    The CNI plugin routes a new pod before its endpoint reaches the agent; deleting that
+    route would cut the pod off until it does."""
+    expired = set(expired)
+    return frozenset(name for key, seen in first_seen.items()
+                     if (name := key[0]) and ownership.is_workload(name) and now - seen < period
+                     and key not in expired)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -412,13 +430,14 @@ def plan_fdb(desired: Iterable[FDBEntry], kernel: KernelState, usable: set[str],
 
 
 def plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, *, families: Iterable[int] = (4, 6),
-         ipip_unavailable: bool = False) -> list:
+         ipip_unavailable: bool = False, grace: frozenset[str] = frozenset()) -> list:
     """Every operation, in the order they can run: devices (deleted, created, configured,
-    up), then route deletes and replaces, then neighbours and FDB entries."""
+    up), then route deletes and replaces, then neighbours and FDB entries. ``grace``:
+    interfaces whose routes are not cleaned up yet (``in_grace_period``)."""
     device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
     usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
     return (device_ops
-            + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing)
+            + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
             + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
             + plan_fdb(desired.fdb, kernel, usable, vanishing))
 
@@ -617,7 +636,8 @@ class RouteDataplane:
     def __init__(self, *, workload_prefixes: Iterable[str] = ("cali",), device_route_protocol: int = RTPROT_BOOT,
                  remove_external_routes: bool = True, families: Iterable[int] = (4, 6),
                  refresh_interval: float = 90.0, proc_sys: str = "/proc/sys",
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 route_cleanup_grace_period: float = ROUTE_CLEANUP_GRACE_PERIOD):
         self.ownership = Ownership(tuple(workload_prefixes), device_route_protocol, remove_external_routes)
         self.families = tuple(families)
         self.refresh_interval = refresh_interval
@@ -631,6 +651,10 @@ class RouteDataplane:
         self._ipip_warned = False
         self._applied: dict[str | None, tuple[int, frozenset[Sysctl]]] = {}
         self._sysctl_warned: set[str] = set()
+        self.route_cleanup_grace_period = route_cleanup_grace_period
+        self._first_seen: dict[tuple[str, int], float] = {}
+        self._grace_expired: set[tuple[str, int]] = set()
+        self._grace_ends: float | None = None
 
     @classmethod
     def from_felix(cls, config, **kwargs) -> "RouteDataplane":
@@ -678,8 +702,9 @@ class RouteDataplane:
         changes = 0
         with IPRoute() as ipr:
             kernel = self._view(ipr, desired, interfaces)
+            grace = self._grace(kernel, desired)
             ops = plan(desired, kernel, self.ownership, families=self.families,
-                       ipip_unavailable=self._ipip_unavailable)
+                       ipip_unavailable=self._ipip_unavailable, grace=grace)
             stale = False
             indexes = {name: link.index for name, link in kernel.links.items()}
             for op in ops:
@@ -718,6 +743,26 @@ class RouteDataplane:
         failures += self._apply_sysctls(desired.sysctls, links)
         self.stats.errors += len(failures)
         return ApplyResult(changes, tuple(failures))
+
+    def _grace(self, kernel: KernelState, desired: DesiredRoutes) -> frozenset[str]:
+        """Note when each interface was first seen and which have held a route we want
+        (their grace is over for good); return those still in their grace period."""
+        now, period = self._clock(), self.route_cleanup_grace_period
+        seen = {(name, link.index) for name, link in kernel.links.items()}
+        self._first_seen = {key: self._first_seen.get(key, now) for key in seen}
+        wanted = {route.dev for route in desired.routes if route.dev is not None}
+        self._grace_expired = {key for key in seen if key in self._grace_expired or key[0] in wanted}
+        grace = in_grace_period(self._first_seen, self._grace_expired, self.ownership, now, period)
+        ends = [at + period for key, at in self._first_seen.items() if key[0] in grace]
+        self._grace_ends = min(ends) if ends else None
+        return grace
+
+    def recheck_after(self) -> float | None:
+        """Seconds until an interface's grace period ends (its stale routes can then go),
+        None when none is running: the caller applies again then."""
+        if self._grace_ends is None:
+            return None
+        return max(0.0, self._grace_ends - self._clock())
 
     def _ipip_failed(self, exc: NetlinkError) -> None:
         self._ipip_unavailable = True
