@@ -232,12 +232,19 @@ def _update_condition(env: Mapping[str, str], node_name: str, service_account_di
             api.close()
 
 
+def shutdown_timestamp_file(env: Mapping[str, str]) -> Path:
+    """``CALICO_SHUTDOWN_TIMESTAMP_FILE``, else ``shutdownTS`` in the lib directory
+    (Calico's default, ``/var/lib/calico/shutdownTS``, when CALICO_LIB_DIR is unset)."""
+    explicit = env.get("CALICO_SHUTDOWN_TIMESTAMP_FILE")
+    return Path(explicit) if explicit else Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
+
+
 def mark_network_available(env: Mapping[str, str], node_name: str,
                            service_account_dir: str = SERVICE_ACCOUNT_DIR) -> None:
     """Set NetworkUnavailable to False, then remove the shutdown timestamp file
     (MarkNetworkAvailable). Raises CalicoError when the update fails."""
     _update_condition(env, node_name, service_account_dir, False)
-    shutdown_file = Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
+    shutdown_file = shutdown_timestamp_file(env)
     try:
         shutdown_file.unlink()
     except FileNotFoundError:
@@ -253,7 +260,7 @@ def mark_network_unavailable(env: Mapping[str, str], node_name: str,
     NetworkUnavailable to True. Returns the timestamp file."""
     from node.datastore.client import now_rfc3339
 
-    path = Paths.from_env(env).lib_dir / SHUTDOWN_TIMESTAMP_FILE
+    path = shutdown_timestamp_file(env)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(now_rfc3339())
     path.chmod(0o644)

@@ -294,6 +294,21 @@ def test_shutdown_hook_marks_the_network_unavailable(kube, kube_config, tmp_path
         proc.wait()
 
 
+def test_shutdown_timestamp_file_moves_with_its_variable(tmp_path, monkeypatch):
+    """CALICO_SHUTDOWN_TIMESTAMP_FILE, as Calico reads it, else shutdownTS in the lib
+    directory; marking the network available removes whichever it is."""
+    from startup import k8s as startup_k8s
+
+    assert startup_k8s.shutdown_timestamp_file({"CALICO_LIB_DIR": str(tmp_path)}) == tmp_path / "shutdownTS"
+    explicit = tmp_path / "elsewhere" / "ts"
+    env = {"CALICO_LIB_DIR": str(tmp_path), "CALICO_SHUTDOWN_TIMESTAMP_FILE": str(explicit)}
+    assert startup_k8s.shutdown_timestamp_file(env) == explicit
+    monkeypatch.setattr(startup_k8s, "_update_condition", lambda *args: None)  # (no API server here)
+    assert startup_k8s.mark_network_unavailable(env, "node1") == explicit and explicit.read_text().endswith("Z")
+    startup_k8s.mark_network_available(env, "node1")
+    assert not explicit.exists()
+
+
 def test_kubernetes_lookups(kube, kube_config, tmp_path):
     from startup import k8s as startup_k8s
 

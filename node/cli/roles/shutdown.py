@@ -1,7 +1,8 @@
 """``calico-node shutdown`` (also ``calico-node -shutdown``): the DaemonSet's preStop hook.
 
-Writes the shutdown timestamp file (``$CALICO_LIB_DIR/shutdownTS``) first, since the
-pod's grace period may end at any moment, then sets the Kubernetes Node's
+Writes the shutdown timestamp file (``CALICO_SHUTDOWN_TIMESTAMP_FILE``, default
+``$CALICO_LIB_DIR/shutdownTS``) first, since the pod's grace period may end at any
+moment, then sets the Kubernetes Node's
 NetworkUnavailable condition to True (skipped off Kubernetes and with
 ``CALICO_NETWORKING_BACKEND=none``). A failure is logged and the hook still exits 0, as
 Calico's does: the pod is going away either way.
