@@ -585,12 +585,11 @@ def resolve_routes(candidates: Iterable[tuple[RouteClass, Route]],
             rank = (up_links[route.dev], route.dev)
         else:
             continue
-        net = netaddr.parse_network(route.dst)
-        key = (net.version, int(net.network_address), net.prefixlen, route.metric)
+        key = route_sort_key(route)  # (the kernel key, in listing order)
         cur = best.get(key)
         if cur is None or cls < cur[0] or (cls == cur[0] and rank > cur[1]):
             best[key] = (cls, rank, route)
-    return sorted((r for _, _, r in best.values()), key=route_sort_key)
+    return [best[key][2] for key in sorted(best)]
 
 
 def route_sort_key(route: Route) -> tuple:

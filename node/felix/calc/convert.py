@@ -323,8 +323,9 @@ def _staged_kubernetes_spec(res: Resource) -> dict:
 
 def convert_policy(res: Resource) -> v1.Policy | None:
     """A NetworkPolicy, GlobalNetworkPolicy, KubernetesNetworkPolicy or
-    KubernetesClusterNetworkPolicy (the network/global policy processors), or a staged one, converted as the kind it stages; None for a staged
-    deletion, which the policy agent never hears of."""
+    KubernetesClusterNetworkPolicy (the network/global policy processors), or a staged
+    one, converted as the kind it stages; None for a staged deletion, which the policy
+    agent never hears of."""
     spec = res.spec
     kind = res.kind
     if kind in STAGED_ENFORCED_KIND:
@@ -439,9 +440,9 @@ def qos_controls(res: Resource) -> t.QoSControls | None:
     values = {}
     for side in ("ingress", "egress"):
         rate = _qos_int(spec, f"{side}PacketRate", res, _MAX_PACKET_RATE)
-        burst = _qos_int(spec, f"{side}PacketBurst", res, _MAX_PACKET_RATE) if rate else 0
         values[f"{side}_packet_rate"] = rate
-        values[f"{side}_packet_burst"] = (burst or _DEFAULT_PACKET_BURST) if rate else 0
+        values[f"{side}_packet_burst"] = (
+            _qos_int(spec, f"{side}PacketBurst", res, _MAX_PACKET_RATE) or _DEFAULT_PACKET_BURST) if rate else 0
         values[f"{side}_max_connections"] = _qos_int(spec, f"{side}MaxConnections", res, _MAX_CONNECTIONS)
     return t.QoSControls(**values) if any(values.values()) else None
 

@@ -387,9 +387,8 @@ def in_grace_period(first_seen: Mapping[tuple[str, int], float], expired: Iterab
     The CNI plugin routes a new pod before its endpoint reaches the agent; deleting that
     route would cut the pod off until it does."""
     expired = set(expired)
-    return frozenset(name for key, seen in first_seen.items()
-                     if (name := key[0]) and ownership.is_workload(name) and now - seen < period
-                     and key not in expired)
+    return frozenset(name for (name, index), seen in first_seen.items()
+                     if ownership.is_workload(name) and now - seen < period and (name, index) not in expired)
 
 
 @lru_cache(maxsize=1 << 16)
