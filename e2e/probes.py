@@ -38,13 +38,17 @@ while True:
 _CLIENT = r"""
 import socket, sys
 proto, host, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+mark = int(sys.argv[5], 0)
 family = socket.AF_INET6 if ":" in host else socket.AF_INET
 try:
+    s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    if mark:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, mark)
     if proto == "tcp":
-        s = socket.create_connection((host, port), timeout=timeout); s.sendall(b"hi"); print(s.recv(64).decode())
+        s.connect((host, port)); s.sendall(b"hi"); print(s.recv(64).decode())
     else:
-        s = socket.socket(family, socket.SOCK_DGRAM); s.settimeout(timeout); s.sendto(b"hi", (host, port))
-        print(s.recvfrom(64)[0].decode())
+        s.sendto(b"hi", (host, port)); print(s.recvfrom(64)[0].decode())
 except OSError as exc:
     print("FAIL", exc); sys.exit(1)
 """
@@ -89,14 +93,15 @@ class Result:
     detail: str = ""
 
 
-def probe(netns: str | None, proto: str, host: str, port: int = 0, timeout: float = 1.0) -> Result:
+def probe(netns: str | None, proto: str, host: str, port: int = 0, timeout: float = 1.0, mark: int = 0) -> Result:
     """One attempt from ``netns`` to ``host``: ``tcp``/``udp`` to a Listener's port, or
-    ``icmp`` (a ping)."""
+    ``icmp`` (a ping). ``mark``: the socket's packets carry this firewall mark (SO_MARK)."""
     if proto == "icmp":
         run = subprocess.run(_netns_cmd(netns, ["ping", "-c1", "-W", str(max(1, int(timeout))), "-n", host]),
                              capture_output=True, text=True)
         return Result(run.returncode == 0, detail=run.stdout.strip().splitlines()[-1] if run.stdout else "")
-    run = subprocess.run(_netns_cmd(netns, [sys.executable, "-c", _CLIENT, proto, host, str(port), str(timeout)]),
+    run = subprocess.run(_netns_cmd(netns, [sys.executable, "-c", _CLIENT, proto, host, str(port), str(timeout),
+                                            hex(mark)]),
                          capture_output=True, text=True, timeout=timeout + 10)
     out = run.stdout.strip()
     if run.returncode != 0:

@@ -189,13 +189,16 @@ class FelixNode(Closing):
     def listen(self, where: str, port: int) -> None:
         self._listeners.append(Listener(self._netns_of(where), port))
 
-    def can(self, src: str, proto: str, dst: str, port: int = 0, timeout: float = 1.0) -> bool:
-        """One probe from a pod (or "external"/"node") to a pod (or "external"/"node")."""
-        return self.probe(src, proto, dst, port, timeout).ok
+    def can(self, src: str, proto: str, dst: str, port: int = 0, timeout: float = 1.0, mark: int = 0) -> bool:
+        """One probe from a pod (or "external"/"node") to a pod (or "external"/"node", or an
+        address), its packets carrying ``mark`` when given."""
+        return self.probe(src, proto, dst, port, timeout, mark).ok
 
-    def probe(self, src: str, proto: str, dst: str, port: int = 0, timeout: float = 1.0):
-        host = {"external": EXTERNAL_IP, "node": NODE_IP}.get(dst) or self.pods[dst].ipv4
-        return probe(self._netns_of(src), proto, host, port, timeout)
+    def probe(self, src: str, proto: str, dst: str, port: int = 0, timeout: float = 1.0, mark: int = 0):
+        """``dst``: a pod, "external", "node", or an address."""
+        host = {"external": EXTERNAL_IP, "node": NODE_IP}.get(dst) or (
+            self.pods[dst].ipv4 if dst in self.pods else dst)
+        return probe(self._netns_of(src), proto, host, port, timeout, mark)
 
     # -- datastore --------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ from node.felix.pipeline import Pipeline, resolve_config
 from node.model import Resource
 from test_felix_calc_properties import endpoint_st, ident, other_st, policy_st
 
+# kube-ipvs0 puts the dataplane in IPVS mode (and an "ifaces" op without it takes it out).
+# Endpoint marks depend on allocation order only when two names collide; the names the
+# generators use do not (so incremental and from-scratch marks agree).
 IFACES = {"eth0": ["10.0.0.1", "fd00::1"], "eth1": ["192.168.1.1"], "lo": ["127.0.0.1"],
           "kube-ipvs0": ["10.96.0.1"]}
 
@@ -335,3 +338,49 @@ def test_route_parents_are_felix_managers_ones():
     routes = p.desired_routes()
     assert routes.ipip_device is not None  # (configured only once its parent is found)
     assert [(d.name, d.parent) for d in routes.vxlan_devices] == [("vxlan-v6.calico", "eth0")]
+
+
+IPVS_CHAINS = ("cali-forward-check", "cali-forward-endpoint-mark", "cali-set-endpoint-mark",
+               "cali-from-endpoint-mark")
+
+
+def test_kube_ipvs0_turns_ipvs_support_on_and_off():
+    """Felix enables its kube-proxy IPVS support when kube-ipvs0 exists (and restarts when it
+    comes or goes); the agent re-renders in place to the same result."""
+    a = wep("a", ips=("10.65.0.5/32",), iface="calia")
+    b = wep("b", ips=("10.65.0.6/32",), iface="calib")
+    no_ipvs = {k: v for k, v in IFACES.items() if k != "kube-ipvs0"}
+    pipeline = _fresh([a], ifaces=no_ipvs)
+    filt = pipeline.dataplanes[4].tables["filter"]
+    assert not any(filt.is_programmed(c) for c in IPVS_CHAINS + ("cali-sm-calia",))
+    pipeline.set_interfaces({**no_ipvs, "kube-ipvs0": []})  # present, even without addresses
+    pipeline.complete()
+    assert all(filt.is_programmed(c) for c in IPVS_CHAINS + ("cali-sm-calia",))
+    assert _state(pipeline) == _state(_fresh([a], ifaces={**no_ipvs, "kube-ipvs0": []}))
+    # Endpoints coming and going: their mark chains follow, and a freed mark is reusable.
+    pipeline.on_updates(put(b))
+    pipeline.complete()
+    save = pipeline.dataplanes[4].render_save()
+    assert "--in-interface calib --goto cali-sm-calib" in save and "--goto cali-fw-calib" in save
+    dp = pipeline.dataplanes[4]
+    assert dp._epmarks.names() == {"calia", "calib"}
+    pipeline.on_updates(delete(b))
+    pipeline.complete()
+    assert not filt.is_programmed("cali-sm-calib") and "calib" not in dp.render_save()
+    assert dp._epmarks.names() == {"calia"}
+    # Back to iptables mode: nothing of IPVS support is left.
+    pipeline.set_interfaces(no_ipvs)
+    pipeline.complete()
+    assert not any(filt.is_programmed(c) for c in IPVS_CHAINS + ("cali-sm-calia",))
+    assert _state(pipeline) == _state(_fresh([a], ifaces=no_ipvs))
+
+
+def test_ipvs_with_a_mark_mask_too_small_logs_and_stays_off(caplog):
+    """Felix refuses to start; the agent keeps policing without IPVS support and says why."""
+    env = {"FELIX_IPTABLESMARKMASK": "0x1f0000"}
+    pipeline = _fresh([wep("a", ips=("10.65.0.5/32",), iface="calia")], env=env)
+    for dp in pipeline.dataplanes.values():
+        assert not dp.tables["filter"].is_programmed("cali-forward-check")
+        assert dp.tables["filter"].is_programmed("cali-tw-calia")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("IPVS" in m and "0x1f0000" in m for m in errors)

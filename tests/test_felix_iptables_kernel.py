@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from netns import Namespace
+from test_felix_golden import interfaces_for
 from node.datastore.syncer import SyncStatus
 from node.felix.calc.offline import updates_from_resources
 from node.felix.dataplane.iptables import (
@@ -27,8 +28,6 @@ from node.felix.rules.core import ACCEPT, DROP, REJECT, Chain, Match, Rule, jump
 from node.felix.tables import Table
 
 GOLDEN = Path(__file__).parent / "felix_golden"
-INTERFACES = {"eth0": ["10.0.0.1", "fd00::1"], "lo": ["127.0.0.1", "::1"], "cali1a2b3c4d5e6": [],
-              "calia1b2c3d4e5f": [], "cali5d5d5d5d5d5": []}
 TABLES = ("raw", "mangle", "nat", "filter")
 BACKENDS = ("legacy", "nft")
 FAMILIES = [(b, v) for b in BACKENDS for v in (4, 6)]
@@ -56,7 +55,7 @@ def desired(scenario: str, version: int, env: dict | None = None):
     pipeline.on_updates(block_updates(resources))
     pipeline.on_status(SyncStatus.IN_SYNC)
     pipeline.complete()
-    pipeline.set_interfaces(INTERFACES)
+    pipeline.set_interfaces(interfaces_for(scenario))
     return pipeline.dataplanes[version]
 
 
@@ -112,7 +111,7 @@ def normalised(text: str) -> list[str]:
 # Golden scenarios.
 
 @pytest.mark.parametrize("backend, version", FAMILIES, ids=FAMILY_IDS)
-@pytest.mark.parametrize("scenario", ["host-endpoint", "two-tiers", "profile-only", "vxlan"])
+@pytest.mark.parametrize("scenario", ["host-endpoint", "two-tiers", "profile-only", "vxlan", "kube-ipvs"])
 def test_golden_scenario_is_programmed_exactly(scenario, backend, version, ns):
     dd = desired(scenario, version)
     load_ipsets(ns, dd)

@@ -172,3 +172,75 @@ def test_star_hep_dispatch_by_table():
     ]
     empty = dispatch.host_dispatch_chains_by_table(CFG, [])
     assert [len(c.rules) for t in ("raw", "filter", "mangle") for c in empty[t]] == [0] * 8
+
+
+# kube-proxy IPVS mode: the endpoint-mark dispatch chains, against dispatch_test.go (endpoint
+# mark 0xff00, non-Calico endpoint mark 0x100, marks from Felix's FNV-1 mapper).
+IPVS_CFG = CFG.replace(kube_ipvs_support=True, mark_non_cali_endpoint=0x100)
+SM_TAIL = ['-m comment --comment "Unknown endpoint" --in-interface cali+ --jump DROP',
+           '-m comment --comment "Unknown endpoint" --in-interface tap+ --jump DROP',
+           '-m comment --comment "Non-Cali endpoint mark" --jump MARK --set-mark 0x100/0xff00']
+
+
+def from_mark(mark, target):
+    return f"-m mark --mark {mark:#x}/0xff00 --goto {target}"
+
+
+def mark_dispatch(wl, hep=()):
+    from node.felix.rules.epmark import EndpointMarkMapper
+    mapper = EndpointMarkMapper(0xFF00, 0x100)
+    marks = {n: mapper.mark(n) for n in list(wl) + list(hep)}
+    return chains_as_dict(dispatch.endpoint_mark_dispatch_chains(IPVS_CFG, wl, hep, marks))
+
+
+@pytest.mark.parametrize("names, expected", [
+    ([], [("cali-set-endpoint-mark", SM_TAIL), ("cali-from-endpoint-mark", [DROP])]),
+    (["cali1234"], [("cali-set-endpoint-mark", [inb("cali1234", "cali-sm-cali1234"), *SM_TAIL]),
+                    ("cali-from-endpoint-mark", [from_mark(0xD400, "cali-fw-cali1234"), DROP])]),
+    (["cali1234", "cali2333", "cali2444"], [
+        ("cali-set-endpoint-mark-wep-2", [inb("cali2333", "cali-sm-cali2333"), inb("cali2444", "cali-sm-cali2444")]),
+        ("cali-set-endpoint-mark", [inb("cali1234", "cali-sm-cali1234"),
+                                    inb("cali2+", "cali-set-endpoint-mark-wep-2"), *SM_TAIL]),
+        ("cali-from-endpoint-mark", [from_mark(0xD400, "cali-fw-cali1234"), from_mark(0xA700, "cali-fw-cali2333"),
+                                     from_mark(0x5200, "cali-fw-cali2444"), DROP]),
+    ]),
+    (["cali11", "cali12", "cali13", "cali21", "cali22"], [
+        ("cali-set-endpoint-mark-wep-1", [inb("cali11", "cali-sm-cali11"), inb("cali12", "cali-sm-cali12"),
+                                          inb("cali13", "cali-sm-cali13")]),
+        ("cali-set-endpoint-mark-wep-2", [inb("cali21", "cali-sm-cali21"), inb("cali22", "cali-sm-cali22")]),
+        ("cali-set-endpoint-mark", [inb("cali1+", "cali-set-endpoint-mark-wep-1"),
+                                    inb("cali2+", "cali-set-endpoint-mark-wep-2"), *SM_TAIL]),
+        ("cali-from-endpoint-mark", [from_mark(0x200, "cali-fw-cali11"), from_mark(0x300, "cali-fw-cali12"),
+                                     from_mark(0x400, "cali-fw-cali13"), from_mark(0xF700, "cali-fw-cali21"),
+                                     from_mark(0xF400, "cali-fw-cali22"), DROP]),
+    ]),
+    (["cali1234", "cali1234"], [("cali-set-endpoint-mark", [inb("cali1234", "cali-sm-cali1234"), *SM_TAIL]),
+                                ("cali-from-endpoint-mark", [from_mark(0xD400, "cali-fw-cali1234"), DROP])]),
+])
+def test_endpoint_mark_dispatch(names, expected):
+    assert mark_dispatch(names) == expected
+
+
+def test_endpoint_mark_dispatch_with_host_endpoints():
+    """Host endpoints share the root chains after the workloads: their children carry
+    ``-hep`` (so a workload bin and a host bin with the same character cannot clash) and
+    their marks lead to the forward-ingress ``cali-fhfw-`` chains."""
+    got = dict(mark_dispatch(["cali11", "cali12", "cali21"], ["eth1", "eth12", "eth2"]))
+    assert got["cali-set-endpoint-mark"] == [inb("cali1+", "cali-set-endpoint-mark-wep-1"),
+                                             inb("cali21", "cali-sm-cali21"),
+                                             inb("eth1+", "cali-set-endpoint-mark-hep-1"),
+                                             inb("eth2", "cali-sm-eth2"), *SM_TAIL]
+    assert got["cali-set-endpoint-mark-wep-1"] == [inb("cali11", "cali-sm-cali11"), inb("cali12", "cali-sm-cali12")]
+    assert got["cali-set-endpoint-mark-hep-1"] == [inb("eth1", "cali-sm-eth1"), inb("eth12", "cali-sm-eth12")]
+    targets = [r.split("--goto ")[1] for r in got["cali-from-endpoint-mark"][:-1]]
+    assert targets == ["cali-fw-cali11", "cali-fw-cali12", "cali-fw-cali21", "cali-fhfw-eth1", "cali-fhfw-eth12",
+                       "cali-fhfw-eth2"]
+
+
+def test_endpoint_mark_dispatch_skips_interfaces_without_a_mark_and_uses_deny_action():
+    chains = dict(chains_as_dict(dispatch.endpoint_mark_dispatch_chains(
+        IPVS_CFG.replace(filter_deny_action="REJECT"), ["cali1", "cali2"], [], {"cali1": 0x200, "cali2": None})))
+    assert chains["cali-from-endpoint-mark"] == [
+        from_mark(0x200, "cali-fw-cali1"), '-m comment --comment "Unknown interface" --jump REJECT']
+    assert chains["cali-set-endpoint-mark"][-3] == (
+        '-m comment --comment "Unknown endpoint" --in-interface cali+ --jump REJECT')

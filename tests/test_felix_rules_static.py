@@ -485,3 +485,107 @@ def test_dump_hook_ids_in_tables(mode):
         t.set_hooks(hooks.inserts, hooks.appends)
         for kernel_chain, want in per_chain.items():
             assert t.expected_kernel_chain_ids(kernel_chain) == want
+
+
+# kube-proxy IPVS mode, as static_test.go configures it: endpoint mark 0xff000, the
+# non-Calico endpoint mark 0x1000, NodePorts 30030-30040.
+def ipvs_cfg(**kw):
+    return make_cfg(kube_ipvs_support=True, mark_non_cali_endpoint=0x1000,
+                    kube_node_port_ranges=((30030, 30040),), **kw)
+
+
+@pytest.mark.parametrize("ipv", [4, 6])
+def test_ipvs_forward_check_and_forward_endpoint_mark_chains(ipv):
+    chains = static.filter_chains(ipvs_cfg(), ipv)
+    assert [c.name for c in chains] == ["cali-FORWARD", "cali-INPUT", "cali-wl-to-host", "cali-failsafe-in",
+                                        "cali-forward-check", "cali-OUTPUT", "cali-failsafe-out",
+                                        "cali-forward-endpoint-mark"]
+    this_host = f"cali{ipv}0this-host"
+    nodeport = '-m comment --comment "To kubernetes NodePort service" '
+    assert bodies(chains, "cali-forward-check") == [
+        "-m conntrack --ctstate RELATED,ESTABLISHED --jump RETURN",
+        nodeport + f"-p tcp -m multiport --destination-ports 30030:30040 -m set --match-set {this_host} dst "
+                   "--goto cali-set-endpoint-mark",
+        nodeport + f"-p udp -m multiport --destination-ports 30030:30040 -m set --match-set {this_host} dst "
+                   "--goto cali-set-endpoint-mark",
+        f'-m comment --comment "To kubernetes service" -m set ! --match-set {this_host} dst '
+        "--jump cali-set-endpoint-mark",
+    ]
+    assert bodies(chains, "cali-forward-endpoint-mark") == [
+        "-m mark ! --mark 0x1000/0xff000 --jump cali-from-endpoint-mark",
+        "--out-interface cali+ --jump cali-to-wl-dispatch",
+        "--jump cali-to-hep-forward",
+        "--jump MARK --set-mark 0/0xff000",
+        '-m comment --comment "Policy explicitly accepted packet." -m mark --mark 0x10/0x10 --jump ACCEPT',
+    ]
+    # Without IPVS neither chain exists.
+    plain = [c.name for c in static.filter_chains(make_cfg(), ipv)]
+    assert "cali-forward-check" not in plain and "cali-forward-endpoint-mark" not in plain
+
+
+def test_ipvs_node_port_ranges_split_over_multiport_limits():
+    """Each multiport match holds at most 15 slots (a range takes two), one tcp and one
+    udp rule per split, as Felix's SplitPortList does."""
+    ranges = tuple((30000 + 10 * i, 30005 + 10 * i) for i in range(9))
+    rules = bodies(static.filter_chains(ipvs_cfg().replace(kube_node_port_ranges=ranges), 4),
+                   "cali-forward-check")
+    first = ",".join(f"{30000 + 10 * i}:{30005 + 10 * i}" for i in range(7))
+    second = ",".join(f"{30000 + 10 * i}:{30005 + 10 * i}" for i in (7, 8))
+    assert [r.split("--destination-ports ")[1].split()[0] for r in rules[1:5]] == [first, first, second, second]
+    assert [" -p tcp " in r for r in rules[1:5]] == [True, False, True, False]
+
+
+@pytest.mark.parametrize("deny, word, verdict", [("DROP", "Drop", "DROP"), ("REJECT", "Reject", "REJECT")])
+def test_ipvs_input_and_output_chains_with_ipip(deny, word, verdict):
+    """static_test.go's expInputChainIPIPV4IPVS / expOutputChainIPIPV4IPVS (and v6)."""
+    cfg = ipvs_cfg(ipip_enabled=True, ipip_tunnel_address="10.0.0.1", filter_deny_action=deny)
+    ipvs_input = ["--jump MARK --set-mark 0/0xff000", "--jump cali-forward-check",
+                  "-m mark ! --mark 0/0xff000 --jump RETURN"]
+    host_input = ["--in-interface cali+ --goto cali-wl-to-host",
+                  "-m mark --mark 0x10/0x10 --jump ACCEPT",
+                  "--jump MARK --set-mark 0/0xf0",
+                  "--jump cali-from-host-endpoint",
+                  HEP_ACCEPTED + " -m mark --mark 0x10/0x10 --jump ACCEPT"]
+    assert bodies(static.filter_chains(cfg, 4), "cali-INPUT") == [
+        '-m comment --comment "Allow IPIP packets from Calico hosts" '
+        "-p 4 -m set --match-set cali40all-hosts-net src -m addrtype --dst-type LOCAL --jump ACCEPT",
+        f'-m comment --comment "{word} IPIP packets from non-Calico hosts" -p 4 --jump {verdict}',
+        *ipvs_input, *host_input]
+    assert bodies(static.filter_chains(cfg, 6), "cali-INPUT") == [*ipvs_input, *host_input]
+    host_output = ["--jump MARK --set-mark 0/0xf0",
+                   "-m conntrack ! --ctstate DNAT --jump cali-to-host-endpoint",
+                   HEP_ACCEPTED + " -m mark --mark 0x10/0x10 --jump ACCEPT"]
+    head = ["-m mark --mark 0x10/0x10 --jump ACCEPT",
+            "-m mark ! --mark 0/0xff000 --goto cali-forward-endpoint-mark",
+            "--out-interface cali+ --jump RETURN"]
+    assert bodies(static.filter_chains(cfg, 4), "cali-OUTPUT") == [
+        *head,
+        '-m comment --comment "Allow IPIP packets to other Calico hosts" '
+        "-p 4 -m set --match-set cali40all-hosts-net dst -m addrtype --src-type LOCAL --jump ACCEPT",
+        *host_output]
+    assert bodies(static.filter_chains(cfg, 6), "cali-OUTPUT") == [*head, *host_output]
+
+
+@pytest.mark.parametrize("ipvs", [True, False])
+def test_mangle_postrouting_skips_ipvs_forwarded_traffic(ipvs):
+    """static_test.go's checkManglePostrouting: with IPVS, a packet carrying an endpoint
+    mark is forwarded traffic, not the host's."""
+    cfg = ipvs_cfg() if ipvs else make_cfg()
+    rules = bodies(static.mangle_chains(cfg, 4), "cali-POSTROUTING")
+    assert rules[1:] == [
+        "-m mark --mark 0x10/0x10 --jump RETURN",
+        *(["-m mark ! --mark 0/0xff000 --jump RETURN"] if ipvs else []),
+        "--jump MARK --set-mark 0/0xf0",
+        "-m conntrack --ctstate DNAT --jump cali-to-host-endpoint",
+        HEP_ACCEPTED + " -m mark --mark 0x10/0x10 --jump RETURN",
+    ]
+
+
+def test_ipvs_marks_from_the_mark_mask():
+    """Felix takes the non-Calico endpoint mark from the lowest endpoint bit, and refuses
+    IPVS support when the mask leaves no endpoint bits."""
+    cfg = RulesConfig.from_mark_mask(0xFFFF0000, kube_ipvs_support=True)
+    assert (cfg.mark_endpoint, cfg.mark_non_cali_endpoint) == (0xFFE00000, 0x200000)
+    assert RulesConfig.from_mark_mask(0xFFFF0000).mark_non_cali_endpoint == 0
+    with pytest.raises(ValueError, match="endpoint mark"):
+        RulesConfig.from_mark_mask(0x1F, kube_ipvs_support=True)

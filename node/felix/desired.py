@@ -26,8 +26,13 @@ from node.felix import types as t
 from node.felix.config import FelixConfig
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
-from node.felix.rules.dispatch import host_dispatch_chains_by_table, workload_dispatch_chains
-from node.felix.rules.endpoints import host_chains, rpf_skip_chain, workload_chains
+from node.felix.rules.dispatch import (
+    endpoint_mark_dispatch_chains,
+    host_dispatch_chains_by_table,
+    workload_dispatch_chains,
+)
+from node.felix.rules.endpoints import host_chains, rpf_skip_chain, set_endpoint_mark_chain, workload_chains
+from node.felix.rules.epmark import EndpointMarkMapper
 from node.felix.rules.nat import (
     cidr_block_chain,
     egress_dscp_chain,
@@ -45,6 +50,7 @@ from node.felix.tables import Table, TableChanges
 log = logging.getLogger(__name__)
 
 TABLE_NAMES = ("raw", "mangle", "nat", "filter")
+KUBE_IPVS_INTERFACE = "kube-ipvs0"  # kube-proxy's IPVS mode creates it
 _NO_WEP = t.WorkloadEndpoint(name="")
 OPENSTACK = "openstack"
 
@@ -78,10 +84,13 @@ def encapsulation(config: FelixConfig, pools: Iterable[t.IPAMPool]) -> Encapsula
     return Encapsulation(bool(ipip), bool(vxlan), bool(vxlan_v6))
 
 
-def rules_config(config: FelixConfig, encap: Encapsulation) -> RulesConfig:
-    """Felix's parameters mapped onto the renderers' config (Felix's rules.Config)."""
+def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = False) -> RulesConfig:
+    """Felix's parameters mapped onto the renderers' config (Felix's rules.Config).
+    ``kube_ipvs``: kube-proxy runs in IPVS mode (``kube-ipvs0`` exists)."""
     return RulesConfig.from_mark_mask(
         config.IptablesMarkMask,
+        kube_ipvs_support=kube_ipvs,
+        kube_node_port_ranges=tuple(config.KubeNodePortRanges),
         workload_iface_prefixes=tuple(config.InterfacePrefix),
         failsafe_inbound_host_ports=tuple(config.FailsafeInboundHostPorts),
         failsafe_outbound_host_ports=tuple(config.FailsafeOutboundHostPorts),
@@ -292,7 +301,13 @@ class DesiredDataplane:
         self._host_dispatch: dict[str, set[str]] = {n: set() for n in TABLE_NAMES}
 
         self._encap: Encapsulation | None = None
+        self._kube_ipvs = False
         self.rules: RulesConfig = rules_config(config, encapsulation(config, ()))
+        # IPVS mode: each endpoint interface's mark value, and the chains that use them.
+        self._epmarks: EndpointMarkMapper | None = None
+        self._epmark_dispatch: set[str] = set()
+        self._epmark_dirty = False
+        self._ipvs_mask_warned = False
         self._dirty_weps: set[t.WorkloadEndpointID] = set()
         self._dirty_ifaces: set[str] = set()
         self._wids_by_iface: dict[str, set[t.WorkloadEndpointID]] = {}
@@ -391,6 +406,26 @@ class DesiredDataplane:
             self._iface_addrs = new
             self._heps_dirty = True
             self._this_host_dirty = True
+        self._set_kube_ipvs(KUBE_IPVS_INTERFACE in new and not self.config.BPFEnabled)
+
+    def _set_kube_ipvs(self, on: bool) -> None:
+        """kube-proxy's mode decides the static chains (Felix restarts when kube-ipvs0
+        comes or goes; re-rendering everything from the new config is the same result)."""
+        if on == self._kube_ipvs:
+            return
+        if on:
+            try:
+                rules_config(self.config, self._encap or Encapsulation(), True)
+            except ValueError as e:
+                if not self._ipvs_mask_warned:
+                    log.error("kube-proxy is in IPVS mode (%s exists) but IPVS support stays off: %s",
+                              KUBE_IPVS_INTERFACE, e)
+                    self._ipvs_mask_warned = True
+                return
+        log.info("kube-proxy %s IPVS mode (%s %s): %s IPVS support", "is in" if on else "left",
+                 KUBE_IPVS_INTERFACE, "exists" if on else "is gone", "enabling" if on else "disabling")
+        self._kube_ipvs = on
+        self._encap = None  # re-derive the rules config and re-render at the next complete()
 
     # -- policies --------------------------------------------------------------------------
 
@@ -474,6 +509,7 @@ class DesiredDataplane:
             self._update_workloads()
         if self._dispatch_dirty:
             self._update_workload_dispatch()
+            self._epmark_dirty = True
         if self._rpf_dirty:
             spoof = {wep.name: wep.allow_spoofed_source_prefixes
                      for wid, wep in self._active_weps() if wep.allow_spoofed_source_prefixes}
@@ -481,6 +517,9 @@ class DesiredDataplane:
             self._rpf_dirty = False
         if self._heps_dirty:
             self._update_host_endpoints()
+            self._epmark_dirty = True
+        if self._epmark_dirty:
+            self._update_endpoint_mark_dispatch()
         if self._fips_dirty:
             self._update_floating_ips()
         if self._hosts_dirty:
@@ -509,7 +548,11 @@ class DesiredDataplane:
         encap = encapsulation(self.config, self._pools.values())
         if encap != self._encap:
             self._encap = encap
-            self.rules = rules_config(self.config, encap)
+            self.rules = rules_config(self.config, encap, self._kube_ipvs)
+            if self._kube_ipvs and (self._epmarks is None or self._epmarks.mask != self.rules.mark_endpoint):
+                self._epmarks = EndpointMarkMapper(self.rules.mark_endpoint, self.rules.mark_non_cali_endpoint)
+            elif not self._kube_ipvs:
+                self._epmarks = None
             self._install_static()
         pools = [p for p in self._pools.values()
                  if ipaddress.ip_network(p.cidr, strict=False).version == self.ip_version]
@@ -563,6 +606,8 @@ class DesiredDataplane:
                 self._wids_by_iface.pop(iface, None)
                 if self._active_wep_by_iface.pop(iface, None) is not None:
                     self._dispatch_dirty = True
+                    if self._epmarks is not None:
+                        self._epmarks.release(iface)
                 continue
             if old_active != new_active or new_active in dirty:
                 self._render_wep(new_active, self._weps[new_active])
@@ -572,6 +617,8 @@ class DesiredDataplane:
 
     def _render_wep(self, wid: t.WorkloadEndpointID, wep: t.WorkloadEndpoint) -> None:
         chains, groups = workload_chains(self.rules, wep, self._selectors)
+        if self._epmarks is not None:
+            chains.append(set_endpoint_mark_chain(self.rules, wep.name, self._epmarks.mark(wep.name)))
         old = set(self._wep_chains.get(wid, ()))
         self.tables["filter"].update_chains(chains)
         new_names = [c.name for c in chains]
@@ -628,6 +675,8 @@ class DesiredDataplane:
         for iface, hid in sorted(resolved.items()):
             hep = self._heps[hid]
             by_table, groups = host_chains(self.rules, iface, hep, self._selectors)
+            if self._epmarks is not None:
+                by_table["filter"].append(set_endpoint_mark_chain(self.rules, iface, self._epmarks.mark(iface)))
             for table, chains in by_table.items():
                 self.tables[table].update_chains(chains)
             new_chains[iface] = {table: [c.name for c in chains] for table, chains in by_table.items()}
@@ -649,6 +698,8 @@ class DesiredDataplane:
             if iface not in new_chains:
                 self._set_groups(("hep", iface), [])
                 self._note_policies(("hep", iface), [])
+                if self._epmarks is not None:
+                    self._epmarks.release(iface)
         self._hep_iface_chains = new_chains
         self._active_hep_by_iface = resolved
         for table, chains in host_dispatch_chains_by_table(self.rules, resolved, untracked, pre_dnat).items():
@@ -658,6 +709,23 @@ class DesiredDataplane:
             self.tables[table].remove_chains(old - new)
             self._host_dispatch[table] = new
         self._heps_dirty = False
+
+    def _update_endpoint_mark_dispatch(self) -> None:
+        """IPVS mode: the set/from-endpoint-mark dispatch chains over the active workload
+        interfaces and host endpoint interfaces (never the ``*`` pseudo-interface)."""
+        self._epmark_dirty = False
+        table = self.tables["filter"]
+        if self._epmarks is None:
+            table.remove_chains(self._epmark_dispatch)
+            self._epmark_dispatch = set()
+            return
+        wl = list(self._active_wep_by_iface)
+        heps = [i for i in self._active_hep_by_iface if i != names.ALL_INTERFACES]
+        marks = {n: self._epmarks.mark(n) for n in wl + heps}
+        new = endpoint_mark_dispatch_chains(self.rules, wl, heps, marks)
+        table.update_chains(new)
+        table.remove_chains(self._epmark_dispatch - {c.name for c in new})
+        self._epmark_dispatch = {c.name for c in new}
 
     def _update_floating_ips(self) -> None:
         pairs = []

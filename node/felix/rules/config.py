@@ -86,6 +86,11 @@ class RulesConfig:
     mark_scratch1: int = _DEFAULT_MARKS.scratch1
     mark_endpoint: int = _DEFAULT_MARKS.endpoint
     mark_wireguard: int = 0
+    # kube-proxy in IPVS mode (Felix turns this on when kube-ipvs0 exists): the lowest
+    # endpoint-mark bit then marks packets from interfaces that are not Calico endpoints.
+    kube_ipvs_support: bool = False
+    mark_non_cali_endpoint: int = 0
+    kube_node_port_ranges: tuple[tuple[int, int], ...] = ((30000, 32767),)
 
     failsafe_inbound_host_ports: tuple[FailsafePort, ...] = DEFAULT_FAILSAFE_INBOUND
     failsafe_outbound_host_ports: tuple[FailsafePort, ...] = DEFAULT_FAILSAFE_OUTBOUND
@@ -139,9 +144,16 @@ class RulesConfig:
     @classmethod
     def from_mark_mask(cls, mask: int = DEFAULT_MARK_MASK, **kwargs) -> "RulesConfig":
         """A config whose mark bits are allocated from ``IptablesMarkMask`` as Felix does
-        (a WireGuard bit only when ``wireguard_enabled`` or ``wireguard_enabled_v6``)."""
+        (a WireGuard bit only when ``wireguard_enabled`` or ``wireguard_enabled_v6``; with
+        ``kube_ipvs_support`` the lowest endpoint bit is the non-Calico endpoint mark, and
+        a mask with no endpoint bits left is an error, as Felix refuses to start)."""
         wg = bool(kwargs.get("wireguard_enabled") or kwargs.get("wireguard_enabled_v6"))
         m = allocate_marks(mask, wireguard=wg)
+        if kwargs.get("kube_ipvs_support"):
+            if not m.endpoint:
+                raise ValueError(f"IptablesMarkMask {mask:#x} leaves no bits for the endpoint mark "
+                                 f"that kube-proxy IPVS support needs")
+            kwargs.setdefault("mark_non_cali_endpoint", m.endpoint & -m.endpoint)
         cfg = cls(mark_accept=m.accept, mark_pass=m.pass_, mark_drop=m.drop,
                   mark_scratch0=m.scratch0, mark_scratch1=m.scratch1,
                   mark_endpoint=m.endpoint, mark_wireguard=m.wireguard, **kwargs)

@@ -9,11 +9,11 @@ chains always exist, possibly empty, because the static chains jump to them.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
-from node.felix.rules.core import RETURN, Chain, Match, Rule, goto
+from node.felix.rules.core import RETURN, Chain, Match, Rule, goto, set_masked_mark
 
 W = "+"
 
@@ -53,13 +53,23 @@ def divide_names(iface_names: Iterable[str]) -> tuple[str, list[str], dict[str, 
 def _dispatch_tree(root: str, iface_names: Iterable[str], endpoint_prefix: str,
                    match_fn: Callable[[str], Match], end_rules: Sequence[Rule]) -> list[Chain]:
     """Child chains (in bin order) followed by the root chain."""
+    children, root_rules = _dispatch_rules(root, iface_names, endpoint_prefix, match_fn, end_rules)
+    return children + [Chain(root, tuple(root_rules) + tuple(end_rules))]
+
+
+def _dispatch_rules(root: str, iface_names: Iterable[str], endpoint_prefix: str,
+                    match_fn: Callable[[str], Match], end_rules: Sequence[Rule],
+                    infix: str = "") -> tuple[list[Chain], list[Rule]]:
+    """The child chains and the root chain's per-interface rules (without its end rules).
+    ``infix`` goes into child chain names, so that two trees sharing a root chain (the
+    endpoint-mark one has workloads and host endpoints) cannot clash."""
     prefix, keys, bins = divide_names(iface_names)
     children: list[Chain] = []
     root_rules: list[Rule] = []
     for key in keys:
         members = bins[key]
         if len(members) > 1:
-            child = f"{root}-{key[len(prefix):]}"
+            child = f"{root}{infix}-{key[len(prefix):]}"
             root_rules.append(Rule(match_fn(key + W), goto(child)))
             child_rules = [Rule(match_fn(n), goto(names.endpoint_chain_name(endpoint_prefix, n)))
                            for n in members]
@@ -67,7 +77,7 @@ def _dispatch_tree(root: str, iface_names: Iterable[str], endpoint_prefix: str,
         else:
             n = members[0]
             root_rules.append(Rule(match_fn(n), goto(names.endpoint_chain_name(endpoint_prefix, n))))
-    return children + [Chain(root, tuple(root_rules) + tuple(end_rules))]
+    return children, root_rules
 
 
 _NO_MATCH = Match()
@@ -179,3 +189,34 @@ def host_dispatch_chains_by_table(cfg: RulesConfig, normal_ifaces: Iterable[str]
         "mangle": (from_host_dispatch_chains(cfg, pre_dnat - {allif}, pre_dnat_default)
                    + to_host_dispatch_chains(cfg, normal - {allif}, default)),
     }
+
+
+def endpoint_mark_dispatch_chains(cfg: RulesConfig, workload_ifaces: Iterable[str], host_ifaces: Iterable[str],
+                                  marks: Mapping[str, int | None]) -> list[Chain]:
+    """IPVS mode: ``cali-set-endpoint-mark`` (in INPUT, by incoming interface, goto the
+    interface's ``cali-sm-`` chain; an unknown ``cali*`` interface is dropped, anything else
+    gets the non-Calico mark) and ``cali-from-endpoint-mark`` (in OUTPUT, by mark, goto the
+    workload's ``cali-fw-`` or the host endpoint's ``cali-fhfw-`` chain). Children of the
+    workload tree carry ``-wep`` in their names, those of host endpoints ``-hep``.
+    ``marks`` gives each interface's mark (None: none was left, so no rule)."""
+    wl, hep = sorted(set(workload_ifaces)), sorted(set(host_ifaces))
+    chains: list[Chain] = []
+    set_rules: list[Rule] = []
+    for ifaces, infix in ((wl, "-wep"), (hep, "-hep")):
+        if ifaces:
+            children, rules = _dispatch_rules(names.CHAIN_SET_ENDPOINT_MARK, ifaces,
+                                              names.SET_ENDPOINT_MARK_PREFIX, _in, (), infix)
+            chains += children
+            set_rules += rules
+    deny = cfg.deny_action
+    set_rules += [Rule(_in(p + W), deny, ("Unknown endpoint",)) for p in cfg.workload_iface_prefixes]
+    set_rules.append(Rule((), set_masked_mark(cfg.mark_non_cali_endpoint, cfg.mark_endpoint),
+                          ("Non-Cali endpoint mark",)))
+    from_rules = [Rule(_NO_MATCH.mark_matches_with_mask(marks[n], cfg.mark_endpoint),
+                       goto(names.endpoint_chain_name(prefix, n)))
+                  for ifaces, prefix in ((wl, names.WORKLOAD_FROM_ENDPOINT_PREFIX),
+                                         (hep, names.HOST_FROM_ENDPOINT_FORWARD_PREFIX))
+                  for n in ifaces if marks.get(n) is not None]
+    from_rules.append(Rule((), deny, ("Unknown interface",)))
+    return chains + [Chain(names.CHAIN_SET_ENDPOINT_MARK, tuple(set_rules)),
+                     Chain(names.CHAIN_FROM_ENDPOINT_MARK, tuple(from_rules))]

@@ -23,7 +23,7 @@ from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
 from node.felix.rules.core import (
     ACCEPT, DROP, NOTRACK, RETURN, Action, Chain, Match, Rule, clear_mark, jump, lazy_property, limit_num_connections,
-    limit_packet_rate, set_mark)
+    limit_packet_rate, set_mark, set_masked_mark)
 from node.felix.types import HostEndpoint, PolicyID, QoSControls, TierInfo, WorkloadEndpoint, cached_hash
 
 DIRECTION_INBOUND = "inbound"
@@ -459,6 +459,13 @@ def host_chains(cfg: RulesConfig, iface: str, hep: HostEndpoint,
         by_table["raw"] = host_endpoint_raw_chains(cfg, iface, untracked)
         all_tiers += untracked
     return by_table, [policy_group_chain(cfg, g) for g in group_chains(all_tiers)]
+
+
+def set_endpoint_mark_chain(cfg: RulesConfig, iface: str, mark: int | None) -> Chain:
+    """IPVS mode: ``cali-sm-<iface>`` puts the interface's value in the endpoint mark bits
+    (empty when no value was left for it, as in Felix)."""
+    rules = (Rule((), set_masked_mark(mark, cfg.mark_endpoint)),) if mark is not None else ()
+    return Chain(names.endpoint_chain_name(names.SET_ENDPOINT_MARK_PREFIX, iface), rules)
 
 
 def rpf_skip_chain(ip_version: int, spoof_prefixes: Mapping[str, Sequence[str]]) -> Chain:

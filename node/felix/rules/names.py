@@ -42,6 +42,11 @@ CHAIN_FIP_DNAT = "cali-fip-dnat"
 CHAIN_FIP_SNAT = "cali-fip-snat"
 CHAIN_EGRESS_DSCP = "cali-egress-dscp"
 CHAIN_WIREGUARD_INCOMING_MARK = "cali-wireguard-incoming-mark"
+# kube-proxy IPVS mode: INPUT marks forwarded packets by interface, OUTPUT dispatches on it.
+CHAIN_FORWARD_CHECK = "cali-forward-check"
+CHAIN_FORWARD_ENDPOINT_MARK = "cali-forward-endpoint-mark"
+CHAIN_SET_ENDPOINT_MARK = "cali-set-endpoint-mark"
+CHAIN_FROM_ENDPOINT_MARK = "cali-from-endpoint-mark"
 
 # Endpoint, policy, profile and policy-group chain prefixes.
 WORKLOAD_TO_ENDPOINT_PREFIX = "cali-tw-"
@@ -56,6 +61,7 @@ PROFILE_INBOUND_PREFIX = "cali-pri-"
 PROFILE_OUTBOUND_PREFIX = "cali-pro-"
 POLICY_GROUP_INBOUND_PREFIX = "cali-gi-"
 POLICY_GROUP_OUTBOUND_PREFIX = "cali-go-"
+SET_ENDPOINT_MARK_PREFIX = "cali-sm-"
 
 # The pseudo-interface name of a HostEndpoint with interfaceName "*".
 ALL_INTERFACES = "any-interface-at-all"

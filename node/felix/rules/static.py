@@ -15,6 +15,8 @@ from node.felix.rules.core import (
     ACCEPT, ADDR_TYPE_LOCAL, DROP, NOTRACK, RETURN, Chain, Match, Rule, clear_mark, dnat, goto,
     jump, masquerade, set_mark)
 from node.felix.rules.nat import failsafe_in_chain, failsafe_out_chain
+from node.felix.rules.policy import split_port_list
+from node.felix.types import PortRange
 
 PROTO_IPIP = 4
 PROTO_UDP = 17
@@ -109,6 +111,14 @@ def filter_input_chain(cfg: RulesConfig, ip_version: int) -> Chain:
                           .dest_addr_type(ADDR_TYPE_LOCAL), deny,
                           (f"{deny} IPv6 VXLAN packets from non-allowed hosts",)))
     rules += _wireguard_input_rules(cfg, ip_version)
+    if cfg.kube_ipvs_support:
+        # Traffic that IPVS will forward (to a service, or a NodePort) gets its endpoint
+        # mark here and skips the to-host rules; cali-OUTPUT polices it.
+        rules += [
+            Rule((), clear_mark(cfg.mark_endpoint)),
+            Rule((), jump(names.CHAIN_FORWARD_CHECK)),
+            Rule(Match().mark_not_clear(cfg.mark_endpoint), RETURN),
+        ]
     for prefix in cfg.workload_iface_prefixes:
         rules.append(Rule(Match().in_interface(prefix + W), goto(names.CHAIN_WORKLOAD_TO_HOST)))
     rules += [
@@ -152,6 +162,9 @@ def filter_output_chain(cfg: RulesConfig, ip_version: int) -> Chain:
     (that case is policed in mangle POSTROUTING, after the kernel re-routes it)."""
     allow = cfg.filter_allow
     rules = [Rule(Match().mark_single_bit_set(cfg.mark_accept), allow)]
+    if cfg.kube_ipvs_support:
+        # Marked in cali-INPUT: IPVS is forwarding it; police it as cali-FORWARD would.
+        rules.append(Rule(Match().mark_not_clear(cfg.mark_endpoint), goto(names.CHAIN_FORWARD_ENDPOINT_MARK)))
     for prefix in cfg.workload_iface_prefixes:
         rules.append(Rule(Match().out_interface(prefix + W), RETURN))
     if ip_version == 4 and cfg.ipip_enabled:
@@ -186,17 +199,57 @@ def filter_output_chain(cfg: RulesConfig, ip_version: int) -> Chain:
     return Chain(names.CHAIN_OUTPUT, tuple(rules))
 
 
+def forward_check_chain(cfg: RulesConfig, ip_version: int) -> Chain:
+    """``cali-forward-check`` (IPVS mode): is a packet in INPUT really being forwarded?
+    Not if it belongs to a known connection (a reply to a host process); yes if it goes
+    to a NodePort on this host or to an address that is not this host's (a service
+    address on kube-ipvs0). Forwarded packets get their interface's endpoint mark."""
+    this_host = names.ip_set_name(names.IPSET_ID_THIS_HOST_IPS, ip_version)
+    rules = [Rule(Match().conntrack_state("RELATED,ESTABLISHED"), RETURN)]
+    ranges = [PortRange(lo, hi) for lo, hi in cfg.kube_node_port_ranges]
+    for split in split_port_list(ranges):
+        for proto in ("tcp", "udp"):
+            rules.append(Rule(Match().protocol(proto).dest_ports(*split).dest_ip_set(this_host),
+                              goto(names.CHAIN_SET_ENDPOINT_MARK), ("To kubernetes NodePort service",)))
+    rules.append(Rule(Match().not_dest_ip_set(this_host), jump(names.CHAIN_SET_ENDPOINT_MARK),
+                      ("To kubernetes service",)))
+    return Chain(names.CHAIN_FORWARD_CHECK, tuple(rules))
+
+
+def forward_endpoint_mark_chain(cfg: RulesConfig) -> Chain:
+    """``cali-forward-endpoint-mark`` (IPVS mode): in OUTPUT, what cali-FORWARD does, with
+    the source endpoint found from the mark (non-Calico sources skip egress policy); the
+    endpoint mark is cleared before accepting, as the packet may be encapsulated and come
+    through again."""
+    rules = [Rule(Match().not_mark_matches_with_mask(cfg.mark_non_cali_endpoint, cfg.mark_endpoint),
+                  jump(names.CHAIN_FROM_ENDPOINT_MARK))]
+    for prefix in cfg.workload_iface_prefixes:
+        rules.append(Rule(Match().out_interface(prefix + W), jump(names.CHAIN_TO_WORKLOAD_DISPATCH)))
+    rules += [
+        Rule((), jump(names.CHAIN_TO_HEP_FORWARD)),
+        Rule((), clear_mark(cfg.mark_endpoint)),
+        Rule(Match().mark_single_bit_set(cfg.mark_accept), cfg.filter_allow,
+             ("Policy explicitly accepted packet.",)),
+    ]
+    return Chain(names.CHAIN_FORWARD_ENDPOINT_MARK, tuple(rules))
+
+
 def filter_chains(cfg: RulesConfig, ip_version: int) -> list[Chain]:
     """Felix's StaticFilterTableChains order: FORWARD, INPUT, wl-to-host, failsafe-in,
-    OUTPUT, failsafe-out."""
-    return [
+    (forward-check), OUTPUT, failsafe-out, (forward-endpoint-mark); the two in brackets
+    in IPVS mode only."""
+    chains = [
         filter_forward_chain(cfg),
         filter_input_chain(cfg, ip_version),
         filter_workload_to_host_chain(cfg, ip_version),
         failsafe_in_chain(cfg, "filter", ip_version),
-        filter_output_chain(cfg, ip_version),
-        failsafe_out_chain(cfg, "filter", ip_version),
     ]
+    if cfg.kube_ipvs_support:
+        chains.append(forward_check_chain(cfg, ip_version))
+    chains += [filter_output_chain(cfg, ip_version), failsafe_out_chain(cfg, "filter", ip_version)]
+    if cfg.kube_ipvs_support:
+        chains.append(forward_endpoint_mark_chain(cfg))
+    return chains
 
 
 # --------------------------------------------------------------------------------------
@@ -285,13 +338,16 @@ def mangle_prerouting_chain(cfg: RulesConfig, ip_version: int) -> Chain:
 
 def mangle_postrouting_chain(cfg: RulesConfig, ip_version: int) -> Chain:
     """``cali-POSTROUTING`` (mangle): DSCP marking for traffic leaving the cluster, then
-    HEP egress policy for host-originated DNAT'd traffic (allow = RETURN here)."""
+    HEP egress policy for host-originated DNAT'd traffic (allow = RETURN here); forwarded
+    traffic (accept bit, or in IPVS mode an endpoint mark) is not host traffic."""
+    ipvs = (Rule(Match().mark_not_clear(cfg.mark_endpoint), RETURN),) if cfg.kube_ipvs_support else ()
     return Chain(names.CHAIN_POSTROUTING, (
         Rule(Match().source_ip_set(names.ip_set_name(names.IPSET_ID_DSCP_ENDPOINTS, ip_version))
              .not_dest_ip_set(names.ip_set_name(names.IPSET_ID_ALL_POOLS, ip_version))
              .not_dest_ip_set(names.ip_set_name(names.IPSET_ID_THIS_HOST_IPS, ip_version)),
              jump(names.CHAIN_EGRESS_DSCP), ("set dscp for traffic leaving cluster.",)),
         Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN),
+        *ipvs,
         Rule((), clear_mark(cfg.all_calico_mark_bits)),
         Rule(Match().conntrack_state("DNAT"), jump(names.CHAIN_TO_HOST_ENDPOINT)),
         Rule(Match().mark_single_bit_set(cfg.mark_accept), RETURN,
