@@ -22,7 +22,16 @@ endpoint_mgr}.go, felix/vxlanfdb), as a pure plan plus a thin applier:
   ``refresh_interval`` (RouteRefreshInterval), after a failed or device-changing write,
   and whenever the interfaces differ from the last read (an interface that went down or
   was re-created lost its routes). So an apply with nothing changed makes no netlink
-  change, and reads nothing unless it must.
+  change, and reads nothing unless it must;
+* conntrack cleanup, as Felix's route table does it (on by default, as in Felix): when
+  an apply deletes a route of ours to a single address, or finds it gone from the kernel
+  (its veth was deleted), or the address moves to another interface (a new pod got it),
+  the address's conntrack flows are removed, both those it started and those to it
+  (``conntrack_cleanups``, ``plan_moves``: pure decisions over the address owners the
+  last apply and this one want). A moving route is deleted first; the removals run in
+  the background (node/felix/dataplane/conntrack.py) and a route for an address is only
+  programmed once that address's removal is over. A failed removal is logged with the
+  address and changes nothing else.
 
 ``tunl0`` needs the kernel's ipip module: if creating it fails, one warning says so and
 the rest is programmed without it; creation is retried silently at each periodic refresh.
@@ -39,6 +48,7 @@ from functools import lru_cache
 from socket import AF_INET, AF_INET6
 from typing import Callable, Iterable, Mapping
 
+from node.felix.dataplane.conntrack import ConntrackCleaner
 from node.felix.dataplane.interfaces import Interface, link_oper_up
 from node.rtnl import IPRoute, NetlinkError, ndmsg
 from node.felix.routes import (FELIX_ROUTE_PROTOCOL, IPIP_DEVICE, RTPROT_BOOT, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6,
@@ -433,12 +443,194 @@ def plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, *, f
     """Every operation, in the order they can run: devices (deleted, created, configured,
     up), then route deletes and replaces, then neighbours and FDB entries. ``grace``:
     interfaces whose routes are not cleaned up yet (``in_grace_period``)."""
+    return _plan(desired, kernel, ownership, families, ipip_unavailable, grace)[0]
+
+
+def _plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, families: Iterable[int],
+          ipip_unavailable: bool, grace: frozenset[str]) -> tuple[list, set[str]]:
+    """``plan``, and the interfaces routes may use (oper-up, or tunnels the plan brings up)."""
     device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
     usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
-    return (device_ops
-            + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
-            + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
-            + plan_fdb(desired.fdb, kernel, usable, vanishing))
+    ops = (device_ops
+           + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
+           + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
+           + plan_fdb(desired.fdb, kernel, usable, vanishing))
+    return ops, usable
+
+
+# --------------------------------------------------------------------------------------
+# Conntrack cleanup (pure): whose flows go when a route goes away or moves.
+#
+# Felix's ConntrackCleanupManager (felix/routetable/conntrack_owner_tracker.go) and its
+# calls from the route table (route_table.go applyUpdates, doFullResync). Only routes to
+# a single address (/32, /128) count. Each address has an owner: the index of the
+# interface its route goes through (0 for none) and whether that route leads off the
+# host (Felix's remote route classes: VXLAN, IPIP, no-encap, WireGuard). ``previous``
+# holds the owners the last apply wanted, ``desired`` those this apply wants. Then:
+#
+# * a route of ours that an apply deletes, or that left the kernel since we last looked
+#   (its interface went away), has its address cleaned up, unless the address is still
+#   wanted on that same interface, or it is wanted where the last apply already wanted it
+#   (so this was a stray route);
+# * a route about to be replaced by one through another interface (a pod's address taken
+#   by a new pod) is first deleted and its address cleaned up, unless the last apply
+#   already wanted it where it is now wanted, or the route leads off the host both
+#   before and after (a remote workload stays remote);
+# * the route for an address is not programmed until that address's cleanup is over.
+
+@dataclass(frozen=True)
+class AddressOwner:
+    """Where a wanted single-address route sends its address: the interface's index (0
+    for no interface, -1 for a tunnel device this apply creates) and whether the route
+    leads off this host."""
+
+    ifindex: int
+    remote: bool = False
+
+
+# What Felix's tracker sees for an address it has no record of (Go's zero value).
+NO_OWNER = AddressOwner(0, False)
+
+
+@lru_cache(maxsize=1 << 16)
+def single_address(route: Route) -> str | None:
+    """The address a /32 or /128 route goes to (canonical text); None for wider routes."""
+    version, net, _ = route_key(route)
+    addr, _, prefixlen = net.partition("/")
+    return addr if int(prefixlen) == (32 if version == 4 else 128) else None
+
+
+def route_is_remote(route: Route, ownership: Ownership) -> bool:
+    """Whether a route we program leads off this host: every unicast route except those
+    to local workloads (blackholes, Felix's IPAM block drops, do not)."""
+    return route.type == "unicast" and not ownership.is_workload(route.dev)
+
+
+class AddressOwners(Mapping[str, AddressOwner]):
+    """The owner of each single address the desired routes lead to, counting the routes
+    an apply programs (its IP families, through interfaces it may use). Built at the
+    first lookup: most applies delete and move nothing, and never look."""
+
+    def __init__(self, routes: Iterable[Route], links: Mapping[str, Link], usable: Iterable[str],
+                 ownership: Ownership, families: Iterable[int] = (4, 6)):
+        self._args = (routes, links, usable, ownership, tuple(families))
+        self._owners: dict[str, AddressOwner] | None = None
+
+    def _built(self) -> dict[str, AddressOwner]:
+        if self._owners is None:
+            routes, links, usable, ownership, families = self._args
+            usable = set(usable)
+            owners: dict[str, AddressOwner] = {}
+            for route in routes:
+                if route.dev is not None and route.dev not in usable:
+                    continue
+                addr = single_address(route)
+                if addr is None or route_key(route)[0] not in families:
+                    continue
+                link = links.get(route.dev) if route.dev is not None else None
+                index = 0 if route.dev is None else (link.index if link is not None else -1)
+                owners.setdefault(addr, AddressOwner(index, route_is_remote(route, ownership)))
+            self._owners, self._args = owners, None
+        return self._owners
+
+    def __getitem__(self, addr: str) -> AddressOwner:
+        return self._built()[addr]
+
+    def __iter__(self):
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+
+def needs_early_cleanup(addr: str, old_ifindex: int, previous: Mapping[str, AddressOwner],
+                        desired: Mapping[str, AddressOwner]) -> bool:
+    """Whether the kernel's route for ``addr`` through ``old_ifindex``, about to be
+    replaced, must first be deleted and its flows removed (Felix's CIDRNeedsEarlyCleanup)."""
+    want, had = desired.get(addr), previous.get(addr)
+    if want is not None and had is not None and want.ifindex == had.ifindex:
+        return False  # already wanted there: the old route is a stray
+    if want is not None and want.ifindex == old_ifindex:
+        return False  # not moving (a metric or attribute change)
+    if (want or NO_OWNER).remote and (had or NO_OWNER).remote:
+        return False  # remote before and after: it may be the same remote workload
+    return True
+
+
+def cleanup_after_delete(addr: str, ifindex: int, previous: Mapping[str, AddressOwner],
+                         desired: Mapping[str, AddressOwner]) -> bool:
+    """Whether deleting (or losing) our route for ``addr`` through ``ifindex`` removes
+    the address's flows (Felix's OnDataplaneRouteDeleted)."""
+    want = desired.get(addr)
+    if want is None:
+        return True
+    if want.ifindex == ifindex:
+        return False  # staying on this interface
+    # Already wanted there by the last apply: the deleted route was a stray.
+    return (previous.get(addr) or NO_OWNER).ifindex != want.ifindex
+
+
+def _ifindex(route: Route, links: Mapping[str, Link]) -> int:
+    if route.dev is None:
+        return 0
+    link = links.get(route.dev)
+    return link.index if link is not None else -1
+
+
+def plan_moves(ops: Iterable, kernel: KernelState, ownership: Ownership, previous: Mapping[str, AddressOwner],
+               desired: Mapping[str, AddressOwner]) -> list[RouteDelete]:
+    """Deletes to run before the replaces in ``ops``: the kernel's route of ours for the
+    same key when its address moves to another interface and needs its flows removed
+    (``needs_early_cleanup``)."""
+    deletes: list[RouteDelete] = []
+    for op in ops:
+        if not isinstance(op, RouteReplace):
+            continue
+        addr = single_address(op.route)
+        if addr is None:
+            continue
+        for old in kernel.routes.get(route_key(op.route), ()):
+            if old.dev is not None and old.dev not in kernel.links:
+                continue
+            if ownership.route_is_ours(old) and needs_early_cleanup(addr, _ifindex(old, kernel.links), previous,
+                                                                    desired):
+                deletes.append(RouteDelete(old))
+    return deletes
+
+
+def vanished_routes(before: KernelState, after: KernelState, ownership: Ownership) -> list[tuple[Route, int]]:
+    """Our single-address routes the last view held that a fresh read no longer finds,
+    each with the index its interface had then."""
+    gone: list[tuple[Route, int]] = []
+    for key, routes in before.routes.items():
+        if key in after.routes:
+            continue
+        for route in routes:
+            if single_address(route) is not None and ownership.route_is_ours(route):
+                gone.append((route, _ifindex(route, before.links)))
+    return gone
+
+
+def conntrack_cleanups(deleted: Iterable[tuple[Route, int]], vanished: Iterable[tuple[Route, int]],
+                       previous: Mapping[str, AddressOwner], desired: Mapping[str, AddressOwner]) -> tuple[str, ...]:
+    """The addresses whose conntrack flows are to be removed, sorted: of our routes this
+    apply deleted (``deleted``: route and its interface's index; wider routes are
+    ignored) and of those that left the kernel (``vanished``, see ``vanished_routes``).
+    A vanished route whose address is wanted again counts as a move."""
+    out: set[str] = set()
+    for route, ifindex in deleted:
+        addr = single_address(route)
+        if addr is not None and cleanup_after_delete(addr, ifindex, previous, desired):
+            out.add(addr)
+    for route, ifindex in vanished:
+        addr = single_address(route)
+        if addr is None:
+            continue
+        if addr in desired and not needs_early_cleanup(addr, ifindex, previous, desired):
+            continue
+        if cleanup_after_delete(addr, ifindex, previous, desired):
+            out.add(addr)
+    return tuple(sorted(out, key=lambda a: (":" in a, ipaddress.ip_address(a))))
 
 
 # --------------------------------------------------------------------------------------
@@ -630,13 +822,18 @@ class RouteDataplane:
     ``apply(desired, interfaces)`` takes the interface monitor's latest picture when the
     agent has one (then an unchanged picture costs no netlink request at all); without
     it, each apply dumps the links to notice interface changes.
+
+    ``conntrack_cleanup=False`` turns the conntrack cleanup off (Felix's
+    WithConntrackCleanup); ``conntrack`` is the cleaner to use (tests pass one with a
+    fake removal). ``self.conntrack`` is None when the cleanup is off.
     """
 
     def __init__(self, *, workload_prefixes: Iterable[str] = ("cali",), device_route_protocol: int = RTPROT_BOOT,
                  remove_external_routes: bool = True, families: Iterable[int] = (4, 6),
                  refresh_interval: float = 90.0, proc_sys: str = "/proc/sys",
                  clock: Callable[[], float] = time.monotonic,
-                 route_cleanup_grace_period: float = ROUTE_CLEANUP_GRACE_PERIOD):
+                 route_cleanup_grace_period: float = ROUTE_CLEANUP_GRACE_PERIOD,
+                 conntrack_cleanup: bool = True, conntrack: ConntrackCleaner | None = None):
         self.ownership = Ownership(tuple(workload_prefixes), device_route_protocol, remove_external_routes)
         self.families = tuple(families)
         self.refresh_interval = refresh_interval
@@ -654,6 +851,11 @@ class RouteDataplane:
         self._first_seen: dict[tuple[str, int], float] = {}
         self._grace_expired: set[tuple[str, int]] = set()
         self._grace_ends: float | None = None
+        # Conntrack cleanup (Felix's route table has it on): the cleaner, the owners of the
+        # addresses the last apply wanted, and the kernel view it ended with.
+        self.conntrack: ConntrackCleaner | None = (conntrack or ConntrackCleaner()) if conntrack_cleanup else None
+        self._owners: Mapping[str, AddressOwner] = {}
+        self._last_view: KernelState | None = None
 
     @classmethod
     def from_felix(cls, config, **kwargs) -> "RouteDataplane":
@@ -700,38 +902,67 @@ class RouteDataplane:
         failures: list[str] = []
         changes = 0
         with IPRoute() as ipr:
+            before = self._last_view
             kernel = self._view(ipr, desired, interfaces)
             grace = self._grace(kernel, desired)
-            ops = plan(desired, kernel, self.ownership, families=self.families,
-                       ipip_unavailable=self._ipip_unavailable, grace=grace)
+            ops, usable = _plan(desired, kernel, self.ownership, self.families, self._ipip_unavailable, grace)
             stale = False
             indexes = {name: link.index for name, link in kernel.links.items()}
-            for op in ops:
+
+            def run(op) -> bool:
+                nonlocal stale, changes
                 try:
                     done = self._execute(ipr, op, indexes)
                 except NetlinkError as exc:
                     stale = True
                     if isinstance(op, IPIPCreate):
                         self._ipip_failed(exc)
-                        continue
-                    if exc.code in _GONE:
+                    elif exc.code in _GONE:
                         log.debug("%s: interface gone or down (%s)", op, exc)
-                        continue
-                    failures.append(f"{op}: {exc}")
-                    continue
+                    else:
+                        failures.append(f"{op}: {exc}")
+                    return False
                 except OSError as exc:
                     stale = True
                     failures.append(f"{op}: {exc}")
-                    continue
+                    return False
                 if not done:
                     stale = True
-                    continue
+                    return False
                 changes += 1
                 self.stats.writes += 1
                 if isinstance(op, DEVICE_OPS):
                     stale = True
                 else:
                     _record(kernel, op)
+                return True
+
+            cleaner = self.conntrack
+            if cleaner is None:
+                for op in ops:
+                    run(op)
+            else:
+                # Devices and deletes; then the moves' deletes; then the conntrack cleanups
+                # start, and each replace waits for its own address's cleanup.
+                split = next((i for i, op in enumerate(ops) if not isinstance(op, DEVICE_OPS + (RouteDelete,))),
+                             len(ops))
+                wanted = AddressOwners(desired.routes, kernel.links, usable, self.ownership, self.families)
+                vanished = (vanished_routes(before, kernel, self.ownership)
+                            if before is not None and before is not kernel else ())
+                deleted = []
+                for op in ops[:split] + plan_moves(ops[split:], kernel, self.ownership, self._owners, wanted):
+                    if run(op) and isinstance(op, RouteDelete):
+                        deleted.append((op.route, _ifindex(op.route, kernel.links)))
+                cleaner.forget_finished()
+                cleaner.start(conntrack_cleanups(deleted, vanished, self._owners, wanted))
+                self._owners = wanted
+                for op in ops[split:]:
+                    if isinstance(op, RouteReplace):
+                        addr = single_address(op.route)
+                        if addr is not None:
+                            cleaner.wait(addr)
+                    run(op)
+            self._last_view = kernel
             if stale:
                 self._kernel = None
             links = kernel.links
@@ -961,8 +1192,11 @@ def _same_interfaces(interfaces: Mapping[str, Interface], links: Mapping[str, Li
     return {n: (i.index, i.oper_up) for n, i in interfaces.items()} == _link_states(links)
 
 
-__all__ = ["AddressAdd", "AddressDelete", "ApplyResult", "FDBDelete", "FDBSet", "IPIPCreate", "KernelState", "Link",
-           "LinkDelete", "LinkSetMTU", "LinkSetUp", "NeighbourDelete", "NeighbourSet", "Ownership", "RouteDataplane",
-           "RouteDelete", "RouteReplace", "RouteStats", "TxChecksumOff", "VXLANCreate", "VXLANInfo", "comparable",
-           "link_from_msg", "plan", "plan_devices", "plan_fdb", "plan_neighbours", "plan_routes", "plan_sysctls",
-           "read_kernel", "route_from_msg", "route_key", "sysctl_interface", "vxlan_incompatibility"]
+__all__ = ["AddressAdd", "AddressDelete", "AddressOwner", "AddressOwners", "ApplyResult", "FDBDelete",
+           "FDBSet", "IPIPCreate", "KernelState", "Link", "LinkDelete", "LinkSetMTU", "LinkSetUp",
+           "NeighbourDelete", "NeighbourSet", "Ownership", "RouteDataplane", "RouteDelete", "RouteReplace",
+           "RouteStats", "TxChecksumOff", "VXLANCreate", "VXLANInfo", "cleanup_after_delete", "comparable",
+           "conntrack_cleanups", "link_from_msg", "needs_early_cleanup", "plan", "plan_devices", "plan_fdb",
+           "plan_moves", "plan_neighbours", "plan_routes", "plan_sysctls", "read_kernel", "route_from_msg",
+           "route_is_remote", "route_key", "single_address", "sysctl_interface", "vanished_routes",
+           "vxlan_incompatibility"]
