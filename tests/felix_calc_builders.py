@@ -83,6 +83,20 @@ def node(name: str, ipv4: str = "", labels=None, **spec) -> Resource:
     return Resource("Node", {"name": name, "labels": dict(labels or {})}, body)
 
 
+def bgp_peer(name: str, selector: str | None = None, node: str = "", node_selector: str | None = None,
+             **spec) -> Resource:
+    """A BGPPeer; ``selector`` is its localWorkloadSelector."""
+    body = {"peerIP": "10.0.0.9", "asNumber": 64512}
+    if node:
+        body["node"] = node
+    if node_selector is not None:
+        body["nodeSelector"] = node_selector
+    if selector is not None:
+        body["localWorkloadSelector"] = selector
+    body.update(spec)
+    return Resource("BGPPeer", {"name": name}, body)
+
+
 def felix_config(name: str, **spec) -> Resource:
     return Resource("FelixConfiguration", {"name": name}, spec)
 

@@ -60,6 +60,7 @@ class FelixNode(Closing):
         self._listeners: list[Listener] = []
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+        self._log_dir: Path | None = None
         self._forwarder: Forwarder | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -111,7 +112,14 @@ class FelixNode(Closing):
         env.update({"NODENAME": self.name, "ETCD_ENDPOINTS": f"http://127.0.0.1:{ETCD_PORT}",
                     "FELIX_HEALTHENABLED": "true", "FELIX_HEALTHPORT": str(HEALTH_PORT),
                     "FELIX_LOGSEVERITYSCREEN": "info", **FAST, **self.env_extra})
+        if self._log_dir is not None:
+            # Endpoint status files go under the test's own directory, not the host's /var/run.
+            env.setdefault("FELIX_ENDPOINTSTATUSPATHPREFIX", str(self.status_prefix))
         return env
+
+    @property
+    def status_prefix(self) -> Path:
+        return self._log_dir / f"run-{self.name}"
 
     def start_agent(self, log_dir: Path) -> None:
         """Start the agent, restarted (like supervisor would) whenever it exits with

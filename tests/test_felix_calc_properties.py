@@ -1,7 +1,7 @@
 """Properties of the calculation as a whole.
 
 * Incremental = from scratch: after any random sequence of endpoint, label, policy,
-  profile, tier, pool and network-set changes, fed in random batches, the messages applied
+  profile, tier, pool, network-set, node and BGP peer changes, fed in random batches, the messages applied
   to an empty dataplane give exactly what a fresh calculation over the final resources
   gives, and what a brute-force reference (every selector against every endpoint, no
   indexes) computes.
@@ -25,9 +25,10 @@ from node.felix.calc.members import host_net, network_set_nets
 from node.felix.calc.ordering import policy_meta, resolve_tiers, split_tiers
 from node.felix.calc.rule_scanner import DUMMY_DROP_RULES, protocol_from, protocol_matches, scan_policy, scan_profile
 from node.model import Resource
-from node.selector import parse
+from node.selector import SelectorError, parse
 
-from felix_calc_builders import LOCAL, REMOTE, delete, gnetset, gnp, hep, netset, np, pool, profile, put, tier, wep
+from felix_calc_builders import (LOCAL, REMOTE, bgp_peer, delete, gnetset, gnp, hep, netset, node, np, pool, profile,
+                                 put, tier, wep)
 
 # --------------------------------------------------------------------------------------
 # A brute-force reference: no label index, no increments.
@@ -40,6 +41,34 @@ def _merged(labels, parents, profiles):
             merged.update(dict(profiles[name].labels))
     merged.update(dict(labels))
     return merged
+
+
+def _local_bgp_peers(hostname: str, resources: list[Resource]) -> list[tuple[str, object]]:
+    """(name, localWorkloadSelector) of the BGPPeers that apply to ``hostname``, by name."""
+    def parsed(text):
+        try:
+            return parse(text or "")
+        except SelectorError:
+            return None
+
+    node_labels = {}
+    for res in resources:
+        if res.kind == "Node" and res.name == hostname:
+            node_labels = dict(res.labels)
+    peers = []
+    for res in resources:
+        if res.kind != "BGPPeer":
+            continue
+        spec = res.spec
+        if spec.get("node"):
+            applies = spec["node"] == hostname
+        else:
+            node_sel = parsed(spec.get("nodeSelector"))
+            applies = node_sel is not None and node_sel.evaluate(node_labels)
+        selector = parsed(spec.get("localWorkloadSelector")) if spec.get("localWorkloadSelector") else None
+        if applies and selector is not None:
+            peers.append((res.name, selector))
+    return sorted(peers)
 
 
 def reference(hostname: str, resources: list[Resource], suppress_overlaps: bool = True) -> dict:
@@ -64,6 +93,8 @@ def reference(hostname: str, resources: list[Resource], suppress_overlaps: bool 
             p = attempt(cv.convert_policy, res)
             if ok(p, validation.policy_problems):
                 policies[p.id] = p
+        elif res.kind == "Node":
+            hosts[res.name] = cv.convert_node(res)
         elif res.kind == "IPPool":
             pool_id, ipam_pool = cv.convert_ip_pool(res)
             pools.setdefault(pool_id, (res.name, ipam_pool))
@@ -128,15 +159,18 @@ def reference(hostname: str, resources: list[Resource], suppress_overlaps: bool 
         ipsets[set_id] = (data.type, frozenset(found))
 
     metas = {pid: policy_meta(p) for pid, p in policies.items()}
+    bgp_peers = _local_bgp_peers(hostname, resources)
     weps, heps = {}, {}
-    for key, (ep, _labels) in local.items():
+    for key, (ep, labels) in local.items():
         split = split_tiers(resolve_tiers(matches[key], metas, tiers))
         if hasattr(key, "orchestrator"):
+            peer = next((name for name, selector in bgp_peers if selector.evaluate(labels)), "")
             weps[t.WorkloadEndpointID(key.orchestrator, key.workload, key.endpoint)] = t.WorkloadEndpoint(
                 name=ep.name, mac=ep.mac, profile_ids=ep.profile_ids, ipv4_nets=ep.ipv4_nets,
                 ipv6_nets=ep.ipv6_nets, tiers=split.normal,
                 ipv4_nat=tuple(t.NatInfo(*n) for n in ep.ipv4_nat), ipv6_nat=tuple(t.NatInfo(*n) for n in ep.ipv6_nat),
-                allow_spoofed_source_prefixes=ep.allow_spoofed_source_prefixes, annotations=ep.annotations)
+                allow_spoofed_source_prefixes=ep.allow_spoofed_source_prefixes, annotations=ep.annotations,
+                local_bgp_peer=peer)
         else:
             heps[t.HostEndpointID(key.endpoint_id)] = t.HostEndpoint(
                 name=ep.name, profile_ids=ep.profile_ids, tiers=split.normal, untracked_tiers=split.untracked,
@@ -157,6 +191,9 @@ NS_SELECTORS = ["", "env == 'prod'", "all()", "global()"]
 WEP_IPS = ["10.0.0.1/32", "10.0.0.2/32", "10.0.0.3/32", "10.0.1.1/32", "fd00::1/128"]
 HEP_IPS = ["10.0.0.1", "10.0.1.1", "10.0.2.2", "fd00::2"]
 NETS = ["10.0.0.0/24", "10.0.0.0/16", "10.0.0.1/32", "192.168.0.0/16", "0.0.0.0/0", "fd00::/64"]
+PEER_SELECTORS = [None, "", "all()", "has(app)", "role in {'x', 'y'} || team == 'red'", "pcns.env == 'prod'",
+                  "has(nope"]
+NODE_SELECTORS = ["", "rack == 'r1'", "!has(rack)", "rack =="]
 PORTS = [{"name": "http", "protocol": "TCP", "port": 80}, {"name": "http", "protocol": "TCP", "port": 8080},
          {"name": "dns", "protocol": "UDP", "port": 53}]
 
@@ -252,7 +289,18 @@ def other_st(draw):
     return gnetset(draw(st.sampled_from(["gs0", "gs1"])), nets, draw(labels_st))
 
 
-resource_st = st.one_of(policy_st(), endpoint_st(), endpoint_st(), other_st())
+@st.composite
+def peer_or_node_st(draw):
+    if draw(st.booleans()):
+        return node(draw(st.sampled_from([LOCAL, REMOTE])),
+                    labels=draw(st.dictionaries(st.just("rack"), st.sampled_from(["r1", "r2"]), max_size=1)))
+    where = draw(st.sampled_from(["all", "all", "node", "selector"]))
+    return bgp_peer(draw(st.sampled_from(["bp0", "bp1", "bp2"])), draw(st.sampled_from(PEER_SELECTORS)),
+                    node=draw(st.sampled_from([LOCAL, REMOTE])) if where == "node" else "",
+                    node_selector=draw(st.sampled_from(NODE_SELECTORS)) if where == "selector" else None)
+
+
+resource_st = st.one_of(policy_st(), endpoint_st(), endpoint_st(), other_st(), peer_or_node_st())
 op_st = st.tuples(st.sampled_from(["put", "put", "put", "delete"]), resource_st)
 
 

@@ -375,12 +375,39 @@ def test_kube_ipvs0_turns_ipvs_support_on_and_off():
     assert _state(pipeline) == _state(_fresh([a], ifaces=no_ipvs))
 
 
-def test_ipvs_with_a_mark_mask_too_small_logs_and_stays_off(caplog):
-    """Felix refuses to start; the agent keeps policing without IPVS support and says why."""
+def test_a_mark_mask_too_small_is_a_configuration_error(caplog):
+    """Felix refuses to start without a bit for each mark (the endpoint mark included):
+    nothing is rendered, the error names the parameter, and a later change is noticed."""
     env = {"FELIX_IPTABLESMARKMASK": "0x1f0000"}
     pipeline = _fresh([wep("a", ips=("10.65.0.5/32",), iface="calia")], env=env)
-    for dp in pipeline.dataplanes.values():
-        assert not dp.tables["filter"].is_programmed("cali-forward-check")
-        assert dp.tables["filter"].is_programmed("cali-tw-calia")
+    assert pipeline.dataplanes == {} and "IptablesMarkMask 0x1f0000 has 5 bits" in pipeline.config_error
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert any("IPVS" in m and "0x1f0000" in m for m in errors)
+    assert any("IptablesMarkMask 0x1f0000" in m and "programming nothing" in m for m in errors)
+    pipeline.on_updates(put(Resource("FelixConfiguration", {"name": "default"}, {"logSeverityScreen": "Debug"})))
+    assert pipeline.complete() == [] and pipeline.config_changed
+
+
+def test_agent_with_an_unusable_mark_mask_programs_nothing_and_restarts_on_change():
+    from node.felix.agent import CONFIG_CHANGED_RC, Agent
+
+    agent = Agent(LOCAL, {}, kv_factory=lambda: None, default_rp_filter="1")
+    agent._interfaces = {}
+    agent._handle(_agent_updates([wep("a", ips=("10.65.0.5/32",), iface="calia"),
+                                  Resource("FelixConfiguration", {"name": "default"}, {"iptablesMarkMask": 0x1F0000})]))
+    agent._handle(_agent_status(SyncStatus.IN_SYNC))
+    agent._step()
+    assert agent.iptables == {} and agent.routes is None and agent.exit_code is None
+    assert not agent.health.summary().ready
+    agent._handle(_agent_updates([Resource("FelixConfiguration", {"name": "default"}, {"iptablesMarkMask": 0xFFFF0000})]))
+    agent._step()
+    assert agent.exit_code == CONFIG_CHANGED_RC
+
+
+def _agent_updates(resources):
+    from node.felix.agent import _Updates
+    return _Updates(updates_from_resources(resources))
+
+
+def _agent_status(status):
+    from node.felix.agent import _Status
+    return _Status(status)

@@ -7,6 +7,8 @@ ensureAddressOnLink); sysctl timing from endpoint_mgr.go (configureInterface on 
 """
 from __future__ import annotations
 
+import pytest
+
 from node.felix.config import FelixConfig
 from node.felix.dataplane.routes import (AddressAdd, AddressDelete, FDBDelete, FDBSet, IPIPCreate, KernelState,
                                          Link, LinkDelete, LinkSetMTU, LinkSetUp, NeighbourDelete, NeighbourSet,
@@ -16,6 +18,7 @@ from node.felix.dataplane.routes import (AddressAdd, AddressDelete, FDBDelete, F
 from node.felix.routes import (DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, RouteConfig, RouteModel,
                                Sysctl, VXLANDevice, desired_routes)
 from node.felix.types import WorkloadEndpoint
+from node.rtnl import NetlinkError
 
 OWN = Ownership(("cali",))
 CALI = "cali1a2b3c4d5e6"
@@ -242,3 +245,31 @@ def test_from_felix_configuration():
     dp = RouteDataplane.from_felix(config)
     assert dp.ownership == Ownership(("tap", "cali"), 99, False)
     assert dp.families == (4,) and dp.refresh_interval == 30
+
+
+class _ExistsIPRoute:
+    """An IPRoute whose link creation finds the device already there (EEXIST)."""
+
+    def __init__(self, code: int = 17):
+        self.code = code
+        self.added = []
+
+    def link(self, cmd, **attrs):
+        self.added.append(attrs["ifname"])
+        raise NetlinkError(self.code, "File exists" if self.code == 17 else "Operation not supported")
+
+    def link_lookup(self, ifname):
+        return [42]
+
+
+def test_tunnel_device_that_appeared_meanwhile_counts_as_created():
+    """As Felix's route manager: EEXIST on creation means the device is there (loading the
+    ipip module for the request creates tunl0 itself); other errors still fail."""
+    dp = RouteDataplane()
+    indexes = {"eth0": 2}
+    assert dp._execute(_ExistsIPRoute(), IPIPCreate(IPIPDevice("tunl0", 1440, "10.65.0.1/32")), indexes)
+    vxlan = VXLANDevice("vxlan.calico", 4096, 4789, 1410, "66:aa:bb:cc:dd:ee", "10.65.0.1/32", "eth0", "10.0.0.1")
+    assert dp._execute(_ExistsIPRoute(), VXLANCreate(vxlan), indexes)
+    assert indexes == {"eth0": 2, "tunl0": 42, "vxlan.calico": 42}
+    with pytest.raises(NetlinkError):
+        dp._execute(_ExistsIPRoute(95), IPIPCreate(IPIPDevice("tunl0", 1440, "10.65.0.1/32")), {})

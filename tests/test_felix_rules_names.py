@@ -89,8 +89,12 @@ def test_mark_allocation():
     sparse = allocate_marks(0x1F00F)
     assert (sparse.accept, sparse.pass_, sparse.drop, sparse.scratch0, sparse.scratch1, sparse.endpoint) == (
         0x1, 0x2, 0x4, 0x8, 0x1000, 0x1E000)
-    with pytest.raises(ValueError):
-        allocate_marks(0xF)
+    # Felix's renderer needs every mark, the endpoint mark included: six bits at least.
+    with pytest.raises(ValueError, match="at least 6"):
+        allocate_marks(0x1F)
+    assert allocate_marks(0x3F).endpoint == 0x20
+    with pytest.raises(ValueError, match="at least 7"):
+        allocate_marks(0x3F, wireguard=True)
     cfg = RulesConfig()
     assert cfg.all_calico_mark_bits == 0x1B0000
     assert cfg.all_calico_mark_bits & ~cfg.mark_accept == 0x1A0000

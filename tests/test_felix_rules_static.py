@@ -525,12 +525,12 @@ def test_ipvs_forward_check_and_forward_endpoint_mark_chains(ipv):
 
 def test_ipvs_node_port_ranges_split_over_multiport_limits():
     """Each multiport match holds at most 15 slots (a range takes two), one tcp and one
-    udp rule per split, as Felix's SplitPortList does."""
-    ranges = tuple((30000 + 10 * i, 30005 + 10 * i) for i in range(9))
+    udp rule per split, as Felix's SplitPortList does (static_test.go's nine ranges)."""
+    ranges = tuple((30030 + 100 * i, 30040 + 100 * i) for i in range(9))
     rules = bodies(static.filter_chains(ipvs_cfg().replace(kube_node_port_ranges=ranges), 4),
                    "cali-forward-check")
-    first = ",".join(f"{30000 + 10 * i}:{30005 + 10 * i}" for i in range(7))
-    second = ",".join(f"{30000 + 10 * i}:{30005 + 10 * i}" for i in (7, 8))
+    first = ",".join(f"{30030 + 100 * i}:{30040 + 100 * i}" for i in range(7))
+    second = "30730:30740,30830:30840"
     assert [r.split("--destination-ports ")[1].split()[0] for r in rules[1:5]] == [first, first, second, second]
     assert [" -p tcp " in r for r in rules[1:5]] == [True, False, True, False]
 
@@ -582,10 +582,9 @@ def test_mangle_postrouting_skips_ipvs_forwarded_traffic(ipvs):
 
 
 def test_ipvs_marks_from_the_mark_mask():
-    """Felix takes the non-Calico endpoint mark from the lowest endpoint bit, and refuses
-    IPVS support when the mask leaves no endpoint bits."""
+    """Felix takes the non-Calico endpoint mark from the lowest endpoint bit."""
     cfg = RulesConfig.from_mark_mask(0xFFFF0000, kube_ipvs_support=True)
     assert (cfg.mark_endpoint, cfg.mark_non_cali_endpoint) == (0xFFE00000, 0x200000)
     assert RulesConfig.from_mark_mask(0xFFFF0000).mark_non_cali_endpoint == 0
-    with pytest.raises(ValueError, match="endpoint mark"):
-        RulesConfig.from_mark_mask(0x1F, kube_ipvs_support=True)
+    one_bit = RulesConfig.from_mark_mask(0x3F, kube_ipvs_support=True)
+    assert (one_bit.mark_endpoint, one_bit.mark_non_cali_endpoint) == (0x20, 0x20)

@@ -36,6 +36,8 @@ from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
 from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
 from node.felix.dataplane.iptables import from_config as iptables_from_config
 from node.felix.dataplane.routes import RouteDataplane
+from node.felix.dataplane.status_files import REAPPLY_INTERVAL, StatusFileWriter
+from node.felix.endpoint_status import desired_status_files
 from node.felix.pipeline import Pipeline, felix_sources
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIG_CHANGED_RC = 129
+DEFAULT_RUN_DIR = "/var/run/calico"
 STATUS_REPORT_INTERVAL = 10.0
 MIN_RETRY, MAX_RETRY = 0.1, 30.0
 
@@ -134,6 +137,8 @@ class Agent:
         self.iptables: dict[int, IptablesDataplane] = {}
         self.ipsets: dict[int, IPSetsDataplane] = {}
         self.routes: RouteDataplane | None = None
+        self.status_files: StatusFileWriter | None = None
+        self._status_failures: tuple[str, ...] = ()
         self._interfaces: dict | None = None
         self._syncer: Syncer | None = None
         self._monitor: InterfaceMonitor | None = None
@@ -246,6 +251,14 @@ class Agent:
             return  # never a partial picture
         started = time.monotonic()
         messages = self.pipeline.complete()
+        if self.pipeline.config_error is not None:
+            # Felix refuses to start with such a configuration; program nothing, stay
+            # unready, and restart when the configuration changes.
+            self._report_dataplane(ready=False)
+            if self.pipeline.config_changed:
+                log.info("Exiting for config change")
+                self.exit_code = CONFIG_CHANGED_RC
+            return
         if self.pipeline.config is not None and not self.iptables:
             self._start_dataplane()
         if self.pipeline.config_changed:
@@ -296,6 +309,11 @@ class Agent:
         # that often even when nothing changed.
         self._periods = [p for p in (config.IpsetsRefreshInterval, config.RouteRefreshInterval) if p > 0]
         self.routes = RouteDataplane.from_felix(config)
+        prefix = endpoint_status_prefix(config.EndpointStatusPathPrefix, self.env)
+        if prefix:
+            self.status_files = StatusFileWriter(prefix)
+            self._periods.append(REAPPLY_INTERVAL)  # the directory is re-read that often
+            log.info("writing endpoint status files under %s", self.status_files.directory)
         log.info("dataplane started for %s: iptables %s backend, IPv%s", self.hostname, backend,
                  "/".join(str(v) for v in self.pipeline.dataplanes))
 
@@ -335,8 +353,26 @@ class Agent:
                 failures.append("routes: " + "; ".join(str(f) for f in result.failures))
         except OSError as exc:
             failures.append(f"routes: {exc}")
+        if self.status_files is not None and not any(f.startswith(("iptables", "IP sets")) for f in failures):
+            self._write_status_files()
         release_freed_memory()
         self._record_apply(time.monotonic() - started, failures)
+
+    def _write_status_files(self) -> None:
+        """Felix's endpoint status files, once the endpoints' rules are in: a file for each
+        active local workload whose interface is up and configured. A failure here is
+        retried soon but does not fail the apply (Felix reports from its own loop)."""
+        desired_dp = next(iter(self.pipeline.dataplanes.values()))
+        up = [name for name, iface in (self._interfaces or {}).items() if iface.oper_up]
+        unconfigured = self.routes.unconfigured if self.routes is not None else ()
+        failures = tuple(self.status_files.apply(
+            desired_status_files(desired_dp.active_workload_endpoints(), up, unconfigured)))
+        if failures:
+            if failures != self._status_failures:
+                for failure in failures:
+                    log.warning("endpoint status: %s; will retry", failure)
+            self._next_apply_at = min(self._next_apply_at, time.monotonic() + 1.0)
+        self._status_failures = failures
 
     def _record_apply(self, seconds: float, failures: list[str]) -> None:
         if self.metrics is not None:
@@ -409,6 +445,15 @@ class Agent:
         if ready is None:
             ready = self._applied_once and self._interfaces is not None
         self.health.report(hl.DATAPLANE, live=True, ready=ready)
+
+
+def endpoint_status_prefix(configured: str, env: Mapping[str, str]) -> str:
+    """Where endpoint status files go: ``EndpointStatusPathPrefix`` (empty turns them off);
+    its default, /var/run/calico, moves with ``CALICO_RUN_DIR`` as the node's other run
+    files do (confd reads them there)."""
+    if configured == DEFAULT_RUN_DIR and env.get("CALICO_RUN_DIR"):
+        return env["CALICO_RUN_DIR"]
+    return configured
 
 
 def _read_default_rp_filter(path: str = "/proc/sys/net/ipv4/conf/default/rp_filter") -> str:

@@ -307,7 +307,6 @@ class DesiredDataplane:
         self._epmarks: EndpointMarkMapper | None = None
         self._epmark_dispatch: set[str] = set()
         self._epmark_dirty = False
-        self._ipvs_mask_warned = False
         self._dirty_weps: set[t.WorkloadEndpointID] = set()
         self._dirty_ifaces: set[str] = set()
         self._wids_by_iface: dict[str, set[t.WorkloadEndpointID]] = {}
@@ -413,15 +412,6 @@ class DesiredDataplane:
         comes or goes; re-rendering everything from the new config is the same result)."""
         if on == self._kube_ipvs:
             return
-        if on:
-            try:
-                rules_config(self.config, self._encap or Encapsulation(), True)
-            except ValueError as e:
-                if not self._ipvs_mask_warned:
-                    log.error("kube-proxy is in IPVS mode (%s exists) but IPVS support stays off: %s",
-                              KUBE_IPVS_INTERFACE, e)
-                    self._ipvs_mask_warned = True
-                return
         log.info("kube-proxy %s IPVS mode (%s %s): %s IPVS support", "is in" if on else "left",
                  KUBE_IPVS_INTERFACE, "exists" if on else "is gone", "enabling" if on else "disabling")
         self._kube_ipvs = on
@@ -541,6 +531,10 @@ class DesiredDataplane:
     def _active_weps(self):
         for wid in self._active_wep_by_iface.values():
             yield wid, self._weps[wid]
+
+    def active_workload_endpoints(self) -> dict[t.WorkloadEndpointID, t.WorkloadEndpoint]:
+        """The workload endpoint in charge of each local interface (shadowed ones left out)."""
+        return dict(self._active_weps())
 
     def _update_pools(self) -> None:
         """Masquerade manager (pool sets, cali-nat-outgoing); a change of encapsulation

@@ -135,6 +135,8 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
         if pipeline.config is not None:
             mtu = host_mtu(links, pipeline.config.MTUIfacePattern)
     pipeline.set_interfaces(interfaces)
+    if pipeline.config_error is not None:
+        raise DryRunError(f"the configuration cannot be used: {pipeline.config_error}")
     if ip_version not in pipeline.dataplanes:
         raise DryRunError(f"IPv{ip_version} is disabled (Ipv6Support is false)")
     dp = pipeline.dataplanes[ip_version]

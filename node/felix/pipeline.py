@@ -18,6 +18,7 @@ from node.felix.calc import PolicyCalculation
 from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import DesiredDataplane
+from node.felix.rules.config import allocate_marks
 from node.felix.routes import (DesiredRoutes, EndpointPieces, RouteConfig, RouteModel, apply_messages,
                                desired_routes)
 from node.model import Resource, stub_from_key
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
                "StagedGlobalNetworkPolicy", "NetworkPolicy", "StagedNetworkPolicy", "KubernetesNetworkPolicy",
                "KubernetesClusterNetworkPolicy", "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
-               "HostEndpoint", "IPPool", "Node")
+               "HostEndpoint", "IPPool", "Node", "BGPPeer")
 
 
 # Messages that change only policy (rules, profiles, IP sets): the desired routes do not
@@ -81,6 +82,9 @@ class Pipeline:
         self.routes = RouteCalculation(hostname)
         self.config: FelixConfig | None = None
         self.config_changed = False
+        # Why the configuration cannot be used (Felix would refuse to start): nothing is
+        # rendered until it changes.
+        self.config_error: str | None = None
         self._boot_config = boot
         self._own_node: Resource | None = None
         self._config_specs: dict | None = None
@@ -148,6 +152,8 @@ class Pipeline:
             messages = self._pending + messages
             self._pending = []
             self._start(messages)
+        if self.config_error is not None:
+            return []
         if any(not isinstance(msg, _POLICY_ONLY_MESSAGES) for msg in messages):
             self._routes_cache = None
         for msg in messages:
@@ -166,6 +172,12 @@ class Pipeline:
         for problem in self.config.problems:
             log.warning("configuration: %s", problem)
         families = (4, 6) if self.config.Ipv6Support else (4,)
+        try:
+            allocate_marks(self.config.IptablesMarkMask)
+        except ValueError as exc:
+            self.config_error = str(exc)
+            log.error("configuration: %s; programming nothing until the configuration changes", exc)
+            return
         self.dataplanes = {v: DesiredDataplane(self.config, v, self.hostname) for v in families}
         for dp in self.dataplanes.values():
             dp.set_interfaces(self._interfaces)  # what the interface monitor reported so far

@@ -323,6 +323,9 @@ class WorkloadEndpoint:
     allow_spoofed_source_prefixes: tuple[str, ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     qos_controls: QoSControls | None = None
+    # The BGPPeer whose localWorkloadSelector picks this endpoint (the first by name of
+    # those that apply to this node), for the endpoint status file confd reads.
+    local_bgp_peer: str = ""
 
 
 @key_type

@@ -9,6 +9,8 @@ Felix's shape::
                                             ├─► member index: IP-set selectors × ALL
                                             │     endpoints and network sets ─► members
                                             ├─► per local endpoint: its ordered tiers
+                                            ├─► BGPPeers × LOCAL workload endpoints ─►
+                                            │     each one's local BGP peer (see bgp_peers)
                                             └─► pools, hosts, config (passed through)
                                                       ▼
                                        EventSequencer ─► take_messages()
@@ -28,6 +30,7 @@ from node.datastore.syncer import SyncStatus, Update, UpdateType
 from node.felix import types as t
 from node.felix.calc import convert as cv
 from node.felix.calc import v1, validation
+from node.felix.calc.bgp_peers import ActiveBGPPeers
 from node.felix.calc.config_track import ConfigTracker
 from node.felix.calc.members import EndpointData, IPSetMemberIndex, host_net_text, network_set_nets
 from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, split_tiers
@@ -83,6 +86,9 @@ class PolicyCalculation:
         self._local: dict[Hashable, v1.WorkloadEndpoint | v1.HostEndpoint] = {}
         self._dirty: set[Hashable] = set()
         self._pools: dict[tuple[str, str, str], tuple[str, t.IPAMPool]] = {}
+        # Which BGPPeer each local workload endpoint peers with; its index is fed only
+        # while ``active`` (some peer selecting workloads applies to this host).
+        self._bgp = ActiveBGPPeers(hostname, self._dirty.add, self._bgp_sources)
 
         self._handlers: dict[str, Callable[[Resource, bool], None]] = {
             **{kind: self._on_policy for kind in cv.POLICY_KINDS},
@@ -94,6 +100,7 @@ class PolicyCalculation:
             "GlobalNetworkSet": self._on_network_set,
             "IPPool": self._on_ip_pool,
             "Node": self._on_node,
+            "BGPPeer": self._bgp.on_bgp_peer,
             "FelixConfiguration": self._on_config,
             "ClusterInformation": self._on_config,
         }
@@ -300,6 +307,8 @@ class PolicyCalculation:
                 else:
                     index.update_parent(name, dict(new_labels))
             self._sync_policies()
+            if self._bgp.active:
+                self._bgp.profile_labels(name, None if new_labels is None else dict(new_labels))
         self._sync_profile(name)
 
     def _sync_profile(self, name: str) -> None:
@@ -407,6 +416,8 @@ class PolicyCalculation:
         self._set_profile_users(key, () if old is None else old.profile_ids, ep.profile_ids)
         self._active.update_endpoint(key, ep.labels, ep.profile_ids)  # the index copies them into a dict
         self._sync_policies()
+        if self._bgp.active and isinstance(key, v1.WorkloadEndpointKey):
+            self._bgp.endpoint_updated(key, ep.labels, ep.profile_ids)
         self._dirty.add(key)
 
     def _remove_endpoint(self, key: Hashable) -> None:
@@ -415,13 +426,24 @@ class PolicyCalculation:
         if old is not None:
             self._active.remove_endpoint(key)
             self._sync_policies()
+            if self._bgp.active:
+                self._bgp.endpoint_removed(key)
             self._set_profile_users(key, old.profile_ids, ())
             self._dirty.add(key)
+
+    def _bgp_sources(self):
+        """The local workload endpoints and the profiles, for the BGP peer index when it
+        is (re)built."""
+        endpoints = [(key, ep.labels, ep.profile_ids) for key, ep in self._local.items()
+                     if isinstance(key, v1.WorkloadEndpointKey)]
+        profiles = [(name, dict(p.labels)) for name, p in self._profiles.items() if p.labels]
+        return endpoints, profiles
 
     def _flush_endpoints(self) -> None:
         # Endpoints matched by the same policies get the same tiers; policy metadata and
         # tiers do not change during the flush, so the split is worked out once per set.
         splits: dict[frozenset, Any] = {}
+        peer_of = self._bgp.peer_of
         for key in self._dirty:
             ep = self._local.get(key)
             if isinstance(key, v1.WorkloadEndpointKey):
@@ -430,7 +452,8 @@ class PolicyCalculation:
                     self._seq.remove("wep", msg_id)
                 else:
                     tiers = self._split(key, splits).normal
-                    self._seq.update("wep", msg_id, _workload_message(ep, tiers))
+                    peer = peer_of.get(key, "") if peer_of else ""
+                    self._seq.update("wep", msg_id, _workload_message(ep, tiers, peer))
             else:
                 msg_id = t.HostEndpointID(key.endpoint_id)
                 if ep is None:
@@ -468,6 +491,8 @@ class PolicyCalculation:
             self._seq.remove("host", res.name)
         else:
             self._seq.update("host", res.name, host)
+        if res.name == self.hostname:
+            self._bgp.on_node(res.name, None if host is None else dict(host.labels))
 
     def _on_config(self, res: Resource, deleted: bool) -> None:
         before = self._source_spoofing()
@@ -485,7 +510,8 @@ class PolicyCalculation:
 
 # ====================================================================== messages
 
-def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...]) -> t.WorkloadEndpoint:
+def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...],
+                      local_bgp_peer: str = "") -> t.WorkloadEndpoint:
     return t.WorkloadEndpoint(
         name=ep.name,
         mac=ep.mac,
@@ -498,6 +524,7 @@ def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...]) ->
         allow_spoofed_source_prefixes=ep.allow_spoofed_source_prefixes,
         annotations=ep.annotations,
         qos_controls=ep.qos_controls,
+        local_bgp_peer=local_bgp_peer,
     )
 
 

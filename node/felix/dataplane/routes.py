@@ -846,6 +846,9 @@ class RouteDataplane:
         self._ipip_unavailable = False
         self._ipip_warned = False
         self._applied: dict[str | None, tuple[int, frozenset[Sysctl]]] = {}
+        # Interfaces whose sysctls could not all be written at the last apply (Felix's
+        # "reconfigure" set: their endpoints are reported down).
+        self.unconfigured: frozenset[str] = frozenset()
         self._sysctl_warned: set[str] = set()
         self.route_cleanup_grace_period = route_cleanup_grace_period
         self._first_seen: dict[tuple[str, int], float] = {}
@@ -1012,16 +1015,19 @@ class RouteDataplane:
             if parent is None:
                 return False
             local_key = "vxlan_local6" if ":" in dev.local_ip else "vxlan_local"
-            ipr.link("add", ifname=dev.name, kind="vxlan", vxlan_id=dev.vni, vxlan_port=dev.port,
-                     vxlan_link=parent, vxlan_learning=int(dev.learning), address=dev.mac, mtu=dev.mtu,
-                     **{local_key: dev.local_ip})
+            if _create_link(ipr, dev.name, kind="vxlan", vxlan_id=dev.vni, vxlan_port=dev.port, vxlan_link=parent,
+                            vxlan_learning=int(dev.learning), address=dev.mac, mtu=dev.mtu,
+                            **{local_key: dev.local_ip}):
+                log.info("Created VXLAN device %s (VNI %d, port %d, parent %s)", dev.name, dev.vni, dev.port,
+                         dev.parent)
             indexes[dev.name] = ipr.link_lookup(ifname=dev.name)[0]
-            log.info("Created VXLAN device %s (VNI %d, port %d, parent %s)", dev.name, dev.vni, dev.port, dev.parent)
             return True
         if isinstance(op, IPIPCreate):
-            ipr.link("add", ifname=op.device.name, kind="ipip", mtu=op.device.mtu)
+            # Loading the ipip module for this request makes the kernel create its fallback
+            # tunl0 first, so the request itself can fail with EEXIST: the device is there.
+            if _create_link(ipr, op.device.name, kind="ipip", mtu=op.device.mtu):
+                log.info("Created IPIP device %s", op.device.name)
             indexes[op.device.name] = ipr.link_lookup(ifname=op.device.name)[0]
-            log.info("Created IPIP device %s", op.device.name)
             return True
         if isinstance(op, LinkDelete):
             index = indexes.pop(op.name, None)
@@ -1095,6 +1101,7 @@ class RouteDataplane:
             if link is None or not link.oper_up or link.index != self._applied[iface][0]:
                 del self._applied[iface]
         failures = []
+        unconfigured: set[str] = set()
         for sysctl in plan_sysctls(desired, links, self._applied):
             iface = sysctl_interface(sysctl.path)
             try:
@@ -1108,6 +1115,8 @@ class RouteDataplane:
                         self._mark_applied(iface, links, sysctl)
                     continue
                 failures.append(f"sysctl {sysctl.path}={sysctl.value}: {exc}")
+                if iface is not None:
+                    unconfigured.add(iface)
                 if sysctl.path not in self._sysctl_warned:  # retried each apply, reported once
                     self._sysctl_warned.add(sysctl.path)
                     log.warning("Route dataplane: cannot set sysctl %s=%s: %s; will retry", sysctl.path,
@@ -1115,6 +1124,7 @@ class RouteDataplane:
                 continue
             self.stats.sysctl_writes += 1
             self._mark_applied(iface, links, sysctl)
+        self.unconfigured = frozenset(unconfigured)
         return failures
 
     def _mark_applied(self, iface: str | None, links: Mapping[str, Link], sysctl: Sysctl) -> None:
@@ -1123,6 +1133,19 @@ class RouteDataplane:
         if old_index != index:
             done = frozenset()
         self._applied[iface] = (index, done | {sysctl})
+
+
+def _create_link(ipr: IPRoute, name: str, **attrs) -> bool:
+    """Add a link; False when one of that name appeared meanwhile (EEXIST, as Felix takes
+    it: the next read checks it is what we want, and the plan replaces it if not)."""
+    try:
+        ipr.link("add", ifname=name, **attrs)
+    except NetlinkError as exc:
+        if exc.code != errno.EEXIST:
+            raise
+        log.info("Device %s already exists (created by someone else, or by the kernel)", name)
+        return False
+    return True
 
 
 def _op_device(op) -> str | None:

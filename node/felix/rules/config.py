@@ -49,16 +49,18 @@ class MarkBits:
 def allocate_marks(mask: int = DEFAULT_MARK_MASK, wireguard: bool = False) -> MarkBits:
     """Felix's allocation: single bits from the lowest set bit of the mask up, in the order
     accept, pass, drop, scratch0, scratch1, (wireguard when enabled); every remaining bit
-    forms the endpoint mark. Raises if the mask has too few bits, as Felix refuses to start."""
+    forms the endpoint mark, which must have at least one. Raises if the mask has too few
+    bits, as Felix refuses to start (its rule renderer checks every mark is set)."""
     bits = [1 << i for i in range(32) if mask & (1 << i)]
-    wanted = 6 if wireguard else 5
-    if len(bits) < wanted:
-        raise ValueError(f"IptablesMarkMask {mask:#x} has {len(bits)} bits; "
-                         f"Felix needs at least {wanted}")
+    single = 6 if wireguard else 5  # the single-bit marks
+    if len(bits) <= single:
+        raise ValueError(f"IptablesMarkMask {mask:#x} has {len(bits)} bits; Felix needs at least "
+                         f"{single + 1} (accept, pass, drop, two scratch bits, {'WireGuard, ' if wireguard else ''}"
+                         f"and at least one for the endpoint mark)")
     accept, pass_, drop, scratch0, scratch1 = bits[:5]
     wg = bits[5] if wireguard else 0
     endpoint = 0
-    for b in bits[wanted:]:
+    for b in bits[single:]:
         endpoint |= b
     return MarkBits(accept, pass_, drop, scratch0, scratch1, wg, endpoint)
 
@@ -145,14 +147,10 @@ class RulesConfig:
     def from_mark_mask(cls, mask: int = DEFAULT_MARK_MASK, **kwargs) -> "RulesConfig":
         """A config whose mark bits are allocated from ``IptablesMarkMask`` as Felix does
         (a WireGuard bit only when ``wireguard_enabled`` or ``wireguard_enabled_v6``; with
-        ``kube_ipvs_support`` the lowest endpoint bit is the non-Calico endpoint mark, and
-        a mask with no endpoint bits left is an error, as Felix refuses to start)."""
+        ``kube_ipvs_support`` the lowest endpoint bit is the non-Calico endpoint mark)."""
         wg = bool(kwargs.get("wireguard_enabled") or kwargs.get("wireguard_enabled_v6"))
         m = allocate_marks(mask, wireguard=wg)
         if kwargs.get("kube_ipvs_support"):
-            if not m.endpoint:
-                raise ValueError(f"IptablesMarkMask {mask:#x} leaves no bits for the endpoint mark "
-                                 f"that kube-proxy IPVS support needs")
             kwargs.setdefault("mark_non_cali_endpoint", m.endpoint & -m.endpoint)
         cfg = cls(mark_accept=m.accept, mark_pass=m.pass_, mark_drop=m.drop,
                   mark_scratch0=m.scratch0, mark_scratch1=m.scratch1,

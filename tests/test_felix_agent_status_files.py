@@ -1,0 +1,97 @@
+"""Endpoint status files with the real agent: a node namespace running ``calico-node
+felix`` against a real etcd, pods on ``cali`` veths. A file per local workload whose
+interface is up appears once its rules are in, and goes when the workload or its
+interface does; files no endpoint wants (an earlier run's) are removed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from e2e.probes import eventually
+from etcd_server import EtcdServer
+from felix_node import FelixNode, _resource
+from node.config import DatastoreConfig
+from node.datastore.client import DatastoreClient
+from node.datastore.etcd import EtcdKV
+
+WAIT = 15.0
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    server = EtcdServer()
+    server.start()
+    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(server.endpoint,)))
+    run_dir = tmp_path_factory.mktemp("felix-status-run")
+    # An earlier run's file, for an endpoint that no longer exists.
+    (run_dir / "endpoint-status").mkdir()
+    (run_dir / "endpoint-status" / "k8s ns1%2Fgone eth0").write_text('{"ifaceName":"caligone"}')
+    try:
+        with FelixNode(DatastoreClient(kv), server.endpoint,
+                       env={"FELIX_ENDPOINTSTATUSPATHPREFIX": str(run_dir)}) as n:
+            n.namespace_profile("ns1")
+            n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16"}))
+            n.add_pod("a", "10.65.0.10", labels={"app": "a"})
+            n.start_agent(tmp_path_factory.mktemp("felix-status"))
+            n.wait_ready(40)
+            n.run_dir = run_dir
+            yield n
+    finally:
+        kv.close()
+        server.close()
+
+
+def files(node) -> dict[str, dict]:
+    directory = node.run_dir / "endpoint-status"
+    out = {}
+    for path in directory.iterdir():
+        try:
+            out[path.name] = json.loads(path.read_text())
+        except ValueError:
+            out[path.name] = None  # being written
+    return out
+
+
+def expect_files(node, names: set[str]):
+    got = eventually(lambda: set(files(node)) == names, WAIT)
+    assert got, f"status files {sorted(files(node))}, expected {sorted(names)}\n{node.log_text()[-2000:]}"
+
+
+def test_a_file_per_running_workload(node):
+    pod = node.pods["a"]
+    expect_files(node, {"k8s ns1%2Fa eth0"})  # the earlier run's file is gone
+    assert files(node)["k8s ns1%2Fa eth0"] == {"ifaceName": pod.interface, "mac": pod.mac,
+                                               "ipv4Nets": ["10.65.0.10/32"]}
+    # The rules were in when the file appeared: the endpoint's chains are programmed.
+    assert f":cali-tw-{pod.interface}" in node.iptables_save()
+
+
+def test_the_bgp_peer_that_selects_the_workload_is_named(node):
+    """A BGPPeer for this node with a localWorkloadSelector: confd peers with the workloads
+    it picks, and learns which from these files."""
+    peer = _resource("BGPPeer", "pods-a", {"node": node.name, "localWorkloadSelector": "app == 'a'",
+                                           "asNumber": 65010})
+    node.write(peer)
+    try:
+        assert eventually(lambda: files(node).get("k8s ns1%2Fa eth0", {}).get("bgpPeerName") == "pods-a", WAIT), \
+            files(node)
+    finally:
+        node.delete("BGPPeer", "pods-a")
+    assert eventually(lambda: "bgpPeerName" not in files(node).get("k8s ns1%2Fa eth0", {"bgpPeerName": 1}), WAIT)
+
+
+def test_interface_down_and_endpoint_deleted_remove_the_file(node):
+    pod = node.pods["a"]
+    node.ns.run("ip", "link", "set", pod.interface, "down")
+    try:
+        expect_files(node, set())
+    finally:
+        node.ns.run("ip", "link", "set", pod.interface, "up")
+    expect_files(node, {"k8s ns1%2Fa eth0"})
+    node.delete("WorkloadEndpoint", pod.endpoint().name, "ns1")
+    try:
+        expect_files(node, set())
+    finally:
+        node.write(pod.endpoint())
+    expect_files(node, {"k8s ns1%2Fa eth0"})
