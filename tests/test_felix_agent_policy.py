@@ -7,6 +7,9 @@ them afterwards, and waits for the agent to converge by probing.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from e2e.probes import eventually
@@ -247,3 +250,40 @@ def test_host_endpoint_failsafe_forward_prednat_and_untracked(node, cleanup):
     expect(node, "external", "tcp", "node", 8081, True)
     raw = node.iptables_save("raw")
     assert "-A cali-fh-eth0" in raw and "NOTRACK" in raw
+
+
+_TOS_ECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, ancillary, flags, peer = s.recvmsg(64, socket.CMSG_SPACE(1))
+    tos = ancillary[0][2][0] if ancillary else -1
+    s.sendto(str(tos).encode(), peer)
+"""
+
+
+def test_dscp_marks_workload_traffic_leaving_the_cluster(node):
+    """qosControls.dscp: the workload's packets to outside the cluster carry the DSCP value
+    (AF21 = 18, so TOS 72); packets within the pools do not."""
+    echo = node.external.popen(sys.executable, "-c", _TOS_ECHO, "5353", stdout=subprocess.PIPE, text=True)
+    pod = node.pods["a"]
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        marked = pod.endpoint()
+        marked.spec["qosControls"] = {"dscp": "AF21"}
+        node.write(marked)
+
+        def tos_seen() -> str:
+            return node.probe("a", "udp", "external", 5353).source_seen
+
+        assert eventually(lambda: tos_seen() == "72", WAIT), (tos_seen(), node.log_text()[-2000:])
+        assert "-j DSCP --set-dscp 0x12" in node.iptables_save("mangle")
+        node.write(pod.endpoint())
+        assert eventually(lambda: tos_seen() == "0", WAIT), tos_seen()
+    finally:
+        node.write(pod.endpoint())
+        echo.kill()
+        echo.wait()

@@ -307,6 +307,7 @@ class DesiredDataplane:
         self._epmarks: EndpointMarkMapper | None = None
         self._epmark_dispatch: set[str] = set()
         self._epmark_dirty = False
+        self._dscp_dirty = False
         self._dirty_weps: set[t.WorkloadEndpointID] = set()
         self._dirty_ifaces: set[str] = set()
         self._wids_by_iface: dict[str, set[t.WorkloadEndpointID]] = {}
@@ -350,11 +351,17 @@ class DesiredDataplane:
         elif isinstance(msg, t.WorkloadEndpointRemove):
             self._set_wep(msg.id, None)
         elif isinstance(msg, t.HostEndpointUpdate):
+            old = self._heps.get(msg.id)
             self._heps[msg.id] = msg.endpoint
             self._heps_dirty = True
+            if msg.endpoint.dscp is not None or (old is not None and old.dscp is not None):
+                self._dscp_dirty = True
         elif isinstance(msg, t.HostEndpointRemove):
-            if self._heps.pop(msg.id, None) is not None:
+            old = self._heps.pop(msg.id, None)
+            if old is not None:
                 self._heps_dirty = True
+                if old.dscp is not None:
+                    self._dscp_dirty = True
         elif isinstance(msg, t.IPAMPoolUpdate):
             self._pools[msg.id] = msg.pool
             self._pools_dirty = True
@@ -380,6 +387,8 @@ class DesiredDataplane:
         old = self._weps.pop(wid, None)
         if old is None and wep is None:
             return
+        if (old is not None and old.dscp is not None) or (wep is not None and wep.dscp is not None):
+            self._dscp_dirty = True
         if old is not None:
             self._wids_by_iface[old.name].discard(wid)
             self._dirty_ifaces.add(old.name)
@@ -516,6 +525,8 @@ class DesiredDataplane:
             self._update_host_sets()
         if self._this_host_dirty:
             self._update_this_host()
+        if self._dscp_dirty:
+            self._update_dscp()
 
     def _update_workload_dispatch(self) -> None:
         """The dispatch trees depend only on the set of active interface names; Felix
@@ -569,8 +580,7 @@ class DesiredDataplane:
                 table.update_chain(failsafe_in_chain(cfg, name, self.ip_version))
                 table.update_chain(failsafe_out_chain(cfg, name, self.ip_version))
         self.tables["filter"].update_chain(cidr_block_chain(cfg, (), self.ip_version))
-        self.tables["mangle"].update_chain(egress_dscp_chain())
-        self.ipsets.replace(names.IPSET_ID_DSCP_ENDPOINTS, t.IPSetType.NET, ())
+        self._dscp_dirty = True
         # Everything else rendered from the config must follow it.
         for wid in self._weps:
             self._mark_wep_dirty(wid)
@@ -720,6 +730,27 @@ class DesiredDataplane:
         table.update_chains(new)
         table.remove_chains(self._epmark_dispatch - {c.name for c in new})
         self._epmark_dispatch = {c.name for c in new}
+
+    def _update_dscp(self) -> None:
+        """Felix's DSCP manager: the sources of endpoints with a DSCP value (every local
+        workload endpoint and host endpoint, with its addresses of this family) in the
+        dscp-src-net set, and a rule per source in ``cali-egress-dscp``."""
+        v4 = self.ip_version == 4
+        rules: list[tuple[str, int]] = []
+        for wep in self._weps.values():
+            if wep.dscp is not None:
+                addrs = [n.partition("/")[0] for n in (wep.ipv4_nets if v4 else wep.ipv6_nets)]
+                if addrs:
+                    rules.append((",".join(addrs), wep.dscp))
+        for hep in self._heps.values():
+            if hep.dscp is not None:
+                addrs = list(hep.expected_ipv4_addrs if v4 else hep.expected_ipv6_addrs)
+                if addrs:
+                    rules.append((",".join(addrs), hep.dscp))
+        members = [a for src, _ in rules for a in src.split(",")]
+        self.ipsets.replace(names.IPSET_ID_DSCP_ENDPOINTS, t.IPSetType.NET, members)
+        self.tables["mangle"].update_chain(egress_dscp_chain(rules))
+        self._dscp_dirty = False
 
     def _update_floating_ips(self) -> None:
         pairs = []

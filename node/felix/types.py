@@ -289,8 +289,8 @@ class WorkloadEndpointID:
 @dataclass(frozen=True)
 class QoSControls:
     """A workload's packet-rate and connection limits (the iptables part of
-    proto.QoSControls; bandwidth and DSCP are not iptables rules). Ingress is traffic to
-    the workload, egress from it; zero means no limit."""
+    proto.QoSControls; bandwidth is tc's, and DSCP is the endpoint's ``dscp``). Ingress is
+    traffic to the workload, egress from it; zero means no limit."""
 
     ingress_packet_rate: int = 0
     ingress_packet_burst: int = 0
@@ -326,6 +326,8 @@ class WorkloadEndpoint:
     # The BGPPeer whose localWorkloadSelector picks this endpoint (the first by name of
     # those that apply to this node), for the endpoint status file confd reads.
     local_bgp_peer: str = ""
+    # Felix's QoSPolicy: the DSCP value its traffic leaving the cluster is marked with.
+    dscp: int | None = None
 
 
 @key_type
@@ -346,6 +348,7 @@ class HostEndpoint:
     forward_tiers: tuple[TierInfo, ...] = ()
     expected_ipv4_addrs: tuple[str, ...] = ()
     expected_ipv6_addrs: tuple[str, ...] = ()
+    dscp: int | None = None  # as on WorkloadEndpoint
 
 
 # --------------------------------------------------------------------------------------

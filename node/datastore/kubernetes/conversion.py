@@ -28,6 +28,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
+from node.model.dscp import canonical_dscp_name
 from node.model.schema import Collector, canonical_struct, go_json
 
 GROUP_V1 = "crd.projectcalico.org/v1"
@@ -923,9 +924,6 @@ _QOS_ANNOTATIONS = (
 _QOS_ORDER = ("ingressBandwidth", "ingressBurst", "ingressPeakrate", "ingressMinburst", "egressBandwidth",
               "egressBurst", "egressPeakrate", "egressMinburst", "ingressPacketRate", "ingressPacketBurst",
               "egressPacketRate", "egressPacketBurst", "ingressMaxConnections", "egressMaxConnections", "dscp")
-_DSCP_NAMES = {"DF": 0, "CS0": 0, "CS1": 8, "CS2": 16, "CS3": 24, "CS4": 32, "CS5": 40, "CS6": 48,
-               "AF11": 10, "AF12": 12, "AF13": 14, "AF21": 18, "AF22": 20, "AF23": 22, "AF31": 26, "AF32": 28,
-               "AF33": 30, "AF41": 34, "AF42": 36, "AF43": 38, "EF": 46}
 
 
 def qos_controls(annotations: dict) -> tuple[dict | None, list[str]]:
@@ -974,7 +972,7 @@ def qos_controls(annotations: dict) -> tuple[dict | None, list[str]]:
     if dscp_text is not None:
         # numorstring.DSCPFromString: a known name in its canonical case, else the text
         # as given, which must then be a number from 0 to 63.
-        name = next((k for k in _DSCP_NAMES if k.lower() == dscp_text.lower()), None)
+        name = canonical_dscp_name(dscp_text)
         if name is not None:
             out["dscp"] = name
         elif dscp_text.isdigit() and int(dscp_text) <= 63:

@@ -23,6 +23,7 @@ from node.felix import netaddr
 from node.felix import types as t
 from node.felix.calc import v1
 from node.model import Resource
+from node.model.dscp import dscp_value
 from node.model.names import name_segments
 from node.model.validators import STAGED_ACTION_DELETE
 from node.selector import SelectorError, parse
@@ -447,6 +448,19 @@ def qos_controls(res: Resource) -> t.QoSControls | None:
     return t.QoSControls(**values) if any(values.values()) else None
 
 
+DSCP_ANNOTATION = "qos.projectcalico.org/dscp"
+
+
+def _dscp(value, res: Resource, field: str) -> int | None:
+    """A DSCP setting's number, or None (not applied) with a warning naming the endpoint
+    and field when it is not a DSCP value (Felix's DSCP manager skips it)."""
+    try:
+        return dscp_value(value)
+    except ValueError as exc:
+        log.warning("%s: %s: %s; not applied", res.identifier(), field, exc)
+        return None
+
+
 def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
     """None for an endpoint without IP networks: Felix cannot render it yet."""
     spec = res.spec
@@ -486,6 +500,8 @@ def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
     mac = spec.get("mac") or ""
     ports = spec.get("ports")
     annotations = res.metadata.get("annotations")
+    qos = spec.get("qosControls")
+    dscp = qos.get("dscp") if qos else None
     return v1.WorkloadEndpoint(  # (positionally: one per endpoint of the cluster)
         spec.get("interfaceName") or "",                              # name
         label_pairs,                                                  # labels
@@ -498,7 +514,8 @@ def convert_workload_endpoint(res: Resource) -> v1.WorkloadEndpoint | None:
         _endpoint_ports(ports, skip_unnamed=True) if ports else (),   # ports
         tuple(spoofed),                                               # allow_spoofed_source_prefixes
         sorted_pairs(annotations) if annotations else (),             # annotations
-        qos_controls(res) if spec.get("qosControls") else None,       # qos_controls
+        qos_controls(res) if qos else None,                           # qos_controls
+        _dscp(dscp, res, "qosControls.dscp") if dscp is not None else None,  # dscp
     )
 
 
@@ -508,6 +525,7 @@ def host_endpoint_key(res: Resource) -> v1.HostEndpointKey:
 
 def convert_host_endpoint(res: Resource) -> v1.HostEndpoint:
     spec = res.spec
+    dscp = (res.metadata.get("annotations") or {}).get(DSCP_ANNOTATION)
     v4, v6 = [], []
     for text in spec.get("expectedIPs") or ():
         addr = parse_ip(text)
@@ -520,6 +538,7 @@ def convert_host_endpoint(res: Resource) -> v1.HostEndpoint:
         expected_ipv4_addrs=tuple(v4),
         expected_ipv6_addrs=tuple(v6),
         ports=_endpoint_ports(spec.get("ports"), skip_unnamed=False),
+        dscp=_dscp(dscp, res, f"annotation {DSCP_ANNOTATION}") if dscp is not None else None,
     )
 
 

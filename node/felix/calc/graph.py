@@ -525,6 +525,7 @@ def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...],
         annotations=ep.annotations,
         qos_controls=ep.qos_controls,
         local_bgp_peer=local_bgp_peer,
+        dscp=ep.dscp,
     )
 
 
@@ -538,6 +539,7 @@ def _host_message(ep: v1.HostEndpoint, split) -> t.HostEndpoint:
         forward_tiers=split.forward,
         expected_ipv4_addrs=ep.expected_ipv4_addrs,
         expected_ipv6_addrs=ep.expected_ipv6_addrs,
+        dscp=ep.dscp,
     )
 
 

@@ -132,6 +132,7 @@ class WorkloadEndpoint:
     allow_spoofed_source_prefixes: tuple[str, ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     qos_controls: QoSControls | None = None
+    dscp: int | None = None  # qosControls.dscp: egress traffic leaving the cluster is marked
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class HostEndpoint:
     expected_ipv4_addrs: tuple[str, ...] = ()
     expected_ipv6_addrs: tuple[str, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
+    dscp: int | None = None  # from the qos.projectcalico.org/dscp annotation
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,10 @@ def cidr_block_chain(cfg: RulesConfig, cidrs: Sequence[str], ip_version: int) ->
 
 def egress_dscp_chain(dscp_rules: Sequence[tuple[str, int]] = ()) -> Chain:
     """``cali-egress-dscp``: ``(source addresses, DSCP value)`` pairs, sorted by addresses
-    (the addresses are a comma-joined list of bare IPs)."""
+    (the addresses are a comma-joined list of bare IPs), as Felix's DSCP manager orders
+    them. Felix puts an endpoint's addresses in one ``--source a,b`` rule, which iptables
+    stores as one rule per address (both with the same rule ID, so the chain would never
+    read back as written): here each address has its own rule; one address, the usual
+    case, gives Felix's rule exactly."""
     return Chain(names.CHAIN_EGRESS_DSCP, tuple(
-        Rule(Match().source_net(src), dscp(value)) for src, value in sorted(dscp_rules)))
+        Rule(Match().source_net(addr), dscp(value)) for src, value in sorted(dscp_rules) for addr in src.split(",")))
