@@ -287,3 +287,20 @@ def test_dscp_marks_workload_traffic_leaving_the_cluster(node):
         node.write(pod.endpoint())
         echo.kill()
         echo.wait()
+
+
+def test_service_loop_prevention(node):
+    """BGPConfiguration default advertises a service CIDR that nothing on this node answers:
+    traffic to it is dropped rather than sent on (here, to the upstream peer, which would
+    answer)."""
+    node.external.run("ip", "addr", "add", "10.96.0.50/32", "dev", "lo")
+    try:
+        expect(node, "a", "tcp", "10.96.0.50", 80, True)  # routed upstream by default
+        node.write(_resource("BGPConfiguration", "default", {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}]}))
+        expect(node, "a", "tcp", "10.96.0.50", 80, False)
+        assert "-A cali-cidr-block -d 10.96.0.0/12" in node.iptables_save()
+        node.delete("BGPConfiguration", "default")
+        expect(node, "a", "tcp", "10.96.0.50", 80, True)
+    finally:
+        node.delete("BGPConfiguration", "default")
+        node.external.run("ip", "addr", "del", "10.96.0.50/32", "dev", "lo")

@@ -67,18 +67,29 @@ def test_a_file_per_running_workload(node):
     assert f":cali-tw-{pod.interface}" in node.iptables_save()
 
 
+def host_side_addresses(node, pod: str) -> set[str]:
+    out = node.ns.run("ip", "-4", "-o", "addr", "show", "dev", node.pods[pod].interface).stdout
+    return {line.split()[3] for line in out.splitlines()}
+
+
 def test_the_bgp_peer_that_selects_the_workload_is_named(node):
     """A BGPPeer for this node with a localWorkloadSelector: confd peers with the workloads
-    it picks, and learns which from these files."""
+    it picks, and learns which from these files; the workload's interface gets the
+    BGPConfiguration's localWorkloadPeeringIPV4, the host's end of that session."""
     peer = _resource("BGPPeer", "pods-a", {"node": node.name, "localWorkloadSelector": "app == 'a'",
                                            "asNumber": 65010})
+    node.write(_resource("BGPConfiguration", "default", {"localWorkloadPeeringIPV4": "169.254.0.179"}))
     node.write(peer)
     try:
         assert eventually(lambda: files(node).get("k8s ns1%2Fa eth0", {}).get("bgpPeerName") == "pods-a", WAIT), \
             files(node)
+        assert eventually(lambda: host_side_addresses(node, "a") == {"169.254.0.179/32"}, WAIT), \
+            node.log_text()[-2000:]
     finally:
         node.delete("BGPPeer", "pods-a")
+        node.delete("BGPConfiguration", "default")
     assert eventually(lambda: "bgpPeerName" not in files(node).get("k8s ns1%2Fa eth0", {"bgpPeerName": 1}), WAIT)
+    assert eventually(lambda: host_side_addresses(node, "a") == set(), WAIT)
 
 
 def test_interface_down_and_endpoint_deleted_remove_the_file(node):

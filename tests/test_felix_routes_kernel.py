@@ -351,3 +351,47 @@ def test_a_monitor_picture_older_than_our_own_device_changes_does_not_confuse_it
     result = apply(ns, dp, desired, stale)
     assert result.in_sync and result.changes == 0, result
     assert route_to(ns, "10.244.1.0/26")["dev"] == "vxlan.calico"
+
+
+# --------------------------------------------------------------------------------------
+# Local-workload BGP peering addresses.
+
+def addresses(ns: Namespace, dev: str) -> list[tuple[str, str]]:
+    data = json.loads(ns.run("ip", "-j", "addr", "show", "dev", dev).stdout)
+    return sorted((f"{a['local']}/{a['prefixlen']}", a["scope"]) for a in data[0]["addr_info"])
+
+
+@pytest.mark.parametrize("with_monitor", [False, True])
+def test_peering_address_on_the_interface_of_a_peered_workload(ns, with_monitor):
+    """BGPConfiguration's localWorkloadPeeringIPV4/V6 go (scope link) on the interface of a
+    workload with a local BGP peer, and only there; other addresses a workload interface
+    carries are removed, its IPv6 link-local one kept."""
+    add_workload(ns)
+    other = "cali9f9f9f9f9f9"
+    add_workload(ns, other)
+    ns.run("ip", "addr", "add", "10.99.0.1/24", "dev", other)  # left by someone: not ours to keep
+    cfg = RouteConfig(hostname="node1")
+    peering = {4: "169.254.0.179", 6: "fd00:ffff::179"}
+    peered = WorkloadEndpoint(name=CALI, mac=POD_MAC, ipv4_nets=("10.65.0.5/32",), local_bgp_peer="peer-a")
+    dp = RouteDataplane()
+    desired = desired_routes(cfg, RouteModel(), [peered], peering_addresses=peering)
+    assert desired.workload_addresses == ((CALI, "169.254.0.179/32"), (CALI, "fd00:ffff::179/128"))
+    assert apply(ns, dp, desired, interfaces=with_monitor).in_sync
+    # The kernel gives an IPv6 address a prefix route on the interface; as Felix, the
+    # next apply removes it (a workload interface carries only the routes we want).
+    assert apply(ns, dp, desired, interfaces=with_monitor).in_sync
+    have = dict(addresses(ns, CALI))
+    # (The kernel takes an IPv6 address's scope from the address itself.)
+    assert have["169.254.0.179/32"] == "link" and "fd00:ffff::179/128" in have
+    assert [a for a in addresses(ns, other) if not a[0].startswith("fe80:")] == []
+    assert any(a[0].startswith("fe80:") for a in addresses(ns, other))
+    # Nothing more to do.
+    dp2 = RouteDataplane()
+    with netlink_events(ns) as events:
+        assert apply(ns, dp2, desired, interfaces=with_monitor).changes == 0, events
+    assert not [e for e in events if "179" in e]
+    # The peer goes: so do the addresses.
+    unpeered = desired_routes(cfg, RouteModel(), [EP], peering_addresses=peering)
+    assert apply(ns, dp, unpeered, interfaces=with_monitor).in_sync
+    assert apply(ns, dp, unpeered, interfaces=with_monitor).in_sync
+    assert [a for a in addresses(ns, CALI) if not a[0].startswith("fe80:")] == []

@@ -14,7 +14,7 @@ from node.felix.dataplane.routes import (AddressAdd, AddressDelete, FDBDelete, F
                                          Link, LinkDelete, LinkSetMTU, LinkSetUp, NeighbourDelete, NeighbourSet,
                                          Ownership, RouteDataplane, RouteDelete, RouteReplace, TxChecksumOff, VXLANCreate, VXLANInfo,
                                          comparable, plan, plan_devices, plan_fdb, plan_neighbours, plan_routes,
-                                         plan_sysctls, sysctl_interface)
+                                         plan_sysctls, plan_workload_addresses, sysctl_interface)
 from node.felix.routes import (DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, RouteConfig, RouteModel,
                                Sysctl, VXLANDevice, desired_routes)
 from node.felix.types import WorkloadEndpoint
@@ -273,3 +273,32 @@ def test_tunnel_device_that_appeared_meanwhile_counts_as_created():
     assert indexes == {"eth0": 2, "tunl0": 42, "vxlan.calico": 42}
     with pytest.raises(NetlinkError):
         dp._execute(_ExistsIPRoute(95), IPIPCreate(IPIPDevice("tunl0", 1440, "10.65.0.1/32")), {})
+
+
+def test_workload_addresses_plan():
+    """Exactly the wanted addresses on workload interfaces (scope link), the IPv6
+    link-local one kept; interfaces not up wait; other interfaces are not ours."""
+    kernel = state(links={"eth0": Link("eth0", 2, "veth", True), CALI: Link(CALI, 5, "veth", True),
+                          "cali2": Link("cali2", 6, "veth", True), "cali3": Link("cali3", 7, "veth", False)})
+    kernel.addresses = {CALI: frozenset({"fe80::1/64", "10.99.0.1/24"}),
+                        "cali2": frozenset({"169.254.0.179/32"}), "eth0": frozenset({"192.0.2.1/24"})}
+    want = [(CALI, "169.254.0.179/32"), ("cali3", "169.254.0.179/32")]
+    usable = {"eth0", CALI, "cali2"}
+    assert plan_workload_addresses(want, kernel, OWN, usable) == [
+        AddressDelete(CALI, "10.99.0.1/24"), AddressAdd(CALI, "169.254.0.179/32", scope_link=True),
+        AddressDelete("cali2", "169.254.0.179/32")]
+    assert plan_workload_addresses([(CALI, "10.99.0.1/24")], state(), OWN, {CALI}) == [
+        AddressAdd(CALI, "10.99.0.1/24", scope_link=True)]
+
+
+def test_peering_addresses_for_peered_workloads_only():
+    cfg = RouteConfig(hostname="node1")
+    peered = WorkloadEndpoint(name="calia", local_bgp_peer="p")
+    plain = WorkloadEndpoint(name="calib")
+    peering = {4: "169.254.0.179", 6: "fd00::179"}
+    assert desired_routes(cfg, RouteModel(), [plain, peered], peering_addresses=peering).workload_addresses == (
+        ("calia", "169.254.0.179/32"), ("calia", "fd00::179/128"))
+    v4_only = RouteConfig(hostname="node1", ipv6_enabled=False)
+    assert desired_routes(v4_only, RouteModel(), [peered], peering_addresses=peering).workload_addresses == (
+        ("calia", "169.254.0.179/32"),)
+    assert desired_routes(cfg, RouteModel(), [peered], peering_addresses={4: ""}).workload_addresses == ()

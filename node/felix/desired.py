@@ -308,6 +308,10 @@ class DesiredDataplane:
         self._epmark_dispatch: set[str] = set()
         self._epmark_dirty = False
         self._dscp_dirty = False
+        # BGPConfiguration default: its advertised service CIDRs are blocked (Felix's
+        # service loop manager) unless something answers for them.
+        self._bgp_config = t.GlobalBGPConfig()
+        self._cidr_block_dirty = False
         self._dirty_weps: set[t.WorkloadEndpointID] = set()
         self._dirty_ifaces: set[str] = set()
         self._wids_by_iface: dict[str, set[t.WorkloadEndpointID]] = {}
@@ -380,6 +384,10 @@ class DesiredDataplane:
         elif isinstance(msg, t.VXLANTunnelEndpointRemove):
             if self._vteps.pop(msg.node, None) is not None:
                 self._hosts_dirty = True
+        elif isinstance(msg, t.GlobalBGPConfigUpdate):
+            if msg.config.service_cidrs != self._bgp_config.service_cidrs:
+                self._cidr_block_dirty = True
+            self._bgp_config = msg.config
         # Routes, config and in-sync messages are other layers' business.
 
     def _set_wep(self, wid: t.WorkloadEndpointID, wep: t.WorkloadEndpoint | None) -> None:
@@ -527,6 +535,10 @@ class DesiredDataplane:
             self._update_this_host()
         if self._dscp_dirty:
             self._update_dscp()
+        if self._cidr_block_dirty:
+            self.tables["filter"].update_chain(
+                cidr_block_chain(self.rules, self._bgp_config.service_cidrs, self.ip_version))
+            self._cidr_block_dirty = False
 
     def _update_workload_dispatch(self) -> None:
         """The dispatch trees depend only on the set of active interface names; Felix
@@ -579,7 +591,7 @@ class DesiredDataplane:
             if name in ("raw", "mangle", "filter"):
                 table.update_chain(failsafe_in_chain(cfg, name, self.ip_version))
                 table.update_chain(failsafe_out_chain(cfg, name, self.ip_version))
-        self.tables["filter"].update_chain(cidr_block_chain(cfg, (), self.ip_version))
+        self._cidr_block_dirty = True
         self._dscp_dirty = True
         # Everything else rendered from the config must follow it.
         for wid in self._weps:

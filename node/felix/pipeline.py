@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
                "StagedGlobalNetworkPolicy", "NetworkPolicy", "StagedNetworkPolicy", "KubernetesNetworkPolicy",
                "KubernetesClusterNetworkPolicy", "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
-               "HostEndpoint", "IPPool", "Node", "BGPPeer")
+               "HostEndpoint", "IPPool", "Node", "BGPPeer", "BGPConfiguration")
 
 
 # Messages that change only policy (rules, profiles, IP sets): the desired routes do not
@@ -98,6 +98,7 @@ class Pipeline:
         # anything they depend on changed.
         self._routes_cache: tuple[tuple, DesiredRoutes] | None = None
         self._endpoint_routes = EndpointPieces()
+        self._bgp_config = t.GlobalBGPConfig()
 
     @property
     def cluster_info(self) -> dict:
@@ -161,6 +162,8 @@ class Pipeline:
                 self._weps[msg.id] = msg.endpoint
             elif isinstance(msg, t.WorkloadEndpointRemove):
                 self._weps.pop(msg.id, None)
+            elif isinstance(msg, t.GlobalBGPConfigUpdate):
+                self._bgp_config = msg.config
         self.route_model = apply_messages(self.route_model, messages)
         for dp in self.dataplanes.values():
             dp.on_messages(messages)
@@ -229,8 +232,10 @@ class Pipeline:
         # through the one with its VTEP's parent address.
         parents = self._ifaces_with({4: local_ipv4, 6: local_ipv6})
         vxlan_parents = self._ifaces_with({4: own.parent_device_ip, 6: own.parent_device_ipv6} if own else {})
+        peering = {4: self._bgp_config.local_workload_peering_ipv4, 6: self._bgp_config.local_workload_peering_ipv6}
         return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4,
-                              memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents)
+                              memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents,
+                              peering_addresses=peering)
 
     def _own_address(self, field: str) -> str:
         """This host's address from its Node's ``spec.bgp`` (``ipv4Address``/``ipv6Address``)."""

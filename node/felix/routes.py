@@ -612,6 +612,8 @@ class DesiredRoutes:
     # IPIP off and not explicitly configured: Felix strips tunl0's addresses.
     clean_ipip_addresses: bool = False
     sysctls: tuple[Sysctl, ...] = ()
+    # (workload interface, address): the host side of a local-workload BGP session.
+    workload_addresses: tuple[tuple[str, str], ...] = ()
 
 
 class EndpointPieces:
@@ -643,7 +645,8 @@ class EndpointPieces:
 def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[WorkloadEndpoint] = (),
                    parent_devices: Mapping[int, str] | None = None, local_ipv4: str = "",
                    up_links: Mapping[str, int] | None = None, memo: EndpointPieces | None = None,
-                   vxlan_parent_devices: Mapping[int, str] | None = None) -> DesiredRoutes:
+                   vxlan_parent_devices: Mapping[int, str] | None = None,
+                   peering_addresses: Mapping[int, str] | None = None) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
@@ -654,6 +657,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     ``up_links`` see ``resolve_routes``. Neighbours and sysctls are listed for every
     endpoint: the dataplane writes them once the interface exists and is up, as Felix
     does. ``memo`` carries the endpoints' parts over from the previous computation.
+    ``peering_addresses`` (family -> BGPConfiguration's localWorkloadPeeringIPV4/V6) goes
+    on the interface of every endpoint with a local BGP peer.
     """
     parents = dict(parent_devices or {})
     vxlan_parents = parents if vxlan_parent_devices is None else dict(vxlan_parent_devices)
@@ -693,7 +698,23 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
         absent_devices=tuple(absent),
         clean_ipip_addresses=not cfg.ipip_enabled and not cfg.ipip_explicitly_set,
         sysctls=tuple(sysctls),
+        workload_addresses=workload_peering_addresses(cfg, endpoints, peering_addresses or {}),
     )
+
+
+def workload_peering_addresses(cfg: RouteConfig, endpoints: Iterable[WorkloadEndpoint],
+                               peering: Mapping[int, str]) -> tuple[tuple[str, str], ...]:
+    """Felix's endpoint managers give the interface of a workload with a local BGP peer the
+    configured peering address of each family (/32, /128), so BIRD can reach it from there."""
+    families = (4, 6) if cfg.ipv6_enabled else (4,)
+    out = []
+    for ep in endpoints:
+        if ep.local_bgp_peer:
+            for version in families:
+                addr = peering.get(version)
+                if addr:
+                    out.append((ep.name, f"{addr}/{32 if version == 4 else 128}"))
+    return tuple(sorted(out))
 
 
 # --------------------------------------------------------------------------------------

@@ -438,6 +438,30 @@ class ConfigUpdate:
 
 
 @dataclass(frozen=True)
+class GlobalBGPConfig:
+    """What the dataplane takes from BGPConfiguration ``default`` (Felix's
+    GlobalBGPConfigUpdate): the advertised service CIDRs, which ServiceLoopPrevention
+    blocks, and the host-side address of local-workload BGP sessions."""
+
+    service_cluster_cidrs: tuple[str, ...] = ()
+    service_external_cidrs: tuple[str, ...] = ()
+    service_loadbalancer_cidrs: tuple[str, ...] = ()
+    local_workload_peering_ipv4: str = ""
+    local_workload_peering_ipv6: str = ""
+
+    @property
+    def service_cidrs(self) -> tuple[str, ...]:
+        return self.service_cluster_cidrs + self.service_external_cidrs + self.service_loadbalancer_cidrs
+
+
+@dataclass(frozen=True)
+class GlobalBGPConfigUpdate:
+    """BGPConfiguration ``default`` changed; an empty config when it went away."""
+
+    config: GlobalBGPConfig
+
+
+@dataclass(frozen=True)
 class InSync:
     """The calculation has seen the whole datastore once (Felix's DataplaneInSync)."""
 

@@ -22,7 +22,8 @@ from typing import Any
 from node.felix import netaddr
 from node.felix import types as t
 from node.felix.calc import v1
-from node.model import Resource
+from node.errors import CalicoError
+from node.model import Resource, validate_resource
 from node.model.dscp import dscp_value
 from node.model.names import name_segments
 from node.model.validators import STAGED_ACTION_DELETE
@@ -629,4 +630,27 @@ def convert_node(res: Resource) -> t.HostMetadata:
         ipv6_addr=bare(bgp.get("ipv6Address", "")),
         asnumber="" if asn is None else str(asn),
         labels=sorted_pairs(res.labels),
+    )
+
+
+def convert_global_bgp_config(res: Resource) -> t.GlobalBGPConfig:
+    """BGPConfiguration ``default`` as the dataplane sees it (Felix's passthrough): the
+    service CIDRs in the resource's order (entries without a CIDR skipped) and the
+    local-workload peering addresses. An invalid resource raises (it counts as absent,
+    as Felix's validation filter makes it)."""
+    try:
+        validate_resource(res)
+    except CalicoError as exc:
+        raise ValueError(str(exc)) from None
+    spec = res.spec
+
+    def cidrs(field: str) -> tuple[str, ...]:
+        return tuple(block["cidr"] for block in spec.get(field) or () if block.get("cidr"))
+
+    return t.GlobalBGPConfig(
+        service_cluster_cidrs=cidrs("serviceClusterIPs"),
+        service_external_cidrs=cidrs("serviceExternalIPs"),
+        service_loadbalancer_cidrs=cidrs("serviceLoadBalancerIPs"),
+        local_workload_peering_ipv4=spec.get("localWorkloadPeeringIPV4") or "",
+        local_workload_peering_ipv6=spec.get("localWorkloadPeeringIPV6") or "",
     )

@@ -101,6 +101,7 @@ class PolicyCalculation:
             "IPPool": self._on_ip_pool,
             "Node": self._on_node,
             "BGPPeer": self._bgp.on_bgp_peer,
+            "BGPConfiguration": self._on_bgp_configuration,
             "FelixConfiguration": self._on_config,
             "ClusterInformation": self._on_config,
         }
@@ -493,6 +494,17 @@ class PolicyCalculation:
             self._seq.update("host", res.name, host)
         if res.name == self.hostname:
             self._bgp.on_node(res.name, None if host is None else dict(host.labels))
+
+    def _on_bgp_configuration(self, res: Resource, deleted: bool) -> None:
+        """Only ``default`` reaches the dataplane (service loop prevention, local-workload
+        peering addresses); an invalid one counts as absent."""
+        if res.name != "default":
+            return
+        config = None if deleted else self._convert(res, cv.convert_global_bgp_config)
+        if config is None:
+            self._seq.remove("bgpconfig", "default")
+        else:
+            self._seq.update("bgpconfig", "default", config)
 
     def _on_config(self, res: Resource, deleted: bool) -> None:
         before = self._source_spoofing()

@@ -154,6 +154,7 @@ _UPDATE = {
     "hep": t.HostEndpointUpdate,
     "host": lambda key, msg: t.HostMetadataUpdate(msg),
     "pool": t.IPAMPoolUpdate,
+    "bgpconfig": lambda key, msg: t.GlobalBGPConfigUpdate(msg),
 }
 _REMOVE = {
     "policy": t.ActivePolicyRemove,
@@ -162,8 +163,9 @@ _REMOVE = {
     "hep": t.HostEndpointRemove,
     "host": t.HostMetadataRemove,
     "pool": t.IPAMPoolRemove,
+    "bgpconfig": lambda key: t.GlobalBGPConfigUpdate(t.GlobalBGPConfig()),
 }
 _ORDER = tuple(_UPDATE)
 _UPDATES_FIRST = ("policy", "profile", "wep", "hep")
 _REMOVALS_REVERSED = ("wep", "hep", "profile", "policy")
-_CLUSTER = ("host", "pool")
+_CLUSTER = ("host", "pool", "bgpconfig")

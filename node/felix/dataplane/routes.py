@@ -60,6 +60,7 @@ MAIN_TABLE = 254
 RTNH_F_ONLINK = 4
 RTM_F_CLONED = 0x200
 RT_SCOPE_NOWHERE = 255
+RT_SCOPE_LINK = 253
 NUD_PERMANENT = ndmsg.states["permanent"]
 NTF_SELF = ndmsg.flags["self"]
 AF_BRIDGE = 7
@@ -215,6 +216,7 @@ class LinkSetUp:
 class AddressAdd:
     dev: str
     cidr: str
+    scope_link: bool = False  # RT_SCOPE_LINK, as Felix adds workload peering addresses
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,29 @@ def _address_ops(dev: str, want: str, have: frozenset[str]) -> list:
             ops.append(AddressDelete(dev, cidr))
     if want not in have:
         ops.append(AddressAdd(dev, want))
+    return ops
+
+
+def plan_workload_addresses(desired: Iterable[tuple[str, str]], kernel: KernelState, ownership: Ownership,
+                            usable: set[str]) -> list:
+    """Felix's link-address manager: a workload interface holds exactly the addresses
+    wanted on it (the local-workload peering address, scope link) besides the IPv6
+    link-local ones the kernel gives it; interfaces not up yet wait. Only interfaces whose
+    addresses were read (``kernel.addresses``) or that want one are looked at."""
+    want: dict[str, set[str]] = {}
+    for dev, cidr in desired:
+        want.setdefault(dev, set()).add(_canonical_cidr(cidr))
+    ops: list = []
+    devices = {d for d in kernel.addresses if ownership.is_workload(d)} | set(want)
+    for dev in sorted(devices):
+        if dev not in usable:
+            continue
+        have, wanted = kernel.addresses.get(dev, frozenset()), want.get(dev, set())
+        for cidr in sorted(have - wanted):
+            iface = ipaddress.ip_interface(cidr)
+            if not (iface.version == 6 and iface.ip.is_link_local):
+                ops.append(AddressDelete(dev, cidr))
+        ops += [AddressAdd(dev, cidr, scope_link=True) for cidr in sorted(wanted - have)]
     return ops
 
 
@@ -452,6 +477,7 @@ def _plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, fam
     device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
     usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
     ops = (device_ops
+           + plan_workload_addresses(desired.workload_addresses, kernel, ownership, usable)
            + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
            + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
            + plan_fdb(desired.fdb, kernel, usable, vanishing))
@@ -741,9 +767,10 @@ def links_from_interfaces(ipr: IPRoute, interfaces: Mapping[str, Interface], det
 
 
 def read_kernel(ipr: IPRoute, families: Iterable[int] = (4, 6), tunnels: Iterable[str] = (),
-                links: dict[str, Link] | None = None) -> KernelState:
+                links: dict[str, Link] | None = None, address_devices: Iterable[str] = ()) -> KernelState:
     """One dump of everything the plan looks at; ``tunnels`` are the devices whose
-    addresses and TX checksum offload matter."""
+    addresses and TX checksum offload matter, ``address_devices`` other devices whose
+    addresses matter (workload interfaces that hold or should hold one)."""
     families = tuple(families)
     state = KernelState(links=links if links is not None else read_links(ipr))
     names = {link.index: name for name, link in state.links.items()}
@@ -768,9 +795,10 @@ def read_kernel(ipr: IPRoute, families: Iterable[int] = (4, 6), tunnels: Iterabl
                 continue
             state.fdb[(dev, _mac(mac))] = msg.get_attr("NDA_DST") or ""
     tunnels = [t for t in tunnels if t in state.links]
-    if tunnels:
-        wanted = {state.links[t].index: t for t in tunnels}
-        addrs: dict[str, set[str]] = {t: set() for t in tunnels}
+    with_addresses = set(tunnels) | {d for d in address_devices if d in state.links}
+    if with_addresses:
+        wanted = {state.links[t].index: t for t in with_addresses}
+        addrs: dict[str, set[str]] = {t: set() for t in with_addresses}
         for msg in ipr.get_addr():
             dev = wanted.get(msg["index"])
             if dev is not None:
@@ -893,7 +921,17 @@ class RouteDataplane:
             self._ipip_unavailable = False
         if links is None and interfaces is not None:
             links = links_from_interfaces(ipr, interfaces, tunnels)
-        self._kernel = read_kernel(ipr, self.families, tunnels, links)
+        # Workload interfaces whose addresses matter: those that should have one, and
+        # those that have one besides IPv6 link-local (known from the interface monitor's
+        # picture when there is one; otherwise every workload interface is read).
+        address_devices = {dev for dev, _ in desired.workload_addresses}
+        if interfaces is not None:
+            address_devices |= {name for name, i in interfaces.items()
+                                if self.ownership.is_workload(name) and _has_routable_address(i.addresses)}
+        else:
+            links = links if links is not None else read_links(ipr)
+            address_devices |= {name for name in links if self.ownership.is_workload(name)}
+        self._kernel = read_kernel(ipr, self.families, tunnels, links, address_devices)
         self._tunnels = tunnels
         self._read_at = self._clock()
         self.stats.reads += 1
@@ -1055,8 +1093,14 @@ class RouteDataplane:
             ipr.link("set", index=index, state="up")
         elif isinstance(op, (AddressAdd, AddressDelete)):
             iface = ipaddress.ip_interface(op.cidr)
-            ipr.addr("add" if isinstance(op, AddressAdd) else "del", index=index, address=str(iface.ip),
-                     prefixlen=iface.network.prefixlen)
+            extra = {"scope": RT_SCOPE_LINK} if isinstance(op, AddressAdd) and op.scope_link else {}
+            try:
+                ipr.addr("add" if isinstance(op, AddressAdd) else "del", index=index, address=str(iface.ip),
+                         prefixlen=iface.network.prefixlen, **extra)
+            except NetlinkError as exc:
+                # Already there (our picture was older than the kernel) / already gone.
+                if exc.code not in ((errno.EEXIST,) if isinstance(op, AddressAdd) else (errno.EADDRNOTAVAIL,)):
+                    raise
         elif isinstance(op, RouteReplace):
             ipr.route("replace", **_route_args(op.route, index))
         elif isinstance(op, RouteDelete):
@@ -1209,6 +1253,10 @@ def _record(kernel: KernelState, op) -> None:
 
 def _link_states(links: Mapping[str, Link]) -> dict[str, tuple[int, bool]]:
     return {name: (link.index, link.oper_up) for name, link in links.items()}
+
+
+def _has_routable_address(addresses: Iterable[str]) -> bool:
+    return any(not ipaddress.ip_address(a).is_link_local or ":" not in a for a in addresses)
 
 
 def _same_interfaces(interfaces: Mapping[str, Interface], links: Mapping[str, Link]) -> bool:
