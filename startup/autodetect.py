@@ -192,6 +192,8 @@ def local_cidr(ip_text: str, version: int, links: Sequence[Link]) -> str:
     except ValueError:
         log.warning("Attempt to get the local CIDR: %s failed, %s is invalid", ip_text, ip_text)
         return ip_text
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # Go's IP: an IPv4-mapped address is IPv4
     if ip.version != version:
         log.warning("Attempt to get the local CIDR: %s failed, %s is invalid", ip_text, ip_text)
         return ip_text

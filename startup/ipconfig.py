@@ -32,16 +32,20 @@ class IPConfigError(Exception):
 
 def parse_cidr_or_ip(text: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
     """libcalico's ParseCIDROrIP: ``addr/len`` keeps the host bits; a bare address gets a
-    full-length prefix. None when it is neither."""
+    full-length prefix (an IPv4-mapped IPv6 address is the IPv4 address, as Go's IP
+    is). None when it is neither."""
     parsed = parse_cidr(text)
     if parsed is not None:
         return ipaddress.ip_interface(f"{parsed[0]}/{parsed[1].prefixlen}")
     if "/" in text or "%" in text:
         return None
     try:
-        return ipaddress.ip_interface(ipaddress.ip_address(text))
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return ipaddress.ip_interface(addr)
 
 
 def parse_ip_environment(name: str, value: str, version: int) -> str:

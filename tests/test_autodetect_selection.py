@@ -222,6 +222,7 @@ def test_unknown_method_is_fatal():
 
 def test_local_cidr():
     assert local_cidr("10.0.0.11", 4, LINKS) == "10.0.0.11/24"
+    assert local_cidr("::ffff:10.0.0.11", 4, LINKS) == "10.0.0.11/24"  # IPv4-mapped is IPv4, as in Go
     assert local_cidr("10.0.0.11/16", 4, LINKS) == "10.0.0.11/16"
     assert local_cidr("10.7.7.7", 4, LINKS) == "10.7.7.7"
     assert local_cidr("fd00:10::11", 4, LINKS) == "fd00:10::11"

@@ -231,6 +231,10 @@ def test_detection_failures():
 def test_parse_ip_environment_keeps_host_bits():
     assert parse_ip_environment("IP", "10.1.2.3/8", 4) == "10.1.2.3/8"
     assert parse_ip_environment("IP6", "fd00::1", 6) == "fd00::1/128"
+    # An IPv4-mapped address is IPv4 (Go's IP.To4), so IP takes it and IP6 refuses it.
+    assert parse_ip_environment("IP", "::ffff:10.1.2.3", 4) == "10.1.2.3/32"
+    with pytest.raises(Fatal):
+        parse_ip_environment("IP6", "::ffff:10.1.2.3", 6)
 
 
 def test_interfaces_for_families():
