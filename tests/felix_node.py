@@ -14,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from e2e.pods import Pod, unwire, wire
 from e2e.probes import Listener, eventually, probe
@@ -233,3 +235,21 @@ class FelixNode(Closing):
 
     def iptables_save(self, table: str = "filter", backend: str = "legacy") -> str:
         return self.ns.run(f"iptables-{backend}-save", "-t", table).stdout
+
+
+@contextmanager
+def felix_node_on_etcd(env: dict | None = None) -> Iterator[FelixNode]:
+    """A FelixNode (agent not started yet) following a private etcd; both go afterwards."""
+    from etcd_server import EtcdServer
+    from node.config import DatastoreConfig
+    from node.datastore.etcd import EtcdKV
+
+    server = EtcdServer()
+    server.start()
+    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(server.endpoint,)))
+    try:
+        with FelixNode(DatastoreClient(kv), server.endpoint, env=env) as node:
+            yield node
+    finally:
+        kv.close()
+        server.close()

@@ -17,11 +17,7 @@ import re
 import pytest
 
 from e2e.probes import eventually
-from etcd_server import EtcdServer
-from felix_node import FelixNode, _resource
-from node.config import DatastoreConfig
-from node.datastore.client import DatastoreClient
-from node.datastore.etcd import EtcdKV
+from felix_node import _resource, felix_node_on_etcd
 
 WAIT = 15.0
 SERVICE_IP = "10.96.0.10"
@@ -36,34 +32,27 @@ def add_kube_ipvs0(node) -> None:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    server = EtcdServer()
-    server.start()
-    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(server.endpoint,)))
-    try:
-        with FelixNode(DatastoreClient(kv), server.endpoint) as n:
-            n.namespace_profile("ns1")
-            n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16"}))
-            n.add_pod("client", "10.65.0.10", labels={"app": "client"})
-            n.add_pod("server", "10.65.0.11", labels={"app": "server"})
-            for port in (80, 81, 82):
-                n.listen("server", port)
-            n.listen("node", 80)
-            # Egress of the client: nothing to port 81. Ingress of the server: nothing to 82.
-            n.write(_resource("GlobalNetworkPolicy", "client-egress", {
-                "selector": "app == 'client'", "types": ["Egress"],
-                "egress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [81]}},
-                           {"action": "Allow"}]}))
-            n.write(_resource("GlobalNetworkPolicy", "server-ingress", {
-                "selector": "app == 'server'", "types": ["Ingress"],
-                "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [82]}},
-                            {"action": "Allow"}]}))
-            add_kube_ipvs0(n)
-            n.start_agent(tmp_path_factory.mktemp("felix-ipvs"))
-            n.wait_ready(40)
-            yield n
-    finally:
-        kv.close()
-        server.close()
+    with felix_node_on_etcd() as n:
+        n.namespace_profile("ns1")
+        n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16"}))
+        n.add_pod("client", "10.65.0.10", labels={"app": "client"})
+        n.add_pod("server", "10.65.0.11", labels={"app": "server"})
+        for port in (80, 81, 82):
+            n.listen("server", port)
+        n.listen("node", 80)
+        # Egress of the client: nothing to port 81. Ingress of the server: nothing to 82.
+        n.write(_resource("GlobalNetworkPolicy", "client-egress", {
+            "selector": "app == 'client'", "types": ["Egress"],
+            "egress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [81]}},
+                       {"action": "Allow"}]}))
+        n.write(_resource("GlobalNetworkPolicy", "server-ingress", {
+            "selector": "app == 'server'", "types": ["Ingress"],
+            "ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [82]}},
+                        {"action": "Allow"}]}))
+        add_kube_ipvs0(n)
+        n.start_agent(tmp_path_factory.mktemp("felix-ipvs"))
+        n.wait_ready(40)
+        yield n
 
 
 def expect(node, src, dst, port, ok: bool, mark: int = 0):

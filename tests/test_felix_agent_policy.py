@@ -13,39 +13,28 @@ import sys
 import pytest
 
 from e2e.probes import eventually
-from etcd_server import EtcdServer
-from felix_node import EXTERNAL_IP, NODE_IP, FelixNode, _resource
-from node.config import DatastoreConfig
-from node.datastore.client import DatastoreClient
-from node.datastore.etcd import EtcdKV
+from felix_node import EXTERNAL_IP, NODE_IP, _resource, felix_node_on_etcd
 
 WAIT = 15.0
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    server = EtcdServer()
-    server.start()
-    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(server.endpoint,)))
-    try:
-        with FelixNode(DatastoreClient(kv), server.endpoint) as n:
-            n.namespace_profile("ns1")
-            n.namespace_profile("ns2")
-            n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16", "natOutgoing": True}))
-            n.add_pod("a", "10.65.0.10", labels={"app": "a"})
-            n.add_pod("b", "10.65.0.11", labels={"app": "b"},
-                      ports=[{"name": "http", "protocol": "TCP", "port": 8080}])
-            n.add_pod("c", "10.65.0.12")
-            n.add_pod("d", "10.65.1.13", namespace="ns2", labels={"app": "client"})
-            for where in ("a", "b", "c", "d", "external"):
-                for port in (80, 81, 8080, 8081):
-                    n.listen(where, port)
-            n.start_agent(tmp_path_factory.mktemp("felix"))
-            n.wait_ready(40)
-            yield n
-    finally:
-        kv.close()
-        server.close()
+    with felix_node_on_etcd() as n:
+        n.namespace_profile("ns1")
+        n.namespace_profile("ns2")
+        n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16", "natOutgoing": True}))
+        n.add_pod("a", "10.65.0.10", labels={"app": "a"})
+        n.add_pod("b", "10.65.0.11", labels={"app": "b"},
+                  ports=[{"name": "http", "protocol": "TCP", "port": 8080}])
+        n.add_pod("c", "10.65.0.12")
+        n.add_pod("d", "10.65.1.13", namespace="ns2", labels={"app": "client"})
+        for where in ("a", "b", "c", "d", "external"):
+            for port in (80, 81, 8080, 8081):
+                n.listen(where, port)
+        n.start_agent(tmp_path_factory.mktemp("felix"))
+        n.wait_ready(40)
+        yield n
 
 
 @pytest.fixture

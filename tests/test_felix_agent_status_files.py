@@ -9,37 +9,25 @@ import json
 import pytest
 
 from e2e.probes import eventually
-from etcd_server import EtcdServer
-from felix_node import FelixNode, _resource
-from node.config import DatastoreConfig
-from node.datastore.client import DatastoreClient
-from node.datastore.etcd import EtcdKV
+from felix_node import _resource, felix_node_on_etcd
 
 WAIT = 15.0
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    server = EtcdServer()
-    server.start()
-    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(server.endpoint,)))
     run_dir = tmp_path_factory.mktemp("felix-status-run")
     # An earlier run's file, for an endpoint that no longer exists.
     (run_dir / "endpoint-status").mkdir()
     (run_dir / "endpoint-status" / "k8s ns1%2Fgone eth0").write_text('{"ifaceName":"caligone"}')
-    try:
-        with FelixNode(DatastoreClient(kv), server.endpoint,
-                       env={"FELIX_ENDPOINTSTATUSPATHPREFIX": str(run_dir)}) as n:
-            n.namespace_profile("ns1")
-            n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16"}))
-            n.add_pod("a", "10.65.0.10", labels={"app": "a"})
-            n.start_agent(tmp_path_factory.mktemp("felix-status"))
-            n.wait_ready(40)
-            n.run_dir = run_dir
-            yield n
-    finally:
-        kv.close()
-        server.close()
+    with felix_node_on_etcd(env={"FELIX_ENDPOINTSTATUSPATHPREFIX": str(run_dir)}) as n:
+        n.namespace_profile("ns1")
+        n.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16"}))
+        n.add_pod("a", "10.65.0.10", labels={"app": "a"})
+        n.start_agent(tmp_path_factory.mktemp("felix-status"))
+        n.wait_ready(40)
+        n.run_dir = run_dir
+        yield n
 
 
 def files(node) -> dict[str, dict]:
@@ -78,9 +66,14 @@ def test_the_bgp_peer_that_selects_the_workload_is_named(node):
     BGPConfiguration's localWorkloadPeeringIPV4, the host's end of that session."""
     peer = _resource("BGPPeer", "pods-a", {"node": node.name, "localWorkloadSelector": "app == 'a'",
                                            "asNumber": 65010})
-    node.write(_resource("BGPConfiguration", "default", {"localWorkloadPeeringIPV4": "169.254.0.179"}))
     node.write(peer)
     try:
+        # Without the peering address of each family the agent runs (IPv4 and IPv6 here)
+        # the workload cannot be configured for its peer: it counts as down, no file.
+        node.write(_resource("BGPConfiguration", "default", {"localWorkloadPeeringIPV4": "169.254.0.179"}))
+        expect_files(node, set())
+        node.write(_resource("BGPConfiguration", "default", {"localWorkloadPeeringIPV4": "169.254.0.179",
+                                                             "localWorkloadPeeringIPV6": "fd00:ffff::179"}))
         assert eventually(lambda: files(node).get("k8s ns1%2Fa eth0", {}).get("bgpPeerName") == "pods-a", WAIT), \
             files(node)
         assert eventually(lambda: host_side_addresses(node, "a") == {"169.254.0.179/32"}, WAIT), \

@@ -280,9 +280,10 @@ def test_workload_endpoint_qos_limits(caplog):
                                                             "egressPacketBurst": 80, "ingressMaxConnections": 7,
                                                             "ingressBandwidth": 1000000}))
     assert ep.qos_controls == t.QoSControls(ingress_packet_rate=100, ingress_packet_burst=5, egress_packet_rate=50,
-                                            egress_packet_burst=80, ingress_max_connections=7)
-    # Bandwidth and DSCP alone are not iptables rules.
-    assert cv.convert_workload_endpoint(wep("b", qosControls={"ingressBandwidth": 1000000})).qos_controls is None
+                                            egress_packet_burst=80, ingress_max_connections=7,
+                                            ingress_bandwidth=1000000, ingress_burst=4 * 2**30)
+    # DSCP alone is no limit (it is the endpoint's dscp).
+    assert cv.convert_workload_endpoint(wep("b", qosControls={"dscp": 10})).qos_controls is None
     assert cv.convert_workload_endpoint(wep("c")).qos_controls is None
     bad = cv.convert_workload_endpoint(wep("d", qosControls={"ingressPacketRate": 20000, "egressPacketRate": 10,
                                                              "egressPacketBurst": 0, "egressMaxConnections": -1}))
@@ -290,6 +291,47 @@ def test_workload_endpoint_qos_limits(caplog):
     assert "qosControls.ingressPacketRate 20000 is not between 0 and 10000; not applied" in caplog.text
     assert "qosControls.egressMaxConnections -1 is not between 0 and 4294967295" in caplog.text
     assert "ns1/" in caplog.text  # the endpoint is named
+
+
+def test_workload_endpoint_bandwidth_limits(caplog):
+    """The bandwidth limits reach the endpoint message (tc's, not iptables'): a bandwidth
+    without a burst gets the documented 4Gi bits; values outside libcalico-go's documented
+    ranges, and settings without what they refine, are logged with the endpoint and field
+    and dropped on their own."""
+    full = {"ingressBandwidth": 10_000_000, "ingressBurst": 300_000_000, "ingressPeakrate": 100_000_000,
+            "ingressMinburst": 2000, "egressBandwidth": 10**15, "egressBurst": 0xFFFFFFFF * 8,
+            "egressPeakrate": 101 * 10**13, "egressMinburst": 10**8}
+    assert cv.convert_workload_endpoint(wep("a", qosControls=full)).qos_controls == t.QoSControls(
+        ingress_bandwidth=10_000_000, ingress_burst=300_000_000, ingress_peakrate=100_000_000, ingress_minburst=2000,
+        egress_bandwidth=10**15, egress_burst=0xFFFFFFFF * 8, egress_peakrate=101 * 10**13, egress_minburst=10**8)
+    assert caplog.text == ""
+    # The smallest values of each range; no burst: 4Gi bits.
+    low = {"egressBandwidth": 1000, "egressPeakrate": 1010, "egressMinburst": 1000}
+    assert cv.convert_workload_endpoint(wep("b", qosControls=low)).qos_controls == t.QoSControls(
+        egress_bandwidth=1000, egress_burst=4294967296, egress_peakrate=1010, egress_minburst=1000)
+
+    bad = cv.convert_workload_endpoint(wep("c", qosControls={
+        "ingressBandwidth": 999, "ingressBurst": 5000,             # too small: ingress has nothing left
+        "egressBandwidth": 2_000_000, "egressBurst": 0xFFFFFFFF * 8 + 1, "egressPeakrate": 1_000_000,
+        "egressMinburst": 10**8 + 1})).qos_controls
+    assert bad == t.QoSControls(egress_bandwidth=2_000_000, egress_burst=4 * 2**30)
+    text = caplog.text
+    assert "ns1/" in text  # the endpoint is named
+    assert "qosControls.ingressBandwidth 999 is not between 1000 and 1000000000000000; not applied" in text
+    assert "qosControls.ingressBurst is set without ingressBandwidth; not applied" in text
+    assert "qosControls.egressBurst 34359738361 is not between 1000 and 34359738360; not applied" in text
+    assert "qosControls.egressMinburst 100000001 is not between 1000 and 100000000; not applied" in text
+    assert "qosControls.egressPeakrate 1000000 is not above egressBandwidth 2000000; not applied" in text
+
+    caplog.clear()
+    odd = cv.convert_workload_endpoint(wep("d", qosControls={
+        "ingressBandwidth": 5_000_000, "ingressMinburst": 1500, "egressBandwidth": "10M",
+        "egressPeakrate": 20_000_000})).qos_controls
+    assert odd == t.QoSControls(ingress_bandwidth=5_000_000, ingress_burst=4 * 2**30)
+    assert "qosControls.ingressMinburst is set without ingressPeakrate; not applied" in caplog.text
+    assert "qosControls.egressBandwidth '10M' is not between 1000 and 1000000000000000" in caplog.text
+    assert "qosControls.egressPeakrate is set without egressBandwidth; not applied" in caplog.text
+    assert cv.convert_workload_endpoint(wep("e", qosControls={"ingressBurst": 5000})).qos_controls is None
 
 
 def test_workload_endpoint_without_networks_is_not_rendered():

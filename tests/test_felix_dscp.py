@@ -14,13 +14,13 @@ from node.model.dscp import dscp_value
 IFACES = {"eth0": ["10.0.0.1", "fd00::1"], "lo": ["127.0.0.1"]}
 
 
-@pytest.mark.parametrize("value, number", [(0, 0), (63, 63), ("46", 46), ("AF21", 18), ("af21", 18), ("EF", 46),
-                                           (" cs6 ", 48), ("DF", 0)])
+@pytest.mark.parametrize("value, number", [(0, 0), (63, 63), ("46", 46), ("046", 46), ("AF21", 18), ("af21", 18),
+                                           ("EF", 46), (" cs6 ", 48), ("DF", 0)])
 def test_dscp_values(value, number):
     assert dscp_value(value) == number
 
 
-@pytest.mark.parametrize("value", [64, -1, "64", "AF99", "", True, 1.5, None])
+@pytest.mark.parametrize("value", [64, -1, "64", "AF99", "", True, 1.5, None, " 18", "１８"])
 def test_bad_dscp_values(value):
     with pytest.raises(ValueError):
         dscp_value(value)

@@ -54,7 +54,7 @@ def test_workload_status(state, up, unconfigured, status):
 def test_only_endpoints_that_are_up_have_a_file():
     a, b, c = (t.WorkloadEndpointID("k8s", f"ns/{p}", "eth0") for p in "abc")
     eps = {a: WEP, b: t.WorkloadEndpoint(name="calib"), c: t.WorkloadEndpoint(name="calic")}
-    assert desired_status_files(eps, ["cali12345", "calib", "calic"], ["calic"]) == {
+    assert desired_status_files(eps, ["cali12345", "calib", "calic"], ["calic"], {4: "169.254.0.179"}) == {
         "k8s ns%2Fa eth0": status_document(WEP), "k8s ns%2Fb eth0": {"ifaceName": "calib"}}
 
 
@@ -133,3 +133,22 @@ def test_status_prefix_follows_the_run_directory_unless_configured():
     assert endpoint_status_prefix("/var/run/calico", {"CALICO_RUN_DIR": "/tmp/n1/run"}) == "/tmp/n1/run"
     assert endpoint_status_prefix("/srv/status", {"CALICO_RUN_DIR": "/tmp/n1/run"}) == "/srv/status"
     assert endpoint_status_prefix("", {"CALICO_RUN_DIR": "/tmp/n1/run"}) == ""  # off
+    # Set explicitly (even to the default): kept.
+    assert endpoint_status_prefix("/var/run/calico", {"CALICO_RUN_DIR": "/tmp/n1/run"},
+                                  configured=True) == "/var/run/calico"
+
+
+def test_a_peered_workload_needs_the_peering_address_of_every_family():
+    """Felix's configureInterface fails for a workload with a local BGP peer while the
+    peering address of any family it runs is missing (or not an address of that
+    family), so the workload is down and has no file."""
+    wid = t.WorkloadEndpointID("k8s", "ns/a", "eth0")
+    peered = {wid: t.WorkloadEndpoint(name="calia", local_bgp_peer="p")}
+    plain = {wid: t.WorkloadEndpoint(name="calia")}
+    both = {4: "169.254.0.179", 6: "fd00::179"}
+    assert desired_status_files(peered, ["calia"], (), both, (4, 6))
+    assert desired_status_files(peered, ["calia"], (), {4: "169.254.0.179"}, (4,))
+    assert not desired_status_files(peered, ["calia"], (), {4: "169.254.0.179"}, (4, 6))
+    assert not desired_status_files(peered, ["calia"], (), {4: "fd00::179"}, (4,))
+    assert not desired_status_files(peered, ["calia"], (), {}, (4,))
+    assert desired_status_files(plain, ["calia"], (), {}, (4, 6))

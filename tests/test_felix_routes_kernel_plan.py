@@ -289,6 +289,9 @@ def test_workload_addresses_plan():
         AddressDelete("cali2", "169.254.0.179/32")]
     assert plan_workload_addresses([(CALI, "10.99.0.1/24")], state(), OWN, {CALI}) == [
         AddressAdd(CALI, "10.99.0.1/24", scope_link=True)]
+    # With IPv6 off, IPv6 addresses are not ours to remove.
+    kernel.addresses = {CALI: frozenset({"fd00::5/128", "10.99.0.1/24"})}
+    assert plan_workload_addresses([], kernel, OWN, usable, families=(4,)) == [AddressDelete(CALI, "10.99.0.1/24")]
 
 
 def test_peering_addresses_for_peered_workloads_only():

@@ -130,6 +130,26 @@ def test_workload_with_connection_limits():
     assert _connlimit_rule("ingress", 20) not in bodies(plain[0])
 
 
+def test_workload_with_only_bandwidth_limits_renders_no_rules():
+    """Bandwidth limits are tc's (token buckets on the interface): an endpoint with only
+    those renders exactly the chains of an endpoint without any limits."""
+    qos = QoSControls(ingress_bandwidth=10_000_000, ingress_burst=300_000_000, ingress_peakrate=100_000_000,
+                      ingress_minburst=2000, egress_bandwidth=5_000_000, egress_burst=4 * 2**30)
+    for cfg in (normal_cfg(), normal_cfg("REJECT")):
+        assert ([bodies(c) for c in endpoints.workload_endpoint_chains(cfg, "cali1234", True, [], [], qos)]
+                == [bodies(c) for c in endpoints.workload_endpoint_chains(cfg, "cali1234", True, [], [])])
+        limited, _ = endpoints.workload_chains(cfg, WorkloadEndpoint(name="cali1234", qos_controls=qos), {})
+        plain, _ = endpoints.workload_chains(cfg, WorkloadEndpoint(name="cali1234"), {})
+        assert [bodies(c) for c in limited] == [bodies(c) for c in plain]
+    # With packet limits as well, only the packet limits show.
+    both = QoSControls(ingress_packet_rate=2000, ingress_packet_burst=4000, ingress_bandwidth=10_000_000,
+                       ingress_burst=300_000_000)
+    rate_only = QoSControls(ingress_packet_rate=2000, ingress_packet_burst=4000)
+    assert ([bodies(c) for c in endpoints.workload_endpoint_chains(normal_cfg(), "cali1234", True, [], [], both)]
+            == [bodies(c) for c in endpoints.workload_endpoint_chains(normal_cfg(), "cali1234", True, [], [],
+                                                                       rate_only)])
+
+
 @pytest.mark.parametrize("deny, word, v", DENY)
 def test_fully_loaded_workload(deny, word, v):
     tiers = single_groups(ingress=(gnp("ai"), gnp("bi")), egress=(gnp("ae"), gnp("be")))

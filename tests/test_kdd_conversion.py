@@ -291,6 +291,20 @@ def test_qos_annotations():
         "egressBandwidth": 10000000, "egressBurst": 4294967296}
 
 
+@pytest.mark.parametrize("text, stored", [("cs5", "CS5"), ("18", 18), ("063", 63), (" af21", " af21")])
+def test_dscp_annotation_as_calico_stores_it(text, stored):
+    """numorstring.DSCPFromString then Go's JSON: names canonical, digits a number, a
+    padded name as given (valid: Validate trims it)."""
+    qos, problems = conv.qos_controls({"qos.projectcalico.org/dscp": text})
+    assert qos == {"dscp": stored} and problems == []
+
+
+@pytest.mark.parametrize("text", ["64", " 18", "AF99", "", "-1"])
+def test_bad_dscp_annotation(text):
+    qos, problems = conv.qos_controls({"qos.projectcalico.org/dscp": text})
+    assert qos is None and "qos.projectcalico.org/dscp" in problems[0]
+
+
 # -- selectors, policies --------------------------------------------------------------------
 
 @pytest.mark.parametrize("selector, pod, expected", [

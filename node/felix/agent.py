@@ -35,6 +35,8 @@ from node.felix.dataplane.interfaces import InterfaceMonitor, addresses_by_name,
 from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
 from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
 from node.felix.dataplane.iptables import from_config as iptables_from_config
+from node.felix.dataplane.qos import RETRY_INTERVAL as QOS_RETRY_INTERVAL
+from node.felix.dataplane.qos import QoSDataplane
 from node.felix.dataplane.routes import RouteDataplane
 from node.felix.dataplane.status_files import REAPPLY_INTERVAL, StatusFileWriter
 from node.felix.endpoint_status import desired_status_files
@@ -138,6 +140,7 @@ class Agent:
         self.ipsets: dict[int, IPSetsDataplane] = {}
         self.routes: RouteDataplane | None = None
         self.status_files: StatusFileWriter | None = None
+        self.qos: QoSDataplane | None = None
         self._status_failures: tuple[str, ...] = ()
         self._interfaces: dict | None = None
         self._syncer: Syncer | None = None
@@ -309,7 +312,9 @@ class Agent:
         # that often even when nothing changed.
         self._periods = [p for p in (config.IpsetsRefreshInterval, config.RouteRefreshInterval) if p > 0]
         self.routes = RouteDataplane.from_felix(config)
-        prefix = endpoint_status_prefix(config.EndpointStatusPathPrefix, self.env)
+        self.qos = QoSDataplane.from_felix(config)
+        prefix = endpoint_status_prefix(config.EndpointStatusPathPrefix, self.env,
+                                        configured="EndpointStatusPathPrefix" in config.sources)
         if prefix:
             self.status_files = StatusFileWriter(prefix)
             self._periods.append(REAPPLY_INTERVAL)  # the directory is re-read that often
@@ -353,10 +358,23 @@ class Agent:
                 failures.append("routes: " + "; ".join(str(f) for f in result.failures))
         except OSError as exc:
             failures.append(f"routes: {exc}")
-        if self.status_files is not None and not any(f.startswith(("iptables", "IP sets")) for f in failures):
+        if self.qos is not None:
+            self._apply_qos()
+        if self.status_files is not None and (self._applied_once or not failures):
+            # As Felix's reporter: nothing until the dataplane has been fully in sync once
+            # (the old run's files stay until then), then after every apply.
             self._write_status_files()
         release_freed_memory()
         self._record_apply(time.monotonic() - started, failures)
+
+    def _apply_qos(self) -> None:
+        """The workloads' bandwidth limits (tc token buckets). A failure is logged by the
+        QoS dataplane with its interface and endpoint and retried soon, but does not fail
+        the apply (Felix only logs it)."""
+        desired_dp = next(iter(self.pipeline.dataplanes.values()))
+        result = self.qos.apply(desired_dp.active_workload_endpoints(), self._interfaces)
+        if not result.in_sync:
+            self._next_apply_at = min(self._next_apply_at, time.monotonic() + QOS_RETRY_INTERVAL)
 
     def _write_status_files(self) -> None:
         """Felix's endpoint status files, once the endpoints' rules are in: a file for each
@@ -365,8 +383,9 @@ class Agent:
         desired_dp = next(iter(self.pipeline.dataplanes.values()))
         up = [name for name, iface in (self._interfaces or {}).items() if iface.oper_up]
         unconfigured = self.routes.unconfigured if self.routes is not None else ()
-        failures = tuple(self.status_files.apply(
-            desired_status_files(desired_dp.active_workload_endpoints(), up, unconfigured)))
+        failures = tuple(self.status_files.apply(desired_status_files(
+            desired_dp.active_workload_endpoints(), up, unconfigured, self.pipeline.peering_addresses,
+            self.pipeline.dataplanes)))
         if failures:
             if failures != self._status_failures:
                 for failure in failures:
@@ -447,13 +466,14 @@ class Agent:
         self.health.report(hl.DATAPLANE, live=True, ready=ready)
 
 
-def endpoint_status_prefix(configured: str, env: Mapping[str, str]) -> str:
-    """Where endpoint status files go: ``EndpointStatusPathPrefix`` (empty turns them off);
-    its default, /var/run/calico, moves with ``CALICO_RUN_DIR`` as the node's other run
-    files do (confd reads them there)."""
-    if configured == DEFAULT_RUN_DIR and env.get("CALICO_RUN_DIR"):
+def endpoint_status_prefix(value: str, env: Mapping[str, str], configured: bool = False) -> str:
+    """Where endpoint status files go: ``EndpointStatusPathPrefix`` (empty turns them off).
+    Left at its default (/var/run/calico), it moves with ``CALICO_RUN_DIR`` as the node's
+    other run files do; our confd follows, and Calico's CNI plugin then needs its
+    ``endpoint_status_dir`` pointed there."""
+    if not configured and value == DEFAULT_RUN_DIR and env.get("CALICO_RUN_DIR"):
         return env["CALICO_RUN_DIR"]
-    return configured
+    return value
 
 
 def _read_default_rp_filter(path: str = "/proc/sys/net/ipv4/conf/default/rp_filter") -> str:

@@ -10,6 +10,7 @@ Felix's (libcalico-go's epstatusfile and names packages), so real Calico tools r
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from typing import Iterable, Mapping
@@ -51,9 +52,27 @@ def workload_status(wep: t.WorkloadEndpoint, oper_up: bool, needs_configuring: b
     return UP if wep.state == "active" and oper_up and not needs_configuring else DOWN
 
 
+def peering_unconfigurable(wep: t.WorkloadEndpoint, peering: Mapping[int, str], families: Iterable[int]) -> bool:
+    """A workload with a local BGP peer needs the peering address of every IP family the
+    agent runs (Felix's configureInterface fails for it otherwise, so it stays down)."""
+    if not wep.local_bgp_peer:
+        return False
+    for version in families:
+        try:
+            if ipaddress.ip_address(peering.get(version) or "").version != version:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
 def desired_status_files(endpoints: Mapping[t.WorkloadEndpointID, t.WorkloadEndpoint], up_ifaces: Iterable[str],
-                         unconfigured_ifaces: Iterable[str] = ()) -> dict[str, dict]:
-    """File name -> document for every endpoint that is up (a down one has no file)."""
-    up, unconfigured = set(up_ifaces), set(unconfigured_ifaces)
+                         unconfigured_ifaces: Iterable[str] = (), peering: Mapping[int, str] | None = None,
+                         families: Iterable[int] = (4,)) -> dict[str, dict]:
+    """File name -> document for every endpoint that is up (a down one has no file).
+    ``peering``: BGPConfiguration's local-workload peering address per family."""
+    up, unconfigured, families = set(up_ifaces), set(unconfigured_ifaces), tuple(families)
+    peering = peering or {}
     return {status_filename(wid): status_document(wep) for wid, wep in endpoints.items()
-            if workload_status(wep, wep.name in up, wep.name in unconfigured) == UP}
+            if workload_status(wep, wep.name in up, wep.name in unconfigured
+                               or peering_unconfigurable(wep, peering, families)) == UP}

@@ -190,6 +190,15 @@ class Pipeline:
         if new != self.config:
             self.config_changed = True
 
+    @property
+    def bgp_config(self) -> t.GlobalBGPConfig:
+        """BGPConfiguration ``default`` as the dataplane last heard of it."""
+        return self._bgp_config
+
+    @property
+    def peering_addresses(self) -> dict[int, str]:
+        return {4: self._bgp_config.local_workload_peering_ipv4, 6: self._bgp_config.local_workload_peering_ipv6}
+
     def set_interfaces(self, addrs_by_iface: Mapping[str, Iterable[str]]) -> None:
         interfaces = {name: frozenset(addrs) for name, addrs in addrs_by_iface.items()}
         if interfaces != self._interfaces:
@@ -232,10 +241,14 @@ class Pipeline:
         # through the one with its VTEP's parent address.
         parents = self._ifaces_with({4: local_ipv4, 6: local_ipv6})
         vxlan_parents = self._ifaces_with({4: own.parent_device_ip, 6: own.parent_device_ipv6} if own else {})
-        peering = {4: self._bgp_config.local_workload_peering_ipv4, 6: self._bgp_config.local_workload_peering_ipv6}
+        # The peering address goes on the interface of the endpoint in charge of it (the
+        # smallest ID wins an interface, as the desired dataplane resolves it).
+        active: dict[str, t.WorkloadEndpoint] = {}
+        for wid in sorted(self._weps):
+            active.setdefault(self._weps[wid].name, self._weps[wid])
         return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4,
                               memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents,
-                              peering_addresses=peering)
+                              peering_addresses=self.peering_addresses, peering_endpoints=active.values())
 
     def _own_address(self, field: str) -> str:
         """This host's address from its Node's ``spec.bgp`` (``ipv4Address``/``ipv6Address``)."""

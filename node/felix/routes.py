@@ -646,7 +646,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
                    parent_devices: Mapping[int, str] | None = None, local_ipv4: str = "",
                    up_links: Mapping[str, int] | None = None, memo: EndpointPieces | None = None,
                    vxlan_parent_devices: Mapping[int, str] | None = None,
-                   peering_addresses: Mapping[int, str] | None = None) -> DesiredRoutes:
+                   peering_addresses: Mapping[int, str] | None = None,
+                   peering_endpoints: Iterable[WorkloadEndpoint] | None = None) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
@@ -658,7 +659,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     endpoint: the dataplane writes them once the interface exists and is up, as Felix
     does. ``memo`` carries the endpoints' parts over from the previous computation.
     ``peering_addresses`` (family -> BGPConfiguration's localWorkloadPeeringIPV4/V6) goes
-    on the interface of every endpoint with a local BGP peer.
+    on the interface of every endpoint with a local BGP peer among ``peering_endpoints``
+    (the endpoints in charge of their interfaces; all of ``endpoints`` when not given).
     """
     parents = dict(parent_devices or {})
     vxlan_parents = parents if vxlan_parent_devices is None else dict(vxlan_parent_devices)
@@ -698,7 +700,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
         absent_devices=tuple(absent),
         clean_ipip_addresses=not cfg.ipip_enabled and not cfg.ipip_explicitly_set,
         sysctls=tuple(sysctls),
-        workload_addresses=workload_peering_addresses(cfg, endpoints, peering_addresses or {}),
+        workload_addresses=workload_peering_addresses(
+            cfg, endpoints if peering_endpoints is None else peering_endpoints, peering_addresses or {}),
     )
 
 

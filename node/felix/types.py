@@ -286,11 +286,13 @@ class WorkloadEndpointID:
     endpoint: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QoSControls:
-    """A workload's packet-rate and connection limits (the iptables part of
-    proto.QoSControls; bandwidth is tc's, and DSCP is the endpoint's ``dscp``). Ingress is
-    traffic to the workload, egress from it; zero means no limit."""
+    """A workload's limits (proto.QoSControls; DSCP is the endpoint's ``dscp``). Ingress
+    is traffic to the workload, egress from it; zero means no limit. The packet-rate and
+    connection limits are iptables rules (``rules.endpoints``); the bandwidth limits are
+    tc token buckets (``qos_bandwidth``): bandwidth and peakrate in bits per second,
+    burst in bits, minburst in bytes (zero: the interface's MTU)."""
 
     ingress_packet_rate: int = 0
     ingress_packet_burst: int = 0
@@ -298,6 +300,14 @@ class QoSControls:
     egress_packet_burst: int = 0
     ingress_max_connections: int = 0
     egress_max_connections: int = 0
+    ingress_bandwidth: int = 0
+    ingress_burst: int = 0
+    ingress_peakrate: int = 0
+    ingress_minburst: int = 0
+    egress_bandwidth: int = 0
+    egress_burst: int = 0
+    egress_peakrate: int = 0
+    egress_minburst: int = 0
 
 
 @dataclass(frozen=True)

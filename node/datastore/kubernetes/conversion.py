@@ -28,7 +28,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
-from node.model.dscp import canonical_dscp_name
+from node.model.dscp import dscp_from_text
 from node.model.schema import Collector, canonical_struct, go_json
 
 GROUP_V1 = "crd.projectcalico.org/v1"
@@ -970,14 +970,10 @@ def qos_controls(annotations: dict) -> tuple[dict | None, list[str]]:
     out: dict = {k: v for k, v in qos.items() if v}
     dscp_text = annotations.get("qos.projectcalico.org/dscp")
     if dscp_text is not None:
-        # numorstring.DSCPFromString: a known name in its canonical case, else the text
-        # as given, which must then be a number from 0 to 63.
-        name = canonical_dscp_name(dscp_text)
-        if name is not None:
-            out["dscp"] = name
-        elif dscp_text.isdigit() and int(dscp_text) <= 63:
-            out["dscp"] = dscp_text
-        else:
+        # numorstring.DSCPFromString, validated, as the stored JSON has it.
+        try:
+            out["dscp"] = dscp_from_text(dscp_text)
+        except ValueError:
             problems.append(f"annotation qos.projectcalico.org/dscp: {dscp_text!r} is not a DSCP value")
     if not out:
         return None, problems

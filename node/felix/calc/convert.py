@@ -420,6 +420,14 @@ def _endpoint_ports(ports: Any, skip_unnamed: bool) -> tuple[v1.EndpointPort, ..
 _MAX_PACKET_RATE = 10_000
 _MAX_CONNECTIONS = 4_294_967_295
 _DEFAULT_PACKET_BURST = 5
+# The bandwidth limits' ranges (the same documentation; its Kubernetes conversion
+# enforces them): bandwidth and peakrate in bits per second, burst in bits (at most a
+# uint32 of bytes), minburst in bytes. A bandwidth without a burst gets 4Gi bits.
+_BANDWIDTH_RANGE = (1_000, 10**15)
+_BURST_RANGE = (1_000, 0xFFFFFFFF * 8)
+_PEAKRATE_RANGE = (1_010, 101 * 10**13)
+_MINBURST_RANGE = (1_000, 10**8)
+_DEFAULT_BURST = 4 * 2**30
 
 
 def _qos_int(spec: Mapping, field: str, res: Resource, maximum: int) -> int:
@@ -433,9 +441,49 @@ def _qos_int(spec: Mapping, field: str, res: Resource, maximum: int) -> int:
     return value
 
 
+def _qos_in_range(spec: Mapping, field: str, res: Resource, bounds: tuple[int, int]) -> int:
+    """One bandwidth setting: 0 (unset), or a number within ``bounds``; anything else is
+    0 with a warning naming the endpoint and field."""
+    value = spec.get(field) or 0
+    low, high = bounds
+    if type(value) is not int or not (value == 0 or low <= value <= high):
+        log.warning("WorkloadEndpoint %s/%s: qosControls.%s %r is not between %d and %d; not applied",
+                    res.namespace, res.name, field, value, low, high)
+        return 0
+    return value
+
+
+def _bandwidth_limits(spec: Mapping, side: str, res: Resource) -> dict[str, int]:
+    """One direction's token bucket settings. A burst, peakrate or minburst without what
+    it refines (the bandwidth; the peakrate for minburst), and a peakrate not above the
+    bandwidth (the kernel refuses it), are dropped with a warning; a bandwidth without a
+    burst gets the default burst."""
+    bandwidth = _qos_in_range(spec, f"{side}Bandwidth", res, _BANDWIDTH_RANGE)
+    burst = _qos_in_range(spec, f"{side}Burst", res, _BURST_RANGE)
+    peakrate = _qos_in_range(spec, f"{side}Peakrate", res, _PEAKRATE_RANGE)
+    minburst = _qos_in_range(spec, f"{side}Minburst", res, _MINBURST_RANGE)
+
+    def drop(field: str, why: str) -> int:
+        log.warning("WorkloadEndpoint %s/%s: qosControls.%s%s %s; not applied", res.namespace, res.name, side,
+                    field, why)
+        return 0
+
+    if not bandwidth:
+        for field, value in (("Burst", burst), ("Peakrate", peakrate), ("Minburst", minburst)):
+            if value:
+                drop(field, f"is set without {side}Bandwidth")
+        return {}
+    if peakrate and peakrate <= bandwidth:
+        peakrate = drop("Peakrate", f"{peakrate} is not above {side}Bandwidth {bandwidth}")
+    if minburst and not peakrate:
+        minburst = drop("Minburst", f"is set without {side}Peakrate")
+    return {f"{side}_bandwidth": bandwidth, f"{side}_burst": burst or _DEFAULT_BURST,
+            f"{side}_peakrate": peakrate, f"{side}_minburst": minburst}
+
+
 def qos_controls(res: Resource) -> t.QoSControls | None:
-    """The packet-rate and connection limits of a WorkloadEndpoint (None when it has
-    none); a packet rate without a burst gets Calico's default burst of 5."""
+    """The packet-rate, connection and bandwidth limits of a WorkloadEndpoint (None when
+    it has none); a packet rate without a burst gets Calico's default burst of 5."""
     spec = res.spec.get("qosControls")
     if not spec:
         return None
@@ -446,6 +494,7 @@ def qos_controls(res: Resource) -> t.QoSControls | None:
         values[f"{side}_packet_burst"] = (
             _qos_int(spec, f"{side}PacketBurst", res, _MAX_PACKET_RATE) or _DEFAULT_PACKET_BURST) if rate else 0
         values[f"{side}_max_connections"] = _qos_int(spec, f"{side}MaxConnections", res, _MAX_CONNECTIONS)
+        values.update(_bandwidth_limits(spec, side, res))
     return t.QoSControls(**values) if any(values.values()) else None
 
 

@@ -302,11 +302,13 @@ def _address_ops(dev: str, want: str, have: frozenset[str]) -> list:
 
 
 def plan_workload_addresses(desired: Iterable[tuple[str, str]], kernel: KernelState, ownership: Ownership,
-                            usable: set[str]) -> list:
+                            usable: set[str], families: Iterable[int] = (4, 6)) -> list:
     """Felix's link-address manager: a workload interface holds exactly the addresses
     wanted on it (the local-workload peering address, scope link) besides the IPv6
-    link-local ones the kernel gives it; interfaces not up yet wait. Only interfaces whose
-    addresses were read (``kernel.addresses``) or that want one are looked at."""
+    link-local ones the kernel gives it; interfaces not up yet wait; addresses of a family
+    the agent does not run are left alone. Only interfaces whose addresses were read
+    (``kernel.addresses``) or that want one are looked at."""
+    families = tuple(families)
     want: dict[str, set[str]] = {}
     for dev, cidr in desired:
         want.setdefault(dev, set()).add(_canonical_cidr(cidr))
@@ -318,7 +320,7 @@ def plan_workload_addresses(desired: Iterable[tuple[str, str]], kernel: KernelSt
         have, wanted = kernel.addresses.get(dev, frozenset()), want.get(dev, set())
         for cidr in sorted(have - wanted):
             iface = ipaddress.ip_interface(cidr)
-            if not (iface.version == 6 and iface.ip.is_link_local):
+            if iface.version in families and not (iface.version == 6 and iface.ip.is_link_local):
                 ops.append(AddressDelete(dev, cidr))
         ops += [AddressAdd(dev, cidr, scope_link=True) for cidr in sorted(wanted - have)]
     return ops
@@ -477,7 +479,7 @@ def _plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, fam
     device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
     usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
     ops = (device_ops
-           + plan_workload_addresses(desired.workload_addresses, kernel, ownership, usable)
+           + plan_workload_addresses(desired.workload_addresses, kernel, ownership, usable, families)
            + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
            + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
            + plan_fdb(desired.fdb, kernel, usable, vanishing))
@@ -877,6 +879,9 @@ class RouteDataplane:
         # Interfaces whose sysctls could not all be written at the last apply (Felix's
         # "reconfigure" set: their endpoints are reported down).
         self.unconfigured: frozenset[str] = frozenset()
+        # Workload interfaces that have wanted an address (their addresses are read).
+        self._address_devices: set[str] = set()
+        self._swept_addresses = False
         self._sysctl_warned: set[str] = set()
         self.route_cleanup_grace_period = route_cleanup_grace_period
         self._first_seen: dict[tuple[str, int], float] = {}
@@ -921,16 +926,20 @@ class RouteDataplane:
             self._ipip_unavailable = False
         if links is None and interfaces is not None:
             links = links_from_interfaces(ipr, interfaces, tunnels)
-        # Workload interfaces whose addresses matter: those that should have one, and
-        # those that have one besides IPv6 link-local (known from the interface monitor's
-        # picture when there is one; otherwise every workload interface is read).
-        address_devices = {dev for dev, _ in desired.workload_addresses}
-        if interfaces is not None:
-            address_devices |= {name for name, i in interfaces.items()
-                                if self.ownership.is_workload(name) and _has_routable_address(i.addresses)}
-        else:
-            links = links if links is not None else read_links(ipr)
-            address_devices |= {name for name in links if self.ownership.is_workload(name)}
+        # Workload interfaces whose addresses matter: those that should have one or had
+        # one, and at the first read (Felix's start-of-day resync) every one with an
+        # address besides IPv6 link-local, known from the interface monitor's picture when
+        # there is one (otherwise every workload interface is read).
+        self._address_devices |= {dev for dev, _ in desired.workload_addresses}
+        address_devices = set(self._address_devices)
+        if not self._swept_addresses:
+            if interfaces is not None:
+                address_devices |= {name for name, i in interfaces.items()
+                                    if self.ownership.is_workload(name) and _has_routable_address(i.addresses)}
+            else:
+                links = links if links is not None else read_links(ipr)
+                address_devices |= {name for name in links if self.ownership.is_workload(name)}
+            self._swept_addresses = True
         self._kernel = read_kernel(ipr, self.families, tunnels, links, address_devices)
         self._tunnels = tunnels
         self._read_at = self._clock()
