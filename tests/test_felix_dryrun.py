@@ -110,9 +110,9 @@ kind: Frobnicator
 metadata: {name: x}
 ---
 apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
+kind: IPReservation
 metadata: {name: default}
-spec: {asNumber: 64512}
+spec: {reservedCIDRs: [10.65.0.0/30]}
 ---
 apiVersion: projectcalico.org/v3
 kind: WorkloadEndpoint
@@ -126,8 +126,8 @@ spec: {orchestrator: k8s, node: node1, pod: web, endpoint: eth0, interfaceName: 
     assert problems[0].startswith(f"{path} (document 1): skipped: error with field "
                                   "NetworkPolicy(ns1/bad-selector).spec.selector = 'app =='")
     assert problems[1] == f"{path} (document 3): skipped: resource kind 'Frobnicator' is not supported"
-    assert problems[2] == (f"{path} (document 4): skipped BGPConfiguration(default): the policy agent does "
-                           "not use BGPConfiguration resources")
+    assert problems[2] == (f"{path} (document 4): skipped IPReservation(default): the policy agent does "
+                           "not use IPReservation resources")
     assert problems[3] == ("NetworkPolicy(ns1/no-tier).spec.tier: tier 'gold' does not exist "
                            "(calicoctl would refuse it; the policy agent sorts it last)")
     # The policy with a missing tier is still enforced, with an end-of-tier drop.
