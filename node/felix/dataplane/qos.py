@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Mapping
 from node.felix import qos_bandwidth as qb
 from node.felix import types as t
 from node.felix.dataplane.interfaces import Interface, link_oper_up
+from node.felix.dataplane.routes import ApplyResult
 from node.rtnl import AsyncIPRoute, NetlinkError
 
 # After node.rtnl, which loads pyroute2 without the package's __init__ (see there).
@@ -364,16 +365,6 @@ class QoSStats:
     errors: int = 0
     reads: int = 0  # qdisc dumps
     filter_reads: int = 0  # filter dumps (one device each)
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    changes: int
-    failures: tuple[str, ...] = ()
-
-    @property
-    def in_sync(self) -> bool:
-        return not self.failures
 
 
 def _changed(old: Mapping, new: Mapping) -> set:
