@@ -395,3 +395,16 @@ def test_peering_address_on_the_interface_of_a_peered_workload(ns, with_monitor)
     assert apply(ns, dp, unpeered, interfaces=with_monitor).in_sync
     assert apply(ns, dp, unpeered, interfaces=with_monitor).in_sync
     assert [a for a in addresses(ns, CALI) if not a[0].startswith("fe80:")] == []
+
+
+def test_route_sync_disabled_programs_sysctls_but_no_routes(ns):
+    """Felix's policy-only mode (RouteSyncDisabled): workload interfaces are still
+    configured, but the main table is someone else's: nothing added, nothing removed."""
+    add_workload(ns)
+    ns.run("ip", "route", "add", "10.65.0.9/32", "dev", CALI, "proto", "boot", "scope", "link")
+    desired = desired_routes(RouteConfig(hostname="node1"), RouteModel(), [EP])
+    dp = RouteDataplane(route_sync=False)
+    assert apply(ns, dp, desired).in_sync
+    assert route_to(ns, "10.65.0.5") is None and route_to(ns, "10.65.0.9") is not None
+    assert not [n for n in neighbours(ns, CALI) if n["dst"] == "10.65.0.5"]
+    assert sysctl(ns, f"net.ipv4.conf.{CALI}.proxy_arp") == "1"

@@ -245,6 +245,22 @@ def test_from_felix_configuration():
     dp = RouteDataplane.from_felix(config)
     assert dp.ownership == Ownership(("tap", "cali"), 99, False)
     assert dp.families == (4,) and dp.refresh_interval == 30
+    assert dp.route_sync and dp.conntrack is not None
+    off = RouteDataplane.from_felix(FelixConfig.resolve({"FELIX_ROUTESYNCDISABLED": "true"}))
+    assert not off.route_sync and off.conntrack is None
+
+
+def test_route_sync_disabled_leaves_routes_neighbours_and_addresses_alone():
+    """Felix's RouteSyncDisabled: no route, static neighbour or workload address is written
+    or removed; devices and FDB entries still are."""
+    stray = wl_route("10.65.0.9/32")
+    kernel = state(stray)
+    kernel.neighbours[(CALI, "10.65.0.9")] = "ee:ee:ee:ee:ee:09"
+    kernel.addresses = {CALI: frozenset({"10.99.0.1/24"})}
+    desired = DesiredRoutes(routes=(wl_route(),), neighbours=(Neighbour(CALI, "10.65.0.5", "ee:aa:bb:cc:dd:05"),),
+                            workload_addresses=((CALI, "169.254.0.179/32"),))
+    assert plan(desired, kernel, OWN)  # with route sync: plenty to do
+    assert plan(desired, kernel, OWN, route_sync=False) == []
 
 
 class _ExistsIPRoute:

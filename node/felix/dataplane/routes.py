@@ -466,23 +466,28 @@ def plan_fdb(desired: Iterable[FDBEntry], kernel: KernelState, usable: set[str],
 
 
 def plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, *, families: Iterable[int] = (4, 6),
-         ipip_unavailable: bool = False, grace: frozenset[str] = frozenset()) -> list:
+         ipip_unavailable: bool = False, grace: frozenset[str] = frozenset(), route_sync: bool = True) -> list:
     """Every operation, in the order they can run: devices (deleted, created, configured,
     up), then route deletes and replaces, then neighbours and FDB entries. ``grace``:
-    interfaces whose routes are not cleaned up yet (``in_grace_period``)."""
-    return _plan(desired, kernel, ownership, families, ipip_unavailable, grace)[0]
+    interfaces whose routes are not cleaned up yet (``in_grace_period``). Without
+    ``route_sync`` (Felix's RouteSyncDisabled: its route tables, with their static ARP
+    entries, and its link-address managers are dummies) routes, neighbours and workload
+    addresses are neither written nor removed."""
+    return _plan(desired, kernel, ownership, families, ipip_unavailable, grace, route_sync)[0]
 
 
 def _plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, families: Iterable[int],
-          ipip_unavailable: bool, grace: frozenset[str]) -> tuple[list, set[str]]:
+          ipip_unavailable: bool, grace: frozenset[str], route_sync: bool = True) -> tuple[list, set[str]]:
     """``plan``, and the interfaces routes may use (oper-up, or tunnels the plan brings up)."""
     device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
     usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
-    ops = (device_ops
-           + plan_workload_addresses(desired.workload_addresses, kernel, ownership, usable, families)
-           + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
-           + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing)
-           + plan_fdb(desired.fdb, kernel, usable, vanishing))
+    ops = device_ops
+    if route_sync:
+        ops = (ops
+               + plan_workload_addresses(desired.workload_addresses, kernel, ownership, usable, families)
+               + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
+               + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing))
+    ops += plan_fdb(desired.fdb, kernel, usable, vanishing)
     return ops, usable
 
 
@@ -863,8 +868,12 @@ class RouteDataplane:
                  refresh_interval: float = 90.0, proc_sys: str = "/proc/sys",
                  clock: Callable[[], float] = time.monotonic,
                  route_cleanup_grace_period: float = ROUTE_CLEANUP_GRACE_PERIOD,
-                 conntrack_cleanup: bool = True, conntrack: ConntrackCleaner | None = None):
+                 conntrack_cleanup: bool = True, conntrack: ConntrackCleaner | None = None,
+                 route_sync: bool = True):
         self.ownership = Ownership(tuple(workload_prefixes), device_route_protocol, remove_external_routes)
+        # False: Felix's RouteSyncDisabled (see ``plan``); no routes, so no conntrack cleanup.
+        self.route_sync = route_sync
+        conntrack_cleanup = conntrack_cleanup and route_sync
         self.families = tuple(families)
         self.refresh_interval = refresh_interval
         self.proc_sys = proc_sys
@@ -896,11 +905,12 @@ class RouteDataplane:
     @classmethod
     def from_felix(cls, config, **kwargs) -> "RouteDataplane":
         """Built from a ``node.felix.config.FelixConfig``: InterfacePrefix,
-        DeviceRouteProtocol, RemoveExternalRoutes, Ipv6Support, RouteRefreshInterval."""
+        DeviceRouteProtocol, RemoveExternalRoutes, Ipv6Support, RouteRefreshInterval,
+        RouteSyncDisabled."""
         return cls(workload_prefixes=tuple(config.InterfacePrefix), device_route_protocol=config.DeviceRouteProtocol,
                    remove_external_routes=config.RemoveExternalRoutes,
                    families=(4, 6) if config.Ipv6Support else (4,),
-                   refresh_interval=config.RouteRefreshInterval, **kwargs)
+                   refresh_interval=config.RouteRefreshInterval, route_sync=not config.RouteSyncDisabled, **kwargs)
 
     def refresh(self) -> None:
         """Read the kernel again at the next apply (and retry a tunl0 that failed)."""
@@ -955,7 +965,8 @@ class RouteDataplane:
             before = self._last_view
             kernel = self._view(ipr, desired, interfaces)
             grace = self._grace(kernel, desired)
-            ops, usable = _plan(desired, kernel, self.ownership, self.families, self._ipip_unavailable, grace)
+            ops, usable = _plan(desired, kernel, self.ownership, self.families, self._ipip_unavailable, grace,
+                                self.route_sync)
             stale = False
             indexes = {name: link.index for name, link in kernel.links.items()}
 
