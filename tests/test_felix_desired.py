@@ -411,3 +411,11 @@ def _agent_updates(resources):
 def _agent_status(status):
     from node.felix.agent import _Status
     return _Status(status)
+
+
+def test_the_pipeline_passes_workload_interfaces_to_the_route_side():
+    p = _fresh([], ifaces={"eth0": ["10.0.0.1"], "calinew": [], "tap1": []})
+    paths = [s.path for s in p.desired_routes().sysctls]
+    assert "net/ipv4/conf/calinew/proxy_arp" in paths and not any("/tap1/" in path for path in paths)
+    p.set_interfaces({"eth0": ["10.0.0.1"]})
+    assert not any("/calinew/" in s.path for s in p.desired_routes().sysctls)

@@ -385,3 +385,22 @@ def test_cross_subnet_cluster_end_to_end():
         "net.ipv6.conf.cali1a2b3c4d5e6.proxy_ndp = 1",
         "net.ipv6.conf.cali1a2b3c4d5e6.forwarding = 1",
     ]
+
+
+def test_workload_interfaces_without_an_endpoint_get_the_sysctls_too():
+    """Felix configures every workload interface that comes up, endpoint or not (the CNI
+    plugin creates the veth before the endpoint reaches the agent)."""
+    cfg = RouteConfig(hostname="node1")
+    ep = WorkloadEndpoint(name="calia", ipv4_nets=("10.65.0.5/32",), allow_spoofed_source_prefixes=("10.9.0.0/16",))
+    desired = desired_routes(cfg, RouteModel(), [ep], workload_interfaces=["calia", "calib"])
+    by_iface = {}
+    for s in desired.sysctls:
+        parts = s.path.split("/")
+        if len(parts) > 3 and parts[3] in ("calia", "calib"):
+            by_iface.setdefault(parts[3], {})["/".join(parts[:3] + parts[4:])] = s.value
+    assert by_iface["calib"] == {"net/ipv6/conf/accept_ra": "0", "net/ipv4/conf/route_localnet": "1",
+                                 "net/ipv4/neigh/proxy_delay": "0", "net/ipv4/conf/proxy_arp": "1",
+                                 "net/ipv4/conf/forwarding": "1", "net/ipv4/conf/rp_filter": "1",
+                                 "net/ipv6/conf/proxy_ndp": "1", "net/ipv6/conf/forwarding": "1"}
+    assert by_iface["calia"]["net/ipv4/conf/rp_filter"] == "0"  # the endpoint's own (spoofing allowed)
+    assert sum(1 for s in desired.sysctls if "/calia/" in s.path) == 8  # once, from the endpoint

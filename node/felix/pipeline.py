@@ -248,7 +248,9 @@ class Pipeline:
             active.setdefault(self._weps[wid].name, self._weps[wid])
         return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4,
                               memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents,
-                              peering_addresses=self.peering_addresses, peering_endpoints=active.values())
+                              peering_addresses=self.peering_addresses, peering_endpoints=active.values(),
+                              workload_interfaces=[name for name in self._interfaces
+                                                   if name.startswith(tuple(self.config.InterfacePrefix))])
 
     def _own_address(self, field: str) -> str:
         """This host's address from its Node's ``spec.bgp`` (``ipv4Address``/``ipv6Address``)."""

@@ -647,7 +647,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
                    up_links: Mapping[str, int] | None = None, memo: EndpointPieces | None = None,
                    vxlan_parent_devices: Mapping[int, str] | None = None,
                    peering_addresses: Mapping[int, str] | None = None,
-                   peering_endpoints: Iterable[WorkloadEndpoint] | None = None) -> DesiredRoutes:
+                   peering_endpoints: Iterable[WorkloadEndpoint] | None = None,
+                   workload_interfaces: Iterable[str] = ()) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
@@ -661,6 +662,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     ``peering_addresses`` (family -> BGPConfiguration's localWorkloadPeeringIPV4/V6) goes
     on the interface of every endpoint with a local BGP peer among ``peering_endpoints``
     (the endpoints in charge of their interfaces; all of ``endpoints`` when not given).
+    ``workload_interfaces``: the host's workload-prefixed interfaces; as Felix configures
+    every one that comes up, those without an endpoint get the usual sysctls too.
     """
     parents = dict(parent_devices or {})
     vxlan_parents = parents if vxlan_parent_devices is None else dict(vxlan_parent_devices)
@@ -675,6 +678,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
         candidates += ep_routes
         neighbours += ep_neighbours
         sysctls += ep_sysctls
+    for name in sorted(set(workload_interfaces) - {ep.name for ep in endpoints}):
+        sysctls += workload_sysctls(name, cfg, False)
     devices, absent = [], []
     for version in (4, 6):
         if not cfg.vxlan_enabled_for(version):
