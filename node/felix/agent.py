@@ -358,33 +358,33 @@ class Agent:
                 failures.append("routes: " + "; ".join(str(f) for f in result.failures))
         except OSError as exc:
             failures.append(f"routes: {exc}")
+        # The workload endpoint in charge of each interface, for the QoS and status parts.
+        active = next(iter(self.pipeline.dataplanes.values())).active_workload_endpoints()
         if self.qos is not None:
-            self._apply_qos()
+            self._apply_qos(active)
         if self.status_files is not None and (self._applied_once or not failures):
             # As Felix's reporter: nothing until the dataplane has been fully in sync once
             # (the old run's files stay until then), then after every apply.
-            self._write_status_files()
+            self._write_status_files(active)
         release_freed_memory()
         self._record_apply(time.monotonic() - started, failures)
 
-    def _apply_qos(self) -> None:
+    def _apply_qos(self, active: Mapping) -> None:
         """The workloads' bandwidth limits (tc token buckets). A failure is logged by the
         QoS dataplane with its interface and endpoint and retried soon, but does not fail
         the apply (Felix only logs it)."""
-        desired_dp = next(iter(self.pipeline.dataplanes.values()))
-        result = self.qos.apply(desired_dp.active_workload_endpoints(), self._interfaces)
+        result = self.qos.apply(active, self._interfaces)
         if not result.in_sync:
             self._next_apply_at = min(self._next_apply_at, time.monotonic() + QOS_RETRY_INTERVAL)
 
-    def _write_status_files(self) -> None:
+    def _write_status_files(self, active: Mapping) -> None:
         """Felix's endpoint status files, once the endpoints' rules are in: a file for each
         active local workload whose interface is up and configured. A failure here is
         retried soon but does not fail the apply (Felix reports from its own loop)."""
-        desired_dp = next(iter(self.pipeline.dataplanes.values()))
         up = [name for name, iface in (self._interfaces or {}).items() if iface.oper_up]
         unconfigured = self.routes.unconfigured if self.routes is not None else ()
         failures = tuple(self.status_files.apply(desired_status_files(
-            desired_dp.active_workload_endpoints(), up, unconfigured, self.pipeline.peering_addresses,
+            active, up, unconfigured, self.pipeline.peering_addresses,
             self.pipeline.dataplanes)))
         if failures:
             if failures != self._status_failures:

@@ -241,11 +241,9 @@ class Pipeline:
         # through the one with its VTEP's parent address.
         parents = self._ifaces_with({4: local_ipv4, 6: local_ipv6})
         vxlan_parents = self._ifaces_with({4: own.parent_device_ip, 6: own.parent_device_ipv6} if own else {})
-        # The peering address goes on the interface of the endpoint in charge of it (the
-        # smallest ID wins an interface, as the desired dataplane resolves it).
-        active: dict[str, t.WorkloadEndpoint] = {}
-        for wid in sorted(self._weps):
-            active.setdefault(self._weps[wid].name, self._weps[wid])
+        # The peering address goes on the interface of the endpoint in charge of it, as
+        # the desired dataplane resolves it.
+        active = self.dataplanes[4].active_workload_endpoints()
         return desired_routes(cfg, self.route_model, self._weps.values(), parents, local_ipv4,
                               memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents,
                               peering_addresses=self.peering_addresses, peering_endpoints=active.values(),
