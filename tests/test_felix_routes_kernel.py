@@ -218,6 +218,33 @@ def test_a_new_pods_route_survives_until_its_endpoint_arrives(ns):
     assert route_to(ns, "10.65.0.5") is not None
 
 
+def test_an_address_two_endpoints_claim_goes_to_the_up_interface(ns):
+    """A pod's address still on the old pod's interface while the new pod's is up (an IP
+    reused during churn): Felix's route table routes it through the interface that is up,
+    and between two up ones through the newer (higher ifindex); the names decide nothing."""
+    old, new = "califfffffffff1", "cali00000000001"  # the old pod's name sorts higher
+    add_workload(ns, old, up=False)
+    add_workload(ns, new)
+    both = [WorkloadEndpoint(name=old, ipv4_nets=("10.65.0.7/32",)),
+            WorkloadEndpoint(name=new, ipv4_nets=("10.65.0.7/32",))]
+    desired = desired_routes(RouteConfig(hostname="node1"), RouteModel(), both)
+    assert [r.dev for r in desired.routes] == [old]  # the pick before the links are known
+    dp = RouteDataplane()
+    assert apply(ns, dp, desired, interfaces=True).in_sync
+    assert route_to(ns, "10.65.0.7")["dev"] == new
+    assert apply(ns, dp, desired, interfaces=True).changes == 0
+    set_workload_up(ns, old)  # both up: the older interface has the lower ifindex
+    assert apply(ns, dp, desired, interfaces=True).changes == 0
+    assert route_to(ns, "10.65.0.7")["dev"] == new
+    ns.run("ip", "link", "set", new, "down")
+    assert apply(ns, dp, desired, interfaces=True).in_sync
+    assert route_to(ns, "10.65.0.7")["dev"] == old
+    # Without the interface monitor's picture the dataplane reads the links itself.
+    ns.run("ip", "link", "set", new, "up")
+    assert apply(ns, RouteDataplane(), desired).in_sync
+    assert route_to(ns, "10.65.0.7")["dev"] == new
+
+
 def test_drift_is_repaired_on_refresh(ns):
     add_workload(ns)
     now = [0.0]

@@ -67,6 +67,30 @@ def test_missing_route_is_replaced_and_equal_route_left_alone():
     assert plan_routes(want, state(wl_route()), OWN, {CALI}) == []
 
 
+def test_contested_address_is_planned_through_the_up_interface_with_the_highest_index():
+    a, b = "cali0000000000a", "cali0000000000b"
+    eps = [WorkloadEndpoint(name=a, ipv4_nets=("10.65.0.5/32",)), WorkloadEndpoint(name=b, ipv4_nets=("10.65.0.5/32",)),
+           WorkloadEndpoint(name=CALI, ipv4_nets=("10.65.0.6/32",))]
+    desired = desired_routes(RouteConfig(hostname="node1"), RouteModel(), eps)
+    assert [r.dev for r in desired.routes] == [b, CALI]
+    assert [(int(c), r.dev) for c, r in desired.contested] == [(0, a), (0, b)]
+    links = {"eth0": Link("eth0", 2, "veth", True), CALI: Link(CALI, 5, "veth", True)}
+
+    def planned(a_link: Link, b_link: Link) -> list:
+        return plan(desired, KernelState(links={**links, a: a_link, b: b_link}), OWN, families=(4,))
+
+    assert planned(Link(a, 7, "veth", True), Link(b, 8, "veth", False)) == [
+        RouteReplace(wl_route("10.65.0.5/32", a, proto=3)), RouteReplace(wl_route("10.65.0.6/32", proto=3))]
+    assert planned(Link(a, 9, "veth", True), Link(b, 8, "veth", True))[0] == RouteReplace(
+        wl_route("10.65.0.5/32", a, proto=3))
+    assert planned(Link(a, 7, "veth", True), Link(b, 8, "veth", True))[0] == RouteReplace(
+        wl_route("10.65.0.5/32", b, proto=3))
+    assert planned(Link(a, 7, "veth", False), Link(b, 8, "veth", False)) == [
+        RouteReplace(wl_route("10.65.0.6/32", proto=3))]
+    # Uncontested state has nothing to pick again.
+    assert desired_routes(RouteConfig(hostname="node1"), RouteModel(), eps[1:]).contested == ()
+
+
 def test_different_route_at_the_key_is_replaced_foreign_or_not():
     kernel = state(Route("10.65.0.5/32", "eth0", gateway="192.0.2.1", proto=4, scope="universe", metric=1024))
     assert plan_routes([wl_route()], kernel, OWN, {CALI}) == [RouteReplace(wl_route())]

@@ -575,8 +575,22 @@ def resolve_routes(candidates: Iterable[tuple[RouteClass, Route]],
     are left out, and the higher ifindex wins a tie within a class. Without it every
     interface counts as up and the tie goes to the greater name.
     """
+    return _resolve(candidates, up_links)[0]
+
+
+def _resolve(candidates: Iterable[tuple[RouteClass, Route]], up_links: Mapping[str, int] | None
+             ) -> tuple[list[Route], tuple[tuple[RouteClass, Route], ...]]:
+    """``resolve_routes``, and every candidate of the keys more than one candidate claims
+    (so that the dataplane can pick again once it knows which interfaces are up)."""
     best: dict[tuple, tuple[RouteClass, tuple, Route]] = {}
+    first: dict[tuple, tuple[RouteClass, Route]] = {}
+    contested: dict[tuple, list[tuple[RouteClass, Route]]] = {}
     for cls, route in candidates:
+        key = route_sort_key(route)  # (the kernel key, in listing order)
+        if key in first:
+            contested.setdefault(key, [first[key]]).append((cls, route))
+        else:
+            first[key] = (cls, route)
         if route.dev is None:
             rank: tuple = (0, "")
         elif up_links is None:
@@ -585,11 +599,24 @@ def resolve_routes(candidates: Iterable[tuple[RouteClass, Route]],
             rank = (up_links[route.dev], route.dev)
         else:
             continue
-        key = route_sort_key(route)  # (the kernel key, in listing order)
         cur = best.get(key)
         if cur is None or cls < cur[0] or (cls == cur[0] and rank > cur[1]):
             best[key] = (cls, rank, route)
-    return [best[key][2] for key in sorted(best)]
+    return ([best[key][2] for key in sorted(best)],
+            tuple(candidate for key in sorted(contested) for candidate in contested[key]))
+
+
+def resolve_with_links(desired: "DesiredRoutes", up_links: Mapping[str, int]) -> tuple[Route, ...]:
+    """``desired.routes`` with each contested kernel key picked again among the
+    candidates whose interface is up (``up_links``: name -> ifindex), as Felix's route
+    table picks: lowest class, then highest ifindex. A key none of whose candidates can
+    be used keeps its first pick (the dataplane leaves it out as any route on a down
+    interface)."""
+    if not desired.contested:
+        return desired.routes
+    again = {route_sort_key(route): route for route in resolve_routes(desired.contested, up_links)}
+    routes = [again.get(route_sort_key(route), route) for route in desired.routes]
+    return tuple(routes)
 
 
 def route_sort_key(route: Route) -> tuple:
@@ -614,6 +641,10 @@ class DesiredRoutes:
     sysctls: tuple[Sysctl, ...] = ()
     # (workload interface, address): the host side of a local-workload BGP session.
     workload_addresses: tuple[tuple[str, str], ...] = ()
+    # Every (class, route) of the kernel keys several candidates claim (e.g. a pod's
+    # address still routed to the old pod's interface): ``routes`` holds each key's pick
+    # as if every interface were up; the dataplane picks again (``resolve_with_links``).
+    contested: tuple[tuple[RouteClass, Route], ...] = ()
 
 
 class EndpointPieces:
@@ -696,8 +727,10 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     candidates += ipip_routes(cfg, model, parents.get(4))
     for version in (4, 6):
         candidates += noencap_routes(cfg, model, version, parents.get(version))
+    routes, contested = _resolve(candidates, up_links)
     return DesiredRoutes(
-        routes=tuple(resolve_routes(candidates, up_links)),
+        routes=tuple(routes),
+        contested=contested,
         neighbours=tuple(sorted(set(neighbours))),
         fdb=tuple(sorted(set(fdb))),
         vxlan_devices=tuple(devices),
@@ -800,6 +833,6 @@ __all__ = ["DesiredRoutes", "EndpointPieces", "FDBEntry", "IPIPDevice", "Neighbo
            "RouteModel", "Sysctl", "VXLANDevice", "apply_messages", "cluster_routes", "desired_routes",
            "endpoint_sysctls", "global_sysctls", "ipip_device", "ipip_routes", "noencap_routes", "render",
            "render_fdb", "render_ipip_device", "render_neighbour", "render_route", "render_sysctl",
-           "render_vxlan_device", "resolve_routes", "remote_vteps", "route_sort_key", "vxlan_allowed_sources",
-           "vxlan_device", "vxlan_device_name", "vxlan_neighbours_and_fdb", "vxlan_parent_address", "vxlan_routes",
+           "render_vxlan_device", "resolve_routes", "resolve_with_links", "remote_vteps", "route_sort_key",
+           "vxlan_allowed_sources", "vxlan_device", "vxlan_device_name", "vxlan_neighbours_and_fdb", "vxlan_parent_address", "vxlan_routes",
            "workload_neighbours", "workload_route_targets", "workload_routes", "workload_sysctls"]

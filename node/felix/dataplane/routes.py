@@ -52,7 +52,8 @@ from node.felix.dataplane.conntrack import ConntrackCleaner
 from node.felix.dataplane.interfaces import Interface, link_oper_up
 from node.rtnl import IPRoute, NetlinkError, ndmsg
 from node.felix.routes import (FELIX_ROUTE_PROTOCOL, IPIP_DEVICE, RTPROT_BOOT, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6,
-                               DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, Sysctl, VXLANDevice)
+                               DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, Sysctl, VXLANDevice,
+                               resolve_with_links)
 
 log = logging.getLogger(__name__)
 
@@ -477,18 +478,22 @@ def plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, *, f
 
 
 def _plan(desired: DesiredRoutes, kernel: KernelState, ownership: Ownership, families: Iterable[int],
-          ipip_unavailable: bool, grace: frozenset[str], route_sync: bool = True) -> tuple[list, set[str]]:
-    """``plan``, and the interfaces routes may use (oper-up, or tunnels the plan brings up)."""
+          ipip_unavailable: bool, grace: frozenset[str], route_sync: bool = True
+          ) -> tuple[list, set[str], tuple[Route, ...]]:
+    """``plan``, the interfaces routes may use (oper-up, or tunnels the plan brings up),
+    and the desired routes with their conflicts settled among those interfaces."""
     device_ops, tunnels_up, vanishing = plan_devices(desired, kernel, ipip_unavailable=ipip_unavailable)
     usable = {name for name, link in kernel.links.items() if link.oper_up and name not in vanishing} | tunnels_up
+    routes = resolve_with_links(desired, {name: kernel.links[name].index if name in kernel.links else 0
+                                          for name in usable})
     ops = device_ops
     if route_sync:
         ops = (ops
                + plan_workload_addresses(desired.workload_addresses, kernel, ownership, usable, families)
-               + plan_routes(desired.routes, kernel, ownership, usable, families, vanishing, grace)
+               + plan_routes(routes, kernel, ownership, usable, families, vanishing, grace)
                + plan_neighbours(desired.neighbours, kernel, ownership, usable, vanishing))
     ops += plan_fdb(desired.fdb, kernel, usable, vanishing)
-    return ops, usable
+    return ops, usable, routes
 
 
 # --------------------------------------------------------------------------------------
@@ -965,8 +970,8 @@ class RouteDataplane:
             before = self._last_view
             kernel = self._view(ipr, desired, interfaces)
             grace = self._grace(kernel, desired)
-            ops, usable = _plan(desired, kernel, self.ownership, self.families, self._ipip_unavailable, grace,
-                                self.route_sync)
+            ops, usable, routes = _plan(desired, kernel, self.ownership, self.families, self._ipip_unavailable,
+                                        grace, self.route_sync)
             stale = False
             indexes = {name: link.index for name, link in kernel.links.items()}
 
@@ -1007,7 +1012,7 @@ class RouteDataplane:
                 # start, and each replace waits for its own address's cleanup.
                 split = next((i for i, op in enumerate(ops) if not isinstance(op, DEVICE_OPS + (RouteDelete,))),
                              len(ops))
-                wanted = AddressOwners(desired.routes, kernel.links, usable, self.ownership, self.families)
+                wanted = AddressOwners(routes, kernel.links, usable, self.ownership, self.families)
                 vanished = (vanished_routes(before, kernel, self.ownership)
                             if before is not None and before is not kernel else ())
                 deleted = []
@@ -1042,6 +1047,7 @@ class RouteDataplane:
         seen = {(name, link.index) for name, link in kernel.links.items()}
         self._first_seen = {key: self._first_seen.get(key, now) for key in seen}
         wanted = {route.dev for route in desired.routes if route.dev is not None}
+        wanted.update(route.dev for _, route in desired.contested if route.dev is not None)
         self._grace_expired = {key for key in seen if key in self._grace_expired or key[0] in wanted}
         grace = in_grace_period(self._first_seen, self._grace_expired, self.ownership, now, period)
         ends = [at + period for key, at in self._first_seen.items() if key[0] in grace]
