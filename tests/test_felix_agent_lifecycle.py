@@ -104,6 +104,13 @@ def test_restart_converges_without_writes_or_dropped_connections(node, tmp_path)
     # working throughout, and the new agent issues no iptables-restore at all.
     node.start_agent(tmp_path)
     node.wait_ready(40)
+    # The route side's and the ipset processes' metrics are fed (the two pods' routes;
+    # each route for one address first checks for a pending conntrack cleanup).
+    assert eventually(lambda: metric(node, "felix_route_table_num_routes") >= 2, 10)
+    assert metric(node, "felix_route_table_num_ifaces") >= 2
+    assert metric(node, "felix_route_table_resync_seconds_count") >= 1
+    assert metric(node, "felix_route_table_conntrack_wait_seconds_count") >= 2
+    assert metric(node, "felix_exec_time_micros_count") >= 1
     server = EchoServer(node.pods["b"].netns, 7000)
     try:
         with Conversation(node.pods["a"].netns, node.pods["b"].ipv4, 7000) as talk:

@@ -54,6 +54,8 @@ FELIX_FAMILIES = {
     "felix_ipsets_total": ("gauge", ()),
     "felix_route_table_num_routes": ("gauge", ("table",)),
     "felix_route_table_resync_seconds": ("summary", ()),
+    "felix_route_table_num_ifaces": ("gauge", ("table",)),
+    "felix_route_table_conntrack_wait_seconds": ("summary", ()),
     "felix_exec_time_micros": ("summary", ()),
     "felix_host": ("gauge", ("host",)),
 }
@@ -76,6 +78,7 @@ def exercised(clock=None) -> FelixMetrics:
     m.count_iptables_lines(4, "filter", 92)
     m.set_ipsets(4, 3)
     m.set_routes(4, 0, 5)
+    m.set_route_ifaces(4, 0, 3)
     return m
 
 
@@ -107,6 +110,8 @@ def test_help_texts_are_felixs():
     assert families["felix_int_dataplane_messages"].documentation == "Number dataplane messages by type."
     assert families["felix_int_dataplane_apply_time_seconds"].documentation == (
         "Time in seconds for each incremental update to the dataplane (after the initial resync).")
+    assert families["felix_route_table_conntrack_wait_seconds"].documentation == (
+        "Time waiting for conntrack cleanups to finish.")
     assert families["felix_host"].documentation.startswith("Configured Felix hostname (as a label)")
 
 
@@ -136,6 +141,7 @@ def test_labelled_families_appear_with_their_first_child():
     m.count_iptables_lines(4, "filter", 6)
     m.set_ipsets(6, 2)
     m.set_routes(6, 254, 8)
+    m.set_route_ifaces(6, 0, 4)
     lines = m.exposition().decode().splitlines()
     chains = [l for l in lines if l.startswith("felix_iptables_chains{")]
     assert chains == ['felix_iptables_chains{ip_version="4",table="filter"} 10',
@@ -143,6 +149,7 @@ def test_labelled_families_appear_with_their_first_child():
     assert 'felix_iptables_lines_executed{ip_version="4",table="filter"} 11' in lines
     assert 'felix_ipsets_calico{ip_version="inet6"} 2' in lines
     assert 'felix_route_table_num_routes{table="IPv6:254"} 8' in lines
+    assert 'felix_route_table_num_ifaces{table="IPv6:254"} 4' in lines
     assert 'felix_host{host="h"} 1' in lines
 
 
@@ -206,6 +213,8 @@ def test_exec_time_is_in_microseconds_and_batches_are_summarised():
     m.observe_exec(0.0025)
     m.observe_batch(3)
     m.observe_route_resync(0.5)
+    m.observe_conntrack_wait(0.0)
+    m.observe_conntrack_wait(0.25)
     m.count_calc_output_events(4)
     m.count_iptables_restore()
     m.count_iptables_restore(failed=True)
@@ -214,6 +223,8 @@ def test_exec_time_is_in_microseconds_and_batches_are_summarised():
     assert "felix_exec_time_micros_sum 2500" in lines
     assert 'felix_int_dataplane_msg_batch_size{quantile="0.5"} 3' in lines
     assert "felix_route_table_resync_seconds_count 1" in lines
+    assert "felix_route_table_conntrack_wait_seconds_count 2" in lines
+    assert "felix_route_table_conntrack_wait_seconds_sum 0.25" in lines
     assert "felix_calc_graph_output_events 4" in lines
     assert "felix_iptables_restore_calls 2" in lines
     assert "felix_iptables_restore_errors 1" in lines

@@ -83,8 +83,11 @@ def test_sets_created_with_exact_members_and_nothing_run_on_a_noop_apply(ns):
     sets.replace("this-host", IPSetType.IP, ["192.0.2.10"])
 
     in_netns(ns, dp.apply_updates)
-    restores = [c for c in rec.take() if c[0][1] == "restore"]
+    commands = rec.take()
+    restores = [c for c in commands if c[0][1] == "restore"]
     assert len(restores) == 1 and restores[0][1].endswith("COMMIT\n")
+    # Each ipset process's start time is kept for felix_exec_time_micros.
+    assert len(dp.stats.exec_starts) == len(commands) and all(0 < t < 5 for t in dp.stats.exec_starts)
     assert "KUBE-FOREIGN" not in restores[0][1]
 
     header, members = listing(ns, "cali40s:abc")

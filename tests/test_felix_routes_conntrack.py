@@ -355,8 +355,12 @@ def test_an_address_moving_to_a_new_pod_is_cleaned_before_its_new_route(cluster)
     dp = RouteDataplane(conntrack=ConntrackCleaner(remove))
     assert c.apply(dp, [_ep(CALI_A, MAC_A)]).in_sync
     _flows_for_pod(c, pod)
+    # Each single-address route written first looked for a pending cleanup (none yet).
+    assert len(dp.stats.conntrack_waits) >= 2 and not any(dp.stats.conntrack_waits)
+    dp.stats.conntrack_waits.clear()
 
     assert c.apply(dp, [_ep(CALI_B, MAC_B)]).in_sync  # both veths still there
+    assert len(dp.stats.conntrack_waits) >= 2  # the moved routes waited for their cleanups
     assert sorted(seen) == [(IP, ""), ("fd00:65::5", "")]
     assert f"dev {CALI_B}" in c.route(IP) and f"dev {CALI_B}" in c.route("fd00:65::5", 6)
     assert dp.conntrack.wait_all(30)

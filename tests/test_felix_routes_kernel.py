@@ -130,6 +130,9 @@ def test_workload_route_neighbour_and_sysctls_once_up_and_nothing_on_a_repeat(ns
                 f"net.ipv6.conf.{CALI}.proxy_ndp": "1", f"net.ipv6.conf.{CALI}.forwarding": "1"}
     assert {k: sysctl(ns, k) for k in expected} == expected
 
+    # For the metrics: two managed routes (one per family) and the reads' durations.
+    assert dp.stats.managed == {4: 1, 6: 1} and dp.stats.ifaces == 1
+    assert len(dp.stats.resync_seconds) == dp.stats.reads >= 1
     writes = dp.stats.writes, dp.stats.sysctl_writes
     with netlink_events(ns) as events:
         assert apply(ns, dp, desired).changes == 0

@@ -454,6 +454,17 @@ class Agent:
                 m.counters["felix_ipset_errors"].inc()
             seen[("ipsets", version)] = (calls, lines, errors)
             m.set_ipsets(version, len(sets.desired.sets))
+            for seconds in _drain(st.exec_starts):
+                m.observe_exec(seconds)
+        if self.routes is not None:
+            rs = self.routes.stats
+            for seconds in _drain(rs.resync_seconds):
+                m.observe_route_resync(seconds)
+            for seconds in _drain(rs.conntrack_waits):
+                m.observe_conntrack_wait(seconds)
+            for version, routes in rs.managed.items():
+                m.set_routes(version, 0, routes)
+                m.set_route_ifaces(version, 0, rs.ifaces)
 
     # -- health -----------------------------------------------------------------------------
 
@@ -464,6 +475,13 @@ class Agent:
         if ready is None:
             ready = self._applied_once and self._interfaces is not None
         self.health.report(hl.DATAPLANE, live=True, ready=ready)
+
+
+def _drain(observations: list[float]) -> list[float]:
+    """Take every pending observation out of a dataplane's list."""
+    taken = observations[:]
+    del observations[:len(taken)]
+    return taken
 
 
 def endpoint_status_prefix(value: str, env: Mapping[str, str], configured: bool = False) -> str:

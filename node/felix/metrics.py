@@ -70,6 +70,8 @@ _GAUGES = (
     ("felix_ipsets_total", "Total number of active IP sets.", ()),
     ("felix_route_table_num_routes",
      "Number of routes that Felix is managing in the particular routing table.", ("table",)),
+    ("felix_route_table_num_ifaces",
+     "Number of interfaces that Felix is monitoring for the particular routing table.", ("table",)),
 )
 
 _COUNTERS = (
@@ -98,6 +100,7 @@ _SUMMARIES = (
      "Number of messages processed in each batch. Higher values indicate we're doing more "
      "batching to try to keep up."),
     ("felix_route_table_resync_seconds", "Time taken to list all the routes during a resync."),
+    ("felix_route_table_conntrack_wait_seconds", "Time waiting for conntrack cleanups to finish."),
     ("felix_exec_time_micros", "Summary of time taken to fork/exec child processes"),
 )
 
@@ -373,8 +376,19 @@ class FelixMetrics:
         index = table_index or 254
         self.gauges["felix_route_table_num_routes"].labels(f"IPv{ip_version}:{index}").set(routes)
 
+    def set_route_ifaces(self, ip_version: int, table_index: int, ifaces: int) -> None:
+        """Interfaces the route table follows (workload and tunnel devices), labelled as
+        ``set_routes``."""
+        index = table_index or 254
+        self.gauges["felix_route_table_num_ifaces"].labels(f"IPv{ip_version}:{index}").set(ifaces)
+
     def observe_route_resync(self, seconds: float) -> None:
         self.summaries["felix_route_table_resync_seconds"].observe(seconds)
+
+    def observe_conntrack_wait(self, seconds: float) -> None:
+        """A route for a single address waited this long for its conntrack cleanup (0
+        when none was pending), as Felix observes before each such route."""
+        self.summaries["felix_route_table_conntrack_wait_seconds"].observe(seconds)
 
     # -- exposition ------------------------------------------------------------------------
 

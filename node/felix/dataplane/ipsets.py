@@ -236,13 +236,29 @@ class IPSetStats:
     errors: int = 0
     commands: int = 0
     sets: int = 0
+    # Seconds each ipset process took to start, until the metrics take them.
+    exec_starts: list[float] = field(default_factory=list)
 
 
 Runner = Callable[[Sequence[str], str | None], subprocess.CompletedProcess]
 
 
+class TimedProcess(subprocess.CompletedProcess):
+    """A finished command with the seconds its process took to start (fork and exec):
+    Felix's felix_exec_time_micros."""
+
+    def __init__(self, args, returncode, stdout, stderr, start_seconds: float):
+        super().__init__(args, returncode, stdout, stderr)
+        self.start_seconds = start_seconds
+
+
 def run_command(argv: Sequence[str], stdin: str | None) -> subprocess.CompletedProcess:
-    return subprocess.run(list(argv), input=stdin, capture_output=True, text=True, check=False)
+    started = time.perf_counter()
+    with subprocess.Popen(list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        start_seconds = time.perf_counter() - started
+        out, err = proc.communicate(stdin)
+    return TimedProcess(list(argv), proc.returncode, out, err, start_seconds)
 
 
 class IPSetsDataplane:
@@ -278,10 +294,14 @@ class IPSetsDataplane:
     def _run(self, args: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess:
         self.stats.commands += 1
         try:
-            return self._run_command([self.ipset, *args], stdin)
+            proc = self._run_command([self.ipset, *args], stdin)
         except OSError as exc:  # no ipset binary, or it cannot be started
             self.stats.errors += 1
             raise IPSetsError(f"cannot run {self.ipset}: {exc}") from exc
+        started = getattr(proc, "start_seconds", None)
+        if started is not None and len(self.stats.exec_starts) < 1000:  # bounded if nobody takes them
+            self.stats.exec_starts.append(started)
+        return proc
 
     def read_kernel(self) -> dict[str, KernelSet]:
         """Every owned set of this family with its members (and cache it)."""

@@ -838,12 +838,28 @@ def tx_checksumming(dev: str) -> bool:
 
 @dataclass
 class RouteStats:
-    """Counters for metrics and tests: netlink writes done, failures, full reads."""
+    """Counters for metrics and tests: netlink writes done, failures, full reads; and, until
+    the metrics take them, the seconds of each full read (felix_route_table_resync_seconds)
+    and of each wait for an address's conntrack cleanup before its route
+    (felix_route_table_conntrack_wait_seconds), and the routes managed per family."""
 
     writes: int = 0
     errors: int = 0
     reads: int = 0
     sysctl_writes: int = 0
+    resync_seconds: list[float] = field(default_factory=list)
+    conntrack_waits: list[float] = field(default_factory=list)
+    managed: dict[int, int] = field(default_factory=dict)
+    ifaces: int = 0  # workload and tunnel interfaces present at the last apply
+
+
+_TUNNEL_DEVICES = frozenset({IPIP_DEVICE, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6})
+_MAX_PENDING_OBSERVATIONS = 1000  # observations kept when no metrics take them
+
+
+def _observe(into: list[float], seconds: float) -> None:
+    if len(into) < _MAX_PENDING_OBSERVATIONS:
+        into.append(seconds)
 
 
 @dataclass(frozen=True)
@@ -955,7 +971,9 @@ class RouteDataplane:
                 links = links if links is not None else read_links(ipr)
                 address_devices |= {name for name in links if self.ownership.is_workload(name)}
             self._swept_addresses = True
+        started = time.perf_counter()
         self._kernel = read_kernel(ipr, self.families, tunnels, links, address_devices)
+        _observe(self.stats.resync_seconds, time.perf_counter() - started)
         self._tunnels = tunnels
         self._read_at = self._clock()
         self.stats.reads += 1
@@ -974,6 +992,15 @@ class RouteDataplane:
                                         grace, self.route_sync)
             stale = False
             indexes = {name: link.index for name, link in kernel.links.items()}
+            managed = dict.fromkeys(self.families, 0) if self.route_sync else {}
+            if self.route_sync:
+                for route in routes:
+                    family = route_key(route)[0]
+                    if family in managed and (route.dev is None or route.dev in usable):
+                        managed[family] += 1
+            self.stats.managed = managed
+            self.stats.ifaces = sum(1 for name in kernel.links
+                                    if self.ownership.is_workload(name) or name in _TUNNEL_DEVICES)
 
             def run(op) -> bool:
                 nonlocal stale, changes
@@ -1026,7 +1053,7 @@ class RouteDataplane:
                     if isinstance(op, RouteReplace):
                         addr = single_address(op.route)
                         if addr is not None:
-                            cleaner.wait(addr)
+                            _observe(self.stats.conntrack_waits, cleaner.wait(addr))
                     run(op)
             self._last_view = kernel
             if stale:
