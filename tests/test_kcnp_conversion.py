@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from kcnp_examples import API_VERSION, BASIC, NETWORKS, PEER_SELECTORS, PEERS_AND_PORTS, TCP80, TCP_RANGE
 from node.datastore.kubernetes import conversion as conv
 from node.model import from_dict
 
 UID = "30316465-6365-4463-ad63-3564622d3638"
 K8S = "projectcalico.org/orchestrator == 'k8s'"
-TCP80 = {"tcp": {"destinationPort": {"number": 80}}}
-TCP_RANGE = {"tcp": {"destinationPort": {"range": {"start": 2000, "end": 3000}}}}
 
 
 def _cnp(spec: dict, name: str = "test.policy", **meta) -> dict:
-    return {"apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+    return {"apiVersion": API_VERSION, "kind": "ClusterNetworkPolicy",
             "metadata": {"name": name, "uid": UID, **meta}, "spec": spec}
 
 
@@ -37,11 +36,7 @@ def _convert(spec: dict) -> tuple[dict, list[str]]:
 
 def test_basic_policy():
     # "should parse a basic k8s ClusterNetworkPolicy to a GlobalNetworkPolicy"
-    policy, problems = _convert({
-        "priority": 100, "tier": "Admin", "subject": {"namespaces": {"matchLabels": {"label2": "value2",
-                                                                                     "label": "value"}}},
-        "ingress": [{"name": "The first ingress rule", "action": "Accept", "protocols": [TCP80],
-                     "from": [_ns(k2="v2", k="v")]}]})
+    policy, problems = _convert(BASIC)
     assert problems == []
     assert policy["kind"] == "KubernetesClusterNetworkPolicy"
     assert policy["metadata"] == {"name": "test.policy", "uid": "0c8c26a6-c6a6-44c6-adc6-ac2646b46c1c"}
@@ -179,13 +174,7 @@ def test_multiple_peers_and_ports():
     # "should parse an ClusterNetworkPolicy with multiple peers and ports": one rule per
     # protocol (named ports, without one, first) and peer. Calico keeps "8080" as a port
     # name that can match nothing; here it is left out, with a note.
-    protocols = [TCP80, {"udp": {"destinationPort": {"range": {"start": 20, "end": 30}}}},
-                 {"destinationNamedPort": "http-port"}, {"destinationNamedPort": "8080"}]
-    policy, problems = _convert({
-        "priority": 600, "tier": "Admin", "subject": {"namespaces": {"matchLabels": {"label": "value"}}},
-        "ingress": [{"action": "Pass", "protocols": protocols,
-                     "from": [_ns(k="v"), {"pods": {"podSelector": {"matchLabels": {"k2": "v2"}}}}]}],
-        "egress": [{"action": "Deny", "protocols": protocols, "to": [_ns(k3="v3")]}]})
+    policy, problems = _convert(PEERS_AND_PORTS)
     note = "named port(s) 8080 can never match a Kubernetes port name; left out"
     assert problems == [f"spec.ingress[0]: {note}", f"spec.egress[0]: {note}"]
     ingress = policy["spec"]["ingress"]
@@ -205,16 +194,7 @@ def test_multiple_peers_and_ports():
 def test_peer_selectors():
     # "with a rule with namespaceSelector", "... with podSelector", "... with empty
     # namespaceSelector", "... with empty podSelector", "... with both Namespaces and Pods"
-    subject = {"pods": {"podSelector": {"matchLabels": {"label": "value"}}}}
-    policy, _ = _convert({"priority": 600, "tier": "Admin", "subject": subject, "ingress": [
-        {"action": "Accept", "from": [_ns(namespaceRole="dev", namespaceFoo="bar")]},
-        {"action": "Accept", "from": [{"namespaces": {"matchLabels": {}}}]},
-        {"action": "Deny", "from": [{"pods": {"namespaceSelector": {"matchLabels": {"namespaceRole": "dev"}},
-                                              "podSelector": {"matchLabels": {"podC": "D", "podA": "B"}}}}]}],
-        "egress": [
-        {"action": "Accept", "to": [{"pods": {"podSelector": {"matchLabels": {"namespaceRole": "dev"}}}}]},
-        {"action": "Pass", "to": [{"pods": {"namespaceSelector": {"matchLabels": {}},
-                                            "podSelector": {"matchLabels": {}}}}]}]})
+    policy, _ = _convert(PEER_SELECTORS)
     spec = policy["spec"]
     assert spec["selector"] == f"{K8S} && label == 'value'" and spec["namespaceSelector"] == "all()"
     assert [r["source"] for r in spec["ingress"]] == [
@@ -260,10 +240,7 @@ def test_unconvertible_deny_and_pass_rules_become_deny_all():
 
 def test_networks_peers():
     # "with a Networks peer", "with an any address Network peer", "with a Networks peer and ports"
-    policy, problems = _convert({
-        "priority": 100, "tier": "Admin", "subject": {"namespaces": {}},
-        "egress": [{"action": "Accept", "to": [{"networks": ["10.10.10.1/24", "0.0.0.0/0", "::/0"]}]},
-                   {"action": "Deny", "protocols": [TCP80], "to": [{"networks": ["fd00::1/64"]}]}]})
+    policy, problems = _convert(NETWORKS)
     assert problems == []
     assert policy["spec"]["egress"] == [
         {"action": "Allow", "destination": {"nets": ["10.10.10.0/24", "0.0.0.0/0", "::/0"]}},

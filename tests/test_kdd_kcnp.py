@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from kcnp_examples import ADMIN, BASELINE
 from kdd_fixtures import kube, kube_config, kube_kv  # noqa: F401  (fixtures)
 from kdd_fixtures import k8s_node, kube_env, namespace, pod, wait_for
 from node.datastore.client import DatastoreClient, OperationNotSupported
@@ -27,15 +28,6 @@ KIND = "KubernetesClusterNetworkPolicy"
 
 def _cnp(name: str, spec: dict) -> dict:
     return {"apiVersion": CNP[0], "kind": "ClusterNetworkPolicy", "metadata": {"name": name}, "spec": spec}
-
-
-ADMIN = {"tier": "Admin", "priority": 10, "subject": {"pods": {"podSelector": {"matchLabels": {"app": "web"}}}},
-         "ingress": [{"name": "no-ssh", "action": "Deny", "protocols": [{"tcp": {"destinationPort": {"number": 22}}}],
-                      "from": [{"namespaces": {}}]}],
-         "egress": [{"name": "defer-internal", "action": "Pass", "to": [{"networks": ["10.0.0.0/8"]}]}]}
-BASELINE = {"tier": "Baseline", "priority": 5, "subject": {"namespaces": {"matchLabels": {"team": "retail"}}},
-            "ingress": [{"action": "Accept", "from": [{"pods": {"namespaceSelector": {},
-                                                               "podSelector": {"matchLabels": {"app": "db"}}}}]}]}
 
 
 def _chain(prefix: str, name: str) -> str:

@@ -1,9 +1,14 @@
 """manifests/: every object validates against Kubernetes' own schemas (offline, with
 kubernetes-validate), the CRDs are structural and cover every kind the model stores, and
-what Calico stores for each kind fits its CRD."""
+what Calico stores for each kind fits its CRD; network-policy-api's ClusterNetworkPolicy
+CRD is shipped as upstream released it, serves the version the datastore reads, and
+admits the ClusterNetworkPolicies the tests use."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +20,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
+import kcnp_examples
 from node.model.kinds import KINDS
 from resource_examples import STORED
 
@@ -28,6 +34,12 @@ NATIVE_BACKED = {"Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy
 V1_NAMES = {"IPAMConfiguration": ("IPAMConfig", "ipamconfigs")}
 # IPAM records the model stores outside the v3 kinds, with their CRDs.
 IPAM_CRDS = {"IPAMBlock": "ipamblocks", "IPAMHandle": "ipamhandles"}
+# network-policy-api's ClusterNetworkPolicy CRD: v0.2.0's standard channel, as Calico
+# v3.32's calico.yaml ships it, vendored byte for byte (git blob of
+# config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml at v0.2.0).
+CNP_CRD_NAME = "clusternetworkpolicies.policy.networking.k8s.io"
+CNP_VENDORED = MANIFESTS / "vendor" / "network-policy-api" / "policy.networking.k8s.io_clusternetworkpolicies.yaml"
+CNP_UPSTREAM_BLOB = "c16d608815d80fa1627aef60fd1db3b241dd18fc"
 
 
 def _docs(name: str) -> list[dict]:
@@ -35,7 +47,8 @@ def _docs(name: str) -> list[dict]:
 
 
 def _crds() -> dict[str, dict]:
-    return {d["spec"]["names"]["kind"]: d for d in _docs("crds.yaml")}
+    """Calico's own CRDs (crd.projectcalico.org) in crds.yaml, by kind."""
+    return {d["spec"]["names"]["kind"]: d for d in _docs("crds.yaml") if d["spec"]["group"] == GROUP}
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -282,3 +295,145 @@ def test_rbac_lets_the_kdd_node_follow_the_native_policies():
         verbs = {v for rule in role["rules"] if group in rule["apiGroups"] and path.plural in rule["resources"]
                  for v in rule["verbs"]}
         assert {"list", "watch"} <= verbs, path.plural
+
+
+# -- network-policy-api's ClusterNetworkPolicy CRD ---------------------------------------
+
+def _git_blob(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _cnp_crd() -> dict:
+    (crd,) = [d for d in _docs("crds.yaml") if d["metadata"]["name"] == CNP_CRD_NAME]
+    return crd
+
+
+def test_crds_yaml_ships_network_policy_api_crd_verbatim():
+    """The vendored file is upstream's, byte for byte; crds.yaml carries its text unchanged
+    (not re-serialized) after a comment naming its source and licence; only crds.yaml
+    (the Kubernetes datastore's CRDs) has it."""
+    data = CNP_VENDORED.read_bytes()
+    assert _git_blob(data) == CNP_UPSTREAM_BLOB, "the vendored CRD is not network-policy-api v0.2.0's file"
+    license_text = (CNP_VENDORED.parent / "LICENSE").read_text()
+    assert "Apache License" in license_text and "Version 2.0, January 2004" in license_text
+    crds_text = (MANIFESTS / "crds.yaml").read_text()
+    assert crds_text.count(data.decode()) == 1
+    comment = crds_text[:crds_text.index(data.decode())].rsplit("---\n", 1)[1]
+    assert comment and all(line.startswith("# ") for line in comment.splitlines()), comment
+    for needle in ("https://github.com/kubernetes-sigs/network-policy-api", "tag v0.2.0",
+                   "config/crd/standard/policy.networking.k8s.io_clusternetworkpolicies.yaml",
+                   "Apache License 2.0", "manifests/vendor/network-policy-api/LICENSE"):
+        assert needle in comment, needle
+    crd = _cnp_crd()
+    assert crd == yaml.safe_load(data)
+    annotations = crd["metadata"]["annotations"]
+    assert annotations["policy.networking.k8s.io/bundle-version"] == "v0.2.0"
+    assert annotations["policy.networking.k8s.io/channel"] == "standard"
+    # Like Calico's, the etcd manifest has no CRDs; calico.yaml leaves them to crds.yaml.
+    for name in ("calico.yaml", "calico-etcd.yaml"):
+        assert not [d for d in _docs(name) if d["kind"] == "CustomResourceDefinition"], name
+
+
+def test_the_generator_checks_the_vendored_crd(monkeypatch):
+    """gen_crds.py records the same upstream blob and refuses a copy that does not hash to it."""
+    spec = importlib.util.spec_from_file_location("gen_crds", REPO / "scripts" / "gen_crds.py")
+    gen = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gen_crds", gen)  # dataclasses look their module up
+    spec.loader.exec_module(gen)
+    (vendored,) = gen.VENDORED_CRDS
+    assert (vendored.file, vendored.blob, vendored.tag) == (CNP_VENDORED, CNP_UPSTREAM_BLOB, "v0.2.0")
+    with pytest.raises(SystemExit, match="vendored files are copied, not edited"):
+        dataclasses.replace(vendored, blob="0" * 40).text()
+
+
+def test_cluster_network_policy_crd_serves_what_the_datastore_reads():
+    """The API version, plural, kind and scope node/datastore/kubernetes reads
+    ClusterNetworkPolicies through (and the stand-in API server serves in the tests) are
+    the CRD's, and that version is served and stored."""
+    from kube_standin import _resources
+    from node.datastore.kubernetes.kv import CLUSTER_NETWORK_POLICIES as path
+
+    crd = _cnp_crd()
+    group, version = path.api_version.split("/")
+    assert (group, version) == ("policy.networking.k8s.io", kcnp_examples.API_VERSION.split("/")[1])
+    assert crd["spec"]["group"] == group
+    assert crd["spec"]["scope"] == ("Namespaced" if path.namespaced else "Cluster")
+    names = crd["spec"]["names"]
+    assert (names["plural"], names["kind"]) == (path.plural, path.kind)
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    assert served["served"] and served["storage"]
+    standin = _resources(())[(path.api_version, path.plural)]
+    assert (standin.kind, standin.namespaced) == (path.kind, path.namespaced)
+
+
+def _cnp_schema() -> dict:
+    (version,) = [v for v in _cnp_crd()["spec"]["versions"] if v["name"] == "v1alpha2"]
+    return _as_json_schema(version["schema"]["openAPIV3Schema"])
+
+
+def _cnp_object(name: str, spec: dict) -> dict:
+    return {"apiVersion": kcnp_examples.API_VERSION, "kind": "ClusterNetworkPolicy", "metadata": {"name": name},
+            "spec": copy.deepcopy(spec)}
+
+
+@pytest.mark.parametrize("name", sorted(kcnp_examples.WELL_FORMED))
+def test_the_tests_cluster_network_policies_fit_the_crd(name):
+    """The ClusterNetworkPolicies the KDD and conversion tests use are ones an API server
+    with the shipped CRD admits (its OpenAPI schema; its CEL rules, such as isCIDR and
+    start < end, are not evaluated here)."""
+    jsonschema.validate(_cnp_object(name, kcnp_examples.WELL_FORMED[name]), _cnp_schema())
+
+
+def _with(spec: dict, path: tuple, value) -> dict:
+    out = copy.deepcopy(spec)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    if value is _with:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return out
+
+
+ADMIN, BASELINE = kcnp_examples.ADMIN, kcnp_examples.BASELINE
+# Malformed specs, each with where the schema must find the fault.
+REJECTED = {
+    # test_kdd_kcnp.py's malformed policies: the stand-in takes them, the CRD does not.
+    "unknown tier": (_with(BASELINE, ("tier",), "Frontline"), ["tier"]),
+    "empty subject": (_with(ADMIN, ("subject",), {}), ["subject"]),
+    # What test_kcnp_conversion.py says the CRD refuses.
+    "Log action": (_with(ADMIN, ("ingress", 0, "action"), "Log"), ["ingress", 0, "action"]),
+    "peer of the wrong shape": (_with(ADMIN, ("ingress", 0, "from"), [{"pods": "web"}]),
+                                ["ingress", 0, "from", 0, "pods"]),
+    "protocol as a string": (_with(ADMIN, ("ingress", 0, "protocols"), ["tcp"]), ["ingress", 0, "protocols", 0]),
+    "selector labels as a list": (_with(BASELINE, ("subject",), {"namespaces": {"matchLabels": ["a"]}}),
+                                  ["subject", "namespaces", "matchLabels"]),
+    # Others.
+    "no tier": (_with(ADMIN, ("tier",), _with), []),
+    "priority over 1000": (_with(ADMIN, ("priority",), 1001), ["priority"]),
+    "egress rule without to": (_with(ADMIN, ("egress", 0, "to"), _with), ["egress", 0]),
+    "two subjects": (_with(ADMIN, ("subject", "namespaces"), {}), ["subject"]),
+    "port 0": (_with(ADMIN, ("ingress", 0, "protocols"), [{"tcp": {"destinationPort": {"number": 0}}}]),
+               ["ingress", 0, "protocols", 0, "tcp", "destinationPort", "number"]),
+    "pods peer without podSelector": (_with(BASELINE, ("ingress", 0, "from", 0, "pods", "podSelector"), _with),
+                                      ["ingress", 0, "from", 0, "pods"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+def test_the_crd_rejects_malformed_cluster_network_policies(case):
+    spec, where = REJECTED[case]
+    with pytest.raises(jsonschema.ValidationError) as caught:
+        jsonschema.validate(_cnp_object("bad", spec), _cnp_schema())
+    assert list(caught.value.absolute_path) == ["spec", *where], caught.value.message
+
+
+def test_kubernetes_validate_checks_the_vendored_crd():
+    """The CRD object itself is valid for the apiextensions.k8s.io/v1 schema (the
+    every-object test covers it through crds.yaml); a broken copy is refused."""
+    crd = copy.deepcopy(_cnp_crd())
+    kubernetes_validate.validate(crd, latest_version(), strict=True)
+    crd["spec"]["scope"] = ["Cluster"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(crd, latest_version(), strict=True)

@@ -50,8 +50,8 @@ class ApiError(DatastoreError):
 @dataclass(frozen=True)
 class ResourcePath:
     """Where a kind of object lives: ``/api/v1`` or ``/apis/<group>/<version>``, its plural,
-    and whether it is namespaced. ``optional``: served only once a CRD Calico does not
-    ship is installed, so its absence is a valid, lasting state."""
+    and whether it is namespaced. ``optional``: served only once a CRD that a cluster may
+    lack is installed (network-policy-api's), so its absence is a valid, lasting state."""
 
     prefix: str
     plural: str
