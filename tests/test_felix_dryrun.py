@@ -51,8 +51,9 @@ def test_datastore_and_files_give_the_same_tables(etcd_clean_config, tmp_path):
     from_etcd = dry_run("node1", env, interfaces=IFACES, sync_timeout=20)
     from_file = dry_run("node1", {}, files=[str(source)], interfaces=IFACES)
     assert from_etcd == from_file
-    assert dry_run("node1", env, interfaces=IFACES, what="ipsets") == \
-        dry_run("node1", {}, files=[str(source)], interfaces=IFACES, what="ipsets")
+    for what in ("ipsets", "qos"):
+        assert dry_run("node1", env, interfaces=IFACES, what=what) == \
+            dry_run("node1", {}, files=[str(source)], interfaces=IFACES, what=what)
 
     # The command itself, reading this namespace's interfaces.
     run = _calico_node("felix", "--dry-run", env=_env(NODENAME="node1", ETCD_ENDPOINTS=env["ETCD_ENDPOINTS"]))
@@ -146,6 +147,32 @@ def test_unreadable_file_and_disabled_ipv6(tmp_path):
     source = str(GOLDEN / "profile-only" / "resources.yaml")
     with pytest.raises(DryRunError, match="IPv6 is disabled"):
         dry_run("node1", {"FELIX_IPV6SUPPORT": "false"}, files=[source], ip_version=6, interfaces=IFACES)
+
+
+def test_bandwidth_limits_of_this_hosts_active_workloads():
+    """``--qos``: the qdiscs of the workloads the agent hands its QoS dataplane, whichever
+    IP family is asked for; another host's workloads are its own business."""
+    source = str(GOLDEN / "two-tiers" / "resources.yaml")
+    mtus = {"calia1b2c3d4e5f": 1450, "cali0f0f0f0f0f0": 1500}
+    text = dry_run("node1", {}, files=[source], what="qos", interfaces=IFACES, interface_mtus=mtus)
+    assert text == (GOLDEN / "two-tiers" / "qos.txt").read_text()
+    assert "cali0f0f0f0f0f0" not in text
+    assert dry_run("node1", {"FELIX_IPV6SUPPORT": "false"}, files=[source], what="qos", ip_version=6,
+                   interfaces=IFACES, interface_mtus=mtus) == text
+    # node2's client: 5 Mbit/s with the default 4 Gi bit burst, whose buffer (859 s) and
+    # limit saturate at 32 bits.
+    assert dry_run("node2", {}, files=[source], what="qos", interfaces=IFACES, interface_mtus=mtus) == (
+        "qdisc tbf 1: dev cali0f0f0f0f0f0 root rate 625000 B/s buffer 4294967295 ticks limit 4294967295 B\n")
+    assert dry_run("node1", {}, files=[str(GOLDEN / "profile-only" / "resources.yaml")], what="qos",
+                   interfaces=IFACES) == ""
+
+    # The command, reading this namespace's interfaces (the workload's is not here).
+    run = _calico_node("felix", "--dry-run", "--qos", "--from-file", source, env=_env(NODENAME="node1"))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1] == "link bwcali6f69afdc9 type ifb mtu of calia1b2c3d4e5f up"
+    assert run.stdout.count("(at least the MTU of calia1b2c3d4e5f + 14)") == 1
+    run = _calico_node("felix", "--qos", env=_env(NODENAME="node1"))
+    assert run.returncode == 1 and "--qos go with --dry-run" in run.stderr
 
 
 def test_felix_environment_changes_the_rendering():

@@ -1,8 +1,12 @@
-"""Golden dry-run output for fixed scenarios: the four tables, the IP sets and the routes.
+"""Golden dry-run output for fixed scenarios: the four tables, the IP sets, the routes
+and the bandwidth limits' qdiscs.
 
 Each folder under ``felix_golden/`` holds ``resources.yaml`` (calicoctl format) and the
 expected text of ``calico-node felix --dry-run`` for host ``node1`` with the interfaces
-below (or those of the folder's ``interfaces.json``): ``tables-v4.txt``, ``ipsets-v4.txt``, ``routes-v4.txt`` and their v6 twins.
+below (or those of the folder's ``interfaces.json``), workload interfaces with an MTU of
+1450 and the others 1500: ``tables-v4.txt``, ``ipsets-v4.txt``, ``routes-v4.txt`` and their
+v6 twins, and ``qos.txt`` (``--qos``, the same for both families; empty when no local
+workload has bandwidth limits).
 
 The static chains' rule IDs in these files are the ones Felix's own tests and fv dump
 show (``test_felix_rules_static.py`` checks them against those vectors); the rest was
@@ -31,20 +35,29 @@ def interfaces_for(scenario: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else INTERFACES
 
 
-OUTPUTS = [(what, v) for what in ("tables", "ipsets", "routes") for v in (4, 6)]
+def mtus_for(scenario: str) -> dict:
+    """The MTUs of a scenario's interfaces: 1450 for workload ones, 1500 for the rest."""
+    return {name: 1450 if name.startswith("cali") else 1500 for name in interfaces_for(scenario)}
+
+
+OUTPUTS = [(what, v) for what in ("tables", "ipsets", "routes") for v in (4, 6)] + [("qos", 4)]
+
+
+def golden_name(what: str, version: int) -> str:
+    return "qos.txt" if what == "qos" else f"{what}-v{version}.txt"
 
 
 def test_every_scenario_is_here():
     assert SCENARIOS == ["host-endpoint", "kube-ipvs", "profile-only", "staged", "two-tiers", "vxlan"]
 
 
-@pytest.mark.parametrize("what, version", OUTPUTS, ids=[f"{w}-v{v}" for w, v in OUTPUTS])
+@pytest.mark.parametrize("what, version", OUTPUTS, ids=[golden_name(w, v)[:-4] for w, v in OUTPUTS])
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_golden(scenario, what, version, caplog):
     folder = GOLDEN / scenario
     text = dry_run("node1", {}, files=[str(folder / "resources.yaml")], ip_version=version, what=what,
-                   interfaces=interfaces_for(scenario))
-    expected_file = folder / f"{what}-v{version}.txt"
+                   interfaces=interfaces_for(scenario), interface_mtus=mtus_for(scenario))
+    expected_file = folder / golden_name(what, version)
     if os.environ.get("FELIX_GOLDEN_UPDATE"):
         expected_file.write_text(text)
     assert text == expected_file.read_text()

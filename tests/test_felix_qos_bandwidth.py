@@ -271,6 +271,81 @@ def test_plan_reports_buckets_the_kernel_cannot_use_and_changes_nothing_for_them
 
 
 # --------------------------------------------------------------------------------------
+# The dry run's text.
+
+FILTER = (f"filter u32 dev {W} parent ffff: protocol all prio 1 match all classid 1:1 "
+          f"action mirred egress redirect dev {IFB} stolen")
+
+
+def render(mtus=None, **qos):
+    return qb.render_bandwidth(qb.desired_bandwidth({WID: endpoint(**qos)}, TICK), {W: 1500} if mtus is None else mtus)
+
+
+def test_render_ingress_only():
+    # 10 Mbit/s: 1.25e6 B/s; a 300 Mbit burst (37.5e6 B) takes 30 s = 468.75e6 ticks;
+    # limit 1.25e6 * 0.025 + 468.75e6 = 468_781_250.
+    assert render(ingress_bandwidth=10_000_000, ingress_burst=300_000_000) == ([
+        f"qdisc tbf 1: dev {W} root rate 1250000 B/s buffer 468750000 ticks limit 468781250 B",
+    ], [])
+
+
+def test_render_egress_only():
+    # 8000 bit/s: 1000 B/s; an 80 bit burst (10 B) takes 10 ms = 156_250 ticks; limit 25 + 156_250.
+    assert render(egress_bandwidth=8000, egress_burst=80) == ([
+        f"link {IFB} type ifb mtu 1500 up",
+        f"qdisc ingress ffff: dev {W} parent ffff:fff1",
+        FILTER,
+        f"qdisc tbf 1: dev {IFB} root rate 1000 B/s buffer 156250 ticks limit 156275 B",
+    ], [])
+
+
+def test_render_both_directions_with_peakrates_and_minbursts():
+    # Ingress: the fv settings (10 Mbit/s, 300 Mbit burst, 100 Mbit/s peakrate): the limit is
+    # the peakrate's, 12.5e6 * 0.025 = 312_500; no minburst, so the MTU 1450 + 14.
+    # Egress: the same with a 3000 B minburst: 240 us at the peakrate = 3750 ticks, limit
+    # 312_500 + 3750; the minburst is above 1450 + 14 and stays.
+    text, problems = render({W: 1450}, ingress_bandwidth=10_000_000, ingress_burst=300_000_000,
+                            ingress_peakrate=100_000_000, egress_bandwidth=10_000_000, egress_burst=300_000_000,
+                            egress_peakrate=100_000_000, egress_minburst=3000)
+    assert problems == []
+    assert text == [
+        f"qdisc tbf 1: dev {W} root rate 1250000 B/s buffer 468750000 ticks limit 312500 B "
+        "peakrate 12500000 B/s minburst 1464 B",
+        f"link {IFB} type ifb mtu 1450 up",
+        f"qdisc ingress ffff: dev {W} parent ffff:fff1",
+        FILTER,
+        f"qdisc tbf 1: dev {IFB} root rate 1250000 B/s buffer 468750000 ticks limit 316250 B "
+        "peakrate 12500000 B/s minburst 3000 B",
+    ]
+
+
+def test_render_nothing_without_bandwidth_limits():
+    assert render() == ([], [])
+    assert render(ingress_packet_rate=100, ingress_packet_burst=5, egress_max_connections=10) == ([], [])
+    assert qb.render_bandwidth(qb.BandwidthTargets(), {}) == ([], [])
+
+
+def test_render_an_interface_that_is_not_here_names_its_mtu():
+    text, _ = render({}, egress_bandwidth=10_000_000, egress_burst=300_000_000, egress_peakrate=100_000_000)
+    assert text[0] == f"link {IFB} type ifb mtu of {W} up"
+    assert text[3] == (f"qdisc tbf 1: dev {IFB} root rate 1250000 B/s buffer 468750000 ticks limit 312500 B "
+                       f"peakrate 12500000 B/s minburst 0 B (at least the MTU of {W} + 14)")
+
+
+def test_render_orders_interfaces_by_name_and_reports_unusable_buckets():
+    tiny = qb.tbf_values(10**15, 1000, 0, 0, TICK)
+    targets = qb.BandwidthTargets({
+        "cali2": qb.InterfaceBandwidth(WID, EGR, None),
+        "cali1": qb.InterfaceBandwidth(WID, tiny, EGR),
+    })
+    text, problems = qb.render_bandwidth(targets, {"cali1": 1500, "cali2": 1500})
+    assert [line.split(" dev ")[1].split()[0] for line in text if line.startswith("qdisc tbf")] == [
+        qb.ifb_device_name("cali1"), "cali2"]
+    assert len(problems) == 1
+    assert problems[0].startswith("interface cali1 (endpoint k8s/ns1/pod1/eth0): ingress: invalid token bucket")
+
+
+# --------------------------------------------------------------------------------------
 # The qdisc dump's parser.
 
 def _attr(kind: int, value: bytes) -> bytes:

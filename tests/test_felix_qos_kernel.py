@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -302,6 +303,52 @@ def test_a_failing_interface_is_logged_and_retried_without_stopping_the_others(n
     again = run()
     assert again.failures == result.failures and dp.stats.reads == 2
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_the_dry_run_prints_what_the_dataplane_programs(ns):
+    """The golden "two-tiers" scenario's local workload, its veth here with an MTU of 1450:
+    ``felix --dry-run --qos`` run in the namespace prints the golden text, and the agent's
+    QoS dataplane, given the endpoints the agent gives it, programs exactly that (read
+    back with ``tc -raw``: the buffer is the burst's raw ticks)."""
+    from node.datastore.syncer import SyncStatus
+    from node.felix.calc.offline import updates_from_resources
+    from node.felix.dryrun import dry_run, load_files
+    from node.felix.pipeline import Pipeline
+
+    golden = Path(__file__).parent / "felix_golden" / "two-tiers"
+    web = "calia1b2c3d4e5f"
+    add_workload(ns, web, mtu=1450)
+    text = in_netns(ns, lambda: dry_run("node1", {}, files=[str(golden / "resources.yaml")], what="qos"))
+    assert text == (golden / "qos.txt").read_text()
+
+    pipeline = Pipeline("node1", {})
+    pipeline.on_updates(updates_from_resources(load_files([str(golden / "resources.yaml")])[0]))
+    pipeline.on_status(SyncStatus.IN_SYNC)
+    pipeline.complete()
+    pipeline.set_interfaces({web: []})
+    active = pipeline.dataplanes[4].active_workload_endpoints()
+    assert apply(ns, QoSDataplane(), active).changes == 5
+    assert apply(ns, QoSDataplane(), active).changes == 0  # a fresh read finds the peak buckets right too
+    kernel = {(q["dev"], q["kind"]): q for q in json.loads(ns.run("tc", "-j", "-raw", "qdisc", "show").stdout)}
+    filters = json.loads(ns.run("tc", "-j", "filter", "show", "dev", web, "parent", "ffff:").stdout)
+    for line in text.splitlines():
+        words = line.split()
+        if words[:2] == ["qdisc", "tbf"]:
+            opts = kernel[(words[4], "tbf")]["options"]
+            value = {words[i]: int(words[i + 1]) for i in range(5, len(words) - 1) if words[i + 1].isdigit()}
+            assert (opts["rate"], int(opts["burst_raw"], 16), opts["limit"]) == (
+                value["rate"], value["buffer"], value["limit"]), line
+            assert ("minburst" in opts) == ("peakrate" in words), line
+        elif words[0] == "link":
+            dev = link(ns, words[1])
+            assert dev["linkinfo"]["info_kind"] == "ifb" and dev["mtu"] == int(words[5]) and "UP" in dev["flags"]
+        elif words[:2] == ["qdisc", "ingress"]:
+            assert kernel[(words[4], "ingress")]["parent"] == words[6]
+        else:
+            assert words[:2] == ["filter", "u32"], line
+            [rule] = [f for f in filters if "actions" in f.get("options", {})]
+            assert rule["pref"] == 1 and rule["options"]["flowid"] == "1:1"
+            assert rule["options"]["actions"][0]["to_dev"] == words[-2]
 
 
 # --------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 It feeds the same ``Pipeline`` the agent uses, either from resource files or from the
 datastore until in sync, resolves host endpoints against this namespace's interfaces, and
-renders one IP family's tables, IP sets or routes as text.
+renders one IP family's tables, IP sets or routes as text, or the workloads' bandwidth
+limits (tc qdiscs, the same for both families).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from node.errors import CalicoError
 from node.felix.calc.offline import updates_from_resources
 from node.felix.calc.routes import IPAMBlock
 from node.felix.pipeline import FELIX_KINDS, Pipeline, felix_sources
+from node.felix.qos_bandwidth import DEFAULT_TICK_IN_USEC, desired_bandwidth, render_bandwidth
 from node.model import ipam as ipam_records
 from node.felix.routes import DesiredRoutes, vxlan_device_name
 from node.model import Resource, UnknownKind, from_dict, load_documents
@@ -110,10 +112,11 @@ def _from_datastore(pipeline: Pipeline, env: Mapping[str, str], timeout: float) 
 
 
 def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (), ip_version: int = 4,
-            what: str = "tables", sync_timeout: float = 30.0, interfaces: Mapping[str, Iterable[str]] | None = None
-            ) -> str:
-    """The text the dry run prints. ``interfaces`` (name -> addresses) replaces reading this
-    namespace's interfaces (tests use it)."""
+            what: str = "tables", sync_timeout: float = 30.0, interfaces: Mapping[str, Iterable[str]] | None = None,
+            interface_mtus: Mapping[str, int] | None = None) -> str:
+    """The text the dry run prints (``what``: tables, ipsets, routes or qos). ``interfaces``
+    (name -> addresses) replaces reading this namespace's interfaces, and ``interface_mtus``
+    (name -> MTU) their MTUs, which the bandwidth limits use (tests use them)."""
     pipeline = Pipeline(hostname, env)
     files = list(files)
     if files:
@@ -127,16 +130,25 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
         _from_datastore(pipeline, env, sync_timeout)
     pipeline.complete()
     mtu = None
+    tick = DEFAULT_TICK_IN_USEC
     if interfaces is None:
         from node.felix.dataplane.interfaces import addresses_by_name, host_mtu, read_interfaces
 
         links = read_interfaces()
         interfaces = addresses_by_name(links)
+        if interface_mtus is None:
+            interface_mtus = {name: link.mtu for name, link in links.items()}
         if pipeline.config is not None:
             mtu = host_mtu(links, pipeline.config.MTUIfacePattern)
+        if what == "qos":
+            from node.felix.dataplane.qos import read_tick_in_usec
+
+            tick = read_tick_in_usec()  # as the agent's QoS dataplane does
     pipeline.set_interfaces(interfaces)
     if pipeline.config_error is not None:
         raise DryRunError(f"the configuration cannot be used: {pipeline.config_error}")
+    if what == "qos":
+        return render_qos(pipeline, interface_mtus or {}, tick)
     if ip_version not in pipeline.dataplanes:
         raise DryRunError(f"IPv{ip_version} is disabled (Ipv6Support is false)")
     dp = pipeline.dataplanes[ip_version]
@@ -151,6 +163,17 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
         lines = render(routes_for_family(pipeline.desired_routes(host_mtu=mtu), ip_version))
         return "\n".join(lines) + ("\n" if lines else "")
     return dp.render_save()
+
+
+def render_qos(pipeline: Pipeline, mtus: Mapping[str, int], tick: float = DEFAULT_TICK_IN_USEC) -> str:
+    """The bandwidth limits' qdiscs, filters and IFB devices, from the endpoints the agent
+    hands its QoS dataplane (the active endpoint of each local interface); a bucket the
+    kernel cannot use is logged as the agent logs it and left out."""
+    active = next(iter(pipeline.dataplanes.values())).active_workload_endpoints()
+    lines, problems = render_bandwidth(desired_bandwidth(active, tick), mtus)
+    for problem in problems:
+        log.warning("QoS bandwidth: %s; not applied", problem)
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _version(address: str) -> int:

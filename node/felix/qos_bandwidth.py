@@ -24,7 +24,8 @@ with a minburst but no peakrate, is refused (Felix's ``makeTBF``).
 This module computes what each interface should hold (``desired_bandwidth``), what the
 kernel reports back for such a bucket (``tbf_matches``) and the operations that take
 the kernel's current picture (``KernelView``) to it (``plan``); ``dataplane.qos``
-reads the picture and applies the operations over netlink. The plan converges rather
+reads the picture and applies the operations over netlink; ``render_bandwidth`` is
+the dry run's text of the same buckets. The plan converges rather
 than replays: an interface whose qdiscs already match gets no operation, so a restart
 with unchanged inputs writes nothing.
 
@@ -519,3 +520,62 @@ def plan(targets: BandwidthTargets, view: KernelView, oper_up: Mapping[str, bool
                 and link.name not in deleted):
             groups.append([DeleteLink(link.name, None, link.name)])
     return groups, problems
+
+
+# --------------------------------------------------------------------------------------
+# The dry run's text.
+
+def render_tbf(device: str, bucket: TokenBucket, mtu_of: str | None = None) -> str:
+    """A TBF qdisc at the root of ``device``, in ``tc qdisc show``'s order, with the
+    numbers the kernel is given: rates in bytes per second, the buffer in ticks, the
+    limit and minburst in bytes. ``mtu_of``: the interface whose MTU is not known, so a
+    peakrate's minburst may still be raised to it."""
+    text = (f"qdisc tbf {TBF_HANDLE >> 16:x}: dev {device} root rate {bucket.rate} B/s buffer {bucket.buffer} ticks "
+            f"limit {bucket.limit} B")
+    if bucket.peakrate:
+        text += f" peakrate {bucket.peakrate} B/s minburst {bucket.minburst} B"
+        if mtu_of is not None:
+            text += f" (at least the MTU of {mtu_of} + {ETH_HLEN})"
+    return text
+
+
+def render_bandwidth(targets: BandwidthTargets, mtus: Mapping[str, int]) -> tuple[list[str], list[str]]:
+    """Each limited interface's qdiscs, filters and IFB device as text, interface by
+    interface in name order, each as the plan sets it up: the ingress direction's root
+    TBF, then the egress direction's IFB device, ``ingress`` qdisc, redirect filter and
+    the TBF on the device. ``mtus``: the interfaces' MTUs (one not given is not on this
+    host: its IFB device and minburst are named after its MTU). Also the problems, as
+    the dataplane words them: a bucket the kernel cannot use is left out."""
+    lines: list[str] = []
+    problems: list[str] = []
+    for name in sorted(targets.limits):
+        want = targets.limits[name]
+        mtu = mtus.get(name) or 0
+        mtu_of = None if mtu else name
+        found: list[str] = []
+        if want.ingress is not None:
+            try:
+                bucket = for_device(want.ingress, mtu)
+            except ValueError as exc:
+                found.append(f"ingress: {exc}")
+            else:
+                lines.append(render_tbf(name, bucket if mtu else want.ingress, mtu_of))
+        if want.egress is not None:
+            try:
+                bucket = for_device(want.egress, mtu)
+            except ValueError as exc:
+                found.append(f"egress: {exc}")
+            else:
+                ifb = ifb_device_name(name)
+                lines += [
+                    f"link {ifb} type ifb mtu {mtu or 'of ' + name} up",
+                    f"qdisc ingress {INGRESS_HANDLE >> 16:x}: dev {name} parent {TC_H_INGRESS >> 16:x}:"
+                    f"{TC_H_INGRESS & 0xFFFF:x}",
+                    f"filter u32 dev {name} parent {INGRESS_HANDLE >> 16:x}: protocol all prio {REDIRECT_PRIO} "
+                    f"match all classid {REDIRECT_CLASSID >> 16:x}:{REDIRECT_CLASSID & 0xFFFF:x} "
+                    f"action mirred egress redirect dev {ifb} stolen",
+                    render_tbf(ifb, bucket if mtu else want.egress, mtu_of),
+                ]
+        if found:
+            problems.append(f"interface {name} (endpoint {endpoint_text(want.endpoint)}): {'; '.join(found)}")
+    return lines, problems

@@ -1,7 +1,7 @@
 """``calico-node felix``: the policy agent (Felix's job).
 
     calico-node felix                         run the agent (program iptables, IP sets, routes)
-    calico-node felix --dry-run [--from-file F ...] [--ip-version 4|6] [--ipsets | --routes]
+    calico-node felix --dry-run [--from-file F ...] [--ip-version 4|6] [--ipsets | --routes | --qos]
 
 The agent follows the datastore and keeps this network namespace's dataplane equal to
 what Calico's resources ask for (see ``node.felix.agent``). It exits 0 on SIGTERM (the
@@ -23,7 +23,9 @@ dataplane exactly as the running agent does and prints it instead of programming
 Output: ``iptables-save`` form for the four tables (``*raw``, ``*mangle``, ``*nat``,
 ``*filter``) with Felix's own rule rendering and ``cali:`` IDs; ``--ipsets`` prints
 ``ipset restore`` input instead; ``--routes`` prints the desired routes, neighbours,
-tunnel devices and interface sysctls.
+tunnel devices and interface sysctls; ``--qos`` prints the workloads' bandwidth limits as
+the tc qdiscs, u32 redirect filters and IFB devices the agent would program (the same
+for both IP families; the MTUs and packet scheduler clock are this namespace's).
 
 The host is ``NODENAME`` (else ``FELIX_FELIXHOSTNAME``, the nodename file under
 ``CALICO_LIB_DIR``, or the hostname); ``FELIX_*`` variables override the datastore's
@@ -53,6 +55,8 @@ def register(subparsers) -> None:
     what.add_argument("--ipsets", action="store_true", help="print ipset restore input instead of the tables")
     what.add_argument("--routes", action="store_true",
                       help="print routes, neighbours, tunnel devices and sysctls instead of the tables")
+    what.add_argument("--qos", action="store_true",
+                      help="print the bandwidth limits' tc qdiscs, filters and IFB devices instead of the tables")
     p.add_argument("--sync-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="without --from-file: how long to wait for the datastore (default 30)")
     p.set_defaults(func=run)
@@ -84,15 +88,15 @@ def run(args) -> int:
     tune_gc()
     hostname = hostname_from_env(Paths.from_env())
     if not args.dry_run:
-        if args.from_file or args.ipsets or args.routes:
-            print("felix: --from-file, --ipsets and --routes go with --dry-run", file=sys.stderr)
+        if args.from_file or args.ipsets or args.routes or args.qos:
+            print("felix: --from-file, --ipsets, --routes and --qos go with --dry-run", file=sys.stderr)
             return 1
         return _run_agent(hostname)
     from node.felix.dryrun import DryRunError, dry_run
 
     try:
         text = dry_run(hostname, dict(os.environ), files=args.from_file, ip_version=args.ip_version,
-                       what="ipsets" if args.ipsets else "routes" if args.routes else "tables",
+                       what="ipsets" if args.ipsets else "routes" if args.routes else "qos" if args.qos else "tables",
                        sync_timeout=args.sync_timeout)
     except DryRunError as exc:
         print(f"felix: {exc}", file=sys.stderr)
