@@ -338,6 +338,18 @@ class WorkloadEndpoint:
     local_bgp_peer: str = ""
     # Felix's QoSPolicy: the DSCP value its traffic leaving the cluster is marked with.
     dscp: int | None = None
+    # Live migration (Felix's LiveMigrationCalculator, proto LiveMigrationRole/Uid and
+    # LiveMigrationVmiName): this endpoint's role in a LiveMigration in progress
+    # (LIVE_MIGRATION_SOURCE, LIVE_MIGRATION_TARGET or "" for none), that LiveMigration's
+    # metadata.uid, and the KubeVirt VMI name from the pod's labels (vmi.kubevirt.io/id,
+    # else vm.kubevirt.io/name; "" for other workloads).
+    live_migration_role: str = ""
+    live_migration_uid: str = ""
+    live_migration_vmi_name: str = ""
+
+
+LIVE_MIGRATION_SOURCE = "source"
+LIVE_MIGRATION_TARGET = "target"
 
 
 @key_type
