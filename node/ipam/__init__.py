@@ -6,6 +6,7 @@
 * ``allocator`` - ``IPAM``: auto-assign, assign, release, affinities (libcalico-go's algorithm)
 * ``cni``       - addresses for workloads exactly as the CNI plugin requests them
 * ``tunnel``    - the node's IPIP / VXLAN / WireGuard addresses (allocate-tunnel-addrs)
+* ``vm``        - KubeVirt VM handle IDs; the live-migration owner handover (vmipam)
 * ``check``     - ``calicoctl ipam check``; ``usage`` - ``calicoctl ipam show``
 """
 from node.ipam.allocator import IPAM, Assignments, IPAMConfig

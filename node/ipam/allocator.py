@@ -43,9 +43,12 @@ from node.ipam.block import (
     Attribute,
     Block,
     Network,
+    OwnerAttributePreconditions,
+    OwnerAttributeUpdates,
     ReleaseOptions,
     Reservations,
     sanitize_handle,
+    validate_owner_request,
 )
 from node.ipam.errors import (
     BadBlock,
@@ -633,6 +636,47 @@ class IPAM:
         return self._gc(got[0], cfg).attributes_for_ip(addr)
 
     ip_info = get_assignment_attributes
+
+    def set_owner_attributes(self, ip: str | Address, handle_id: str, updates: OwnerAttributeUpdates,
+                             preconditions: OwnerAttributePreconditions | None = None) -> None:
+        """Set or clear an allocated address's active owner attributes (the record's
+        ``secondary``) and/or its alternate owner attributes (``alternateOwnerAttrs``) in
+        one block write, as libcalico-go's SetOwnerAttributes does.
+
+        The address must be allocated under ``handle_id``. ``preconditions`` name the
+        owners (namespace + pod) the changed sides must have now, or that they must be
+        empty. A lost compare-and-swap is redone from a fresh read, preconditions
+        included, up to ``retries`` times (then MaxRetries).
+
+        Raises IPAMError for contradictory arguments, an address in no enabled pool or
+        allocated under another handle; NotFound when its block does not exist or it is
+        not allocated; IPInCooldown while it cools down; Conflict when a precondition
+        does not hold (re-read and decide again).
+        """
+        validate_owner_request(updates, preconditions)
+        addr = _ip(ip)
+        pool = P.pool_for_ip(addr, self._enabled_pools(addr.version))
+        if pool is None:
+            raise IPAMError(f"the provided IP address {addr} is not in a configured pool")
+        cidr = P.block_cidr_for(addr, pool)
+        cfg = self.get_config()
+        log.info("Setting owner attributes of %s (handle %s): %s, preconditions %s",
+                 addr, handle_id, updates, preconditions)
+        for attempt in range(self.retries):
+            got = self.store.get_block(cidr)
+            if got is None:
+                raise NotFound(f"BlockKey(cidr={cidr})")
+            block, revision = got
+            self._gc(block, cfg)
+            block.set_owner_attributes(addr, handle_id, updates, preconditions)
+            try:
+                self.store.update_block(block, revision)
+            except Conflict:
+                log.debug("CAS error setting owner attributes of %s - retry #%d", addr, attempt)
+                continue
+            log.info("Successfully set owner attributes of %s", addr)
+            return
+        raise MaxRetries()
 
     def ips_by_handle(self, handle_id: str) -> list[str]:
         handle = self.store.require_handle(sanitize_handle(handle_id))

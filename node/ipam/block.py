@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 # The handle Windows nodes use to fence off the first and last addresses of a block.
 WINDOWS_RESERVED_HANDLE = "windows-reserved-ipam-handle"
 
+# Owner attribute keys (libcalico-go's AttributePod / AttributeNamespace): an owner is
+# the pod these two name.
+ATTRIBUTE_POD = "pod"
+ATTRIBUTE_NAMESPACE = "namespace"
+
 
 # --------------------------------------------------------------------------------------
 # Times as metav1.Time stores them: RFC 3339, UTC, whole seconds.
@@ -86,6 +91,103 @@ class Attribute:
     @property
     def handle(self) -> str | None:
         return sanitize_handle(self.handle_id) if self.handle_id is not None else None
+
+
+@dataclass(frozen=True)
+class AttributeOwner:
+    """A pod, named by namespace and name, that owner attributes may belong to.
+
+    The owner with both fields empty stands for "no owner": it matches only empty
+    (absent) attributes.
+    """
+
+    namespace: str = ""
+    name: str = ""
+
+    def is_empty(self) -> bool:
+        return not self.namespace and not self.name
+
+    def matches(self, attrs: dict | None) -> bool:
+        """True when ``attrs`` name this pod (both keys present and equal), or, for the
+        empty owner, when ``attrs`` is empty."""
+        if self.is_empty():
+            return not attrs
+        if not attrs or ATTRIBUTE_POD not in attrs or ATTRIBUTE_NAMESPACE not in attrs:
+            return False
+        return attrs[ATTRIBUTE_POD] == self.name and attrs[ATTRIBUTE_NAMESPACE] == self.namespace
+
+    def __str__(self) -> str:
+        return f"namespace={self.namespace} pod={self.name}"
+
+
+@dataclass(frozen=True)
+class OwnerAttributeUpdates:
+    """What ``set_owner_attributes`` writes (libcalico-go's OwnerAttributeUpdates).
+
+    For each side (active = the block record's ``secondary``, alternate =
+    ``alternateOwnerAttrs``): a dict replaces the attributes, ``clear_*`` removes them,
+    and neither leaves that side alone. A dict and ``clear_*`` together are refused.
+    """
+
+    active_owner_attrs: dict | None = None
+    clear_active_owner: bool = False
+    alternate_owner_attrs: dict | None = None
+    clear_alternate_owner: bool = False
+
+    @property
+    def touches_active(self) -> bool:
+        return self.active_owner_attrs is not None or self.clear_active_owner
+
+    @property
+    def touches_alternate(self) -> bool:
+        return self.alternate_owner_attrs is not None or self.clear_alternate_owner
+
+
+@dataclass(frozen=True)
+class OwnerAttributePreconditions:
+    """What the current owners must be for ``set_owner_attributes`` to write
+    (libcalico-go's OwnerAttributePreconditions).
+
+    A side's precondition is checked only when the updates change that side. An expected
+    owner and ``verify_*_empty`` on the same side together are refused.
+    """
+
+    expected_active_owner: AttributeOwner | None = None
+    verify_active_owner_empty: bool = False
+    expected_alternate_owner: AttributeOwner | None = None
+    verify_alternate_owner_empty: bool = False
+
+    def active_owner(self) -> AttributeOwner | None:
+        return AttributeOwner() if self.verify_active_owner_empty else self.expected_active_owner
+
+    def alternate_owner(self) -> AttributeOwner | None:
+        return AttributeOwner() if self.verify_alternate_owner_empty else self.expected_alternate_owner
+
+
+def validate_owner_request(updates: OwnerAttributeUpdates | None,
+                           preconditions: OwnerAttributePreconditions | None) -> None:
+    """IPAMError for an update or precondition set that contradicts itself."""
+    if updates is None:
+        raise IPAMError("updates cannot be None")
+    if updates.clear_active_owner and updates.active_owner_attrs is not None:
+        raise IPAMError("cannot set both clear_active_owner and active_owner_attrs: they are mutually exclusive")
+    if updates.clear_alternate_owner and updates.alternate_owner_attrs is not None:
+        raise IPAMError("cannot set both clear_alternate_owner and alternate_owner_attrs: "
+                        "they are mutually exclusive")
+    if preconditions is not None:
+        if preconditions.expected_active_owner is not None and preconditions.verify_active_owner_empty:
+            raise IPAMError("cannot set both expected_active_owner and verify_active_owner_empty: "
+                            "they are mutually exclusive")
+        if preconditions.expected_alternate_owner is not None and preconditions.verify_alternate_owner_empty:
+            raise IPAMError("cannot set both expected_alternate_owner and verify_alternate_owner_empty: "
+                            "they are mutually exclusive")
+
+
+def _check_owner(current: dict | None, expected: AttributeOwner | None, ip: Address, side: str) -> None:
+    if expected is None or expected.matches(current):
+        return
+    found = AttributeOwner((current or {}).get(ATTRIBUTE_NAMESPACE, ""), (current or {}).get(ATTRIBUTE_POD, ""))
+    raise Conflict(str(ip), f"cannot set {side}: expected {expected} but found {found}")
 
 
 @dataclass(frozen=True)
@@ -320,6 +422,36 @@ class Block:
         if attr.released_at is not None:
             raise IPInCooldown(str(ip))
         return Attribute(attr.handle, attr.secondary, attr.alternate)
+
+    def set_owner_attributes(self, ip: Address, handle_id: str, updates: OwnerAttributeUpdates,
+                             preconditions: OwnerAttributePreconditions | None = None) -> None:
+        """Change the active and/or alternate owner attributes of an allocated address.
+
+        NotFound when the address is free, IPInCooldown while it cools down, IPAMError
+        when it belongs to another handle, Conflict when a precondition does not hold
+        (nothing is changed then). As in libcalico-go the attribute entry itself is
+        changed, so every address of the block that shares it changes with it.
+        """
+        ordinal = self.ip_to_ordinal(ip)
+        idx = self.allocations[ordinal]
+        if idx is None:
+            raise NotFound(str(ip), "IP is unassigned")
+        attr = self.attributes[idx]  # type: ignore[index]
+        if attr.released_at is not None:
+            raise IPInCooldown(str(ip))
+        if attr.handle != handle_id:
+            raise IPAMError(f"IP {ip} is not assigned to handle {handle_id}")
+        pre = preconditions or OwnerAttributePreconditions()
+        if updates.touches_active:
+            _check_owner(attr.secondary, pre.active_owner(), ip, "ActiveOwnerAttrs")
+        if updates.touches_alternate:
+            _check_owner(attr.alternate, pre.alternate_owner(), ip, "AlternateOwnerAttrs")
+        secondary, alternate = attr.secondary, attr.alternate
+        if updates.touches_active:
+            secondary = None if updates.clear_active_owner else (dict(updates.active_owner_attrs) or None)
+        if updates.touches_alternate:
+            alternate = None if updates.clear_alternate_owner else (dict(updates.alternate_owner_attrs) or None)
+        self.attributes[idx] = replace(attr, secondary=secondary, alternate=alternate)  # type: ignore[index]
 
     def sequence_for(self, ordinal: int) -> int:
         return (self.seq_for_allocation or {}).get(str(ordinal), 0)

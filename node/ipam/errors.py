@@ -66,3 +66,41 @@ class BlockNotEmpty(IPAMError):
 
 class StaleAffinity(IPAMError):
     pass
+
+
+# Outcomes of node.ipam.vm.ensure_active_vm_owner_attrs (a KubeVirt live migration's
+# ownership handover). ``retryable`` tells the caller whether trying again can help.
+
+class VMOwnerError(IPAMError):
+    """The target pod could not (yet) be made the active owner of the VM's addresses:
+    a datastore failure, lost races beyond the retry budget, no addresses under the VM's
+    handle, an address under another handle. Retry later (``__cause__``, when set, is the
+    underlying error)."""
+
+    retryable = True
+
+
+class VMOwnerNotRetryable(VMOwnerError):
+    """The datastore says the handover cannot happen; trying again will not help."""
+
+    retryable = False
+
+
+class AlternateOwnerEmpty(VMOwnerNotRetryable):
+    """No alternate owner is recorded and the target is not the active owner: the target
+    pod was deleted before it could be promoted."""
+
+    def __init__(self, ip: str):
+        self.ip = ip
+        super().__init__(f"AlternateOwnerAttrs is empty for IP {ip}")
+
+
+class AlternateOwnerMismatch(VMOwnerNotRetryable):
+    """The recorded alternate owner is a different pod from the expected target."""
+
+    def __init__(self, ip: str, expected: str, found: str):
+        self.ip = ip
+        self.expected = expected
+        self.found = found
+        super().__init__(f"AlternateOwnerAttrs doesn't match expected target owner for IP {ip}: "
+                         f"expected {expected}, found {found}")
