@@ -3,7 +3,8 @@
 One CRD for every kind the model stores (node/model/kinds.py KINDS) except those the
 Kubernetes datastore keeps in native objects (Node in Nodes, WorkloadEndpoint in Pods,
 Profile in Namespaces and ServiceAccounts, KubernetesNetworkPolicy in NetworkPolicies,
-KubernetesClusterNetworkPolicy in ClusterNetworkPolicies),
+KubernetesClusterNetworkPolicy in ClusterNetworkPolicies; LiveMigration, an internal kind
+Calico ships no CRD for, in KubeVirt's VirtualMachineInstanceMigrations),
 plus the IPAM records' IPAMBlock and IPAMHandle. Names, scope, the status subresource and the ``required`` lists follow the
 CRDs Calico ships; the schemas are generated from the model's struct definitions
 (node/model/structs.py), so a field the model knows is a field the CRD admits. The IPAM
@@ -39,13 +40,14 @@ from node.model.schema import STRUCTS, Field, Type  # noqa: E402
 GROUP = "crd.projectcalico.org"
 OUTPUT = REPO / "manifests" / "crds.yaml"
 
-# Kinds the Kubernetes datastore maps onto native objects: no CRD.
+# Kinds the Kubernetes datastore maps onto native (or KubeVirt's) objects: no CRD.
 NATIVE_BACKED = {
     "Node": "Kubernetes Node (annotations)",
     "WorkloadEndpoint": "Kubernetes Pod",
     "Profile": "Kubernetes Namespace and ServiceAccount",
     "KubernetesNetworkPolicy": "Kubernetes NetworkPolicy (networking.k8s.io), read-only",
     "KubernetesClusterNetworkPolicy": "Kubernetes ClusterNetworkPolicy (policy.networking.k8s.io), read-only",
+    "LiveMigration": "KubeVirt VirtualMachineInstanceMigration (kubevirt.io/v1), read-only",
 }
 # v3 kinds whose v1 CRD has another kind name.
 V1_KIND = {"IPAMConfiguration": ("IPAMConfig", "ipamconfigs")}

@@ -16,10 +16,12 @@ the official ``kubernetes`` client sends, the way kube-apiserver answers them:
   DeleteOptions preconditions), 410, 422 Invalid, 415;
 * strategic-merge and merge patches (strategic: maps merge, ``conditions``,
   ``addresses``, ``containers``, ``ports`` and ``podIPs`` lists merge by their keys,
-  other lists are replaced), and the ``status`` subresource of nodes, pods and services
-  (the main resource keeps the stored status, ``/status`` keeps the stored spec);
-* what admission and defaulting do that Calico notices: namespaces must exist, pods
-  and services are created without status, Secret ``stringData`` becomes ``data``.
+  other lists are replaced), and the ``status`` subresource of nodes, pods, services
+  and KubeVirt's migrations (the main resource keeps the stored status, ``/status``
+  keeps the stored spec);
+* what admission and defaulting do that Calico notices: namespaces must exist, pods,
+  services and (a status-subresource CRD) KubeVirt's VirtualMachineInstanceMigrations
+  are created without status, Secret ``stringData`` becomes ``data``.
 
 It is deliberately not a full API server: no validation of object schemas, no
 admission plugins, no garbage collection, no graceful deletion.
@@ -83,6 +85,10 @@ def _resources(groups: tuple[str, ...]) -> dict[tuple[str, str], Res]:
         ("discovery.k8s.io/v1", "endpointslices"): Res("EndpointSlice", True, core=True),
         # network-policy-api's CRD; a test removes it to play a cluster without it.
         ("policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies"): Res("ClusterNetworkPolicy", False, core=True),
+        # KubeVirt's CRD (with its status subresource, so status is set through /status);
+        # a test removes it to play a cluster without KubeVirt.
+        ("kubevirt.io/v1", "virtualmachineinstancemigrations"): Res(
+            "VirtualMachineInstanceMigration", True, status_subresource=True, create_without_status=True),
     }
     for group in groups:
         plurals = dict(CALICO_PLURALS)

@@ -28,9 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
 FILES = ["crds.yaml", "calico.yaml", "calico-etcd.yaml"]
 GROUP = "crd.projectcalico.org"
-# Kinds the Kubernetes datastore keeps in native objects, so without a CRD. A new kind
-# in the model must either get a CRD (scripts/gen_crds.py) or be added here on purpose.
-NATIVE_BACKED = {"Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy", "KubernetesClusterNetworkPolicy"}
+# Kinds the Kubernetes datastore keeps in native (or KubeVirt's) objects, so without a
+# CRD. A new kind in the model must either get a CRD (scripts/gen_crds.py) or be added
+# here on purpose.
+NATIVE_BACKED = {"Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy", "KubernetesClusterNetworkPolicy",
+                 "LiveMigration"}
 V1_NAMES = {"IPAMConfiguration": ("IPAMConfig", "ipamconfigs")}
 # IPAM records the model stores outside the v3 kinds, with their CRDs.
 IPAM_CRDS = {"IPAMBlock": "ipamblocks", "IPAMHandle": "ipamhandles"}
@@ -295,6 +297,21 @@ def test_rbac_lets_the_kdd_node_follow_the_native_policies():
         verbs = {v for rule in role["rules"] if group in rule["apiGroups"] and path.plural in rule["resources"]
                  for v in rule["verbs"]}
         assert {"list", "watch"} <= verbs, path.plural
+
+
+def test_rbac_lets_the_kdd_node_follow_kubevirt_migrations():
+    """LiveMigrations come from KubeVirt's VirtualMachineInstanceMigrations: get, list and
+    watch, as Calico's manifest grants them (read-only: nothing more)."""
+    from node.datastore.kubernetes.kv import VIRTUAL_MACHINE_INSTANCE_MIGRATIONS as VMIMS
+
+    role = next(d for d in _docs("calico.yaml")
+                if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "calico-node")
+    group = VMIMS.api_version.split("/")[0]
+    assert group == "kubevirt.io"
+    verbs = {v for rule in role["rules"] if group in rule["apiGroups"] and VMIMS.plural in rule["resources"]
+             for v in rule["verbs"]}
+    assert verbs == {"get", "list", "watch"}
+    assert "livemigrations.crd.projectcalico.org" not in {d["metadata"]["name"] for d in _docs("crds.yaml")}
 
 
 # -- network-policy-api's ClusterNetworkPolicy CRD ---------------------------------------

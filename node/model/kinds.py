@@ -229,6 +229,16 @@ _register(KindInfo(
     extra={"read_only": "Kubernetes ClusterNetworkPolicies are read-only here; change them through the Kubernetes API",
            "not_in_calicoctl": True},
 ))
+# libcalico-go's internal LiveMigration: a workload's live migration in progress, which the
+# policy agent follows. Namespaced, stored like any namespaced v3 resource in etcd (where
+# an orchestrator such as OpenStack's writes it); the Kubernetes datastore has it read-only,
+# converted from KubeVirt's VirtualMachineInstanceMigrations (no Calico CRD). An internal
+# kind, so calicoctl has no command for it, as in Calico (no aliases, not_in_calicoctl).
+_register(KindInfo(
+    "LiveMigration", "livemigrations", True, "LiveMigrationSpec", (),
+    name_pattern=v.NAME_RE,
+    extra={"not_in_calicoctl": True},
+))
 _register(KindInfo(
     "GlobalNetworkPolicy", "globalnetworkpolicies", False, "GlobalNetworkPolicySpec",
     ("globalnetworkpolicy", "globalnetworkpolicies", "gnp", "gnps"),

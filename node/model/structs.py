@@ -602,6 +602,32 @@ S("QoSControls", [
     F("egressMaxConnections", "int"),
     F("dscp", "*intorstring"),
 ])
+# libcalico-go's internal LiveMigration (internalapi): a live migration of a workload (a
+# KubeVirt VM, an OpenStack port) in progress. Source and target are pointers; each, when
+# given, names exactly one thing (kubebuilder ExactlyOneOf, checked in validators).
+S("LiveMigrationSpec", [
+    F("source", "*@LiveMigrationSource"),
+    F("target", "*@LiveMigrationTarget"),
+])
+S("LiveMigrationSource", [
+    F("workload", "*@WorkloadIdentifier"),
+    F("workloadEndpoint", "*@WorkloadEndpointIdentifier"),
+])
+S("LiveMigrationTarget", [
+    F("selector", "*string", v='selector'),
+    F("workloadEndpoint", "*@WorkloadEndpointIdentifier"),
+])
+S("WorkloadIdentifier", [
+    F("hostname", "string"),
+    F("orchestratorID", "string"),
+    F("workloadID", "string"),
+])
+S("WorkloadEndpointIdentifier", [
+    F("hostname", "string"),
+    F("orchestratorID", "string"),
+    F("workloadID", "string"),
+    F("endpointID", "string"),
+])
 S("BlockAffinitySpec", [
     F("state", "string", req=True),
     F("node", "string", req=True),

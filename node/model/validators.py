@@ -447,3 +447,28 @@ def _staged_kubernetes_policy(metadata: dict, spec: dict, errs: Collector) -> No
 
 
 RESOURCE_CHECKS["StagedKubernetesNetworkPolicy"] = _staged_kubernetes_policy
+
+
+# --------------------------------------------------------------------------------------
+# LiveMigration (libcalico-go internalapi): a source or target that is given names exactly
+# one thing (its kubebuilder ExactlyOneOf markers).
+
+def _exactly_one(value: dict, path: str, errs: Collector, fields: tuple[str, str]) -> None:
+    given = [f for f in fields if value.get(f) is not None]
+    if len(given) == 1:
+        return
+    state = "neither is" if not given else "both are"
+    errs.add(path, ", ".join(given), f"exactly one of {fields[0]} and {fields[1]} must be specified; {state}")
+
+
+@register_struct_check("LiveMigrationSource")
+def _live_migration_source(source: dict, path: str, errs: Collector) -> None:
+    _exactly_one(source, path, errs, ("workload", "workloadEndpoint"))
+
+
+@register_struct_check("LiveMigrationTarget")
+def _live_migration_target(target: dict, path: str, errs: Collector) -> None:
+    _exactly_one(target, path, errs, ("selector", "workloadEndpoint"))
+    if target.get("selector") == "":
+        # The policy agent reads an empty selector as none: the target would match nothing.
+        errs.add(f"{path}.selector", "", "a target selector must not be empty")

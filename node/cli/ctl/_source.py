@@ -11,7 +11,7 @@ import sys
 
 from node.cli.ctl._common import CommandFailed
 from node.errors import CalicoError
-from node.model import Resource, UnknownKind, from_dict, load_documents
+from node.model import KINDS, Resource, UnknownKind, from_dict, load_documents
 
 MANIFEST_EXTENSIONS = (".yaml", ".yml", ".json")
 
@@ -60,9 +60,21 @@ def parse_file(path: str) -> list[Resource]:
     text = _read(path)
     where = "" if path == "-" else f"{path}: "
     try:
-        return [from_dict(doc, strict=True) for doc in load_documents(text, "stdin" if path == "-" else path)]
+        docs = load_documents(text, "stdin" if path == "-" else path)
+        for doc in docs:
+            _check_calicoctl_kind(doc)
+        return [from_dict(doc, strict=True) for doc in docs]
     except (CalicoError, UnknownKind) as exc:
         raise FileInvalid(f"failed to execute command: {where}{exc}") from exc
+
+
+def _check_calicoctl_kind(doc) -> None:
+    """Kinds the node knows but calicoctl does not (Calico's internal ones, and those it
+    only presents to Felix) are refused as calicoctl refuses a kind it has no helper for."""
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    info = KINDS.get(kind) if isinstance(kind, str) else None
+    if info is not None and info.extra.get("not_in_calicoctl"):
+        raise UnknownKind(f"unknown resource type ({kind}) and/or version ({doc.get('apiVersion') or ''})")
 
 
 def load_resources(path: str, recursive: bool = False, skip_empty: bool = False) -> list[Resource]:

@@ -51,7 +51,7 @@ class ApiError(DatastoreError):
 class ResourcePath:
     """Where a kind of object lives: ``/api/v1`` or ``/apis/<group>/<version>``, its plural,
     and whether it is namespaced. ``optional``: served only once a CRD that a cluster may
-    lack is installed (network-policy-api's), so its absence is a valid, lasting state."""
+    lack is installed (network-policy-api's, KubeVirt's), so its absence is a valid, lasting state."""
 
     prefix: str
     plural: str

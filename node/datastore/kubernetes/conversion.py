@@ -11,7 +11,7 @@ Pure functions over plain dicts (decoded JSON): no client, no I/O. The backend
 * IPAM blocks, affinities, handles and the IPAM configuration as CRs.
 * Native objects: Node, Pod -> WorkloadEndpoint, Namespace and ServiceAccount ->
   Profile, NetworkPolicy -> KubernetesNetworkPolicy, ClusterNetworkPolicy ->
-  KubernetesClusterNetworkPolicy.
+  KubernetesClusterNetworkPolicy; KubeVirt VirtualMachineInstanceMigration -> LiveMigration.
 
 A conversion that cannot be done raises ``ConversionError`` naming the object and field.
 """
@@ -1463,3 +1463,53 @@ def k8s_cluster_network_policy_to_calico(cnp: dict) -> tuple[dict | None, list[s
         pspec["types"] = types
     return ({"kind": "KubernetesClusterNetworkPolicy", "apiVersion": API_VERSION, "metadata": pmeta,
              "spec": pspec}, problems)
+
+
+# --------------------------------------------------------------------------------------
+# KubeVirt VirtualMachineInstanceMigration (kubevirt.io/v1) -> LiveMigration.
+
+# The migration phases in which Calico presents a LiveMigration: from Scheduling, so that
+# the target's role reaches the policy agent no later than the target pod's endpoint, and
+# still when Failed (the target keeps its routing until it is cleaned up). Pending,
+# Succeeded and anything else present nothing.
+VMIM_LIVE_MIGRATION_PHASES = ("Scheduling", "Scheduled", "PreparingTarget", "TargetReady", "Running", "Failed")
+# KubeVirt's labels on the target virt-launcher pod: the VMI's name (vmi.kubevirt.io/id
+# from KubeVirt v1.7; the older vm.kubevirt.io/name, which every version sets) and the
+# migration's UID.
+KUBEVIRT_VMI_ID_LABEL = "vmi.kubevirt.io/id"
+KUBEVIRT_VM_NAME_LABEL = "vm.kubevirt.io/name"
+KUBEVIRT_MIGRATION_JOB_LABEL = "kubevirt.io/migrationJobUID"
+
+
+def live_migration_target_selector(vmi_name: str, migration_uid: str) -> str:
+    """The selector of a migration's target pod, worded as libcalico-go words it."""
+    return (f"({KUBEVIRT_VMI_ID_LABEL} == '{vmi_name}' || {KUBEVIRT_VM_NAME_LABEL} == '{vmi_name}') && "
+            f"{KUBEVIRT_MIGRATION_JOB_LABEL} == '{migration_uid}'")
+
+
+def vmim_to_live_migration(vmim: dict) -> dict | None:
+    """A VirtualMachineInstanceMigration as the LiveMigration libcalico-go presents for it,
+    or None while it presents none (a phase outside VMIM_LIVE_MIGRATION_PHASES, no
+    ``spec.vmiName`` or no UID). The UID, labels, annotations and creation time are the
+    VMIM's own; the source pod (``status.migrationState.sourcePod``) appears only once
+    KubeVirt has set it."""
+    meta = _meta(vmim)
+    spec = vmim.get("spec") if isinstance(vmim.get("spec"), dict) else {}
+    status = vmim.get("status") if isinstance(vmim.get("status"), dict) else {}
+    if status.get("phase") not in VMIM_LIVE_MIGRATION_PHASES:
+        return None
+    vmi_name, uid = spec.get("vmiName"), meta.get("uid")
+    if not isinstance(vmi_name, str) or not vmi_name or not isinstance(uid, str) or not uid:
+        return None
+    namespace = meta.get("namespace") or ""
+    lmeta: dict = {"name": meta.get("name", ""), "namespace": namespace, "uid": uid}
+    for field in ("creationTimestamp", "labels", "annotations"):
+        if meta.get(field):
+            lmeta[field] = meta[field]
+    lspec: dict = {}
+    state = status.get("migrationState") if isinstance(status.get("migrationState"), dict) else {}
+    source_pod = state.get("sourcePod")
+    if isinstance(source_pod, str) and source_pod:
+        lspec["source"] = {"workload": {"orchestratorID": "k8s", "workloadID": f"{namespace}/{source_pod}"}}
+    lspec["target"] = {"selector": live_migration_target_selector(vmi_name, uid)}
+    return {"kind": "LiveMigration", "apiVersion": API_VERSION, "metadata": lmeta, "spec": lspec}

@@ -14,6 +14,7 @@ key prefix                                                  Kubernetes objects
 ``.../profiles/``                                           Namespace (kns.), ServiceAccount (ksa.)
 ``.../kubernetesnetworkpolicies/<ns>/``                     networking.k8s.io NetworkPolicy
 ``.../kubernetesclusternetworkpolicies/``                   policy.networking.k8s.io ClusterNetworkPolicy
+``.../livemigrations/<ns>/``                                kubevirt.io VirtualMachineInstanceMigration
 ``/calico/ipam/v2/assignment/``                             IPAMBlock CRs
 ``/calico/ipam/v2/host/``, ``/calico/ipam/v2/virtual/``     BlockAffinity CRs
 ``/calico/ipam/v2/handle/``                                 IPAMHandle CRs
@@ -706,6 +707,9 @@ NETWORK_POLICIES = ResourcePath("/apis/networking.k8s.io/v1", "networkpolicies",
 CLUSTER_NETWORK_POLICIES = ResourcePath("/apis/policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies", False,
                                         "ClusterNetworkPolicy", optional=True)
 CONFIG_MAPS = ResourcePath("/api/v1", "configmaps", True, "ConfigMap")
+# KubeVirt's CRD, which a cluster without KubeVirt lacks.
+VIRTUAL_MACHINE_INSTANCE_MIGRATIONS = ResourcePath("/apis/kubevirt.io/v1", "virtualmachineinstancemigrations", True,
+                                                   "VirtualMachineInstanceMigration", optional=True)
 
 
 class NodeMapper(Mapper):
@@ -947,6 +951,49 @@ class KubernetesClusterNetworkPolicyMapper(Mapper):
         return _kv(key, items[0][1], _rv(obj, key)) if items else None
 
 
+class LiveMigrationMapper(Mapper):
+    """KubeVirt's VirtualMachineInstanceMigrations as LiveMigrations, read-only (Calico has
+    no CRD for them). A migration in a phase Calico presents no LiveMigration for shows as
+    nothing, so a watch sees its LiveMigration come when it is scheduled and go when it
+    succeeds. Without KubeVirt (its CRD not installed) the list is empty and the watch looks
+    again later, as for network-policy-api's ClusterNetworkPolicies (``optional``)."""
+
+    prefix = f"{V3_PREFIX}livemigrations/"
+    read_only_reason = "LiveMigration is read-only in the Kubernetes backend"
+
+    def sources(self, prefix: str) -> list[Source]:
+        return [Source(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS, _namespace_of(self.prefix, prefix))]
+
+    def items(self, source: Source, obj: dict) -> list[tuple[str, bytes]]:
+        live_migration = conv.vmim_to_live_migration(obj)
+        if live_migration is None:
+            return []
+        meta = live_migration["metadata"]
+        return [(etcd_key("LiveMigration", meta["name"], meta["namespace"]), _value(live_migration))]
+
+    def keys(self, source: Source, obj: dict) -> list[str]:
+        meta = obj.get("metadata") or {}
+        if not meta.get("name") or not meta.get("namespace"):
+            return []
+        return [etcd_key("LiveMigration", meta["name"], meta["namespace"])]
+
+    def get(self, key: str) -> KV | None:
+        rest = key[len(self.prefix):].split("/")
+        if len(rest) != 2 or not all(rest):
+            return None
+        obj = self.api.get(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS.item(rest[1], rest[0]))
+        if obj is None:
+            return None
+        items = self.items(Source(VIRTUAL_MACHINE_INSTANCE_MIGRATIONS), obj)
+        return _kv(key, items[0][1], _rv(obj, key)) if items else None
+
+    def _refuse(self, operation: str, key: str):
+        # Named as libcalico-go names it: LiveMigration(namespace/name).
+        rest = key[len(self.prefix):].split("/")
+        ident = f"LiveMigration({'/'.join(rest)})" if len(rest) == 2 and all(rest) else key
+        raise OperationNotSupported(operation, ident, self.read_only_reason)
+
+
 class NativeMapper(Mapper):
     """Secrets, Services and EndpointSlices, passed through as they are."""
 
@@ -984,7 +1031,7 @@ class NativeMapper(Mapper):
 # Calico kinds kept as custom resources (BlockAffinity lives in the IPAM key space).
 CR_KINDS = tuple(k for k, info in KINDS.items()
                  if info.v3_storage and k not in ("Node", "WorkloadEndpoint", "Profile", "KubernetesNetworkPolicy",
-                                                  "KubernetesClusterNetworkPolicy"))
+                                                  "KubernetesClusterNetworkPolicy", "LiveMigration"))
 
 
 class KubeKV:
@@ -1014,7 +1061,7 @@ class KubeKV:
         self.mappers += [
             NodeMapper(self.api, pod_cidr), WorkloadEndpointMapper(self.api, env), ProfileMapper(self.api),
             KubernetesNetworkPolicyMapper(self.api), KubernetesClusterNetworkPolicyMapper(self.api),
-            BlockMapper(self.api, group),
+            LiveMigrationMapper(self.api), BlockMapper(self.api, group),
             self._affinities, AffinityMapper(self.api, group, "virtual"),
             HandleMapper(self.api, group), IPAMConfigMapper(self.api, group),
         ]
