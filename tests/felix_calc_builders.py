@@ -97,6 +97,20 @@ def bgp_peer(name: str, selector: str | None = None, node: str = "", node_select
     return Resource("BGPPeer", {"name": name}, body)
 
 
+def live_migration(name: str, source: dict | None = None, target: dict | None = None, uid: str | None = None,
+                   ns: str = "default") -> Resource:
+    """A LiveMigration; ``source``/``target`` are its spec's source and target as written."""
+    meta = {"name": name, "namespace": ns}
+    if uid is not None:
+        meta["uid"] = uid
+    spec = {}
+    if source is not None:
+        spec["source"] = source
+    if target is not None:
+        spec["target"] = target
+    return Resource("LiveMigration", meta, spec)
+
+
 def felix_config(name: str, **spec) -> Resource:
     return Resource("FelixConfiguration", {"name": name}, spec)
 

@@ -65,7 +65,8 @@ class Calc:
 
     @property
     def index_active(self) -> bool:
-        return self.graph._bgp.active
+        """Whether the workload selector index exists (nothing else files selectors here)."""
+        return self.graph._workload_selectors.active
 
 
 def pod(name: str, i: int, **kw) -> Resource:

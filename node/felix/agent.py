@@ -16,6 +16,12 @@ IpsetsRefreshInterval, RouteRefreshInterval) and repairs only what drifted. A fa
 apply is retried with backoff after a fresh read; the agent never exits because of data.
 It exits with Felix's code 129 when its configuration changes after start (supervisor
 restarts it with the new configuration), and 0 on SIGTERM, leaving the dataplane in place.
+
+KubeVirt live migration (Felix's liveMigrationMonitor): the endpoint updates of each batch
+also feed the per-endpoint state machines (node/felix/live_migration.py); their actions
+run in node/felix/dataplane/live_migration.py, whose packet-socket threads queue the VM's
+GARP/RARP for this loop and whose convergence timers are deadlines this loop waits for.
+The machines' states reach the desired routes through ``Pipeline.desired_routes``.
 """
 from __future__ import annotations
 
@@ -35,11 +41,13 @@ from node.felix.dataplane.interfaces import InterfaceMonitor, addresses_by_name,
 from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
 from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
 from node.felix.dataplane.iptables import from_config as iptables_from_config
+from node.felix.dataplane.live_migration import LiveMigrationShell, OwnerSwapper
 from node.felix.dataplane.qos import RETRY_INTERVAL as QOS_RETRY_INTERVAL
 from node.felix.dataplane.qos import QoSDataplane
 from node.felix.dataplane.routes import RouteDataplane
 from node.felix.dataplane.status_files import REAPPLY_INTERVAL, StatusFileWriter
 from node.felix.endpoint_status import desired_status_files
+from node.felix.live_migration import LiveMigrationMonitor, states_by_interface
 from node.felix.pipeline import Pipeline, felix_sources
 
 if TYPE_CHECKING:
@@ -107,6 +115,13 @@ class _Interfaces:
     interfaces: dict
 
 
+@dataclass(frozen=True)
+class _GARPSeen:
+    """A live migration target's VM announced itself (GARP/RARP) on its interface."""
+
+    wid: object
+
+
 class _Inbox:
     """The syncer's consumer: everything it says goes on the agent's queue, in order."""
 
@@ -155,6 +170,9 @@ class Agent:
         self._exported: dict = {}
         self._next_status_report = 0.0
         self._rp_filter = default_rp_filter if default_rp_filter is not None else _read_default_rp_filter()
+        # KubeVirt live migration: the state machines (pure) and their side effects.
+        self.live_migration: LiveMigrationMonitor | None = None
+        self.live_migration_shell: LiveMigrationShell | None = None
         self.exit_code: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -188,6 +206,8 @@ class Agent:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.live_migration_shell is not None:
+            self.live_migration_shell.close()
         if self._monitor is not None:
             self._monitor.stop()
         if self._syncer is not None:
@@ -210,6 +230,9 @@ class Agent:
             deadline = min(deadline, self._next_apply_at)
         if self._dirty and self._retry_at:
             deadline = min(deadline, self._retry_at)
+        timer = self.live_migration_shell.next_deadline() if self.live_migration_shell is not None else None
+        if timer is not None:
+            deadline = min(deadline, timer)
         return max(0.0, min(deadline - now, 1.0))
 
     def _drain(self, timeout: float) -> None:
@@ -243,6 +266,9 @@ class Agent:
             self._interfaces = item.interfaces
             self.pipeline.set_interfaces(addresses_by_name(item.interfaces))
             self._dirty = True
+        elif isinstance(item, _GARPSeen):
+            if self.live_migration is not None:
+                self._live_migration_actions(self.live_migration.on_garp_detected(item.wid))
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -254,6 +280,7 @@ class Agent:
             return  # never a partial picture
         started = time.monotonic()
         messages = self.pipeline.complete()
+        self._follow_live_migration(messages)
         if self.pipeline.config_error is not None:
             # Felix refuses to start with such a configuration; program nothing, stay
             # unready, and restart when the configuration changes.
@@ -277,6 +304,33 @@ class Agent:
         if self._retry_at and now < self._retry_at:
             return
         self._apply()
+
+    # -- live migration ---------------------------------------------------------------------
+
+    def _follow_live_migration(self, messages: list) -> None:
+        """Feed the endpoint updates to the live migration machines (made once the
+        configuration is known) and fire the convergence timers that are due."""
+        if self.live_migration is None:
+            if self.pipeline.config is None or self.pipeline.config_error is not None:
+                return
+            self.live_migration = LiveMigrationMonitor(self.pipeline.config.LiveMigrationRouteConvergenceTime)
+            self.live_migration_shell = LiveMigrationShell(
+                lambda wid: self._queue.put(_GARPSeen(wid)), OwnerSwapper(self._ipam_client))
+        if messages:
+            self._live_migration_actions(self.live_migration.on_messages(messages))
+        for wid in self.live_migration_shell.due():
+            self._live_migration_actions(self.live_migration.on_timer_pop(wid))
+
+    def _live_migration_actions(self, actions: list) -> None:
+        self.live_migration_shell.execute(actions)
+        if self.live_migration.take_state_changes():
+            self._dirty = True  # the routes of the endpoints concerned change
+
+    def _ipam_client(self):
+        """An IPAM client on the agent's datastore, for one owner swap (etcd or Kubernetes)."""
+        from node.ipam.allocator import IPAM
+
+        return IPAM(self._kv_factory())
 
     def _datastore_ready(self) -> bool:
         if self.pipeline.cluster_info.get("datastoreReady") is False:
@@ -347,9 +401,14 @@ class Agent:
                         self._dirty = True  # more deletions pending
                 except IPSetsError as exc:
                     failures.append(f"IP sets (IPv{version}): {exc}")
+        # The workload endpoint in charge of each interface, for the routes, QoS and status parts.
+        active = next(iter(self.pipeline.dataplanes.values())).active_workload_endpoints()
+        migrating = (states_by_interface(self.live_migration.states, active)
+                     if self.live_migration is not None else None)
         try:
             mtu = host_mtu(self._interfaces, self.pipeline.config.MTUIfacePattern)
-            result = self.routes.apply(self.pipeline.desired_routes(host_mtu=mtu, default_rp_filter=self._rp_filter),
+            result = self.routes.apply(self.pipeline.desired_routes(host_mtu=mtu, default_rp_filter=self._rp_filter,
+                                                                    live_migration=migrating),
                                        self._interfaces)
             recheck = self.routes.recheck_after()
             if recheck is not None:  # a new interface's grace period: clean up once it ends
@@ -358,8 +417,6 @@ class Agent:
                 failures.append("routes: " + "; ".join(str(f) for f in result.failures))
         except OSError as exc:
             failures.append(f"routes: {exc}")
-        # The workload endpoint in charge of each interface, for the QoS and status parts.
-        active = next(iter(self.pipeline.dataplanes.values())).active_workload_endpoints()
         if self.qos is not None:
             self._apply_qos(active)
         if self.status_files is not None and (self._applied_once or not failures):

@@ -310,7 +310,11 @@ _PARAMS = [
     Param("DeviceRouteSourceAddressIPv6", _ipv6, ""),
     Param("RemoveExternalRoutes", parse_bool, True),
     Param("IPv4NormalRoutePriority", _int(1, 2147483646), 1024),
+    Param("IPv4ElevatedRoutePriority", _int(1, 2147483646), 512),
     Param("IPv6NormalRoutePriority", _int(1, 2147483646), 1024),
+    Param("IPv6ElevatedRoutePriority", _int(1, 2147483646), 512),
+    # Seconds a migrated VM's routes keep the elevated priority once the migration is over.
+    Param("LiveMigrationRouteConvergenceTime", _seconds, 30.0),
     Param("RouteSyncDisabled", parse_bool, False),
     Param("ProgramClusterRoutes", _oneof("Enabled", "Disabled"), "Disabled"),
     Param("FailsafeInboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_IN)),

@@ -3,7 +3,9 @@
 It feeds the same ``Pipeline`` the agent uses, either from resource files or from the
 datastore until in sync, resolves host endpoints against this namespace's interfaces, and
 renders one IP family's tables, IP sets or routes as text, or the workloads' bandwidth
-limits (tc qdiscs, the same for both families).
+limits (tc qdiscs, the same for both families). Routes are those of an agent just started:
+a KubeVirt live migration's target endpoint has none (its machine is in Target until the
+VM's GARP/RARP, which only the running agent watches for).
 """
 from __future__ import annotations
 
@@ -128,7 +130,7 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
         pipeline.on_status(SyncStatus.IN_SYNC)
     else:
         _from_datastore(pipeline, env, sync_timeout)
-    pipeline.complete()
+    messages = pipeline.complete()
     mtu = None
     tick = DEFAULT_TICK_IN_USEC
     if interfaces is None:
@@ -160,9 +162,26 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
     if what == "routes":
         from node.felix.routes import render
 
-        lines = render(routes_for_family(pipeline.desired_routes(host_mtu=mtu), ip_version))
+        lines = render(routes_for_family(
+            pipeline.desired_routes(host_mtu=mtu, live_migration=live_migration_at_start(pipeline, messages)),
+            ip_version))
         return "\n".join(lines) + ("\n" if lines else "")
     return dp.render_save()
+
+
+def live_migration_at_start(pipeline: Pipeline, messages: list) -> dict:
+    """The live migration state of each local interface as a freshly started agent has
+    it: a migration target (role ``target``) is in Target, so its routes are held back;
+    nothing is Live or TimeWait yet (that takes the VM's GARP/RARP, or the role going,
+    which a dry run never sees)."""
+    from node.felix.live_migration import LiveMigrationMonitor, states_by_interface
+
+    monitor = LiveMigrationMonitor()
+    monitor.on_messages(messages)  # the actions (packet capture, timers, IPAM) are not carried out
+    if not pipeline.dataplanes:
+        return {}
+    active = next(iter(pipeline.dataplanes.values())).active_workload_endpoints()
+    return states_by_interface(monitor.states, active)
 
 
 def render_qos(pipeline: Pipeline, mtus: Mapping[str, int], tick: float = DEFAULT_TICK_IN_USEC) -> str:

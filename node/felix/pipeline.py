@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
                "StagedGlobalNetworkPolicy", "NetworkPolicy", "StagedNetworkPolicy", "KubernetesNetworkPolicy",
                "KubernetesClusterNetworkPolicy", "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
-               "HostEndpoint", "IPPool", "Node", "BGPPeer", "BGPConfiguration")
+               "HostEndpoint", "IPPool", "Node", "BGPPeer", "BGPConfiguration", "LiveMigration")
 
 
 # Messages that change only policy (rules, profiles, IP sets): the desired routes do not
@@ -210,7 +210,8 @@ class Pipeline:
 
     # -- routes -----------------------------------------------------------------------------
 
-    def desired_routes(self, host_mtu: int | None = None, default_rp_filter: str = "1") -> DesiredRoutes:
+    def desired_routes(self, host_mtu: int | None = None, default_rp_filter: str = "1",
+                       live_migration: Mapping | None = None) -> DesiredRoutes:
         """Routes, neighbours, tunnel devices and sysctls the route side should make true,
         with the tunnel parents found among the interfaces given to ``set_interfaces``.
 
@@ -218,17 +219,19 @@ class Pipeline:
         than a policy, profile or IP set one, the interfaces, this host's Node, or the
         arguments): the agent asks at every apply. A computation reuses the parts of
         the endpoints that did not change; from scratch, at 1,000 local endpoints, it
-        costs about 12 ms and 2 MB of short-lived objects."""
+        costs about 12 ms and 2 MB of short-lived objects. ``live_migration`` (interface ->
+        live migration state, from the agent's monitor) is handed to ``routes.desired_routes``."""
         if self.config is None:
             raise RuntimeError("the configuration is not known before the datastore is in sync")
-        args = (host_mtu, default_rp_filter)
+        args = (host_mtu, default_rp_filter, tuple(sorted((live_migration or {}).items(), key=lambda kv: kv[0])))
         if self._routes_cache is not None and self._routes_cache[0] == args:
             return self._routes_cache[1]
-        routes = self._compute_desired_routes(host_mtu, default_rp_filter)
+        routes = self._compute_desired_routes(host_mtu, default_rp_filter, live_migration)
         self._routes_cache = (args, routes)
         return routes
 
-    def _compute_desired_routes(self, host_mtu: int | None, default_rp_filter: str) -> DesiredRoutes:
+    def _compute_desired_routes(self, host_mtu: int | None, default_rp_filter: str,
+                                live_migration: Mapping | None = None) -> DesiredRoutes:
         encap = self.dataplanes[4].encapsulation
         kwargs = {"host_mtu": host_mtu} if host_mtu else {}
         cfg = RouteConfig.from_felix(self.config, hostname=self.hostname, vxlan_enabled=encap.vxlan,
@@ -248,7 +251,8 @@ class Pipeline:
                               memo=self._endpoint_routes, vxlan_parent_devices=vxlan_parents,
                               peering_addresses=self.peering_addresses, peering_endpoints=active.values(),
                               workload_interfaces=[name for name in self._interfaces
-                                                   if name.startswith(tuple(self.config.InterfacePrefix))])
+                                                   if name.startswith(tuple(self.config.InterfacePrefix))],
+                              live_migration=live_migration)
 
     def _own_address(self, field: str) -> str:
         """This host's address from its Node's ``spec.bgp`` (``ipv4Address``/``ipv6Address``)."""

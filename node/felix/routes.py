@@ -6,7 +6,9 @@ the kernel and applies it with pyroute2. What each piece is, and why, follows Fe
 
 * workload routes and static ARP (felix/dataplane/linux/endpoint_mgr.go, routetable):
   ``<ip> dev <cali> proto <DeviceRouteProtocol> scope link metric <NormalRoutePriority>``,
-  plus a permanent neighbour entry per IPv4 route pointing at the endpoint's MAC;
+  plus a permanent neighbour entry per IPv4 route pointing at the endpoint's MAC; during
+  a KubeVirt live migration (node/felix/live_migration.py) a target endpoint in state
+  Target has neither, and one in Live or TimeWait gets ``<ElevatedRoutePriority>``;
 * VXLAN (vxlan_mgr.go, route_mgr.go, vxlanfdb): the ``vxlan.calico`` device, one route per
   remote block ``via <VTEP> dev vxlan.calico onlink``, a direct route for remote tunnel
   addresses that are not covered by a block route, neighbour and FDB entries per remote
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from node.felix import netaddr
+from node.felix.live_migration import State as LiveMigrationState
 from node.felix.types import (IPPoolType, RouteRemove, RouteType, RouteUpdate, RouteUpdateMsg,
                               VXLANTunnelEndpoint, VXLANTunnelEndpointRemove, VXLANTunnelEndpointUpdate,
                               WorkloadEndpoint)
@@ -156,6 +159,8 @@ class RouteConfig:
     device_route_source_address_ipv6: str = ""  # DeviceRouteSourceAddressIPv6
     ipv4_normal_route_priority: int = 1024  # IPv4NormalRoutePriority
     ipv6_normal_route_priority: int = 1024  # IPv6NormalRoutePriority
+    ipv4_elevated_route_priority: int = 512  # IPv4ElevatedRoutePriority
+    ipv6_elevated_route_priority: int = 512  # IPv6ElevatedRoutePriority
     ipv6_enabled: bool = True  # Ipv6Support
     floating_ips_enabled: bool = False  # FloatingIPs
     ip_forwarding: bool = True  # IPForwarding
@@ -199,6 +204,9 @@ class RouteConfig:
     def normal_priority(self, version: int) -> int:
         return self.ipv4_normal_route_priority if version == 4 else self.ipv6_normal_route_priority
 
+    def elevated_priority(self, version: int) -> int:
+        return self.ipv4_elevated_route_priority if version == 4 else self.ipv6_elevated_route_priority
+
     def vxlan_enabled_for(self, version: int) -> bool:
         return self.vxlan_enabled if version == 4 else (self.vxlan_enabled_v6 and self.ipv6_enabled)
 
@@ -214,6 +222,8 @@ class RouteConfig:
             device_route_source_address_ipv6=config.DeviceRouteSourceAddressIPv6,
             ipv4_normal_route_priority=config.IPv4NormalRoutePriority,
             ipv6_normal_route_priority=config.IPv6NormalRoutePriority,
+            ipv4_elevated_route_priority=config.IPv4ElevatedRoutePriority,
+            ipv6_elevated_route_priority=config.IPv6ElevatedRoutePriority,
             ipv6_enabled=config.Ipv6Support,
             floating_ips_enabled=config.FloatingIPs == "Enabled",
             ip_forwarding=config.IPForwarding == "Enabled",
@@ -295,13 +305,16 @@ def _default_metric(version: int) -> int:
 # --------------------------------------------------------------------------------------
 # Local workloads.
 
-def workload_route_targets(endpoint: WorkloadEndpoint, cfg: RouteConfig, version: int) -> list[tuple[str, str]]:
+def workload_route_targets(endpoint: WorkloadEndpoint, cfg: RouteConfig, version: int,
+                           live_migration: LiveMigrationState | None = None) -> list[tuple[str, str]]:
     """(CIDR, MAC) pairs Felix routes to the endpoint's interface for one family.
 
     The endpoint's networks (masked, as Felix parses them) plus, with FloatingIPs enabled,
-    each NAT's external address. Only admin-up ("active") endpoints have routes.
+    each NAT's external address. Only admin-up ("active") endpoints have routes, and not
+    while they are a live migration's target waiting for the VM (``live_migration`` is
+    Target).
     """
-    if endpoint.state != "active":
+    if endpoint.state != "active" or live_migration is LiveMigrationState.TARGET:
         return []
     nets = endpoint.ipv4_nets if version == 4 else endpoint.ipv6_nets
     nats = endpoint.ipv4_nat if version == 4 else endpoint.ipv6_nat
@@ -313,22 +326,36 @@ def workload_route_targets(endpoint: WorkloadEndpoint, cfg: RouteConfig, version
     return [(c, mac) for c in cidrs]
 
 
-def workload_routes(endpoint: WorkloadEndpoint, cfg: RouteConfig) -> list[tuple[RouteClass, Route]]:
-    """``<ip> dev <iface> proto <DeviceRouteProtocol> scope link metric <priority> [src]``."""
+def workload_route_priority(cfg: RouteConfig, version: int, live_migration: LiveMigrationState | None = None) -> int:
+    """The metric of a workload's routes: the elevated priority while a migrated VM's
+    routes converge (Live, TimeWait), else the normal one (both families alike)."""
+    if live_migration in (LiveMigrationState.LIVE, LiveMigrationState.TIME_WAIT):
+        return cfg.elevated_priority(version)
+    return cfg.normal_priority(version)
+
+
+def workload_routes(endpoint: WorkloadEndpoint, cfg: RouteConfig,
+                    live_migration: LiveMigrationState | None = None) -> list[tuple[RouteClass, Route]]:
+    """``<ip> dev <iface> proto <DeviceRouteProtocol> scope link metric <priority> [src]``;
+    ``live_migration`` is the endpoint's live migration state (None: Base)."""
     out = []
     versions = (4, 6) if cfg.ipv6_enabled else (4,)
     for version in versions:
-        for cidr, _ in workload_route_targets(endpoint, cfg, version):
+        metric = workload_route_priority(cfg, version, live_migration)
+        for cidr, _ in workload_route_targets(endpoint, cfg, version, live_migration):
             out.append((RouteClass.LOCAL_WORKLOAD,
                         Route(dst=cidr, dev=endpoint.name, proto=cfg.device_route_protocol, scope="link",
-                              metric=cfg.normal_priority(version), src=cfg.source_address(version))))
+                              metric=metric, src=cfg.source_address(version))))
     return out
 
 
-def workload_neighbours(endpoint: WorkloadEndpoint, cfg: RouteConfig) -> list[Neighbour]:
-    """Permanent ARP entries, IPv4 only (Felix leaves IPv6 neighbours to the kernel)."""
+def workload_neighbours(endpoint: WorkloadEndpoint, cfg: RouteConfig,
+                        live_migration: LiveMigrationState | None = None) -> list[Neighbour]:
+    """Permanent ARP entries, IPv4 only (Felix leaves IPv6 neighbours to the kernel);
+    they come with the routes (Felix's route targets carry the MAC), so a live migration
+    target in Target has none."""
     return [Neighbour(str(netaddr.parse_network(cidr).network_address), endpoint.name, mac.lower())
-            for cidr, mac in workload_route_targets(endpoint, cfg, 4) if mac]
+            for cidr, mac in workload_route_targets(endpoint, cfg, 4, live_migration) if mac]
 
 
 def workload_sysctls(iface: str, cfg: RouteConfig, spoofing_allowed: bool = False) -> list[Sysctl]:
@@ -650,25 +677,31 @@ class DesiredRoutes:
 class EndpointPieces:
     """Each local endpoint's routes, neighbours and sysctls as last computed, so that a
     new desired state recomputes only the endpoints that changed (by identity: the
-    endpoints are immutable, and a caller holds the same object until it changes).
-    Everything is forgotten when the configuration changes."""
+    endpoints are immutable, and a caller holds the same object until it changes) or
+    whose interface's live migration state changed. Everything is forgotten when the
+    configuration changes."""
 
     def __init__(self) -> None:
         self._cfg: RouteConfig | None = None
         self._by_name: dict[str, tuple] = {}
 
-    def pieces(self, cfg: RouteConfig, endpoints: list[WorkloadEndpoint]) -> list[tuple]:
-        """(routes, neighbours, sysctls) per endpoint, in the order given."""
+    def pieces(self, cfg: RouteConfig, endpoints: list[WorkloadEndpoint],
+               live_migration: Mapping[str, LiveMigrationState] | None = None) -> list[tuple]:
+        """(routes, neighbours, sysctls) per endpoint, in the order given;
+        ``live_migration``: interface -> live migration state (absent: Base)."""
         if cfg != self._cfg:
             self._cfg, self._by_name = cfg, {}
+        states = live_migration or {}
         old, new = self._by_name, {}
         out = []
         for ep in endpoints:
+            state = states.get(ep.name)
             hit = old.get(ep.name)
-            if hit is None or hit[0] is not ep:
-                hit = (ep, workload_routes(ep, cfg), workload_neighbours(ep, cfg), endpoint_sysctls(ep, cfg))
+            if hit is None or hit[0] is not ep or hit[1] is not state:
+                hit = (ep, state, workload_routes(ep, cfg, state), workload_neighbours(ep, cfg, state),
+                       endpoint_sysctls(ep, cfg))
             new[ep.name] = hit
-            out.append(hit[1:])
+            out.append(hit[2:])
         self._by_name = new  # (endpoints gone are dropped)
         return out
 
@@ -679,7 +712,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
                    vxlan_parent_devices: Mapping[int, str] | None = None,
                    peering_addresses: Mapping[int, str] | None = None,
                    peering_endpoints: Iterable[WorkloadEndpoint] | None = None,
-                   workload_interfaces: Iterable[str] = ()) -> DesiredRoutes:
+                   workload_interfaces: Iterable[str] = (),
+                   live_migration: Mapping[str, LiveMigrationState] | None = None) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
@@ -695,6 +729,10 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     (the endpoints in charge of their interfaces; all of ``endpoints`` when not given).
     ``workload_interfaces``: the host's workload-prefixed interfaces; as Felix configures
     every one that comes up, those without an endpoint get the usual sysctls too.
+    ``live_migration``: the live migration state of the endpoint in charge of each
+    interface (node/felix/live_migration.py; interfaces not listed are in Base): Target
+    takes the interface's routes and neighbours away, Live and TimeWait raise its routes'
+    priority (``workload_routes``).
     """
     parents = dict(parent_devices or {})
     vxlan_parents = parents if vxlan_parent_devices is None else dict(vxlan_parent_devices)
@@ -705,7 +743,7 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     sysctls: list[Sysctl] = global_sysctls(cfg)
     if memo is None:
         memo = EndpointPieces()
-    for ep_routes, ep_neighbours, ep_sysctls in memo.pieces(cfg, endpoints):
+    for ep_routes, ep_neighbours, ep_sysctls in memo.pieces(cfg, endpoints, live_migration):
         candidates += ep_routes
         neighbours += ep_neighbours
         sysctls += ep_sysctls
@@ -835,4 +873,5 @@ __all__ = ["DesiredRoutes", "EndpointPieces", "FDBEntry", "IPIPDevice", "Neighbo
            "render_fdb", "render_ipip_device", "render_neighbour", "render_route", "render_sysctl",
            "render_vxlan_device", "resolve_routes", "resolve_with_links", "remote_vteps", "route_sort_key",
            "vxlan_allowed_sources", "vxlan_device", "vxlan_device_name", "vxlan_neighbours_and_fdb", "vxlan_parent_address", "vxlan_routes",
-           "workload_neighbours", "workload_route_targets", "workload_routes", "workload_sysctls"]
+           "workload_neighbours", "workload_route_priority", "workload_route_targets", "workload_routes",
+           "workload_sysctls"]

@@ -23,7 +23,8 @@ dataplane exactly as the running agent does and prints it instead of programming
 Output: ``iptables-save`` form for the four tables (``*raw``, ``*mangle``, ``*nat``,
 ``*filter``) with Felix's own rule rendering and ``cali:`` IDs; ``--ipsets`` prints
 ``ipset restore`` input instead; ``--routes`` prints the desired routes, neighbours,
-tunnel devices and interface sysctls; ``--qos`` prints the workloads' bandwidth limits as
+tunnel devices and interface sysctls (as an agent just started has them: a live migration
+target's routes are held back until its VM announces itself, which a dry run never sees); ``--qos`` prints the workloads' bandwidth limits as
 the tc qdiscs, u32 redirect filters and IFB devices the agent would program (the same
 for both IP families; the MTUs and packet scheduler clock are this namespace's).
 

@@ -9,8 +9,9 @@ needs, from Calico resources (Felix's calculation graph).  Pure and incremental,
 Modules: ``v1`` (Felix's converted view), ``convert`` (v3 -> v1), ``validation``
 (what Felix refuses), ``rule_scanner`` (rules -> IP-set IDs), ``ordering`` (tiers and
 policy order), ``members`` (IP-set membership), ``bgp_peers`` (each local workload's
-BGPPeer), ``sequencer`` (coalescing), ``config_track``, ``graph`` (the wiring), ``view``,
-``offline``.  Routes and VXLAN tunnel endpoints are computed in ``routes``.
+BGPPeer), ``live_migration`` (each local workload's live migration role),
+``workload_selectors`` (the label index those two share), ``sequencer`` (coalescing),
+``config_track``, ``graph`` (the wiring), ``view``, ``offline``.  Routes and VXLAN tunnel endpoints are computed in ``routes``.
 """
 from node.felix.calc.graph import PolicyCalculation
 from node.felix.calc.offline import calculate, updates_from_resources

@@ -10,27 +10,23 @@ and the endpoint's message carries that name (``WorkloadEndpoint.local_bgp_peer`
 As Felix's validation filter does, a BGPPeer that fails Calico's validation (a selector
 that does not parse among them) counts as missing; the error names the peer and field.
 
-Almost no cluster has such peers, so the selector index over the local endpoints exists
-only while at least one applicable peer has a usable ``localWorkloadSelector``: it is
-built from the calculation's current endpoints and profiles when the first one appears,
-and dropped with the last. Until then the calculation skips it entirely (``active``).
+The selectors live in the index over the local workload endpoints that the calculation
+shares between its selector-driven parts (``workload_selectors``): it exists only while
+some selector is filed there, so without such peers (almost every cluster) the
+calculation skips it entirely.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import NamedTuple, Optional
 
 from node.errors import CalicoError
+from node.felix.calc.workload_selectors import LocalWorkloadSelectors
 from node.model import Resource, validate_resource
-from node.selector import LabelIndex, Selector, SelectorError, parse
+from node.selector import Selector, SelectorError, parse
 
 log = logging.getLogger(__name__)
-
-# What the calculation hands over when the index is (re)built: its local workload
-# endpoints as (key, own labels, profile ids) and its profiles as (name, labels).
-Sources = Callable[[], tuple[Iterable[tuple[Hashable, Mapping[str, str], tuple[str, ...]]],
-                             Iterable[tuple[str, Mapping[str, str]]]]]
 
 
 class _Peer(NamedTuple):
@@ -43,23 +39,23 @@ class ActiveBGPPeers:
     """Tracks the BGPPeers and this host's Node labels; tells ``on_changed(key)`` whenever
     a local workload endpoint's peer (``peer_of``) changes."""
 
-    def __init__(self, hostname: str, on_changed: Callable[[Hashable], None], sources: Sources):
+    def __init__(self, hostname: str, on_changed: Callable[[Hashable], None], selectors: LocalWorkloadSelectors):
         self.hostname = hostname
         self._on_changed = on_changed
-        self._sources = sources
         self._node_labels: dict[str, str] = {}
         self._peers: dict[str, _Peer] = {}
-        # The applicable peers with a usable localWorkloadSelector: the index's selectors.
+        # The applicable peers with a usable localWorkloadSelector: filed in the shared
+        # index under their names.
         self._selecting: dict[str, Selector] = {}
-        self._index: LabelIndex | None = None
+        self._selectors = selectors
+        selectors.add_user("BGPPeer", self._match_changed)
         # Local workload endpoint key -> its peer's name (endpoints without one absent).
         self.peer_of: dict[Hashable, str] = {}
 
     @property
     def active(self) -> bool:
-        """True while some peer may pick endpoints: only then do endpoint and profile
-        changes need to be passed in."""
-        return self._index is not None
+        """True while some peer picks endpoints (has a selector in the shared index)."""
+        return bool(self._selecting)
 
     # ------------------------------------------------------------------ inputs
 
@@ -107,21 +103,6 @@ class ActiveBGPPeers:
                 continue  # (a peer naming its node does not depend on the labels)
             self._set_selecting(peer_name, peer.workload_selector if self._applies(peer) else None)
 
-    # Only while ``active``:
-
-    def endpoint_updated(self, key: Hashable, labels: Mapping[str, str], profile_ids: Iterable[str]) -> None:
-        self._index.update_endpoint(key, labels, profile_ids)
-
-    def endpoint_removed(self, key: Hashable) -> None:
-        self._index.remove_endpoint(key)
-
-    def profile_labels(self, name: str, labels: Mapping[str, str] | None) -> None:
-        """A profile's labels changed (None: the profile is gone)."""
-        if labels is None:
-            self._index.remove_parent(name)
-        else:
-            self._index.update_parent(name, labels)
-
     # ------------------------------------------------------------------ internals
 
     def _applies(self, peer: _Peer) -> bool:
@@ -133,27 +114,13 @@ class ActiveBGPPeers:
         if selector is None:
             if self._selecting.pop(name, None) is None:
                 return
-            self._index.remove_selector(name)  # (every match stops: peer_of follows)
-            if not self._selecting:
-                self._index = None
-            return
-        if self._index is None:
-            self._index = self._build_index()
-        self._selecting[name] = selector
-        self._index.update_selector(name, selector)
-
-    def _build_index(self) -> LabelIndex:
-        index = LabelIndex(self._match_changed, self._match_changed)
-        endpoints, profiles = self._sources()
-        for name, labels in profiles:
-            index.update_parent(name, labels)
-        for key, labels, profile_ids in endpoints:
-            index.update_endpoint(key, labels, profile_ids)
-        return index
+        else:
+            self._selecting[name] = selector
+        self._selectors.set_selector("BGPPeer", name, selector)  # (peer_of follows the matches)
 
     def _match_changed(self, _peer_name: str, key: Hashable) -> None:
         # (The index is consistent when it calls back, so this is the final answer.)
-        matching = self._index.selectors_matching(key)
+        matching = self._selectors.selectors_matching("BGPPeer", key)
         peer = min(matching) if matching else ""
         if peer == self.peer_of.get(key, ""):
             return

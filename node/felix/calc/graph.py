@@ -11,6 +11,8 @@ Felix's shape::
                                             ├─► per local endpoint: its ordered tiers
                                             ├─► BGPPeers × LOCAL workload endpoints ─►
                                             │     each one's local BGP peer (see bgp_peers)
+                                            ├─► LiveMigrations × LOCAL workload endpoints ─►
+                                            │     each one's live migration role (live_migration)
                                             └─► pools, hosts, config (passed through)
                                                       ▼
                                        EventSequencer ─► take_messages()
@@ -32,11 +34,13 @@ from node.felix.calc import convert as cv
 from node.felix.calc import v1, validation
 from node.felix.calc.bgp_peers import ActiveBGPPeers
 from node.felix.calc.config_track import ConfigTracker
+from node.felix.calc.live_migration import LiveMigrations, vmi_name
 from node.felix.calc.members import EndpointData, IPSetMemberIndex, host_net_text, network_set_nets
 from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, split_tiers
 from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs, scan_policy,
                                           scan_profile)
 from node.felix.calc.sequencer import EventSequencer
+from node.felix.calc.workload_selectors import LocalWorkloadSelectors
 from node.model import Resource, stub_from_key
 from node.selector import LabelIndex, SelectorError, parse
 
@@ -86,9 +90,14 @@ class PolicyCalculation:
         self._local: dict[Hashable, v1.WorkloadEndpoint | v1.HostEndpoint] = {}
         self._dirty: set[Hashable] = set()
         self._pools: dict[tuple[str, str, str], tuple[str, t.IPAMPool]] = {}
-        # Which BGPPeer each local workload endpoint peers with; its index is fed only
-        # while ``active`` (some peer selecting workloads applies to this host).
-        self._bgp = ActiveBGPPeers(hostname, self._dirty.add, self._bgp_sources)
+        # The label index over the local workload endpoints that BGP peers and live
+        # migrations pick them from; fed only while ``active`` (some selector is filed).
+        self._workload_selectors = LocalWorkloadSelectors(self._workload_selector_sources)
+        # Which BGPPeer each local workload endpoint peers with.
+        self._bgp = ActiveBGPPeers(hostname, self._dirty.add, self._workload_selectors)
+        # Each local workload endpoint's live migration role; fed only while ``active``
+        # (some LiveMigration exists).
+        self._lm = LiveMigrations(self._dirty.add, self._workload_selectors, self._local_workload_keys)
 
         self._handlers: dict[str, Callable[[Resource, bool], None]] = {
             **{kind: self._on_policy for kind in cv.POLICY_KINDS},
@@ -101,6 +110,7 @@ class PolicyCalculation:
             "IPPool": self._on_ip_pool,
             "Node": self._on_node,
             "BGPPeer": self._bgp.on_bgp_peer,
+            "LiveMigration": self._lm.on_live_migration,
             "BGPConfiguration": self._on_bgp_configuration,
             "FelixConfiguration": self._on_config,
             "ClusterInformation": self._on_config,
@@ -308,8 +318,8 @@ class PolicyCalculation:
                 else:
                     index.update_parent(name, dict(new_labels))
             self._sync_policies()
-            if self._bgp.active:
-                self._bgp.profile_labels(name, None if new_labels is None else dict(new_labels))
+            if self._workload_selectors.active:
+                self._workload_selectors.profile_labels(name, None if new_labels is None else dict(new_labels))
         self._sync_profile(name)
 
     def _sync_profile(self, name: str) -> None:
@@ -417,8 +427,11 @@ class PolicyCalculation:
         self._set_profile_users(key, () if old is None else old.profile_ids, ep.profile_ids)
         self._active.update_endpoint(key, ep.labels, ep.profile_ids)  # the index copies them into a dict
         self._sync_policies()
-        if self._bgp.active and isinstance(key, v1.WorkloadEndpointKey):
-            self._bgp.endpoint_updated(key, ep.labels, ep.profile_ids)
+        if isinstance(key, v1.WorkloadEndpointKey):
+            if self._lm.active:
+                self._lm.endpoint_updated(key)
+            if self._workload_selectors.active:
+                self._workload_selectors.endpoint_updated(key, ep.labels, ep.profile_ids)
         self._dirty.add(key)
 
     def _remove_endpoint(self, key: Hashable) -> None:
@@ -427,24 +440,30 @@ class PolicyCalculation:
         if old is not None:
             self._active.remove_endpoint(key)
             self._sync_policies()
-            if self._bgp.active:
-                self._bgp.endpoint_removed(key)
+            if self._lm.active and isinstance(key, v1.WorkloadEndpointKey):
+                self._lm.endpoint_removed(key)
+            if self._workload_selectors.active:
+                self._workload_selectors.endpoint_removed(key)
             self._set_profile_users(key, old.profile_ids, ())
             self._dirty.add(key)
 
-    def _bgp_sources(self):
-        """The local workload endpoints and the profiles, for the BGP peer index when it
-        is (re)built."""
+    def _workload_selector_sources(self):
+        """The local workload endpoints and the profiles, for the workload selector index
+        when it is (re)built."""
         endpoints = [(key, ep.labels, ep.profile_ids) for key, ep in self._local.items()
                      if isinstance(key, v1.WorkloadEndpointKey)]
         profiles = [(name, dict(p.labels)) for name, p in self._profiles.items() if p.labels]
         return endpoints, profiles
+
+    def _local_workload_keys(self):
+        return [key for key in self._local if isinstance(key, v1.WorkloadEndpointKey)]
 
     def _flush_endpoints(self) -> None:
         # Endpoints matched by the same policies get the same tiers; policy metadata and
         # tiers do not change during the flush, so the split is worked out once per set.
         splits: dict[frozenset, Any] = {}
         peer_of = self._bgp.peer_of
+        role_of = self._lm.role_of
         for key in self._dirty:
             ep = self._local.get(key)
             if isinstance(key, v1.WorkloadEndpointKey):
@@ -454,7 +473,8 @@ class PolicyCalculation:
                 else:
                     tiers = self._split(key, splits).normal
                     peer = peer_of.get(key, "") if peer_of else ""
-                    self._seq.update("wep", msg_id, _workload_message(ep, tiers, peer))
+                    role = role_of.get(key) if role_of else None
+                    self._seq.update("wep", msg_id, _workload_message(ep, tiers, peer, role))
             else:
                 msg_id = t.HostEndpointID(key.endpoint_id)
                 if ep is None:
@@ -523,7 +543,8 @@ class PolicyCalculation:
 # ====================================================================== messages
 
 def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...],
-                      local_bgp_peer: str = "") -> t.WorkloadEndpoint:
+                      local_bgp_peer: str = "", live_migration: tuple[str, str] | None = None) -> t.WorkloadEndpoint:
+    role, uid = live_migration or ("", "")
     return t.WorkloadEndpoint(
         name=ep.name,
         mac=ep.mac,
@@ -538,6 +559,9 @@ def _workload_message(ep: v1.WorkloadEndpoint, tiers: tuple[t.TierInfo, ...],
         qos_controls=ep.qos_controls,
         local_bgp_peer=local_bgp_peer,
         dscp=ep.dscp,
+        live_migration_role=role,
+        live_migration_uid=uid,
+        live_migration_vmi_name=vmi_name(ep.labels),
     )
 
 
