@@ -10,6 +10,8 @@ from node.felix.config import (
     SOURCE_GLOBAL,
     SOURCE_HOST,
     FelixConfig,
+    openstack_active,
+    openstack_metadata_ip,
     ProtoPort,
     parse_port_list,
     v1_config_from_node,
@@ -136,3 +138,31 @@ def test_node_derived_host_values():
                                 "ipv4VXLANTunnelAddr": "192.168.1.1", "vxlanTunnelMACAddr": "66:aa:bb:cc:dd:ee"}) == {
         "IpInIpTunnelAddr": "192.168.0.1", "IPv4VXLANTunnelAddr": "192.168.1.1",
         "VXLANTunnelMACAddr": "66:aa:bb:cc:dd:ee"}
+
+
+@pytest.mark.parametrize("env,active", [
+    ({}, False),
+    ({"FELIX_CLUSTERTYPE": "k8s,bgp"}, False),
+    ({"FELIX_CLUSTERTYPE": "OpenStack,bgp"}, True),  # any case, anywhere in the list
+    ({"FELIX_METADATAADDR": "10.0.0.5"}, True),
+    ({"FELIX_METADATAADDR": "127.0.0.1"}, False),
+    ({"FELIX_METADATAADDR": "metadata.internal"}, True),  # a host name: active, no metadata rules
+    ({"FELIX_METADATAPORT": "8775"}, False),
+    ({"FELIX_METADATAPORT": "9000"}, True),
+    ({"FELIX_METADATAPORT": "0"}, False),
+    ({"FELIX_INTERFACEPREFIX": "cali,tap"}, True),
+    ({"FELIX_INTERFACEPREFIX": "tapx"}, False),  # only the exact prefix "tap" counts
+])
+def test_openstack_active_follows_felix_heuristics(env, active):
+    assert openstack_active(FelixConfig.resolve(env)) is active
+
+
+def test_metadata_address_and_port_parse_as_felix_does():
+    c = FelixConfig.resolve({})
+    assert (c.MetadataAddr, c.MetadataPort, openstack_metadata_ip(c)) == ("127.0.0.1", 8775, "127.0.0.1")
+    assert openstack_metadata_ip(FelixConfig.resolve({"FELIX_METADATAADDR": "metadata.internal"})) == ""
+    bad = FelixConfig.resolve({"FELIX_METADATAADDR": "fd00::1", "FELIX_METADATAPORT": "70000"},
+                              global_config={"MetadataAddr": "10.0.0.9"})
+    assert (bad.MetadataAddr, bad.MetadataPort) == ("10.0.0.9", 8775)  # Felix's hostname pattern has no ':'
+    assert any("MetadataAddr" in p and "invalid hostname" in p for p in bad.problems), bad.problems
+    assert any("MetadataPort" in p for p in bad.problems), bad.problems

@@ -6,6 +6,7 @@ over the final resources, and the change reports add up to that state.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
@@ -419,3 +420,26 @@ def test_the_pipeline_passes_workload_interfaces_to_the_route_side():
     assert "net/ipv4/conf/calinew/proxy_arp" in paths and not any("/tap1/" in path for path in paths)
     p.set_interfaces({"eth0": ["10.0.0.1"]})
     assert not any("/calinew/" in s.path for s in p.desired_routes().sysctls)
+
+
+def test_openstack_special_cases_follow_the_configuration():
+    """A non-default MetadataAddr turns on Felix's OpenStack special cases: the metadata
+    DNAT and accept rules and DHCP from workloads (raw and to the host); a metadata host
+    name turns them on without the metadata rules (Felix cannot parse it as an address)."""
+    def openstack_rules(env):
+        save = _fresh([], env=env).dataplanes[4].render_save()
+        return [re.sub(r'-m comment --comment "cali:[^"]*" ', "", line) for line in save.splitlines()
+                if "169.254.169.254" in line or "10.0.0.5" in line or "--source-ports 68" in line]
+
+    assert openstack_rules({}) == []
+    dhcp = ["-A cali-PREROUTING -p udp --source 0.0.0.0 -m multiport --source-ports 68 "
+            "-m multiport --destination-ports 67 --jump ACCEPT",
+            "-A cali-wl-to-host -p udp -m multiport --source-ports 68 -m multiport --destination-ports 67 --jump ACCEPT"]
+    assert openstack_rules({"FELIX_METADATAADDR": "10.0.0.5", "FELIX_METADATAPORT": "9000"}) == [
+        dhcp[0],
+        "-A cali-PREROUTING -p tcp -m multiport --destination-ports 80 --destination 169.254.169.254/32 "
+        "--jump DNAT --to-destination 10.0.0.5:9000",
+        "-A cali-wl-to-host -p tcp --destination 10.0.0.5 -m multiport --destination-ports 9000 --jump ACCEPT",
+        dhcp[1],
+    ]
+    assert openstack_rules({"FELIX_METADATAADDR": "metadata.internal"}) == dhcp

@@ -37,7 +37,7 @@ def interfaces_for(scenario: str) -> dict:
 
 def mtus_for(scenario: str) -> dict:
     """The MTUs of a scenario's interfaces: 1450 for workload ones, 1500 for the rest."""
-    return {name: 1450 if name.startswith("cali") else 1500 for name in interfaces_for(scenario)}
+    return {name: 1450 if name.startswith(("cali", "tap")) else 1500 for name in interfaces_for(scenario)}
 
 
 OUTPUTS = [(what, v) for what in ("tables", "ipsets", "routes") for v in (4, 6)] + [("qos", 4)]
@@ -48,7 +48,7 @@ def golden_name(what: str, version: int) -> str:
 
 
 def test_every_scenario_is_here():
-    assert SCENARIOS == ["host-endpoint", "kube-ipvs", "profile-only", "staged", "two-tiers", "vxlan"]
+    assert SCENARIOS == ["host-endpoint", "kube-ipvs", "openstack", "profile-only", "staged", "two-tiers", "vxlan"]
 
 
 @pytest.mark.parametrize("what, version", OUTPUTS, ids=[golden_name(w, v)[:-4] for w, v in OUTPUTS])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from node.datastore.syncer import Update, UpdateType
 from node.felix.calc.routes import RouteCalculation, decode_block
 from node.felix.config import FelixConfig
-from node.felix.routes import (DesiredRoutes, FDBEntry, IPIPDevice, Neighbour, Route, RouteClass, RouteConfig,
+from node.felix.routes import (DesiredRoutes, EndpointPieces, FDBEntry, IPIPDevice, Neighbour, Route, RouteClass, RouteConfig,
                                RouteModel, Sysctl, VXLANDevice, apply_messages, desired_routes, endpoint_sysctls,
                                global_sysctls, ipip_device, ipip_routes, noencap_routes, render, render_route,
                                render_sysctl, resolve_routes, route_sort_key, vxlan_allowed_sources, vxlan_device,
@@ -68,6 +68,13 @@ def test_workload_routes_floating_ips_and_admin_down():
                                             Neighbour("172.18.1.4", "cali12345-ab", "01:02:03:04:05:06")]
     assert [r.dst for _, r in workload_routes(ep, RouteConfig(hostname="node1"))] == [
         "10.0.240.0/24", "2001:db8:2::2/128"]
+    # An OpenStack endpoint's floating IPs are routed to it even with FloatingIPs off.
+    plain = RouteConfig(hostname="node1")
+    assert routes_only(workload_routes(ep, plain, openstack=True)) == routes_only(workload_routes(ep, cfg))
+    assert workload_neighbours(ep, plain, openstack=True) == workload_neighbours(ep, cfg)
+    memo = EndpointPieces()
+    assert len(desired_routes(plain, RouteModel(), [ep], memo=memo).routes) == 2
+    assert len(desired_routes(plain, RouteModel(), [ep], memo=memo, openstack_interfaces={ep.name}).routes) == 6
     down = WorkloadEndpoint(name="cali12345-ab", state="inactive", ipv4_nets=("10.0.240.2/32",))
     assert workload_routes(down, cfg) == [] and workload_neighbours(down, cfg) == []
     # No MAC, no static ARP entry (the route stays).

@@ -114,6 +114,15 @@ def _ipv6(raw: str) -> str:
         raise ValueError("invalid IPv6 address") from None
 
 
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9_.-]+$")  # Felix's HostnameRegexp
+
+
+def _hostname(raw: str) -> str:
+    if not _HOSTNAME.match(raw):
+        raise ValueError("invalid hostname")
+    return raw
+
+
 _IFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
 
 
@@ -352,6 +361,8 @@ _PARAMS = [
     Param("EndpointStatusPathPrefix", _string, "/var/run/calico"),
     Param("ReportingIntervalSecs", _seconds, 30.0),
     Param("ClusterType", _string, ""),
+    Param("MetadataAddr", _hostname, "127.0.0.1"),
+    Param("MetadataPort", _int(0, 65535), 8775),
 ]
 PARAMS: dict[str, Param] = {p.name.lower(): p for p in _PARAMS}
 
@@ -499,6 +510,29 @@ class FelixConfig:
         for problem in problems:
             log.warning("ignoring bad configuration value (%s)", problem)
         return cls(values, sources, problems)
+
+
+def openstack_active(config: FelixConfig) -> bool:
+    """Whether Felix's OpenStack special cases apply (Felix's OpenstackActive): the cluster
+    type says OpenStack, or, for OpenStack plugins that do not set it, the metadata address
+    or port is not the default, or the workload interfaces include ``tap``."""
+    if "openstack" in config.ClusterType.lower():
+        return True
+    if config.MetadataAddr not in ("", "127.0.0.1"):
+        return True
+    if config.MetadataPort not in (0, 8775):
+        return True
+    return "tap" in config.InterfacePrefix
+
+
+def openstack_metadata_ip(config: FelixConfig) -> str:
+    """The metadata service's address for the special-case rules, when ``MetadataAddr`` is
+    an address (Felix parses it as an IP: a host name means no metadata rules). Those
+    rules are IPv4 ones, and the parameter only admits IPv4 literals."""
+    try:
+        return str(ipaddress.IPv4Address(config.MetadataAddr))
+    except ValueError:
+        return ""
 
 
 def _env_params(env: Mapping[str, str]) -> dict[str, str]:

@@ -23,7 +23,7 @@ from typing import Iterable, Mapping
 
 from node.felix import netaddr
 from node.felix import types as t
-from node.felix.config import FelixConfig
+from node.felix.config import FelixConfig, openstack_active, openstack_metadata_ip
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
 from node.felix.rules.dispatch import (
@@ -117,6 +117,9 @@ def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = Fa
         nat_outgoing_address=config.NATOutgoingAddress,
         nat_outgoing_exclusions=config.NATOutgoingExclusions,
         service_loop_prevention=config.ServiceLoopPrevention,
+        openstack_special_cases=openstack_active(config),
+        openstack_metadata_ip=openstack_metadata_ip(config),
+        openstack_metadata_port=config.MetadataPort,
     )
 
 

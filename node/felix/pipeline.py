@@ -17,7 +17,7 @@ from node.felix import types as t
 from node.felix.calc import PolicyCalculation
 from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, v1_config_from_node, v1_config_from_spec
-from node.felix.desired import DesiredDataplane
+from node.felix.desired import OPENSTACK, DesiredDataplane
 from node.felix.rules.config import allocate_marks
 from node.felix.routes import (DesiredRoutes, EndpointPieces, RouteConfig, RouteModel, apply_messages,
                                desired_routes)
@@ -252,7 +252,9 @@ class Pipeline:
                               peering_addresses=self.peering_addresses, peering_endpoints=active.values(),
                               workload_interfaces=[name for name in self._interfaces
                                                    if name.startswith(tuple(self.config.InterfacePrefix))],
-                              live_migration=live_migration)
+                              live_migration=live_migration,
+                              openstack_interfaces={ep.name for wid, ep in self._weps.items()
+                                                    if wid.orchestrator == OPENSTACK})
 
     def _own_address(self, field: str) -> str:
         """This host's address from its Node's ``spec.bgp`` (``ipv4Address``/``ipv6Address``)."""

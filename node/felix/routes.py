@@ -31,7 +31,7 @@ import enum
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Collection, Iterable, Mapping
 
 from node.felix import netaddr
 from node.felix.live_migration import State as LiveMigrationState
@@ -306,11 +306,13 @@ def _default_metric(version: int) -> int:
 # Local workloads.
 
 def workload_route_targets(endpoint: WorkloadEndpoint, cfg: RouteConfig, version: int,
-                           live_migration: LiveMigrationState | None = None) -> list[tuple[str, str]]:
+                           live_migration: LiveMigrationState | None = None,
+                           openstack: bool = False) -> list[tuple[str, str]]:
     """(CIDR, MAC) pairs Felix routes to the endpoint's interface for one family.
 
-    The endpoint's networks (masked, as Felix parses them) plus, with FloatingIPs enabled,
-    each NAT's external address. Only admin-up ("active") endpoints have routes, and not
+    The endpoint's networks (masked, as Felix parses them) plus, with FloatingIPs enabled
+    or for an OpenStack endpoint (``openstack``: its orchestrator is "openstack"), each
+    NAT's external address. Only admin-up ("active") endpoints have routes, and not
     while they are a live migration's target waiting for the VM (``live_migration`` is
     Target).
     """
@@ -319,7 +321,7 @@ def workload_route_targets(endpoint: WorkloadEndpoint, cfg: RouteConfig, version
     nets = endpoint.ipv4_nets if version == 4 else endpoint.ipv6_nets
     nats = endpoint.ipv4_nat if version == 4 else endpoint.ipv6_nat
     cidrs = [netaddr.network_text(n) for n in nets]
-    if cfg.floating_ips_enabled:
+    if cfg.floating_ips_enabled or openstack:
         suffix = "/32" if version == 4 else "/128"
         cidrs += [netaddr.network_text(nat.ext_ip + suffix) for nat in nats]
     mac = endpoint.mac if _valid_mac(endpoint.mac) else ""
@@ -335,14 +337,16 @@ def workload_route_priority(cfg: RouteConfig, version: int, live_migration: Live
 
 
 def workload_routes(endpoint: WorkloadEndpoint, cfg: RouteConfig,
-                    live_migration: LiveMigrationState | None = None) -> list[tuple[RouteClass, Route]]:
+                    live_migration: LiveMigrationState | None = None,
+                    openstack: bool = False) -> list[tuple[RouteClass, Route]]:
     """``<ip> dev <iface> proto <DeviceRouteProtocol> scope link metric <priority> [src]``;
-    ``live_migration`` is the endpoint's live migration state (None: Base)."""
+    ``live_migration`` is the endpoint's live migration state (None: Base); ``openstack``
+    see ``workload_route_targets``."""
     out = []
     versions = (4, 6) if cfg.ipv6_enabled else (4,)
     for version in versions:
         metric = workload_route_priority(cfg, version, live_migration)
-        for cidr, _ in workload_route_targets(endpoint, cfg, version, live_migration):
+        for cidr, _ in workload_route_targets(endpoint, cfg, version, live_migration, openstack):
             out.append((RouteClass.LOCAL_WORKLOAD,
                         Route(dst=cidr, dev=endpoint.name, proto=cfg.device_route_protocol, scope="link",
                               metric=metric, src=cfg.source_address(version))))
@@ -350,12 +354,13 @@ def workload_routes(endpoint: WorkloadEndpoint, cfg: RouteConfig,
 
 
 def workload_neighbours(endpoint: WorkloadEndpoint, cfg: RouteConfig,
-                        live_migration: LiveMigrationState | None = None) -> list[Neighbour]:
+                        live_migration: LiveMigrationState | None = None,
+                        openstack: bool = False) -> list[Neighbour]:
     """Permanent ARP entries, IPv4 only (Felix leaves IPv6 neighbours to the kernel);
     they come with the routes (Felix's route targets carry the MAC), so a live migration
     target in Target has none."""
     return [Neighbour(str(netaddr.parse_network(cidr).network_address), endpoint.name, mac.lower())
-            for cidr, mac in workload_route_targets(endpoint, cfg, 4, live_migration) if mac]
+            for cidr, mac in workload_route_targets(endpoint, cfg, 4, live_migration, openstack) if mac]
 
 
 def workload_sysctls(iface: str, cfg: RouteConfig, spoofing_allowed: bool = False) -> list[Sysctl]:
@@ -686,9 +691,11 @@ class EndpointPieces:
         self._by_name: dict[str, tuple] = {}
 
     def pieces(self, cfg: RouteConfig, endpoints: list[WorkloadEndpoint],
-               live_migration: Mapping[str, LiveMigrationState] | None = None) -> list[tuple]:
+               live_migration: Mapping[str, LiveMigrationState] | None = None,
+               openstack_interfaces: Collection[str] = ()) -> list[tuple]:
         """(routes, neighbours, sysctls) per endpoint, in the order given;
-        ``live_migration``: interface -> live migration state (absent: Base)."""
+        ``live_migration``: interface -> live migration state (absent: Base);
+        ``openstack_interfaces``: the interfaces of OpenStack endpoints."""
         if cfg != self._cfg:
             self._cfg, self._by_name = cfg, {}
         states = live_migration or {}
@@ -696,12 +703,13 @@ class EndpointPieces:
         out = []
         for ep in endpoints:
             state = states.get(ep.name)
+            openstack = ep.name in openstack_interfaces
             hit = old.get(ep.name)
-            if hit is None or hit[0] is not ep or hit[1] is not state:
-                hit = (ep, state, workload_routes(ep, cfg, state), workload_neighbours(ep, cfg, state),
-                       endpoint_sysctls(ep, cfg))
+            if hit is None or hit[0] is not ep or hit[1] is not state or hit[2] != openstack:
+                hit = (ep, state, openstack, workload_routes(ep, cfg, state, openstack),
+                       workload_neighbours(ep, cfg, state, openstack), endpoint_sysctls(ep, cfg))
             new[ep.name] = hit
-            out.append(hit[2:])
+            out.append(hit[3:])
         self._by_name = new  # (endpoints gone are dropped)
         return out
 
@@ -713,7 +721,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
                    peering_addresses: Mapping[int, str] | None = None,
                    peering_endpoints: Iterable[WorkloadEndpoint] | None = None,
                    workload_interfaces: Iterable[str] = (),
-                   live_migration: Mapping[str, LiveMigrationState] | None = None) -> DesiredRoutes:
+                   live_migration: Mapping[str, LiveMigrationState] | None = None,
+                   openstack_interfaces: Collection[str] = ()) -> DesiredRoutes:
     """The whole desired state.
 
     ``parent_devices`` maps a family to the interface holding this node's address of that
@@ -732,7 +741,9 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     ``live_migration``: the live migration state of the endpoint in charge of each
     interface (node/felix/live_migration.py; interfaces not listed are in Base): Target
     takes the interface's routes and neighbours away, Live and TimeWait raise its routes'
-    priority (``workload_routes``).
+    priority (``workload_routes``). ``openstack_interfaces``: the interfaces of endpoints
+    whose orchestrator is OpenStack, whose floating IPs are routed to them as with
+    FloatingIPs enabled.
     """
     parents = dict(parent_devices or {})
     vxlan_parents = parents if vxlan_parent_devices is None else dict(vxlan_parent_devices)
@@ -743,7 +754,8 @@ def desired_routes(cfg: RouteConfig, model: RouteModel, endpoints: Iterable[Work
     sysctls: list[Sysctl] = global_sysctls(cfg)
     if memo is None:
         memo = EndpointPieces()
-    for ep_routes, ep_neighbours, ep_sysctls in memo.pieces(cfg, endpoints, live_migration):
+    for ep_routes, ep_neighbours, ep_sysctls in memo.pieces(cfg, endpoints, live_migration,
+                                                                 openstack_interfaces):
         candidates += ep_routes
         neighbours += ep_neighbours
         sysctls += ep_sysctls
