@@ -1,15 +1,21 @@
 """The policy agent's parameters: Felix's defaults, parsers and source precedence."""
 from __future__ import annotations
 
+import logging
 import re
+from pathlib import Path
 
 import pytest
 
 from node.felix.config import (
     SOURCE_ENV,
+    SOURCE_FILE,
     SOURCE_GLOBAL,
     SOURCE_HOST,
+    ConfigFileError,
     FelixConfig,
+    config_file_values,
+    load_config_file,
     openstack_active,
     openstack_metadata_ip,
     ProtoPort,
@@ -166,3 +172,45 @@ def test_metadata_address_and_port_parse_as_felix_does():
     assert (bad.MetadataAddr, bad.MetadataPort) == ("10.0.0.9", 8775)  # Felix's hostname pattern has no ':'
     assert any("MetadataAddr" in p and "invalid hostname" in p for p in bad.problems), bad.problems
     assert any("MetadataPort" in p for p in bad.problems), bad.problems
+
+
+def test_config_file_is_felixs_ini_between_the_datastore_and_the_environment(tmp_path, caplog):
+    cfg = tmp_path / "felix.cfg"
+    cfg.write_text("# Felix's config file\nLogPrefix = top\n[global]\nMetadataAddr = 10.0.0.5\n"
+                   "ChainInsertMode = append\n; another comment\nDatastoreType = kubernetes\n"
+                   "[more]\nmetadataport = 9000\nLogPrefix = again\n")
+    with caplog.at_level(logging.WARNING, logger="node.felix.config"):
+        values = load_config_file(cfg)
+    assert values == {"LogPrefix": "again", "MetadataAddr": "10.0.0.5", "ChainInsertMode": "append",
+                      "DatastoreType": "kubernetes", "metadataport": "9000"}
+    assert any("LogPrefix is set more than once" in r.getMessage() for r in caplog.records)
+    c = FelixConfig.resolve({"FELIX_CHAININSERTMODE": "insert"}, file_config=values,
+                            host_config={"MetadataAddr": "192.0.2.1", "MetadataPort": "1"},
+                            global_config={"LogPrefix": "global"})
+    assert (c.MetadataAddr, c.MetadataPort, c.ChainInsertMode, c.LogPrefix) == ("10.0.0.5", 9000, "insert", "again")
+    assert c.sources["MetadataAddr"] == SOURCE_FILE and c.sources["ChainInsertMode"] == SOURCE_ENV
+    assert c.DatastoreType == "kubernetes"  # a local parameter: the file may set it, the datastore may not
+    assert load_config_file(tmp_path / "absent.cfg") == {}
+
+
+def test_the_images_config_file_turns_the_metadata_rules_off():
+    """rootfs/etc/calico/felix.cfg says MetadataAddr = None, as Calico's image does: an
+    OpenStack host gets its metadata rules only from FELIX_METADATAADDR (or its own file)."""
+    shipped = load_config_file(Path(__file__).parents[1] / "rootfs" / "etc" / "calico" / "felix.cfg")
+    assert shipped["MetadataAddr"] == "None"
+    c = FelixConfig.resolve({"FELIX_INTERFACEPREFIX": "tap"}, file_config=shipped,
+                            global_config={"MetadataAddr": "10.0.0.5"})
+    assert c.MetadataAddr == "" and openstack_active(c) and openstack_metadata_ip(c) == ""
+    c = FelixConfig.resolve({"FELIX_METADATAADDR": "10.0.0.5"}, file_config=shipped)
+    assert openstack_metadata_ip(c) == "10.0.0.5"
+
+
+def test_a_bad_config_file_is_named_and_ignored(tmp_path, caplog):
+    (tmp_path / "felix.cfg").write_text("[global\nMetadataAddr = 10.0.0.5\n")
+    with pytest.raises(ConfigFileError, match=str(tmp_path / "felix.cfg")):
+        load_config_file(tmp_path / "felix.cfg")
+    with caplog.at_level(logging.ERROR, logger="node.felix.config"):
+        assert config_file_values({"CALICO_CONFIG_DIR": str(tmp_path)}) == {}
+    assert any("felix.cfg" in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records)
+    (tmp_path / "felix.cfg").write_text("[global]\nMetadataPort = 9000\n")
+    assert config_file_values({"CALICO_CONFIG_DIR": str(tmp_path)}) == {"MetadataPort": "9000"}

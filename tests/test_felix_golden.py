@@ -55,7 +55,9 @@ def test_every_scenario_is_here():
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_golden(scenario, what, version, caplog):
     folder = GOLDEN / scenario
-    text = dry_run("node1", {}, files=[str(folder / "resources.yaml")], ip_version=version, what=what,
+    # The scenario's folder stands for CALICO_CONFIG_DIR: a felix.cfg there is the node's config file.
+    text = dry_run("node1", {"CALICO_CONFIG_DIR": str(folder)}, files=[str(folder / "resources.yaml")],
+                   ip_version=version, what=what,
                    interfaces=interfaces_for(scenario), interface_mtus=mtus_for(scenario))
     expected_file = folder / golden_name(what, version)
     if os.environ.get("FELIX_GOLDEN_UPDATE"):

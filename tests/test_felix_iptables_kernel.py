@@ -23,6 +23,7 @@ from node.felix.dataplane.iptables import (
     IptablesDataplane, IptablesError, detect_backend, detect_features, find_binary, matchers_for,
     parse_save, subprocess_runner)
 from node.felix.dryrun import block_updates, load_files
+from node.felix.config import config_file_values
 from node.felix.pipeline import Pipeline
 from node.felix.rules.core import ACCEPT, DROP, REJECT, Chain, Match, Rule, jump
 from node.felix.tables import Table
@@ -48,7 +49,8 @@ def runner(ns: Namespace):
 
 def desired(scenario: str, version: int, env: dict | None = None):
     """A golden scenario's desired dataplane, built by the dry run's pipeline."""
-    pipeline = Pipeline("node1", env or {})
+    env = {"CALICO_CONFIG_DIR": str(GOLDEN / scenario), **(env or {})}  # a felix.cfg there is the node's
+    pipeline = Pipeline("node1", env, config_file_values(env))
     resources, problems = load_files([str(GOLDEN / scenario / "resources.yaml")])
     assert not problems
     pipeline.on_updates(updates_from_resources([r for r in resources if r.kind != "BlockAffinity"]))

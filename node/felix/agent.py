@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from node.datastore.syncer import SyncStatus, Syncer
 from node.felix import health as hl
-from node.felix.config import FelixConfig
+from node.felix.config import FelixConfig, config_file_values
 from node.felix.dataplane.interfaces import InterfaceMonitor, addresses_by_name, host_mtu
 from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
 from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
@@ -145,8 +145,9 @@ class Agent:
         self._kv_factory = kv_factory
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
-        self.pipeline = Pipeline(hostname, self.env)
-        self.boot_config = FelixConfig.resolve(self.env)
+        file_config = config_file_values(self.env)
+        self.pipeline = Pipeline(hostname, self.env, file_config)
+        self.boot_config = FelixConfig.resolve(self.env, file_config=file_config)
         self.health = hl.HealthAggregator()
         hl.register_felix_reporters(self.health, self.boot_config.DataplaneWatchdogTimeout)
         self.metrics: FelixMetrics | None = None

@@ -11,10 +11,13 @@ with its source and the next lower source wins, so one bad field never stops the
 """
 from __future__ import annotations
 
+import configparser
 import ipaddress
 import logging
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from node.model.schema import parse_go_duration
@@ -24,7 +27,12 @@ log = logging.getLogger(__name__)
 SOURCE_DEFAULT = "default"
 SOURCE_GLOBAL = "FelixConfiguration default"
 SOURCE_HOST = "FelixConfiguration node.<hostname>"
+SOURCE_FILE = "config file"
 SOURCE_ENV = "environment"
+
+# Felix's config file in calico-node (felix.Run("/etc/calico/felix.cfg")); the folder
+# moves with CALICO_CONFIG_DIR.
+CONFIG_FILE_NAME = "felix.cfg"
 
 
 class ConfigValueError(ValueError):
@@ -480,23 +488,27 @@ class FelixConfig:
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, *,
                 global_config: Mapping[str, str] | None = None,
-                host_config: Mapping[str, str] | None = None) -> "FelixConfig":
-        """Layer the sources: defaults < global < host < ``FELIX_*`` environment.
+                host_config: Mapping[str, str] | None = None,
+                file_config: Mapping[str, str] | None = None) -> "FelixConfig":
+        """Layer the sources: defaults < global < host < config file < ``FELIX_*``
+        environment, as Felix ranks them.
 
-        ``global_config`` and ``host_config`` are v1 strings (``v1_config_from_spec``);
-        unknown names are ignored, as Felix ignores parameters it does not have.
+        ``global_config`` and ``host_config`` are v1 strings (``v1_config_from_spec``),
+        ``file_config`` the config file's (``load_config_file``); unknown names are
+        ignored, as Felix ignores parameters it does not have. Local parameters (the
+        datastore connection and the like) come only from the file and the environment.
         """
         values = {p.name: p.default for p in _PARAMS}
         sources: dict[str, str] = {}
         problems: list[str] = []
         layers = [(SOURCE_GLOBAL, global_config or {}), (SOURCE_HOST, host_config or {}),
-                  (SOURCE_ENV, _env_params(env or {}))]
+                  (SOURCE_FILE, file_config or {}), (SOURCE_ENV, _env_params(env or {}))]
         for source, raw_values in layers:
             for raw_name, raw in raw_values.items():
                 param = PARAMS.get(raw_name.lower())
                 if param is None:
                     continue
-                if param.local and source != SOURCE_ENV:
+                if param.local and source not in (SOURCE_ENV, SOURCE_FILE):
                     continue
                 if raw == "":
                     continue  # an empty value is ignored, as Felix does
@@ -510,6 +522,48 @@ class FelixConfig:
         for problem in problems:
             log.warning("ignoring bad configuration value (%s)", problem)
         return cls(values, sources, problems)
+
+
+class ConfigFileError(ValueError):
+    """A Felix config file that cannot be read or parsed; the message names the file."""
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, str]:
+    """Felix's config file (LoadConfigFile): INI, every section's keys merged (a later
+    duplicate wins, with a warning), ``None`` meaning the parameter's zero value as in
+    any source. An absent file is no configuration."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read Felix config file {path}: {exc}") from exc
+    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0none")
+    parser.optionxform = str  # keep the names as written (they are matched without case)
+    try:
+        # Keys before the first section belong to go-ini's default section.
+        parser.read_string("[DEFAULT]\n" + text, source=str(path))
+    except configparser.Error as exc:
+        raise ConfigFileError(f"cannot parse Felix config file {path}: {exc}".replace("\n", " ")) from exc
+    values: dict[str, str] = {}
+    for section in parser.sections():
+        for name, value in parser.items(section, raw=True):
+            if name in values:
+                log.warning("Felix config file %s: %s is set more than once; the last one wins", path, name)
+            values[name] = value.strip().strip('"')
+    return values
+
+
+def config_file_values(env: Mapping[str, str]) -> dict[str, str]:
+    """The values of this node's Felix config file (``$CALICO_CONFIG_DIR/felix.cfg``, the
+    image ships Calico's); one that cannot be used is logged and counts as empty, so a
+    bad file never stops the agent (Felix would keep retrying to start)."""
+    path = Path(env.get("CALICO_CONFIG_DIR") or "/etc/calico") / CONFIG_FILE_NAME
+    try:
+        return load_config_file(path)
+    except ConfigFileError as exc:
+        log.error("%s; its settings are ignored", exc)
+        return {}
 
 
 def openstack_active(config: FelixConfig) -> bool:

@@ -19,6 +19,7 @@ from node.datastore.syncer import SyncStatus, Update, UpdateType
 from node.errors import CalicoError
 from node.felix.calc.offline import updates_from_resources
 from node.felix.calc.routes import IPAMBlock
+from node.felix.config import config_file_values
 from node.felix.pipeline import FELIX_KINDS, Pipeline, felix_sources
 from node.felix.qos_bandwidth import DEFAULT_TICK_IN_USEC, desired_bandwidth, render_bandwidth
 from node.model import ipam as ipam_records
@@ -119,7 +120,7 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
     """The text the dry run prints (``what``: tables, ipsets, routes or qos). ``interfaces``
     (name -> addresses) replaces reading this namespace's interfaces, and ``interface_mtus``
     (name -> MTU) their MTUs, which the bandwidth limits use (tests use them)."""
-    pipeline = Pipeline(hostname, env)
+    pipeline = Pipeline(hostname, env, config_file_values(env))
     files = list(files)
     if files:
         resources, problems = load_files(files)

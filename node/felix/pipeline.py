@@ -54,13 +54,14 @@ def felix_sources() -> list[SyncSource]:
 
 
 def resolve_config(env: Mapping[str, str], config_specs: Mapping[str, dict] | None,
-                   own_node: Resource | None) -> FelixConfig:
+                   own_node: Resource | None, file_config: Mapping[str, str] | None = None) -> FelixConfig:
     """Felix's precedence: defaults < FelixConfiguration default < node.<host> and the
-    host values derived from this host's Node < ``FELIX_*`` environment."""
+    host values derived from this host's Node < the config file < ``FELIX_*`` environment."""
     specs = config_specs or {}
     host = v1_config_from_spec(specs.get("node"))
     host.update(v1_config_from_node(own_node.spec if own_node is not None else None))
-    return FelixConfig.resolve(env, global_config=v1_config_from_spec(specs.get("default")), host_config=host)
+    return FelixConfig.resolve(env, global_config=v1_config_from_spec(specs.get("default")), host_config=host,
+                               file_config=file_config)
 
 
 class Pipeline:
@@ -72,10 +73,11 @@ class Pipeline:
     Felix restarts when it changes later, and ``config_changed`` says so.
     """
 
-    def __init__(self, hostname: str, env: Mapping[str, str]):
+    def __init__(self, hostname: str, env: Mapping[str, str], file_config: Mapping[str, str] | None = None):
         self.hostname = hostname
         self.env = dict(env)
-        boot = FelixConfig.resolve(self.env)
+        self.file_config = dict(file_config or {})  # the Felix config file's values, read at start
+        boot = FelixConfig.resolve(self.env, file_config=self.file_config)
         self.policy = PolicyCalculation(
             hostname, workload_source_spoofing=self.env_value("WorkloadSourceSpoofing"),
             suppress_overlaps=False)  # iptables mode: NFTablesMode resolves to Disabled
@@ -171,7 +173,7 @@ class Pipeline:
         return messages
 
     def _start(self, messages: list) -> None:
-        self.config = resolve_config(self.env, self._config_specs, self._own_node)
+        self.config = resolve_config(self.env, self._config_specs, self._own_node, self.file_config)
         for problem in self.config.problems:
             log.warning("configuration: %s", problem)
         families = (4, 6) if self.config.Ipv6Support else (4,)
@@ -186,7 +188,7 @@ class Pipeline:
             dp.set_interfaces(self._interfaces)  # what the interface monitor reported so far
 
     def _check_config(self) -> None:
-        new = resolve_config(self.env, self._config_specs, self._own_node)
+        new = resolve_config(self.env, self._config_specs, self._own_node, self.file_config)
         if new != self.config:
             self.config_changed = True
 
