@@ -27,6 +27,7 @@ ETCDCTL_BIN = "/usr/bin/etcdctl"
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
+PORT_CLASH_RETRIES = 5  # fresh ports tried when a first start finds one taken
 
 
 # Servers not yet closed; reaped at interpreter exit in case a test run is interrupted.
@@ -65,6 +66,7 @@ class EtcdServer:
         self.log_path = self.workdir / "etcd.log"
         self.root_password: str | None = None
         self._proc: subprocess.Popen | None = None
+        self._served = False  # started successfully at least once (its ports are then fixed)
         self._log_fh = None
         _LIVE.add(self)
         if tls:
@@ -96,9 +98,30 @@ class EtcdServer:
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> "EtcdServer":
-        """Start etcd (first time or after stop) and return once it serves requests."""
+        """Start etcd (first time or after stop) and return once it serves requests.
+
+        ``free_port`` cannot reserve its ports: another process (a parallel test run, a
+        program the suite starts) may take one before etcd binds it. On the first start
+        such a clash is retried on fresh ports; a restart keeps its ports (clients of
+        reconnect tests know them), so it fails instead."""
         if self.running:
             return self
+        first = not self._served
+        for attempt in range(PORT_CLASH_RETRIES + 1):
+            try:
+                self._start_once()
+            except RuntimeError:
+                if not (first and attempt < PORT_CLASH_RETRIES and "address already in use" in self.log_tail()):
+                    raise
+                self.client_port, self.peer_port = free_port(), free_port()
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                self.log_path.write_bytes(b"")
+                continue
+            self._served = True
+            return self
+        return self  # unreachable: the last attempt returns or raises
+
+    def _start_once(self) -> None:
         peer_url = f"http://{HOST}:{self.peer_port}"
         args = [
             ETCD_BIN,
@@ -136,7 +159,6 @@ class EtcdServer:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def stop(self) -> None:
         """Terminate etcd (SIGTERM, then SIGKILL if it lingers); data stays for restart()."""
