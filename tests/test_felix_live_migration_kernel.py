@@ -18,10 +18,13 @@ The production code runs unmodified in threads that joined the namespaces
 from __future__ import annotations
 
 import json
+import os
 import queue
+import threading
 import socket
 import struct
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +32,7 @@ from netns import Namespace, veth_pair
 from node.felix import live_migration as lm
 from node.felix import types as t
 from node.felix.dataplane.conntrack import ConntrackCleaner
+from node.felix.dataplane import live_migration as dataplane_lm
 from node.felix.dataplane.live_migration import GARPWatch, LiveMigrationShell, OwnerSwapper
 from node.felix.dataplane.routes import RouteDataplane
 from node.felix.live_migration import LiveMigrationMonitor, State
@@ -154,6 +158,20 @@ def test_watch_of_a_missing_interface_fails_to_open(node_and_pod):
     node, _ = node_and_pod
     with pytest.raises(OSError):
         in_netns(node, lambda: GARPWatch(WID, "calinosuchlink", lambda wid: None))
+
+
+def test_a_watch_whose_thread_cannot_start_leaves_no_descriptor(node_and_pod, monkeypatch):
+    node, _ = node_and_pod
+    before = set(os.listdir("/proc/self/fd"))
+
+    class Unstartable(threading.Thread):
+        def start(self):
+            raise RuntimeError("can't start new thread")
+    # Only the watch's own threads fail (in_netns needs a working one).
+    monkeypatch.setattr(dataplane_lm, "threading", SimpleNamespace(Thread=Unstartable))
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        in_netns(node, lambda: GARPWatch(WID, CALI, lambda wid: None))
+    assert set(os.listdir("/proc/self/fd")) <= before
 
 
 def test_watch_ends_when_its_interface_goes(node_and_pod):

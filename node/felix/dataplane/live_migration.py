@@ -70,16 +70,18 @@ class GARPWatch:
         self.interface = interface
         self._on_detected = on_detected
         self._socks: list[socket.socket] = []
+        self._stop_r = self._stop_w = -1
+        self.detected = False
         try:
             for ethertype in (lm.ETH_P_ARP, lm.ETH_P_RARP):
                 self._socks.append(open_packet_socket(interface, ethertype))
-        except BaseException:
+            self._stop_r, self._stop_w = os.pipe()
+            self._thread = threading.Thread(target=self._run, name=f"garp-{interface}", daemon=True)
+            self._thread.start()
+        except BaseException:  # no descriptor outlives a watch that could not start
+            self._close_pipe()
             self._close_sockets()
             raise
-        self._stop_r, self._stop_w = os.pipe()
-        self.detected = False
-        self._thread = threading.Thread(target=self._run, name=f"garp-{interface}", daemon=True)
-        self._thread.start()
 
     def _run(self) -> None:
         poller = select.poll()
@@ -117,11 +119,14 @@ class GARPWatch:
             except OSError:
                 pass
         self._thread.join()
+        self._close_pipe()
+        self._close_sockets()
+
+    def _close_pipe(self) -> None:
         for fd in (self._stop_r, self._stop_w):
             if fd >= 0:
                 os.close(fd)
         self._stop_r = self._stop_w = -1
-        self._close_sockets()
 
     def _close_sockets(self) -> None:
         for sock in self._socks:
@@ -302,7 +307,7 @@ class LiveMigrationShell:
             old.close()
         try:
             self.watches[action.id] = self._open_watch(action.id, action.interface, self._on_garp)
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # no socket, no descriptor, no thread: Felix only logs
             log.warning("Failed to open packet capture for GARP detection on %s (%s): %s", action.interface,
                         _text(action.id), exc)
 
