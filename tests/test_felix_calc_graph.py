@@ -356,7 +356,8 @@ def test_endpoints_and_config_wait_for_in_sync():
     assert any(isinstance(m, t.ActivePolicyUpdate) for m in before)
     graph.on_in_sync()
     after = graph.take_messages()
-    assert after[0] == t.ConfigUpdate({"default": {"logSeverityScreen": "Info"}, "node": {}, "clusterinfo": {}})
+    assert after[0] == t.ConfigUpdate({"default": {"logSeverityScreen": "Info"}, "selector": {}, "node": {},
+                                       "clusterinfo": {}, "annotations": {}})
     assert [type(m) for m in after[1:]] == [t.WorkloadEndpointUpdate, t.InSync]
     graph.on_in_sync()
     assert graph.take_messages() == []
@@ -365,11 +366,12 @@ def test_endpoints_and_config_wait_for_in_sync():
 def test_config_updates():
     graph = PolicyCalculation(LOCAL)
     graph.on_in_sync()
-    assert graph.take_messages()[0] == t.ConfigUpdate({"default": {}, "node": {}, "clusterinfo": {}})
+    assert graph.take_messages()[0] == t.ConfigUpdate({"default": {}, "selector": {}, "node": {}, "clusterinfo": {},
+                                                       "annotations": {}})
     graph.on_updates(put(felix_config(f"node.{LOCAL}", ipipEnabled=True), felix_config("node.other", bpfEnabled=True),
                          Resource("ClusterInformation", {"name": "default"}, {"datastoreReady": True})))
-    assert graph.take_messages() == [t.ConfigUpdate({"default": {}, "node": {"ipipEnabled": True},
-                                                     "clusterinfo": {"datastoreReady": True}})]
+    assert graph.take_messages() == [t.ConfigUpdate({"default": {}, "selector": {}, "node": {"ipipEnabled": True},
+                                                     "clusterinfo": {"datastoreReady": True}, "annotations": {}})]
     graph.on_updates(put(felix_config("node.other", bpfEnabled=False)))
     assert graph.take_messages() == []
 

@@ -178,7 +178,7 @@ def reference(hostname: str, resources: list[Resource], suppress_overlaps: bool 
                 expected_ipv4_addrs=ep.expected_ipv4_addrs, expected_ipv6_addrs=ep.expected_ipv6_addrs)
     return {"ipsets": ipsets, "policies": policy_msgs, "profiles": profile_msgs, "workload_endpoints": weps,
             "host_endpoints": heps, "pools": {k: v for k, (_n, v) in pools.items()}, "hosts": hosts,
-            "config": {"default": {}, "node": {}, "clusterinfo": {}}}
+            "config": {"default": {}, "selector": {}, "node": {}, "clusterinfo": {}, "annotations": {}}}
 
 
 # --------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The policy agent's parameters, and where each value comes from.
 
 Felix reads every parameter from (lowest to highest precedence) its built-in default, the
-global FelixConfiguration ``default``, the per-host FelixConfiguration ``node.<hostname>``
-(and host values libcalico-go derives from this host's Node), and ``FELIX_<NAME>``
-environment variables, matched case-insensitively. Datastore values arrive as v3 spec
+global FelixConfiguration ``default``, the selector-scoped FelixConfiguration whose
+``nodeSelector`` matches this host's Node labels (the oldest, if several do), the per-host
+FelixConfiguration ``node.<hostname>`` (and host values libcalico-go derives from this
+host's Node), its config file, and ``FELIX_<NAME>`` environment variables, matched
+case-insensitively. Datastore values arrive as v3 spec
 fields; libcalico-go turns them into Felix's v1 strings (durations as seconds, port lists
 as ``tcp:22,udp:68``, ``config.projectcalico.org/<Name>`` annotations as overrides), and
 the same string parsers then serve every source. A value that does not parse is reported
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_DEFAULT = "default"
 SOURCE_GLOBAL = "FelixConfiguration default"
+SOURCE_SELECTOR = "FelixConfiguration selected by nodeSelector"
 SOURCE_HOST = "FelixConfiguration node.<hostname>"
 SOURCE_FILE = "config file"
 SOURCE_ENV = "environment"
@@ -428,7 +431,7 @@ def v1_config_from_spec(spec: Mapping[str, Any] | None, annotations: Mapping[str
     out: dict[str, str] = {}
     for field, value in (spec or {}).items():
         if field == "nodeSelector":
-            continue
+            continue  # says where the resource applies; not a parameter (confignamev1:"-")
         name = V3_FIELD_NAMES.get(field, field[:1].upper() + field[1:])
         text = _v1_value(field, value)
         if text is not None:
@@ -489,11 +492,13 @@ class FelixConfig:
     def resolve(cls, env: Mapping[str, str] | None = None, *,
                 global_config: Mapping[str, str] | None = None,
                 host_config: Mapping[str, str] | None = None,
-                file_config: Mapping[str, str] | None = None) -> "FelixConfig":
-        """Layer the sources: defaults < global < host < config file < ``FELIX_*``
-        environment, as Felix ranks them.
+                file_config: Mapping[str, str] | None = None,
+                selector_config: Mapping[str, str] | None = None) -> "FelixConfig":
+        """Layer the sources: defaults < global < selector-scoped < host < config file <
+        ``FELIX_*`` environment, as Felix ranks them.
 
-        ``global_config`` and ``host_config`` are v1 strings (``v1_config_from_spec``),
+        ``global_config``, ``selector_config`` (the FelixConfiguration whose nodeSelector
+        matches this host) and ``host_config`` are v1 strings (``v1_config_from_spec``),
         ``file_config`` the config file's (``load_config_file``); unknown names are
         ignored, as Felix ignores parameters it does not have. Local parameters (the
         datastore connection and the like) come only from the file and the environment.
@@ -501,7 +506,8 @@ class FelixConfig:
         values = {p.name: p.default for p in _PARAMS}
         sources: dict[str, str] = {}
         problems: list[str] = []
-        layers = [(SOURCE_GLOBAL, global_config or {}), (SOURCE_HOST, host_config or {}),
+        layers = [(SOURCE_GLOBAL, global_config or {}), (SOURCE_SELECTOR, selector_config or {}),
+                  (SOURCE_HOST, host_config or {}),
                   (SOURCE_FILE, file_config or {}), (SOURCE_ENV, _env_params(env or {}))]
         for source, raw_values in layers:
             for raw_name, raw in raw_values.items():

@@ -55,13 +55,21 @@ def felix_sources() -> list[SyncSource]:
 
 def resolve_config(env: Mapping[str, str], config_specs: Mapping[str, dict] | None,
                    own_node: Resource | None, file_config: Mapping[str, str] | None = None) -> FelixConfig:
-    """Felix's precedence: defaults < FelixConfiguration default < node.<host> and the
-    host values derived from this host's Node < the config file < ``FELIX_*`` environment."""
+    """Felix's precedence: defaults < FelixConfiguration default < the FelixConfiguration
+    whose nodeSelector matches this host (the calculation picks it: ``selector``) <
+    node.<host> and the host values derived from this host's Node < the config file <
+    ``FELIX_*`` environment. Each FelixConfiguration's config.projectcalico.org/
+    annotations override its fields (``config_specs["annotations"]``, by slot)."""
     specs = config_specs or {}
-    host = v1_config_from_spec(specs.get("node"))
+    annotations = specs.get("annotations") or {}
+
+    def v1(slot: str) -> dict[str, str]:
+        return v1_config_from_spec(specs.get(slot), annotations.get(slot))
+
+    host = v1("node")
     host.update(v1_config_from_node(own_node.spec if own_node is not None else None))
-    return FelixConfig.resolve(env, global_config=v1_config_from_spec(specs.get("default")), host_config=host,
-                               file_config=file_config)
+    return FelixConfig.resolve(env, global_config=v1("default"), selector_config=v1("selector"),
+                               host_config=host, file_config=file_config)
 
 
 class Pipeline:

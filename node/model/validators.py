@@ -377,6 +377,28 @@ def _no_namespace_label(metadata: dict, spec: dict, errs: Collector) -> None:
 RESOURCE_CHECKS["NetworkSet"] = _no_namespace_label
 RESOURCE_CHECKS["GlobalNetworkSet"] = _no_namespace_label
 
+# FelixConfiguration's nodeSelector (Calico's CRD rules; libcalico-go's validator does not
+# parse it, so a selector that does not parse is stored, and the policy agent logs and
+# ignores it).
+FELIX_NODE_SELECTOR_MAX = 1024
+
+
+def _felix_configuration(metadata: dict, spec: dict, errs: Collector) -> None:
+    name = metadata.get("name") or ""
+    if "nodeSelector" not in spec or spec["nodeSelector"] is None:
+        return
+    selector = spec["nodeSelector"]
+    if name == "default" or name.startswith("node."):
+        errs.add("spec.nodeSelector", selector,
+                 "nodeSelector must not be set on the 'default' or per-node ('node.*') FelixConfiguration; "
+                 "give the selector-scoped configuration another name")
+    if isinstance(selector, str) and len(selector) > FELIX_NODE_SELECTOR_MAX:
+        errs.add("spec.nodeSelector", f"{selector[:40]}...",
+                 f"must be no more than {FELIX_NODE_SELECTOR_MAX} characters (it has {len(selector)})")
+
+
+RESOURCE_CHECKS["FelixConfiguration"] = _felix_configuration
+
 
 # --------------------------------------------------------------------------------------
 # Policy specs (libcalico-go's validateNetworkPolicySpec / validateGlobalNetworkPolicySpec).

@@ -514,6 +514,10 @@ class PolicyCalculation:
             self._seq.update("host", res.name, host)
         if res.name == self.hostname:
             self._bgp.on_node(res.name, None if host is None else dict(host.labels))
+            # Selector-scoped FelixConfigurations match on this Node's labels (None when
+            # it is gone or invalid, or its metadata has no labels: Felix's nil map).
+            labels = res.metadata.get("labels") if host is not None else None
+            self._config_changing(lambda: self._config.on_node_labels(labels if isinstance(labels, dict) else None))
 
     def _on_bgp_configuration(self, res: Resource, deleted: bool) -> None:
         """Only ``default`` reaches the dataplane (service loop prevention, local-workload
@@ -527,8 +531,13 @@ class PolicyCalculation:
             self._seq.update("bgpconfig", "default", config)
 
     def _on_config(self, res: Resource, deleted: bool) -> None:
+        self._config_changing(lambda: self._config.update(res, deleted))
+
+    def _config_changing(self, change: Callable[[], bool]) -> None:
+        """Apply a change to the tracked configuration (``change`` says whether it changed
+        anything), following WorkloadSourceSpoofing if it moved."""
         before = self._source_spoofing()
-        if self._config.update(res, deleted) and self._source_spoofing() != before:
+        if change() and self._source_spoofing() != before:
             # Felix restarts on this change; re-validating the affected workloads gives the
             # state a restart would.
             for ident, wep in sorted(self._spoofing_weps.items()):
