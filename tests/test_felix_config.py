@@ -17,6 +17,7 @@ from node.felix.config import (
     config_file_values,
     load_config_file,
     openstack_active,
+    unsupported_features,
     openstack_metadata_ip,
     ProtoPort,
     parse_port_list,
@@ -214,3 +215,15 @@ def test_a_bad_config_file_is_named_and_ignored(tmp_path, caplog):
     assert any("felix.cfg" in r.getMessage() and "ignored" in r.getMessage() for r in caplog.records)
     (tmp_path / "felix.cfg").write_text("[global]\nMetadataPort = 9000\n")
     assert config_file_values({"CALICO_CONFIG_DIR": str(tmp_path)}) == {"MetadataPort": "9000"}
+
+
+def test_features_this_agent_lacks_are_named_when_asked_for():
+    assert unsupported_features(FelixConfig.resolve({})) == []
+    asked = FelixConfig.resolve({"FELIX_BPFENABLED": "true", "FELIX_NFTABLESMODE": "Enabled",
+                                 "FELIX_WIREGUARDENABLED": "true", "FELIX_FLOWLOGSGOLDMANESERVER": "goldmane:7443",
+                                 "FELIX_POLICYSYNCPATHPREFIX": "/var/run/nodeagent"},
+                                global_config={"WireguardEnabledV6": "true"})
+    named = [text.split(":")[0].split("=")[0] for text in unsupported_features(asked)]
+    assert named == ["BPFEnabled", "NFTablesMode", "WireguardEnabled", "WireguardEnabledV6",
+                     "FlowLogsGoldmaneServer", "PolicySyncPathPrefix"]
+    assert unsupported_features(FelixConfig.resolve({"FELIX_NFTABLESMODE": "Auto"})) == []

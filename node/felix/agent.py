@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from node.datastore.syncer import SyncStatus, Syncer
 from node.felix import health as hl
-from node.felix.config import FelixConfig, config_file_values
+from node.felix.config import FelixConfig, config_file_values, unsupported_features
 from node.felix.dataplane.interfaces import InterfaceMonitor, addresses_by_name, host_mtu
 from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
 from node.felix.dataplane.iptables import IptablesDataplane, IptablesError, detect_backend
@@ -344,6 +344,8 @@ class Agent:
 
     def _start_dataplane(self) -> None:
         config = self.pipeline.config
+        for feature in unsupported_features(config):
+            log.warning("Not supported by this agent: %s", feature)
         if config.DataplaneWatchdogTimeout != self.boot_config.DataplaneWatchdogTimeout:
             # The datastore changed the watchdog: register afresh, then re-report.
             hl.register_felix_reporters(self.health, config.DataplaneWatchdogTimeout)

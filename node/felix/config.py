@@ -372,6 +372,11 @@ _PARAMS = [
     Param("EndpointStatusPathPrefix", _string, "/var/run/calico"),
     Param("ReportingIntervalSecs", _seconds, 30.0),
     Param("ClusterType", _string, ""),
+    # Felix features this agent does not have; read only to say so when they are asked for.
+    Param("WireguardEnabled", parse_bool, False),
+    Param("WireguardEnabledV6", parse_bool, False),
+    Param("FlowLogsGoldmaneServer", _string, ""),
+    Param("PolicySyncPathPrefix", _string, ""),
     Param("MetadataAddr", _hostname, "127.0.0.1"),
     Param("MetadataPort", _int(0, 65535), 8775),
 ]
@@ -570,6 +575,26 @@ def config_file_values(env: Mapping[str, str]) -> dict[str, str]:
     except ConfigFileError as exc:
         log.error("%s; its settings are ignored", exc)
         return {}
+
+
+def unsupported_features(config: FelixConfig) -> list[str]:
+    """What the configuration asks for that this agent does not do, each with what it
+    does instead (the agent logs them at start, so the difference is never silent)."""
+    out = []
+    if config.BPFEnabled:
+        out.append("BPFEnabled: there is no eBPF dataplane; iptables is programmed instead, and "
+                   "kube-proxy must stay in charge of services")
+    if config.NFTablesMode == "Enabled":
+        out.append("NFTablesMode=Enabled: there is no native nftables dataplane; iptables rules are "
+                   "programmed instead (through iptables-nft when that backend is chosen)")
+    for name in ("WireguardEnabled", "WireguardEnabledV6"):
+        if getattr(config, name):
+            out.append(f"{name}: WireGuard encryption is not built; traffic between nodes is not encrypted")
+    if config.FlowLogsGoldmaneServer:
+        out.append("FlowLogsGoldmaneServer: flow logs are not built; no flows are reported")
+    if config.PolicySyncPathPrefix:
+        out.append("PolicySyncPathPrefix: the policy sync API (application layer policy) is not built")
+    return out
 
 
 def openstack_active(config: FelixConfig) -> bool:
