@@ -18,12 +18,16 @@ from node.datastore.etcd import EtcdKV
 METRICS = {"FELIX_PROMETHEUSMETRICSENABLED": "true", "FELIX_PROMETHEUSMETRICSPORT": "9091"}
 
 
+def scrape(node: FelixNode) -> str:
+    """The agent's /metrics text, scraped inside the node namespace."""
+    return node.ns.run("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
+                       "'http://localhost:9091/metrics', timeout=2).read().decode())", check=False).stdout
+
+
 def metric(node: FelixNode, name: str) -> float:
     """One metric's value (summed over labels), scraped inside the node namespace."""
-    run = node.ns.run("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
-                      "'http://localhost:9091/metrics', timeout=2).read().decode())", check=False)
     total = 0.0
-    for line in run.stdout.splitlines():
+    for line in scrape(node).splitlines():
         m = re.match(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", line)
         if m:
             total += float(m.group(2))
@@ -111,6 +115,7 @@ def test_restart_converges_without_writes_or_dropped_connections(node, tmp_path)
     assert metric(node, "felix_route_table_resync_seconds_count") >= 1
     assert metric(node, "felix_route_table_conntrack_wait_seconds_count") >= 2
     assert metric(node, "felix_exec_time_micros_count") >= 1
+    assert f'felix_host{{host="{node.name}"}} 1' in scrape(node).splitlines()  # FelixHostname is the node
     server = EchoServer(node.pods["b"].netns, 7000)
     try:
         with Conversation(node.pods["a"].netns, node.pods["b"].ipv4, 7000) as talk:

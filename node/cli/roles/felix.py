@@ -121,7 +121,10 @@ def _run_agent(hostname: str) -> int:
         return 1
     log.info("Felix (calico-node-py) starting for host %s", hostname)
     limit_malloc_arenas()
-    agent = Agent(hostname, dict(os.environ), lambda: kv_for(config))
+    # As calico-node's run script (FELIX_FELIXHOSTNAME=$NODENAME): Felix's FelixHostname is
+    # the host the agent runs for (the felix_host metric's label, among others).
+    env = {**os.environ, "FELIX_FELIXHOSTNAME": hostname}
+    agent = Agent(hostname, env, lambda: kv_for(config))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
     code = agent.run()
