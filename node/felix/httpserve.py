@@ -6,6 +6,11 @@ Go's ``404 page not found`` elsewhere, any method on a route, HTTP/1.1 keep-aliv
 listener that, like Felix's, keeps retrying every second while its port is taken. It
 also stops completely (listener, open connections and every thread), so tests and config
 restarts can start another on the same port.
+
+Given an ``ssl.SSLContext`` it serves HTTPS: each connection's handshake runs on that
+connection's own thread (a slow client never holds up the listener), and a client that
+speaks plain HTTP to it gets Go's ``400 Bad Request`` ("Client sent an HTTP request to an
+HTTPS server.") before the connection is closed.
 """
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ import ipaddress
 import logging
 import socket
 import socketserver
+import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
@@ -23,6 +30,12 @@ log = logging.getLogger(__name__)
 RETRY_INTERVAL = 1.0  # Felix waits a second before listening again
 IDLE_TIMEOUT = 60.0  # a keep-alive connection idle this long is closed
 TEXT_PLAIN = "text/plain; charset=utf-8"  # what Go's content sniffing says for text
+TLS_CLOSE_TIMEOUT = 1.0  # how long closing a TLS connection waits for the client's close_notify
+
+# net/http: the first five bytes of a plain HTTP request that Go's TLS server answers
+# with a 400 (tlsRecordHeaderLooksLikeHTTP), and that answer.
+_PLAIN_HTTP_STARTS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
+PLAIN_HTTP_ANSWER = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
 
 
 @dataclass
@@ -78,11 +91,15 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
 
     def __init__(self, family: socket.AddressFamily, address: tuple, dual_stack: bool,
-                 handler: type[BaseHTTPRequestHandler]):
+                 handler: type[BaseHTTPRequestHandler], name: str = "",
+                 tls: ssl.SSLContext | None = None):
         self.address_family = family
         self._dual_stack = dual_stack
+        self._name = name
+        self._tls = tls
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self._closing = False
         super().__init__(address, handler)
 
     def server_bind(self) -> None:
@@ -103,15 +120,104 @@ class _Server(ThreadingHTTPServer):
             self._conns.discard(request)
         super().shutdown_request(request)
 
+    def finish_request(self, request, client_address) -> None:
+        if self._tls is None:
+            super().finish_request(request, client_address)
+            return
+        conn = self._tls_accept(request, client_address)
+        if conn is None:
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            self._tls_close(conn)
+
+    def _tls_accept(self, request: socket.socket, client_address) -> ssl.SSLSocket | None:
+        """The TLS connection over ``request`` once its handshake is done; None (after
+        Go's 400 to a plain HTTP client, or a logged handshake error) when there is none."""
+        request.settimeout(IDLE_TIMEOUT)
+        try:
+            head = request.recv(5, socket.MSG_PEEK | socket.MSG_WAITALL)
+        except OSError:
+            return None
+        if head in _PLAIN_HTTP_STARTS:
+            log.info("%s: TLS handshake error from %s: client sent an HTTP request to an HTTPS server",
+                     self._name, _peer(client_address))
+            _answer_plain_http(request)
+            return None
+        try:
+            conn = self._tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as exc:
+            log.info("%s: TLS setup failed for %s: %s", self._name, _peer(client_address), exc)
+            return None
+        with self._conns_lock:  # the socket is conn's now: cut_connections must find it
+            self._conns.discard(request)
+            if self._closing:
+                conn.close()
+                return None
+            self._conns.add(conn)
+        try:
+            conn.do_handshake()
+        except (OSError, ValueError) as exc:
+            log.info("%s: TLS handshake error from %s: %s", self._name, _peer(client_address), exc)
+            _drain_and_close(conn)  # so the client reads the alert rather than a reset
+            with self._conns_lock:
+                self._conns.discard(conn)
+            return None
+        return conn
+
+    def _tls_close(self, conn: ssl.SSLSocket) -> None:
+        try:
+            conn.settimeout(TLS_CLOSE_TIMEOUT)
+            conn.unwrap()  # close_notify, as Go's tls.Conn.Close sends
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._conns_lock:  # tracked until here, so stop() cuts a slow unwrap short
+                self._conns.discard(conn)
+            conn.close()
+
     def cut_connections(self) -> None:
         """End idle keep-alive connections so their handler threads finish."""
         with self._conns_lock:
+            self._closing = True
             conns = list(self._conns)
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _peer(client_address) -> str:
+    host, port = client_address[:2]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _answer_plain_http(sock: socket.socket) -> None:
+    """Go's answer to plain HTTP on a TLS port."""
+    try:
+        sock.sendall(PLAIN_HTTP_ANSWER)
+    except OSError:
+        pass
+    _drain_and_close(sock)
+
+
+def _drain_and_close(sock: socket.socket) -> None:
+    """Close after reading what the client still sends (for TLS_CLOSE_TIMEOUT at most):
+    closing with unread data would reset the connection, and a reset can overtake the
+    answer or alert the client has not read yet."""
+    try:
+        sock.shutdown(socket.SHUT_WR)  # on an SSLSocket: the TLS layer goes, the socket stays
+        deadline = time.monotonic() + TLS_CLOSE_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(65536):
+                break
+    except (OSError, ValueError):
+        pass
+    finally:
+        sock.close()
 
 
 def _handler_class(name: str, routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
@@ -153,10 +259,12 @@ def _handler_class(name: str, routes: Mapping[str, Route]) -> type[BaseHTTPReque
 
 
 class BackgroundHTTPServer:
-    """Serves ``routes`` (exact paths) on host:port from background threads until stopped."""
+    """Serves ``routes`` (exact paths) on host:port from background threads until stopped,
+    over TLS when given an SSLContext (``tls``)."""
 
-    def __init__(self, name: str, routes: Mapping[str, Route]):
+    def __init__(self, name: str, routes: Mapping[str, Route], *, tls: ssl.SSLContext | None = None):
         self.name = name
+        self.tls = tls  # None: plain HTTP
         self._handler = _handler_class(name, dict(routes))
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -196,7 +304,7 @@ class BackgroundHTTPServer:
     def _run(self, host: str, port: int) -> None:
         while not self._stop.is_set():
             try:
-                server = _Server(*listen_address(host, port), self._handler)
+                server = _Server(*listen_address(host, port), self._handler, self.name, self.tls)
             except OSError as exc:
                 log.error("%s endpoint failed, trying to restart it... (%s:%s: %s)",
                           self.name, host, port, exc)

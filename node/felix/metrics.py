@@ -11,6 +11,9 @@ Felix's counters carry no ``_total`` suffix (``felix_ipset_calls``, not
 ``felix_ipset_calls_total``) and its summaries publish 0.5/0.9/0.99 quantiles over a
 10-minute window. ``exposition()`` therefore writes the text format itself, with Go's
 float formatting, sorted families and no ``_created`` series.
+
+The endpoint is plain HTTP, or HTTPS with optional client certificates when the
+PrometheusMetrics{Cert,Key,CA}File parameters are set (node/felix/metrics_tls.py).
 """
 from __future__ import annotations
 
@@ -22,13 +25,14 @@ import random
 import threading
 import time
 from decimal import Decimal
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, Gauge, PlatformCollector, ProcessCollector
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from node.felix.httpserve import BackgroundHTTPServer, Request, Response
+from node.felix.metrics_tls import MetricsTLS, MetricsTLSError, tls_requested
 
 log = logging.getLogger(__name__)
 
@@ -497,8 +501,9 @@ def _accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def metrics_server(metrics: FelixMetrics) -> BackgroundHTTPServer:
-    """An (unstarted) server for ``/metrics`` only; other paths get Go's 404."""
+def metrics_server(metrics: FelixMetrics, tls: MetricsTLS | None = None) -> BackgroundHTTPServer:
+    """An (unstarted) server for ``/metrics`` only; other paths get Go's 404. Over TLS
+    when given ``tls`` (node/felix/metrics_tls.py)."""
 
     def serve(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -509,16 +514,36 @@ def metrics_server(metrics: FelixMetrics) -> BackgroundHTTPServer:
             response_headers.append(("Content-Encoding", "gzip"))
         return Response(200, body, response_headers)
 
-    return BackgroundHTTPServer("Prometheus http metrics", {"/metrics": serve})
+    if tls is None:
+        return BackgroundHTTPServer("Prometheus http metrics", {"/metrics": serve})
+    return BackgroundHTTPServer("Prometheus https metrics", {"/metrics": serve}, tls=tls.context)
 
 
-def start_metrics_server(metrics: FelixMetrics, config) -> BackgroundHTTPServer | None:
+def start_metrics_server(metrics: FelixMetrics, config, env: Mapping[str, str] | None = None
+                         ) -> BackgroundHTTPServer | None:
     """Serve ``metrics`` on PrometheusMetricsHost:PrometheusMetricsPort when
-    PrometheusMetricsEnabled (else None); the caller stops the returned server."""
+    PrometheusMetricsEnabled (else None); the caller stops the returned server.
+
+    Over TLS when PrometheusMetricsCertFile or PrometheusMetricsKeyFile is set, as Felix
+    decides; when TLS cannot be set up (a file missing, unset or unreadable, a bad
+    ``TLS_CIPHER_SUITES`` in ``env``) the error is logged and nothing is served (None),
+    as Felix serves nothing then, and the agent carries on.
+    """
     if not config.PrometheusMetricsEnabled:
         return None
-    log.info("Prometheus metrics enabled.  Starting metrics http server. host=%s port=%s",
-             config.PrometheusMetricsHost, config.PrometheusMetricsPort)
-    server = metrics_server(metrics)
+    tls = None
+    if tls_requested(config):
+        try:
+            tls = MetricsTLS.from_config(config, env)
+        except MetricsTLSError as exc:
+            log.error("Prometheus metrics enabled, but its https server cannot start: %s", exc)
+            return None
+        log.info("Prometheus metrics enabled.  Starting metrics https server. host=%s port=%s "
+                 "clientAuth=%s", config.PrometheusMetricsHost, config.PrometheusMetricsPort,
+                 config.PrometheusMetricsClientAuth)
+    else:
+        log.info("Prometheus metrics enabled.  Starting metrics http server. host=%s port=%s",
+                 config.PrometheusMetricsHost, config.PrometheusMetricsPort)
+    server = metrics_server(metrics, tls)
     server.start(config.PrometheusMetricsHost, config.PrometheusMetricsPort)
     return server
