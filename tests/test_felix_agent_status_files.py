@@ -99,3 +99,10 @@ def test_interface_down_and_endpoint_deleted_remove_the_file(node):
     finally:
         node.write(pod.endpoint())
     expect_files(node, {"k8s ns1%2Fa eth0"})
+
+
+def test_no_endpoint_status_reports_in_the_datastore_by_default(node):
+    """EndpointReportingEnabled is off by default: the files, but no datastore reports."""
+    expect_files(node, {"k8s ns1%2Fa eth0"})
+    items, _ = node.client.kv.list("/calico/felix/")
+    assert [kv.key for kv in items if "/endpoint/" in kv.key] == []

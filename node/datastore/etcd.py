@@ -154,6 +154,7 @@ class _Connection:
         self.watch = etcdrpc.WatchStub(channel)
         self.maintenance = etcdrpc.MaintenanceStub(channel)
         self.auth = etcdrpc.AuthStub(channel)
+        self.lease = etcdrpc.LeaseStub(channel)
 
 
 class EtcdKV:
@@ -406,9 +407,17 @@ class EtcdKV:
             self._raise_failed_compare(key, revision, resp)
         return resp.header.revision
 
-    def put(self, key: str, value: bytes | str) -> int:
-        """Unconditional write (calicoctl apply); returns the new revision."""
-        request = etcdrpc.PutRequest(key=_to_bytes(key), value=_to_bytes(value))
+    def put(self, key: str, value: bytes | str, *, ttl: float | None = None) -> int:
+        """Unconditional write (calicoctl apply); returns the new revision. With ``ttl``
+        (seconds) the key is attached to a new lease of that many whole seconds, so etcd
+        deletes it unless it is written again in time (libcalico-go's KVPair.TTL: a lease
+        granted per write, the previous one left to expire)."""
+        lease = 0
+        if ttl is not None and ttl > 0:
+            grant = etcdrpc.LeaseGrantRequest(TTL=int(ttl))
+            lease = self._call(f"grant a {int(ttl)}s lease for {key}", lambda c: c.lease.LeaseGrant(
+                grant, timeout=self._request_timeout, metadata=c.metadata)).ID
+        request = etcdrpc.PutRequest(key=_to_bytes(key), value=_to_bytes(value), lease=lease)
         resp = self._call(f"put {key}", lambda c: c.kv.Put(
             request, timeout=self._request_timeout, metadata=c.metadata))
         return resp.header.revision

@@ -46,9 +46,11 @@ from node.felix.dataplane.qos import RETRY_INTERVAL as QOS_RETRY_INTERVAL
 from node.felix.dataplane.qos import QoSDataplane
 from node.felix.dataplane.routes import RouteDataplane
 from node.felix.dataplane.status_files import REAPPLY_INTERVAL, StatusFileWriter
-from node.felix.endpoint_status import desired_status_files
+from node.felix.endpoint_status import desired_status_files, workload_statuses
 from node.felix.live_migration import LiveMigrationMonitor, states_by_interface
 from node.felix.pipeline import Pipeline, felix_sources
+from node.felix.status_report import desired_endpoint_reports, host_endpoint_statuses
+from node.felix.status_reporter import StatusReporter
 
 if TYPE_CHECKING:
     from node.felix.metrics import FelixMetrics
@@ -157,6 +159,7 @@ class Agent:
         self.routes: RouteDataplane | None = None
         self.status_files: StatusFileWriter | None = None
         self.qos: QoSDataplane | None = None
+        self.status_reporter: StatusReporter | None = None
         self._status_failures: tuple[str, ...] = ()
         self._interfaces: dict | None = None
         self._syncer: Syncer | None = None
@@ -207,6 +210,8 @@ class Agent:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.status_reporter is not None:
+            self.status_reporter.stop()
         if self.live_migration_shell is not None:
             self.live_migration_shell.close()
         if self._monitor is not None:
@@ -376,6 +381,7 @@ class Agent:
             self.status_files = StatusFileWriter(prefix)
             self._periods.append(REAPPLY_INTERVAL)  # the directory is re-read that often
             log.info("writing endpoint status files under %s", self.status_files.directory)
+        self._start_status_reports(config)
         log.info("dataplane started for %s: iptables %s backend, IPv%s", self.hostname, backend,
                  "/".join(str(v) for v in self.pipeline.dataplanes))
 
@@ -426,6 +432,8 @@ class Agent:
             # As Felix's reporter: nothing until the dataplane has been fully in sync once
             # (the old run's files stay until then), then after every apply.
             self._write_status_files(active)
+        if self.status_reporter is not None and (self._applied_once or not failures):
+            self._report_endpoint_statuses(active)
         release_freed_memory()
         self._record_apply(time.monotonic() - started, failures)
 
@@ -441,8 +449,7 @@ class Agent:
         """Felix's endpoint status files, once the endpoints' rules are in: a file for each
         active local workload whose interface is up and configured. A failure here is
         retried soon but does not fail the apply (Felix reports from its own loop)."""
-        up = [name for name, iface in (self._interfaces or {}).items() if iface.oper_up]
-        unconfigured = self.routes.unconfigured if self.routes is not None else ()
+        up, unconfigured = self._endpoint_conditions()
         failures = tuple(self.status_files.apply(desired_status_files(
             active, up, unconfigured, self.pipeline.peering_addresses,
             self.pipeline.dataplanes)))
@@ -452,6 +459,39 @@ class Agent:
                     log.warning("endpoint status: %s; will retry", failure)
             self._next_apply_at = min(self._next_apply_at, time.monotonic() + 1.0)
         self._status_failures = failures
+
+    def _endpoint_conditions(self) -> tuple[list[str], frozenset[str]]:
+        """The oper-up interfaces, and those whose configuration failed at the last apply:
+        what an endpoint's status depends on besides the endpoint."""
+        up = [name for name, iface in (self._interfaces or {}).items() if iface.oper_up]
+        return up, self.routes.unconfigured if self.routes is not None else frozenset()
+
+    # -- status reports to the datastore ----------------------------------------------------
+
+    def _start_status_reports(self, config) -> None:
+        """Felix's process status reports (ReportingIntervalSecs) and, when enabled, its
+        endpoint status reports, written by a thread of their own (node/felix/status_reporter.py)."""
+        reporter = StatusReporter.from_felix(self._kv_factory, self.hostname, config)
+        if not reporter.enabled:
+            log.info("status reports to the datastore are off")
+            return
+        self.status_reporter = reporter
+        reporter.start()
+        what = [f"the agent's every {reporter.interval:g}s"] if reporter.interval > 0 else []
+        if reporter.endpoint_reporting:
+            what.append(f"endpoints' (at most one write every {reporter.endpoint_delay:g}s)")
+        log.info("reporting status to the datastore under %s: %s", reporter.region, " and ".join(what))
+
+    def _report_endpoint_statuses(self, active: Mapping) -> None:
+        """Hand the endpoint statuses after this apply to the reporter (it never blocks)."""
+        reporter = self.status_reporter
+        if not reporter.endpoint_reporting:
+            return
+        up, unconfigured = self._endpoint_conditions()
+        dataplanes = self.pipeline.dataplanes
+        workloads = workload_statuses(active, up, unconfigured, self.pipeline.peering_addresses, dataplanes)
+        hosts = host_endpoint_statuses((dp.host_endpoint_interfaces() for dp in dataplanes.values()), up)
+        reporter.set_endpoint_statuses(desired_endpoint_reports(self.hostname, reporter.region, workloads, hosts))
 
     def _record_apply(self, seconds: float, failures: list[str]) -> None:
         if self.metrics is not None:

@@ -134,6 +134,21 @@ def _hostname(raw: str) -> str:
     return raw
 
 
+# Felix's RegionParam: a DNS-1123 label short enough for the namespace name
+# "openstack-region-<region>" (63 characters) that networking-calico derives from it.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_REGION_LENGTH = 63 - len("openstack-region-")
+
+
+def _region(raw: str) -> str:
+    if len(raw) > MAX_REGION_LENGTH:
+        raise ValueError(f"the value of OpenstackRegion must be {MAX_REGION_LENGTH} chars or fewer")
+    if not _DNS_LABEL.match(raw):
+        raise ValueError("the value of OpenstackRegion must be a valid DNS label (lower case alphanumeric "
+                         "characters or '-', starting and ending with an alphanumeric character)")
+    return raw
+
+
 _IFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
 
 
@@ -306,6 +321,13 @@ _PARAMS = [
     Param("PrometheusMetricsPort", _int(0, 65535), 9091),
     Param("PrometheusGoMetricsEnabled", parse_bool, True),
     Param("PrometheusProcessMetricsEnabled", parse_bool, True),
+    # TLS for /metrics (node/felix/metrics_tls.py): on when the cert or key file is set.
+    Param("PrometheusMetricsCAFile", _string, ""),
+    Param("PrometheusMetricsCertFile", _string, ""),
+    Param("PrometheusMetricsKeyFile", _string, ""),
+    Param("PrometheusMetricsClientAuth", _oneof("RequireAndVerifyClientCert", "RequireAnyClientCert",
+                                                "VerifyClientCertIfGiven", "NoClientCert"),
+          "RequireAndVerifyClientCert"),
     Param("Ipv6Support", parse_bool, True),
     Param("InterfacePrefix", _iface_list, ("cali",)),
     Param("InterfaceExclude", _iface_regexp_list, _iface_regexp_list("kube-ipvs0")),
@@ -371,6 +393,11 @@ _PARAMS = [
     Param("DataplaneWatchdogTimeout", _seconds, 90.0),
     Param("EndpointStatusPathPrefix", _string, "/var/run/calico"),
     Param("ReportingIntervalSecs", _seconds, 30.0),
+    # Felix's status reports to the datastore (node/felix/status_reporter.py).
+    Param("ReportingTTLSecs", _seconds, 90.0),
+    Param("EndpointReportingEnabled", parse_bool, False),
+    Param("EndpointReportingDelaySecs", _seconds, 1.0),
+    Param("OpenstackRegion", _region, ""),
     Param("ClusterType", _string, ""),
     # Felix features this agent does not have; read only to say so when they are asked for.
     Param("WireguardEnabled", parse_bool, False),
@@ -390,6 +417,8 @@ V3_FIELD_NAMES = {
     "ipipEnabled": "IpInIpEnabled",
     "ipipMTU": "IpInIpMtu",
     "reportingInterval": "ReportingIntervalSecs",
+    "reportingTTL": "ReportingTTLSecs",
+    "endpointReportingDelay": "EndpointReportingDelaySecs",
     "externalNodesList": "ExternalNodesCIDRList",
 }
 _MILLIS_FIELDS = {"iptablesLockProbeInterval"}

@@ -562,6 +562,16 @@ class DesiredDataplane:
         """The workload endpoint in charge of each local interface (shadowed ones left out)."""
         return dict(self._active_weps())
 
+    def host_endpoint_interfaces(self) -> dict[t.HostEndpointID, tuple[str, ...]]:
+        """Every local host endpoint with the interfaces it is in charge of, as of the last
+        ``complete()`` (``any-interface-at-all`` for the ``*`` one in force; nothing for one
+        that resolved to no interface)."""
+        out: dict[t.HostEndpointID, list[str]] = {hid: [] for hid in self._heps}
+        for iface, hid in self._active_hep_by_iface.items():
+            if hid in out:
+                out[hid].append(iface)
+        return {hid: tuple(sorted(ifaces)) for hid, ifaces in out.items()}
+
     def _update_pools(self) -> None:
         """Masquerade manager (pool sets, cali-nat-outgoing); a change of encapsulation
         re-renders the static chains (Felix restarts for that)."""

@@ -66,13 +66,23 @@ def peering_unconfigurable(wep: t.WorkloadEndpoint, peering: Mapping[int, str], 
     return False
 
 
+def workload_statuses(endpoints: Mapping[t.WorkloadEndpointID, t.WorkloadEndpoint], up_ifaces: Iterable[str],
+                      unconfigured_ifaces: Iterable[str] = (), peering: Mapping[int, str] | None = None,
+                      families: Iterable[int] = (4,)) -> dict[t.WorkloadEndpointID, str]:
+    """Felix's status (up or down) of each active local workload endpoint, as its endpoint
+    manager reports it after an apply (the status files and the datastore reports both
+    follow it). ``peering``: BGPConfiguration's local-workload peering address per family."""
+    up, unconfigured, families = set(up_ifaces), set(unconfigured_ifaces), tuple(families)
+    peering = peering or {}
+    return {wid: workload_status(wep, wep.name in up, wep.name in unconfigured
+                                 or peering_unconfigurable(wep, peering, families))
+            for wid, wep in endpoints.items()}
+
+
 def desired_status_files(endpoints: Mapping[t.WorkloadEndpointID, t.WorkloadEndpoint], up_ifaces: Iterable[str],
                          unconfigured_ifaces: Iterable[str] = (), peering: Mapping[int, str] | None = None,
                          families: Iterable[int] = (4,)) -> dict[str, dict]:
-    """File name -> document for every endpoint that is up (a down one has no file).
-    ``peering``: BGPConfiguration's local-workload peering address per family."""
-    up, unconfigured, families = set(up_ifaces), set(unconfigured_ifaces), tuple(families)
-    peering = peering or {}
-    return {status_filename(wid): status_document(wep) for wid, wep in endpoints.items()
-            if workload_status(wep, wep.name in up, wep.name in unconfigured
-                               or peering_unconfigurable(wep, peering, families)) == UP}
+    """File name -> document for every endpoint that is up (a down one has no file)."""
+    statuses = workload_statuses(endpoints, up_ifaces, unconfigured_ifaces, peering, families)
+    return {status_filename(wid): status_document(endpoints[wid])
+            for wid, status in statuses.items() if status == UP}

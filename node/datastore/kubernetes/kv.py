@@ -1179,7 +1179,9 @@ class KubeKV:
         return self._write_mapper(key, "Update").update(key, value.encode() if isinstance(value, str) else value,
                                                          revision)
 
-    def put(self, key: str, value: bytes | str) -> int:
+    def put(self, key: str, value: bytes | str, *, ttl: float | None = None) -> int:
+        """``ttl`` is accepted for EtcdKV's interface: Kubernetes objects have none, and the
+        keys that carry one (Felix's status reports) are refused here, as in Calico."""
         return self._write_mapper(key, "Apply").put(key, value.encode() if isinstance(value, str) else value)
 
     def delete(self, key: str, revision: int | None = None) -> KV:
