@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 
 import pytest
@@ -26,6 +25,7 @@ from node.errors import AlreadyExists, Conflict, DatastoreError, NotFound
 from node.ipam.allocator import IPAM
 from node.model import from_dict
 from node.model import ipam as records
+from syncer_view import SyncerView
 
 V1 = "crd.projectcalico.org/v1"
 V3 = "projectcalico.org/v3"
@@ -383,31 +383,6 @@ def test_keys_nothing_holds_are_refused_by_name(kube_kv):
 
 # -- list-then-watch ---------------------------------------------------------------------------------
 
-class Recorder:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.updates = []
-        self.statuses = []
-        self.state = {}
-
-    def on_status(self, status):
-        with self.lock:
-            self.statuses.append(status)
-
-    def on_updates(self, updates):
-        with self.lock:
-            for u in updates:
-                self.updates.append(u)
-                if u.type is UpdateType.DELETED:
-                    self.state.pop(u.key, None)
-                else:
-                    self.state[u.key] = u.value
-
-    def names(self, kind):
-        with self.lock:
-            return sorted(v.name for v in self.state.values() if getattr(v, "kind", None) == kind)
-
-
 def _lists(kube, path_part):
     return [p for m, p in kube.requests if m == "GET" and path_part in p and "watch=" not in p]
 
@@ -418,7 +393,7 @@ def _watches(kube, path_part):
 
 @pytest.fixture
 def synced(kube, kube_config):
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = Syncer(lambda: KubeKV(kube_config, env={}), resource_sources(["IPPool", "Profile", "WorkloadEndpoint"]),
                     recorder, initial_backoff=0.05, max_backoff=0.2)
     syncer.start()
@@ -498,7 +473,7 @@ def test_watches_the_server_ends_are_resumed(kube, kube_config, monkeypatch):
     from node.datastore.kubernetes import kv as kv_module
 
     monkeypatch.setattr(kv_module, "WATCH_TIMEOUT_SECONDS", 1)
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = Syncer(lambda: KubeKV(kube_config, env={}), resource_sources(["IPPool"]), recorder)
     syncer.start()
     try:
@@ -516,7 +491,7 @@ def test_missing_crds_are_reported_by_name(tmp_path):
     with KubeStandin(groups=()) as server:
         config = DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(server.kubeconfig(tmp_path / "kc")),
                                  extra={"calicoAPIGroup": V1})
-        syncer = Syncer(lambda: KubeKV(config, env={}), resource_sources(["IPPool"]), Recorder(),
+        syncer = Syncer(lambda: KubeKV(config, env={}), resource_sources(["IPPool"]), SyncerView(),
                         initial_backoff=0.05, max_backoff=0.1)
         syncer.start()
         try:

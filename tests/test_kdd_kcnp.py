@@ -16,11 +16,12 @@ from node.datastore.kubernetes import conversion as conv
 from node.datastore.kubernetes import kv as kube_kv_module
 from node.datastore.kubernetes.kv import KubeKV
 from node.datastore.sources import resource_sources
-from node.datastore.syncer import Syncer, SyncStatus, UpdateType
+from node.datastore.syncer import Syncer, SyncStatus
 from node.felix import types as t
 from node.felix.dryrun import dry_run
 from node.felix.rules.names import policy_chain_name
 from node.model import from_dict
+from syncer_view import SyncerView
 
 CNP = ("policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies")
 KIND = "KubernetesClusterNetworkPolicy"
@@ -36,25 +37,6 @@ def _chain(prefix: str, name: str) -> str:
 
 def _lines(text: str, chain: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(f"-A {chain} ")]
-
-
-class Recorder:
-    def __init__(self):
-        self.state: dict = {}
-        self.statuses: list = []
-
-    def on_status(self, status):
-        self.statuses.append(status)
-
-    def on_updates(self, updates):
-        for u in updates:
-            if u.type is UpdateType.DELETED:
-                self.state.pop(u.key, None)
-            else:
-                self.state[u.key] = u.value
-
-    def policies(self) -> dict:
-        return {v.name: v for v in list(self.state.values()) if getattr(v, "kind", None) == KIND}
 
 
 def _syncer(config, recorder) -> Syncer:
@@ -119,23 +101,23 @@ def test_cluster_network_policies_are_read_only_and_listed(kube, kube_kv):
 
 def test_syncer_follows_and_withdraws_malformed_policies(kube, kube_config, caplog):
     kube.create(*CNP, _cnp("admin-web", ADMIN))
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = _syncer(kube_config, recorder)
     syncer.start()
     try:
         assert syncer.wait_for_status(SyncStatus.IN_SYNC, 10)
-        assert list(recorder.policies()) == ["admin-web"]
+        assert list(recorder.of_kind(KIND)) == ["admin-web"]
         kube.create(*CNP, _cnp("baseline-retail", BASELINE))
-        wait_for(lambda: sorted(recorder.policies()) == ["admin-web", "baseline-retail"], what="the new policy")
+        wait_for(lambda: sorted(recorder.of_kind(KIND)) == ["admin-web", "baseline-retail"], what="the new policy")
         # An edit that breaks it withdraws the version enforced before.
         with caplog.at_level(logging.WARNING):
             kube.patch(*CNP, "admin-web", {"spec": {"tier": "Frontline"}})
-            wait_for(lambda: sorted(recorder.policies()) == ["baseline-retail"], what="the withdrawal")
+            wait_for(lambda: sorted(recorder.of_kind(KIND)) == ["baseline-retail"], what="the withdrawal")
         assert any("ClusterNetworkPolicy admin-web" in r.getMessage() for r in caplog.records)
         kube.patch(*CNP, "admin-web", {"spec": {"tier": "Admin"}})
-        wait_for(lambda: "admin-web" in recorder.policies(), what="the repaired policy")
+        wait_for(lambda: "admin-web" in recorder.of_kind(KIND), what="the repaired policy")
         kube.delete(*CNP, "baseline-retail")
-        wait_for(lambda: list(recorder.policies()) == ["admin-web"], what="the delete")
+        wait_for(lambda: list(recorder.of_kind(KIND)) == ["admin-web"], what="the delete")
     finally:
         syncer.stop(timeout=10)
 
@@ -143,21 +125,21 @@ def test_syncer_follows_and_withdraws_malformed_policies(kube, kube_config, capl
 def test_cluster_without_the_crd_is_in_sync_and_picks_it_up_later(kube, kube_config, monkeypatch):
     monkeypatch.setattr(kube_kv_module, "MISSING_API_RETRY_SECONDS", 0.2)
     res = kube.resources.pop(CNP)
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = _syncer(kube_config, recorder)
     syncer.start()
     try:
         assert syncer.wait_for_status(SyncStatus.IN_SYNC, 10)
-        assert recorder.policies() == {}
+        assert recorder.of_kind(KIND) == {}
         # The CRD is installed and a policy created: it arrives without a resync.
         kube.resources[CNP] = res
         kube.create(*CNP, _cnp("admin-web", ADMIN))
-        wait_for(lambda: list(recorder.policies()) == ["admin-web"], what="the policy after the CRD came")
+        wait_for(lambda: list(recorder.of_kind(KIND)) == ["admin-web"], what="the policy after the CRD came")
         assert recorder.statuses.count(SyncStatus.IN_SYNC) == 1
         # The CRD is removed: a re-list withdraws its policies, and the syncer is in sync again.
         kube.resources.pop(CNP)
         kube.drop_watches()
-        wait_for(lambda: recorder.policies() == {}, what="the withdrawal after the CRD went")
+        wait_for(lambda: recorder.of_kind(KIND) == {}, what="the withdrawal after the CRD went")
         wait_for(lambda: syncer.status is SyncStatus.IN_SYNC, what="in sync without the CRD")
     finally:
         syncer.stop(timeout=10)

@@ -8,7 +8,6 @@ can run here), with Calico's expectations from libcalico-go's livemigration_test
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -23,6 +22,7 @@ from node.datastore.sources import resource_sources
 from node.datastore.syncer import Syncer, SyncStatus, UpdateType
 from node.errors import NotFound, ValidationError
 from node.model import KINDS, Resource, etcd_key, from_dict, from_storage, kind_info, parse_etcd_key
+from syncer_view import SyncerView
 
 # The Kubernetes datastore's fixtures (a stand-in API server and a KubeKV on it).
 kube, kube_config, kube_kv = kdd_fixtures.kube, kdd_fixtures.kube_config, kdd_fixtures.kube_kv
@@ -183,36 +183,10 @@ def test_etcd_round_trip_with_calicos_key_and_bytes(client, etcd_kv):
         client.get(KIND, created.name, "openstack")
 
 
-class Recorder:
-    """The consumer's view: key -> value, with every update and status kept."""
-
-    def __init__(self):
-        self.state: dict = {}
-        self.updates: list = []
-        self.statuses: list = []
-        self.lock = threading.Lock()
-
-    def on_status(self, status):
-        self.statuses.append(status)
-
-    def on_updates(self, updates):
-        with self.lock:
-            for u in updates:
-                self.updates.append(u)
-                if u.type is UpdateType.DELETED:
-                    self.state.pop(u.key, None)
-                else:
-                    self.state[u.key] = u.value
-
-    def types(self, key: str) -> list[UpdateType]:
-        with self.lock:
-            return [u.type for u in self.updates if u.key == key]
-
-
 def test_etcd_syncer_lists_then_watches_live_migrations(etcd_clean_config, client, etcd_kv):
     # One written by another writer (networking-calico puts the JSON itself) ...
     etcd_kv.put(PREFIX + "openstack/compute2-openstack-vm-1-port-1", OPENSTACK_STORED)
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = Syncer(lambda: EtcdKV(etcd_clean_config), resource_sources([KIND]), recorder,
                     initial_backoff=0.05, max_backoff=0.2)
     syncer.start()
@@ -390,7 +364,7 @@ def test_live_migrations_are_read_only(kube, kube_kv):
     assert kube.get(*VMIM, "vmim-1", "test-ns")["status"]["phase"] == "Running"
 
 
-def _syncer(config, recorder: Recorder) -> Syncer:
+def _syncer(config, recorder: SyncerView) -> Syncer:
     return Syncer(lambda: KubeKV(config, env={}), resource_sources([KIND]), recorder,
                   initial_backoff=0.05, max_backoff=0.2)
 
@@ -401,7 +375,7 @@ def test_syncer_follows_a_migration_through_its_phases(kube, kube_config):
     names the source pod), gone once the migration has Succeeded."""
     namespace(kube, "test-ns")
     _vmim(kube, "test-ns", "already", "Running", vmi_name="vm0", source_pod="virt-launcher-vm0-aaaaa")
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = _syncer(kube_config, recorder)
     syncer.start()
     try:
@@ -448,7 +422,7 @@ def test_cluster_without_kubevirt_is_in_sync_and_picks_it_up_later(kube, kube_co
     assert client.list(KIND) == [] and client.list(KIND, "test-ns") == []
     with pytest.raises(NotFound):
         client.get(KIND, "vmim-1", "test-ns")
-    recorder = Recorder()
+    recorder = SyncerView()
     syncer = _syncer(kube_config, recorder)
     syncer.start()
     try:
