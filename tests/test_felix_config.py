@@ -19,6 +19,7 @@ from node.felix.config import (
     openstack_active,
     unsupported_features,
     openstack_metadata_ip,
+    parse_ini,
     ProtoPort,
     parse_port_list,
     v1_config_from_node,
@@ -227,3 +228,35 @@ def test_features_this_agent_lacks_are_named_when_asked_for():
     assert named == ["BPFEnabled", "NFTablesMode", "WireguardEnabled", "WireguardEnabledV6",
                      "FlowLogsGoldmaneServer", "PolicySyncPathPrefix"]
     assert unsupported_features(FelixConfig.resolve({"FELIX_NFTABLESMODE": "Auto"})) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    # go-ini's defaults, as Felix loads its file.
+    (b"MetadataAddr = None # no OpenStack\n", [("MetadataAddr", "None")]),  # inline comments
+    (b"MetadataAddr = 10.0.0.5 ; nova\n", [("MetadataAddr", "10.0.0.5")]),
+    (b"MetadataPort = 9000\n  [global]\n  HealthEnabled = true\n", [("MetadataPort", "9000"), ("HealthEnabled", "true")]),
+    (b"\tLogPrefix:\tcali\n", [("LogPrefix", "cali")]),  # ':' delimits too, indentation ignored
+    (b"EtcdEndpoints = http://10.0.0.1:2379\n", [("EtcdEndpoints", "http://10.0.0.1:2379")]),
+    (b"A = \"q\"\nB = 'cali'\nC = \"a\"b\"\nD = \"x\n", [("A", "q"), ("B", "cali"), ("C", "\"a\"b\""), ("D", "\"x")]),
+    (b"D = one\\\n  two\n", [("D", "onetwo")]),  # continuation
+    (b"E = \"\"\"multi\nline # kept\"\"\"\nF = `raw;#`\n", [("E", "multi\nline # kept"), ("F", "raw;#")]),
+    (b"\xef\xbb\xbf[global]\n# caf\xe9 \xff\nLogPrefix = x\n", [("LogPrefix", "x")]),  # BOM, any bytes
+])
+def test_config_file_follows_go_ini(text, expected):
+    assert parse_ini(text) == expected
+
+
+@pytest.mark.parametrize("text, why", [
+    (b"[global\nA = 1\n", "unclosed section"),
+    (b"[global]\nnot a pair\n", "delimiter not found"),
+    (b"E = \"\"\"never closed\n", "no closing"),
+])
+def test_config_file_errors_name_the_line(text, why, tmp_path):
+    (tmp_path / "felix.cfg").write_bytes(text)
+    with pytest.raises(ConfigFileError, match=why):
+        load_config_file(tmp_path / "felix.cfg")
+
+
+def test_a_config_file_in_another_encoding_does_not_stop_the_agent(tmp_path):
+    (tmp_path / "felix.cfg").write_bytes("[global]\n# métadonnées\nMetadataPort = 9000\n".encode("latin-1"))
+    assert config_file_values({"CALICO_CONFIG_DIR": str(tmp_path)}) == {"MetadataPort": "9000"}

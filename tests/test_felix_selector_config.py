@@ -21,7 +21,7 @@ from node.felix import types as t
 from node.felix.calc import DataplaneView, PolicyCalculation
 from node.felix.calc.config_track import SelectorConfig, creation_time, select_config
 from node.felix.calc.offline import updates_from_resources
-from node.felix.config import SOURCE_ENV, SOURCE_FILE, SOURCE_GLOBAL, SOURCE_HOST, SOURCE_SELECTOR
+from node.felix.config import SOURCE_ENV, SOURCE_FILE, SOURCE_GLOBAL, SOURCE_HOST, SOURCE_SELECTOR, openstack_active
 from node.felix.dryrun import dry_run, load_files
 from node.felix.pipeline import Pipeline, resolve_config
 from node.model import Resource, load_resources
@@ -420,3 +420,34 @@ def test_node_selector_on_other_configs_is_accepted_up_to_1024_characters():
     with pytest.raises(ValidationError, match=r"FelixConfiguration\(big\)\.spec\.nodeSelector .*no more than "
                                                r"1024 characters \(it has 1025\)"):
         _load(f'metadata: {{name: big}}\nspec: {{nodeSelector: "{long_ok} "}}')
+
+
+def test_workload_source_spoofing_is_resolved_as_felix_parses_it():
+    """The calculation's WorkloadSourceSpoofing comes from the environment over the config
+    file over the datastore, parsed as Felix parses it (any case; None turns it off)."""
+    spoofer = wep("s", profiles=[], allowSpoofedSourcePrefixes=["8.8.8.0/24"], ips=["10.0.0.7/32"])
+
+    def spoofing_allowed(resources, env=None, file_config=None) -> bool:
+        return bool(_pipeline([*resources, spoofer], env, file_config).dataplanes[4].active_workload_endpoints())
+
+    assert not spoofing_allowed([])
+    assert spoofing_allowed([], file_config={"WorkloadSourceSpoofing": "any"})
+    assert spoofing_allowed([], env={"FELIX_WORKLOADSOURCESPOOFING": "ANY"})
+    assert not spoofing_allowed([], env={"FELIX_WORKLOADSOURCESPOOFING": "None"},
+                                file_config={"WorkloadSourceSpoofing": "Any"})
+    assert spoofing_allowed([fc("default", workloadSourceSpoofing="any")])
+    assert spoofing_allowed([fc("default", annotations={"config.projectcalico.org/WorkloadSourceSpoofing": "any"})])
+    # A value that does not parse counts as unset: the next source down decides.
+    assert spoofing_allowed([fc("default", workloadSourceSpoofing="Any")],
+                            env={"FELIX_WORKLOADSOURCESPOOFING": "sometimes"})
+
+
+def test_cluster_information_feeds_the_global_layer():
+    """ClusterInformation default's clusterType reaches Felix as a global parameter (so an
+    OpenStack cluster type turns the OpenStack special cases on); FELIX_CLUSTERTYPE wins."""
+    ci = Resource("ClusterInformation", {"name": "default"},
+                  {"clusterType": "openstack,bgp", "clusterGUID": "0a1b", "datastoreReady": True})
+    config = _pipeline([ci]).config
+    assert (config.ClusterType, config.sources["ClusterType"]) == ("openstack,bgp", SOURCE_GLOBAL)
+    assert openstack_active(config)
+    assert _pipeline([ci], env={"FELIX_CLUSTERTYPE": "k8s"}).config.ClusterType == "k8s"

@@ -13,7 +13,6 @@ with its source and the next lower source wins, so one bad field never stops the
 """
 from __future__ import annotations
 
-import configparser
 import ipaddress
 import logging
 import os
@@ -569,29 +568,75 @@ class ConfigFileError(ValueError):
 
 
 def load_config_file(path: str | os.PathLike) -> dict[str, str]:
-    """Felix's config file (LoadConfigFile): INI, every section's keys merged (a later
-    duplicate wins, with a warning), ``None`` meaning the parameter's zero value as in
-    any source. An absent file is no configuration."""
+    """Felix's config file (LoadConfigFile): go-ini's format (``parse_ini``), every
+    section's keys merged (a later duplicate wins, with a warning), ``None`` meaning the
+    parameter's zero value as in any source. An absent file is no configuration."""
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise ConfigFileError(f"cannot read Felix config file {path}: {exc}") from exc
-    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0none")
-    parser.optionxform = str  # keep the names as written (they are matched without case)
-    try:
-        # Keys before the first section belong to go-ini's default section.
-        parser.read_string("[DEFAULT]\n" + text, source=str(path))
-    except configparser.Error as exc:
-        raise ConfigFileError(f"cannot parse Felix config file {path}: {exc}".replace("\n", " ")) from exc
     values: dict[str, str] = {}
-    for section in parser.sections():
-        for name, value in parser.items(section, raw=True):
-            if name in values:
-                log.warning("Felix config file %s: %s is set more than once; the last one wins", path, name)
-            values[name] = value.strip().strip('"')
+    for name, value in parse_ini(data, str(path)):
+        if name in values:
+            log.warning("Felix config file %s: %s is set more than once; the last one wins", path, name)
+        values[name] = value
     return values
+
+
+def parse_ini(data: bytes, source: str = "<config>") -> list[tuple[str, str]]:
+    """(key, value) pairs of an INI text as go-ini reads it with its default options
+    (Felix's ``ini.Load``): a UTF-8 BOM skipped and any bytes accepted; lines trimmed on
+    the left; ``#`` and ``;`` lines are comments; ``[section]`` headers (the sections
+    themselves do not matter to Felix); ``key = value`` or ``key: value`` split at the
+    first ``=`` or ``:``; a value cut at its first ``#`` or ``;`` (inline comment),
+    trimmed, then stripped of one pair of surrounding quotes (``'`` or ``"``, not
+    occurring inside); a value ending in ``\\`` continues on the next line; a value
+    opened with three double quotes or a backquote runs, raw, to its closing one."""
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    lines = text.splitlines()
+    out: list[tuple[str, str]] = []
+    n = 0
+    while n < len(lines):
+        line = lines[n].lstrip()
+        n += 1
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[":
+            if "]" not in line:
+                raise ConfigFileError(f"cannot parse Felix config file {source}: line {n}: unclosed section: {line}")
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+        if cut < 0:
+            raise ConfigFileError(f"cannot parse Felix config file {source}: line {n}: "
+                                  f"key-value delimiter not found: {line}")
+        key, rest = line[:cut].strip(), line[cut + 1:].lstrip()
+        if not key:
+            raise ConfigFileError(f"cannot parse Felix config file {source}: line {n}: empty key")
+        for quote in ('"""', "`"):
+            if rest.startswith(quote) and len(rest) > (3 if quote == '"""' else 1):
+                body = rest[len(quote):]
+                while quote not in body and n < len(lines):
+                    body += "\n" + lines[n]
+                    n += 1
+                if quote not in body:
+                    raise ConfigFileError(f"cannot parse Felix config file {source}: line {n}: "
+                                          f"no closing {quote} for {key}")
+                out.append((key, body[:body.index(quote)]))
+                break
+        else:
+            value = rest.strip()
+            while value.endswith("\\"):
+                value = value[:-1] + (lines[n].strip() if n < len(lines) else "")
+                n += 1
+            comment = min((i for i in (value.find("#"), value.find(";")) if i >= 0), default=-1)
+            if comment >= 0:
+                value = value[:comment].strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and value[0] not in value[1:-1]:
+                value = value[1:-1]
+            out.append((key, value))
+    return out
 
 
 def config_file_values(env: Mapping[str, str]) -> dict[str, str]:
@@ -624,6 +669,31 @@ def unsupported_features(config: FelixConfig) -> list[str]:
     if config.PolicySyncPathPrefix:
         out.append("PolicySyncPathPrefix: the policy sync API (application layer policy) is not built")
     return out
+
+
+def parse_value(name: str, raw: str | None) -> Any:
+    """One parameter's raw text as Felix parses it (``None`` gives the zero value); None
+    when it is empty or does not parse."""
+    if not raw:
+        return None
+    param = PARAMS[name.lower()]
+    try:
+        return _zero(param) if raw.lower() == "none" else param.parse(raw)
+    except ValueError:
+        return None
+
+
+def local_value(name: str, env: Mapping[str, str], file_config: Mapping[str, str]) -> Any:
+    """A parameter from the two local sources, the environment over the config file, as
+    Felix parses it (None when neither sets it usably): for the few the calculation must
+    know before the datastore's configuration is read."""
+    for raw_values in (_env_params(env), file_config):
+        for raw_name, raw in raw_values.items():
+            if raw_name.lower() == name.lower():
+                value = parse_value(name, raw)
+                if value is not None:
+                    return value
+    return None
 
 
 def openstack_active(config: FelixConfig) -> bool:

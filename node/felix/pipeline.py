@@ -16,7 +16,7 @@ from node.datastore.syncer import SyncSource, SyncStatus, Update, UpdateType
 from node.felix import types as t
 from node.felix.calc import PolicyCalculation
 from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, decode_block
-from node.felix.config import FelixConfig, v1_config_from_node, v1_config_from_spec
+from node.felix.config import FelixConfig, local_value, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import OPENSTACK, DesiredDataplane
 from node.felix.rules.config import allocate_marks
 from node.felix.routes import (DesiredRoutes, EndpointPieces, RouteConfig, RouteModel, apply_messages,
@@ -68,7 +68,10 @@ def resolve_config(env: Mapping[str, str], config_specs: Mapping[str, dict] | No
 
     host = v1("node")
     host.update(v1_config_from_node(own_node.spec if own_node is not None else None))
-    return FelixConfig.resolve(env, global_config=v1("default"), selector_config=v1("selector"),
+    # ClusterInformation's fields (ClusterType, ClusterGUID, CalicoVersion) are global
+    # parameters too, as libcalico-go's update processor hands them to Felix.
+    global_config = {**v1_config_from_spec(specs.get("clusterinfo")), **v1("default")}
+    return FelixConfig.resolve(env, global_config=global_config, selector_config=v1("selector"),
                                host_config=host, file_config=file_config)
 
 
@@ -87,7 +90,7 @@ class Pipeline:
         self.file_config = dict(file_config or {})  # the Felix config file's values, read at start
         boot = FelixConfig.resolve(self.env, file_config=self.file_config)
         self.policy = PolicyCalculation(
-            hostname, workload_source_spoofing=self.env_value("WorkloadSourceSpoofing"),
+            hostname, workload_source_spoofing=local_value("WorkloadSourceSpoofing", self.env, self.file_config),
             suppress_overlaps=False)  # iptables mode: NFTablesMode resolves to Disabled
         self.routes = RouteCalculation(hostname)
         self.config: FelixConfig | None = None

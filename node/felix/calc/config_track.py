@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from node.errors import CalicoError
-from node.felix.config import CONFIG_ANNOTATION_PREFIX
+from node.felix.config import CONFIG_ANNOTATION_PREFIX, parse_value
 from node.model import Resource, validate_resource
 from node.selector import Selector, SelectorError, parse
 
@@ -219,9 +219,11 @@ class ConfigTracker:
         (an annotation over its resource's field)."""
         for slot in reversed(FELIX_SLOTS):
             for key, value in self._annotations.get(slot, {}).items():
-                if key[len(CONFIG_ANNOTATION_PREFIX):].lower() == "workloadsourcespoofing" and value:
-                    return value
-            value = self._specs[slot].get("workloadSourceSpoofing")
-            if value:
-                return value
+                if key[len(CONFIG_ANNOTATION_PREFIX):].lower() == "workloadsourcespoofing":
+                    parsed = parse_value("WorkloadSourceSpoofing", value)
+                    if parsed is not None:
+                        return parsed or SPOOFING_DISABLED
+            parsed = parse_value("WorkloadSourceSpoofing", self._specs[slot].get("workloadSourceSpoofing"))
+            if parsed is not None:
+                return parsed or SPOOFING_DISABLED
         return SPOOFING_DISABLED
