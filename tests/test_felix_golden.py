@@ -48,7 +48,7 @@ def golden_name(what: str, version: int) -> str:
 
 
 def test_every_scenario_is_here():
-    assert SCENARIOS == ["host-endpoint", "kube-ipvs", "openstack", "profile-only", "staged", "two-tiers", "vxlan"]
+    assert SCENARIOS == ["host-endpoint", "istio-ambient", "kube-ipvs", "openstack", "profile-only", "staged", "two-tiers", "vxlan"]
 
 
 @pytest.mark.parametrize("what, version", OUTPUTS, ids=[golden_name(w, v)[:-4] for w, v in OUTPUTS])

@@ -113,7 +113,8 @@ def normalised(text: str) -> list[str]:
 # Golden scenarios.
 
 @pytest.mark.parametrize("backend, version", FAMILIES, ids=FAMILY_IDS)
-@pytest.mark.parametrize("scenario", ["host-endpoint", "two-tiers", "profile-only", "vxlan", "kube-ipvs", "openstack"])
+@pytest.mark.parametrize("scenario", ["host-endpoint", "two-tiers", "profile-only", "vxlan", "kube-ipvs", "openstack",
+                                      "istio-ambient"])
 def test_golden_scenario_is_programmed_exactly(scenario, backend, version, ns):
     dd = desired(scenario, version)
     load_ipsets(ns, dd)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from node.model.dscp import dscp_value
 from node.model.schema import parse_go_duration
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,12 @@ def _oneof(*options: str) -> Parser:
 
 def _string(raw: str) -> str:
     return raw
+
+
+def _dscp(raw: str) -> int:
+    """Felix's dscp parameter: a decimal number up to 63, or a DSCP name (any case, spaces
+    around it ignored, as numorstring.DSCP validates it); held as its number."""
+    return dscp_value(raw)
 
 
 def _ipv4(raw: str) -> str:
@@ -389,6 +396,9 @@ _PARAMS = [
     Param("KubeNodePortRanges", _port_range_list, ((30000, 32767),)),
     Param("WorkloadSourceSpoofing", _oneof("Disabled", "Any"), "Disabled"),
     Param("FloatingIPs", _oneof("Enabled", "Disabled"), "Disabled"),
+    # Istio ambient mode: the "all-istio-weps" IP set and the mangle POSTROUTING DSCP rule.
+    Param("IstioAmbientMode", _oneof("Disabled", "Enabled"), "Disabled"),
+    Param("IstioDSCPMark", _dscp, 23),
     Param("DataplaneWatchdogTimeout", _seconds, 90.0),
     Param("EndpointStatusPathPrefix", _string, "/var/run/calico"),
     Param("ReportingIntervalSecs", _seconds, 30.0),

@@ -120,6 +120,8 @@ def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = Fa
         openstack_special_cases=openstack_active(config),
         openstack_metadata_ip=openstack_metadata_ip(config),
         openstack_metadata_port=config.MetadataPort,
+        istio_ambient_mode_enabled=config.IstioAmbientMode == "Enabled",
+        istio_dscp_mark=config.IstioDSCPMark,
     )
 
 

@@ -166,6 +166,10 @@ class Pipeline:
             messages = self._pending + messages
             self._pending = []
             self._start(messages)
+            if self.config_error is None and self.config.IstioAmbientMode == "Enabled":
+                # Felix builds its Istio calculator only when the mode is on at start.
+                self.policy.enable_istio_ambient()
+                messages += self.policy.take_messages()
         if self.config_error is not None:
             return []
         if any(not isinstance(msg, _POLICY_ONLY_MESSAGES) for msg in messages):

@@ -41,10 +41,17 @@ from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs
                                           scan_profile)
 from node.felix.calc.sequencer import EventSequencer
 from node.felix.calc.workload_selectors import LocalWorkloadSelectors
+from node.felix.rules import names
 from node.model import Resource, stub_from_key
 from node.selector import LabelIndex, SelectorError, parse
 
 log = logging.getLogger(__name__)
+
+# Felix's IstioCalculator (IstioAmbientMode=Enabled): every endpoint, local or remote, in
+# Istio's ambient mode by its own label or its namespace's (unless its own says "none").
+ISTIO_AMBIENT_SELECTOR = ("pcns.istio.io/dataplane-mode == 'ambient' && istio.io/dataplane-mode != 'none'"
+                          " || istio.io/dataplane-mode == 'ambient'")
+IPSET_ID_ALL_ISTIO_WEPS = names.IPSET_ID_ALL_ISTIO_WEPS
 
 _CONVERSION_ERRORS = (ValueError, TypeError, KeyError, AttributeError, SelectorError)
 
@@ -54,11 +61,12 @@ class PolicyCalculation:
 
     ``workload_source_spoofing`` overrides the datastore's WorkloadSourceSpoofing (as an
     environment setting would); ``suppress_overlaps`` is Felix's IP-set member overlap
-    suppression, on unless NFTablesMode is Disabled.
+    suppression, on unless NFTablesMode is Disabled; ``istio_ambient`` (or a later
+    ``enable_istio_ambient()``, once the configuration is known) adds Felix's Istio set.
     """
 
     def __init__(self, hostname: str, *, workload_source_spoofing: str | None = None,
-                 suppress_overlaps: bool = True):
+                 suppress_overlaps: bool = True, istio_ambient: bool = False):
         self.hostname = hostname
         self._spoofing_override = workload_source_spoofing
         self._seq = EventSequencer()
@@ -115,6 +123,9 @@ class PolicyCalculation:
             "FelixConfiguration": self._on_config,
             "ClusterInformation": self._on_config,
         }
+        self._istio_ambient = False
+        if istio_ambient:
+            self.enable_istio_ambient()
 
     # ================================================================== input
 
@@ -147,6 +158,20 @@ class PolicyCalculation:
                 log.warning("End of resync: local endpoints refer to missing or invalid profile %s; "
                             "its rules are replaced with drop rules.", name)
         self._seq.in_sync()
+
+    def enable_istio_ambient(self) -> None:
+        """IstioAmbientMode=Enabled (Felix's IstioCalculator): the ``all-istio-weps`` set
+        (``hash:ip``) of every endpoint's addresses, local or remote, that
+        ``ISTIO_AMBIENT_SELECTOR`` matches. The member index evaluates it against the
+        endpoints it already has, so this may come after the first updates (the agent
+        calls it once the configuration is resolved; a change of it restarts the agent,
+        as Felix builds its calculation graph only once)."""
+        if self._istio_ambient:
+            return
+        self._istio_ambient = True
+        data = IPSetData(selector=parse(ISTIO_AMBIENT_SELECTOR), fixed_id=IPSET_ID_ALL_ISTIO_WEPS)
+        self._seq.ipset_added(data.id, t.IPSetType.IP)
+        self._members.update_set(data)
 
     def take_messages(self) -> list:
         """Everything that changed since the last call, coalesced, in dependency order."""

@@ -60,12 +60,15 @@ class IPSetData:
     named_port_protocol: str = ""  # "" for a plain selector set
     service: str = ""  # "<namespace>/<name>" for a service set
     service_include_ports: bool = False
+    fixed_id: str = ""  # a set with a well-known ID (Felix's "all-istio-weps")
     id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", self._unique_id())
 
     def _unique_id(self) -> str:
+        if self.fixed_id:
+            return self.fixed_id
         if self.service:
             return make_unique_id("svc" if self.service_include_ports else "svcnoport", self.service)
         sel_id = self.selector.unique_id()

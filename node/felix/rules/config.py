@@ -134,6 +134,11 @@ class RulesConfig:
 
     service_loop_prevention: str = "Drop"  # Drop | Reject | Disabled
 
+    # IstioAmbientMode=Enabled: mangle POSTROUTING marks new TCP connections between two
+    # ambient-mode workloads (the "all-istio-weps" IP set) with this DSCP value.
+    istio_ambient_mode_enabled: bool = False
+    istio_dscp_mark: int = 23
+
     openstack_special_cases: bool = False
     openstack_metadata_ip: str = ""
     openstack_metadata_port: int = 8775

@@ -77,6 +77,7 @@ IPSET_ID_ALL_HOST_NETS = "all-hosts-net"
 IPSET_ID_ALL_VXLAN_SOURCE_NETS = "all-vxlan-net"
 IPSET_ID_THIS_HOST_IPS = "this-host"
 IPSET_ID_DSCP_ENDPOINTS = "dscp-src-net"
+IPSET_ID_ALL_ISTIO_WEPS = "all-istio-weps"  # the calculation's (IstioAmbientMode=Enabled)
 
 
 def length_limited_id(prefix: str, suffix: str, max_length: int = MAX_CHAIN_NAME_LENGTH) -> str:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
 from node.felix.rules.core import (
-    ACCEPT, ADDR_TYPE_LOCAL, DROP, NOTRACK, RETURN, Chain, Match, Rule, clear_mark, dnat, goto,
-    jump, masquerade, set_mark)
+    ACCEPT, ADDR_TYPE_LOCAL, DROP, NOTRACK, RETURN, Chain, Match, Rule, clear_mark, dnat, dscp,
+    goto, jump, masquerade, set_mark)
 from node.felix.rules.nat import failsafe_in_chain, failsafe_out_chain
 from node.felix.rules.policy import split_port_list
 from node.felix.types import PortRange
@@ -337,11 +337,22 @@ def mangle_prerouting_chain(cfg: RulesConfig, ip_version: int) -> Chain:
 
 
 def mangle_postrouting_chain(cfg: RulesConfig, ip_version: int) -> Chain:
-    """``cali-POSTROUTING`` (mangle): DSCP marking for traffic leaving the cluster, then
+    """``cali-POSTROUTING`` (mangle): with Istio ambient mode, DSCP marking of new TCP
+    connections between ambient-mode workloads; DSCP marking for traffic leaving the cluster, then
     HEP egress policy for host-originated DNAT'd traffic (allow = RETURN here); forwarded
     traffic (accept bit, or in IPVS mode an endpoint mark) is not host traffic."""
     ipvs = (Rule(Match().mark_not_clear(cfg.mark_endpoint), RETURN),) if cfg.kube_ipvs_support else ()
+    istio: tuple[Rule, ...] = ()
+    if cfg.istio_ambient_mode_enabled:
+        # First, per workload interface prefix: new TCP connections between two Istio
+        # ambient-mode endpoints get Istio's DSCP mark.
+        mesh = names.ip_set_name(names.IPSET_ID_ALL_ISTIO_WEPS, ip_version)
+        istio = tuple(
+            Rule(Match().protocol("tcp").conntrack_state("NEW").out_interface(prefix + W)
+                 .dest_ip_set(mesh).source_ip_set(mesh), dscp(cfg.istio_dscp_mark))
+            for prefix in cfg.workload_iface_prefixes)
     return Chain(names.CHAIN_POSTROUTING, (
+        *istio,
         Rule(Match().source_ip_set(names.ip_set_name(names.IPSET_ID_DSCP_ENDPOINTS, ip_version))
              .not_dest_ip_set(names.ip_set_name(names.IPSET_ID_ALL_POOLS, ip_version))
              .not_dest_ip_set(names.ip_set_name(names.IPSET_ID_THIS_HOST_IPS, ip_version)),
