@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from felix_calc_builders import REMOTE, delete, felix_config, hep, ns_profile, put, wep
+from felix_calc_builders import REMOTE, delete, felix_config, hep, netset, ns_profile, put, wep
 from node.datastore.syncer import SyncStatus
 from node.felix import types as t
 from node.felix.calc import PolicyCalculation
@@ -198,3 +198,15 @@ def test_turning_the_mode_on_later_restarts_the_agent():
     p.on_updates(put(felix_config("default", istioAmbientMode="Enabled")))
     p.complete()
     assert p.config_changed
+
+
+def test_a_network_set_in_the_mesh_adds_only_its_address_as_felix_does():
+    """Network sets feed the set through the shared member index; Felix's hash:ip
+    canonicalisation keeps only a CIDR's address (10.70.0.0/24 is 10.70.0.0, not 256)."""
+    p = _pipeline({"FELIX_ISTIOAMBIENTMODE": "Enabled"},
+                  netset("mesh-peers", "ns1", ["10.70.0.0/24", "10.71.0.9/32", "fd00:70::/64"], labels=AMBIENT))
+    assert {"10.70.0.0", "10.71.0.9"} <= _members(p, 4)[1] and not any("/" in m for m in _members(p, 4)[1])
+    assert "fd00:70::" in _members(p, 6)[1]
+    p.on_updates(delete(netset("mesh-peers", "ns1", [], labels=AMBIENT)))
+    p.complete()
+    assert "10.70.0.0" not in _members(p, 4)[1] and "fd00:70::" not in _members(p, 6)[1]

@@ -179,12 +179,17 @@ class IPSets:
     def name(self, set_id: str) -> str:
         return names.ip_set_name(set_id, self.ip_version)
 
-    def _filter(self, members: Iterable[str]) -> set[str]:
-        return {canonical_member(m) for m in members if member_version(m) == self.ip_version}
+    def _filter(self, members: Iterable[str], set_type: t.IPSetType) -> set[str]:
+        out = {canonical_member(m) for m in members if member_version(m) == self.ip_version}
+        if set_type == t.IPSetType.IP:
+            # Felix's CanonicaliseMember for hash:ip keeps only a CIDR's address (a
+            # network set's 10.0.0.0/24 is 10.0.0.0 there, not 256 addresses).
+            out = {m.partition("/")[0] for m in out}
+        return out
 
     def replace(self, set_id: str, set_type: t.IPSetType, members: Iterable[str]) -> None:
         name = self.name(set_id)
-        new = self._filter(members)
+        new = self._filter(members, set_type)
         old = self.sets.get(name)
         if old is not None and old.type == set_type:
             self._apply_delta(name, old, new - old.members, old.members - new)
@@ -200,7 +205,7 @@ class IPSets:
         if s is None:
             log.warning("IP set %s: member delta for a set that does not exist; ignoring", name)
             return
-        self._apply_delta(name, s, self._filter(added), self._filter(removed))
+        self._apply_delta(name, s, self._filter(added, s.type), self._filter(removed, s.type))
 
     def _apply_delta(self, name: str, s: IPSet, added: set[str], removed: set[str]) -> None:
         journal = name not in self._fresh
