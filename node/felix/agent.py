@@ -428,12 +428,17 @@ class Agent:
             failures.append(f"routes: {exc}")
         if self.qos is not None:
             self._apply_qos(active)
-        if self.status_files is not None and (self._applied_once or not failures):
+        if self._applied_once or not failures:
             # As Felix's reporter: nothing until the dataplane has been fully in sync once
-            # (the old run's files stay until then), then after every apply.
-            self._write_status_files(active)
-        if self.status_reporter is not None and (self._applied_once or not failures):
-            self._report_endpoint_statuses(active)
+            # (the old run's files stay until then), then after every apply. Both the
+            # status files and the datastore reports follow the same endpoint statuses.
+            reporting = self.status_reporter is not None and self.status_reporter.endpoint_reporting
+            if self.status_files is not None or reporting:
+                statuses = self._workload_statuses(active)
+                if self.status_files is not None:
+                    self._write_status_files(active, statuses)
+                if reporting:
+                    self._report_endpoint_statuses(statuses)
         release_freed_memory()
         self._record_apply(time.monotonic() - started, failures)
 
@@ -445,14 +450,16 @@ class Agent:
         if not result.in_sync:
             self._next_apply_at = min(self._next_apply_at, time.monotonic() + QOS_RETRY_INTERVAL)
 
-    def _write_status_files(self, active: Mapping) -> None:
+    def _workload_statuses(self, active: Mapping) -> dict:
+        """Each active local workload's status (up or down) after this apply."""
+        up, unconfigured = self._endpoint_conditions()
+        return workload_statuses(active, up, unconfigured, self.pipeline.peering_addresses, self.pipeline.dataplanes)
+
+    def _write_status_files(self, active: Mapping, statuses: Mapping) -> None:
         """Felix's endpoint status files, once the endpoints' rules are in: a file for each
         active local workload whose interface is up and configured. A failure here is
         retried soon but does not fail the apply (Felix reports from its own loop)."""
-        up, unconfigured = self._endpoint_conditions()
-        failures = tuple(self.status_files.apply(desired_status_files(
-            active, up, unconfigured, self.pipeline.peering_addresses,
-            self.pipeline.dataplanes)))
+        failures = tuple(self.status_files.apply(desired_status_files(active, (), statuses=statuses)))
         if failures:
             if failures != self._status_failures:
                 for failure in failures:
@@ -482,15 +489,11 @@ class Agent:
             what.append(f"endpoints' (at most one write every {reporter.endpoint_delay:g}s)")
         log.info("reporting status to the datastore under %s: %s", reporter.region, " and ".join(what))
 
-    def _report_endpoint_statuses(self, active: Mapping) -> None:
+    def _report_endpoint_statuses(self, workloads: Mapping) -> None:
         """Hand the endpoint statuses after this apply to the reporter (it never blocks)."""
         reporter = self.status_reporter
-        if not reporter.endpoint_reporting:
-            return
-        up, unconfigured = self._endpoint_conditions()
-        dataplanes = self.pipeline.dataplanes
-        workloads = workload_statuses(active, up, unconfigured, self.pipeline.peering_addresses, dataplanes)
-        hosts = host_endpoint_statuses((dp.host_endpoint_interfaces() for dp in dataplanes.values()), up)
+        up, _ = self._endpoint_conditions()
+        hosts = host_endpoint_statuses((dp.host_endpoint_interfaces() for dp in self.pipeline.dataplanes.values()), up)
         reporter.set_endpoint_statuses(desired_endpoint_reports(self.hostname, reporter.region, workloads, hosts))
 
     def _record_apply(self, seconds: float, failures: list[str]) -> None:

@@ -81,8 +81,11 @@ def workload_statuses(endpoints: Mapping[t.WorkloadEndpointID, t.WorkloadEndpoin
 
 def desired_status_files(endpoints: Mapping[t.WorkloadEndpointID, t.WorkloadEndpoint], up_ifaces: Iterable[str],
                          unconfigured_ifaces: Iterable[str] = (), peering: Mapping[int, str] | None = None,
-                         families: Iterable[int] = (4,)) -> dict[str, dict]:
-    """File name -> document for every endpoint that is up (a down one has no file)."""
-    statuses = workload_statuses(endpoints, up_ifaces, unconfigured_ifaces, peering, families)
+                         families: Iterable[int] = (4,),
+                         statuses: Mapping[t.WorkloadEndpointID, str] | None = None) -> dict[str, dict]:
+    """File name -> document for every endpoint that is up (a down one has no file).
+    ``statuses``: ``workload_statuses`` of the same arguments, when the caller has them."""
+    if statuses is None:
+        statuses = workload_statuses(endpoints, up_ifaces, unconfigured_ifaces, peering, families)
     return {status_filename(wid): status_document(endpoints[wid])
             for wid, status in statuses.items() if status == UP}

@@ -849,8 +849,21 @@ class RouteStats:
     sysctl_writes: int = 0
     resync_seconds: list[float] = field(default_factory=list)
     conntrack_waits: list[float] = field(default_factory=list)
-    managed: dict[int, int] = field(default_factory=dict)
     ifaces: int = 0  # workload and tunnel interfaces present at the last apply
+    # (routes, usable interfaces, families) of the last apply, counted only when asked
+    # (``managed``): the count is for the metrics, not worth a pass over every route per apply.
+    last_routes: tuple = ((), frozenset(), ())
+
+    @property
+    def managed(self) -> dict[int, int]:
+        """Routes the last apply managed, per family (Felix's felix_route_table_num_routes)."""
+        routes, usable, families = self.last_routes
+        managed = dict.fromkeys(families, 0)
+        for route in routes:
+            family = route_key(route)[0]
+            if family in managed and (route.dev is None or route.dev in usable):
+                managed[family] += 1
+        return managed
 
 
 _TUNNEL_DEVICES = frozenset({IPIP_DEVICE, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6})
@@ -992,13 +1005,7 @@ class RouteDataplane:
                                         grace, self.route_sync)
             stale = False
             indexes = {name: link.index for name, link in kernel.links.items()}
-            managed = dict.fromkeys(self.families, 0) if self.route_sync else {}
-            if self.route_sync:
-                for route in routes:
-                    family = route_key(route)[0]
-                    if family in managed and (route.dev is None or route.dev in usable):
-                        managed[family] += 1
-            self.stats.managed = managed
+            self.stats.last_routes = (routes, usable, self.families if self.route_sync else ())
             self.stats.ifaces = sum(1 for name in kernel.links
                                     if self.ownership.is_workload(name) or name in _TUNNEL_DEVICES)
 
