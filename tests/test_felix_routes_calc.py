@@ -443,3 +443,92 @@ def test_coalescing_and_ignored_kinds():
     calc, _ = run(*VXLAN_WITH_BLOCK)
     _, msgs = run(*VXLAN_WITH_BLOCK, calc=calc)
     assert msgs == []
+
+
+# --------------------------------------------------------------------------------------
+# RouteSource WorkloadIPs: remote workloads' routes from their own addresses, not blocks.
+
+VXLAN_WITH_WEP_IPS = (pool("pool1", "10.0.0.0/16", vxlan="Always", nat=True),
+                      node(REMOTE2, "192.168.0.3", vxlan="10.0.2.0"))
+WEP_ROUTE_ON_REMOTE2 = route("10.0.0.5/32", RW, VX, REMOTE2, "192.168.0.3", nat_outgoing=True)
+WEP_ROUTE_ON_REMOTE = route("10.0.0.5/32", RW, VX, REMOTE, "192.168.0.2", nat_outgoing=True)
+
+
+def test_workload_ips_follow_felix_states():
+    """states_for_test.go vxlanWithWEPIPs -> ...AndWEP -> ...AndWEPDuplicate -> ...AndWEP:
+    a remote workload's /32 is routed to its node; the same address on a node that sorts
+    lower masks it; removing that one brings the first back."""
+    calc, msgs = run(*VXLAN_WITH_WEP_IPS, calc=RouteCalculation(LOCAL, "WorkloadIPs"))
+    assert msgs == [VXLANTunnelEndpointUpdate(REMOTE2_VTEP), RouteUpdateMsg(POOL_VXLAN),
+                    RouteUpdateMsg(route("10.0.2.0/32", RT, VX, REMOTE2, "192.168.0.3", nat_outgoing=True)),
+                    RouteUpdateMsg(REMOTE_HOST2)]
+    _, msgs = run(wep("wl-on-2", ("10.0.0.5/32",), host=REMOTE2), calc=calc)
+    assert msgs == [RouteUpdateMsg(WEP_ROUTE_ON_REMOTE2)]
+    _, msgs = run(node(REMOTE, "192.168.0.2", vxlan="10.0.1.0"), wep("wl-on-1", ("10.0.0.5/32",), host=REMOTE),
+                  calc=calc)
+    assert vtep_msgs(msgs) == [VXLANTunnelEndpointUpdate(REMOTE_VTEP)]
+    assert routes_for(msgs, "10.0.0.5/32") == [WEP_ROUTE_ON_REMOTE]
+    _, msgs = run(wep("wl-on-1", (), host=REMOTE, gone=True), calc=calc)
+    assert msgs == [RouteUpdateMsg(WEP_ROUTE_ON_REMOTE2)]
+    _, msgs = run(wep("wl-on-2", (), host=REMOTE2, gone=True), calc=calc)
+    assert msgs == [RouteRemove("10.0.0.5/32")]
+
+
+def test_workload_ips_ignore_blocks_and_move_workloads():
+    """Blocks route nothing with WorkloadIPs; a workload that moves node, or changes its
+    address, moves its route; a local one is still a local workload."""
+    calc, _ = run(*VXLAN_WITH_BLOCK, node(REMOTE2, "192.168.0.3", vxlan="10.0.2.0"),
+                  calc=RouteCalculation(LOCAL, "WorkloadIPs"))
+    assert "10.0.1.0/29" not in calc.routes()
+    _, msgs = run(wep("a", ("10.0.1.3/32",), host=REMOTE), calc=calc)
+    assert msgs == [RouteUpdateMsg(route("10.0.1.3/32", RW, VX, REMOTE, "192.168.0.2", nat_outgoing=True))]
+    _, msgs = run(wep("a", ("10.0.1.3/32",), host=REMOTE2), calc=calc)
+    assert msgs == [RouteUpdateMsg(route("10.0.1.3/32", RW, VX, REMOTE2, "192.168.0.3", nat_outgoing=True))]
+    _, msgs = run(wep("a", ("10.0.1.4/32",), host=REMOTE2), calc=calc)
+    assert msgs == [RouteRemove("10.0.1.3/32"),
+                    RouteUpdateMsg(route("10.0.1.4/32", RW, VX, REMOTE2, "192.168.0.3", nat_outgoing=True))]
+    _, msgs = run(wep("mine", ("10.0.9.9/32",)), calc=calc)
+    assert msgs == [RouteUpdateMsg(route("10.0.9.9/32", LW, VX, LOCAL, nat_outgoing=True, local_workload=True))]
+
+
+def _mixed_cluster() -> list[Update]:
+    return [*VXLAN_WITH_BLOCK, node(REMOTE2, "192.168.0.3", vxlan="10.0.2.0"),
+            block("10.0.2.0/29", f"host:{REMOTE2}", {3: REMOTE}),
+            wep("r1", ("10.0.1.3/32",), host=REMOTE), wep("r2", ("10.0.2.5/32",), host=REMOTE2),
+            wep("mine", ("10.0.9.9/32",))]
+
+
+def test_switching_route_source_matches_building_with_it():
+    """The agent learns the datastore's RouteSource after the updates: switching gives the
+    routes a calculation built with that source gives, both ways, and the messages bring
+    what was already handed out to the new answer."""
+    updates = _mixed_cluster()
+    workloads = [(u.key, u.value.spec["node"], tuple(u.value.spec["ipNetworks"])) for u in updates
+                 if getattr(u.value, "kind", "") == "WorkloadEndpoint"]
+    for first, second in (("CalicoIPAM", "WorkloadIPs"), ("WorkloadIPs", "CalicoIPAM")):
+        want = RouteCalculation(LOCAL, second)
+        want.on_updates(updates)
+        calc, before = run(*updates, calc=RouteCalculation(LOCAL, first))
+        first_routes = calc.routes()
+        calc.set_route_source(second, workloads)
+        assert calc.route_source == second
+        assert calc.routes() == want.routes() != first_routes
+        seen = {m.route.dst: m.route for m in before if isinstance(m, RouteUpdateMsg)}
+        for m in calc.take_messages():
+            if isinstance(m, RouteRemove):
+                seen.pop(m.dst)
+            elif isinstance(m, RouteUpdateMsg):
+                seen[m.route.dst] = m.route
+        assert seen == want.routes()
+        # Later updates keep working in the new mode: the remote workload goes away.
+        _, msgs = run(wep("r1", (), host=REMOTE, gone=True), calc=calc)
+        want.on_updates([wep("r1", (), host=REMOTE, gone=True)])
+        assert calc.routes() == want.routes()
+
+
+def test_bad_route_source_is_refused():
+    import pytest
+    with pytest.raises(ValueError, match="RouteSource"):
+        RouteCalculation(LOCAL, "Blocks")
+    with pytest.raises(ValueError, match="RouteSource"):
+        RouteCalculation(LOCAL).set_route_source("workloadips")

@@ -364,6 +364,9 @@ _PARAMS = [
     # Seconds a migrated VM's routes keep the elevated priority once the migration is over.
     Param("LiveMigrationRouteConvergenceTime", _seconds, 30.0),
     Param("RouteSyncDisabled", parse_bool, False),
+    # Where routes to other nodes' workloads come from: IPAM blocks, or (for addresses
+    # Calico's IPAM does not hand out) each workload's own addresses.
+    Param("RouteSource", _oneof("WorkloadIPs", "CalicoIPAM"), "CalicoIPAM"),
     Param("ProgramClusterRoutes", _oneof("Enabled", "Disabled"), "Disabled"),
     Param("FailsafeInboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_IN)),
     Param("FailsafeOutboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_OUT)),

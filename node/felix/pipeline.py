@@ -15,7 +15,7 @@ from typing import Iterable, Mapping
 from node.datastore.syncer import SyncSource, SyncStatus, Update, UpdateType
 from node.felix import types as t
 from node.felix.calc import PolicyCalculation
-from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock, RouteCalculation, decode_block
+from node.felix.calc.routes import BLOCK_PREFIX, ROUTE_SOURCE_IPAM, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, local_value, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import OPENSTACK, DesiredDataplane
 from node.felix.rules.config import allocate_marks
@@ -92,7 +92,10 @@ class Pipeline:
         self.policy = PolicyCalculation(
             hostname, workload_source_spoofing=local_value("WorkloadSourceSpoofing", self.env, self.file_config),
             suppress_overlaps=False)  # iptables mode: NFTablesMode resolves to Disabled
-        self.routes = RouteCalculation(hostname)
+        # Felix knows RouteSource before it builds its route resolver; here the local
+        # sources give a first guess and ``_start`` switches once the datastore's is known.
+        self.routes = RouteCalculation(
+            hostname, local_value("RouteSource", self.env, self.file_config) or ROUTE_SOURCE_IPAM)
         self.config: FelixConfig | None = None
         self.config_changed = False
         # Why the configuration cannot be used (Felix would refuse to start): nothing is
@@ -166,6 +169,9 @@ class Pipeline:
             messages = self._pending + messages
             self._pending = []
             self._start(messages)
+            if self.config_error is None and self.config.RouteSource != self.routes.route_source:
+                self.routes.set_route_source(self.config.RouteSource, self.policy.workload_networks())
+                messages += self.routes.take_messages()
             if self.config_error is None and self.config.IstioAmbientMode == "Enabled":
                 # Felix builds its Istio calculator only when the mode is on at start.
                 self.policy.enable_istio_ambient()

@@ -43,6 +43,7 @@ from node.felix.calc.sequencer import EventSequencer
 from node.felix.calc.workload_selectors import LocalWorkloadSelectors
 from node.felix.rules import names
 from node.model import Resource, stub_from_key
+from node.model.resource import etcd_key
 from node.selector import LabelIndex, SelectorError, parse
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,16 @@ class PolicyCalculation:
                 log.warning("End of resync: local endpoints refer to missing or invalid profile %s; "
                             "its rules are replaced with drop rules.", name)
         self._seq.in_sync()
+
+    def workload_networks(self) -> Iterable[tuple[str, str, tuple[str, ...]]]:
+        """Every usable workload endpoint of the cluster as (datastore key, node, its
+        networks as text): what the route calculation needs to switch to routing each
+        workload's addresses (RouteSource WorkloadIPs) once the configuration is known."""
+        for (kind, namespace, name), key in self._keys.items():
+            if isinstance(key, v1.WorkloadEndpointKey):
+                data = self._members.endpoint_data(key)
+                if data is not None and data.nets:
+                    yield etcd_key(kind, name, namespace), key.hostname, data.nets
 
     def enable_istio_ambient(self) -> None:
         """IstioAmbientMode=Enabled (Felix's IstioCalculator): the ``all-istio-weps`` set

@@ -189,6 +189,9 @@ class IPSetMemberIndex:
         # parents are unchanged.)
         self._index.update_endpoint(key, labels, parents)
 
+    def endpoint_data(self, key: Hashable) -> EndpointData | None:
+        return self._endpoints.get(key)
+
     def remove_endpoint(self, key: Hashable) -> None:
         if key not in self._endpoints:
             return

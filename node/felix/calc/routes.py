@@ -1,7 +1,8 @@
 """The route side of the calculation: Felix's L3 route resolver and VXLAN resolver.
 
 Input is the datastore syncer's ``Update`` stream for IPPools, Nodes, IPAM blocks (decoded
-by ``decode_block``) and this host's WorkloadEndpoints; output is batches of
+by ``decode_block``) and this host's WorkloadEndpoints (with Felix's ``RouteSource`` set
+to ``WorkloadIPs``: every node's WorkloadEndpoints and no blocks); output is batches of
 ``RouteUpdateMsg``/``RouteRemove`` and ``VXLANTunnelEndpointUpdate``/``Remove`` messages.
 
 How Felix computes a route (felix/calc/l3_route_resolver.go): every CIDR it knows something
@@ -56,6 +57,13 @@ REF_WEP = 0
 REF_WIREGUARD = 1
 REF_IPIP = 2
 REF_VXLAN = 3
+
+# Felix's RouteSource: where the routes to other nodes' workloads come from. From IPAM
+# blocks (each affine block is one route to its node), or, for clusters whose addresses
+# are not handed out by Calico's IPAM, from every workload's own addresses.
+ROUTE_SOURCE_IPAM = "CalicoIPAM"
+ROUTE_SOURCE_WORKLOAD_IPS = "WorkloadIPs"
+ROUTE_SOURCES = (ROUTE_SOURCE_IPAM, ROUTE_SOURCE_WORKLOAD_IPS)
 
 # Felix never sends a route for the all-zero host address.
 _EMPTY_DSTS = frozenset({"0.0.0.0/32", "::/128"})
@@ -361,19 +369,26 @@ def _supernet(cidr: Network, prefix: int) -> Network:
 class RouteCalculation:
     """Felix's L3 route and VXLAN resolvers, fed by syncer updates (see the module doc)."""
 
-    def __init__(self, hostname: str):
+    def __init__(self, hostname: str, route_source: str = ROUTE_SOURCE_IPAM):
+        if route_source not in ROUTE_SOURCES:
+            raise ValueError(f"RouteSource must be one of {', '.join(ROUTE_SOURCES)}, not {route_source!r}")
         self.hostname = hostname
+        self.route_source = route_source
+        self._workload_ips = route_source == ROUTE_SOURCE_WORKLOAD_IPS
         self._index: dict[Network, _Info] = {}
         # How many indexed CIDRs have each (family, prefix length): the only lengths a
         # walk towards the root needs to look at.
         self._prefix_counts: dict[tuple[int, int], int] = {}
         # Inputs, per key, so a re-sent or partially applied update is an upsert.
         self._pools_by_name: dict[str, _Pool] = {}
+        # Blocks are kept in both modes (they are few), but indexed only with CalicoIPAM.
         self._block_routes: dict[str, dict[Network, str]] = {}
         self._block_claims: dict[Network, dict[str, str]] = {}  # dst -> block key -> node
         self._nodes: dict[str, _NodeInfo] = {}
         self._vtep_inputs: dict[str, _VTEPInputs] = {}
-        self._wep_nets: dict[str, tuple[Network, ...]] = {}
+        # Workloads routed from their own addresses: key -> (node, networks). This host's
+        # only with CalicoIPAM, every node's with WorkloadIPs.
+        self._wep_nets: dict[str, tuple[str, tuple[Network, ...]]] = {}
         # Work to do at the next flush.
         self._dirty: set[Network] = set()
         self._dirty_parents: set[Network] = set()
@@ -404,9 +419,9 @@ class RouteCalculation:
                 elif value.kind == "Node":
                     self._on_node(value.name, None if gone else value)
                 elif value.kind == "WorkloadEndpoint":
-                    # (A remote workload never routed as local changes nothing: skipped
-                    # without the call, there being thousands of them at a resync.)
-                    if gone or update.key in self._wep_nets or \
+                    # (With CalicoIPAM, a remote workload never routed as local changes
+                    # nothing: skipped without the call, there being thousands of them.)
+                    if gone or self._workload_ips or update.key in self._wep_nets or \
                             (value.spec or {}).get("node") == self.hostname:
                         self._on_workload(update.key, None if gone else value)
         self._flush()
@@ -482,6 +497,14 @@ class RouteCalculation:
             if block.host:
                 new[ipaddress.ip_network(block.cidr)] = block.host
         old = self._block_routes.get(key, {})
+        if not self._workload_ips:
+            self._index_block(key, old, new)
+        if new:
+            self._block_routes[key] = new
+        else:
+            self._block_routes.pop(key, None)
+
+    def _index_block(self, key: str, old: Mapping[Network, str], new: Mapping[Network, str]) -> None:
         for dst in set(old) | set(new):
             if old.get(dst) == new.get(dst):
                 continue
@@ -496,10 +519,6 @@ class RouteCalculation:
             # one with the lowest key wins so the answer does not depend on event order.
             owner = claims[min(claims)] if claims else None
             self._update(dst, lambda info, owner=owner: setattr(info, "block_node", owner))
-        if new:
-            self._block_routes[key] = new
-        else:
-            self._block_routes.pop(key, None)
 
     # -- nodes ----------------------------------------------------------------------------
 
@@ -562,30 +581,67 @@ class RouteCalculation:
     # -- local workloads ------------------------------------------------------------------
 
     def _on_workload(self, key: str, res: Resource | None) -> None:
-        """Local workloads' addresses are references: they mark an IP as a live local pod."""
-        new: tuple[Network, ...] = ()
-        if res is not None and (res.spec or {}).get("node") == self.hostname:
-            nets = []
-            for text in res.spec.get("ipNetworks") or []:
-                if type(text) is str and netaddr.v4_network_text(text) is not None:
-                    nets.append(netaddr.parse_network(text))  # canonical IPv4: the same network, parsed fast
-                    continue
-                parsed = _parse_cidr_or_ip(text)
-                if parsed is not None:
-                    nets.append(parsed[1])
-            new = tuple(nets)
-        old = self._wep_nets.get(key, ())
+        """A workload's addresses are references: they mark an IP as a live pod of its node
+        (with CalicoIPAM only this node's pods are references; blocks route the rest)."""
+        new = None
+        spec = (res.spec or {}) if res is not None else None
+        node = spec.get("node") if spec is not None else None
+        if type(node) is str and node and (self._workload_ips or node == self.hostname):
+            nets = _workload_networks(spec.get("ipNetworks") or [])
+            if nets:
+                new = (node, nets)
+        self._set_workload(key, self._wep_nets.get(key), new)
+
+    def _set_workload(self, key: str, old: tuple[str, tuple[Network, ...]] | None,
+                      new: tuple[str, tuple[Network, ...]] | None) -> None:
         if old == new:
             return
-        ref = (self.hostname, REF_WEP)
-        for cidr in new:
-            self._update(cidr, lambda info: _incref(info, ref))
-        for cidr in old:
-            self._update(cidr, lambda info: _decref(info, ref))
-        if new:
+        if new is not None:  # add the new references before dropping the old
+            ref = (new[0], REF_WEP)
+            for cidr in new[1]:
+                self._update(cidr, lambda info: _incref(info, ref))
+        if old is not None:
+            ref = (old[0], REF_WEP)
+            for cidr in old[1]:
+                self._update(cidr, lambda info: _decref(info, ref))
+        if new is not None:
             self._wep_nets[key] = new
         else:
             self._wep_nets.pop(key, None)
+
+    # -- the route source -----------------------------------------------------------------
+
+    def set_route_source(self, route_source: str,
+                         workloads: Iterable[tuple[str, str, Iterable[str]]] = ()) -> None:
+        """Switch where remote workloads' routes come from (Felix reads RouteSource before
+        it builds its resolver; the agent learns the datastore's value only once it is in
+        sync, after the updates have been fed). ``workloads`` gives every workload of the
+        cluster as (datastore key, node, networks): with CalicoIPAM only this node's were
+        kept, so switching to WorkloadIPs needs the others from whoever kept them."""
+        if route_source not in ROUTE_SOURCES:
+            raise ValueError(f"RouteSource must be one of {', '.join(ROUTE_SOURCES)}, not {route_source!r}")
+        if route_source == self.route_source:
+            return
+        log.info("route calculation: routes to other nodes' workloads now come from %s",
+                 "their addresses (RouteSource WorkloadIPs)" if route_source == ROUTE_SOURCE_WORKLOAD_IPS
+                 else "IPAM blocks (RouteSource CalicoIPAM)")
+        if route_source == ROUTE_SOURCE_WORKLOAD_IPS:
+            for key, routes in self._block_routes.items():
+                self._index_block(key, routes, {})
+            for key, node, nets in workloads:
+                if key not in self._wep_nets and node:
+                    parsed = _workload_networks(nets)
+                    if parsed:
+                        self._set_workload(key, None, (node, parsed))
+        else:
+            for key, entry in list(self._wep_nets.items()):
+                if entry[0] != self.hostname:
+                    self._set_workload(key, entry, None)
+            for key, routes in self._block_routes.items():
+                self._index_block(key, {}, routes)
+        self.route_source = route_source
+        self._workload_ips = route_source == ROUTE_SOURCE_WORKLOAD_IPS
+        self._flush()
 
     # -- the index and the flush ----------------------------------------------------------
 
@@ -753,6 +809,19 @@ class RouteCalculation:
         return addr in net
 
 
+def _workload_networks(texts: Iterable) -> tuple[Network, ...]:
+    """A workload's ``ipNetworks`` as networks (what cannot be parsed is left out)."""
+    nets = []
+    for text in texts:
+        if type(text) is str and netaddr.v4_network_text(text) is not None:
+            nets.append(netaddr.parse_network(text))  # canonical IPv4: the same network, parsed fast
+            continue
+        parsed = _parse_cidr_or_ip(text)
+        if parsed is not None:
+            nets.append(parsed[1])
+    return tuple(nets)
+
+
 def _incref(info: _Info, key: tuple[str, int]) -> None:
     info.refs[key] = info.refs.get(key, 0) + 1
 
@@ -780,14 +849,15 @@ def _net_sort_key(net: Network) -> tuple:
     return (net.version, int(net.network_address), net.prefixlen)
 
 
-def compute_from_scratch(hostname: str, updates: Iterable[Update]) -> tuple[dict[str, RouteUpdate],
-                                                                             dict[str, VXLANTunnelEndpoint]]:
+def compute_from_scratch(hostname: str, updates: Iterable[Update], route_source: str = ROUTE_SOURCE_IPAM
+                         ) -> tuple[dict[str, RouteUpdate], dict[str, VXLANTunnelEndpoint]]:
     """Routes and VTEPs for a final state given in one go (what a fresh Felix would send)."""
-    calc = RouteCalculation(hostname)
+    calc = RouteCalculation(hostname, route_source)
     calc.on_updates(list(updates))
     return calc.routes(), calc.vteps()
 
 
 __all__ = ["BLOCK_PREFIX", "BLOCK_PREFIX_V4", "BLOCK_PREFIX_V6", "Encapsulation", "IPAMBlock",
-           "RouteCalculation", "block_from_value", "compute_from_scratch", "decode_block",
+           "ROUTE_SOURCES", "ROUTE_SOURCE_IPAM", "ROUTE_SOURCE_WORKLOAD_IPS", "RouteCalculation",
+           "block_from_value", "compute_from_scratch", "decode_block",
            "encapsulation_from_pools", "vtep_for", "vtep_mac"]
