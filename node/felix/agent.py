@@ -45,6 +45,7 @@ from node.felix.dataplane.live_migration import LiveMigrationShell, OwnerSwapper
 from node.felix.dataplane.qos import RETRY_INTERVAL as QOS_RETRY_INTERVAL
 from node.felix.dataplane.qos import QoSDataplane
 from node.felix.dataplane.routes import RouteDataplane
+from node.felix.features import detect_features
 from node.felix.dataplane.status_files import REAPPLY_INTERVAL, StatusFileWriter
 from node.felix.endpoint_status import desired_status_files, workload_statuses
 from node.felix.live_migration import LiveMigrationMonitor, states_by_interface
@@ -148,7 +149,9 @@ class Agent:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         file_config = config_file_values(self.env)
-        self.pipeline = Pipeline(hostname, self.env, file_config)
+        # Felix's feature detection (iptables --version, /proc/version), once, before the
+        # rules that depend on it are rendered.
+        self.pipeline = Pipeline(hostname, self.env, file_config, detect_features())
         self.boot_config = FelixConfig.resolve(self.env, file_config=file_config)
         self.health = hl.HealthAggregator()
         hl.register_felix_reporters(self.health, self.boot_config.DataplaneWatchdogTimeout)
@@ -368,6 +371,7 @@ class Agent:
         backend = detect_backend(config.IptablesBackend)
         for version, dp in self.pipeline.dataplanes.items():
             self.iptables[version] = iptables_from_config(version, dp.tables, config, backend=backend,
+                                                          features=self.pipeline.features,
                                                           on_still_alive=self._report_dataplane)
             self.ipsets[version] = IPSetsDataplane(dp.ipsets, refresh_interval=config.IpsetsRefreshInterval)
         # Each dataplane re-reads the kernel on its own interval when applied; apply at least

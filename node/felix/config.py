@@ -283,16 +283,34 @@ def _log_rate(raw: str) -> str:
     return raw
 
 
-def _key_duration_list(raw: str) -> tuple[tuple[str, float], ...]:
-    out = []
+_KEY_VALUE = re.compile(r"\s*(\w+)=(.*)")
+
+
+def _key_value_list(raw: str) -> tuple[tuple[str, str], ...]:
+    """Felix's keyvaluelist: ``k=v`` items split on commas (empty items skipped; the
+    first ``word=`` in an item starts it, spaces in values kept); a later key wins."""
+    out: dict[str, str] = {}
+    if not raw.strip():
+        return ()
+    bad = []
     for item in raw.split(","):
         if not item:
             continue
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError("expected name=duration entries")
+        m = _KEY_VALUE.search(item)
+        if m is None:
+            bad.append(item)
+            continue
+        out[m.group(1)] = m.group(2)
+    if bad:
+        raise ValueError(f"invalid items {bad}")
+    return tuple(out.items())
+
+
+def _key_duration_list(raw: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for key, value in _key_value_list(raw):
         try:
-            out.append((key, parse_go_duration(value) / 1e9))
+            out.append((key, parse_go_duration(value.strip()) / 1e9))
         except ValueError:
             raise ValueError(f"invalid duration {value!r}") from None
     return tuple(out)
@@ -322,6 +340,8 @@ _PARAMS = [
     Param("HealthHost", _string, "localhost"),
     Param("HealthPort", _int(0, 65535), 9099),
     Param("HealthTimeoutOverrides", _key_duration_list, ()),
+    # Forces detected iptables/kernel feature flags (node/felix/features.py).
+    Param("FeatureDetectOverride", _key_value_list, ()),
     Param("PrometheusMetricsEnabled", parse_bool, False),
     Param("PrometheusMetricsHost", _string, ""),
     Param("PrometheusMetricsPort", _int(0, 65535), 9091),

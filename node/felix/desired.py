@@ -24,6 +24,7 @@ from typing import Iterable, Mapping
 from node.felix import netaddr
 from node.felix import types as t
 from node.felix.config import FelixConfig, openstack_active, openstack_metadata_ip
+from node.felix.features import Features
 from node.felix.rules import names
 from node.felix.rules.config import RulesConfig
 from node.felix.rules.dispatch import (
@@ -84,9 +85,12 @@ def encapsulation(config: FelixConfig, pools: Iterable[t.IPAMPool]) -> Encapsula
     return Encapsulation(bool(ipip), bool(vxlan), bool(vxlan_v6))
 
 
-def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = False) -> RulesConfig:
+def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = False,
+                 features: Features | None = None) -> RulesConfig:
     """Felix's parameters mapped onto the renderers' config (Felix's rules.Config).
-    ``kube_ipvs``: kube-proxy runs in IPVS mode (``kube-ipvs0`` exists)."""
+    ``kube_ipvs``: kube-proxy runs in IPVS mode (``kube-ipvs0`` exists); ``features``: what
+    this host's iptables and kernel support (a modern host's when not given)."""
+    features = features or Features()
     return RulesConfig.from_mark_mask(
         config.IptablesMarkMask,
         kube_ipvs_support=kube_ipvs,
@@ -122,6 +126,8 @@ def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = Fa
         openstack_metadata_port=config.MetadataPort,
         istio_ambient_mode_enabled=config.IstioAmbientMode == "Enabled",
         istio_dscp_mark=config.IstioDSCPMark,
+        masq_fully_random=features.masq_fully_random,
+        snat_fully_random=features.snat_fully_random,
     )
 
 
@@ -280,10 +286,11 @@ class DesiredDataplane:
     at the end of each batch; ``tables``/``ipsets`` then hold the desired state.
     """
 
-    def __init__(self, config: FelixConfig, ip_version: int, hostname: str = ""):
+    def __init__(self, config: FelixConfig, ip_version: int, hostname: str = "", features: Features | None = None):
         if ip_version not in (4, 6):
             raise ValueError(f"IP version must be 4 or 6, not {ip_version}")
         self.config = config
+        self.features = features or Features()
         self.ip_version = ip_version
         self.hostname = hostname
         self.tables = {name: Table(name, ip_version, config.ChainInsertMode) for name in TABLE_NAMES}
@@ -312,7 +319,7 @@ class DesiredDataplane:
 
         self._encap: Encapsulation | None = None
         self._kube_ipvs = False
-        self.rules: RulesConfig = rules_config(config, encapsulation(config, ()))
+        self.rules: RulesConfig = rules_config(config, encapsulation(config, ()), features=self.features)
         # IPVS mode: each endpoint interface's mark value, and the chains that use them.
         self._epmarks: EndpointMarkMapper | None = None
         self._epmark_dispatch: set[str] = set()
@@ -585,7 +592,7 @@ class DesiredDataplane:
         encap = encapsulation(self.config, self._pools.values())
         if encap != self._encap:
             self._encap = encap
-            self.rules = rules_config(self.config, encap, self._kube_ipvs)
+            self.rules = rules_config(self.config, encap, self._kube_ipvs, self.features)
             if self._kube_ipvs and (self._epmarks is None or self._epmarks.mask != self.rules.mark_endpoint):
                 self._epmarks = EndpointMarkMapper(self.rules.mark_endpoint, self.rules.mark_non_cali_endpoint)
             elif not self._kube_ipvs:

@@ -20,6 +20,7 @@ from node.errors import CalicoError
 from node.felix.calc.offline import updates_from_resources
 from node.felix.calc.routes import IPAMBlock
 from node.felix.config import config_file_values
+from node.felix.features import Features, detect_features
 from node.felix.pipeline import FELIX_KINDS, Pipeline, felix_sources
 from node.felix.qos_bandwidth import DEFAULT_TICK_IN_USEC, desired_bandwidth, render_bandwidth
 from node.model import ipam as ipam_records
@@ -116,11 +117,13 @@ def _from_datastore(pipeline: Pipeline, env: Mapping[str, str], timeout: float) 
 
 def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (), ip_version: int = 4,
             what: str = "tables", sync_timeout: float = 30.0, interfaces: Mapping[str, Iterable[str]] | None = None,
-            interface_mtus: Mapping[str, int] | None = None) -> str:
+            interface_mtus: Mapping[str, int] | None = None, features: Features | None = None) -> str:
     """The text the dry run prints (``what``: tables, ipsets, routes or qos). ``interfaces``
-    (name -> addresses) replaces reading this namespace's interfaces, and ``interface_mtus``
-    (name -> MTU) their MTUs, which the bandwidth limits use (tests use them)."""
-    pipeline = Pipeline(hostname, env, config_file_values(env))
+    (name -> addresses) replaces reading this namespace's interfaces, ``interface_mtus``
+    (name -> MTU) their MTUs, which the bandwidth limits use, and ``features`` this host's
+    detected iptables and kernel features (tests use them)."""
+    features = features if features is not None else detect_features()
+    pipeline = Pipeline(hostname, env, config_file_values(env), features)
     files = list(files)
     if files:
         resources, problems = load_files(files)

@@ -18,6 +18,7 @@ from node.felix.calc import PolicyCalculation
 from node.felix.calc.routes import BLOCK_PREFIX, ROUTE_SOURCE_IPAM, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, local_value, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import OPENSTACK, DesiredDataplane
+from node.felix.features import Features, with_overrides
 from node.felix.rules.config import allocate_marks
 from node.felix.routes import (DesiredRoutes, EndpointPieces, RouteConfig, RouteModel, apply_messages,
                                desired_routes)
@@ -84,9 +85,14 @@ class Pipeline:
     Felix restarts when it changes later, and ``config_changed`` says so.
     """
 
-    def __init__(self, hostname: str, env: Mapping[str, str], file_config: Mapping[str, str] | None = None):
+    def __init__(self, hostname: str, env: Mapping[str, str], file_config: Mapping[str, str] | None = None,
+                 detected_features: Features | None = None):
         self.hostname = hostname
         self.env = dict(env)
+        # What this host's iptables and kernel support (detected by the caller; a modern
+        # host's when not given), and the same once FeatureDetectOverride is applied.
+        self.detected_features = detected_features or Features()
+        self.features = self.detected_features
         self.file_config = dict(file_config or {})  # the Felix config file's values, read at start
         boot = FelixConfig.resolve(self.env, file_config=self.file_config)
         self.policy = PolicyCalculation(
@@ -204,7 +210,8 @@ class Pipeline:
             self.config_error = str(exc)
             log.error("configuration: %s; programming nothing until the configuration changes", exc)
             return
-        self.dataplanes = {v: DesiredDataplane(self.config, v, self.hostname) for v in families}
+        self.features = with_overrides(self.detected_features, self.config.FeatureDetectOverride)
+        self.dataplanes = {v: DesiredDataplane(self.config, v, self.hostname, self.features) for v in families}
         for dp in self.dataplanes.values():
             dp.set_interfaces(self._interfaces)  # what the interface monitor reported so far
 
@@ -259,7 +266,8 @@ class Pipeline:
         kwargs = {"host_mtu": host_mtu} if host_mtu else {}
         cfg = RouteConfig.from_felix(self.config, hostname=self.hostname, vxlan_enabled=encap.vxlan,
                                      vxlan_enabled_v6=encap.vxlan_v6, ipip_enabled=encap.ipip,
-                                     default_rp_filter=default_rp_filter, **kwargs)
+                                     default_rp_filter=default_rp_filter,
+                                     checksum_offload_broken=self.features.checksum_offload_broken, **kwargs)
         own = self.route_model.vteps.get(self.hostname)
         local_ipv4, local_ipv6 = self._own_address("ipv4Address"), self._own_address("ipv6Address")
         # As Felix's managers: IPIP and no-encap routes leave through the interface with

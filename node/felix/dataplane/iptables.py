@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
 
+from node.felix.features import (Features, detect_features, features_for, iptables_version, kernel_version,
+                                 parse_version)
 from node.felix.rules.core import RULE_HASH_PREFIX, render_append, render_insert, render_replace
 from node.felix.rules.names import HISTORIC_CHAIN_PREFIXES
 from node.felix.tables import Table
@@ -83,57 +85,6 @@ class IptablesApplyError(IptablesError):
 # --------------------------------------------------------------------------------------
 # Versions and features (environment/feature_detect_linux.go, versionparse.go).
 
-IPTABLES_FALLBACK_VERSION = (1, 4, 7)
-KERNEL_FALLBACK_VERSION = (3, 10, 0)
-
-
-def parse_version(text: str) -> tuple[int, ...] | None:
-    """``1.8.9`` -> ``(1, 8, 9)``; like Felix, at most four parts split on ``.`` and ``-``.
-    Tuples compare as Felix's versions do (a shorter equal prefix is older)."""
-    try:
-        return tuple(int(p) for p in re.split(r"[.-]", text, maxsplit=3))
-    except ValueError:
-        return None
-
-
-def iptables_version(version_output: str) -> tuple[int, ...]:
-    """The version in ``iptables --version`` output; the oldest supported one (1.4.7) when
-    it cannot be read, which turns the optional features off."""
-    m = re.search(r"v(\d+\.\d+\.\d+)", version_output)
-    parsed = parse_version(m.group(1)) if m else None
-    if parsed is None:
-        log.warning("cannot parse iptables version from %r; assuming 1.4.7 (no optional features)",
-                    version_output.strip())
-        return IPTABLES_FALLBACK_VERSION
-    return parsed
-
-
-def kernel_version(proc_version: str) -> tuple[int, ...]:
-    m = re.search(r"Linux version (\d+\.\d+\.\d+(?:-\d+)?)", proc_version)
-    parsed = parse_version(m.group(1)) if m else None
-    if parsed is None:
-        log.warning("cannot parse the kernel version from %r; assuming 3.10.0", proc_version.strip())
-        return KERNEL_FALLBACK_VERSION
-    return parsed
-
-
-@dataclass(frozen=True)
-class Features:
-    """What this iptables and kernel support. ``restore_supports_lock`` decides the
-    ``--wait`` arguments; the ``*_fully_random`` flags are for the rule renderers."""
-
-    restore_supports_lock: bool = True
-    snat_fully_random: bool = True
-    masq_fully_random: bool = True
-
-
-def features_for(ipt: tuple[int, ...], kernel: tuple[int, ...]) -> Features:
-    new_kernel = kernel >= (3, 14, 0)
-    return Features(restore_supports_lock=ipt >= (1, 6, 2),
-                    snat_fully_random=ipt >= (1, 6, 0) and new_kernel,
-                    masq_fully_random=ipt >= (1, 6, 2) and new_kernel)
-
-
 # --------------------------------------------------------------------------------------
 # Running commands.
 
@@ -154,20 +105,6 @@ def subprocess_runner(argv: Sequence[str], stdin: str | None = None) -> RunResul
     except OSError as exc:
         return RunResult(127, "", f"{argv[0]}: {exc.strerror or exc}")
     return RunResult(res.returncode, res.stdout, res.stderr)
-
-
-def detect_features(run: Runner = subprocess_runner, proc_version: str | None = None) -> Features:
-    """Felix runs plain ``iptables --version`` whatever the backend, and reads the kernel's
-    version from /proc/version."""
-    res = run(["iptables", "--version"], None)
-    ipt = iptables_version(res.stdout if res.returncode == 0 else "")
-    if proc_version is None:
-        try:
-            with open("/proc/version", encoding="utf-8") as f:
-                proc_version = f.read()
-        except OSError:
-            proc_version = ""
-    return features_for(ipt, kernel_version(proc_version))
 
 
 def find_binary(ip_version: int, backend: str, kind: str,
