@@ -115,13 +115,19 @@ class FelixNode(Closing):
                     "FELIX_HEALTHENABLED": "true", "FELIX_HEALTHPORT": str(HEALTH_PORT),
                     "FELIX_LOGSEVERITYSCREEN": "info", **FAST, **self.env_extra})
         if self._log_dir is not None:
-            # Endpoint status files go under the test's own directory, not the host's /var/run.
+            # Endpoint status files go under the test's own directory, not the host's /var/run,
+            # and so does the MTU file (not the host's /var/lib/calico).
             env.setdefault("FELIX_ENDPOINTSTATUSPATHPREFIX", str(self.status_prefix))
+            env.setdefault("CALICO_LIB_DIR", str(self.lib_dir))
         return env
 
     @property
     def status_prefix(self) -> Path:
         return self._log_dir / f"run-{self.name}"
+
+    @property
+    def lib_dir(self) -> Path:
+        return self._log_dir / f"lib-{self.name}"
 
     def start_agent(self, log_dir: Path) -> None:
         """Start the agent, restarted (like supervisor would) whenever it exits with

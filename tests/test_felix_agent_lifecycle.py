@@ -173,3 +173,20 @@ def _same_rules(before: dict, after: dict) -> bool:
     def strip(text: str) -> list[str]:
         return [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if not line.startswith("#")]
     return all(strip(before[t]) == strip(after[t]) for t in before)
+
+
+def test_mtu_file_for_the_cni_plugin_follows_the_host_and_the_pools(node, tmp_path):
+    """Felix's MTU file (under CALICO_LIB_DIR): the host interface's MTU without
+    encapsulation, less VXLAN's 50 bytes once a VXLAN pool exists, and again after the
+    host's MTU changes (the interface monitor sees it)."""
+    mtu_file = tmp_path / f"lib-{node.name}" / "mtu"
+
+    def content() -> str:
+        return mtu_file.read_text() if mtu_file.exists() else ""
+    node.start_agent(tmp_path)
+    node.wait_ready(30)
+    assert eventually(lambda: content() == "1500", 10), content()
+    node.write(_resource("IPPool", "vxlan-pool", {"cidr": "10.77.0.0/16", "vxlanMode": "Always"}))
+    assert eventually(lambda: content() == "1450", 15), content()
+    node.ns.run("ip", "link", "set", "eth0", "mtu", "1400")
+    assert eventually(lambda: content() == "1350", 15), content()

@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from node.config import Paths
 from node.datastore.syncer import SyncStatus, Syncer
 from node.felix import health as hl
 from node.felix.config import FelixConfig, config_file_values, unsupported_features
@@ -44,6 +45,7 @@ from node.felix.dataplane.iptables import from_config as iptables_from_config
 from node.felix.dataplane.live_migration import LiveMigrationShell, OwnerSwapper
 from node.felix.dataplane.qos import RETRY_INTERVAL as QOS_RETRY_INTERVAL
 from node.felix.dataplane.qos import QoSDataplane
+from node.felix.dataplane.mtu_file import MTUFileWriter
 from node.felix.dataplane.routes import RouteDataplane
 from node.felix.features import detect_features
 from node.felix.dataplane.status_files import REAPPLY_INTERVAL, StatusFileWriter
@@ -161,6 +163,7 @@ class Agent:
         self.ipsets: dict[int, IPSetsDataplane] = {}
         self.routes: RouteDataplane | None = None
         self.status_files: StatusFileWriter | None = None
+        self.mtu_file = MTUFileWriter(Paths.from_env(self.env).lib_dir)
         self.qos: QoSDataplane | None = None
         self.status_reporter: StatusReporter | None = None
         self._status_failures: tuple[str, ...] = ()
@@ -420,6 +423,10 @@ class Agent:
                      if self.live_migration is not None else None)
         try:
             mtu = host_mtu(self._interfaces, self.pipeline.config.MTUIfacePattern)
+            if self.mtu_file.apply(self.pipeline.pod_mtu(mtu), mtu) is not None and \
+                    self.pipeline.config.RequireMTUFile:
+                log.error("RequireMTUFile is set and the MTU file cannot be written: exiting")
+                self.exit_code = 1
             result = self.routes.apply(self.pipeline.desired_routes(host_mtu=mtu, default_rp_filter=self._rp_filter,
                                                                     live_migration=migrating),
                                        self._interfaces)

@@ -406,6 +406,8 @@ _PARAMS = [
     Param("AllowVXLANPacketsFromWorkloads", parse_bool, False),
     Param("AllowIPIPPacketsFromWorkloads", parse_bool, False),
     Param("MTUIfacePattern", _regexp, re.compile(MTU_IFACE_PATTERN)),
+    # Exit when the MTU file for the CNI plugin cannot be written (else only log it).
+    Param("RequireMTUFile", parse_bool, False),
     Param("NATOutgoingAddress", _ipv4, ""),
     Param("NATPortRange", _port_range, None),
     Param("NATOutgoingExclusions", _oneof("IPPoolsOnly", "IPPoolsAndHostIPs"), "IPPoolsOnly"),

@@ -260,14 +260,23 @@ class Pipeline:
         self._routes_cache = (args, routes)
         return routes
 
-    def _compute_desired_routes(self, host_mtu: int | None, default_rp_filter: str,
-                                live_migration: Mapping | None = None) -> DesiredRoutes:
+    def pod_mtu(self, host_mtu: int | None = None) -> int:
+        """The MTU pods should use, as Felix writes it to its MTU file for the CNI plugin."""
+        if self.config is None:
+            raise RuntimeError("the configuration is not known before the datastore is in sync")
+        return self._route_config(host_mtu, "1").pod_mtu
+
+    def _route_config(self, host_mtu: int | None, default_rp_filter: str) -> RouteConfig:
         encap = self.dataplanes[4].encapsulation
         kwargs = {"host_mtu": host_mtu} if host_mtu else {}
-        cfg = RouteConfig.from_felix(self.config, hostname=self.hostname, vxlan_enabled=encap.vxlan,
-                                     vxlan_enabled_v6=encap.vxlan_v6, ipip_enabled=encap.ipip,
-                                     default_rp_filter=default_rp_filter,
-                                     checksum_offload_broken=self.features.checksum_offload_broken, **kwargs)
+        return RouteConfig.from_felix(self.config, hostname=self.hostname, vxlan_enabled=encap.vxlan,
+                                      vxlan_enabled_v6=encap.vxlan_v6, ipip_enabled=encap.ipip,
+                                      default_rp_filter=default_rp_filter,
+                                      checksum_offload_broken=self.features.checksum_offload_broken, **kwargs)
+
+    def _compute_desired_routes(self, host_mtu: int | None, default_rp_filter: str,
+                                live_migration: Mapping | None = None) -> DesiredRoutes:
+        cfg = self._route_config(host_mtu, default_rp_filter)
         own = self.route_model.vteps.get(self.hostname)
         local_ipv4, local_ipv6 = self._own_address("ipv4Address"), self._own_address("ipv6Address")
         # As Felix's managers: IPIP and no-encap routes leave through the interface with

@@ -193,6 +193,15 @@ class RouteConfig:
         return self.ipip_mtu or self.host_mtu - IPIP_MTU_OVERHEAD
 
     @property
+    def pod_mtu(self) -> int:
+        """The MTU pods should use (Felix's determinePodMTU): the smallest MTU of the
+        encapsulations in use, else the host's; the CNI plugin reads it from the MTU file."""
+        enabled = [mtu for mtu, on in ((self.effective_ipip_mtu, self.ipip_enabled),
+                                       (self.effective_vxlan_mtu, self.vxlan_enabled),
+                                       (self.effective_vxlan_mtu_v6, self.vxlan_enabled_v6)) if on and mtu]
+        return min(enabled) if enabled else self.host_mtu
+
+    @property
     def cluster_route_protocol(self) -> int:
         """Protocol for same-subnet, IPIP and blackhole routes: 80, unless the device route
         protocol was changed from ``boot`` (then that, so one value marks all our routes)."""
