@@ -6,6 +6,10 @@ rp_filter with spoofing), and the spec's §5.1 example text.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from node.datastore.syncer import Update, UpdateType
 from node.felix.calc.routes import RouteCalculation, decode_block
 from node.felix.config import FelixConfig
@@ -279,8 +283,9 @@ IPIP_ROUTES = (
 
 
 def test_ipip_with_bird_programming_routes():
-    """v3.32 default (ProgramClusterRoutes=Disabled): no IPIP routes or blackholes from Felix,
-    only tunl0 with the node's tunnel address and host MTU - 20."""
+    """ProgramClusterRoutes Disabled or EnabledNoEncapOnly (BIRD programs the IPIP routes):
+    no IPIP routes or blackholes from Felix, only tunl0 with the node's tunnel address and
+    host MTU - 20."""
     cfg = RouteConfig(hostname="node1", ipip_enabled=True, ipip_tunnel_addr="10.0.0.1", host_mtu=1460)
     model = RouteModel({r.dst: r for r in IPIP_ROUTES})
     assert ipip_routes(cfg, model, "eth0") == []
@@ -299,7 +304,7 @@ def test_ipip_with_bird_programming_routes():
 
 
 def test_ipip_and_noencap_when_felix_programs_cluster_routes():
-    cfg = RouteConfig(hostname="node1", ipip_enabled=True, program_cluster_routes=True, host_mtu=1500)
+    cfg = RouteConfig(hostname="node1", ipip_enabled=True, program_ipip_cluster_routes=True, host_mtu=1500)
     model = RouteModel({r.dst: r for r in IPIP_ROUTES})
     assert [render_route(r) for r in resolve_routes(ipip_routes(cfg, model, "eth0"))] == [
         "blackhole 10.0.0.0/26 proto 80",
@@ -309,21 +314,37 @@ def test_ipip_and_noencap_when_felix_programs_cluster_routes():
     ]
     # A DeviceRouteProtocol other than boot marks these routes too.
     assert {r.proto for _, r in ipip_routes(RouteConfig(hostname="node1", ipip_enabled=True,
-                                                        program_cluster_routes=True, device_route_protocol=99),
+                                                        program_ipip_cluster_routes=True,
+                                                        device_route_protocol=99),
                                             model, "eth0")} == {99}
     noencap = RouteModel({r.dst: r for r in (
         RouteUpdate(dst="10.1.1.0/26", types=RW, ip_pool_type=IPPoolType.NO_ENCAP, dst_node_name="node2",
                     dst_node_ip="192.168.0.2"),
         RouteUpdate(dst="10.1.2.0/26", types=RW, ip_pool_type=IPPoolType.NO_ENCAP, dst_node_name="node3"),
         RouteUpdate(dst="10.1.0.0/26", types=LW, ip_pool_type=IPPoolType.NO_ENCAP, dst_node_name="node1"))})
-    plain = RouteConfig(hostname="node1", program_cluster_routes=True)
+    plain = RouteConfig(hostname="node1", program_noencap_cluster_routes=True)
     assert [render_route(r) for r in resolve_routes(noencap_routes(plain, noencap, 4, "eth0"))] == [
         "blackhole 10.1.0.0/26 proto 80",
         "10.1.1.0/26 via 192.168.0.2 dev eth0 proto 80 onlink",
     ]
     # With an overlay on, or with BIRD in charge, the no-encap manager does not run.
-    assert noencap_routes(cfg, noencap, 4, "eth0") == []
+    assert noencap_routes(replace(cfg, program_noencap_cluster_routes=True), noencap, 4, "eth0") == []
     assert noencap_routes(RouteConfig(hostname="node1"), noencap, 4, "eth0") == []
+    assert noencap_routes(RouteConfig(hostname="node1", program_ipip_cluster_routes=True), noencap, 4, "eth0") == []
+
+
+@pytest.mark.parametrize("value, ipip, noencap", [
+    (None, True, False),  # the default, EnabledIPIPOnly: the renderer's EnabledNoEncapOnly is its pair
+    ("EnabledIPIPOnly", True, False),
+    ("EnabledNoEncapOnly", False, True),
+    ("Enabled", True, True),
+    ("Disabled", False, False),
+])
+def test_program_cluster_routes_values(value, ipip, noencap):
+    env = {"FELIX_PROGRAMCLUSTERROUTES": value} if value else {}
+    cfg = RouteConfig.from_felix(FelixConfig.resolve(env), hostname="node1", vxlan_enabled=False,
+                                 vxlan_enabled_v6=False, ipip_enabled=True)
+    assert (cfg.program_ipip_cluster_routes, cfg.program_noencap_cluster_routes) == (ipip, noencap)
 
 
 # --------------------------------------------------------------------------------------
@@ -411,3 +432,30 @@ def test_workload_interfaces_without_an_endpoint_get_the_sysctls_too():
                                  "net/ipv6/conf/proxy_ndp": "1", "net/ipv6/conf/forwarding": "1"}
     assert by_iface["calia"]["net/ipv4/conf/rp_filter"] == "0"  # the endpoint's own (spoofing allowed)
     assert sum(1 for s in desired.sysctls if "/calia/" in s.path) == 8  # once, from the endpoint
+
+
+def test_default_ipip_cluster_gets_its_routes_from_the_agent():
+    """Calico's manifests' default pool is IPIP Always, and the renderer's default
+    (EnabledNoEncapOnly) leaves IPIP routes out of BIRD's kernel export: with the agent's
+    default the remote block goes through tunl0 and the local block is a blackhole."""
+    from felix_calc_builders import node, pool
+    from node.datastore.syncer import SyncStatus
+    from node.felix.calc.offline import updates_from_resources
+    from node.felix.pipeline import Pipeline
+    from test_felix_routes_calc import block
+
+    def routes(env):
+        p = Pipeline("node1", env)
+        p.on_updates(updates_from_resources([
+            node("node1", "192.0.2.10/24", ipv4IPIPTunnelAddr="10.65.0.1"),
+            node("node2", "192.0.2.11/24"),
+            pool("default-ipv4-ippool", "10.65.0.0/16", ipipMode="Always", natOutgoing=True)]) +
+            [block("10.65.0.0/26", "host:node1"), block("10.65.1.0/26", "host:node2")])
+        p.on_status(SyncStatus.IN_SYNC)
+        p.complete()
+        p.set_interfaces({"eth0": ["192.0.2.10"], "lo": ["127.0.0.1"]})
+        return sorted(render_route(r) for r in p.desired_routes(host_mtu=1500).routes)
+
+    assert routes({}) == ["10.65.1.0/26 via 192.0.2.11 dev tunl0 proto 80 onlink mtu 1480",
+                          "blackhole 10.65.0.0/26 proto 80"]
+    assert routes({"FELIX_PROGRAMCLUSTERROUTES": "Disabled"}) == []

@@ -387,7 +387,12 @@ _PARAMS = [
     # Where routes to other nodes' workloads come from: IPAM blocks, or (for addresses
     # Calico's IPAM does not hand out) each workload's own addresses.
     Param("RouteSource", _oneof("WorkloadIPs", "CalicoIPAM"), "CalicoIPAM"),
-    Param("ProgramClusterRoutes", _oneof("Enabled", "Disabled"), "Disabled"),
+    # Who programs the IPIP and unencapsulated pools' cluster routes (Felix or BIRD).
+    # Felix's newer default, EnabledIPIPOnly, is the one the renderer's default
+    # (BGPConfiguration programClusterRoutes EnabledNoEncapOnly) pairs with: v3.32's
+    # Disabled would leave IPIP pools without routes.
+    Param("ProgramClusterRoutes", _oneof("Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly"),
+          "EnabledIPIPOnly"),
     Param("FailsafeInboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_IN)),
     Param("FailsafeOutboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_OUT)),
     Param("DisableConntrackInvalidCheck", parse_bool, False),

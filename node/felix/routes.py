@@ -14,10 +14,13 @@ the kernel and applies it with pyroute2. What each piece is, and why, follows Fe
   addresses that are not covered by a block route, neighbour and FDB entries per remote
   VTEP, same-subnet routes via the parent interface when the pool is CrossSubnet, and a
   blackhole per local block of a VXLAN pool;
-* IPIP (ipip_mgr.go): with ProgramClusterRoutes=Disabled (the v3.32 default) BIRD programs
-  the IPIP routes and the local blackholes; Felix only keeps ``tunl0``'s address and MTU.
-  With Enabled, Felix programs them like VXLAN's (and unencapsulated pools get no-encap
-  routes, noencap_mgr.go);
+* IPIP (ipip_mgr.go): ProgramClusterRoutes says who programs the cluster routes of IPIP
+  pools and of unencapsulated pools. With Felix's newer default, EnabledIPIPOnly (which
+  pairs with the renderer's BGPConfiguration default, EnabledNoEncapOnly), Felix
+  programs the IPIP routes and local blackholes like VXLAN's and BIRD the unencapsulated
+  ones; EnabledNoEncapOnly and Enabled give Felix the unencapsulated ones
+  (noencap_mgr.go); Disabled (v3.32's default) leaves both to BIRD, and Felix only keeps
+  ``tunl0``'s address and MTU;
 * sysctls (endpoint_mgr.go configureInterface, int_dataplane.go configureKernel).
 
 Routes that compete for the same kernel key (destination, metric) are resolved as Felix's
@@ -164,7 +167,9 @@ class RouteConfig:
     ipv6_enabled: bool = True  # Ipv6Support
     floating_ips_enabled: bool = False  # FloatingIPs
     ip_forwarding: bool = True  # IPForwarding
-    program_cluster_routes: bool = False  # ProgramClusterRoutes
+    # ProgramClusterRoutes: Felix programs the IPIP pools' / unencapsulated pools' routes.
+    program_ipip_cluster_routes: bool = False
+    program_noencap_cluster_routes: bool = False
     # Encapsulation: pools' wishes with the FelixConfiguration overrides applied.
     vxlan_enabled: bool = False
     vxlan_enabled_v6: bool = False
@@ -236,7 +241,8 @@ class RouteConfig:
             ipv6_enabled=config.Ipv6Support,
             floating_ips_enabled=config.FloatingIPs == "Enabled",
             ip_forwarding=config.IPForwarding == "Enabled",
-            program_cluster_routes=config.ProgramClusterRoutes == "Enabled",
+            program_ipip_cluster_routes=config.ProgramClusterRoutes in ("Enabled", "EnabledIPIPOnly"),
+            program_noencap_cluster_routes=config.ProgramClusterRoutes in ("Enabled", "EnabledNoEncapOnly"),
             vxlan_enabled=vxlan_enabled,
             vxlan_enabled_v6=vxlan_enabled_v6,
             ipip_enabled=ipip_enabled,
@@ -575,9 +581,10 @@ def ipip_device(cfg: RouteConfig, local_ipv4: str, parent_device: str | None) ->
 
 def ipip_routes(cfg: RouteConfig, model: RouteModel,
                 parent_device: str | None) -> list[tuple[RouteClass, Route]]:
-    """IPIP pools' routes, which Felix owns only with ProgramClusterRoutes=Enabled:
-    ``<block> via <node IP> dev tunl0 onlink proto 80``; else BIRD programs them."""
-    if not cfg.ipip_enabled or not cfg.program_cluster_routes:
+    """IPIP pools' routes, which Felix owns with ProgramClusterRoutes Enabled or
+    EnabledIPIPOnly: ``<block> via <node IP> dev tunl0 onlink proto 80``; else BIRD
+    programs them."""
+    if not cfg.ipip_enabled or not cfg.program_ipip_cluster_routes:
         return []
     proto = cfg.cluster_route_protocol
 
@@ -594,8 +601,9 @@ def ipip_routes(cfg: RouteConfig, model: RouteModel,
 def noencap_routes(cfg: RouteConfig, model: RouteModel, version: int,
                    parent_device: str | None) -> list[tuple[RouteClass, Route]]:
     """Unencapsulated pools' routes (via the node IP on the parent interface), which Felix
-    owns only with ProgramClusterRoutes=Enabled and no overlay for the family."""
-    if not cfg.program_cluster_routes:
+    owns with ProgramClusterRoutes Enabled or EnabledNoEncapOnly and no overlay for the
+    family."""
+    if not cfg.program_noencap_cluster_routes:
         return []
     if version == 4 and (cfg.vxlan_enabled or cfg.ipip_enabled):
         return []
