@@ -805,8 +805,14 @@ class DesiredDataplane:
     def _update_host_sets(self) -> None:
         """all-hosts-net (IPIP, or NAT exclusions of host IPs) and all-vxlan-net (VXLAN)."""
         external = [c for c in self.config.ExternalNodesCIDRList]
-        if self.ip_version == 4 and (self._encap.ipip or self.config.NATOutgoingExclusions == "IPPoolsAndHostIPs"):
+        exclude_hosts = self.config.NATOutgoingExclusions == "IPPoolsAndHostIPs"
+        if self.ip_version == 4 and (self._encap.ipip or exclude_hosts):
             members = [h.ipv4_addr for h in self._hosts.values() if h.ipv4_addr] + external
+            self.ipsets.replace(names.IPSET_ID_ALL_HOST_NETS, t.IPSetType.NET, members)
+        elif self.ip_version == 6 and exclude_hosts:
+            # The NAT-outgoing exclusion of host IPs needs the nodes' IPv6 addresses too (IPIP,
+            # and so the external node CIDRs, are IPv4 only).
+            members = [h.ipv6_addr for h in self._hosts.values() if h.ipv6_addr]
             self.ipsets.replace(names.IPSET_ID_ALL_HOST_NETS, t.IPSetType.NET, members)
         else:
             self.ipsets.remove(names.IPSET_ID_ALL_HOST_NETS)
