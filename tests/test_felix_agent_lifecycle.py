@@ -190,3 +190,33 @@ def test_mtu_file_for_the_cni_plugin_follows_the_host_and_the_pools(node, tmp_pa
     assert eventually(lambda: content() == "1450", 15), content()
     node.ns.run("ip", "link", "set", "eth0", "mtu", "1400")
     assert eventually(lambda: content() == "1350", 15), content()
+
+
+def test_log_level_follows_the_merged_configuration(etcd, tmp_path):
+    """As Felix: LogSeverityScreen from FelixConfiguration sets the agent's level (the
+    environment does not set it here), so debug lines appear once it says Debug."""
+    kv = EtcdKV(DatastoreConfig(etcd_endpoints=(etcd.endpoint,)))
+    try:
+        with FelixNode(DatastoreClient(kv), etcd.endpoint, env={"FELIX_LOGSEVERITYSCREEN": ""}) as n:
+            _setup(n)
+            n.write(_resource("FelixConfiguration", "default", {"logSeverityScreen": "Debug"}))
+            n.start_agent(tmp_path)
+            n.wait_ready(30)
+            assert eventually(lambda: "[DEBUG]" in n.log_text(), 10), n.log_text()[-2000:]
+    finally:
+        kv.close()
+
+
+def test_apply_log_level_maps_felix_levels():
+    import logging
+
+    from node.felix.agent import apply_log_level
+    root = logging.getLogger()
+    before = root.level
+    try:
+        for felix, python in (("Debug", logging.DEBUG), ("warning", logging.WARNING), ("FATAL", logging.CRITICAL),
+                              ("trace", logging.DEBUG), ("Info", logging.INFO), ("nonsense", logging.INFO)):
+            apply_log_level(felix)
+            assert root.level == python, felix
+    finally:
+        root.setLevel(before)

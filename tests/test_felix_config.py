@@ -63,12 +63,32 @@ def test_precedence_env_over_host_over_global():
     assert c.IptablesMarkMask == 0xFF000000 and c.sources["IptablesMarkMask"] == SOURCE_GLOBAL
 
 
-def test_bad_value_is_reported_and_lower_source_wins():
-    c = FelixConfig.resolve({"FELIX_IPTABLESMARKMASK": "0x1"}, global_config={"IptablesMarkMask": "0xf0"})
-    assert c.IptablesMarkMask == 0xF0
-    assert len(c.problems) == 1
-    assert "IptablesMarkMask" in c.problems[0] and "'0x1'" in c.problems[0]
-    assert "needs to have 2 bits set" in c.problems[0] and c.problems[0].startswith(SOURCE_ENV)
+def test_bad_value_is_replaced_by_the_default_at_its_source():
+    """As Felix: a value that does not parse is reported and the parameter's default takes
+    its place at that source's priority (so a lower source does not win)."""
+    c = FelixConfig.resolve({"FELIX_IPTABLESREFRESHINTERVAL": "abc"}, global_config={"IptablesRefreshInterval": "10"})
+    assert c.IptablesRefreshInterval == 180.0 and c.sources["IptablesRefreshInterval"] == SOURCE_ENV
+    assert len(c.problems) == 1 and not c.errors
+    assert "IptablesRefreshInterval" in c.problems[0] and "'abc'" in c.problems[0]
+    assert c.problems[0].startswith(SOURCE_ENV)
+
+
+def test_die_on_fail_values_are_errors_whatever_their_source():
+    """Felix refuses to start when a die-on-fail parameter does not parse, in any source,
+    even one a higher source overrides."""
+    c = FelixConfig.resolve({"FELIX_IPTABLESMARKMASK": "0xff000000"}, global_config={"IptablesMarkMask": "0x1"})
+    assert c.IptablesMarkMask == 0xFF000000
+    assert len(c.errors) == 1 and not c.problems
+    assert "IptablesMarkMask" in c.errors[0] and "'0x1'" in c.errors[0]
+    assert "needs to have 2 bits set" in c.errors[0] and c.errors[0].startswith(SOURCE_GLOBAL)
+    for env in ({"FELIX_CHAININSERTMODE": "middle"}, {"FELIX_INTERFACEPREFIX": "none"},
+                {"FELIX_FAILSAFEINBOUNDHOSTPORTS": "tcp:99999"}, {"FELIX_EXTERNALNODESCIDRLIST": "10.0.0.0/40"}):
+        assert FelixConfig.resolve(env).errors, env
+    # none is refused only for non-zero parameters; the others take their zero value.
+    assert FelixConfig.resolve({"FELIX_MAXIPSETSIZE": "none"}).errors
+    assert FelixConfig.resolve({"FELIX_LOGPREFIX": "none"}).errors == []
+    # Errors count in the comparison that decides a restart.
+    assert FelixConfig.resolve({"FELIX_CHAININSERTMODE": "middle"}) != FelixConfig.resolve({})
 
 
 def test_empty_is_ignored_and_none_clears():
@@ -171,9 +191,9 @@ def test_metadata_address_and_port_parse_as_felix_does():
     assert openstack_metadata_ip(FelixConfig.resolve({"FELIX_METADATAADDR": "metadata.internal"})) == ""
     bad = FelixConfig.resolve({"FELIX_METADATAADDR": "fd00::1", "FELIX_METADATAPORT": "70000"},
                               global_config={"MetadataAddr": "10.0.0.9"})
-    assert (bad.MetadataAddr, bad.MetadataPort) == ("10.0.0.9", 8775)  # Felix's hostname pattern has no ':'
-    assert any("MetadataAddr" in p and "invalid hostname" in p for p in bad.problems), bad.problems
-    assert any("MetadataPort" in p for p in bad.problems), bad.problems
+    # Felix's hostname pattern has no ':'; both are die-on-fail: Felix refuses to start.
+    assert any("MetadataAddr" in p and "invalid hostname" in p for p in bad.errors), bad.errors
+    assert any("MetadataPort" in p for p in bad.errors), bad.errors
 
 
 def test_config_file_is_felixs_ini_between_the_datastore_and_the_environment(tmp_path, caplog):

@@ -147,3 +147,24 @@ def test_restore_lock_arguments_follow_the_features():
     dp = from_config(4, p.dataplanes[4].tables, p.config, backend="legacy", exists=lambda name: True,
                      features=MODERN)
     assert "--wait" in dp.restore_args
+
+
+def test_sctp_conntrack_module_load_is_best_effort(caplog):
+    import subprocess
+
+    from node.felix.agent import load_conntrack_sctp
+    calls = []
+
+    def ok(argv):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def builtin(argv):
+        return subprocess.CompletedProcess(argv, 1, "", "modprobe: FATAL: Module nf_conntrack_proto_sctp not found")
+
+    def missing(argv):
+        raise FileNotFoundError("modprobe")
+    with caplog.at_level(logging.INFO, logger="node.felix.agent"):
+        assert load_conntrack_sctp(ok) and calls == [["modprobe", "nf_conntrack_proto_sctp"]]
+        assert not load_conntrack_sctp(builtin) and not load_conntrack_sctp(missing)
+    assert "Module nf_conntrack_proto_sctp not found" in caplog.text

@@ -263,13 +263,14 @@ def test_pipeline_precedence_around_the_selector_layer(tmp_path):
 
 
 def test_selector_layer_values_are_checked_like_the_others():
-    """A bad value is reported with the selector layer as its source and the next source
-    down wins; local parameters never come from the datastore."""
+    """A bad value is reported with the selector layer as its source and, as Felix does,
+    the default takes its place at that layer; local parameters never come from the
+    datastore."""
     from node.felix.config import FelixConfig
 
     cfg = FelixConfig.resolve({}, global_config={"VXLANPort": "4790"},
                               selector_config={"VXLANPort": "not-a-port", "DatastoreType": "kubernetes"})
-    assert cfg.VXLANPort == 4790 and cfg.sources["VXLANPort"] == SOURCE_GLOBAL
+    assert cfg.VXLANPort == 4789 and cfg.sources["VXLANPort"] == SOURCE_SELECTOR
     assert cfg.problems[0].startswith(SOURCE_SELECTOR) and "VXLANPort" in cfg.problems[0]
     assert cfg.DatastoreType == "etcdv3" and "DatastoreType" not in cfg.sources
 
@@ -451,3 +452,33 @@ def test_cluster_information_feeds_the_global_layer():
     assert (config.ClusterType, config.sources["ClusterType"]) == ("openstack,bgp", SOURCE_GLOBAL)
     assert openstack_active(config)
     assert _pipeline([ci], env={"FELIX_CLUSTERTYPE": "k8s"}).config.ClusterType == "k8s"
+
+
+def test_a_value_felix_cannot_run_with_programs_nothing_until_it_changes():
+    """A die-on-fail parameter that does not parse (here from the default
+    FelixConfiguration's annotation) stops the agent as it stops Felix: no dataplane, and
+    fixing the value is a configuration change (the agent restarts)."""
+    bad = fc("default", annotations={"config.projectcalico.org/ChainInsertMode": "middle"})
+    p = _pipeline([bad])
+    assert p.config_error and "ChainInsertMode" in p.config_error and p.dataplanes == {}
+    p.on_updates(put(fc("default", annotations={"config.projectcalico.org/ChainInsertMode": "append"})))
+    p.complete()
+    assert p.config_changed
+
+
+def test_parameters_felix_applies_live_do_not_restart():
+    """Felix's handledConfigChanges: ClusterType (from ClusterInformation) and
+    HealthTimeoutOverrides change without a restart; anything else restarts."""
+    p = _pipeline(BASE + [host()])
+    assert p.config_generation == 0
+    p.on_updates(put(Resource("ClusterInformation", {"name": "default"}, {"clusterType": "k8s,bgp,kubeadm"})))
+    p.complete()
+    assert not p.config_changed and p.config.ClusterType == "k8s,bgp,kubeadm" and p.config_generation == 1
+    p.on_updates(put(fc("default", logPrefix="global", chainInsertMode="Append",
+                        healthTimeoutOverrides=[{"name": "InternalDataplaneMainLoop", "timeout": "2m"}])))
+    p.complete()
+    assert not p.config_changed and p.config.HealthTimeoutOverrides == (("InternalDataplaneMainLoop", 120.0),)
+    assert p.config_generation == 2
+    p.on_updates(put(fc("default", logPrefix="changed", chainInsertMode="Append")))
+    p.complete()
+    assert p.config_changed

@@ -176,7 +176,7 @@ def test_reporting_parameters():
 def test_openstack_region_must_be_a_short_dns_label(region):
     config = FelixConfig.resolve({"FELIX_OPENSTACKREGION": region})
     assert config.OpenstackRegion == ""
-    assert "OpenstackRegion" in config.problems[0]
+    assert "OpenstackRegion" in config.errors[0]  # Felix refuses to start with it (die-on-fail)
 
 
 def test_openstack_region_accepts_a_46_character_label():

@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import queue
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -61,6 +62,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIG_CHANGED_RC = 129
+
+# Felix's log levels -> Python's.
+_LOG_LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+               "ERROR": logging.ERROR, "FATAL": logging.CRITICAL, "PANIC": logging.CRITICAL}
+
+
+SCTP_CONNTRACK_MODULE = "nf_conntrack_proto_sctp"
+
+
+def load_conntrack_sctp(run: Callable[[list[str]], subprocess.CompletedProcess] | None = None) -> bool:
+    """Felix's configureKernel: try to load SCTP's conntrack helper, without which some
+    kernels mark every SCTP packet INVALID (and the rules drop it). Kernels that build it
+    in make modprobe fail; that is only logged. True when modprobe succeeded."""
+    run = run or (lambda argv: subprocess.run(argv, capture_output=True, text=True, timeout=10))
+    try:
+        res = run(["modprobe", SCTP_CONNTRACK_MODULE])
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("attempted to modprobe %s: %s", SCTP_CONNTRACK_MODULE, exc)
+        return False
+    output = ((res.stdout or "") + (res.stderr or "")).strip()
+    log.info("attempted to modprobe %s: exit status %d%s", SCTP_CONNTRACK_MODULE, res.returncode,
+             f" ({output})" if output else "")
+    return res.returncode == 0
+
+
+def apply_log_level(severity: str) -> None:
+    """Set the agent's log level (Felix's LogSeverityScreen) on the root logger."""
+    level = _LOG_LEVELS.get((severity or "").upper(), logging.INFO)
+    root = logging.getLogger()
+    if root.level != level:
+        if root.level != logging.NOTSET:
+            log.info("log level %s", logging.getLevelName(level))
+        root.setLevel(level)
 DEFAULT_RUN_DIR = "/var/run/calico"
 STATUS_REPORT_INTERVAL = 10.0
 MIN_RETRY, MAX_RETRY = 0.1, 30.0
@@ -144,8 +178,11 @@ class Agent:
     """One policy agent for ``hostname``; ``run()`` blocks until ``stop()`` or a restart."""
 
     def __init__(self, hostname: str, env: Mapping[str, str], kv_factory: Callable[[], object],
-                 *, default_rp_filter: str | None = None):
+                 *, default_rp_filter: str | None = None, manage_log_level: bool = False):
         self.hostname = hostname
+        # The process's log level follows LogSeverityScreen (the role's agent; not one
+        # embedded in another process, such as a test).
+        self._manage_log_level = manage_log_level
         self.env = dict(env)
         self._kv_factory = kv_factory
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -155,6 +192,8 @@ class Agent:
         # rules that depend on it are rendered.
         self.pipeline = Pipeline(hostname, self.env, file_config, detect_features())
         self.boot_config = FelixConfig.resolve(self.env, file_config=file_config)
+        if manage_log_level:  # the config file's, until the datastore's is known
+            apply_log_level(self.boot_config.LogSeverityScreen)
         self.health = hl.HealthAggregator()
         hl.register_felix_reporters(self.health, self.boot_config.DataplaneWatchdogTimeout)
         self.metrics: FelixMetrics | None = None
@@ -184,6 +223,7 @@ class Agent:
         self.live_migration: LiveMigrationMonitor | None = None
         self.live_migration_shell: LiveMigrationShell | None = None
         self.exit_code: int | None = None
+        self._config_generation = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -303,6 +343,11 @@ class Agent:
             return
         if self.pipeline.config is not None and not self.iptables:
             self._start_dataplane()
+            self._config_generation = self.pipeline.config_generation
+        elif self.pipeline.config_generation != self._config_generation:
+            self._config_generation = self.pipeline.config_generation
+            log.info("configuration changed (no restart needed): applying the health timeouts")
+            hl.apply_health_config(self.health, self.pipeline.config)
         if self.pipeline.config_changed:
             log.info("Exiting for config change")
             self.exit_code = CONFIG_CHANGED_RC
@@ -355,6 +400,11 @@ class Agent:
 
     def _start_dataplane(self) -> None:
         config = self.pipeline.config
+        # As Felix: the log level from the merged configuration (so `calicoctl patch
+        # felixconfiguration default` with logSeverityScreen takes effect at the restart).
+        if self._manage_log_level:
+            apply_log_level(config.LogSeverityScreen)
+        load_conntrack_sctp()
         for feature in unsupported_features(config):
             log.warning("Not supported by this agent: %s", feature)
         if config.DataplaneWatchdogTimeout != self.boot_config.DataplaneWatchdogTimeout:

@@ -325,6 +325,10 @@ class Param:
     parse: Parser
     default: Any
     local: bool = False  # only from the environment (never from the datastore)
+    # Felix's flags: a value that does not parse stops the agent instead of falling back
+    # to the default (die-on-fail); ``none`` is refused (non-zero).
+    die_on_fail: bool = False
+    non_zero: bool = False
 
 
 _LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "FATAL")
@@ -333,8 +337,8 @@ DEFAULT_FAILSAFE_IN = "tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443
 DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667"
 
 _PARAMS = [
-    Param("DatastoreType", _oneof("kubernetes", "etcdv3"), "etcdv3", local=True),
-    Param("FelixHostname", _string, "", local=True),
+    Param("DatastoreType", _oneof("kubernetes", "etcdv3"), "etcdv3", local=True, die_on_fail=True, non_zero=True),
+    Param("FelixHostname", _string, "", local=True, non_zero=True),
     Param("LogSeverityScreen", _oneof(*_LOG_LEVELS), "INFO"),
     Param("HealthEnabled", parse_bool, False),
     Param("HealthHost", _string, "localhost"),
@@ -355,14 +359,14 @@ _PARAMS = [
                                                 "VerifyClientCertIfGiven", "NoClientCert"),
           "RequireAndVerifyClientCert"),
     Param("Ipv6Support", parse_bool, True),
-    Param("InterfacePrefix", _iface_list, ("cali",)),
+    Param("InterfacePrefix", _iface_list, ("cali",), die_on_fail=True, non_zero=True),
     Param("InterfaceExclude", _iface_regexp_list, _iface_regexp_list("kube-ipvs0")),
-    Param("ChainInsertMode", _oneof("insert", "append"), "insert"),
-    Param("DefaultEndpointToHostAction", _oneof("DROP", "RETURN", "ACCEPT"), "DROP"),
-    Param("IptablesFilterAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT"),
-    Param("IptablesMangleAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT"),
-    Param("IptablesFilterDenyAction", _oneof("DROP", "REJECT"), "DROP"),
-    Param("IptablesMarkMask", _mark_bitmask, 0xFFFF0000),
+    Param("ChainInsertMode", _oneof("insert", "append"), "insert", die_on_fail=True, non_zero=True),
+    Param("DefaultEndpointToHostAction", _oneof("DROP", "RETURN", "ACCEPT"), "DROP", die_on_fail=True, non_zero=True),
+    Param("IptablesFilterAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT", die_on_fail=True, non_zero=True),
+    Param("IptablesMangleAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT", die_on_fail=True, non_zero=True),
+    Param("IptablesFilterDenyAction", _oneof("DROP", "REJECT"), "DROP", die_on_fail=True, non_zero=True),
+    Param("IptablesMarkMask", _mark_bitmask, 0xFFFF0000, die_on_fail=True, non_zero=True),
     Param("IptablesRefreshInterval", _seconds, 180.0),
     Param("IptablesPostWriteCheckIntervalSecs", _seconds, 5.0),
     Param("IptablesLockProbeIntervalMillis", _millis, 0.05),
@@ -370,7 +374,7 @@ _PARAMS = [
     Param("NFTablesMode", _oneof("Enabled", "Disabled", "Auto"), "Auto"),
     Param("BPFEnabled", parse_bool, False),
     Param("IpsetsRefreshInterval", _seconds, 90.0),
-    Param("MaxIpsetSize", _int(1), 1048576),
+    Param("MaxIpsetSize", _int(1), 1048576, non_zero=True),
     Param("RouteRefreshInterval", _seconds, 90.0),
     Param("InterfaceRefreshInterval", _seconds, 90.0),
     Param("DeviceRouteProtocol", _int(0, 255), 3),
@@ -393,8 +397,8 @@ _PARAMS = [
     # Disabled would leave IPIP pools without routes.
     Param("ProgramClusterRoutes", _oneof("Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly"),
           "EnabledIPIPOnly"),
-    Param("FailsafeInboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_IN)),
-    Param("FailsafeOutboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_OUT)),
+    Param("FailsafeInboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_IN), die_on_fail=True),
+    Param("FailsafeOutboundHostPorts", parse_port_list, parse_port_list(DEFAULT_FAILSAFE_OUT), die_on_fail=True),
     Param("DisableConntrackInvalidCheck", parse_bool, False),
     Param("IpInIpEnabled", parse_bool, None),
     Param("IpInIpMtu", _int(), 0),
@@ -417,7 +421,7 @@ _PARAMS = [
     Param("NATPortRange", _port_range, None),
     Param("NATOutgoingExclusions", _oneof("IPPoolsOnly", "IPPoolsAndHostIPs"), "IPPoolsOnly"),
     Param("IptablesNATOutgoingInterfaceFilter", _iface_param, ""),
-    Param("ExternalNodesCIDRList", _cidr_list, ()),
+    Param("ExternalNodesCIDRList", _cidr_list, (), die_on_fail=True),
     Param("LogPrefix", _string, "calico-packet"),
     Param("LogActionRateLimit", _log_rate, ""),
     Param("LogActionRateLimitBurst", _int(0, 9999), 5),
@@ -436,15 +440,15 @@ _PARAMS = [
     Param("ReportingTTLSecs", _seconds, 90.0),
     Param("EndpointReportingEnabled", parse_bool, False),
     Param("EndpointReportingDelaySecs", _seconds, 1.0),
-    Param("OpenstackRegion", _region, ""),
+    Param("OpenstackRegion", _region, "", die_on_fail=True),
     Param("ClusterType", _string, ""),
     # Felix features this agent does not have; read only to say so when they are asked for.
     Param("WireguardEnabled", parse_bool, False),
     Param("WireguardEnabledV6", parse_bool, False),
     Param("FlowLogsGoldmaneServer", _string, ""),
     Param("PolicySyncPathPrefix", _string, ""),
-    Param("MetadataAddr", _hostname, "127.0.0.1"),
-    Param("MetadataPort", _int(0, 65535), 8775),
+    Param("MetadataAddr", _hostname, "127.0.0.1", die_on_fail=True),
+    Param("MetadataPort", _int(0, 65535), 8775, die_on_fail=True),
 ]
 PARAMS: dict[str, Param] = {p.name.lower(): p for p in _PARAMS}
 
@@ -538,13 +542,17 @@ class FelixConfig:
     """The effective parameters; read them as attributes (``config.IptablesMarkMask``).
 
     ``sources[name]`` says where each non-default value came from; ``problems`` lists the
-    values that were rejected (each names its source, parameter and value).
+    values that were rejected and replaced with the default (each names its source,
+    parameter and value); ``errors`` the ones Felix refuses to start with (a bad value of
+    a die-on-fail parameter, ``none`` for a non-zero one).
     """
 
-    def __init__(self, values: dict[str, Any], sources: dict[str, str], problems: list[str]):
+    def __init__(self, values: dict[str, Any], sources: dict[str, str], problems: list[str],
+                 errors: list[str] | None = None):
         self._values = values
         self.sources = sources
         self.problems = problems
+        self.errors = list(errors or [])
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -556,7 +564,14 @@ class FelixConfig:
         return dict(self._values)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, FelixConfig) and _comparable(self._values) == _comparable(other._values)
+        return (isinstance(other, FelixConfig) and _comparable(self._values) == _comparable(other._values)
+                and self.errors == other.errors)
+
+    def differs_only_in(self, other: "FelixConfig", names: frozenset[str]) -> bool:
+        """Whether every parameter outside ``names`` (and every error) is the same."""
+        mine, theirs = _comparable(self._values), _comparable(other._values)
+        return self.errors == other.errors and all(
+            mine.get(k) == theirs.get(k) for k in mine.keys() | theirs.keys() if k not in names)
 
     def __hash__(self) -> int:  # pragma: no cover - configs are compared, not hashed
         return hash(tuple(sorted(_comparable(self._values).items())))
@@ -579,6 +594,7 @@ class FelixConfig:
         values = {p.name: p.default for p in _PARAMS}
         sources: dict[str, str] = {}
         problems: list[str] = []
+        errors: list[str] = []
         layers = [(SOURCE_GLOBAL, global_config or {}), (SOURCE_SELECTOR, selector_config or {}),
                   (SOURCE_HOST, host_config or {}),
                   (SOURCE_FILE, file_config or {}), (SOURCE_ENV, _env_params(env or {}))]
@@ -591,16 +607,29 @@ class FelixConfig:
                     continue
                 if raw == "":
                     continue  # an empty value is ignored, as Felix does
-                try:
-                    value = _zero(param) if raw.lower() == "none" else param.parse(raw)
-                except ValueError as exc:
-                    problems.append(f"{source}: {_fail(param.name, raw, str(exc))}")
-                    continue
+                if raw.lower() == "none":
+                    if param.non_zero:
+                        errors.append(f"{source}: {_fail(param.name, raw, 'it cannot be none')}")
+                        continue
+                    value = _zero(param)
+                else:
+                    try:
+                        value = param.parse(raw)
+                    except ValueError as exc:
+                        failure = f"{source}: {_fail(param.name, raw, str(exc))}"
+                        if param.die_on_fail:
+                            errors.append(failure)
+                            continue
+                        # As Felix: the default takes the bad value's place, at its priority.
+                        problems.append(failure)
+                        value = param.default
                 values[param.name] = value
                 sources[param.name] = source
         for problem in problems:
-            log.warning("ignoring bad configuration value (%s)", problem)
-        return cls(values, sources, problems)
+            log.warning("bad configuration value replaced with the default (%s)", problem)
+        for error in errors:
+            log.error("configuration value the agent cannot run with (%s)", error)
+        return cls(values, sources, problems, errors)
 
 
 class ConfigFileError(ValueError):

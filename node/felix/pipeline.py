@@ -76,6 +76,11 @@ def resolve_config(env: Mapping[str, str], config_specs: Mapping[str, dict] | No
                                host_config=host, file_config=file_config)
 
 
+# The parameters whose change Felix applies without restarting (its handledConfigChanges;
+# CalicoVersion and ClusterGUID are not parameters here).
+LIVE_PARAMS = frozenset({"ClusterType", "HealthTimeoutOverrides"})
+
+
 class Pipeline:
     """Syncer consumer that keeps the desired dataplane of both families up to date.
 
@@ -104,6 +109,7 @@ class Pipeline:
             hostname, local_value("RouteSource", self.env, self.file_config) or ROUTE_SOURCE_IPAM)
         self.config: FelixConfig | None = None
         self.config_changed = False
+        self.config_generation = 0  # bumped when a parameter Felix applies live changes
         # Why the configuration cannot be used (Felix would refuse to start): nothing is
         # rendered until it changes.
         self.config_error: str | None = None
@@ -204,6 +210,12 @@ class Pipeline:
         for problem in self.config.problems:
             log.warning("configuration: %s", problem)
         families = (4, 6) if self.config.Ipv6Support else (4,)
+        if self.config.errors:
+            # Felix refuses to start with these: nothing programmed, not ready, and a
+            # restart once the configuration changes.
+            self.config_error = "; ".join(self.config.errors)
+            log.error("configuration: %s; programming nothing until the configuration changes", self.config_error)
+            return
         try:
             allocate_marks(self.config.IptablesMarkMask)
         except ValueError as exc:
@@ -217,7 +229,13 @@ class Pipeline:
 
     def _check_config(self) -> None:
         new = resolve_config(self.env, self._config_specs, self._own_node, self.file_config)
-        if new != self.config:
+        if new == self.config:
+            return
+        if self.config is not None and new.differs_only_in(self.config, LIVE_PARAMS):
+            # Felix takes these without restarting; the agent re-reads ``config``.
+            self.config = new
+            self.config_generation += 1
+        else:
             self.config_changed = True
 
     @property

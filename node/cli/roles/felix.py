@@ -124,7 +124,7 @@ def _run_agent(hostname: str) -> int:
     # As calico-node's run script (FELIX_FELIXHOSTNAME=$NODENAME): Felix's FelixHostname is
     # the host the agent runs for (the felix_host metric's label, among others).
     env = {**os.environ, "FELIX_FELIXHOSTNAME": hostname}
-    agent = Agent(hostname, env, lambda: kv_for(config))
+    agent = Agent(hostname, env, lambda: kv_for(config), manage_log_level=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: agent.stop())
     code = agent.run()
