@@ -242,11 +242,14 @@ def test_features_this_agent_lacks_are_named_when_asked_for():
     assert unsupported_features(FelixConfig.resolve({})) == []
     asked = FelixConfig.resolve({"FELIX_BPFENABLED": "true", "FELIX_NFTABLESMODE": "Enabled",
                                  "FELIX_WIREGUARDENABLED": "true", "FELIX_FLOWLOGSGOLDMANESERVER": "goldmane:7443",
-                                 "FELIX_POLICYSYNCPATHPREFIX": "/var/run/nodeagent"},
-                                global_config={"WireguardEnabledV6": "true"})
-    named = [text.split(":")[0].split("=")[0] for text in unsupported_features(asked)]
+                                 "FELIX_POLICYSYNCPATHPREFIX": "/var/run/nodeagent",
+                                 "FELIX_TYPHAK8SSERVICENAME": "calico-typha"},
+                                global_config={"WireguardEnabledV6": "true", "AWSSrcDstCheck": "Disable"})
+    named = [text.split(":")[0].split("=")[0].split(" ")[0] for text in unsupported_features(asked)]
     assert named == ["BPFEnabled", "NFTablesMode", "WireguardEnabled", "WireguardEnabledV6",
-                     "FlowLogsGoldmaneServer", "PolicySyncPathPrefix"]
+                     "FlowLogsGoldmaneServer", "PolicySyncPathPrefix", "AWSSrcDstCheck", "Typha"]
+    # Typha's address is local: the datastore cannot set it.
+    assert unsupported_features(FelixConfig.resolve({}, global_config={"TyphaAddr": "10.0.0.1:5473"})) == []
     assert unsupported_features(FelixConfig.resolve({"FELIX_NFTABLESMODE": "Auto"})) == []
 
 

@@ -446,6 +446,9 @@ _PARAMS = [
     Param("WireguardEnabled", parse_bool, False),
     Param("WireguardEnabledV6", parse_bool, False),
     Param("FlowLogsGoldmaneServer", _string, ""),
+    Param("AWSSrcDstCheck", _oneof("DoNothing", "Enable", "Disable"), "DoNothing", non_zero=True),
+    Param("TyphaAddr", _string, "", local=True),
+    Param("TyphaK8sServiceName", _string, "", local=True),
     Param("PolicySyncPathPrefix", _string, ""),
     Param("MetadataAddr", _hostname, "127.0.0.1", die_on_fail=True),
     Param("MetadataPort", _int(0, 65535), 8775, die_on_fail=True),
@@ -737,6 +740,12 @@ def unsupported_features(config: FelixConfig) -> list[str]:
         out.append("FlowLogsGoldmaneServer: flow logs are not built; no flows are reported")
     if config.PolicySyncPathPrefix:
         out.append("PolicySyncPathPrefix: the policy sync API (application layer policy) is not built")
+    if config.AWSSrcDstCheck != "DoNothing":
+        out.append(f"AWSSrcDstCheck={config.AWSSrcDstCheck}: the agent does not call AWS's EC2 API; set the "
+                   "instances' source/destination check yourself (it must be off for unencapsulated routing)")
+    if config.TyphaAddr or config.TyphaK8sServiceName:
+        out.append("Typha (TyphaAddr/TyphaK8sServiceName): Typha is not supported; the agent follows the "
+                   "datastore directly")
     return out
 
 
