@@ -443,3 +443,24 @@ def test_openstack_special_cases_follow_the_configuration():
         dhcp[1],
     ]
     assert openstack_rules({"FELIX_METADATAADDR": "metadata.internal"}) == dhcp
+
+
+def test_agent_reports_unready_after_failed_applies_in_a_row_and_ready_after_a_success():
+    """Felix restarts (unready) when a table keeps failing; the agent keeps retrying but
+    its dataplane reporter says not ready from the third failed apply in a row."""
+    from node.felix import health as hl
+    from node.felix.agent import FAILED_APPLIES_BEFORE_UNREADY, Agent
+
+    agent = Agent(LOCAL, {}, kv_factory=lambda: None, default_rp_filter="1")
+    agent._interfaces = {}
+
+    def dataplane_ready() -> bool:
+        return agent.health._reporters[hl.DATAPLANE].ready
+    agent._record_apply(0.01, [])
+    assert dataplane_ready()
+    for n in range(1, FAILED_APPLIES_BEFORE_UNREADY + 1):
+        agent._record_apply(0.01, ["iptables (IPv4): iptables-restore failed"])
+        agent._report_dataplane()  # (the loop's periodic report must not undo it)
+        assert dataplane_ready() is (n < FAILED_APPLIES_BEFORE_UNREADY)
+    agent._record_apply(0.01, [])
+    assert dataplane_ready()

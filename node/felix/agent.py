@@ -98,6 +98,10 @@ def apply_log_level(severity: str) -> None:
 DEFAULT_RUN_DIR = "/var/run/calico"
 STATUS_REPORT_INTERVAL = 10.0
 MIN_RETRY, MAX_RETRY = 0.1, 30.0
+# Felix's iptables sync panics (and so restarts, unready) once a table still fails after
+# its retries; the agent keeps retrying instead, but reports the dataplane not ready once
+# this many applies in a row have failed, until one succeeds.
+FAILED_APPLIES_BEFORE_UNREADY = 3
 
 
 MALLOC_ARENAS = 2
@@ -224,6 +228,7 @@ class Agent:
         self.live_migration_shell: LiveMigrationShell | None = None
         self.exit_code: int | None = None
         self._config_generation = 0
+        self._failed_applies = 0  # consecutive failed applies
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -562,8 +567,13 @@ class Agent:
             self.metrics.observe_apply(seconds)
             self._export_counters()
         if failures:
+            self._failed_applies += 1
             for failure in failures:
                 log.error("dataplane apply failed, will retry after a fresh read: %s", failure)
+            if self._failed_applies == FAILED_APPLIES_BEFORE_UNREADY:
+                log.error("the dataplane has failed %d applies in a row: reporting not ready until one succeeds",
+                          self._failed_applies)
+                self._report_dataplane()
             if self.metrics is not None:
                 self.metrics.count_apply_failure()
             for ipt in self.iptables.values():
@@ -578,7 +588,10 @@ class Agent:
             return
         if not self._applied_once:
             log.info("first dataplane apply after in-sync complete (%.3fs)", seconds)
+        elif self._failed_applies >= FAILED_APPLIES_BEFORE_UNREADY:
+            log.info("dataplane apply succeeded after %d failures: ready again", self._failed_applies)
         self._applied_once = True
+        self._failed_applies = 0
         self._retry_at = 0.0
         self._retry_delay = MIN_RETRY
         self._dirty = False
@@ -637,7 +650,8 @@ class Agent:
 
     def _report_dataplane(self, ready: bool | None = None) -> None:
         if ready is None:
-            ready = self._applied_once and self._interfaces is not None
+            ready = (self._applied_once and self._interfaces is not None
+                     and self._failed_applies < FAILED_APPLIES_BEFORE_UNREADY)
         self.health.report(hl.DATAPLANE, live=True, ready=ready)
 
 
