@@ -116,6 +116,16 @@ def test_restart_converges_without_writes_or_dropped_connections(node, tmp_path)
     assert metric(node, "felix_route_table_conntrack_wait_seconds_count") >= 2
     assert metric(node, "felix_exec_time_micros_count") >= 1
     assert f'felix_host{{host="{node.name}"}} 1' in scrape(node).splitlines()  # FelixHostname is the node
+    # The label index's (the two pods; the policy's source set, narrowed by its labels),
+    # the interface monitor's batches (the start of day at least) and the logging ones.
+    assert metric(node, "felix_label_index_num_endpoints") >= 2
+    assert metric(node, "felix_label_index_strategy_evals") >= 1
+    assert metric(node, "felix_int_dataplane_iface_msg_batch_size_count") >= 1
+    assert metric(node, "felix_int_dataplane_addr_msg_batch_size_count") >= 1
+    lines = scrape(node).splitlines()
+    assert any(re.fullmatch(r'felix_label_index_num_active_selectors\{optimized="true"\} [1-9]\d*', line)
+               for line in lines)
+    assert {"felix_log_errors 0", "felix_logs_dropped 0"} <= set(lines)
     server = EchoServer(node.pods["b"].netns, 7000)
     try:
         with Conversation(node.pods["a"].netns, node.pods["b"].ipv4, 7000) as talk:

@@ -591,12 +591,11 @@ def test_http_matches_are_rendered_without_the_http_part_and_logged(caplog):
     assert view.policies[pid("pol-1")].inbound_rules == (t.ParsedRule(action="allow", src_ip_set_ids=(ALL_ID,)),)
 
 
-def test_service_matches_get_empty_sets_and_a_warning(caplog):
+def test_service_matches_without_endpoint_slices_get_empty_sets():
+    # (The slices that fill them: test_felix_calc_services.)
     policy = pol1(egress=[{"action": "Allow", "destination": {"services": {"name": "kube-dns",
                                                                           "namespace": "kube-system"}}}])
-    with caplog.at_level(logging.WARNING):
-        view = view_of([policy, local_ep1()])
-    assert "policy gnp/pol-1 has a rule matching a Kubernetes Service" in caplog.text
+    view = view_of([policy, local_ep1()])
     svc = view.policies[pid("pol-1")].outbound_rules[0].dst_ip_port_set_ids[0]
     assert view.ipsets[svc] == (t.IPSetType.IP_AND_PORT, frozenset())
 

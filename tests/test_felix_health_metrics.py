@@ -7,10 +7,17 @@ import math
 import socket
 import threading
 
+import io
+import logging
+import re
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from node.felix.calc.members import EndpointData, IPSetMemberIndex
+from node.felix.calc.rule_scanner import IPSetData
 from node.felix.config import FelixConfig
+from node.felix.dataplane.interfaces import Interface, interface_changes
 from node.felix.metrics import (
     FelixMetrics,
     QuantileSummary,
@@ -18,6 +25,7 @@ from node.felix.metrics import (
     metrics_server,
     start_metrics_server,
 )
+from node.selector import parse as parse_selector
 
 # Felix v3.32.1's families: name -> (type, label names) as its Go source declares them.
 FELIX_FAMILIES = {
@@ -58,6 +66,14 @@ FELIX_FAMILIES = {
     "felix_route_table_conntrack_wait_seconds": ("summary", ()),
     "felix_exec_time_micros": ("summary", ()),
     "felix_host": ("gauge", ("host",)),
+    "felix_int_dataplane_iface_msg_batch_size": ("summary", ()),
+    "felix_int_dataplane_addr_msg_batch_size": ("summary", ()),
+    "felix_label_index_num_endpoints": ("gauge", ()),
+    "felix_label_index_selector_evals": ("counter", ("result",)),
+    "felix_label_index_num_active_selectors": ("gauge", ("optimized",)),
+    "felix_label_index_strategy_evals": ("counter", ("strategy",)),
+    "felix_logs_dropped": ("counter", ()),
+    "felix_log_errors": ("counter", ()),
 }
 
 
@@ -69,9 +85,21 @@ class FakeClock:
         return self.now
 
 
+def member_index(*selectors: str) -> IPSetMemberIndex:
+    """An IP set member index with two endpoints and a set for each selector."""
+    index = IPSetMemberIndex(lambda *_: None, lambda *_: None)
+    index.update_endpoint("a", {"app": "a"}.items(), (), EndpointData(("10.0.0.1/32",)))
+    index.update_endpoint("b", {"app": "b", "tier": "db"}.items(), (), EndpointData(("10.0.0.2/32",)))
+    for text in selectors:
+        index.update_set(IPSetData(selector=parse_selector(text)))
+    return index
+
+
 def exercised(clock=None) -> FelixMetrics:
     """Metrics with every labelled family given a child, as a running agent would."""
     m = FelixMetrics("node-1", clock=clock or FakeClock())
+    m.watch(member_index("app == 'a'"), {"lo": Interface("lo", 1, True, frozenset({"127.0.0.1"}))},
+            logging.getLogger("test-exercised"))
     m.observe_calc_update(0.002, "WorkloadEndpointKey")
     m.count_message("WorkloadEndpointUpdate")
     m.set_iptables_table(4, "filter", chains=12, rules=80)
@@ -232,6 +260,148 @@ def test_exec_time_is_in_microseconds_and_batches_are_summarised():
     assert "felix_iptables_save_errors 1" in lines
     assert 'felix_calc_graph_updates_processed{type="WorkloadEndpointKey"} 1' in \
         exercised().exposition().decode().splitlines()
+
+
+def samples(m: FelixMetrics, name: str) -> dict:
+    """One family's samples as {sorted label items: value} ({(): value} when unlabelled)."""
+    family = parse(m.exposition().decode())[name]  # (the parser names counters' samples _total)
+    return {tuple(sorted(s.labels.items())): s.value for s in family.samples if s.name in (name, name + "_total")}
+
+
+def summary_count(m: FelixMetrics, name: str) -> tuple[float, float]:
+    """A summary's (_count, _sum)."""
+    family = parse(m.exposition().decode())[name]
+    values = {s.name: s.value for s in family.samples}
+    return values[name + "_count"], values[name + "_sum"]
+
+
+def test_label_index_families_before_an_index_is_watched_are_felixs_start():
+    m = FelixMetrics("h", process_metrics=False, runtime_metrics=False)
+    assert samples(m, "felix_label_index_num_endpoints") == {(): 0}
+    assert samples(m, "felix_label_index_num_active_selectors") == {
+        (("optimized", "false"),): 0, (("optimized", "true"),): 0}
+    # Felix makes both results' children up front; strategies appear with their first scan.
+    assert samples(m, "felix_label_index_selector_evals") == {(("result", "false"),): 0, (("result", "true"),): 0}
+    assert "felix_label_index_strategy_evals" not in m.exposition().decode()
+
+
+def test_label_index_families_follow_the_ip_set_member_index():
+    m = FelixMetrics("h", process_metrics=False, runtime_metrics=False)
+    # The index worked before the metrics started (the start-of-day sets): that counts.
+    index = member_index("app == 'a'", "tier == 'db' && app != 'x'")
+    m.watch_label_index(index)
+    assert samples(m, "felix_label_index_num_endpoints") == {(): 2}
+    assert samples(m, "felix_label_index_num_active_selectors") == {
+        (("optimized", "false"),): 0, (("optimized", "true"),): 2}
+    assert samples(m, "felix_label_index_strategy_evals") == {(("strategy", "endpoint-single-value"),): 2}
+    # "app == 'a'" is answered by the index alone; the second evaluates its one candidate.
+    assert samples(m, "felix_label_index_selector_evals") == {(("result", "false"),): 0, (("result", "true"),): 1}
+
+    # A network set joins the index; selectors it cannot narrow scan every endpoint.
+    index.update_endpoint(("netset", "n"), {"role": "ext"}.items(), (), EndpointData(("192.0.2.0/24",)))
+    index.update_set(IPSetData(selector=parse_selector("all()")))
+    index.update_set(IPSetData(selector=parse_selector("app != 'a'")))
+    index.update_set(IPSetData(selector=parse_selector("app in {'a', 'b'} && tier != 'web'")))
+    index.update_set(IPSetData(selector=parse_selector("has(role)")))
+    index.update_set(IPSetData(selector=parse_selector("app == 'nothing'")))
+    index.update_set(IPSetData(selector=parse_selector("app == 'a'")))  # known: no scan
+    assert samples(m, "felix_label_index_num_endpoints") == {(): 3}
+    assert samples(m, "felix_label_index_num_active_selectors") == {
+        (("optimized", "false"),): 2, (("optimized", "true"),): 5}
+    assert samples(m, "felix_label_index_strategy_evals") == {
+        (("strategy", "endpoint-full-scan"),): 2, (("strategy", "endpoint-label-name"),): 1,
+        (("strategy", "endpoint-multi-value"),): 1, (("strategy", "endpoint-no-match"),): 1,
+        (("strategy", "endpoint-single-value"),): 2}
+    # all(): 3 true; app != 'a': 2 true, 1 false; the multi-value one: 2 true.
+    assert samples(m, "felix_label_index_selector_evals") == {(("result", "false"),): 1, (("result", "true"),): 8}
+
+    index.remove_endpoint("b")
+    index.remove_set(IPSetData(selector=parse_selector("all()")).id)
+    assert samples(m, "felix_label_index_num_endpoints") == {(): 2}
+    assert samples(m, "felix_label_index_num_active_selectors") == {
+        (("optimized", "false"),): 1, (("optimized", "true"),): 5}
+    assert 'felix_label_index_selector_evals{result="true"} 8' in m.exposition().decode().splitlines()
+
+
+def iface(name: str, index: int, up: bool = True, *addrs: str) -> Interface:
+    return Interface(name, index, up, frozenset(addrs))
+
+
+def test_interface_changes_count_felixs_notifications():
+    eth0 = iface("eth0", 2, True, "192.0.2.10")
+    start = {"lo": iface("lo", 1, True, "127.0.0.1"), "eth0": eth0, "kube-ipvs0": iface("kube-ipvs0", 3, False)}
+    excluded = (re.compile("^kube-ipvs0$"),)
+    # Start of day: every interface appears; the excluded one gets no address notification.
+    assert interface_changes(None, start, excluded) == (3, 2)
+    assert interface_changes(start, dict(start), excluded) == (0, 0)
+    veth = {**start, "cali1": iface("cali1", 7, False)}
+    assert interface_changes(start, veth, excluded) == (1, 1)  # a veth appears, down
+    up = {**veth, "cali1": iface("cali1", 7, True, "fe80::1")}
+    assert interface_changes(veth, up, excluded) == (1, 1)  # up, and its link-local address
+    assert interface_changes(up, {**up, "kube-ipvs0": iface("kube-ipvs0", 3, False, "10.96.0.1")},
+                             excluded) == (0, 0)  # addresses of an excluded interface
+    recreated = {**start, "cali1": iface("cali1", 9, True)}  # a new pod's veth, same name
+    assert interface_changes(up, recreated, excluded) == (2, 2)
+    renamed = {**start, "cali2": iface("cali2", 9, True)}  # same index, new name
+    assert interface_changes(recreated, renamed, excluded) == (2, 2)
+    assert interface_changes(renamed, start, excluded) == (1, 1)  # gone
+
+
+def test_interface_batches_are_observed_per_inbox_batch():
+    m = FelixMetrics("h", process_metrics=False, runtime_metrics=False, clock=FakeClock(),
+                     interface_excludes=(re.compile("^kube-ipvs0$"),))
+    start = {"lo": iface("lo", 1, True, "127.0.0.1"), "eth0": iface("eth0", 2, True, "192.0.2.10")}
+    m.watch(None, start, logging.getLogger("test-batches"))  # the start-of-day batch
+    assert summary_count(m, "felix_int_dataplane_iface_msg_batch_size") == (1, 2)
+    assert summary_count(m, "felix_int_dataplane_addr_msg_batch_size") == (1, 2)
+    # Two pictures in one batch: a veth appears, then comes up with an address.
+    veth = {**start, "cali1": iface("cali1", 7, False)}
+    m.note_interfaces(veth)
+    m.note_interfaces({**veth, "cali1": iface("cali1", 7, True, "fe80::1")})
+    m.end_interface_batch()
+    assert summary_count(m, "felix_int_dataplane_iface_msg_batch_size") == (2, 4)
+    assert summary_count(m, "felix_int_dataplane_addr_msg_batch_size") == (2, 4)
+    # A batch without interface changes observes nothing; one with only a state change
+    # observes only the state summary.
+    m.end_interface_batch()
+    m.note_interfaces({**veth, "cali1": iface("cali1", 7, False, "fe80::1")})
+    m.end_interface_batch()
+    assert summary_count(m, "felix_int_dataplane_iface_msg_batch_size") == (3, 5)
+    assert summary_count(m, "felix_int_dataplane_addr_msg_batch_size") == (2, 4)
+    assert 'felix_int_dataplane_iface_msg_batch_size{quantile="0.99"} 2' in m.exposition().decode().splitlines()
+
+
+class _BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("no space left on device")
+
+
+def test_log_errors_count_handler_failures_and_no_log_is_dropped(monkeypatch):
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # (no traceback on stderr)
+    logger = logging.getLogger("test-log-errors")
+    logger.propagate = False
+    broken, fine = logging.StreamHandler(_BrokenStream()), logging.StreamHandler(io.StringIO())
+    for handler in (broken, fine):
+        logger.addHandler(handler)
+    try:
+        m = FelixMetrics("h", process_metrics=False, runtime_metrics=False)
+        m.count_log_errors(logger)
+        logger.warning("one")
+        logger.warning("two %s")  # (no arguments: formatted as is)
+        logger.warning("three %d", "not a number")  # cannot be formatted: both handlers fail
+        assert samples(m, "felix_log_errors") == {(): 4}
+        assert fine.stream.getvalue().splitlines() == ["one", "two %s"]
+        # Metrics made afresh take the counting over; nothing counts twice.
+        again = FelixMetrics("h", process_metrics=False, runtime_metrics=False)
+        again.count_log_errors(logger)
+        logger.warning("four")
+        assert samples(again, "felix_log_errors") == {(): 1}
+        assert samples(m, "felix_log_errors") == {(): 4}
+        # Records are written synchronously, never dropped: Felix's dropped count is 0 too.
+        assert samples(again, "felix_logs_dropped") == {(): 0}
+    finally:
+        for handler in (broken, fine):
+            logger.removeHandler(handler)
 
 
 def test_summary_quantiles_nearest_rank_and_empty_nan():

@@ -242,7 +242,7 @@ class Agent:
         self.health.report(hl.FELIX_STARTUP, live=True, ready=True)
         self._report_calc(False)
         self._report_dataplane()
-        self._syncer = Syncer(self._kv_factory, felix_sources(), _Inbox(self._queue),
+        self._syncer = Syncer(self._kv_factory, felix_sources(self.env), _Inbox(self._queue),
                               on_fatal=self._on_syncer_fatal, retain_values=False)
         self._monitor = InterfaceMonitor(lambda ifaces: self._queue.put(_Interfaces(dict(ifaces))),
                                          refresh_interval=self.boot_config.InterfaceRefreshInterval)
@@ -305,6 +305,8 @@ class Agent:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
+        if self.metrics is not None:
+            self.metrics.end_interface_batch()
 
     def _handle(self, item) -> None:
         if isinstance(item, _Updates):
@@ -320,6 +322,8 @@ class Agent:
             self._report_calc(item.status is SyncStatus.IN_SYNC)
             self._dirty = True
         elif isinstance(item, _Interfaces):
+            if self.metrics is not None:
+                self.metrics.note_interfaces(item.interfaces)
             self._interfaces = item.interfaces
             self.pipeline.set_interfaces(addresses_by_name(item.interfaces))
             self._dirty = True
@@ -425,6 +429,7 @@ class Agent:
             from node.felix.metrics import FelixMetrics, start_metrics_server
 
             self.metrics = FelixMetrics.from_config(config)
+            self.metrics.watch(self.pipeline.policy.ipset_members, self._interfaces)
             self._metrics_server = start_metrics_server(self.metrics, config)
         backend = detect_backend(config.IptablesBackend)
         for version, dp in self.pipeline.dataplanes.items():

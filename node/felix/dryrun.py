@@ -105,7 +105,7 @@ def _from_datastore(pipeline: Pipeline, env: Mapping[str, str], timeout: float) 
         config = datastore_config_from_env(env)
     except CalicoError as exc:
         raise DryRunError(str(exc)) from None
-    syncer = Syncer(lambda: kv_for(config), felix_sources(), pipeline)
+    syncer = Syncer(lambda: kv_for(config), felix_sources(env), pipeline)
     syncer.start()
     try:
         if not syncer.wait_for_status(SyncStatus.IN_SYNC, timeout):

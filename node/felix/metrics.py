@@ -93,6 +93,8 @@ _COUNTERS = (
     ("felix_ipset_calls", "Number of ipset commands executed.", ()),
     ("felix_ipset_errors", "Number of ipset command failures.", ()),
     ("felix_ipset_lines_executed", "Number of ipset operations executed.", ()),
+    ("felix_logs_dropped", "Number of logs dropped because the output stream was blocked.", ()),
+    ("felix_log_errors", "Number of errors encountered while logging.", ()),
 )
 
 _SUMMARIES = (
@@ -103,9 +105,30 @@ _SUMMARIES = (
     ("felix_int_dataplane_msg_batch_size",
      "Number of messages processed in each batch. Higher values indicate we're doing more "
      "batching to try to keep up."),
+    ("felix_int_dataplane_iface_msg_batch_size",
+     "Number of interface state messages processed in each batch. Higher values indicate "
+     "we're doing more batching to try to keep up."),
+    ("felix_int_dataplane_addr_msg_batch_size",
+     "Number of interface address messages processed in each batch. Higher values indicate "
+     "we're doing more batching to try to keep up."),
     ("felix_route_table_resync_seconds", "Time taken to list all the routes during a resync."),
+    # Not felix_route_table_partial_resync_seconds ("Time taken to resync the routes of a
+    # single interface."): Felix re-lists one interface's routes when it comes up, but the
+    # route dataplane here re-reads the whole table then (node/felix/dataplane/routes.py,
+    # observed above), so it has nothing to put there, and Felix would not show it empty
+    # once a workload interface has come up.
     ("felix_route_table_conntrack_wait_seconds", "Time waiting for conntrack cleanups to finish."),
     ("felix_exec_time_micros", "Summary of time taken to fork/exec child processes"),
+)
+
+# felix/labelindex's families (name, type, help), read from the IP set member index when
+# scraped.
+LABEL_INDEX_FAMILIES = (
+    ("felix_label_index_num_endpoints", "gauge", "Total number of endpoints and similar objects in the index."),
+    ("felix_label_index_selector_evals", "counter", "Total number of selector evaluations."),
+    ("felix_label_index_num_active_selectors", "gauge",
+     "Total number of active selectors in the policy rule label index."),
+    ("felix_label_index_strategy_evals", "counter", "Total number of index scans broken down by scan strategy."),
 )
 
 FELIX_HOST_HELP = (
@@ -237,11 +260,68 @@ class QuantileSummary(Collector):
         yield metric
 
 
+class _LabelIndexCollector(Collector):
+    """Felix's label index families, read from the watched IP set member index (Felix's
+    SelectorAndNamedPortIndex) at each scrape; until one is watched, what Felix shows at
+    its start. The index counts its work itself, so the start-of-day scans count too.
+
+    * num_endpoints: the endpoints and network sets in the index.
+    * num_active_selectors: the IP sets' selectors, ``optimized`` when the index files
+      them under label values or names (an endpoint update then evaluates them only if
+      it has one), as Felix's label restriction index does; ours also narrows an ``||``
+      of different labels, which Felix counts as unoptimized.
+    * strategy_evals: each scan of the endpoints for a new IP set's selector, by strategy
+      ("endpoint-" and Felix's strategy names; our index holds inherited labels, so a
+      scan is never of the parents); terms on several labels unioned count as
+      "multi-value", where Felix would scan everything.
+    * selector_evals: the selector evaluations those scans made, by ``result``; a
+      selector that the index answers alone (``a == "x"``, ``has(a)``, ``a in {...}``
+      and conjunctions of these) makes none.
+    """
+
+    def __init__(self) -> None:
+        self.source = None  # an IPSetMemberIndex (node/felix/calc/members.py)
+
+    def collect(self):
+        source = self.source
+        endpoints, narrowed, unnarrowed, scans, (true, false) = 0, 0, 0, {}, (0, 0)
+        if source is not None:  # (len()s and C-level copies: safe beside the agent thread)
+            index = source.label_index
+            endpoints = source.endpoint_count()
+            narrowed, unnarrowed = index.selector_counts()
+            scans, (true, false) = dict(index.scans), tuple(index.evaluations)
+        samples = {
+            "felix_label_index_num_endpoints": [({}, endpoints)],
+            "felix_label_index_selector_evals": [({"result": "false"}, false), ({"result": "true"}, true)],
+            "felix_label_index_num_active_selectors": [({"optimized": "false"}, unnarrowed),
+                                                       ({"optimized": "true"}, narrowed)],
+            "felix_label_index_strategy_evals": [({"strategy": "endpoint-" + strategy}, count)
+                                                 for strategy, count in sorted(scans.items())],
+        }
+        for name, typ, documentation in LABEL_INDEX_FAMILIES:
+            metric = Metric(name, documentation, typ)
+            for labels, value in samples[name]:
+                metric.add_sample(name, labels, value)
+            yield metric
+
+
+class _CountingErrors:
+    """A logging handler's ``handleError`` that counts into felix_log_errors first."""
+
+    def __init__(self, handler: logging.Handler, counter: "GoCounter"):
+        self.original = handler.handleError
+        self.counter = counter
+
+    def __call__(self, record: logging.LogRecord) -> None:
+        self.counter.inc()
+        self.original(record)
+
+
 class FelixMetrics:
     """Felix's metrics for this host, and the setters the agent loop calls."""
 
     def __init__(self, hostname: str, *, process_metrics: bool = True, runtime_metrics: bool = True,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, interface_excludes: Iterable = ()):
         self.registry = CollectorRegistry(auto_describe=True)
         self.gauges: dict[str, Gauge] = {}
         self.counters: dict[str, GoCounter] = {}
@@ -256,6 +336,11 @@ class FelixMetrics:
             self.registry.register(self.summaries[name])
         host = Gauge("felix_host", FELIX_HOST_HELP, ["host"], registry=self.registry)
         host.labels(hostname).set(1)
+        self._label_index = _LabelIndexCollector()
+        self.registry.register(self._label_index)
+        self.interface_excludes = tuple(interface_excludes)
+        self._interfaces = None  # the interface picture last noted
+        self._iface_batch = [0, 0]  # state and address notifications since the batch began
         if process_metrics:
             ProcessCollector(registry=self.registry)
         if runtime_metrics:
@@ -266,9 +351,24 @@ class FelixMetrics:
 
     @classmethod
     def from_config(cls, config, clock: Callable[[], float] = time.monotonic) -> "FelixMetrics":
-        """From a FelixConfig: FelixHostname, PrometheusProcessMetricsEnabled, PrometheusGoMetricsEnabled."""
+        """From a FelixConfig: FelixHostname, PrometheusProcessMetricsEnabled,
+        PrometheusGoMetricsEnabled, InterfaceExclude."""
         return cls(config.FelixHostname, process_metrics=config.PrometheusProcessMetricsEnabled,
-                   runtime_metrics=config.PrometheusGoMetricsEnabled, clock=clock)
+                   runtime_metrics=config.PrometheusGoMetricsEnabled, clock=clock,
+                   interface_excludes=config.InterfaceExclude)
+
+    def watch(self, ipset_members=None, interfaces: Mapping | None = None,
+              logger: logging.Logger | None = None) -> None:
+        """What the agent hands over once, when the metrics start: the IP set member index
+        (``watch_label_index``), the interface picture it has (Felix's start-of-day batch
+        of interface notifications) and the logger whose handlers' errors count
+        (``count_log_errors``; the root logger when not given)."""
+        if ipset_members is not None:
+            self.watch_label_index(ipset_members)
+        if interfaces is not None:
+            self.note_interfaces(interfaces)
+            self.end_interface_batch()
+        self.count_log_errors(logger if logger is not None else logging.getLogger())
 
     # -- calculation graph ----------------------------------------------------------------
 
@@ -307,11 +407,54 @@ class FelixMetrics:
         """Messages the calculation graph emitted to the dataplane."""
         self.counters["felix_calc_graph_output_events"].inc(n)
 
+    # -- label index (felix/labelindex) ------------------------------------------------------
+
+    def watch_label_index(self, ipset_members) -> None:
+        """Report on an ``IPSetMemberIndex`` (Felix's SelectorAndNamedPortIndex), read when
+        scraped (see ``_LabelIndexCollector``)."""
+        self._label_index.source = ipset_members
+
+    # -- logging (felix/logutils) ---------------------------------------------------------
+
+    def count_log_errors(self, logger: logging.Logger) -> None:
+        """Count each error a handler of ``logger`` meets writing a record (its
+        ``handleError``: a write that failed, a record that could not be formatted) in
+        felix_log_errors. Felix also counts there the logs it drops when an output's queue
+        is full; the agent writes its logs synchronously and drops none, so
+        felix_logs_dropped stays at 0, as Felix's own does (Felix registers it but nothing
+        increments it). Counting moves to these metrics if another set counted before."""
+        for handler in logger.handlers:
+            counting = handler.__dict__.get("handleError")
+            if isinstance(counting, _CountingErrors):
+                counting.counter = self.counters["felix_log_errors"]
+            else:
+                handler.handleError = _CountingErrors(handler, self.counters["felix_log_errors"])
+
     # -- dataplane loop --------------------------------------------------------------------
 
     def observe_batch(self, size: int) -> None:
         """Messages taken from the calculation graph in one batch."""
         self.summaries["felix_int_dataplane_msg_batch_size"].observe(size)
+
+    def note_interfaces(self, interfaces: Mapping) -> None:
+        """A new interface picture from the monitor: the state and address notifications
+        Felix's interface monitor would have given since the last one join this batch."""
+        from node.felix.dataplane.interfaces import interface_changes
+
+        states, addrs = interface_changes(self._interfaces, interfaces, self.interface_excludes)
+        self._interfaces = interfaces
+        self._iface_batch[0] += states
+        self._iface_batch[1] += addrs
+
+    def end_interface_batch(self) -> None:
+        """The end of a batch of the agent's inbox: its interface notifications, each kind
+        observed when there were some (as Felix observes its interface update batches)."""
+        states, addrs = self._iface_batch
+        if states:
+            self.summaries["felix_int_dataplane_iface_msg_batch_size"].observe(states)
+        if addrs:
+            self.summaries["felix_int_dataplane_addr_msg_batch_size"].observe(addrs)
+        self._iface_batch = [0, 0]
 
     def count_message(self, message_type: str) -> None:
         """One dataplane message, by Felix's protobuf type name (``WorkloadEndpointUpdate``...)."""

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from typing import Iterable, Mapping
 
 from node.datastore.syncer import SyncSource, SyncStatus, Update, UpdateType
 from node.felix import types as t
 from node.felix.calc import PolicyCalculation
+from node.felix.calc.pod_cidr import PodCIDRBlocks, datastore_setting, use_pod_cidr
 from node.felix.calc.routes import BLOCK_PREFIX, ROUTE_SOURCE_IPAM, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, local_value, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import OPENSTACK, DesiredDataplane
@@ -26,11 +28,16 @@ from node.model import Resource, stub_from_key
 
 log = logging.getLogger(__name__)
 
-# What the agent follows (Felix's syncer, minus the kinds the iptables dataplane ignores).
+# What the agent follows (Felix's syncer, minus the kinds the iptables dataplane ignores;
+# on the Kubernetes datastore also FELIX_KUBERNETES_KINDS).
 FELIX_KINDS = ("ClusterInformation", "FelixConfiguration", "Tier", "GlobalNetworkPolicy",
                "StagedGlobalNetworkPolicy", "NetworkPolicy", "StagedNetworkPolicy", "KubernetesNetworkPolicy",
                "KubernetesClusterNetworkPolicy", "StagedKubernetesNetworkPolicy", "GlobalNetworkSet", "NetworkSet", "Profile", "WorkloadEndpoint",
                "HostEndpoint", "IPPool", "Node", "BGPPeer", "BGPConfiguration", "LiveMigration")
+# Kubernetes objects Felix's syncer follows on the Kubernetes datastore only: the
+# EndpointSlices fill the IP sets of rules that match a Service. (It follows Services too,
+# for the BPF dataplane; the iptables dataplane has no use for them.)
+FELIX_KUBERNETES_KINDS = ("EndpointSlice",)
 
 
 # Messages that change only policy (rules, profiles, IP sets): the desired routes do not
@@ -47,11 +54,24 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def felix_sources() -> list[SyncSource]:
-    """Syncer sources: the resource kinds plus the IPAM blocks (for routes)."""
+def felix_sources(env: Mapping[str, str] | None = None) -> list[SyncSource]:
+    """Syncer sources, as Felix's syncer picks them from the datastore settings in ``env``
+    (the process environment when not given): the resource kinds; on the Kubernetes
+    datastore the EndpointSlices (decoded straight into the summaries the service sets
+    need); the IPAM blocks (for routes) unless ``USE_POD_CIDR`` is set, when the Nodes'
+    pod CIDRs stand in for them (``Pipeline`` makes the blocks)."""
+    from node.datastore.kubernetes.keys import native_prefix
     from node.datastore.sources import resource_sources
+    from node.felix.calc.services import decode_endpoint_slice
 
-    return resource_sources(list(FELIX_KINDS)) + [SyncSource(prefix=BLOCK_PREFIX, decode=decode_block)]
+    env = os.environ if env is None else env
+    sources = resource_sources(list(FELIX_KINDS))
+    if datastore_setting(env, "DATASTORE_TYPE") == "kubernetes":
+        sources += [SyncSource(prefix=native_prefix(kind), decode=decode_endpoint_slice)
+                    for kind in FELIX_KUBERNETES_KINDS]
+    if not use_pod_cidr(env):
+        sources.append(SyncSource(prefix=BLOCK_PREFIX, decode=decode_block))
+    return sources
 
 
 def resolve_config(env: Mapping[str, str], config_specs: Mapping[str, dict] | None,
@@ -107,6 +127,9 @@ class Pipeline:
         # sources give a first guess and ``_start`` switches once the datastore's is known.
         self.routes = RouteCalculation(
             hostname, local_value("RouteSource", self.env, self.file_config) or ROUTE_SOURCE_IPAM)
+        # USE_POD_CIDR (host-local IPAM): the Nodes' pod CIDRs are the blocks, and IPAM
+        # blocks are not followed (as Felix's syncer does it).
+        self._pod_cidr_blocks = PodCIDRBlocks() if use_pod_cidr(self.env) else None
         self.config: FelixConfig | None = None
         self.config_changed = False
         self.config_generation = 0  # bumped when a parameter Felix applies live changes
@@ -143,14 +166,19 @@ class Pipeline:
 
     def on_updates(self, updates: Iterable[Update]) -> None:
         resources, blocks = [], []
+        pod_cidr_blocks = self._pod_cidr_blocks
         for update in updates:
             value = update.value
             if isinstance(value, IPAMBlock) or update.key.startswith(BLOCK_PREFIX):
-                blocks.append(update)
+                if pod_cidr_blocks is None:  # (with USE_POD_CIDR, Felix does not follow them)
+                    blocks.append(update)
                 continue
             resources.append(update)
             if value is None and update.type is UpdateType.DELETED:
                 value = stub_from_key(update.key)  # the agent's syncer keeps no values
+            if pod_cidr_blocks is not None and isinstance(value, Resource) and value.kind == "Node":
+                blocks.extend(pod_cidr_blocks.node_updated(
+                    value.name, None if update.type is UpdateType.DELETED else value, update.revision))
             if isinstance(value, Resource) and value.kind == "Node" and value.name == self.hostname:
                 self._own_node = None if update.type is UpdateType.DELETED else value
                 self._routes_cache = None

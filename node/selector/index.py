@@ -100,6 +100,21 @@ class _Parent:
         self.children: set = set()
 
 
+def _strategy(endpoints: set | frozenset, terms: dict) -> str:
+    """The scan strategy that produced ``endpoints`` from ``terms``, in Felix's words. One
+    label's values (any value: "label-name") are Felix's strategies; terms over several
+    labels (an ``||`` of them, which Felix would answer with a full scan) are a union of
+    several index entries, as "multi-value" is."""
+    if not endpoints:
+        return "no-match"
+    if len(terms) == 1:
+        (values,) = terms.values()
+        if values is None:
+            return "label-name"
+        return "single-value" if len(values) == 1 else "multi-value"
+    return "multi-value"
+
+
 class LabelIndex:
     """Tracks matches between selectors and (label-inheriting) endpoints incrementally."""
 
@@ -132,6 +147,13 @@ class LabelIndex:
         self._sel_matches: dict[Hashable, set] = {}
         self._ep_matches: dict[Hashable, tuple | set] = {}
 
+        # What finding a new selector's matches cost, for Felix's label index metrics: the
+        # scans of the endpoints by strategy (Felix's names: "full-scan", "single-value",
+        # "multi-value", "label-name", "no-match"), and the selector evaluations they made
+        # that matched and that did not (none when the index alone gives the matches).
+        self.scans: dict[str, int] = {}
+        self.evaluations = [0, 0]
+
     # ----------------------------------------------------------------- selectors
 
     def update_selector(self, selector_id: Hashable, selector: Selector | str) -> None:
@@ -151,15 +173,23 @@ class LabelIndex:
         narrowing, exact = selector.search_plan()
         if not narrowing:
             new = {ep for ep, ep_labels in labels.items() if match(ep_labels)}
+            scanned, strategy = len(labels), "full-scan"
         else:
             # Each term set is read straight from the index when it is one label value
             # (no copy); only what is kept as the matches is a new set.
-            found = sorted((self._endpoints_with(t, copy=False) for t in narrowing), key=len)
+            found = sorted(((self._endpoints_with(t, copy=False), t) for t in narrowing),
+                           key=lambda pair: len(pair[0]))
             if len(found) > 1:
-                candidates = found[0].intersection(*found[1:])
+                candidates = found[0][0].intersection(*(eps for eps, _ in found[1:]))
             else:
-                candidates = set(found[0]) if exact else found[0]
+                candidates = set(found[0][0]) if exact else found[0][0]
             new = candidates if exact else {ep for ep in candidates if match(labels[ep])}
+            scanned = 0 if exact else len(candidates)
+            strategy = _strategy(*found[0])
+        self.scans[strategy] = self.scans.get(strategy, 0) + 1
+        if scanned:
+            self.evaluations[0] += len(new)
+            self.evaluations[1] += scanned - len(new)
         self._set_selector_matches(selector_id, self._sel_matches.get(selector_id, _EMPTY), new)
 
     def remove_selector(self, selector_id: Hashable) -> None:
@@ -514,6 +544,12 @@ class LabelIndex:
 
     def get_selector(self, selector_id: Hashable) -> Selector | None:
         return self._selectors.get(selector_id)
+
+    def selector_counts(self) -> tuple[int, int]:
+        """(selectors the index narrows down, selectors it cannot: each endpoint update
+        evaluates those mentioning a changed label, a new one all endpoints)."""
+        unnarrowed = len(self._unnarrowed)
+        return len(self._selectors) - unnarrowed, unnarrowed
 
     def stats(self) -> dict[str, int]:
         """Sizes, including how many selectors could not be narrowed (slow path)."""

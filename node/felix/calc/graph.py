@@ -13,6 +13,8 @@ Felix's shape::
                                             │     each one's local BGP peer (see bgp_peers)
                                             ├─► LiveMigrations × LOCAL workload endpoints ─►
                                             │     each one's live migration role (live_migration)
+                                            ├─► EndpointSlices × the Services rules name ─►
+                                            │     service set members (services)
                                             └─► pools, hosts, config (passed through)
                                                       ▼
                                        EventSequencer ─► take_messages()
@@ -28,6 +30,7 @@ import logging
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from node.datastore.kubernetes.keys import parse_native_key
 from node.datastore.syncer import SyncStatus, Update, UpdateType
 from node.felix import types as t
 from node.felix.calc import convert as cv
@@ -40,6 +43,7 @@ from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, spl
 from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs, scan_policy,
                                           scan_profile)
 from node.felix.calc.sequencer import EventSequencer
+from node.felix.calc.services import ServiceIndex, as_summary
 from node.felix.calc.workload_selectors import LocalWorkloadSelectors
 from node.felix.rules import names
 from node.model import Resource, stub_from_key
@@ -75,6 +79,8 @@ class PolicyCalculation:
                                          suppress_overlaps)
         self._active = LabelIndex(self._policy_match_started, self._policy_match_stopped)
         self._refs = IPSetRefs()
+        # Members of the sets of rules that match a Kubernetes Service, from its EndpointSlices.
+        self._services = ServiceIndex(self._seq.member_added, self._seq.member_removed)
         self._config = ConfigTracker(hostname)
         self._in_sync = False
 
@@ -138,11 +144,28 @@ class PolicyCalculation:
             if res is None and deleted:
                 res = stub_from_key(update.key)
             if not isinstance(res, Resource):
-                log.warning("Ignoring update for %s: its value is not a resource", update.key)
+                if not self._on_kubernetes_object(update, deleted):
+                    log.warning("Ignoring update for %s: its value is not a resource", update.key)
                 continue
             handler = self._handlers.get(res.kind)
             if handler is not None:
                 handler(res, deleted)
+
+    def _on_kubernetes_object(self, update: Update, deleted: bool) -> bool:
+        """An update of a Kubernetes object only the Kubernetes datastore has; False when
+        the update is not one. EndpointSlices feed the service sets; the rest (Services,
+        which the iptables dataplane does not use) are ignored."""
+        parsed = parse_native_key(update.key)
+        if parsed is None:
+            return False
+        kind, namespace, name = parsed
+        if kind == "EndpointSlice":
+            summary = None if deleted else as_summary(update.value)
+            if summary is None:
+                self._services.remove_slice(f"{namespace}/{name}")
+            else:
+                self._services.update_slice(summary)
+        return True
 
     def on_status(self, status: SyncStatus) -> None:
         """The syncer's status callback (so the graph can serve as its consumer)."""
@@ -159,6 +182,11 @@ class PolicyCalculation:
                 log.warning("End of resync: local endpoints refer to missing or invalid profile %s; "
                             "its rules are replaced with drop rules.", name)
         self._seq.in_sync()
+
+    @property
+    def ipset_members(self) -> IPSetMemberIndex:
+        """The IP set member index (Felix's SelectorAndNamedPortIndex), for its metrics."""
+        return self._members
 
     def workload_networks(self) -> Iterable[tuple[str, str, tuple[str, ...]]]:
         """Every usable workload endpoint of the cluster as (datastore key, node, its
@@ -233,9 +261,15 @@ class PolicyCalculation:
         activated, deactivated = self._refs.update(owner, sets)
         for data in activated:
             self._seq.ipset_added(data.id, data.type)
-            self._members.update_set(data)
+            if data.service:
+                self._services.update_set(data)
+            else:
+                self._members.update_set(data)
         for set_id in deactivated:
-            self._members.remove_set(set_id)
+            if set_id in self._services:
+                self._services.remove_set(set_id)
+            else:
+                self._members.remove_set(set_id)
             self._seq.ipset_removed(set_id)
 
     def _mark_policy_endpoints_dirty(self, pid: t.PolicyID) -> None:
@@ -631,10 +665,5 @@ def _warn_unenforced(owner: str, rules: Iterable[v1.Rule]) -> None:
         if rule.has_http_match:
             log.warning("The %s has a rule with an HTTP match; the iptables dataplane does not "
                         "enforce HTTP matches, so the rule applies without it.", owner)
-            break
-    for rule in rules:
-        if rule.src_service or rule.dst_service:
-            log.warning("The %s has a rule matching a Kubernetes Service; without endpoint slices "
-                        "in this datastore its IP set stays empty.", owner)
             break
 

@@ -167,6 +167,16 @@ class IPSetMemberIndex:
         del self._contrib[set_id]
         self._overlaps.pop(set_id, None)
 
+    @property
+    def label_index(self) -> LabelIndex:
+        """The index matching the sets' selectors with the endpoints (Felix's label index
+        metrics watch it)."""
+        return self._index
+
+    def endpoint_count(self) -> int:
+        """Endpoints and network sets in the index (felix_label_index_num_endpoints)."""
+        return len(self._endpoints)
+
     def members(self, set_id: str) -> frozenset[str]:
         """The set's current members as reported (after overlap suppression)."""
         refs = self._refs.get(set_id, {})

@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from node.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK, AsyncIPRoute, IPRoute
 
@@ -86,6 +86,40 @@ def host_mtu(interfaces: dict[str, Interface], pattern: re.Pattern) -> int:
     ``MTUIfacePattern``, or 1460 when none match."""
     mtus = [i.mtu for i in interfaces.values() if i.oper_up and i.mtu and pattern.search(i.name)]
     return min(mtus) if mtus else DEFAULT_HOST_MTU
+
+
+def interface_changes(old: Mapping[str, Interface] | None, new: Mapping[str, Interface],
+                      excluded: Iterable[re.Pattern] = ()) -> tuple[int, int]:
+    """How many (state, address) notifications Felix's interface monitor gives for the
+    move from picture ``old`` (None: nothing known yet) to ``new``. It follows interfaces
+    by index: one appearing or going is a state and an address notification, one turning
+    oper up or down a state notification, new addresses an address notification, and a
+    rename counts as the old name going and the new one appearing. Interfaces that an
+    ``excluded`` pattern (InterfaceExclude, searched as Go's MatchString does) matches get
+    state notifications only."""
+    def tracked(name: str) -> int:
+        return 0 if any(p.search(name) for p in excluded) else 1
+
+    before = {i.index: i for i in (old or {}).values()}
+    states = addrs = 0
+    seen = set()
+    for now in new.values():
+        seen.add(now.index)
+        was = before.get(now.index)
+        if was is not None and was.name != now.name:
+            states, addrs = states + 1, addrs + tracked(was.name)
+            was = None
+        if was is None:
+            states, addrs = states + 1, addrs + tracked(now.name)
+            continue
+        if was.oper_up != now.oper_up:
+            states += 1
+        if was.addresses != now.addresses:
+            addrs += tracked(now.name)
+    for index, was in before.items():
+        if index not in seen:
+            states, addrs = states + 1, addrs + tracked(was.name)
+    return states, addrs
 
 
 # --------------------------------------------------------------------------------------
@@ -213,5 +247,5 @@ class InterfaceMonitor:
             log.exception("Interface monitor callback failed")
 
 
-__all__ = ["DEFAULT_HOST_MTU", "Interface", "InterfaceMonitor", "addresses_by_name", "host_mtu", "link_oper_up",
-           "read_interfaces", "read_interfaces_async"]
+__all__ = ["DEFAULT_HOST_MTU", "Interface", "InterfaceMonitor", "addresses_by_name", "host_mtu",
+           "interface_changes", "link_oper_up", "read_interfaces", "read_interfaces_async"]
