@@ -22,7 +22,12 @@ class BirdError(Exception):
     """BIRD answered a command with an error code (or the exchange broke)."""
 
 
-class BirdNotRunning(BirdError):
+class BirdUnreachable(BirdError):
+    """Connecting to the control socket failed (whatever the reason: no socket, refused,
+    no permission); the exception's cause is the OSError."""
+
+
+class BirdNotRunning(BirdUnreachable):
     """Nothing listens on the control socket (BIRD is not started yet, or is restarting)."""
 
 
@@ -31,6 +36,9 @@ class Reply:
     """BIRD's answer to one command: its lines as (code, text), in order."""
 
     lines: tuple[tuple[int, str], ...]
+    # The same reply as BIRD wrote it, one string per line (codes and continuation
+    # spaces kept): what parsers that follow Calico's line rules read.
+    raw: tuple[str, ...] = ()
 
     @property
     def code(self) -> int:
@@ -83,7 +91,7 @@ class BirdClient:
             raise BirdNotRunning(f"BIRD is not running (no listener on {self.socket_path}: {exc.strerror})") from exc
         except OSError as exc:
             sock.close()
-            raise BirdError(f"cannot connect to BIRD at {self.socket_path}: {exc}") from exc
+            raise BirdUnreachable(f"cannot connect to BIRD at {self.socket_path}: {exc}") from exc
         self._sock = sock
         welcome = self._read_reply()  # "0001 BIRD 1.6.8 ready."
         if welcome.code != 1:
@@ -110,6 +118,7 @@ class BirdClient:
 
     def _read_reply(self) -> Reply:
         lines: list[tuple[int, str]] = []
+        raws: list[str] = []
         code = 0
         while True:
             raw = self._read_line()
@@ -117,14 +126,16 @@ class BirdClient:
                 continue  # an asynchronous notice, not part of this reply
             if raw.startswith(" "):
                 lines.append((code, raw[1:]))
+                raws.append(raw)
                 continue
             m = _LINE.match(raw)
             if not m:
                 raise BirdError(f"unexpected line from BIRD at {self.socket_path}: {raw!r}")
             code = int(m.group(1))
             lines.append((code, m.group(3)))
+            raws.append(raw)
             if m.group(2) == " ":
-                return Reply(tuple(lines))
+                return Reply(tuple(lines), tuple(raws))
 
     def command(self, text: str) -> Reply:
         """Send one command and return the whole reply (errors included)."""

@@ -16,12 +16,19 @@ the official ``kubernetes`` client sends, the way kube-apiserver answers them:
   DeleteOptions preconditions), 410, 422 Invalid, 415;
 * strategic-merge and merge patches (strategic: maps merge, ``conditions``,
   ``addresses``, ``containers``, ``ports`` and ``podIPs`` lists merge by their keys,
-  other lists are replaced), and the ``status`` subresource of nodes, pods, services
-  and KubeVirt's migrations (the main resource keeps the stored status, ``/status``
-  keeps the stored spec);
+  other lists are replaced), and the ``status`` subresource of nodes, pods, services,
+  CalicoNodeStatuses and KubeVirt's migrations (the main resource keeps the stored
+  status, ``/status`` keeps the stored spec);
 * what admission and defaulting do that Calico notices: namespaces must exist, pods,
   services and (a status-subresource CRD) KubeVirt's VirtualMachineInstanceMigrations
-  are created without status, Secret ``stringData`` becomes ``data``.
+  are created without status, Secret ``stringData`` becomes ``data``;
+* service-account TokenRequests (``POST .../serviceaccounts/<name>/token``): an unsigned
+  JWT-shaped token per request, and ``serviceaccounts/token`` in ``GET /api/v1`` discovery;
+* RBAC for the bearer tokens in ``rbac`` (each a user and the rules bound to it, as in a
+  ClusterRole, or a Role when a rule names its ``namespace``): a request no rule grants
+  gets kube-apiserver's 403 Forbidden; a list or watch field-selected on
+  ``metadata.name`` is checked against ``resourceNames`` with that name. Other requests
+  are not checked (the tests' own admin access).
 
 It is deliberately not a full API server: no validation of object schemas, no
 admission plugins, no garbage collection, no graceful deletion.
@@ -62,6 +69,8 @@ CALICO_PLURALS = {
     "stagednetworkpolicies": ("StagedNetworkPolicy", True), "tiers": ("Tier", False),
 }
 
+CALICO_STATUS_SUBRESOURCES = ("caliconodestatuses",)
+
 
 @dataclass(frozen=True)
 class Res:
@@ -97,7 +106,10 @@ def _resources(groups: tuple[str, ...]) -> dict[tuple[str, str], Res]:
         else:
             plurals["ipamconfigurations"] = ("IPAMConfiguration", False)
         for plural, (kind, namespaced) in plurals.items():
-            out[(group, plural)] = Res(kind, namespaced)
+            # CalicoNodeStatus's CRD (manifests/crds.yaml, as Calico's) has the status
+            # subresource: create drops status, only /status writes it.
+            status = plural in CALICO_STATUS_SUBRESOURCES
+            out[(group, plural)] = Res(kind, namespaced, status_subresource=status, create_without_status=status)
     return out
 
 
@@ -267,6 +279,17 @@ class KubeStandin:
         self._connections: set = set()  # every open client connection, cut by stop()
         self._generation = 0
         self.port = 0
+        # TokenRequests: (namespace, service account, request body, answer) of each one
+        # answered; token_max_seconds caps the lifetime as kube-apiserver's
+        # --service-account-max-token-expiration does (but below its 10-minute floor, for
+        # tests); token_request_api=False plays a server without the TokenRequest API.
+        self.token_requests: list[tuple[str, str, dict, dict]] = []
+        self.token_max_seconds: float | None = None
+        self.token_request_api = True
+        # RBAC: bearer token -> (user name, rules); and each request refused, as
+        # (verb, resource, namespace, name).
+        self.rbac: dict[str, tuple[str, list[dict]]] = {}
+        self.forbidden: list[tuple[str, str, str, str]] = []
         for ns in namespaces:
             self.create("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
@@ -560,6 +583,84 @@ class KubeStandin:
         return {"kind": f"{res.kind}List", "apiVersion": api_version, "metadata": meta,
                 "items": [copy.deepcopy(o) for _, o in selected]}
 
+    # -- TokenRequest (callers hold self.cond) --------------------------------------------
+
+    def _token_request(self, namespace: str, name: str, body: dict) -> dict:
+        """A stand-in for kube-apiserver's TokenRequest: the service account must exist and
+        expirationSeconds be at least 10 minutes (its validation); the token is JWT-shaped
+        but unsigned, and unique per request."""
+        if not self.token_request_api:
+            raise HTTPProblem(404, "NotFound", "the server could not find the requested resource")
+        _, account, _ = self._existing("v1", "serviceaccounts", namespace, name)
+        spec = body.get("spec") if isinstance(body, dict) else None
+        spec = spec if isinstance(spec, dict) else {}
+        seconds = spec.get("expirationSeconds") or 3600
+        if not isinstance(seconds, int) or seconds < 600:
+            raise HTTPProblem(422, "Invalid", f'TokenRequest.authentication.k8s.io "{name}" is invalid: '
+                                              f"spec.expirationSeconds: Invalid value: {seconds}: may not specify "
+                                              "a duration less than 10 minutes")
+        lifetime = min(seconds, self.token_max_seconds) if self.token_max_seconds else seconds
+        audiences = spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"]
+        now = time.time()
+        expires = int(now + lifetime)
+        claims = {"aud": audiences, "exp": expires, "iat": int(now), "nbf": int(now), "jti": str(uuid.uuid4()),
+                  "iss": "https://kubernetes.default.svc.cluster.local",
+                  "sub": f"system:serviceaccount:{namespace}:{name}",
+                  "kubernetes.io": {"namespace": namespace,
+                                    "serviceaccount": {"name": name, "uid": account["metadata"]["uid"]}}}
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+        token = ".".join((b64(b'{"alg":"none","typ":"JWT"}'), b64(json.dumps(claims).encode()), b64(b"stand-in")))
+        answer = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                  "metadata": {"name": name, "namespace": namespace, "creationTimestamp": None},
+                  "spec": {"audiences": audiences, "expirationSeconds": int(lifetime), "boundObjectRef": None},
+                  "status": {"token": token, "expirationTimestamp": dt.datetime.fromtimestamp(
+                      expires, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+        self.token_requests.append((namespace, name, copy.deepcopy(body), copy.deepcopy(answer)))
+        return answer
+
+    def authorize(self, method: str, authorization: str, api_version: str | None, plural: str, namespace: str,
+                  name: str, sub: str, query: dict) -> None:
+        """Raise kube-apiserver's 403 for a request whose bearer token is in ``rbac`` and
+        that none of its rules grants. Discovery (no resource) is always allowed."""
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or given not in self.rbac or api_version is None or not plural:
+            return
+        user, rules = self.rbac[given]
+        verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "")
+        if method == "GET" and not name:
+            verb = "watch" if query.get("watch") in ("true", "1") else "list"
+            one = re.fullmatch(r"\s*metadata\.name\s*==?\s*([^,\s]+)\s*", query.get("fieldSelector", ""))
+            name = one.group(1) if one else ""
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        resource = f"{plural}/{sub}" if sub else plural
+
+        def grants(rule: dict) -> bool:
+            return (any(g in ("*", group) for g in rule.get("apiGroups") or [])
+                    and any(r in ("*", resource) for r in rule.get("resources") or [])
+                    and any(v in ("*", verb) for v in rule.get("verbs") or [])
+                    and (not rule.get("resourceNames") or name in rule["resourceNames"])
+                    and (not rule.get("namespace") or rule["namespace"] == namespace))
+
+        if any(grants(rule) for rule in rules):
+            return
+        self.forbidden.append((verb, resource, namespace, name))
+        subject = f'{plural} "{name}"' if name else plural
+        where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        raise HTTPProblem(403, "Forbidden", f'{subject} is forbidden: User "{user}" cannot {verb} resource '
+                                            f'"{resource}" in API group "{group}"{where}')
+
+    def core_discovery(self) -> dict:
+        """``GET /api/v1``: the core resources, with TokenRequest's subresource when served."""
+        resources = [{"name": plural, "namespaced": res.namespaced, "kind": res.kind}
+                     for (group, plural), res in sorted(self.resources.items()) if group == "v1"]
+        if self.token_request_api:
+            resources.append({"name": "serviceaccounts/token", "namespaced": True, "group": "authentication.k8s.io",
+                              "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": resources}
+
 
 def _without_rv(obj: dict) -> dict:
     out = copy.deepcopy(obj)
@@ -641,6 +742,14 @@ class _Handler(BaseHTTPRequestHandler):
                     if method in ("POST", "PUT", "PATCH", "DELETE"):
                         self._body()
                     raise HTTPProblem(401, "Unauthorized", "Unauthorized")
+            try:
+                with standin.cond:
+                    standin.authorize(method, self.headers.get("Authorization") or "", api_version, plural,
+                                      namespace, name, sub, query)
+            except HTTPProblem:
+                if method in ("POST", "PUT", "PATCH", "DELETE"):
+                    self._body()
+                raise
             if api_version is None:
                 if method == "GET" and segs == ["api"]:
                     return self._send_json(200, {"kind": "APIVersions", "versions": ["v1"]})
@@ -653,6 +762,9 @@ class _Handler(BaseHTTPRequestHandler):
                         for g in groups]})
                 raise HTTPProblem(404, "NotFound", f"the server could not find the requested resource "
                                                    f"{self.path}")
+            if method == "GET" and api_version == "v1" and not plural:
+                with standin.cond:
+                    return self._send_json(200, standin.core_discovery())
             if method == "GET" and not name:
                 if query.get("watch") in ("true", "1"):
                     return self._watch(api_version, plural, namespace, query)
@@ -663,6 +775,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if method == "GET":
                     _, obj, _ = standin._existing(api_version, plural, namespace, name)
                     return self._send_json(200, obj)
+                if method == "POST" and (api_version, plural, sub) == ("v1", "serviceaccounts", "token"):
+                    return self._send_json(201, standin._token_request(namespace, name, body))
                 if method == "POST" and not name:
                     return self._send_json(201, standin._store_create(api_version, plural, namespace, body))
                 if method == "PUT" and name:

@@ -543,6 +543,59 @@ class DatastoreClient:
         res.metadata["resourceVersion"] = str(new_rev)
         return res
 
+    def update_status(self, res: Resource) -> Resource:
+        """Write ``res.status`` and nothing else, at ``res``'s resourceVersion
+        (libcalico-go's UpdateStatus); Conflict when the stored resource has moved on.
+
+        On Kubernetes this goes through the status subresource. On etcd the stored JSON
+        gets the new status in place, so neither a spec the caller changed nor fields of
+        a newer Calico that this model does not know are touched. Returns ``res`` with
+        the status as written and the new resourceVersion (and its own spec, which was
+        not written)."""
+        ident = res.identifier()
+        info = KINDS[res.kind]
+        _check_writable(res.kind, ident, "UpdateStatus")
+        if not info.status:
+            raise ValidationError([(f"{ident}.status", "", f"{res.kind} has no status")])
+        rv = res.resource_version
+        for field, value in (("resourceVersion", rv), ("creationTimestamp", res.metadata.get("creationTimestamp")),
+                             ("uid", res.metadata.get("uid"))):
+            if not value:
+                raise ValidationError([(f"{ident}.metadata.{field}", "", "field must be set for an Update request")])
+        if not rv.isdigit():
+            raise ValidationError([(f"{ident}.metadata.resourceVersion", rv, "not a resource version of this datastore")])
+        errs = Collector()
+        status = canonical_struct(res.status or {}, info.status, "status", errs, False)
+        if errs.problems:
+            raise ValidationError([(f"{ident}.{path}", value, reason) for path, value, reason in errs.problems])
+        res = res.copy()
+        res.status = status
+        key = self._key_of(res)
+        try:
+            kv_update_status = getattr(self.kv, "update_status", None)
+            if kv_update_status is not None:
+                new_rev = kv_update_status(key, self._value_of(res), int(rv))
+            else:
+                current = self.kv.get(key)
+                if current is None:
+                    raise NotFound(ident)
+                if current.mod_revision != int(rv):
+                    raise Conflict(ident)
+                try:
+                    stored = json.loads(current.value)
+                except ValueError as exc:
+                    raise DatastoreParseError(key, current.value, exc) from None
+                if not isinstance(stored, dict):
+                    raise DatastoreParseError(key, current.value, "not a JSON object")
+                stored["status"] = status
+                new_rev = self.kv.update(key, go_json(stored).encode(), int(rv))
+        except NotFound:
+            raise NotFound(ident) from None
+        except Conflict:
+            raise Conflict(ident, f"resource version {rv} is out of date") from None
+        res.metadata["resourceVersion"] = str(new_rev)
+        return res
+
     def replace(self, res: Resource) -> Resource:
         """calicoctl's replace: with a resourceVersion it must be current; without one the
         current metadata is merged in and the update retried on conflict."""

@@ -1,0 +1,106 @@
+"""``calico-node status-reporter`` (Calico's ``calico-node -status-reporter``, which
+node-services runs): report BIRD's status into this node's CalicoNodeStatus resources.
+
+    calico-node status-reporter
+
+Follows the datastore's CalicoNodeStatus resources and reports into those whose
+``spec.node`` is this node and whose ``spec.updatePeriodSeconds`` is set, every that many
+seconds (0: once, and again when the spec changes): BIRD's and BIRD6's status (class
+Agent), their BGP peers (BGP) and their routes (Routes). See ``node.nodestatus``.
+
+Environment: NODENAME (else the nodename file, CALICO_NODENAME_FILE or under
+CALICO_LIB_DIR), CALICO_RUN_DIR (BIRD's control sockets bird.ctl and bird6.ctl),
+CALICO_STARTUP_LOGLEVEL (this command's log level) and the datastore variables
+(DATASTORE_TYPE, ETCD_ENDPOINTS, KUBECONFIG...). A BIRD that is not running is reported
+as NotReady, so this runs whatever the networking backend. It rides out datastore
+outages and exits 1 only when its syncer stops for good (a configuration error or a
+bug), so that supervisor restarts it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Mapping
+
+log = logging.getLogger("node.nodestatus")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("status-reporter",
+                              help="report BIRD's status into this node's CalicoNodeStatus resources")
+    p.set_defaults(func=run)
+
+
+def _setup_logging() -> None:
+    level = (os.environ.get("CALICO_STARTUP_LOGLEVEL") or "info").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+        format="%(asctime)s.%(msecs)03d [%(levelname)s] status-reporter: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+
+
+def node_name(env: Mapping[str, str]) -> str:
+    """NODENAME, else the nodename file the startup stage wrote (as node-services has
+    NODENAME exported from it)."""
+    from startup.nodename import nodename_file
+
+    name = env.get("NODENAME", "").strip()
+    if name:
+        return name
+    try:
+        return nodename_file(env).read_text().strip()
+    except OSError:
+        return ""
+
+
+def run(args) -> int:  # noqa: ARG001
+    from node.config import Paths, datastore_config_from_env
+    from node.datastore.client import DatastoreClient
+    from node.datastore.factory import kv_for
+    from node.datastore.sources import resource_sources
+    from node.datastore.syncer import Syncer
+    from node.errors import CalicoError
+    from node.nodestatus.birdquery import BirdQuery
+    from node.nodestatus.reporter import NodeStatusReporter
+    from startup.nodename import nodename_file
+
+    _setup_logging()
+    nodename = node_name(os.environ)
+    if not nodename:
+        log.error("NODENAME environment is not set (and there is no nodename file at %s)", nodename_file(os.environ))
+        return 1
+    try:
+        config = datastore_config_from_env()
+        kv = kv_for(config)
+    except CalicoError as exc:
+        log.error("Failed to create Calico API client: %s", exc)
+        return 1
+    paths = Paths.from_env()
+    reporter = NodeStatusReporter(nodename, DatastoreClient(kv), BirdQuery(paths.run_dir))
+    fatal: list[BaseException] = []
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        reporter.stop()
+
+    def on_signal(signum, frame) -> None:  # noqa: ARG001
+        log.info("received signal %d; stopping", signum)
+        reporter.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    syncer = Syncer(lambda: kv_for(config), resource_sources(["CalicoNodeStatus"]), reporter, on_fatal=on_fatal)
+    log.info("Starting the node status reporter for node %s (BIRD sockets in %s)", nodename, paths.run_dir)
+    syncer.start()
+    try:
+        reporter.run()
+    finally:
+        syncer.stop(10)
+        kv.close()
+    if fatal:
+        log.error("datastore syncer stopped (%s); exiting", fatal[0])
+        return 1
+    return 0
