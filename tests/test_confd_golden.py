@@ -23,9 +23,11 @@ from node.confd.inputs import Settings
 from kdd_fixtures import kube, kube_config  # noqa: F401  (fixtures)
 from node.confd.daemon import Renderer
 from node.confd.install import Installer
+from node.confd.kubeside import kube_api_factory
 from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
 from node.datastore.kubernetes.kv import KubeKV
+from node.datastore.kubernetes.clientconfig import client_configuration
 from node.model import from_dict
 
 
@@ -199,8 +201,10 @@ def test_daemon_case_kdd(case, tmp_path, monkeypatch, kube, kube_config):
     try:
         if case["inputs_before_confd_start"]:
             apply_steps(steps[:1], check=False)
+        # Secrets and Services through the renderer's own client, as KUBECONFIG gives it.
         renderer = Renderer(settings, Installer(out, check=True, reload=False),
-                            lambda: KubeKV(kube_config, env={}), endpoint_status_poll=0.2, kubernetes=True)
+                            lambda: KubeKV(kube_config, env={}), endpoint_status_poll=0.2,
+                            kube_api=kube_api_factory(client_configuration(kube_config, {})))
         status: list[int] = []
         thread = threading.Thread(target=lambda: status.append(renderer.run()), daemon=True)
         thread.start()

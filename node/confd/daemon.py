@@ -7,6 +7,12 @@ no debounce: changes that arrive during a render cause exactly one more render, 
 Calico. A render that cannot be done (this node's Node missing, a bad BGPFilter) waits
 for new data; an I/O failure is retried with backoff (250 ms doubling to 5 s).
 
+With a Kubernetes client (``kube_api``, whatever the datastore; see
+``node.confd.kubeside``) the renderer also follows the Secrets its BGP passwords name
+and, once Service advertisement is configured, Services and EndpointSlices. Rendering
+then also waits for the Services and EndpointSlices to be listed, never for Secrets:
+a Secret that cannot be read leaves its peers without a password.
+
 A one-shot render (``run(oneshot=True, deadline=...)``) gives up with status 1 when the
 datastore is not in sync within ``deadline`` seconds, naming the syncer's last error.
 If the syncer itself stops (a bug or a configuration error, never a datastore outage),
@@ -18,17 +24,21 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from node.confd.cycle import CycleResult, render_cycle
-from node.confd.inputs import (ENDPOINT_SLICE_KIND, FOLLOWED_KINDS, KUBERNETES_KINDS, SECRET_KIND, SERVICE_KIND,
-                               ConfdInputs, Settings, read_endpoint_status_dir, secret_data)
+from node.confd.inputs import FOLLOWED_KINDS, ConfdInputs, Settings, read_endpoint_status_dir, secret_data
 from node.confd.install import Installer
+from node.confd.kubeside import (SECRET_SYNC_WAIT, SecretWatcher, ServiceWatcher, referenced_secrets,
+                                 service_advertisement_configured)
 from node.confd.services import endpoint_slice_from_doc, service_from_doc
-from node.datastore.kubernetes.keys import KubeObject
 from node.datastore.sources import resource_sources
 from node.datastore.syncer import Syncer, SyncStatus, Update, UpdateType
 from node.errors import ValidationError
+
+if TYPE_CHECKING:
+    from node.datastore.kubernetes.api import KubeAPI
+    from node.datastore.kubernetes.informer import Informer
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +52,14 @@ class Renderer:
 
     def __init__(self, settings: Settings, installer: Installer, kv_factory: Callable,
                  *, endpoint_status_poll: float = ENDPOINT_STATUS_POLL, owns_kv: bool = True,
-                 kubernetes: bool = False):
+                 kube_api: Callable[[], KubeAPI] | None = None, secret_sync_wait: float = SECRET_SYNC_WAIT,
+                 informer_backoff: tuple[float, float] | None = None):
+        """``kube_api``: a factory for the Kubernetes client that Secrets and Services are
+        read with (None: there is none, so no passwords and no per-Service routes);
+        ``informer_backoff``: (initial, maximum) seconds between its retries."""
         self.settings = settings
         self.installer = installer
-        # With the Kubernetes datastore the renderer also follows Secrets (BGP passwords,
-        # from its own namespace), Services and EndpointSlices.
-        self.inputs = ConfdInputs(secrets={} if kubernetes else None)
+        self.inputs = ConfdInputs(secrets={} if kube_api is not None else None)
         self._cond = threading.Condition()
         self._generation = 0          # bumped on every change to the inputs
         self._rendered = -1           # the generation last rendered
@@ -57,9 +69,16 @@ class Renderer:
         self.last_result: CycleResult | None = None
         self.renders = 0
         self._fatal: BaseException | None = None
-        kinds = list(FOLLOWED_KINDS) + (list(KUBERNETES_KINDS) if kubernetes else [])
-        self.syncer = Syncer(kv_factory, resource_sources(kinds, affinity_host=settings.nodename,
-                                                          namespaces={SECRET_KIND: settings.secret_namespace}),
+        self._kube_api_factory = kube_api
+        self._kube: KubeAPI | None = None
+        self._secret_sync_wait = secret_sync_wait
+        self._informer_backoff = informer_backoff
+        self.secret_watcher: SecretWatcher | None = None
+        self._secret_api_errors: set[tuple[str, str]] = set()  # secret_errors from the API (not decoding)
+        self.service_watcher: ServiceWatcher | None = None
+        # With USE_POD_CIDR the blocks come from the Nodes, and BlockAffinities are not read.
+        kinds = [kind for kind in FOLLOWED_KINDS if not (settings.use_pod_cidr and kind == "BlockAffinity")]
+        self.syncer = Syncer(kv_factory, resource_sources(kinds, affinity_host=settings.nodename),
                              self, owns_kv=owns_kv, on_fatal=self._syncer_failed)
 
     # -- syncer callbacks (syncer thread) -------------------------------------------------
@@ -78,37 +97,143 @@ class Renderer:
         with self._cond:
             for update in updates:
                 res = update.value
-                if isinstance(res, KubeObject):
-                    self._kubernetes_update(res, update.type == UpdateType.DELETED)
-                elif update.type == UpdateType.DELETED:
+                if update.type == UpdateType.DELETED:
                     self.inputs.remove(res.kind, res.name)
                 else:
                     self.inputs.put(res)
-            self._generation += 1
-            self._cond.notify_all()
+            self._changed()
 
-    def _kubernetes_update(self, obj: KubeObject, deleted: bool) -> None:
-        """A Secret, Service or EndpointSlice from the Kubernetes datastore."""
-        key = (obj.namespace, obj.name)
-        if obj.kind == SECRET_KIND:
-            if deleted:
+    def _changed(self) -> None:
+        """The inputs changed (called holding the condition)."""
+        self._generation += 1
+        self._cond.notify_all()
+
+    # -- Kubernetes callbacks (informer threads) -------------------------------------------
+
+    def _secret_object(self, name: str, informer: Informer, obj: dict | None) -> None:
+        key = (self.settings.secret_namespace, name)
+        with self._cond:
+            if self.secret_watcher is None or not self.secret_watcher.is_current(name, informer):
+                return  # from an informer already stopped
+            if obj is None:
                 self.inputs.secrets.pop(key, None)
+                if key not in self._secret_api_errors:
+                    self.inputs.secret_errors.pop(key, None)  # a bad one gone is just gone
+            else:
+                try:
+                    self.inputs.secrets[key] = secret_data(obj, f"Secret({key[0]}/{name})")[2]
+                    self.inputs.secret_errors.pop(key, None)
+                    self._secret_api_errors.discard(key)
+                except ValidationError as exc:
+                    log.warning("ignoring a Secret that cannot be read: %s", exc)
+                    self.inputs.secrets.pop(key, None)
+                    self.inputs.secret_errors[key] = str(exc)
+            self._changed()
+
+    def _secret_synced(self, name: str, informer: Informer) -> None:
+        key = (self.settings.secret_namespace, name)
+        with self._cond:
+            if self.secret_watcher is None or not self.secret_watcher.is_current(name, informer):
                 return
-            try:
-                self.inputs.secrets[key] = secret_data(obj.obj, f"Secret({obj.namespace}/{obj.name})")[2]
-            except ValidationError as exc:
-                log.warning("ignoring a Secret that cannot be read: %s", exc)
-                self.inputs.secrets.pop(key, None)
-        elif obj.kind == SERVICE_KIND:
-            if deleted:
+            if key not in self._secret_api_errors:
+                return
+            self._secret_api_errors.discard(key)
+            self.inputs.secret_errors.pop(key, None)
+            if key not in self.inputs.secrets:
+                self._changed()  # readable now, but not there: say so at the next render
+
+    def _secret_failed(self, name: str, informer: Informer, text: str) -> None:
+        key = (self.settings.secret_namespace, name)
+        with self._cond:
+            if self.secret_watcher is None or not self.secret_watcher.is_current(name, informer):
+                return
+            self._secret_api_errors.add(key)
+            if self.inputs.secret_errors.get(key) != text:
+                self.inputs.secret_errors[key] = text
+                if key not in self.inputs.secrets:
+                    self._changed()  # the peers' warning names the reason
+
+    def _service_object(self, key: tuple[str, str], obj: dict | None) -> None:
+        with self._cond:
+            if obj is None:
                 self.inputs.services.pop(key, None)
             else:
-                self.inputs.services[key] = service_from_doc(obj.obj)
-        elif obj.kind == ENDPOINT_SLICE_KIND:
-            if deleted:
+                try:
+                    self.inputs.services[key] = service_from_doc(obj)
+                except (AttributeError, TypeError, ValueError) as exc:
+                    log.warning("ignoring Service %s/%s that cannot be read: %s", key[0], key[1], exc)
+                    self.inputs.services.pop(key, None)
+            self._changed()
+
+    def _slice_object(self, key: tuple[str, str], obj: dict | None) -> None:
+        with self._cond:
+            if obj is None:
                 self.inputs.endpoint_slices.pop(key, None)
             else:
-                self.inputs.endpoint_slices[key] = endpoint_slice_from_doc(obj.obj)
+                try:
+                    self.inputs.endpoint_slices[key] = endpoint_slice_from_doc(obj)
+                except (AttributeError, TypeError, ValueError) as exc:
+                    log.warning("ignoring EndpointSlice %s/%s that cannot be read: %s", key[0], key[1], exc)
+                    self.inputs.endpoint_slices.pop(key, None)
+            self._changed()
+
+    def _services_synced(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _start_kubernetes(self) -> None:
+        """Make the Kubernetes client, if there is one to make."""
+        if self._kube_api_factory is None:
+            return
+        try:
+            self._kube = self._kube_api_factory()
+        except Exception as exc:  # a client that cannot be made is no client, as in Calico
+            log.warning("cannot make a Kubernetes client (%s): BGP passwords from Secrets and Service "
+                        "advertisement are off", exc)
+            with self._cond:
+                self.inputs.secrets = None
+            return
+        self.secret_watcher = SecretWatcher(self._kube, self.settings.secret_namespace,
+                                            on_object=self._secret_object, on_synced=self._secret_synced,
+                                            on_error=self._secret_failed, backoff=self._informer_backoff)
+
+    def _maybe_follow_services(self) -> bool:
+        """Start following Services once advertisement is configured (holding the
+        condition); True if they were just started."""
+        if self._kube is None or self.service_watcher is not None:
+            return False
+        if not service_advertisement_configured(self.inputs, self.settings):
+            return False
+        self.service_watcher = ServiceWatcher(self._kube, on_service=self._service_object,
+                                              on_slice=self._slice_object, on_synced=self._services_synced,
+                                              backoff=self._informer_backoff).start()
+        return True
+
+    def _ready(self) -> bool:
+        """In sync: the datastore, and the Services when they are followed."""
+        return self._in_sync and (self.service_watcher is None or self.service_watcher.synced)
+
+    def _not_ready_reason(self) -> str:
+        if not self._in_sync:
+            return self.syncer.last_error or f"sync status {self.syncer.status}"
+        return self.service_watcher.last_error or "Services and EndpointSlices not listed yet"
+
+    def _track_secrets(self, inputs: ConfdInputs) -> bool:
+        """Follow the Secrets ``inputs`` name; True if new ones were started (rendering
+        then waits a moment for them, as Calico does)."""
+        if self.secret_watcher is None:
+            return False
+        started, dropped = self.secret_watcher.track(referenced_secrets(inputs))
+        if dropped:
+            with self._cond:
+                for name in dropped:
+                    key = (self.settings.secret_namespace, name)
+                    self.inputs.secrets.pop(key, None)
+                    self.inputs.secret_errors.pop(key, None)
+                    self._secret_api_errors.discard(key)
+        if started:
+            SecretWatcher.wait_settled(started, self._secret_sync_wait)
+        return bool(started)
 
     def _syncer_failed(self, exc: BaseException) -> None:
         with self._cond:
@@ -138,7 +263,8 @@ class Renderer:
     def _snapshot(self) -> tuple[int, ConfdInputs]:
         inputs = self.inputs
         secrets = None if inputs.secrets is None else dict(inputs.secrets)
-        copy = replace(inputs, secrets=secrets, nodes=dict(inputs.nodes), bgp_configs=dict(inputs.bgp_configs),
+        copy = replace(inputs, secrets=secrets, secret_errors=dict(inputs.secret_errors),
+                       nodes=dict(inputs.nodes), bgp_configs=dict(inputs.bgp_configs),
                        bgp_peers=dict(inputs.bgp_peers), bgp_filters=dict(inputs.bgp_filters),
                        ip_pools=dict(inputs.ip_pools), affinities=dict(inputs.affinities),
                        local_workloads=dict(inputs.local_workloads), services=dict(inputs.services),
@@ -154,7 +280,7 @@ class Renderer:
         """True once everything known so far has been rendered (for tests and benchmarks)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not (self._in_sync and self._rendered == self._generation):
+            while not (self._ready() and self._rendered == self._generation):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -165,6 +291,7 @@ class Renderer:
         """Render until stopped (exit code 0), or once when ``oneshot`` (1 if that failed,
         or if the datastore was not in sync within ``deadline`` seconds; None waits as
         long as it takes). 1 also when the syncer stops for good."""
+        self._start_kubernetes()
         self.scan_endpoint_status()
         poller = threading.Thread(target=self._endpoint_status_loop, name="confd-endpoint-status", daemon=True)
         poller.start()
@@ -178,7 +305,7 @@ class Renderer:
                 with self._cond:
                     ready = self._cond.wait_for(
                         lambda: self._stop.is_set() or self._fatal is not None or (
-                            self._in_sync and self._generation != self._rendered),
+                            self._ready() and self._generation != self._rendered),
                         None if give_up_at is None else max(0.0, give_up_at - time.monotonic()))
                     if self._fatal is not None:
                         log.error("the datastore syncer stopped (%s); exiting", self._fatal)
@@ -186,11 +313,17 @@ class Renderer:
                     if self._stop.is_set():
                         break
                     if not ready:
-                        why = self.syncer.last_error or f"sync status {self.syncer.status}"
-                        log.error("giving up: the datastore was not in sync within %gs, so no BIRD config "
-                                  "was rendered (%s)", deadline, why)
+                        what = ("the datastore was not in sync" if not self._in_sync
+                                else "the Services and EndpointSlices were not listed")
+                        log.error("giving up: %s within %gs, so no BIRD config was rendered (%s)", what, deadline,
+                                  self._not_ready_reason())
                         return 1
+                    if self._maybe_follow_services():
+                        continue  # render once they are listed too
                     generation, inputs = self._snapshot()
+                if self._track_secrets(inputs):
+                    with self._cond:
+                        generation, inputs = self._snapshot()
                 try:
                     result = render_cycle(inputs, self.settings, self.installer)
                 except OSError as exc:
@@ -217,3 +350,9 @@ class Renderer:
             # a daemon thread and the process is about to exit).
             self.syncer.stop(timeout=1.0 if oneshot else None)
             poller.join(timeout=5)
+            if self.secret_watcher is not None:
+                self.secret_watcher.stop()
+            if self.service_watcher is not None:
+                self.service_watcher.stop()
+            if self._kube is not None:
+                self._kube.close()

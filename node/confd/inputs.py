@@ -18,6 +18,7 @@ from typing import Iterable, Mapping
 
 
 from node.confd.services import EndpointSlice, Service, endpoint_slice_from_doc, service_from_doc
+from node.config import DatastoreConfig
 from node.errors import ValidationError
 from node.model import Resource, from_dict, load_documents
 
@@ -33,7 +34,7 @@ FOLLOWED_KINDS: dict[str, str] = {
     "BlockAffinity": "affinities",
 }
 
-# Kubernetes kinds the renderer reads only in the Kubernetes datastore (and from files).
+# Kubernetes kinds the renderer reads through its Kubernetes client (see kubeside), or from files.
 SECRET_KIND = "Secret"
 SERVICE_KIND = "Service"
 ENDPOINT_SLICE_KIND = "EndpointSlice"
@@ -52,11 +53,18 @@ class Settings:
     secret_namespace: str = DEFAULT_SECRET_NAMESPACE   # NAMESPACE
     endpoint_status_prefix: str = DEFAULT_ENDPOINT_STATUS_PREFIX  # CALICO_ENDPOINT_STATUS_PATH_PREFIX
     k8s_node_ref: str = ""              # CALICO_K8S_NODE_REF: this node's Kubernetes name, if different
+    use_pod_cidr: bool = False          # USE_POD_CIDR: this node's blocks are its Node's podCIDRs (host-local IPAM)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """ConfigError when USE_POD_CIDR is not a boolean."""
+        from node.datastore.kubernetes.clientconfig import use_pod_cidr
+
         env = os.environ if env is None else env
+        # Read as the datastore settings are: CALICO_USE_POD_CIDR wins over USE_POD_CIDR.
+        pod_cidr = env.get("CALICO_USE_POD_CIDR") or env.get("USE_POD_CIDR") or ""
         return cls(
+            use_pod_cidr=use_pod_cidr(DatastoreConfig(extra={"usePodCIDR": pod_cidr})),
             nodename=env.get("NODENAME", ""),
             router_id=env.get("CALICO_ROUTER_ID", ""),
             advertise_cluster_ips=env.get("CALICO_ADVERTISE_CLUSTER_IPS", ""),
@@ -91,10 +99,12 @@ class ConfdInputs:
     """Every resource the renderer follows, by name.
 
     ``affinities`` holds BlockAffinity resources for any host; the picture keeps only
-    this node's. ``secrets`` is None when no Kubernetes API is available (BGP passwords
-    then render as absent, as in Calico); otherwise it maps (namespace, name) to the
-    Secret's decoded data. ``services`` and ``endpoint_slices`` feed per-Service route
-    advertisement; they stay empty without a Kubernetes API.
+    this node's (and none with USE_POD_CIDR, whose blocks are the Node's podCIDRs).
+    ``secrets`` is None when no Kubernetes API is available (BGP passwords then render
+    as absent, as in Calico); otherwise it maps (namespace, name) to the Secret's
+    decoded data, and ``secret_errors`` says why a Secret could not be read (a 403 when
+    RBAC grants no Secrets). ``services`` and ``endpoint_slices`` feed per-Service
+    route advertisement; they stay empty without a Kubernetes API.
     """
 
     nodes: dict[str, Resource] = field(default_factory=dict)
@@ -104,6 +114,7 @@ class ConfdInputs:
     ip_pools: dict[str, Resource] = field(default_factory=dict)
     affinities: dict[str, Resource] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] | None = None
+    secret_errors: dict[tuple[str, str], str] = field(default_factory=dict)
     local_workloads: dict[str, LocalWorkload] = field(default_factory=dict)
     services: dict[tuple[str, str], Service] = field(default_factory=dict)
     endpoint_slices: dict[tuple[str, str], EndpointSlice] = field(default_factory=dict)
@@ -125,9 +136,23 @@ class ConfdInputs:
             return None
         return data[key]
 
+    def secret_problem(self, namespace: str, name: str, key: str) -> str:
+        """Why ``secret_value`` has no value for this key ('' when it has one)."""
+        data = (self.secrets or {}).get((namespace, name))
+        if data is not None and key in data:
+            return ""
+        if self.secrets is None:
+            return "no Kubernetes client to read Secrets with"
+        if data is not None:
+            return f"Secret {namespace}/{name} has no key {key!r}"
+        error = self.secret_errors.get((namespace, name))
+        if error:
+            return f"Secret {namespace}/{name} cannot be read: {error}"
+        return f"Secret {namespace}/{name} does not exist"
+
 
 # --------------------------------------------------------------------------------------
-# Kubernetes Secrets (from files; the Kubernetes datastore brings a watcher later).
+# Kubernetes Secrets (from files, or from the API: see kubeside).
 
 def secret_data(doc: dict, source: str) -> tuple[str, str, dict[str, str]]:
     """(namespace, name, data) of a v1 Secret document; ``data`` is base64, ``stringData`` plain."""

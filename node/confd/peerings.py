@@ -171,10 +171,11 @@ class _Computation:
         ref = ((peer.spec.get("password") or {}).get("secretKeyRef")) or None
         if ref is None or self.inputs.secrets is None:
             return None
-        value = self.inputs.secret_value(self.settings.secret_namespace, ref.get("name", ""), ref.get("key", ""))
+        namespace, name, key = self.settings.secret_namespace, ref.get("name", ""), ref.get("key", "")
+        value = self.inputs.secret_value(namespace, name, key)
         if value is None:
-            log.warning("Can't read password for BGPPeer %s: secret %s/%s has no key %r", peer.name,
-                        self.settings.secret_namespace, ref.get("name", ""), ref.get("key", ""))
+            log.warning("Can't read password for BGPPeer %s (%s); the peering has no password",
+                        peer.name, self.inputs.secret_problem(namespace, name, key))
         return value
 
     def common_fields(self, peers: list[Peering], res: Resource) -> list[Peering]:

@@ -478,10 +478,11 @@ class _PeerBuilder:
 def _secret(inputs: ConfdInputs, settings: Settings, ref: dict | None, what: str) -> str:
     if not ref or inputs.secrets is None:
         return ""
-    value = inputs.secret_value(settings.secret_namespace, ref.get("name", ""), ref.get("key", ""))
+    namespace, name, key = settings.secret_namespace, ref.get("name", ""), ref.get("key", "")
+    value = inputs.secret_value(namespace, name, key)
     if value is None:
-        log.warning("Can't read password referenced by %s in secret %s:%s", what, ref.get("name", ""),
-                    ref.get("key", ""))
+        log.warning("Can't read password referenced by %s in secret %s:%s (%s); the mesh has no password",
+                    what, name, key, inputs.secret_problem(namespace, name, key))
         return ""
     return value
 
@@ -489,7 +490,29 @@ def _secret(inputs: ConfdInputs, settings: Settings, ref: dict | None, what: str
 # --------------------------------------------------------------------------------------
 # The picture.
 
-def _my_affinities(inputs: ConfdInputs, nodename: str, version: int) -> list[AffineBlock]:
+def _pod_cidr_affinities(inputs: ConfdInputs, nodename: str, version: int) -> list[AffineBlock]:
+    """With USE_POD_CIDR (host-local IPAM) this node's blocks are its Node's
+    ``status.podCIDRs`` (the Kubernetes Node's ``spec.podCIDRs``), each confirmed, as
+    Calico's BGP node processor makes them; BlockAffinity resources are not read."""
+    node = inputs.nodes.get(nodename)
+    cidrs = ((node.status or {}).get("podCIDRs") or []) if node is not None else []
+    blocks = {}
+    for index, cidr in enumerate(cidrs):
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except (TypeError, ValueError):
+            log.warning("Node(%s).status.podCIDRs[%d] = '%s' is not a CIDR; ignoring it", nodename, index, cidr)
+            continue
+        if net.version == version:
+            key = ipam.cidr_key_part(str(net))
+            blocks[key] = AffineBlock(cidr=key.replace("-", "/"), state="confirmed", aggregate=True)
+    return [blocks[k] for k in sorted(blocks)]
+
+
+def _my_affinities(inputs: ConfdInputs, settings: Settings, version: int) -> list[AffineBlock]:
+    nodename = settings.nodename
+    if settings.use_pod_cidr:
+        return _pod_cidr_affinities(inputs, nodename, version)
     blocks = {}
     for res in inputs.affinities.values():
         spec = res.spec
@@ -573,7 +596,7 @@ def build_family(inputs: ConfdInputs, settings: Settings, cluster: Cluster, peer
             filter_error = str(exc)
 
     host_len = 32 if version == 4 else 128
-    blocks = _my_affinities(inputs, nodename, version)
+    blocks = _my_affinities(inputs, settings, version)
     route_suffix = f"/{host_len}"
 
     return FamilyPicture(

@@ -5,7 +5,7 @@ Beside the global service ranges of the default BGPConfiguration, a node announc
 a ready endpoint on this node, and Cluster-policy Services using a single-address
 external or load-balancer IP (or every Cluster Service with endpoints when load-balancer
 aggregation is off). Services and EndpointSlices reach the renderer as plain Kubernetes
-objects (from files now; from the Kubernetes API with the Kubernetes datastore).
+objects (from files, or from the Kubernetes API through the renderer's own client).
 """
 from __future__ import annotations
 

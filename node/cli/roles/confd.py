@@ -9,8 +9,13 @@
 Environment: NODENAME (else the nodename file under CALICO_LIB_DIR), CALICO_ROUTER_ID,
 CALICO_ADVERTISE_CLUSTER_IPS, NAMESPACE, CALICO_ENDPOINT_STATUS_PATH_PREFIX,
 BGP_LOGSEVERITYSCREEN (this command's own log level), CALICO_CONFIG_DIR / CALICO_RUN_DIR
-(output directory and BIRD control sockets), CALICO_TEMPLATES_DIR, and the datastore
-variables (DATASTORE_TYPE, ETCD_ENDPOINTS, ...).
+(output directory and BIRD control sockets), CALICO_TEMPLATES_DIR, USE_POD_CIDR (this
+node's blocks are its Node's podCIDRs), and the datastore variables (DATASTORE_TYPE,
+ETCD_ENDPOINTS, ...).
+
+Whatever the datastore, BGP passwords are read from Secrets and Services are followed
+for advertisement through a Kubernetes client of the renderer's own: KUBECONFIG, else
+the in-cluster service account; with neither there is none (``node.confd.kubeside``).
 
 ``--oneshot`` from the datastore waits at most ``--oneshot-timeout`` seconds (else
 ``CALICO_CONFD_ONESHOT_TIMEOUT``, else 30) for the datastore to be in sync, then exits 1
@@ -26,7 +31,7 @@ import signal
 import sys
 from pathlib import Path
 
-from node.config import KUBERNETES, Paths, datastore_config_from_env
+from node.config import Paths, datastore_config_from_env
 from node.errors import CalicoError, ConfigError
 
 log = logging.getLogger("node.confd")
@@ -95,7 +100,11 @@ def run(args) -> int:
 
     _setup_logging()
     paths = Paths.from_env()
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"confd: {exc}", file=sys.stderr)
+        return 1
     if not settings.nodename:
         settings = replace(settings, nodename=_nodename(paths))
     if not settings.nodename:
@@ -124,6 +133,7 @@ def run(args) -> int:
         return 0 if result.ok else 1
 
     from node.confd.daemon import Renderer
+    from node.confd.kubeside import client_configuration_from_env, kube_api_factory
     from node.datastore.factory import kv_for
 
     try:
@@ -136,8 +146,9 @@ def run(args) -> int:
     installer = Installer(output, check=not args.no_check, reload=not args.no_reload,
                           sockets={4: paths.bird_socket, 6: paths.bird6_socket})
     _ = installer.krt_tunnel  # probe the installed BIRD once, at start (logged)
+    kube_config = client_configuration_from_env(os.environ)
     renderer = Renderer(settings, installer, lambda: kv_for(config),
-                        kubernetes=config.datastore_type == KUBERNETES)
+                        kube_api=kube_api_factory(kube_config) if kube_config is not None else None)
 
     def _stop(signum, frame):  # noqa: ARG001
         log.info("received signal %d; stopping", signum)
