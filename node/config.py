@@ -8,7 +8,9 @@ several nodes can run side by side in network namespaces on one machine.
 Everything that can be checked without dialling is checked when the config is built, so
 every role and calicoctl fail at once with one ``ConfigError`` that names the variable
 (or the config-file field) and its value: each ``ETCD_ENDPOINTS`` entry must be
-``http(s)://HOST[:PORT]`` or a bare ``HOST:PORT``; for etcdv3 the TLS files must exist
+``http(s)://HOST[:PORT]`` or a bare ``HOST:PORT``; ``ETCD_DISCOVERY_SRV`` (used instead
+of endpoints, never with them) must be a DNS domain name, whose SRV records are looked up
+when the etcd client is built (node/datastore/etcd_srv.py); for etcdv3 the TLS files must exist
 and hold PEM data (a CA certificate, a client certificate and its unencrypted key, both
 or neither of the last two), as libcalico-go refuses to build an etcd client otherwise.
 """
@@ -66,6 +68,11 @@ class DatastoreConfig:
 
     datastore_type: str = ETCDV3
     etcd_endpoints: tuple[str, ...] = ()
+    # A DNS domain whose etcd-client SRV records give the endpoints (looked up when the
+    # etcd client is built: node/datastore/etcd_srv.py); only when etcd_endpoints is empty.
+    etcd_discovery_srv: str = ""
+    # Where etcd_discovery_srv came from (a variable or a config-file field), for errors.
+    etcd_discovery_srv_setting: str = field(default="ETCD_DISCOVERY_SRV", compare=False)
     etcd_username: str = ""
     etcd_password: str = ""
     etcd_key_file: str = ""
@@ -233,7 +240,8 @@ def check_etcd_tls_files(ca_file: str, cert_file: str, key_file: str,
 def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_label) -> DatastoreConfig:
     dstype = values.get("datastoreType", "")
     endpoints = _split_endpoints(values.get("etcdEndpoints", ""), label("etcdEndpoints"))
-    if values.get("etcdDiscoverySrv") and endpoints:
+    discovery_srv = values.get("etcdDiscoverySrv", "").strip()
+    if discovery_srv and endpoints:
         raise ConfigError(
             "multiple discovery or bootstrap options specified, use either "
             "ETCD_ENDPOINTS or ETCD_DISCOVERY_SRV"
@@ -243,15 +251,20 @@ def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_lab
     if dstype not in DATASTORE_TYPES:
         raise ConfigError(f"unknown datastore type: {dstype!r} (expected etcdv3 or kubernetes)")
     if dstype == ETCDV3 and not endpoints:
-        if values.get("etcdDiscoverySrv"):
-            raise ConfigError("ETCD_DISCOVERY_SRV (DNS SRV discovery) is not supported; set ETCD_ENDPOINTS")
-        raise ConfigError("datastore type etcdv3 needs ETCD_ENDPOINTS (for example http://127.0.0.1:2379)")
+        if not discovery_srv:
+            raise ConfigError("datastore type etcdv3 needs ETCD_ENDPOINTS (for example http://127.0.0.1:2379) "
+                              "or ETCD_DISCOVERY_SRV (a DNS domain with etcd-client SRV records)")
+        if not _DNS_NAME.fullmatch(discovery_srv):
+            raise ConfigError(f"{label('etcdDiscoverySrv')}={discovery_srv!r} is not a DNS domain name; it names "
+                              "the domain whose _etcd-client-ssl._tcp and _etcd-client._tcp SRV records list etcd")
     if dstype == ETCDV3:
         check_etcd_tls_files(values.get("etcdCACertFile", ""), values.get("etcdCertFile", ""),
                              values.get("etcdKeyFile", ""), label)
     return DatastoreConfig(
         datastore_type=dstype,
         etcd_endpoints=tuple(endpoints),
+        etcd_discovery_srv=discovery_srv if dstype == ETCDV3 else "",
+        etcd_discovery_srv_setting=label("etcdDiscoverySrv"),
         etcd_username=values.get("etcdUsername", ""),
         etcd_password=values.get("etcdPassword", ""),
         etcd_key_file=values.get("etcdKeyFile", ""),

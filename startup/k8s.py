@@ -128,20 +128,25 @@ def lookups(env: Mapping[str, str], node_name: str, service_account_dir: str = S
             kubeadm = None
             log.info("Unauthorized to query rancher configmap, assuming not on rancher. CIDR detection will not "
                      "occur.")
-        name = k8s_node_name(env, node_name)
         try:
-            from node.datastore.kubernetes.kv import NODES
-
-            node = api.get(NODES.item(name), timeout=(LOOKUP_TIMEOUT, LOOKUP_TIMEOUT))
+            node = read_node(api, k8s_node_name(env, node_name))
         except CalicoError as exc:
             log.error("Failed to read Node from datastore error=%s", exc)
-            raise Fatal("") from None
-        if node is None:
-            log.error("Failed to read Node from datastore error=nodes %r not found", name)
             raise Fatal("") from None
         return K8sInfo(kubeadm_config=kubeadm, rancher_state=rancher, node=node)
     finally:
         api.close()
+
+
+def read_node(api, name: str, timeout: float = LOOKUP_TIMEOUT) -> Mapping[str, Any]:
+    """The Kubernetes Node ``name``; a missing Node is an error, as client-go's Get makes
+    it. Raises CalicoError."""
+    from node.datastore.kubernetes.kv import NODES
+
+    node = api.get(NODES.item(name), timeout=(timeout, timeout))
+    if node is None:
+        raise CalicoError(f"nodes {name!r} not found")
+    return node
 
 
 def extract_kubeadm_cidrs(data: Mapping[str, str]) -> tuple[str, str]:
@@ -242,7 +247,13 @@ def shutdown_timestamp_file(env: Mapping[str, str]) -> Path:
 def mark_network_available(env: Mapping[str, str], node_name: str,
                            service_account_dir: str = SERVICE_ACCOUNT_DIR) -> None:
     """Set NetworkUnavailable to False, then remove the shutdown timestamp file
-    (MarkNetworkAvailable). Raises CalicoError when the update fails."""
+    (MarkNetworkAvailable). Raises CalicoError when the update fails. With
+    ``CALICO_NETWORKING_BACKEND=none`` it does nothing at all, as in Calico: the condition
+    is not Calico's to set, the shutdown timestamp stays, and "Calico started
+    successfully" is not logged."""
+    if env.get("CALICO_NETWORKING_BACKEND") == "none":
+        log.info("Calico is not managing networking, skipping NetworkUnavailable condition update")
+        return
     _update_condition(env, node_name, service_account_dir, False)
     shutdown_file = shutdown_timestamp_file(env)
     try:

@@ -4,8 +4,11 @@ Every AUTODETECT_POLL_INTERVAL (60s by default; the first check comes after one
 interval), and also soon after the kernel reports an address change, the same rules
 as startup are applied to the stored Node (``startup.ipconfig``). Only addresses and
 interfaces are touched, and only what the rules allow: without ``IP=autodetect`` an
-existing IPv4 address is never changed. A configuration error ends the process with
-status 1 so the supervisor restarts it.
+existing IPv4 address is never changed. When a Kubernetes configuration is found (as
+startup finds it), each check first reads this host's Kubernetes Node again, so the
+``kubernetes-internal-ip`` method follows changes of its InternalIP; failing to read it
+ends the process ("failed to read Node from datastore"). A configuration error ends the
+process with status 1 so the supervisor restarts it.
 """
 from __future__ import annotations
 
@@ -31,6 +34,8 @@ from startup.nodename import determine_node_name
 log = logging.getLogger(__name__)
 
 WRITE_ATTEMPTS = 3
+# Calico's monitor gives client-go no timeout; one this long still ends a hung request.
+K8S_NODE_TIMEOUT = 30.0
 # After an address event, wait this long so a burst (delete + add) is handled at once.
 EVENT_SETTLE = 0.2
 
@@ -74,6 +79,29 @@ def _go_duration(seconds: float) -> str:
     return format_go_duration(int(round(seconds * 1e9)))
 
 
+def kube_node_reader(env: Mapping[str, str], name: str) -> tuple[Callable[[], Mapping | None], Callable[[], None]]:
+    """A read() -> this host's Kubernetes Node (None when Kubernetes is not configured),
+    and its cleanup. read() raises Fatal when the Node cannot be read."""
+    try:
+        api = k8s.kube_api(env, timeout=K8S_NODE_TIMEOUT)
+    except CalicoError as exc:
+        # client-go's BuildConfigFromFlags failing: Calico's monitor then runs without Kubernetes.
+        log.warning("Kubernetes configuration found, but it cannot be used: %s; not reading the Kubernetes Node",
+                    exc)
+        api = None
+    if api is None:
+        return (lambda: None), (lambda: None)
+    k8s_name = k8s.k8s_node_name(env, name)
+
+    def read() -> Mapping:
+        try:
+            return k8s.read_node(api, k8s_name, K8S_NODE_TIMEOUT)
+        except CalicoError as exc:
+            raise Fatal(f"failed to read Node from datastore: {exc}") from None
+
+    return read, api.close
+
+
 def _waiter(options: MonitorOptions, interval: float) -> tuple[Callable[[float], bool], Callable[[], None]]:
     """A wait(timeout) -> "address event seen" function, and its cleanup."""
     if options.netlink_events:
@@ -99,8 +127,13 @@ def monitor(env: Mapping[str, str], options: MonitorOptions) -> NoReturn:
     config = load_config(env)
     client = make_client(config)
     interval = poll_interval(env)
-    kube = k8s.lookups(env, name)
-    wait, close = _waiter(options, interval)
+    read_k8s_node, close_kube = kube_node_reader(env, name)
+    try:
+        wait, close = _waiter(options, interval)
+    except BaseException:
+        close_kube()
+        client.kv.close()
+        raise
     try:
         deadline = time.monotonic() + interval
         while True:
@@ -115,12 +148,14 @@ def monitor(env: Mapping[str, str], options: MonitorOptions) -> NoReturn:
                 if deadline < time.monotonic():
                     deadline = time.monotonic() + interval
             log.debug("Checking node IP address every %s", _go_duration(interval))
+            k8s_node = read_k8s_node()  # every pass, as Calico does: its InternalIP may change
             try:
-                check_once(client, name, env, kube.node, config.datastore_type)
+                check_once(client, name, env, k8s_node, config.datastore_type)
             except IPConfigError as exc:
                 raise Fatal(str(exc)) from None
     finally:
         close()
+        close_kube()
         client.kv.close()
 
 

@@ -188,6 +188,24 @@ def test_network_unavailable_on_shutdown(kube, kube_config, tmp_path):
     startup_k8s.mark_network_available(dict(env, CALICO_NETWORKING_BACKEND="none"), "nope")
 
 
+def test_policy_only_complete_startup_leaves_the_shutdown_timestamp_and_the_condition(kube, kube_config, tmp_path,
+                                                                                      caplog):
+    """With CALICO_NETWORKING_BACKEND=none Calico's MarkNetworkAvailable returns before
+    anything: no condition, the shutdown timestamp stays, no "started successfully"."""
+    from startup import k8s as startup_k8s
+
+    k8s_node(kube, "node1")
+    env = kube_env(kube_config, NODENAME="node1", CALICO_LIB_DIR=str(tmp_path), CALICO_NETWORKING_BACKEND="none")
+    stamp = startup_k8s.mark_network_unavailable(env, "node1")  # shutdown: the timestamp, no condition
+    written = stamp.read_text()
+    with caplog.at_level(logging.INFO, logger="startup.k8s"):
+        assert startup_k8s.complete_startup(env) == 0
+    assert stamp.read_text() == written
+    assert "conditions" not in (kube.get("v1", "nodes", "node1").get("status") or {})
+    assert "skipping NetworkUnavailable condition update" in caplog.text
+    assert "Calico started successfully" not in caplog.text
+
+
 class _Readiness:
     """A stand-in for Felix's /readiness on loopback: 503 until ``ready`` is set."""
 

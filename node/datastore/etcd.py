@@ -48,6 +48,7 @@ from node.config import (  # noqa: E402
     check_etcd_tls_files,
     parse_etcd_endpoint,
 )
+from node.datastore.etcd_srv import SrvLookup, discover_etcd_endpoints  # noqa: E402
 from node.datastore.records import DELETE, KV, PUT, WatchEvent  # noqa: E402,F401 (re-exported)
 from node.errors import (  # noqa: E402
     AlreadyExists,
@@ -166,12 +167,18 @@ class EtcdKV:
     """
 
     def __init__(self, config: DatastoreConfig, *, dial_timeout: float = DIAL_TIMEOUT,
-                 request_timeout: float = REQUEST_TIMEOUT):
+                 request_timeout: float = REQUEST_TIMEOUT, srv_lookup: SrvLookup | None = None):
         if config.datastore_type != ETCDV3:
             raise ConfigError(f"EtcdKV needs datastore type {ETCDV3!r}, not {config.datastore_type!r}")
-        if not config.etcd_endpoints:
-            raise ConfigError("no etcd endpoints configured (set ETCD_ENDPOINTS)")
-        self._endpoints = [parse_endpoint(url) for url in config.etcd_endpoints]
+        urls = config.etcd_endpoints
+        if not urls and config.etcd_discovery_srv:
+            # Once, here, as libcalico-go's NewEtcdV3Client does (``srv_lookup``: tests' DNS).
+            urls = discover_etcd_endpoints(config.etcd_discovery_srv, config.etcd_discovery_srv_setting, srv_lookup)
+            log.info("etcd endpoints from %s=%s: %s", config.etcd_discovery_srv_setting, config.etcd_discovery_srv,
+                     ",".join(urls))
+        if not urls:
+            raise ConfigError("no etcd endpoints configured (set ETCD_ENDPOINTS or ETCD_DISCOVERY_SRV)")
+        self._endpoints = [parse_endpoint(url) for url in urls]
         self._dial_timeout = dial_timeout
         self._request_timeout = request_timeout
         self._credentials = (config.etcd_username, config.etcd_password) if config.uses_auth else None
