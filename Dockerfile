@@ -27,7 +27,8 @@ RUN /opt/calico-node/bin/pip install --no-cache-dir --no-index --find-links /tmp
     && rm -rf /tmp/wheels/deps
 
 # The BIRD templates and the image's own files (supervisord's configuration template,
-# restart-calico-confd...) live outside the Python package.
+# restart-calico-confd, versions, the birdcl/birdcl6 clients...) live outside the
+# Python package.
 COPY templates/bird/ /usr/share/calico-node/templates/bird/
 COPY rootfs/ /
 ENV CALICO_TEMPLATES_DIR=/usr/share/calico-node/templates/bird \
@@ -48,4 +49,8 @@ LABEL org.opencontainers.image.description="A Python re-implementation of Calico
 
 # tini as PID 1: a signal that arrives before supervisord has set its handlers (PID 1
 # ignores signals it has no handler for) still stops the node; -g signals the whole group.
-ENTRYPOINT ["/usr/bin/tini", "-g", "--", "calico-node", "start"]
+# The node itself is the default command, as Calico's image has its start_runit as CMD:
+# `docker run IMAGE` starts the node, `docker run IMAGE calico-node version` (or versions,
+# birdcl..., or a shell) runs that instead, still under tini.
+ENTRYPOINT ["/usr/bin/tini", "-g", "--"]
+CMD ["calico-node", "start"]

@@ -1,11 +1,25 @@
-"""Kernel preparation done by the image before anything else starts.
+"""Kernel preparation for the startup stage, only when an operator asks for it.
 
-The kernel modules Calico's dataplane uses are loaded best effort (a container often
-cannot load modules, and built-in ones need no loading): each failure is one warning.
-Forwarding is switched on (fatal if that is impossible, since no traffic would be
-routed) and the conntrack table limit is raised like ``calicoctl node run`` does
-(a warning if it cannot be). Only values that differ are written, and each change is
-logged, so a read-only /proc/sys that is already right is fine.
+Calico's node image changes nothing in the host's kernel at startup: ``calicoctl node
+run`` loads ``xt_set`` and ``ip6_tables``, switches forwarding on and raises the conntrack
+limit before it starts the container (``node.cli.ctl._node_run.prepare_kernel``, skipped
+when ``CALICO_CTL_CONTAINER`` is set), and the policy agent sets forwarding itself unless
+``IPForwarding=Disabled``, as Felix does. So ``calico-node startup`` and ``calico-node
+start`` run this only with ``--kernel-prep``, for an operator who wants the node to
+prepare the kernel itself. Then:
+
+* the kernel modules the dataplane uses are loaded best effort (a container often cannot
+  load modules, and built-in ones need no loading): each failure is one warning. Kernel
+  modules are the host's even from inside a network namespace; ``ipip`` creates the
+  ``tunl0`` device in every namespace;
+* forwarding is switched on (fatal if that is impossible, since no traffic would be
+  routed): the network namespace's own sysctl, the host's when run in the host's
+  namespace;
+* the conntrack table limit is raised like ``calicoctl node run`` raises it (a warning if
+  it cannot be; a larger limit is left as it is).
+
+Only values that differ are written, and each change is logged, so a read-only /proc/sys
+that is already right is fine.
 
 The sysctl root and the modprobe command are parameters so tests can aim them at a
 temporary directory and a fake command instead of the host.

@@ -4,6 +4,9 @@ Every value that could be invalid is checked before the first write: the Node is
 computed (addresses, conflicts, AS number) and the default pools are planned and
 validated first, so a bad setting stops startup with nothing half-written. Success
 ends with ``Calico node started successfully`` on stdout, the line tools wait for.
+
+Like Calico's, it loads no kernel module and sets no sysctl; ``Options.kernel_prep``
+(``calico-node startup --kernel-prep``) opts in to ``startup.kernel``'s preparation first.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ STARTED_LINE = "Calico node started successfully"
 
 @dataclass(frozen=True)
 class Options:
-    kernel_prep: bool = True
+    kernel_prep: bool = False  # Calico's startup touches no module and no sysctl
     sysctl_root: Path = DEFAULT_SYSCTL_ROOT
     modprobe: Sequence[str] = ("modprobe",)
 

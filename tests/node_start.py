@@ -87,7 +87,7 @@ class StartedNode(Closing):
 
     def start(self, *args: str) -> None:
         with open(self.output_path, "a") as out:
-            self.proc = self.ns.popen(*CALICO_NODE, "start", "--modprobe", "true", *args, env=self.env(),
+            self.proc = self.ns.popen(*CALICO_NODE, "start", *args, env=self.env(),
                                       stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
 
     def output(self) -> str:

@@ -76,7 +76,7 @@ class NodeHost:
         return subprocess.run(self.command(*args), env=env, capture_output=True, text=True, timeout=timeout)
 
     def startup(self, *args: str, timeout: float = 60, **env: str | None) -> subprocess.CompletedProcess:
-        """``calico-node startup`` (kernel preparation off unless ``args`` say otherwise)."""
+        """``calico-node startup`` (no kernel preparation unless ``args`` say ``--kernel-prep``)."""
         return self.run("startup", *(args or ("--no-kernel-prep",)), env=self.env(**env), timeout=timeout)
 
     def popen(self, *args: str, env: dict[str, str]) -> subprocess.Popen:

@@ -95,6 +95,13 @@ def test_dryrun_etcd_tls_files_and_several_endpoints(capsys, tmp_path):
                    f"-v {certs.client_cert_file}:/etc/calico/certs/cert.crt quay.io/calico/node:latest\n\n" + HINT)
 
 
+def test_dryrun_passes_srv_discovery_on(capsys, tmp_path):
+    code, out, err = _run(capsys, "--dryrun", "-c", _config(tmp_path, etcdEndpoints='""',
+                                                            etcdDiscoverySrv="etcd.example.com"))
+    assert (code, err) == (0, "")
+    assert "-e ETCD_ENDPOINTS= -e ETCD_DISCOVERY_SRV=etcd.example.com " in out
+
+
 def test_dryrun_reads_the_environment_without_a_config_file(capsys, monkeypatch):
     monkeypatch.setattr("node.config.DEFAULT_CALICOCTL_CONFIG", "/nonexistent/calicoctl.cfg")
     monkeypatch.setenv("ETCD_ENDPOINTS", "http://127.0.0.1:2379")
@@ -219,6 +226,17 @@ def test_kernel_preparation_messages_and_sysctls(tmp_path):
     assert (root / "net/ipv4/ip_forward").read_text() == "1"
     assert (root / "net/ipv6/conf/all/forwarding").read_text() == "1"
     assert (root / "net/netfilter/nf_conntrack_max").read_text() == "1000000"
+
+
+def test_kernel_preparation_runs_the_modprobe_it_prints(tmp_path):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "modprobe"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")  # a failure is not fatal
+    fake.chmod(0o755)
+    lines: list[str] = []
+    PREPARE_KERNEL(lines.append, _sysctl_tree(tmp_path / "sys"), modprobe=(str(fake),))
+    assert lines[0] == f"Running command to load modules: {fake} -a xt_set ip6_tables"
+    assert calls.read_text() == "-a xt_set ip6_tables\n"
 
 
 def test_kernel_preparation_without_ipv6_and_with_a_larger_conntrack_table(tmp_path):

@@ -12,6 +12,7 @@ and after, and removes containers, daemon and namespace even when it fails.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from docker_env import NamespacedDockerd, node_image, ns_command, system_docker
+from node import __version__
 from node.config import DatastoreConfig
 from node.datastore.client import DatastoreClient
 from node.datastore.etcd import EtcdKV
@@ -64,16 +66,27 @@ def test_image_contents(image):
     """Entry point, templates and the tools the node runs are in the image."""
     client = system_docker()
     attrs = client.images.get(image).attrs["Config"]
-    assert attrs["Entrypoint"] == ["/usr/bin/tini", "-g", "--", "calico-node", "start"]
+    # tini is the init; the node is only the default command (Calico's image has CMD
+    # start_runit and no ENTRYPOINT), so a command given to docker run replaces it.
+    assert attrs["Entrypoint"] == ["/usr/bin/tini", "-g", "--"]
+    assert attrs["Cmd"] == ["calico-node", "start"]
     assert "CALICO_TEMPLATES_DIR=/usr/share/calico-node/templates/bird" in attrs["Env"]
     script = ("set -e; bird --version 2>&1; bird6 --version 2>&1; iptables --version; command -v ipset; "
               "supervisord --version; calico-node version; calicoctl version --client; "
-              "ls $CALICO_TEMPLATES_DIR; test -f $CALICO_SUPERVISORD_TEMPLATE && echo template-ok")
+              "ls $CALICO_TEMPLATES_DIR; test -f $CALICO_SUPERVISORD_TEMPLATE && echo template-ok; "
+              "for tool in birdcl birdcl6 versions restart-calico-confd; do command -v $tool; done")
     output = client.containers.run(image, ["-c", script], entrypoint="sh", network_mode="none", remove=True)
     text = output.decode()
     for expected in ("BIRD version 1.6", "iptables v1.8", "/usr/sbin/ipset", "Client Version:", "bird.cfg.j2",
-                     "template-ok"):
+                     "template-ok", "/usr/bin/birdcl\n", "/usr/bin/birdcl6\n", "/usr/sbin/versions\n",
+                     "/usr/sbin/restart-calico-confd\n"):
         assert expected in text, text
+    # docker run IMAGE <command> runs that command (under tini), not the node.
+    for argv in (["calico-node", "version"], ["calico-node", "-v"]):
+        output = client.containers.run(image, argv, network_mode="none", remove=True)
+        assert output.decode().strip() == __version__
+    output = client.containers.run(image, ["versions"], network_mode="none", remove=True).decode()
+    assert output.startswith(f"{__version__}\n\n") and "BIRD version 1.6" in output, output
 
 
 def test_calicoctl_node_run_starts_the_image(image, etcd, tmp_path):
@@ -140,6 +153,21 @@ def test_calicoctl_node_run_starts_the_image(image, etcd, tmp_path):
             code, text = _exec(container, "calicoctl", "node", "status")
             assert code == 0, text
             assert text.startswith("Calico process is running.\n\nIPv4 BGP status\nNo IPv4 peers found.\n"), text
+
+            # birdcl talks to the node's BIRD on its socket in /var/run/calico.
+            code, text = _exec(container, "birdcl", "show", "protocols")
+            assert code == 0 and "BIRD 1.6" in text and "device1" in text, text
+            code, text = _exec(container, "birdcl6", "show", "status")
+            assert code == 0 and "Daemon is up and running" in text, text
+
+            # File logging is on (calicoctl node run leaves it on): each program's lines are
+            # in the container log and, timestamped, under --log-dir.
+            logs = container.logs().decode(errors="replace")
+            assert "Felix (calico-node-py) starting" in logs and "confd starting for node" in logs, logs[-3000:]
+            felix_log = (log_dir / "felix" / "current").read_text().splitlines()
+            assert felix_log and all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{5} ", line)
+                                     for line in felix_log), felix_log[:3]
+            assert (log_dir / "bird" / "current").read_text().strip()
 
             # The agent programmed the test namespace, not this machine.
             rules = ns.run("iptables-legacy-save").stdout + ns.run("iptables-nft-save", check=False).stdout

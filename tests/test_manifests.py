@@ -282,7 +282,8 @@ def test_rbac_grants_the_kdd_node_what_it_writes():
         assert (plural, "get") in granted or (plural, "list") in granted, plural
     for write in (("ippools", "create"), ("felixconfigurations", "create"), ("clusterinformations", "update"),
                   ("tiers", "create"), ("ipamblocks", "update"), ("ipamhandles", "create"),
-                  ("blockaffinities", "delete"), ("caliconodestatuses", "update")):
+                  ("blockaffinities", "delete"), ("caliconodestatuses", "update"),
+                  ("caliconodestatuses/status", "update")):
         assert write in granted, write
 
 

@@ -5,6 +5,7 @@ nothing behind on SIGTERM."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
@@ -16,7 +17,9 @@ from node_start import ROOT, StartedNode, wait_for
 pytestmark = pytest.mark.etcd
 
 NODE_IP, PEER_IP = "10.231.0.1", "10.231.0.2"
-ALL = {"felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup", "restarter"}
+SVLOGD_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{5} ")
+ALL = {"felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup",
+       "status-reporter", "restarter"}
 
 PEER_CONFIG = f"""router id {PEER_IP};
 protocol device {{ scan time 2; }}
@@ -101,6 +104,17 @@ def test_bgp_node_lifecycle(etcd_clean, client):
             assert wait_for(lambda: health(node, "-bird-ready", "-bird-live") == (0, ""), 30, interval=0.5), \
                 (health(node, "-bird-ready"), node.logs("bird")[-2000:])
 
+            # birdcl/birdcl6 (Debian's birdc behind them) find the node's BIRD sockets.
+            for client, socket in (("birdcl", "bird.ctl"), ("birdcl6", "bird6.ctl")):
+                path = str(ROOT / "rootfs" / "usr" / "bin" / client)
+                for argv in ([path, "show", "status"], [path, "-s", str(node.run_dir / socket), "show", "status"]):
+                    shown = node.ns.run(*argv, env=node.env(), check=False)
+                    assert shown.returncode == 0 and "Daemon is up and running" in shown.stdout, \
+                        (argv, shown.stdout, shown.stderr)
+            shown = node.ns.run(str(ROOT / "rootfs" / "usr" / "bin" / "birdcl"), "show", "protocols",
+                                env=node.env(), check=False)
+            assert "Established" in shown.stdout, shown.stdout
+
             # Calico's helper restarts the renderer.
             old = node.pid_of("confd")
             helper = node.ns.run(str(ROOT / "rootfs" / "usr" / "sbin" / "restart-calico-confd"), env=node.env(),
@@ -113,7 +127,20 @@ def test_bgp_node_lifecycle(etcd_clean, client):
         assert node.processes() == {}
         assert not (node.run_dir / "supervisord.pid").exists()
         assert "Calico node failed to start" not in node.output()
-        assert node.logs("felix") and node.logs("confd") and node.logs("bird")  # per-program logs
+        # As Calico's log services do: every program's output reaches the container log
+        # (calico-node start's stdout) and, each line timestamped as svlogd -ttt does, the
+        # program's own file.
+        out = node.output()
+        assert "Felix (calico-node-py) starting for host node1" in out
+        assert "confd starting for node node1" in out
+        for program in ("felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs"):
+            lines = node.logs(program).splitlines()
+            assert lines, program
+            assert all(SVLOGD_STAMP.match(line) for line in lines), (program, lines[:3])
+            # the files hold what the container log shows, stamps aside
+            assert all(line[26:] in out for line in lines[:20]), (program, lines[:3])
+        # BIRD's own lines carry no time: the files' do.
+        assert any("bird: " in line for line in node.logs("bird").splitlines()), node.logs("bird")[:2000]
 
 
 def _peer_config(node: StartedNode):
@@ -123,13 +150,14 @@ def _peer_config(node: StartedNode):
 
 
 @pytest.mark.parametrize("backend,env,expected", [
-    ("vxlan", {}, {"felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup", "restarter"}),
+    ("vxlan", {}, {"felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup", "status-reporter",
+                   "restarter"}),
     # Policy-only startup writes no BGP details, so the Node exists only because it names
     # its Kubernetes node (as in a cluster); without a Node the tunnel-address step fails,
     # as in Calico.
     ("none", {"CALICO_DISABLE_FELIX": "true", "CALICO_DISABLE_FILE_LOGGING": "true",
               "CALICO_K8S_NODE_REF": "k8s-node-none"},
-     {"allocate-tunnel-addrs", "complete-startup", "restarter"}),
+     {"allocate-tunnel-addrs", "complete-startup", "status-reporter", "restarter"}),
 ])
 def test_no_bgp_backends(etcd_clean, backend, env, expected):
     with StartedNode(etcd_clean.endpoint, f"node-{backend}", NODE_IP, PEER_IP, prefix="csn",
@@ -150,5 +178,8 @@ def test_no_bgp_backends(etcd_clean, backend, env, expected):
             assert not node.log_dir.exists()
         else:
             assert wait_for(lambda: health(node, "-felix-ready") == (0, ""), 30), node.logs("felix")[-3000:]
+            # The DaemonSet's probes without their BIRD flags, as the manifests' comment
+            # says to run them for this backend (Calico's calico-vxlan.yaml).
+            assert health(node, "-felix-live") == (0, "") and health(node, "-felix-ready") == (0, "")
         assert node.stop(timeout=40) == 0
         assert node.processes() == {}

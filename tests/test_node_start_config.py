@@ -45,13 +45,24 @@ def paths_env(root: Path) -> dict[str, str]:
 # -- the program set -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env,expected", [
-    ({}, ["felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup"]),
+    ({}, ["felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup",
+          "status-reporter"]),
     ({"CALICO_NETWORKING_BACKEND": "bird"}, ["felix", "confd", "bird", "bird6", "monitor-addresses",
-                                             "allocate-tunnel-addrs", "complete-startup"]),
-    ({"CALICO_NETWORKING_BACKEND": "vxlan"}, ["felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup"]),
-    ({"CALICO_NETWORKING_BACKEND": "none"}, ["felix", "allocate-tunnel-addrs", "complete-startup"]),
-    ({"CALICO_DISABLE_FELIX": "true"}, ["confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup"]),
-    ({"CALICO_DISABLE_FELIX": "true", "CALICO_NETWORKING_BACKEND": "none"}, ["allocate-tunnel-addrs", "complete-startup"]),
+                                             "allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
+    ({"CALICO_NETWORKING_BACKEND": "vxlan"}, ["felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup",
+                                              "status-reporter"]),
+    ({"CALICO_NETWORKING_BACKEND": "none"}, ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
+    ({"CALICO_DISABLE_FELIX": "true"}, ["confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs",
+                                        "complete-startup", "status-reporter"]),
+    ({"CALICO_DISABLE_FELIX": "true", "CALICO_NETWORKING_BACKEND": "none"},
+     ["allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
+    # The CNI token monitor: on Kubernetes (in-cluster or a kubeconfig) unless CALICO_MANAGE_CNI=false.
+    ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "CALICO_NETWORKING_BACKEND": "none"},
+     ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter", "monitor-token"]),
+    ({"KUBECONFIG": "/etc/kube/config", "CALICO_NETWORKING_BACKEND": "none"},
+     ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter", "monitor-token"]),
+    ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "CALICO_MANAGE_CNI": "false", "CALICO_NETWORKING_BACKEND": "none"},
+     ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
 ])
 def test_program_set(env, expected):
     assert names(enabled_programs(env, Paths.from_env({}))) == expected
@@ -159,15 +170,24 @@ def test_configuration_round_trips_through_supervisord(node_root, file_logging):
     assert view["socket"] == str(odd / "run" / "supervisor.sock")
     assert view["pidfile"] == str(odd / "run" / "supervisord.pid")
     assert set(view["programs"]) == {*names(programs), "restarter"}
+    python = Python.current().executable
     for program in programs:
         seen = view["programs"][program.name]
-        assert seen["argv"] == list(program.argv)
-        assert seen["stopasgroup"] and seen["killasgroup"] and seen["autorestart"]
         if file_logging:
-            assert seen["stdout"] == str(odd / "log" / program.name / "current")
-            assert seen["maxbytes"] == 10_000_000
+            # logtee first: output to the container log and, timestamped, rotated at 10 MB
+            # with 5 kept, to the program's own file; then the program itself.
+            assert seen["argv"] == [python, "-I", "-S", str(svconfig.LOGTEE), "--parent-stdout",
+                                    str(odd / "log" / program.name), "10000000", "5", "out", "--",
+                                    *program.argv]
         else:
-            assert seen["stdout"] == "/dev/stdout" and seen["maxbytes"] == 0
+            assert seen["argv"] == list(program.argv)
+        assert seen["stopasgroup"] and seen["killasgroup"] and seen["autorestart"]
+        # Both ways the output reaches the container log through supervisord's stdout.
+        assert seen["stdout"] == "/dev/stdout" and seen["maxbytes"] == 0
+    restarter = view["programs"]["restarter"]
+    assert restarter["stderr"] == "/dev/stdout"
+    assert (restarter["argv"][:10] == [python, "-I", "-S", str(svconfig.LOGTEE), "--parent-stdout",
+                                       str(odd / "log" / "restarter"), "10000000", "5", "err", "--"]) == file_logging
     if file_logging:
         assert view["logfile"] == str(odd / "log" / "supervisord.log")
         assert view["childlogdir"] == str(odd / "log")
@@ -234,6 +254,34 @@ def test_failed_startup_stage_stops_the_boot(node_root):
     assert run.stderr.rstrip().endswith(FAILED_LINE)
     assert STARTED_LINE not in run.stdout
     assert not (node_root / "etc" / "supervisord.conf").exists()
+
+
+def test_start_leaves_the_kernel_alone_unless_asked(node_root):
+    """Calico's node loads no module and sets no sysctl by itself (calicoctl node run and
+    the policy agent do); ``--kernel-prep`` has the startup stage do it first. The
+    datastore here is unusable, so the boot stops right after that point."""
+    sysctls = node_root / "sys"
+    (sysctls / "net/ipv4").mkdir(parents=True)
+    (sysctls / "net/ipv4/ip_forward").write_text("0\n")
+    calls = node_root / "modprobe.log"
+    modprobe = node_root / "modprobe"
+    modprobe.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
+    modprobe.chmod(0o755)
+    env = dict(os.environ, **paths_env(node_root), NODENAME="n1", ETCD_ENDPOINTS="ftp://nowhere:1",
+               DATASTORE_TYPE="etcdv3")
+    kernel_args = ["--sysctl-root", str(sysctls), "--modprobe", str(modprobe)]
+    run = subprocess.run([*CALICO_NODE, "start", *kernel_args], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 1 and "has unsupported scheme" in run.stdout, run.stdout + run.stderr
+    assert not calls.exists()
+    assert (sysctls / "net/ipv4/ip_forward").read_text() == "0\n"
+    assert "Running command to load modules" not in run.stdout + run.stderr
+
+    run = subprocess.run([*CALICO_NODE, "start", "--kernel-prep", *kernel_args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "has unsupported scheme" in run.stdout, run.stdout + run.stderr
+    assert "xt_set" in calls.read_text().split()
+    assert (sysctls / "net/ipv4/ip_forward").read_text() == "1"
 
 
 def test_sigterm_during_startup_stops_the_step(node_root):

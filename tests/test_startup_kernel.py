@@ -104,12 +104,29 @@ def test_missing_modprobe_warns_once_per_module(tmp_path, caplog):
     assert sum("Could not load kernel module" in r.getMessage() for r in caplog.records) == len(MODULES)
 
 
-def test_startup_prepares_the_kernel_first(etcd_clean, etcd_kv, tmp_path):
+def test_startup_leaves_the_kernel_alone_by_default(etcd_clean, tmp_path):
+    """As Calico's startup: no module loaded, no sysctl written (calicoctl node run and
+    the policy agent do that), even when told where sysctls and modprobe are."""
+    root = sysctl_tree(tmp_path / "sys")
+    before = {p: p.read_text() for p in root.rglob("*") if p.is_file()}
+    modprobe, calls = fake_modprobe(tmp_path)
+    with NodeHost(etcd_clean, tmp_path / "node") as host:
+        add_link(host.ns, "eth0", "10.0.0.11/24")
+        result = host.startup("--sysctl-root", str(root), "--modprobe", modprobe[0])
+    assert result.returncode == 0, explain(result)
+    assert "Calico node started successfully" in result.stdout
+    assert not calls.exists()
+    assert {p: p.read_text() for p in root.rglob("*") if p.is_file()} == before
+    for message in ("Running command to load modules", "Enabling IPv4 forwarding", "Increasing conntrack limit"):
+        assert message not in result.stderr
+
+
+def test_startup_prepares_the_kernel_first_when_asked(etcd_clean, etcd_kv, tmp_path):
     root = sysctl_tree(tmp_path / "sys")
     modprobe, calls = fake_modprobe(tmp_path, failing=("ipip",))
     with NodeHost(etcd_clean, tmp_path / "node") as host:
         add_link(host.ns, "eth0", "10.0.0.11/24")
-        result = host.startup("--sysctl-root", str(root), "--modprobe", modprobe[0])
+        result = host.startup("--kernel-prep", "--sysctl-root", str(root), "--modprobe", modprobe[0])
     assert result.returncode == 0, explain(result)
     assert (root / "net/ipv4/ip_forward").read_text() == "1"
     assert calls.read_text().split() == list(MODULES)

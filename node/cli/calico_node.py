@@ -15,6 +15,7 @@ import sys
 from typing import Sequence
 
 from node import __version__
+from node.cli import legacy_flags
 from node.cli.plugins import register_all
 from node.cli.roles.health import FLAGS as HEALTH_FLAGS, THRESHOLD_FLAG
 
@@ -30,29 +31,27 @@ ROLE_LOG_LEVEL_ENV = {
     "felix": ("FELIX_LOGSEVERITYSCREEN",),
     "start": ("CALICO_STARTUP_LOGLEVEL",),
     "complete-startup": ("CALICO_STARTUP_LOGLEVEL",),
+    "monitor-token": ("CALICO_STARTUP_LOGLEVEL",),
     "shutdown": ("CALICO_STARTUP_LOGLEVEL",),
+    "status-reporter": ("CALICO_STARTUP_LOGLEVEL",),
+    "hostpath-init": ("CALICO_STARTUP_LOGLEVEL",),
 }
 
 
-# Calico's older flag-style command lines, as its runit services and DaemonSet probes
-# spell them: ``calico-node -felix`` (the policy agent; ``calicoctl node status`` looks
-# for that process), ``calico-node -shutdown`` (the preStop hook) and
-# ``calico-node -felix-live -bird-live`` (the health probes).
-LEGACY_ROLE_FLAGS = {"-felix": "felix", "--felix": "felix", "-shutdown": "shutdown", "--shutdown": "shutdown"}
+# Calico's released flag-style command lines, as its runit services, DaemonSets and
+# helper scripts spell them: ``calico-node -felix`` (the policy agent; ``calicoctl node
+# status`` looks for that process), ``-startup``, ``-confd``, ``-monitor-token``,
+# ``-status-reporter``, ``-shutdown`` (the preStop hook), ``-felix-live -bird-live`` (the
+# health probes), ``-v``...: see ``node.cli.legacy_flags``.
+LEGACY_ROLE_FLAGS = {f"{dash}{flag}": role for flag, role in legacy_flags.ROLES if role and flag != "v"
+                     for dash in ("-", "--")}
 LEGACY_HEALTH_FLAGS = (*HEALTH_FLAGS, THRESHOLD_FLAG)
 
 
 def translate_legacy(argv: Sequence[str]) -> list[str]:
-    """Map a legacy flag-style command line onto the subcommand form."""
-    argv = list(argv)
-    if not argv:
-        return argv
-    first = argv[0]
-    if first in LEGACY_ROLE_FLAGS:
-        return [LEGACY_ROLE_FLAGS[first], *argv[1:]]
-    if first.startswith("-") and first.lstrip("-").partition("=")[0] in LEGACY_HEALTH_FLAGS:
-        return ["health", *argv]
-    return argv
+    """Map a legacy flag-style command line onto the subcommand form (``LegacyUsage``
+    when Calico's binary would refuse it)."""
+    return legacy_flags.translate(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +109,14 @@ def report_unexpected(role: str | None, exc: BaseException) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     role = None
     try:
-        args = build_parser().parse_args(translate_legacy(sys.argv[1:] if argv is None else argv))
+        try:
+            translated = translate_legacy(sys.argv[1:] if argv is None else argv)
+        except legacy_flags.LegacyUsage as exc:
+            print(exc.message, flush=True)
+            if exc.details:
+                print(exc.details, file=sys.stderr)
+            return exc.code
+        args = build_parser().parse_args(translated)
         role = args.role
         return args.func(args)
     except KeyboardInterrupt:

@@ -5,7 +5,9 @@ In order, in the foreground:
 1. ``CALICO_NETWORKING`` (deprecated) becomes ``CALICO_NETWORKING_BACKEND``: ``false`` is
    ``none``, anything else ``bird``.
 2. The program set is worked out (and its executables found) before anything is written.
-3. The startup stage: ``calico-node startup`` (kernel preparation, the Node, pools...).
+3. The startup stage: ``calico-node startup`` (the Node, pools...; kernel preparation
+   only with ``--kernel-prep``: like Calico's, the node changes nothing in the kernel
+   by itself).
    Its ``Calico node started successfully`` line is held back: it is printed once the
    whole boot has succeeded, as rc.local prints it last.
 4. ``NODENAME`` is read from the nodename file startup wrote (missing: exit 1).
@@ -37,8 +39,8 @@ from typing import Mapping, Sequence, TextIO
 from node.config import Paths
 from node.supervise import config as svconfig
 from node.supervise.layout import Layout
-from node.supervise.programs import (BACKEND_ENV, Program, ProgramError, Python, backend, enabled_programs,
-                                     runs_bird)
+from node.supervise.programs import (BACKEND_ENV, MANAGE_CNI_ENV, Program, ProgramError, Python, backend,
+                                     enabled_programs, runs_bird, runs_token_monitor)
 
 log = logging.getLogger("node.supervise.boot")
 
@@ -57,7 +59,7 @@ class BootError(Exception):
 
 @dataclass(frozen=True)
 class StartOptions:
-    kernel_prep: bool = True
+    kernel_prep: bool = False
     sysctl_root: str = "/proc/sys"
     modprobe: str = "modprobe"
 
@@ -213,9 +215,9 @@ def boot(options: StartOptions, env: Mapping[str, str] | None = None) -> int:
         python = Python.current()
         prepare(env, env.get("NODENAME", ""), python)  # fail before anything is written
 
-        startup = ["startup", "--sysctl-root", options.sysctl_root, "--modprobe", options.modprobe]
-        if not options.kernel_prep:
-            startup.insert(1, "--no-kernel-prep")
+        startup = ["startup"]
+        if options.kernel_prep:
+            startup += ["--kernel-prep", "--sysctl-root", options.sysctl_root, "--modprobe", options.modprobe]
         steps.run("the startup stage", python.role(*startup), env, hold_back=STARTED_LINE)
         env["NODENAME"] = read_nodename(env)
         steps.run("allocate-tunnel-addrs --run-once", python.role("allocate-tunnel-addrs", "--run-once"), env)
@@ -224,6 +226,9 @@ def boot(options: StartOptions, env: Mapping[str, str] | None = None) -> int:
             print("CALICO_NETWORKING_BACKEND is none - no BGP daemon running", flush=True)
         elif backend(env) == "vxlan":
             print("CALICO_NETWORKING_BACKEND is vxlan - no need to run a BGP daemon", flush=True)
+        if env.get(MANAGE_CNI_ENV) != "false" and not runs_token_monitor(env):
+            log.info("No Kubernetes configuration (KUBECONFIG or in-cluster): the CNI token monitor is not "
+                     "started (set CALICO_MANAGE_CNI=false to say so)")
         paths = Paths.from_env(env)
         if runs_bird(env):
             for removed in remove_stale_bird_config(paths):

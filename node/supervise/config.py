@@ -4,12 +4,17 @@ The template only lays the file out; this module decides every value. All paths 
 from the node's ``Layout`` (``CALICO_*_DIR``), so a second node with other directories
 gets a configuration that shares nothing with the first.
 
-Logging follows Calico's runit setup: each program's output (stderr folded into stdout)
-goes to ``$CALICO_LOG_DIR/<program>/current``, rotated at 10 MB with 5 files kept; with
-``CALICO_DISABLE_FILE_LOGGING=true`` it goes to supervisord's stdout (the container log)
-instead and no log directory is used. supervisord's own log (starts, exits, restarts)
-is always on its stdout, and also in ``$CALICO_LOG_DIR/supervisord.log`` when file
-logging is on.
+Logging follows Calico's runit setup (each service's ``log/run``: ``tee >(svlogd -ttt
+DIR)``): each program's output (stderr folded into stdout) goes to the container log
+(supervisord's stdout) and, with a svlogd ``-ttt`` timestamp on every line, to
+``$CALICO_LOG_DIR/<program>/current``, rotated at 10 MB with 5 files kept. One logging
+process per program does both (``node.supervise.logtee``, which the program's command
+starts before it execs the program, so supervisord still watches the program itself).
+With ``CALICO_DISABLE_FILE_LOGGING=true`` the output goes only to the container log,
+straight from supervisord, and no log directory is used. The restarter's stderr is
+handled the same way (its stdout is supervisord's event protocol). supervisord's own log
+(starts, exits, restarts) is always on its stdout, and also in
+``$CALICO_LOG_DIR/supervisord.log`` when file logging is on.
 
 ``CALICO_SUPERVISORD_TEMPLATE`` points at another template.
 """
@@ -19,7 +24,6 @@ import os
 import re
 import shlex
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -79,18 +83,18 @@ def command_line(argv: Sequence[str]) -> str:
     return escape(shlex.join(argv))
 
 
-@dataclass(frozen=True)
-class LogTarget:
-    path: str
-    max_bytes: int
-    backups: int
+# Every program's output reaches the container log through supervisord's stdout (not
+# seekable: supervisord's own rotation stays off); the files are logtee's.
+CONTAINER_LOG = "/dev/stdout"
+LOGTEE = Path(__file__).resolve().with_name("logtee.py")
 
 
-def _log_target(layout: Layout, name: str, to_files: bool) -> LogTarget:
-    if to_files:
-        return LogTarget(str(layout.program_log(name)), LOG_MAX_BYTES, LOG_BACKUPS)
-    # Not seekable: rotation must be off.
-    return LogTarget("/dev/stdout", 0, 0)
+def logged_argv(executable: str, argv: Sequence[str], directory: Path, streams: str = "out") -> tuple[str, ...]:
+    """``argv`` run under ``node.supervise.logtee``: its output (``streams`` "out": stdout
+    and stderr, "err": stderr only) copied to the container log and, timestamped and
+    rotated, to ``directory/current``."""
+    return (executable, "-I", "-S", str(LOGTEE), "--parent-stdout", str(directory), str(LOG_MAX_BYTES),
+            str(LOG_BACKUPS), streams, "--", *argv)
 
 
 def log_dirs(layout: Layout, programs: Sequence[Program], env: Mapping[str, str]) -> list[Path]:
@@ -112,19 +116,18 @@ def render(env: Mapping[str, str], layout: Layout, programs: Sequence[Program], 
                               trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     rendered_programs = []
     for program in programs:
-        target = _log_target(layout, program.name, to_files)
+        argv = program.argv
+        if to_files:
+            argv = logged_argv(python.executable, argv, layout.program_log_dir(program.name))
         rendered_programs.append({
-            "name": program.name, "command": command_line(program.argv), "stop_wait": program.stop_wait,
-            "comment": program.comment.replace("\n", " "), "log_file": log_file_value(target.path),
-            "log_max_bytes": target.max_bytes, "log_backups": target.backups,
+            "name": program.name, "command": command_line(argv), "stop_wait": program.stop_wait,
+            "comment": program.comment.replace("\n", " "), "log_file": log_file_value(CONTAINER_LOG),
         })
-    restarter_log = _log_target(layout, "restarter", to_files)
-    restarter = {
-        "command": command_line((python.executable, "-m", "node.supervise.restarter",
-                                 "--server-url", layout.server_url)),
-        "log_file": log_file_value(restarter_log.path), "log_max_bytes": restarter_log.max_bytes,
-        "log_backups": restarter_log.backups,
-    }
+    restarter_argv: tuple[str, ...] = (python.executable, "-m", "node.supervise.restarter",
+                                       "--server-url", layout.server_url)
+    if to_files:
+        restarter_argv = logged_argv(python.executable, restarter_argv, layout.program_log_dir("restarter"), "err")
+    restarter = {"command": command_line(restarter_argv), "log_file": log_file_value(CONTAINER_LOG)}
     context = {
         "written_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "backend": backend(env) or "(unset: bird)",

@@ -10,6 +10,13 @@ program per role):
 | monitor-addresses | ``CALICO_NETWORKING_BACKEND`` is not ``none`` |
 | allocate-tunnel-addrs | always |
 | complete-startup | always (it skips the Kubernetes update where there is none) |
+| status-reporter (CalicoNodeStatus) | always |
+| monitor-token (the CNI plugin's kubeconfig) | ``CALICO_MANAGE_CNI`` is not ``false`` and a Kubernetes configuration exists |
+
+Calico runs the token monitor whenever ``CALICO_MANAGE_CNI`` is not ``false``; without a
+Kubernetes configuration it fails and, being one of node-services' goroutines, takes
+the others down with it, over and over. Here each role is its own program, and one
+that could only fail is not started (the start logs say so).
 
 Command lines:
 
@@ -40,6 +47,7 @@ from node.config import Paths
 
 BACKEND_ENV = "CALICO_NETWORKING_BACKEND"
 DISABLE_FELIX_ENV = "CALICO_DISABLE_FELIX"
+MANAGE_CNI_ENV = "CALICO_MANAGE_CNI"
 NO_BGP_BACKENDS = ("none", "vxlan")
 
 # Waits for the config file ($1) to exist and be non-empty, then execs the rest.
@@ -117,6 +125,14 @@ def runs_monitor(env: Mapping[str, str]) -> bool:
     return backend(env) != "none"
 
 
+def runs_token_monitor(env: Mapping[str, str]) -> bool:
+    """Calico's ``CALICO_MANAGE_CNI`` test, and a Kubernetes configuration to get tokens
+    from (``KUBECONFIG``, or the in-cluster service account's environment)."""
+    if env.get(MANAGE_CNI_ENV) == "false":
+        return False
+    return bool(env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST"))
+
+
 def bird_argv(binary: str, socket: str, config: str) -> tuple[str, ...]:
     return (binary, "-R", "-s", socket, "-d", "-c", config)
 
@@ -154,6 +170,11 @@ def enabled_programs(env: Mapping[str, str], paths: Paths, python: Python | None
                             comment="keeps the node's IPIP/VXLAN tunnel addresses assigned"))
     programs.append(Program("complete-startup", python.role("complete-startup"),
                             comment="marks the Kubernetes node's network available once Calico is ready"))
+    programs.append(Program("status-reporter", python.role("status-reporter"),
+                            comment="fills this node's CalicoNodeStatus resources from BIRD"))
+    if runs_token_monitor(env):
+        programs.append(Program("monitor-token", python.role("monitor-token"),
+                                comment="keeps the CNI plugin's kubeconfig supplied with a fresh token"))
     return programs
 
 

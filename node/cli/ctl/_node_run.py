@@ -26,6 +26,7 @@ import queue
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -259,7 +260,7 @@ def plan_container(opts: RunOptions) -> ContainerPlan:
     if opts.felix_config:
         volumes.append((opts.felix_config, FELIX_CONFIG_NODE_FILE))
     env["ETCD_ENDPOINTS"] = ",".join(cfg.etcd_endpoints)
-    env["ETCD_DISCOVERY_SRV"] = ""
+    env["ETCD_DISCOVERY_SRV"] = cfg.etcd_discovery_srv
     if cfg.etcd_ca_cert_file:
         env["ETCD_CA_CERT_FILE"] = ETCD_CA_CERT_NODE_FILE
         volumes.append((cfg.etcd_ca_cert_file, ETCD_CA_CERT_NODE_FILE))
@@ -314,12 +315,15 @@ def prepare_kernel(out: Callable[[str], None], sysctl_root: Path = SYSCTL_ROOT,
     """calicoctl's host preparation: best-effort module load, forwarding (fatal if it
     cannot be set), conntrack limit (a warning). Sysctls already right are not rewritten
     and a larger conntrack limit is never lowered."""
-    from startup.kernel import KernelReport, load_modules, set_sysctl
+    from startup.kernel import KernelReport, set_sysctl
 
     report = KernelReport()
-    modules = ("xt_set", "ip6_tables")
-    out(f"Running command to load modules: {' '.join(modprobe)} -a {' '.join(modules)}")
-    load_modules(modprobe, modules)
+    argv = [*modprobe, "-a", "xt_set", "ip6_tables"]
+    out(f"Running command to load modules: {' '.join(argv)}")
+    try:  # the very command printed, once; its result is not checked (calicoctl's neither)
+        subprocess.run(argv, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     out("Enabling IPv4 forwarding")
     try:
         set_sysctl(sysctl_root, "net.ipv4.ip_forward", "1", report)
