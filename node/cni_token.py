@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from node.errors import CalicoError, ConfigError
+from node.files import write_atomically
 
 log = logging.getLogger("cni-config-monitor")
 
@@ -230,21 +230,9 @@ def check_kube_config(env: Mapping[str, str], service_account_dir: str) -> str:
 
 
 def write_secret_file(path: Path, content: str, mode: int = KUBECONFIG_MODE) -> None:
-    """Write ``path`` through a temp file in its directory renamed over it, so a reader sees
-    the old token or the new one, never half a file; the temp file is private from the
-    start, as it holds the token. (confd's writer would load the whole renderer.)"""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``path`` so a reader sees the old token or the new one, never half a file; the
+    temp file is private from the start, as it holds the token."""
+    write_atomically(path, content, mode)
 
 
 def _directory_signature(directory: str) -> tuple:

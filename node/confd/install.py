@@ -20,15 +20,13 @@ BIRD at all, and one warning names the pools, instead of a failed check on every
 """
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node import bird
+from node import bird, files
 from node.confd.render import FAMILY_FILES, MAIN_FILES
 
 log = logging.getLogger(__name__)
@@ -70,26 +68,7 @@ def krt_tunnel_supported(binary: str = "bird") -> bool:
 
 def write_atomically(path: Path, content: str, mode: int = FILE_MODE) -> None:
     """Write ``content`` to ``path`` through a temp file renamed over it (same directory)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            if exc.errno != errno.EBUSY:
-                raise
-            # The destination is a bind mount, which cannot be renamed over: write in place.
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(content)
-            os.unlink(tmp)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_atomically(path, content, mode)
 
 
 def _read(path: Path) -> str | None:

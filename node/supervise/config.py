@@ -29,6 +29,7 @@ from typing import Mapping, Sequence
 
 import jinja2
 
+from node.files import write_atomically
 from node.supervise.layout import LOG_BACKUPS, LOG_MAX_BYTES, Layout
 from node.supervise.programs import Program, Python, backend
 
@@ -153,9 +154,5 @@ def write(text: str, layout: Layout) -> Path:
     """Write the configuration atomically (0644) and return its path."""
     target = layout.conf_file
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, target)
+    write_atomically(target, text, 0o644)
     return target

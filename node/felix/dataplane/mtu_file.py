@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from node.files import write_atomically
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "mtu"
@@ -46,10 +48,7 @@ class MTUFileWriter:
             log.warning("the pods' MTU %d is larger than the host interface's MTU %d", pod_mtu, host_mtu)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{FILE_NAME}.tmp")
-            tmp.write_text(str(pod_mtu))
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)  # readers see the old number or the new, never half
+            write_atomically(self.path, str(pod_mtu), 0o644)  # the old number or the new, never half
         except OSError as exc:
             self._written = None
             failure = f"cannot write the MTU file {self.path} ({exc}); pods' MTU may not be set properly"
