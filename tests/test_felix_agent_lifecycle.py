@@ -34,6 +34,15 @@ def metric(node: FelixNode, name: str) -> float:
     return total
 
 
+def labelled(node: FelixNode, name: str, **labels: str) -> float | None:
+    """One labelled series' value (None when absent), scraped inside the node namespace."""
+    want = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    for line in scrape(node).splitlines():
+        if line.startswith(name + want + " "):
+            return float(line.split()[-1])
+    return None
+
+
 def _setup(node: FelixNode) -> None:
     node.namespace_profile("ns1")
     node.write(_resource("IPPool", "pool", {"cidr": "10.65.0.0/16"}))
@@ -126,6 +135,19 @@ def test_restart_converges_without_writes_or_dropped_connections(node, tmp_path)
     assert any(re.fullmatch(r'felix_label_index_num_active_selectors\{optimized="true"\} [1-9]\d*', line)
                for line in lines)
     assert {"felix_log_errors 0", "felix_logs_dropped 0"} <= set(lines)
+    # The calculation's families: the two local pods, the one policy (used here, with its
+    # source selector's set), the three tiers and the namespace's two profiles; the updates
+    # and messages of the initial sync by Felix's type names; the IP sets programmed.
+    assert {"felix_active_local_endpoints 2", "felix_active_local_policies 1", "felix_active_local_selectors 1",
+            "felix_cluster_num_workload_endpoints 2", "felix_cluster_num_host_endpoints 0",
+            "felix_cluster_num_hosts 1", "felix_cluster_num_policies 1", "felix_cluster_num_tiers 3",
+            "felix_cluster_num_profiles 2"} <= set(lines), [l for l in lines if "_local_" in l or "_num_" in l]
+    assert labelled(node, "felix_calc_graph_updates_processed", type="WorkloadEndpointKey") >= 2
+    assert labelled(node, "felix_calc_graph_updates_processed", type="PolicyKey") >= 1
+    assert labelled(node, "felix_int_dataplane_messages", type="WorkloadEndpointUpdate") >= 2
+    assert labelled(node, "felix_int_dataplane_messages", type="InSync") == 1
+    assert metric(node, "felix_calc_graph_output_events") == metric(node, "felix_int_dataplane_messages") > 0
+    assert metric(node, "felix_ipsets_total") >= 1
     server = EchoServer(node.pods["b"].netns, 7000)
     try:
         with Conversation(node.pods["a"].netns, node.pods["b"].ipv4, 7000) as talk:

@@ -184,3 +184,59 @@ def test_felix_environment_changes_the_rendering():
     assert '"Configured DefaultEndpointToHostAction" --jump DROP' in default
     assert '"Configured DefaultEndpointToHostAction" --jump ACCEPT' in changed
     assert "--set-mark 0/0x1b0000" in default and "--set-mark 0/0x1b000000" in changed
+
+
+def test_endpoint_slices_from_files_fill_the_service_sets(tmp_path):
+    """A dry run from files takes Kubernetes EndpointSlices (as the agent's syncer does on
+    the Kubernetes datastore), so the IP sets of rules naming a Service can be seen
+    offline; a slice the agent could not use is reported and skipped."""
+    from node.selector import make_unique_id
+    from node.felix.rules.names import ip_set_name
+
+    path = tmp_path / "svc.yaml"
+    path.write_text("""\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: to-api, namespace: ns1}
+spec:
+  selector: all()
+  types: [Egress]
+  egress: [{action: Allow, destination: {services: {name: api, namespace: default}}}]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: node1-k8s-web-eth0, namespace: ns1}
+spec: {orchestrator: k8s, node: node1, pod: web, endpoint: eth0, interfaceName: caliweb,
+       ipNetworks: [10.65.0.5/32], profiles: [kns.ns1]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: api-x1
+  labels: {kubernetes.io/service-name: api}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.11]}, {addresses: [10.0.0.12], conditions: {ready: false}}]
+ports: [{port: 8443, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1beta1
+kind: EndpointSlice
+metadata: {name: old-api, namespace: default}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: default}
+""")
+    name = ip_set_name(make_unique_id("svc", "default/api"), 4)
+    ipsets = dry_run("node1", {}, files=[str(path)], interfaces=IFACES, what="ipsets")
+    assert f"create {name} hash:ip,port" in ipsets
+    assert f"add {name} 10.0.0.11,tcp:8443" in ipsets and f"add {name} 10.0.0.12,tcp:8443" in ipsets, ipsets
+    assert f"--match-set {name} dst,dst" in dry_run("node1", {}, files=[str(path)], interfaces=IFACES)
+
+    from node.felix.dryrun import load_inputs
+    inputs = load_inputs([str(path)])
+    assert [(s.namespace, s.name, s.service) for s in inputs.endpoint_slices] == [("default", "api-x1", "default/api")]
+    assert inputs.problems == [
+        f"{path} (document 4): skipped: EndpointSlice old-api: apiVersion must be discovery.k8s.io/v1",
+        f"{path} (document 5): skipped: EndpointSlice without metadata.name"]
+    run = _calico_node("felix", "--dry-run", "--ipsets", "--from-file", str(path), env=_env(NODENAME="node1"))
+    assert run.returncode == 0 and f"add {name} 10.0.0.11,tcp:8443" in run.stdout, run.stderr

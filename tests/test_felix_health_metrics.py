@@ -14,10 +14,15 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from node.felix import types as t
 from node.felix.calc.members import EndpointData, IPSetMemberIndex
 from node.felix.calc.rule_scanner import IPSetData
 from node.felix.config import FelixConfig
 from node.felix.dataplane.interfaces import Interface, interface_changes
+import felix_calc_builders as builders
+from node.felix.calc import PolicyCalculation
+from node.felix.calc.stats import CalcStats, message_type, update_key_type
+from node.model import Resource
 from node.felix.metrics import (
     FelixMetrics,
     QuantileSummary,
@@ -100,8 +105,8 @@ def exercised(clock=None) -> FelixMetrics:
     m = FelixMetrics("node-1", clock=clock or FakeClock())
     m.watch(member_index("app == 'a'"), {"lo": Interface("lo", 1, True, frozenset({"127.0.0.1"}))},
             logging.getLogger("test-exercised"))
-    m.observe_calc_update(0.002, "WorkloadEndpointKey")
-    m.count_message("WorkloadEndpointUpdate")
+    m.observe_calc_updates(0.002, {"WorkloadEndpointKey": 1})
+    m.count_messages([t.InSync()])
     m.set_iptables_table(4, "filter", chains=12, rules=80)
     m.count_iptables_lines(4, "filter", 92)
     m.set_ipsets(4, 3)
@@ -199,11 +204,11 @@ def test_sync_status_and_resyncs():
     assert parse(m.exposition().decode())["felix_resync_state"].samples[0].value == 1
 
 
-def test_setters_move_their_gauges_and_leave_others():
+def test_calc_stats_set_their_gauges():
     m = FelixMetrics("h", process_metrics=False, runtime_metrics=False)
-    m.set_active_local(endpoints=4, policies=2, selectors=9)
-    m.set_cluster(hosts=3, workload_endpoints=30, host_endpoints=1, policies=7, profiles=5, tiers=2)
-    m.set_active_local(policies=3)
+    m.set_calc_stats(CalcStats(active_endpoints=4, active_policies=2, active_selectors=9, hosts=3,
+                               workload_endpoints=30, host_endpoints=1, tiers=2, policies=7, profiles=5))
+    m.set_calc_stats(CalcStats(4, 3, 9, 3, 30, 1, 2, 7, 5))
     m.set_ipsets_total(11)
     values = {f.name: f.samples[0].value for f in parse(m.exposition().decode()).values()
               if f.type == "gauge" and f.samples}
@@ -243,7 +248,7 @@ def test_exec_time_is_in_microseconds_and_batches_are_summarised():
     m.observe_route_resync(0.5)
     m.observe_conntrack_wait(0.0)
     m.observe_conntrack_wait(0.25)
-    m.count_calc_output_events(4)
+    m.count_messages([t.IPSetRemove("s:a"), t.IPSetRemove("s:b"), t.InSync(), t.RouteRemove("10.0.0.0/26")])
     m.count_iptables_restore()
     m.count_iptables_restore(failed=True)
     m.count_iptables_save(failed=True)
@@ -254,6 +259,7 @@ def test_exec_time_is_in_microseconds_and_batches_are_summarised():
     assert "felix_route_table_conntrack_wait_seconds_count 2" in lines
     assert "felix_route_table_conntrack_wait_seconds_sum 0.25" in lines
     assert "felix_calc_graph_output_events 4" in lines
+    assert 'felix_int_dataplane_messages{type="IPSetRemove"} 2' in lines
     assert "felix_iptables_restore_calls 2" in lines
     assert "felix_iptables_restore_errors 1" in lines
     assert "felix_iptables_save_calls 1" in lines
@@ -369,6 +375,218 @@ def test_interface_batches_are_observed_per_inbox_batch():
     assert summary_count(m, "felix_int_dataplane_iface_msg_batch_size") == (3, 5)
     assert summary_count(m, "felix_int_dataplane_addr_msg_batch_size") == (2, 4)
     assert 'felix_int_dataplane_iface_msg_batch_size{quantile="0.99"} 2' in m.exposition().decode().splitlines()
+
+
+# -- the calculation's and the dataplane's families, fed by the agent -----------------------
+
+def test_update_key_types_are_felixs_model_key_types():
+    """The ``type`` label of felix_calc_graph_updates_processed: the model key type
+    libcalico-go's felix syncer gives each update, deletions by key alone included."""
+    from node.datastore.kubernetes.keys import native_key
+    from node.datastore.syncer import Update, UpdateType
+    from node.felix.calc.routes import IPAMBlock
+    from node.felix.calc.services import EndpointSliceSummary
+    from node.model import ipam as ipam_records
+
+    def key_type(res, deleted=False):
+        (update,) = (builders.delete if deleted else builders.put)(res)
+        if deleted:
+            update = Update(UpdateType.DELETED, update.key, None, 2)  # (the agent's syncer keeps no values)
+        return update_key_type(update)
+
+    assert key_type(builders.wep("a")) == key_type(builders.wep("a"), deleted=True) == "WorkloadEndpointKey"
+    assert key_type(builders.hep("h")) == "HostEndpointKey"
+    for res in (builders.gnp("g"), builders.np("n"),
+                Resource("StagedNetworkPolicy", {"name": "s", "namespace": "a"}, {}),
+                Resource("KubernetesNetworkPolicy", {"name": "k", "namespace": "a"}, {})):
+        assert key_type(res) == key_type(res, deleted=True) == "PolicyKey", res.kind
+    assert key_type(builders.tier("t")) == "TierKey"
+    assert key_type(builders.netset("n", "a", ["10.0.0.0/8"])) == key_type(builders.gnetset("g", [])) == "NetworkSetKey"
+    assert key_type(builders.pool("p", "10.65.0.0/16")) == "IPPoolKey"
+    assert key_type(builders.felix_config("default")) == "GlobalConfigKey"
+    assert key_type(builders.felix_config("node.node1"), deleted=True) == "HostConfigKey"
+    assert key_type(builders.felix_config("gpu-nodes")) == "ResourceKey"  # selector-scoped: whole
+    assert key_type(Resource("ClusterInformation", {"name": "default"}, {})) == "GlobalConfigKey"
+    for res in (builders.node("n1"), builders.profile("p"), builders.bgp_peer("b"),
+                builders.live_migration("m"), Resource("BGPConfiguration", {"name": "default"}, {})):
+        assert key_type(res) == key_type(res, deleted=True) == "ResourceKey", res.kind
+    block = ipam_records.block_key("10.65.0.0/26")
+    assert update_key_type(Update(UpdateType.NEW, block, IPAMBlock("10.65.0.0/26", "n1"), 1)) == "BlockKey"
+    assert update_key_type(Update(UpdateType.DELETED, block, None, 2)) == "BlockKey"
+    slice_key = native_key("EndpointSlice", "a", "s")
+    assert update_key_type(Update(UpdateType.NEW, slice_key, EndpointSliceSummary("a", "s", "a/svc"), 1)) == \
+        update_key_type(Update(UpdateType.DELETED, slice_key, None, 2)) == "ResourceKey"
+
+
+def test_message_types_are_felixs_protobuf_names():
+    assert message_type(t.RouteUpdateMsg(t.RouteUpdate("10.65.0.0/26"))) == "RouteUpdate"
+    assert message_type(t.HostMetadataUpdate(t.HostMetadata("n1", "192.0.2.1"))) == "HostMetadataV4V6Update"
+    assert message_type(t.HostMetadataRemove("n1")) == "HostMetadataV4V6Remove"
+    assert message_type(t.InSync()) == "InSync"
+    removal = t.WorkloadEndpointRemove(t.WorkloadEndpointID("k8s", "a/b", "eth0"))
+    assert message_type(removal) == "WorkloadEndpointRemove"
+
+
+def test_calculation_stats_follow_felixs_counting():
+    """felix_active_local_* (policy resolver, calc graph) and felix_cluster_num_* (stats
+    collector) from the calculation's own state, as keys come, go and move."""
+    calc = PolicyCalculation(builders.LOCAL)
+
+    def apply(updates) -> CalcStats:
+        calc.on_updates(updates)
+        return calc.stats()
+
+    policy = builders.np("b-from-a", selector="app == 'b'", types=["Ingress"],
+                         ingress=[{"action": "Allow", "source": {"selector": "app == 'a'"}},
+                                  {"action": "Allow", "source": {"selector": "app == 'z'", "nets": ["10.9.0.0/16"]}}])
+    unused = builders.gnp("unused", selector="app == 'nothing'",
+                          ingress=[{"action": "Allow", "source": {"selector": "role == 'x'"}}])
+    stats = apply(builders.put(
+        builders.tier("default"), builders.ns_profile("ns1"), builders.profile("other"), policy, unused,
+        builders.node(builders.LOCAL, "192.0.2.1"), builders.node(builders.REMOTE, "192.0.2.2"),
+        builders.node("node3"),  # no address and no tunnel: no key names its host
+        builders.wep("a", labels={"app": "a"}), builders.wep("b", labels={"app": "b"}, ips=("10.65.0.2/32",)),
+        builders.wep("c", node=builders.REMOTE, labels={"app": "b"}, ips=("10.65.1.1/32",)),
+        builders.hep("remote-eth0", node="node4", iface="eth0")))
+    assert stats == CalcStats(active_endpoints=2, active_policies=1, active_selectors=2, hosts=3,
+                              workload_endpoints=3, host_endpoints=1, tiers=1, policies=2, profiles=2)
+    # A tunnel address gives node3 a HostConfigKey; a node.<host> FelixConfiguration with a
+    # field set names its host too; one with nothing set does not.
+    stats = apply(builders.put(builders.node("node3", ipv4VXLANTunnelAddr="10.65.2.0"),
+                               builders.felix_config("node.node5", logSeverityScreen="Debug"),
+                               builders.felix_config("node.node6")))
+    assert stats.hosts == 6 - 1
+    # The host endpoint moves from node4 to node7 (its key follows its node), which only
+    # it names; a local endpoint goes, and the policy stops matching anything here.
+    stats = apply(builders.put(builders.hep("remote-eth0", node="node7", iface="eth0"))
+                  + builders.delete(builders.wep("b", labels={"app": "b"}, ips=("10.65.0.2/32",))))
+    assert stats == CalcStats(active_endpoints=1, active_policies=0, active_selectors=0, hosts=5,
+                              workload_endpoints=3 - 1, host_endpoints=1, tiers=1, policies=2, profiles=2)
+    # Forced policies are active without a match; an invalid endpoint does not count.
+    forced = builders.gnp("forced", selector="app == 'nothing'", performanceHints=["AssumeNeededOnEveryNode"],
+                          ingress=[{"action": "Allow", "source": {"selector": "role == 'y'"}}])
+    stats = apply(builders.put(forced, builders.wep("bad", ips=("not-an-ip",))))
+    assert (stats.active_policies, stats.active_selectors, stats.policies, stats.workload_endpoints) == (1, 1, 3, 2)
+
+
+def _agent():
+    from node.felix.agent import Agent
+
+    agent = Agent(builders.LOCAL, {}, kv_factory=lambda: None, default_rp_filter="1")
+    agent._interfaces = {}
+    return agent
+
+
+def _updates(updates):
+    from node.felix.agent import _Updates
+    return _Updates(updates)
+
+
+def test_agent_feeds_the_calculation_and_dataplane_message_families(monkeypatch):
+    """Each family moves when the agent does the matching work: the datastore updates
+    (the initial sync's too, counted before the metrics existed), the gauges after each
+    batch, and the calculation's messages as the dataplane takes them."""
+    from node.datastore.syncer import SyncStatus
+    from node.felix.agent import _Status
+
+    agent = _agent()
+    a = builders.wep("a", labels={"app": "a"})
+    policy = builders.np("to-a", selector="app == 'a'", types=["Ingress"],
+                         ingress=[{"action": "Allow", "source": {"selector": "app == 'b'"}}])
+    agent._handle(_updates(builders.put(builders.tier("default"), builders.ns_profile("ns1"), policy,
+                                        builders.node(builders.LOCAL, "192.0.2.1"),
+                                        builders.node(builders.REMOTE, "192.0.2.2"), a,
+                                        builders.wep("b", node=builders.REMOTE, labels={"app": "b"},
+                                                     ips=("10.65.1.1/32",)))))
+    agent._handle(_Status(SyncStatus.IN_SYNC))
+    m = FelixMetrics(builders.LOCAL, process_metrics=False, runtime_metrics=False, clock=FakeClock())
+    agent._metrics_started(m)  # (the agent makes them as its dataplane starts)
+    assert samples(m, "felix_calc_graph_updates_processed") == {
+        (("type", "PolicyKey"),): 1, (("type", "ResourceKey"),): 3, (("type", "TierKey"),): 1,
+        (("type", "WorkloadEndpointKey"),): 2}
+    assert summary_count(m, "felix_calc_graph_update_time_seconds")[0] == 7
+    gauges = {name: samples(m, name)[()] for name in (
+        "felix_active_local_endpoints", "felix_active_local_policies", "felix_active_local_selectors",
+        "felix_cluster_num_hosts", "felix_cluster_num_workload_endpoints", "felix_cluster_num_host_endpoints",
+        "felix_cluster_num_tiers", "felix_cluster_num_policies", "felix_cluster_num_profiles")}
+    assert gauges == {"felix_active_local_endpoints": 1, "felix_active_local_policies": 1,
+                      "felix_active_local_selectors": 1, "felix_cluster_num_hosts": 2,
+                      "felix_cluster_num_workload_endpoints": 2, "felix_cluster_num_host_endpoints": 0,
+                      "felix_cluster_num_tiers": 1, "felix_cluster_num_policies": 1, "felix_cluster_num_profiles": 1}
+    assert "felix_int_dataplane_messages" not in m.exposition().decode()
+
+    # The first batch of messages (the whole initial state, ending with InSync).
+    agent.iptables = {4: None}  # (as if the dataplane had started: nothing touches the kernel here)
+    monkeypatch.setattr(agent, "_apply", lambda: None)
+    agent._step()
+    messages = samples(m, "felix_int_dataplane_messages")
+    by_type = {labels[0][1]: value for labels, value in messages.items()}
+    assert by_type["WorkloadEndpointUpdate"] == 1 and by_type["ActivePolicyUpdate"] == 1
+    assert by_type["ActiveProfileUpdate"] == 1 and by_type["IPSetUpdate"] == 1
+    assert by_type["HostMetadataV4V6Update"] == 2 and by_type["InSync"] == 1 and by_type["RouteUpdate"] >= 1
+    first = sum(by_type.values())
+    assert samples(m, "felix_calc_graph_output_events") == {(): first}
+
+    # A change: the local endpoint goes and a local host endpoint comes.
+    agent._handle(_updates(builders.delete(a) + builders.put(builders.hep("eth0", iface="eth0"))))
+    assert samples(m, "felix_calc_graph_updates_processed")[(("type", "WorkloadEndpointKey"),)] == 3
+    assert samples(m, "felix_calc_graph_updates_processed")[(("type", "HostEndpointKey"),)] == 1
+    assert samples(m, "felix_cluster_num_workload_endpoints") == {(): 1}
+    assert samples(m, "felix_cluster_num_host_endpoints") == {(): 1}
+    assert samples(m, "felix_active_local_endpoints") == {(): 1}
+    assert samples(m, "felix_active_local_policies") == {(): 0}
+    agent._step()
+    by_type = {labels[0][1]: value for labels, value in samples(m, "felix_int_dataplane_messages").items()}
+    assert by_type["WorkloadEndpointRemove"] == 1 and by_type["HostEndpointUpdate"] == 1
+    assert by_type["ActivePolicyRemove"] == 1 and by_type["InSync"] == 1
+    assert samples(m, "felix_calc_graph_output_events") == {(): sum(by_type.values())} != {(): first}
+
+
+def test_agent_without_metrics_only_counts_until_its_dataplane_starts():
+    """Before the configuration is known the agent cannot tell whether metrics are on: it
+    counts updates by key type (a small dict) and nothing else."""
+    agent = _agent()
+    agent._handle(_updates(builders.put(builders.wep("a"), builders.wep("b"), builders.tier("default"))))
+    assert agent.metrics is None and agent._early_updates == {"WorkloadEndpointKey": 2, "TierKey": 1}
+
+
+def _listing(*names: str) -> dict[str, str]:
+    return {name: f"Name: {name}\nType: hash:net\nRevision: 7\nHeader: family inet hashsize 1024 maxelem 1048576\n"
+                  "Size in memory: 552\nReferences: 0\nNumber of entries: 0\nMembers:\n" for name in names}
+
+
+def test_ipset_gauges_are_the_kernels_sets_after_updates_and_after_deletions():
+    """felix_ipsets_total: the owned sets in the kernel once the creates and updates are
+    in (a stale set still there), one family's figure as Felix's unlabelled gauge holds;
+    felix_ipsets_calico: per family, after the stale sets are deleted."""
+    from node.felix.dataplane.ipsets import IPSetsDataplane
+    from node.felix.desired import IPSets
+    from test_felix_ipsets_plan import FakeIpset
+
+    agent = _agent()
+    m = FelixMetrics("h", process_metrics=False, runtime_metrics=False)
+    agent.metrics = m
+    v4 = IPSets(4, 1048576)
+    v4.replace("s:a", t.IPSetType.NET, ["10.0.0.1"])
+    v4.replace("s:b", t.IPSetType.NET, ["10.0.0.2"])
+    v6 = IPSets(6, 1048576)
+    v6.replace("s:a", t.IPSetType.NET, ["fd00::1"])
+    agent.ipsets = {4: IPSetsDataplane(v4, runner=FakeIpset(_listing("cali40stale", "cali40old"))),
+                    6: IPSetsDataplane(v6, runner=FakeIpset({}))}
+    for sets in agent.ipsets.values():
+        sets.apply_updates()
+    agent._export_counters()
+    lines = m.exposition().decode().splitlines()
+    assert 'felix_ipsets_calico{ip_version="inet"} 4' in lines  # (nothing deleted yet)
+    assert "felix_ipsets_total 1" in lines  # IPv6's, applied last
+    del agent.ipsets[6]
+    for sets in agent.ipsets.values():
+        sets.apply_deletions()
+        sets.apply_updates()
+    agent._export_counters()
+    lines = m.exposition().decode().splitlines()
+    assert 'felix_ipsets_calico{ip_version="inet"} 2' in lines
+    assert "felix_ipsets_total 2" in lines
 
 
 class _BrokenStream(io.StringIO):

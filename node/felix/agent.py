@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 from node.config import Paths
 from node.datastore.syncer import SyncStatus, Syncer
 from node.felix import health as hl
+from node.felix.calc.stats import count_key_types
 from node.felix.config import FelixConfig, config_file_values, unsupported_features
 from node.felix.dataplane.interfaces import InterfaceMonitor, addresses_by_name, host_mtu
 from node.felix.dataplane.ipsets import IPSetsDataplane, IPSetsError
@@ -202,6 +203,11 @@ class Agent:
         hl.register_felix_reporters(self.health, self.boot_config.DataplaneWatchdogTimeout)
         self.metrics: FelixMetrics | None = None
         self._metrics_server = None
+        # Until the dataplane starts (and with it the metrics, if on), the datastore
+        # updates by key type and the seconds the calculation took over them, so the
+        # metrics count the initial sync as Felix's do; dropped then.
+        self._early_updates: dict[str, int] | None = {}
+        self._early_seconds = 0.0
         self.iptables: dict[int, IptablesDataplane] = {}
         self.ipsets: dict[int, IPSetsDataplane] = {}
         self.routes: RouteDataplane | None = None
@@ -310,10 +316,17 @@ class Agent:
 
     def _handle(self, item) -> None:
         if isinstance(item, _Updates):
+            timed = self.metrics is not None or self._early_updates is not None
+            started = time.monotonic() if timed else 0.0
             self.pipeline.on_updates(item.updates)
             self._dirty = True
             if self.metrics is not None:
+                self.metrics.observe_calc_updates(time.monotonic() - started, count_key_types(item.updates))
+                self.metrics.set_calc_stats(self.pipeline.policy.stats())
                 self.metrics.observe_batch(len(item.updates))
+            elif self._early_updates is not None:
+                count_key_types(item.updates, self._early_updates)
+                self._early_seconds += time.monotonic() - started
         elif isinstance(item, _Status):
             self._status = item.status
             self.pipeline.on_status(item.status)
@@ -339,12 +352,12 @@ class Agent:
             self._next_status_report = now + STATUS_REPORT_INTERVAL
         if not self.pipeline.in_sync or self._interfaces is None:
             return  # never a partial picture
-        started = time.monotonic()
         messages = self.pipeline.complete()
         self._follow_live_migration(messages)
         if self.pipeline.config_error is not None:
             # Felix refuses to start with such a configuration; program nothing, stay
             # unready, and restart when the configuration changes.
+            self._early_updates = None  # (no metrics before that restart)
             self._report_dataplane(ready=False)
             if self.pipeline.config_changed:
                 log.info("Exiting for config change")
@@ -357,14 +370,14 @@ class Agent:
             self._config_generation = self.pipeline.config_generation
             log.info("configuration changed (no restart needed): applying the health timeouts")
             hl.apply_health_config(self.health, self.pipeline.config)
+        if messages and self.metrics is not None:
+            self.metrics.count_messages(messages)
         if self.pipeline.config_changed:
             log.info("Exiting for config change")
             self.exit_code = CONFIG_CHANGED_RC
             return
         if not self._datastore_ready():
             return
-        if messages and self.metrics is not None:
-            self.metrics.observe_calc_update(time.monotonic() - started, "batch")
         if not self._dirty and now < self._next_apply_at:
             return
         if self._retry_at and now < self._retry_at:
@@ -428,9 +441,9 @@ class Agent:
             # the agent's memory, and Felix's default is metrics off.
             from node.felix.metrics import FelixMetrics, start_metrics_server
 
-            self.metrics = FelixMetrics.from_config(config)
-            self.metrics.watch(self.pipeline.policy.ipset_members, self._interfaces)
+            self._metrics_started(FelixMetrics.from_config(config))
             self._metrics_server = start_metrics_server(self.metrics, config)
+        self._early_updates = None
         backend = detect_backend(config.IptablesBackend)
         for version, dp in self.pipeline.dataplanes.items():
             self.iptables[version] = iptables_from_config(version, dp.tables, config, backend=backend,
@@ -451,6 +464,15 @@ class Agent:
         self._start_status_reports(config)
         log.info("dataplane started for %s: iptables %s backend, IPv%s", self.hostname, backend,
                  "/".join(str(v) for v in self.pipeline.dataplanes))
+
+    def _metrics_started(self, metrics: FelixMetrics) -> None:
+        """Take ``metrics`` on: hand them what they watch, the updates counted before they
+        existed and the calculation's gauges as they stand."""
+        self.metrics = metrics
+        metrics.watch(self.pipeline.policy.ipset_members, self._interfaces)
+        if self._early_updates:
+            metrics.observe_calc_updates(self._early_seconds, self._early_updates)
+        metrics.set_calc_stats(self.pipeline.policy.stats())
 
     def _apply(self) -> None:
         """Felix's apply: IP set updates, tables, IP set deletions; routes alongside."""
@@ -635,7 +657,8 @@ class Agent:
             for _ in range(errors - last[2]):
                 m.counters["felix_ipset_errors"].inc()
             seen[("ipsets", version)] = (calls, lines, errors)
-            m.set_ipsets(version, len(sets.desired.sets))
+            m.set_ipsets(version, st.sets)
+            m.set_ipsets_total(st.sets_after_updates)  # (the last family's stays, as in Felix)
             for seconds in _drain(st.exec_starts):
                 m.observe_exec(seconds)
         if self.routes is not None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from node.datastore.kubernetes.keys import native_key
 from node.datastore.syncer import SyncStatus, Update, UpdateType
 from node.errors import CalicoError
 from node.felix.calc.offline import updates_from_resources
 from node.felix.calc.routes import IPAMBlock
+from node.felix.calc.services import ENDPOINT_SLICE_KIND, EndpointSliceSummary, summary_from_object
 from node.felix.config import config_file_values
 from node.felix.features import Features, detect_features
 from node.felix.pipeline import FELIX_KINDS, Pipeline, felix_sources
@@ -43,14 +45,35 @@ def built_in_tiers() -> list[Resource]:
             for name, order, action in DEFAULT_TIERS]
 
 
+@dataclass
+class FileInputs:
+    """What the dry run reads from files: the resources, the Kubernetes EndpointSlices
+    (as the agent's syncer decodes them on the Kubernetes datastore) and one line per
+    document that cannot be used."""
+
+    resources: list[Resource] = field(default_factory=list)
+    endpoint_slices: list[EndpointSliceSummary] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
 def load_files(paths: Iterable[str]) -> tuple[list[Resource], list[str]]:
+    """The resources and problems of ``load_inputs`` (EndpointSlices left out)."""
+    inputs = load_inputs(paths)
+    return inputs.resources, inputs.problems
+
+
+def load_inputs(paths: Iterable[str]) -> FileInputs:
     """Resources from calicoctl-format files, with calicoctl's write-time defaults; and one
     problem line per document that cannot be used (naming file, document, kind, name and
     field). Kinds the agent does not follow are reported and skipped too, except
-    BlockAffinity, which stands in for the IPAM block it claims (see ``block_updates``)."""
+    BlockAffinity, which stands in for the IPAM block it claims (see ``block_updates``),
+    and Kubernetes EndpointSlices (``discovery.k8s.io/v1``), which fill the IP sets of
+    rules that name a Service, as on the Kubernetes datastore (a slice without a
+    namespace is in ``default``, as kubectl would put it)."""
     from node.datastore.client import offline_write_defaults
 
     resources: list[Resource] = []
+    slices: list[EndpointSliceSummary] = []
     problems: list[str] = []
     for path in paths:
         try:
@@ -63,6 +86,13 @@ def load_files(paths: Iterable[str]) -> tuple[list[Resource], list[str]]:
             raise DryRunError(f"{path}: {exc}") from None
         for index, doc in enumerate(docs, start=1):
             where = f"{path} (document {index})"
+            if isinstance(doc, dict) and doc.get("kind") == ENDPOINT_SLICE_KIND:
+                summary, problem = _endpoint_slice(doc)
+                if problem:
+                    problems.append(f"{where}: skipped: {problem}")
+                else:
+                    slices.append(summary)
+                continue
             try:
                 res = from_dict(doc, strict=True)
             except (CalicoError, UnknownKind) as exc:
@@ -79,7 +109,26 @@ def load_files(paths: Iterable[str]) -> tuple[list[Resource], list[str]]:
     problems.extend(default_problems)
     names = {(r.kind, r.name) for r in resources}
     resources = [t for t in built_in_tiers() if ("Tier", t.name) not in names] + resources
-    return resources, problems
+    return FileInputs(resources, slices, problems)
+
+
+def _endpoint_slice(doc: dict) -> tuple[EndpointSliceSummary | None, str]:
+    """An EndpointSlice document's summary, or why it cannot be used."""
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if doc.get("apiVersion") != "discovery.k8s.io/v1":
+        return None, f"EndpointSlice {name or ''}: apiVersion must be discovery.k8s.io/v1"
+    if not isinstance(name, str) or not name:
+        return None, "EndpointSlice without metadata.name"
+    namespace = meta.get("namespace") or "default"
+    return summary_from_object(doc, str(namespace), name), ""
+
+
+def endpoint_slice_updates(slices: Iterable[EndpointSliceSummary]) -> list[Update]:
+    """The syncer's updates for EndpointSlices read from files (later ones of the same
+    namespace and name replace earlier ones, as in a datastore)."""
+    return [Update(UpdateType.NEW, native_key(ENDPOINT_SLICE_KIND, s.namespace, s.name), s, i + 1)
+            for i, s in enumerate(slices)]
 
 
 def block_updates(resources: Iterable[Resource]) -> list[Update]:
@@ -126,11 +175,13 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
     pipeline = Pipeline(hostname, env, config_file_values(env), features)
     files = list(files)
     if files:
-        resources, problems = load_files(files)
-        for problem in problems:
+        inputs = load_inputs(files)
+        for problem in inputs.problems:
             log.error("%s", problem)
+        resources = inputs.resources
         pipeline.on_updates(updates_from_resources([r for r in resources if r.kind != "BlockAffinity"]))
         pipeline.on_updates(block_updates(resources))
+        pipeline.on_updates(endpoint_slice_updates(inputs.endpoint_slices))
         pipeline.on_status(SyncStatus.IN_SYNC)
     else:
         _from_datastore(pipeline, env, sync_timeout)

@@ -213,11 +213,18 @@ class QuantileSummary(Collector):
         self._count = 0
 
     def observe(self, value: float) -> None:
+        self.observe_many(value, 1)
+
+    def observe_many(self, value: float, count: int) -> None:
+        """``count`` observations of ``value`` (under one lock)."""
+        if count <= 0:
+            return
         with self._lock:
-            slot = self._current_slot()
-            self._slots.setdefault(slot, _Reservoir()).add(value, self._rng)
-            self._sum += value
-            self._count += 1
+            reservoir = self._slots.setdefault(self._current_slot(), _Reservoir())
+            for _ in range(count):
+                reservoir.add(value, self._rng)
+            self._sum += value * count
+            self._count += count
 
     def _current_slot(self) -> int:
         slot = int(self._clock() // self._slot_len)
@@ -348,6 +355,7 @@ class FelixMetrics:
             PlatformCollector(registry=self.registry)
         self._done_first_apply = False
         self._first_apply_lock = threading.Lock()
+        self._calc_stats = None  # the CalcStats last set
 
     @classmethod
     def from_config(cls, config, clock: Callable[[], float] = time.monotonic) -> "FelixMetrics":
@@ -372,22 +380,26 @@ class FelixMetrics:
 
     # -- calculation graph ----------------------------------------------------------------
 
-    def set_active_local(self, *, endpoints: int | None = None, policies: int | None = None,
-                         selectors: int | None = None) -> None:
-        """This host's active endpoints, policies and selectors (the policy resolver's and
-        calc graph's gauges); None leaves a value as it is."""
-        self._set_some(felix_active_local_endpoints=endpoints, felix_active_local_policies=policies,
-                       felix_active_local_selectors=selectors)
-
-    def set_cluster(self, *, hosts: int | None = None, workload_endpoints: int | None = None,
-                    host_endpoints: int | None = None, policies: int | None = None,
-                    profiles: int | None = None, tiers: int | None = None) -> None:
-        """Cluster-wide counts (Felix's stats collector); None leaves a value as it is."""
-        self._set_some(felix_cluster_num_hosts=hosts,
-                       felix_cluster_num_workload_endpoints=workload_endpoints,
-                       felix_cluster_num_host_endpoints=host_endpoints,
-                       felix_cluster_num_policies=policies, felix_cluster_num_profiles=profiles,
-                       felix_cluster_num_tiers=tiers)
+    def set_calc_stats(self, stats) -> None:
+        """The calculation's gauges from a ``CalcStats`` (node/felix/calc/stats.py): this
+        host's active endpoints, policies and selectors (Felix's policy resolver and calc
+        graph) and the cluster-wide counts (its stats collector). Felix moves each as the
+        update that changes it is processed; the agent sets them after each batch of
+        updates, so they show the same values at batch boundaries. Unchanged values are
+        not set again."""
+        if stats == self._calc_stats:
+            return
+        self._calc_stats = stats
+        gauges = self.gauges
+        gauges["felix_active_local_endpoints"].set(stats.active_endpoints)
+        gauges["felix_active_local_policies"].set(stats.active_policies)
+        gauges["felix_active_local_selectors"].set(stats.active_selectors)
+        gauges["felix_cluster_num_hosts"].set(stats.hosts)
+        gauges["felix_cluster_num_workload_endpoints"].set(stats.workload_endpoints)
+        gauges["felix_cluster_num_host_endpoints"].set(stats.host_endpoints)
+        gauges["felix_cluster_num_tiers"].set(stats.tiers)
+        gauges["felix_cluster_num_policies"].set(stats.policies)
+        gauges["felix_cluster_num_profiles"].set(stats.profiles)
 
     def set_sync_status(self, status) -> None:
         """The syncer's status (a SyncStatus or its string): felix_resync_state 1/2/3, and a
@@ -397,15 +409,32 @@ class FelixMetrics:
         if value == "resync":
             self.counters["felix_resyncs_started"].inc()
 
-    def observe_calc_update(self, seconds: float, update_type: str) -> None:
-        """One datastore update through the calculation graph; ``update_type`` is Felix's
-        key type name (``WorkloadEndpointKey``, ``PolicyKey``...)."""
-        self.summaries["felix_calc_graph_update_time_seconds"].observe(seconds)
-        self.counters["felix_calc_graph_updates_processed"].inc(1, update_type)
+    def observe_calc_updates(self, seconds: float, counts: Mapping[str, int]) -> None:
+        """A batch of datastore updates the calculation took ``seconds`` over; ``counts``
+        holds how many of each model key type it had (``WorkloadEndpointKey``,
+        ``PolicyKey``..., see ``node.felix.calc.stats.update_key_type``). Felix times each
+        update alone; the calculation here takes a batch in one pass, so each update is
+        observed at the batch's mean (the summary's sum and count are Felix's, its
+        quantiles are of batch means)."""
+        total = sum(counts.values())
+        if not total:
+            return
+        processed = self.counters["felix_calc_graph_updates_processed"]
+        for key_type, n in counts.items():
+            processed.inc(n, key_type)
+        self.summaries["felix_calc_graph_update_time_seconds"].observe_many(seconds / total, total)
 
-    def count_calc_output_events(self, n: int = 1) -> None:
-        """Messages the calculation graph emitted to the dataplane."""
-        self.counters["felix_calc_graph_output_events"].inc(n)
+    def count_messages(self, messages: Iterable) -> None:
+        """Messages the calculation emitted and the dataplane took (one batch): each is a
+        calc graph output event and a dataplane message of its protobuf type
+        (``WorkloadEndpointUpdate``..., see ``node.felix.calc.stats.message_type``)."""
+        from node.felix.calc.stats import count_message_types
+
+        counts = count_message_types(messages)
+        received = self.counters["felix_int_dataplane_messages"]
+        for message_type, n in counts.items():
+            received.inc(n, message_type)
+        self.counters["felix_calc_graph_output_events"].inc(sum(counts.values()))
 
     # -- label index (felix/labelindex) ------------------------------------------------------
 
@@ -456,10 +485,6 @@ class FelixMetrics:
             self.summaries["felix_int_dataplane_addr_msg_batch_size"].observe(addrs)
         self._iface_batch = [0, 0]
 
-    def count_message(self, message_type: str) -> None:
-        """One dataplane message, by Felix's protobuf type name (``WorkloadEndpointUpdate``...)."""
-        self.counters["felix_int_dataplane_messages"].inc(1, message_type)
-
     def observe_apply(self, seconds: float) -> None:
         """One dataplane apply: the first sets the initial-resync gauge, the rest feed the
         apply-time summary (Felix keeps the slow first one out of it)."""
@@ -506,10 +531,15 @@ class FelixMetrics:
             self.counters["felix_ipset_lines_executed"].inc(lines)
 
     def set_ipsets(self, ip_version: int, calico: int) -> None:
-        """Calico IP sets programmed for one family (labelled "inet"/"inet6" as Felix does)."""
+        """One family's Calico IP sets in the kernel after an apply, stale ones deleted
+        (labelled "inet"/"inet6" as Felix does)."""
         self.gauges["felix_ipsets_calico"].labels("inet6" if ip_version == 6 else "inet").set(calico)
 
     def set_ipsets_total(self, total: int) -> None:
+        """One family's Calico IP sets in the kernel once its creates and updates are in
+        (before stale sets are deleted). Felix's gauge has no family label and each
+        family's IP set writer sets it after its updates, so it shows one family's count:
+        here the last family applied, IPv6 when it is on."""
         self.gauges["felix_ipsets_total"].set(total)
 
     def observe_exec(self, seconds: float) -> None:
@@ -542,11 +572,6 @@ class FelixMetrics:
     def exposition(self) -> bytes:
         """Everything in the registry in Prometheus text format 0.0.4, as Felix serves it."""
         return exposition(self.registry)
-
-    def _set_some(self, **values: int | None) -> None:
-        for name, value in values.items():
-            if value is not None:
-                self.gauges[name].set(value)
 
 
 # -- text format ------------------------------------------------------------------------

@@ -14,8 +14,9 @@ dataplane exactly as the running agent does and prints it instead of programming
 * Without ``--from-file`` it reads the datastore (``DATASTORE_TYPE``, ``ETCD_ENDPOINTS``...)
   until in sync (``--sync-timeout``, default 30 s).
 * With ``--from-file`` it reads calicoctl-format YAML/JSON files (multi-document, any of the
-  kinds the agent follows). Each document gets the defaults calicoctl's write path gives
-  it; the built-in tiers ``default``, ``kube-admin`` and ``kube-baseline`` are added when
+  kinds the agent follows, and Kubernetes ``discovery.k8s.io/v1`` EndpointSlices, which fill
+  the IP sets of rules naming a Service as on the Kubernetes datastore). Each Calico
+  document gets the defaults calicoctl's write path gives it; the built-in tiers ``default``, ``kube-admin`` and ``kube-baseline`` are added when
   the files do not define them, as every cluster has them. A document that cannot be
   used is reported on stderr with its file, kind, name and field, and the rest are
   still rendered, as the running agent would.

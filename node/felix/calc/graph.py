@@ -36,7 +36,7 @@ from node.felix import types as t
 from node.felix.calc import convert as cv
 from node.felix.calc import v1, validation
 from node.felix.calc.bgp_peers import ActiveBGPPeers
-from node.felix.calc.config_track import ConfigTracker
+from node.felix.calc.config_track import ConfigTracker, config_annotations
 from node.felix.calc.live_migration import LiveMigrations, vmi_name
 from node.felix.calc.members import EndpointData, IPSetMemberIndex, host_net_text, network_set_nets
 from node.felix.calc.ordering import PolicyMeta, policy_meta, resolve_tiers, split_tiers
@@ -44,6 +44,7 @@ from node.felix.calc.rule_scanner import (DUMMY_DROP_RULES, IPSetData, IPSetRefs
                                           scan_profile)
 from node.felix.calc.sequencer import EventSequencer
 from node.felix.calc.services import ServiceIndex, as_summary
+from node.felix.calc.stats import CalcStats, ClusterCounts, node_gives_host_keys
 from node.felix.calc.workload_selectors import LocalWorkloadSelectors
 from node.felix.rules import names
 from node.model import Resource, stub_from_key
@@ -83,6 +84,9 @@ class PolicyCalculation:
         self._services = ServiceIndex(self._seq.member_added, self._seq.member_removed)
         self._config = ConfigTracker(hostname)
         self._in_sync = False
+        # The cluster's endpoints and hosts (Felix's stats collector, for its metrics):
+        # moved only when a key comes, goes or changes host.
+        self._cluster = ClusterCounts()
 
         # Resource identity -> the v1 key it currently occupies (keys can move: a host
         # endpoint's key includes its node, a pool's its CIDR).
@@ -183,6 +187,16 @@ class PolicyCalculation:
                             "its rules are replaced with drop rules.", name)
         self._seq.in_sync()
 
+    def stats(self) -> CalcStats:
+        """The counts behind Felix's felix_active_local_* and felix_cluster_num_* gauges:
+        local endpoints; policies in use here (matching a local endpoint or forced
+        everywhere); IP sets the active rules use; the cluster's hosts, endpoints, and
+        valid tiers, policies (staged included) and profiles."""
+        c = self._cluster
+        return CalcStats(len(self._local), len(self._active_policies), len(self._refs.sets), c.hosts,
+                         c.workload_endpoints, c.host_endpoints, len(self._tiers), len(self._policies),
+                         len(self._profiles))
+
     @property
     def ipset_members(self) -> IPSetMemberIndex:
         """The IP set member index (Felix's SelectorAndNamedPortIndex), for its metrics."""
@@ -246,8 +260,10 @@ class PolicyCalculation:
                   remove: Callable[[Hashable], None]) -> None:
         """Record that ``ident`` now lives at ``key`` (None: nowhere), removing its old key."""
         old = self._keys.get(ident)
-        if old is not None and old != key:
-            remove(old)
+        if old != key:
+            self._cluster.endpoint_moved(old, key)
+            if old is not None:
+                remove(old)
         if key is None:
             self._keys.pop(ident, None)
         else:
@@ -452,8 +468,10 @@ class PolicyCalculation:
                 ep = self._invalid(res, problems)
         new_key = key if ep is not None else None
         old = self._keys.get(ident)
-        if old is not None and old != new_key:
-            self._remove_endpoint(old)
+        if old != new_key:
+            self._cluster.endpoint_moved(old, new_key)
+            if old is not None:
+                self._remove_endpoint(old)
         if new_key is None:
             self._keys.pop(ident, None)
         else:
@@ -582,6 +600,7 @@ class PolicyCalculation:
             self._seq.remove("host", res.name)
         else:
             self._seq.update("host", res.name, host)
+        self._cluster.host_keys("node", res.name, node_gives_host_keys(res, host))
         if res.name == self.hostname:
             self._bgp.on_node(res.name, None if host is None else dict(host.labels))
             # Selector-scoped FelixConfigurations match on this Node's labels (None when
@@ -601,6 +620,10 @@ class PolicyCalculation:
             self._seq.update("bgpconfig", "default", config)
 
     def _on_config(self, res: Resource, deleted: bool) -> None:
+        if res.kind == "FelixConfiguration" and res.name.startswith("node."):
+            # Its fields are HostConfigKeys of that host in Felix's syncer.
+            present = not deleted and bool(res.spec or config_annotations(res))
+            self._cluster.host_keys("config", res.name[len("node."):], present)
         self._config_changing(lambda: self._config.update(res, deleted))
 
     def _config_changing(self, change: Callable[[], bool]) -> None:

@@ -229,13 +229,16 @@ def plan_deletions(desired: Iterable[str], kernel: Mapping[str, KernelSet], vers
 @dataclass
 class IPSetStats:
     """Counters for metrics (Felix: felix_ipset_calls, felix_ipset_lines_executed,
-    felix_ipset_errors, felix_ipsets_calico). ``commands`` counts every ipset process."""
+    felix_ipset_errors, felix_ipsets_calico, felix_ipsets_total). ``commands`` counts
+    every ipset process; ``sets`` is the owned sets in the kernel as last known,
+    ``sets_after_updates`` the same at the end of the last ``apply_updates``."""
 
     restore_calls: int = 0
     lines: int = 0
     errors: int = 0
     commands: int = 0
     sets: int = 0
+    sets_after_updates: int = 0
     # Seconds each ipset process took to start, until the metrics take them.
     exec_starts: list[float] = field(default_factory=list)
 
@@ -352,6 +355,7 @@ class IPSetsDataplane:
                                 next_temp=self._next_temp, rewrite_min=self.rewrite_min)
             self._warn_blocked(plan.blocked)
             if not plan.lines:
+                self.stats.sets_after_updates = len(kernel)
                 return
             result = self._run(["restore"], "\n".join(plan.lines) + "\nCOMMIT\n")
             self.stats.restore_calls += 1
@@ -362,7 +366,7 @@ class IPSetsDataplane:
                     if line.startswith("destroy "):
                         log.info("IP set %s re-created with a new type", line.split()[1])
                 self._next_temp = plan.next_temp
-                self.stats.sets = len(kernel)
+                self.stats.sets = self.stats.sets_after_updates = len(kernel)
                 return
             self.stats.errors += 1
             self._kernel = None
