@@ -540,6 +540,8 @@ def test_agent_feeds_the_calculation_and_dataplane_message_families(monkeypatch)
     assert by_type["WorkloadEndpointRemove"] == 1 and by_type["HostEndpointUpdate"] == 1
     assert by_type["ActivePolicyRemove"] == 1 and by_type["InSync"] == 1
     assert samples(m, "felix_calc_graph_output_events") == {(): sum(by_type.values())} != {(): first}
+    # Felix's batch size: each batch's messages plus one (its counter starts at 1).
+    assert summary_count(m, "felix_int_dataplane_msg_batch_size") == (2, sum(by_type.values()) + 2)
 
 
 def test_agent_without_metrics_only_counts_until_its_dataplane_starts():

@@ -323,7 +323,6 @@ class Agent:
             if self.metrics is not None:
                 self.metrics.observe_calc_updates(time.monotonic() - started, count_key_types(item.updates))
                 self.metrics.set_calc_stats(self.pipeline.policy.stats())
-                self.metrics.observe_batch(len(item.updates))
             elif self._early_updates is not None:
                 count_key_types(item.updates, self._early_updates)
                 self._early_seconds += time.monotonic() - started
@@ -372,6 +371,9 @@ class Agent:
             hl.apply_health_config(self.health, self.pipeline.config)
         if messages and self.metrics is not None:
             self.metrics.count_messages(messages)
+            # Felix's batch size counts the calculation's messages it drained, plus one
+            # (its counter starts at 1 before the first message adds itself).
+            self.metrics.observe_batch(len(messages) + 1)
         if self.pipeline.config_changed:
             log.info("Exiting for config change")
             self.exit_code = CONFIG_CHANGED_RC
