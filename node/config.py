@@ -96,6 +96,13 @@ def _lookup(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def datastore_type_from_env(env: Mapping[str, str]) -> str:
+    """The datastore type as ``datastore_config_from_env`` settles it (``DATASTORE_TYPE``,
+    else etcdv3 when ``ETCD_ENDPOINTS`` is set, else kubernetes), without validating the
+    rest."""
+    return _lookup(env, "DATASTORE_TYPE") or (ETCDV3 if _lookup(env, "ETCD_ENDPOINTS").strip() else KUBERNETES)
+
+
 def _env_label(env: Mapping[str, str]) -> Callable[[str], str]:
     """Names a setting by the environment variable it was actually read from."""
     def label(fld: str) -> str:

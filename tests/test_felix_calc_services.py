@@ -183,7 +183,10 @@ def test_sources_follow_endpoint_slices_on_the_kubernetes_datastore_only():
     assert slices in {s.prefix for s in felix_sources({"DATASTORE_TYPE": "kubernetes"})}
     assert slices in {s.prefix for s in felix_sources({"CALICO_DATASTORE_TYPE": "kubernetes"})}
     assert not [s for s in felix_sources({"DATASTORE_TYPE": "etcdv3"}) if s.prefix.startswith("/calico/kubernetes/")]
-    assert not [s for s in felix_sources({}) if s.prefix.startswith("/calico/kubernetes/")]
+    # The datastore type as the agent's client settles it: Kubernetes unless etcd is named.
+    assert slices in {s.prefix for s in felix_sources({"KUBECONFIG": "/x"})}
+    assert slices in {s.prefix for s in felix_sources({})}
+    assert slices not in {s.prefix for s in felix_sources({"ETCD_ENDPOINTS": "http://127.0.0.1:2379"})}
 
 
 # -- through the calculation graph -------------------------------------------------------------

@@ -89,3 +89,34 @@ def test_writer_warns_when_the_pods_mtu_exceeds_the_hosts(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         MTUFileWriter(tmp_path).apply(1450, 1312)
     assert "larger than the host interface's MTU 1312" in caplog.text
+
+
+def _agent_step(env):
+    from node.datastore.syncer import SyncStatus
+    from node.felix.agent import Agent, _Status, _Updates
+
+    agent = Agent(LOCAL, env, kv_factory=lambda: None, default_rp_filter="1")
+    agent._interfaces = {}
+    agent._handle(_Updates(updates_from_resources([node(LOCAL, "192.0.2.10/24"), V4_VXLAN])))
+    agent._handle(_Status(SyncStatus.IN_SYNC))
+    agent._step()
+    return agent
+
+
+def test_agent_writes_the_file_before_programming_and_require_mtu_file_stops_it(tmp_path, monkeypatch):
+    """As Felix: the MTU file is written as the dataplane is built, before the first apply;
+    with RequireMTUFile a file that cannot be written stops the agent there."""
+    from node.felix.agent import Agent
+
+    applied = []
+    monkeypatch.setattr(Agent, "_apply", lambda self: applied.append(
+        self.mtu_file.path.read_text() if self.mtu_file.path.exists() else None))
+    lib = tmp_path / "lib"
+    agent = _agent_step({"CALICO_LIB_DIR": str(lib), "FELIX_IPTABLESBACKEND": "legacy"})
+    assert agent.exit_code is None and applied == ["1410"]  # written before the apply ran (1460 - 50)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    agent = _agent_step({"CALICO_LIB_DIR": str(blocker), "FELIX_REQUIREMTUFILE": "true"})
+    assert agent.exit_code == 1 and agent.iptables == {}
+    agent = _agent_step({"CALICO_LIB_DIR": str(blocker), "FELIX_IPTABLESBACKEND": "legacy"})
+    assert agent.exit_code is None and applied[-1] is None  # without RequireMTUFile only logged

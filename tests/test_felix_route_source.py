@@ -83,6 +83,9 @@ def test_a_bad_value_is_reported_and_the_default_used():
     p = _pipeline([felix_config("default", routeSource="Blocks")])
     assert p.config.RouteSource == "CalicoIPAM" and _remote_routes(p) == BY_BLOCK
     assert any("RouteSource" in problem for problem in p.config.problems)
+    # none gives the empty zero value, which routes as CalicoIPAM (and stops nothing).
+    p = _pipeline([felix_config("default", routeSource="WorkloadIPs")], env={"FELIX_ROUTESOURCE": "none"})
+    assert p.config.RouteSource == "" and _remote_routes(p) == BY_BLOCK
 
 
 def test_updates_after_the_switch_and_a_later_change_restarts():

@@ -526,9 +526,11 @@ def test_switching_route_source_matches_building_with_it():
         assert calc.routes() == want.routes()
 
 
-def test_bad_route_source_is_refused():
-    import pytest
-    with pytest.raises(ValueError, match="RouteSource"):
-        RouteCalculation(LOCAL, "Blocks")
-    with pytest.raises(ValueError, match="RouteSource"):
-        RouteCalculation(LOCAL).set_route_source("workloadips")
+def test_any_other_route_source_reads_as_calico_ipam():
+    """Felix's resolver tests for WorkloadIPs only: ``none`` (the empty zero value) or
+    anything else routes by blocks, and never stops the calculation."""
+    for value in ("", "Blocks", "workloadips"):
+        assert RouteCalculation(LOCAL, value).route_source == "CalicoIPAM"
+        calc = RouteCalculation(LOCAL, "WorkloadIPs")
+        calc.set_route_source(value)
+        assert calc.route_source == "CalicoIPAM"

@@ -365,6 +365,8 @@ class Agent:
         if self.pipeline.config is not None and not self.iptables:
             self._start_dataplane()
             self._config_generation = self.pipeline.config_generation
+            if self.exit_code is not None:
+                return
         elif self.pipeline.config_generation != self._config_generation:
             self._config_generation = self.pipeline.config_generation
             log.info("configuration changed (no restart needed): applying the health timeouts")
@@ -431,6 +433,13 @@ class Agent:
         load_conntrack_sctp()
         for feature in unsupported_features(config):
             log.warning("Not supported by this agent: %s", feature)
+        # Felix writes the MTU file for the CNI plugin as it builds its dataplane, before
+        # programming anything, and with RequireMTUFile gives up when it cannot.
+        mtu = host_mtu(self._interfaces or {}, config.MTUIfacePattern)
+        if self.mtu_file.apply(self.pipeline.pod_mtu(mtu), mtu) is not None and config.RequireMTUFile:
+            log.error("RequireMTUFile is set and the MTU file cannot be written: exiting")
+            self.exit_code = 1
+            return
         if config.DataplaneWatchdogTimeout != self.boot_config.DataplaneWatchdogTimeout:
             # The datastore changed the watchdog: register afresh, then re-report.
             hl.register_felix_reporters(self.health, config.DataplaneWatchdogTimeout)
@@ -507,10 +516,7 @@ class Agent:
                      if self.live_migration is not None else None)
         try:
             mtu = host_mtu(self._interfaces, self.pipeline.config.MTUIfacePattern)
-            if self.mtu_file.apply(self.pipeline.pod_mtu(mtu), mtu) is not None and \
-                    self.pipeline.config.RequireMTUFile:
-                log.error("RequireMTUFile is set and the MTU file cannot be written: exiting")
-                self.exit_code = 1
+            self.mtu_file.apply(self.pipeline.pod_mtu(mtu), mtu)  # again when it changes
             result = self.routes.apply(self.pipeline.desired_routes(host_mtu=mtu, default_rp_filter=self._rp_filter,
                                                                     live_migration=migrating),
                                        self._interfaces)

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 from node.datastore.syncer import SyncSource, SyncStatus, Update, UpdateType
 from node.felix import types as t
 from node.felix.calc import PolicyCalculation
-from node.felix.calc.pod_cidr import PodCIDRBlocks, datastore_setting, use_pod_cidr
+from node.felix.calc.pod_cidr import PodCIDRBlocks, use_pod_cidr
 from node.felix.calc.routes import BLOCK_PREFIX, ROUTE_SOURCE_IPAM, IPAMBlock, RouteCalculation, decode_block
 from node.felix.config import FelixConfig, local_value, v1_config_from_node, v1_config_from_spec
 from node.felix.desired import OPENSTACK, DesiredDataplane
@@ -60,13 +60,14 @@ def felix_sources(env: Mapping[str, str] | None = None) -> list[SyncSource]:
     datastore the EndpointSlices (decoded straight into the summaries the service sets
     need); the IPAM blocks (for routes) unless ``USE_POD_CIDR`` is set, when the Nodes'
     pod CIDRs stand in for them (``Pipeline`` makes the blocks)."""
+    from node.config import KUBERNETES, datastore_type_from_env
     from node.datastore.kubernetes.keys import native_prefix
     from node.datastore.sources import resource_sources
     from node.felix.calc.services import decode_endpoint_slice
 
     env = os.environ if env is None else env
     sources = resource_sources(list(FELIX_KINDS))
-    if datastore_setting(env, "DATASTORE_TYPE") == "kubernetes":
+    if datastore_type_from_env(env) == KUBERNETES:
         sources += [SyncSource(prefix=native_prefix(kind), decode=decode_endpoint_slice)
                     for kind in FELIX_KUBERNETES_KINDS]
     if not use_pod_cidr(env):

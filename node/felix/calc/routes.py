@@ -370,11 +370,9 @@ class RouteCalculation:
     """Felix's L3 route and VXLAN resolvers, fed by syncer updates (see the module doc)."""
 
     def __init__(self, hostname: str, route_source: str = ROUTE_SOURCE_IPAM):
-        if route_source not in ROUTE_SOURCES:
-            raise ValueError(f"RouteSource must be one of {', '.join(ROUTE_SOURCES)}, not {route_source!r}")
         self.hostname = hostname
-        self.route_source = route_source
-        self._workload_ips = route_source == ROUTE_SOURCE_WORKLOAD_IPS
+        self.route_source = _route_source(route_source)
+        self._workload_ips = self.route_source == ROUTE_SOURCE_WORKLOAD_IPS
         self._index: dict[Network, _Info] = {}
         # How many indexed CIDRs have each (family, prefix length): the only lengths a
         # walk towards the root needs to look at.
@@ -618,8 +616,7 @@ class RouteCalculation:
         sync, after the updates have been fed). ``workloads`` gives every workload of the
         cluster as (datastore key, node, networks): with CalicoIPAM only this node's were
         kept, so switching to WorkloadIPs needs the others from whoever kept them."""
-        if route_source not in ROUTE_SOURCES:
-            raise ValueError(f"RouteSource must be one of {', '.join(ROUTE_SOURCES)}, not {route_source!r}")
+        route_source = _route_source(route_source)
         if route_source == self.route_source:
             return
         log.info("route calculation: routes to other nodes' workloads now come from %s",
@@ -807,6 +804,12 @@ class RouteCalculation:
             return False
         addr = other.addr(version) or ipaddress.ip_address(0 if version == 4 else "::")
         return addr in net
+
+
+def _route_source(value: str) -> str:
+    """As Felix's resolver reads RouteSource: WorkloadIPs, or else CalicoIPAM (``none``
+    gives the parameter's zero value, the empty string)."""
+    return ROUTE_SOURCE_WORKLOAD_IPS if value == ROUTE_SOURCE_WORKLOAD_IPS else ROUTE_SOURCE_IPAM
 
 
 def _workload_networks(texts: Iterable) -> tuple[Network, ...]:
