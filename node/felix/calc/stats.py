@@ -135,20 +135,22 @@ class ClusterCounts:
         return len(self._keys_by_host)
 
     def endpoint_moved(self, old: Hashable | None, new: Hashable | None) -> None:
-        """An endpoint's key changed (None: it has none, being gone or invalid)."""
-        if old is not None:
-            self._endpoint(old, -1)
-        if new is not None:
-            self._endpoint(new, 1)
-
-    def _endpoint(self, key: Hashable, delta: int) -> None:
-        if isinstance(key, v1.WorkloadEndpointKey):
-            self.workload_endpoints += delta
-        elif isinstance(key, v1.HostEndpointKey):
-            self.host_endpoints += delta
-        else:
-            return  # (network sets move keys too)
-        self._host(key.hostname, delta)
+        """An endpoint's key changed (None: it has none, being gone or invalid). Called
+        for every endpoint of the cluster at a resync, hence inlined."""
+        hosts = self._keys_by_host
+        for key, delta in ((old, -1), (new, 1)):
+            cls = type(key)
+            if cls is v1.WorkloadEndpointKey:
+                self.workload_endpoints += delta
+            elif cls is v1.HostEndpointKey:
+                self.host_endpoints += delta
+            else:
+                continue  # None, or a network set's key
+            count = hosts.get(key.hostname, 0) + delta
+            if count > 0:
+                hosts[key.hostname] = count
+            else:
+                hosts.pop(key.hostname, None)
 
     def host_keys(self, source: str, host: str, present: bool) -> None:
         """Whether ``source`` ("node" or "config") gives ``host`` keys now."""
