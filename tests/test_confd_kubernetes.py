@@ -146,12 +146,57 @@ def test_use_pod_cidr_setting():
         Settings.from_env({"USE_POD_CIDR": "maybe"})
 
 
+# Entries as Go's net.ParseCIDR reads them (libcalico-go's Node processors): masked; no bare
+# address, zone, signed or spaced length, or length too long.
+POD_CIDR_ENTRIES = [("10.244.1.7/24", "10.244.1.0/24"), ("fd00:1::5/64", "fd00:1::/64"), ("10.1.2.3", None),
+                    ("fd00::1", None), ("x/8", None), ("10.0.0.0/33", None), ("fe80::1%eth0/64", None),
+                    ("10.0.0.0/+8", None), ("10.0.0.0/ 8", None), ("10.0.0.0/", None), (7, None)]
+
+
+@pytest.mark.parametrize("entry, cidr", POD_CIDR_ENTRIES)
+def test_pod_cidrs_are_read_as_the_agent_and_calico_read_them(entry, cidr, caplog):
+    from node.confd.picture import _pod_cidr_affinities
+    from node.felix.calc.pod_cidr import PodCIDRBlocks
+    from node.model.ipam import parse_pod_cidr
+
+    me = fx.node("me", ipv4="10.0.0.1/24")
+    me.status = {"podCIDRs": [entry]}
+    with caplog.at_level(logging.WARNING):
+        rendered = [block.cidr for version in (4, 6) for block in _pod_cidr_affinities(fx.inputs(me), "me", version)]
+    if cidr is None:
+        assert rendered == []
+        assert f"Node(me).status.podCIDRs[0] = '{entry}' is not a CIDR; ignoring it" in caplog.text
+        with pytest.raises(ValueError):
+            parse_pod_cidr(entry)
+    else:
+        assert rendered == [cidr] and str(parse_pod_cidr(entry)) == cidr
+    # The agent makes its blocks of exactly the same entries.
+    agent = [u.value.cidr for u in PodCIDRBlocks().node_updated("me", me)]
+    assert agent == rendered
+
+
+def test_use_pod_cidr_that_is_not_a_boolean_stops_the_agent_as_the_renderer():
+    """libcalico-go's client configuration does not load (envconfig's ParseBool fails):
+    Felix panics and confd exits, whatever the datastore. Both read it with clientconfig's
+    ``use_pod_cidr``."""
+    from node.felix.calc.pod_cidr import use_pod_cidr as agent_use_pod_cidr
+
+    for env in ({"USE_POD_CIDR": "maybe"}, {"CALICO_USE_POD_CIDR": "yes", "USE_POD_CIDR": "true"}):
+        with pytest.raises(ConfigError, match="is not a boolean"):
+            Settings.from_env(env)
+        with pytest.raises(ConfigError, match="is not a boolean"):
+            agent_use_pod_cidr(env)
+    for env, want in (({"CALICO_USE_POD_CIDR": "1", "USE_POD_CIDR": "false"}, True), ({"USE_POD_CIDR": "F"}, False),
+                      ({}, False)):
+        assert Settings.from_env(env).use_pod_cidr is want and agent_use_pod_cidr(env) is want
+
+
 POD_CIDR_FILE = """\
 apiVersion: projectcalico.org/v3
 kind: Node
 metadata: {name: me}
 spec: {bgp: {ipv4Address: 10.0.0.1/24, ipv6Address: "fd00::1/64"}}
-status: {podCIDRs: ["10.244.1.0/24", "fd00:244:1::/64", "bogus"]}
+status: {podCIDRs: ["10.244.1.0/24", "fd00:244:1::/64", "bogus", "10.1.2.3"]}
 ---
 apiVersion: projectcalico.org/v3
 kind: BlockAffinity
@@ -178,6 +223,9 @@ def test_use_pod_cidr_renders_the_node_pod_cidrs_from_files(tmp_path, monkeypatc
     aggr6 = (out / "bird6_aggr.cfg").read_text()
     assert "route fd00:244:1::/64 blackhole;" in aggr6 and "10.244" not in aggr6
     assert "Node(me).status.podCIDRs[2] = 'bogus' is not a CIDR; ignoring it" in caplog.text
+    # A bare address is no CIDR either (Go's ParseCIDR, as Calico and the agent read it).
+    assert "Node(me).status.podCIDRs[3] = '10.1.2.3' is not a CIDR; ignoring it" in caplog.text
+    assert "10.1.2.3" not in (out / "bird_aggr.cfg").read_text()
 
 
 def test_use_pod_cidr_renders_the_kubernetes_node_pod_cidrs(kube, kube_kv, node_kubeconfig, tmp_path, monkeypatch):
@@ -324,6 +372,80 @@ def test_oneshot_gives_up_naming_services_that_cannot_be_listed(kube, kube_kv, t
     assert "Services: Kubernetes API at" in caplog.text and "cannot list resource \"services\"" in caplog.text
 
 
+def _local_service(kube, ip="10.96.5.5", node="node1"):
+    kube.create("v1", "services", {"metadata": {"name": "web"}, "spec": {
+        "type": "NodePort", "clusterIP": ip, "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}},
+        namespace="default")
+    kube.create("discovery.k8s.io/v1", "endpointslices", {
+        "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4", "endpoints": [{"addresses": ["192.168.1.5"], "nodeName": node,
+                                              "conditions": {"ready": True}}]}, namespace="default")
+
+
+def test_advertisement_configured_later_does_not_hold_up_rendering(kube, kube_kv, tmp_path):
+    """Calico's confd waits for its route generator only when advertisement is configured
+    at start; one started by a later update leaves rendering going. So Services that
+    cannot be listed (RBAC here; an API outage alike) must not freeze every later change."""
+    rules = [rule for rule in manifest_rules("calico.yaml") if "services" not in rule["resources"]]
+    kube.rbac[NODE_TOKEN] = (NODE_USER, rules)
+    kubeconfig = kube.kubeconfig(tmp_path / "node-kubeconfig", token=NODE_TOKEN)
+    client = DatastoreClient(kube_kv)
+    _kdd_node(kube, client)
+    _local_service(kube)
+    node_config = DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(kubeconfig),
+                                  extra={"k8sClientQPS": TEST_QPS})
+    out = tmp_path / "out"
+    renderer = _renderer(Settings(nodename="node1"), out, node_config, kubeconfig)
+
+    def text(name: str) -> str:
+        path = out / name
+        return path.read_text() if path.exists() else ""
+
+    with _Running(renderer):
+        assert renderer.wait_rendered(15)
+        assert renderer.service_watcher is None
+        client.create(_res("BGPConfiguration", "default", {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}]}))
+        # The global range is rendered at once, though the Services are refused.
+        wait_for(lambda: "route 10.96.0.0/12 blackhole;" in text("bird_aggr.cfg"), 15, "the cluster-IP range")
+        wait_for(lambda: any(resource == "services" for _, resource, _, _ in kube.forbidden), 15,
+                 "the refused list of Services")
+        # And so is every later change: a peer, another node.
+        client.create(_res("BGPPeer", "tor", {"peerIP": "10.0.0.254", "asNumber": 65000}))
+        _kdd_node(kube, client, "node2", "10.0.0.12")
+        wait_for(lambda: "protocol bgp Global_10_0_0_254" in text("bird.cfg")
+                 and "protocol bgp Mesh_10_0_0_12" in text("bird.cfg"), 15, "the peer and the new node")
+        assert renderer.wait_rendered(15)  # nothing waits for the Services
+        assert not renderer.service_watcher.synced and "10.96.5.5/32" not in text("bird_aggr.cfg")
+        # Granted later: the informer's retry lists them and the Local Service's route joins.
+        kube.rbac[NODE_TOKEN] = (NODE_USER, manifest_rules("calico.yaml"))
+        wait_for(lambda: "route 10.96.5.5/32 blackhole;" in text("bird_aggr.cfg"), 15, "the Service's route")
+        assert renderer.service_watcher.synced
+
+
+def test_advertisement_configured_at_start_waits_for_the_services(kube, kube_kv, tmp_path):
+    """Configured before the first render, the daemon waits for the Services (Calico's
+    start-up wait for its route generator): nothing is rendered while they are refused."""
+    rules = [rule for rule in manifest_rules("calico.yaml") if "services" not in rule["resources"]]
+    kube.rbac[NODE_TOKEN] = (NODE_USER, rules)
+    kubeconfig = kube.kubeconfig(tmp_path / "node-kubeconfig", token=NODE_TOKEN)
+    client = DatastoreClient(kube_kv)
+    _kdd_node(kube, client)
+    _local_service(kube)
+    client.create(_res("BGPConfiguration", "default", {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}]}))
+    node_config = DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(kubeconfig),
+                                  extra={"k8sClientQPS": TEST_QPS})
+    out = tmp_path / "out"
+    renderer = _renderer(Settings(nodename="node1"), out, node_config, kubeconfig)
+    with _Running(renderer):
+        wait_for(lambda: any(resource == "services" for _, resource, _, _ in kube.forbidden), 15,
+                 "the refused list of Services")
+        assert not renderer.wait_rendered(1.0) and renderer.renders == 0
+        kube.rbac[NODE_TOKEN] = (NODE_USER, manifest_rules("calico.yaml"))
+        assert renderer.wait_rendered(15)
+        aggr = (out / "bird_aggr.cfg").read_text()
+        assert "route 10.96.0.0/12 blackhole;" in aggr and "route 10.96.5.5/32 blackhole;" in aggr
+
+
 # -- the etcd datastore with a Kubernetes client ------------------------------------------------
 
 @pytest.mark.etcd
@@ -440,3 +562,91 @@ def test_a_secret_that_does_not_decode_is_named_with_its_peer(kube, kube_kv, kub
     assert "password" not in (out / "bird.cfg").read_text()
     assert ("Can't read password for BGPPeer tor (Secret kube-system/bgp-pw cannot be read: "
             "error with field Secret(bgp-pw).data.pw = 'not base64!' (not valid base64 text))") in caplog.text
+
+
+# -- Service and EndpointSlice events render only when they can change this node's routes ------
+
+def _svc_doc(name="web", **spec):
+    return {"metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.5.5", **spec}}
+
+
+def _slice_doc(name="web-1", service="web", endpoints=(), address_type="IPv4"):
+    return {"metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": service}},
+            "addressType": address_type,
+            "endpoints": [{"addresses": [addr], "nodeName": node, "conditions": {"ready": ready}}
+                          for addr, node, ready in endpoints]}
+
+
+def test_service_events_that_cannot_change_the_routes_render_nothing(tmp_path):
+    renderer = Renderer(Settings(nodename="node1"), Installer(tmp_path, check=False, reload=False), lambda: None)
+
+    def event(handler, key, obj, *, renders: bool):
+        before = renderer._generation
+        handler(("default", key), obj)
+        assert renderer._generation - before == (1 if renders else 0), (key, obj)
+
+    svc, eps = renderer._service_object, renderer._slice_object
+    # Services: one of a type not advertised, or headless, changes no route.
+    event(svc, "name", {"metadata": {"name": "name"}, "spec": {"type": "ExternalName", "externalName": "x"}},
+          renders=False)
+    event(svc, "headless", _svc_doc("headless", clusterIP="None"), renders=False)
+    event(svc, "headless", None, renders=False)
+    event(svc, "web", _svc_doc(), renders=True)
+    # A change to what is not read (labels, ports, a new resourceVersion) renders nothing.
+    changed = _svc_doc(ports=[{"port": 8080}])
+    changed["metadata"].update(labels={"a": "b"}, resourceVersion="2")
+    event(svc, "web", changed, renders=False)
+    event(svc, "web", _svc_doc(externalTrafficPolicy="Local", type="NodePort"), renders=True)
+    assert renderer.inputs.services[("default", "web")].external_traffic_policy == "Local"
+    # EndpointSlices: without a ready endpoint a slice counts as absent.
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.2.5", "node2", False)]), renders=False)
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.2.5", "node2", True)]), renders=True)
+    # More endpoints elsewhere, or new addresses: the same routes.
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.2.6", "node2", True), ("192.168.3.5", "node3", True),
+                                              ("192.168.1.5", "node1", False)]), renders=False)
+    # A ready endpoint on this node does change them (Local Services), and its going too.
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.1.5", "node1", True)]), renders=True)
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.1.5", "node1", True), ("192.168.1.6", "node1", True)]),
+          renders=False)
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.2.5", "node2", True)]), renders=True)
+    event(eps, "web-1", _slice_doc(endpoints=[("192.168.2.5", "node2", True)], address_type="IPv6"), renders=True)
+    event(eps, "web-1", _slice_doc(service="other", endpoints=[("192.168.2.5", "node2", True)],
+                                   address_type="IPv6"), renders=True)
+    event(eps, "web-1", None, renders=True)
+    event(eps, "web-1", None, renders=False)
+    # What was stored is always the latest (a later render reads it).
+    event(svc, "web", None, renders=True)
+    assert set(renderer.inputs.services) == {("default", "name")} and renderer.inputs.endpoint_slices == {}
+
+
+def test_daemon_renders_service_events_only_when_they_change_its_routes(kube, kube_kv, node_kubeconfig, tmp_path):
+    client = DatastoreClient(kube_kv)
+    _kdd_node(kube, client)
+    _local_service(kube)
+    client.create(_res("BGPConfiguration", "default", {"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}]}))
+    node_config = DatastoreConfig(datastore_type=KUBERNETES, kubeconfig=str(node_kubeconfig),
+                                  extra={"k8sClientQPS": TEST_QPS})
+    out = tmp_path / "out"
+    renderer = _renderer(Settings(nodename="node1"), out, node_config, node_kubeconfig)
+    key = ("default", "web-1")
+    with _Running(renderer):
+        assert renderer.wait_rendered(15)
+        assert "route 10.96.5.5/32 blackhole;" in (out / "bird_aggr.cfg").read_text()
+        renders = renderer.renders
+        # An endpoint elsewhere joins: the informer has it, and nothing is rendered.
+        kube.patch("discovery.k8s.io/v1", "endpointslices", "web-1", {"endpoints": [
+            {"addresses": ["192.168.1.5"], "nodeName": "node1", "conditions": {"ready": True}},
+            {"addresses": ["192.168.2.5"], "nodeName": "node2", "conditions": {"ready": True}}]},
+            namespace="default")
+        wait_for(lambda: len(renderer.inputs.endpoint_slices[key].endpoints) == 2, 15, "the slice's change")
+        assert renderer.wait_rendered(5) and renderer.renders == renders
+        # The local endpoint goes: the Local Service's route goes with it.
+        kube.patch("discovery.k8s.io/v1", "endpointslices", "web-1", {"endpoints": [
+            {"addresses": ["192.168.2.5"], "nodeName": "node2", "conditions": {"ready": True}}]},
+            namespace="default")
+        wait_for(lambda: "10.96.5.5/32" not in (out / "bird_aggr.cfg").read_text(), 15, "the route's withdrawal")
+        assert renderer.wait_rendered(5) and renderer.renders == renders + 1
+        # The informers keep resourceVersions, not the objects.
+        stores = [informer._store for informer in renderer.service_watcher.informers]
+        assert all(stores) and all(isinstance(rv, str) for store in stores for rv in store.values())

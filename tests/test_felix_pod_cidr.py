@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from node.datastore.syncer import SyncStatus, Update, UpdateType
 from node.felix.calc.pod_cidr import PodCIDRBlocks, use_pod_cidr
 from node.felix.calc.routes import BLOCK_PREFIX, IPAMBlock
 from node.felix.dryrun import routes_for_family
 from node.felix.pipeline import Pipeline, felix_sources
 from node.felix.routes import render
+from node.errors import ConfigError
 from node.model import ipam as ipam_records
 
 from felix_calc_builders import delete, node, pool, put
@@ -72,12 +75,14 @@ def test_deletion_cidrs_not_masked_and_bad_entries(caplog):
     assert tracker.node_updated("n2", k8s_style_node("n2", None)) == []
 
 
-def test_use_pod_cidr_reads_like_libcalico_go(caplog):
+def test_use_pod_cidr_reads_like_libcalico_go():
     assert use_pod_cidr({"USE_POD_CIDR": "true"}) and use_pod_cidr({"CALICO_USE_POD_CIDR": "1"})
     assert not use_pod_cidr({}) and not use_pod_cidr({"USE_POD_CIDR": "false"})
-    with caplog.at_level(logging.ERROR):
-        assert not use_pod_cidr({"USE_POD_CIDR": "yes"})
-    assert "USE_POD_CIDR='yes' is not a boolean" in caplog.text
+    # Not a boolean: libcalico-go's client configuration does not load, and Felix panics.
+    with pytest.raises(ConfigError, match="USE_POD_CIDR='yes' is not a boolean"):
+        use_pod_cidr({"USE_POD_CIDR": "yes"})
+    with pytest.raises(ConfigError):
+        felix_sources({"USE_POD_CIDR": "yes"})
 
 
 def test_ipam_blocks_are_not_followed_with_use_pod_cidr():

@@ -9,9 +9,13 @@ for new data; an I/O failure is retried with backoff (250 ms doubling to 5 s).
 
 With a Kubernetes client (``kube_api``, whatever the datastore; see
 ``node.confd.kubeside``) the renderer also follows the Secrets its BGP passwords name
-and, once Service advertisement is configured, Services and EndpointSlices. Rendering
-then also waits for the Services and EndpointSlices to be listed, never for Secrets:
-a Secret that cannot be read leaves its peers without a password.
+and, once Service advertisement is configured, Services and EndpointSlices. As Calico's
+confd waits for its route generator only when advertisement is configured at start,
+rendering waits for the Services and EndpointSlices to be listed only when they are
+followed from the first render on; followed from a later change, they do not hold up
+rendering (their routes join as they are listed, and a list that fails, say for RBAC,
+is retried with backoff while every other change is still rendered). Rendering never
+waits for Secrets: a Secret that cannot be read leaves its peers without a password.
 
 A one-shot render (``run(oneshot=True, deadline=...)``) gives up with status 1 when the
 datastore is not in sync within ``deadline`` seconds, naming the syncer's last error.
@@ -31,7 +35,7 @@ from node.confd.inputs import FOLLOWED_KINDS, ConfdInputs, Settings, read_endpoi
 from node.confd.install import Installer
 from node.confd.kubeside import (SECRET_SYNC_WAIT, SecretWatcher, ServiceWatcher, referenced_secrets,
                                  service_advertisement_configured)
-from node.confd.services import endpoint_slice_from_doc, service_from_doc
+from node.confd.services import endpoint_slice_from_doc, service_from_doc, service_summary, slice_summary
 from node.datastore.sources import resource_sources
 from node.datastore.syncer import Syncer, SyncStatus, Update, UpdateType
 from node.errors import ValidationError
@@ -76,6 +80,10 @@ class Renderer:
         self.secret_watcher: SecretWatcher | None = None
         self._secret_api_errors: set[tuple[str, str]] = set()  # secret_errors from the API (not decoding)
         self.service_watcher: ServiceWatcher | None = None
+        # Whether rendering waits for the Services to be listed: only when they were
+        # followed before the first render (Calico: advertisement configured at start).
+        self._wait_for_services = False
+        self._render_started = False  # a render has been attempted (start-up is over)
         # With USE_POD_CIDR the blocks come from the Nodes, and BlockAffinities are not read.
         kinds = [kind for kind in FOLLOWED_KINDS if not (settings.use_pod_cidr and kind == "BlockAffinity")]
         self.syncer = Syncer(kv_factory, resource_sources(kinds, affinity_host=settings.nodename),
@@ -153,29 +161,39 @@ class Renderer:
                 if key not in self.inputs.secrets:
                     self._changed()  # the peers' warning names the reason
 
+    # A Service or EndpointSlice event re-renders only when it can change this node's
+    # routes (its summary changed), as Calico's route generator re-evaluates only the
+    # Service concerned: endpoints elsewhere coming and going, a Service of a type not
+    # advertised, a change to fields not read, render nothing.
+
     def _service_object(self, key: tuple[str, str], obj: dict | None) -> None:
+        new = None
+        if obj is not None:
+            try:
+                new = service_from_doc(obj)
+            except (AttributeError, TypeError, ValueError) as exc:
+                log.warning("ignoring Service %s/%s that cannot be read: %s", key[0], key[1], exc)
         with self._cond:
-            if obj is None:
-                self.inputs.services.pop(key, None)
-            else:
-                try:
-                    self.inputs.services[key] = service_from_doc(obj)
-                except (AttributeError, TypeError, ValueError) as exc:
-                    log.warning("ignoring Service %s/%s that cannot be read: %s", key[0], key[1], exc)
-                    self.inputs.services.pop(key, None)
-            self._changed()
+            old = self.inputs.services.pop(key, None)
+            if new is not None:
+                self.inputs.services[key] = new
+            if service_summary(old) != service_summary(new):
+                self._changed()
 
     def _slice_object(self, key: tuple[str, str], obj: dict | None) -> None:
+        new = None
+        if obj is not None:
+            try:
+                new = endpoint_slice_from_doc(obj)
+            except (AttributeError, TypeError, ValueError) as exc:
+                log.warning("ignoring EndpointSlice %s/%s that cannot be read: %s", key[0], key[1], exc)
+        node_ref = self.settings.kubernetes_node_name
         with self._cond:
-            if obj is None:
-                self.inputs.endpoint_slices.pop(key, None)
-            else:
-                try:
-                    self.inputs.endpoint_slices[key] = endpoint_slice_from_doc(obj)
-                except (AttributeError, TypeError, ValueError) as exc:
-                    log.warning("ignoring EndpointSlice %s/%s that cannot be read: %s", key[0], key[1], exc)
-                    self.inputs.endpoint_slices.pop(key, None)
-            self._changed()
+            old = self.inputs.endpoint_slices.pop(key, None)
+            if new is not None:
+                self.inputs.endpoint_slices[key] = new
+            if slice_summary(old, node_ref) != slice_summary(new, node_ref):
+                self._changed()
 
     def _services_synced(self) -> None:
         with self._cond:
@@ -199,7 +217,9 @@ class Renderer:
 
     def _maybe_follow_services(self) -> bool:
         """Start following Services once advertisement is configured (holding the
-        condition); True if they were just started."""
+        condition); True if they were just started before the first render, when
+        rendering waits for them to be listed (as Calico's confd waits for a route
+        generator started at start-up, and not for one started by a later update)."""
         if self._kube is None or self.service_watcher is not None:
             return False
         if not service_advertisement_configured(self.inputs, self.settings):
@@ -207,11 +227,15 @@ class Renderer:
         self.service_watcher = ServiceWatcher(self._kube, on_service=self._service_object,
                                               on_slice=self._slice_object, on_synced=self._services_synced,
                                               backoff=self._informer_backoff).start()
-        return True
+        self._wait_for_services = not self._render_started
+        if not self._wait_for_services:
+            log.info("Service advertisement configured after start: rendering goes on while Services "
+                     "and EndpointSlices are listed")
+        return self._wait_for_services
 
     def _ready(self) -> bool:
-        """In sync: the datastore, and the Services when they are followed."""
-        return self._in_sync and (self.service_watcher is None or self.service_watcher.synced)
+        """In sync: the datastore, and the Services when rendering waits for them."""
+        return self._in_sync and (not self._wait_for_services or self.service_watcher.synced)
 
     def _not_ready_reason(self) -> str:
         if not self._in_sync:
@@ -320,6 +344,7 @@ class Renderer:
                         return 1
                     if self._maybe_follow_services():
                         continue  # render once they are listed too
+                    self._render_started = True
                     generation, inputs = self._snapshot()
                 if self._track_secrets(inputs):
                     with self._cond:

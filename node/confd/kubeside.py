@@ -17,7 +17,9 @@ that client it follows:
 * **Services and EndpointSlices**, cluster-wide, only once Service advertisement is
   configured (``CALICO_ADVERTISE_CLUSTER_IPS``, or ``serviceClusterIPs``,
   ``serviceExternalIPs`` or ``serviceLoadBalancerIPs`` in the default BGPConfiguration),
-  and from then on; rendering waits until both have been listed.
+  and from then on. When that is so at the first render, rendering waits until both
+  have been listed (as Calico's confd waits for its route generator); when it becomes
+  so later, rendering carries on and their routes join as they are listed.
 
 The first part of this module decides what to follow from the renderer's inputs (pure
 functions); the rest follows it.

@@ -499,8 +499,8 @@ def _pod_cidr_affinities(inputs: ConfdInputs, nodename: str, version: int) -> li
     blocks = {}
     for index, cidr in enumerate(cidrs):
         try:
-            net = ipaddress.ip_network(cidr, strict=False)
-        except (TypeError, ValueError):
+            net = ipam.parse_pod_cidr(cidr)  # Go's ParseCIDR, as the agent and Calico: no bare address
+        except ValueError:
             log.warning("Node(%s).status.podCIDRs[%d] = '%s' is not a CIDR; ignoring it", nodename, index, cidr)
             continue
         if net.version == version:

@@ -88,6 +88,26 @@ def endpoint_slice_from_doc(doc: dict) -> EndpointSlice:
                          address_type=doc.get("addressType") or "", endpoints=tuple(endpoints))
 
 
+def service_summary(svc: Service | None) -> Service | None:
+    """What of a Service can change this node's routes: the parsed Service itself, or
+    None when it can change none (absent, a type that is not advertised, or no cluster
+    IP), as ``service_routes`` reads it."""
+    if svc is None or svc.type not in ADVERTISED_TYPES or svc.cluster_ip in ("", "None"):
+        return None
+    return svc
+
+
+def slice_summary(eps: EndpointSlice | None, node_ref: str) -> tuple | None:
+    """What of an EndpointSlice can change the routes of the node ``node_ref`` (all that
+    ``service_routes`` reads of it): its Service, its address type, and whether it has a
+    ready endpoint on that node; None when it has no ready endpoint at all (as if
+    absent). Other endpoints coming and going, addresses and ports change nothing."""
+    ready = [node for is_ready, node in eps.endpoints if is_ready] if eps is not None else []
+    if not ready:
+        return None
+    return eps.namespace, eps.service, eps.address_type, node_ref in ready
+
+
 def _nets(cidrs: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     out = []
     for cidr in cidrs:

@@ -26,6 +26,20 @@ def cidr_key_part(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr, strict=False)).replace("/", "-", 1)
 
 
+def parse_pod_cidr(text: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """One entry of a Node's ``status.podCIDRs`` as libcalico-go's Node update processors
+    (Felix's and the BGP one) read it, with Go's ``net.ParseCIDR``: ``address/length``
+    only, masked to its network. A bare address (no ``/``), a zone or anything else is a
+    ValueError: those processors log it and make no block of it."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a CIDR")
+    addr, sep, plen = text.partition("/")
+    if not sep or not (plen.isascii() and plen.isdigit()) or "%" in addr:
+        raise ValueError(f"{text!r} is not a CIDR")
+    ipaddress.ip_address(addr)
+    return ipaddress.ip_network(text, strict=False)
+
+
 def _cidr_from_key_part(part: str) -> str:
     head, _, prefix = part.rpartition("-")
     return str(ipaddress.ip_network(f"{head}/{prefix}"))

@@ -4,7 +4,8 @@ The renderer reads a few Kubernetes objects that are not part of Calico's key sp
 that it may read whatever the datastore: the Secrets its BGPPeers name (one informer
 per Secret, field-selected on its name) and, when Service advertisement is configured,
 every Service and EndpointSlice. ``Informer`` lists the collection, then watches it
-from the list's resourceVersion, keeping a store of what it has seen:
+from the list's resourceVersion, keeping a store of what it has seen (each object's
+resourceVersion, not the object: the handler keeps what it needs of it):
 
 * the handler hears of each object that appears, changes or goes (``on_object``), and
   that the store is complete (``on_synced``, after every successful list);
@@ -70,7 +71,9 @@ class Informer:
         self._on_error = on_error
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self._store: dict[ObjectKey, dict] = {}
+        # What has been seen: each object's resourceVersion (the handler keeps what it
+        # needs of the objects themselves).
+        self._store: dict[ObjectKey, str] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._stream = None
@@ -150,10 +153,10 @@ class Informer:
             self._on_object(key, None)
         for key in sorted(listed):
             obj = listed[key]
-            old = self._store.get(key)
-            if old is not None and _rv(old) == _rv(obj) and _rv(obj):
+            seen = _rv(obj)
+            if seen and self._store.get(key) == seen:
                 continue
-            self._store[key] = obj
+            self._store[key] = seen
             self._on_object(key, obj)
         if self.last_error:
             log.info("following %s again", self.what)
@@ -191,7 +194,7 @@ class Informer:
                         if self._store.pop(key, None) is not None:
                             self._on_object(key, None)
                     elif kind in ("ADDED", "MODIFIED"):
-                        self._store[key] = obj
+                        self._store[key] = _rv(obj)
                         self._on_object(key, obj)
             finally:
                 stream.close()

@@ -18,7 +18,6 @@ gets a blackhole route.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Mapping
 
@@ -29,9 +28,6 @@ from node.model.resource import Resource
 
 log = logging.getLogger(__name__)
 
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False", "")
-
 
 def datastore_setting(env: Mapping[str, str], name: str) -> str:
     """A libcalico-go datastore variable: ``CALICO_<NAME>``, else ``<NAME>`` (empty: unset)."""
@@ -39,14 +35,13 @@ def datastore_setting(env: Mapping[str, str], name: str) -> str:
 
 
 def use_pod_cidr(env: Mapping[str, str]) -> bool:
-    """``USE_POD_CIDR`` (strconv.ParseBool's spellings); a value that is not a boolean is
-    logged and counts as false (the Kubernetes datastore's client refuses it anyway)."""
-    text = datastore_setting(env, "USE_POD_CIDR")
-    if text in _TRUE:
-        return True
-    if text not in _FALSE:
-        log.error("USE_POD_CIDR=%r is not a boolean (use true or false); following Calico's IPAM blocks", text)
-    return False
+    """``USE_POD_CIDR`` as the datastore client reads it (strconv.ParseBool's spellings);
+    a value that is not a boolean is a ConfigError, as libcalico-go's client configuration
+    then fails to load (Felix panics, confd exits)."""
+    from node.config import DatastoreConfig
+    from node.datastore.kubernetes.clientconfig import use_pod_cidr as parse_use_pod_cidr
+
+    return parse_use_pod_cidr(DatastoreConfig(extra={"usePodCIDR": datastore_setting(env, "USE_POD_CIDR")}))
 
 
 def _pod_cidrs(node: Resource) -> list[str]:
@@ -66,13 +61,9 @@ def _pod_cidrs(node: Resource) -> list[str]:
 
 
 def _parse(node: str, text: str) -> str | None:
-    """Go's net.ParseCIDR: ``addr/len`` only, masked to its network."""
-    addr, sep, plen = text.partition("/")
+    """Go's net.ParseCIDR (shared with the BIRD renderer): ``addr/len`` only, masked to its network."""
     try:
-        if not sep or not plen.isdigit() or "%" in addr:
-            raise ValueError
-        ipaddress.ip_address(addr)
-        return str(ipaddress.ip_network(text, strict=False))
+        return str(ipam_records.parse_pod_cidr(text))
     except ValueError:
         log.warning("Node %s: status.podCIDRs entry %r is not a CIDR; no block for it", node, text)
         return None
