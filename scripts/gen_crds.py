@@ -5,11 +5,12 @@ Kubernetes datastore keeps in native objects (Node in Nodes, WorkloadEndpoint in
 Profile in Namespaces and ServiceAccounts, KubernetesNetworkPolicy in NetworkPolicies,
 KubernetesClusterNetworkPolicy in ClusterNetworkPolicies; LiveMigration, an internal kind
 Calico ships no CRD for, in KubeVirt's VirtualMachineInstanceMigrations),
-plus the IPAM records' IPAMBlock and IPAMHandle. Names, scope, the status subresource and the ``required`` lists follow the
-CRDs Calico ships; the schemas are generated from the model's struct definitions
-(node/model/structs.py), so a field the model knows is a field the CRD admits. The IPAM
-records are the exception: the model holds their etcd form (snake_case), not the form
-of their CRDs, so those two schemas are written out here.
+plus the IPAM records' IPAMBlock and IPAMHandle. Names, scope, the status subresource
+(STATUS_SUBRESOURCE) and the ``required`` lists follow the CRDs Calico v3.32.1 ships;
+the schemas are generated from the model's struct definitions (node/model/structs.py),
+so a field the model knows is a field the CRD admits. The IPAM records are the
+exception: the model holds their etcd form (snake_case), not the form of their CRDs,
+so those two schemas are written out here.
 
 After them comes the one CRD that is not Calico's: network-policy-api's
 ClusterNetworkPolicy (policy.networking.k8s.io/v1alpha2), which Calico's calico.yaml also
@@ -51,6 +52,12 @@ NATIVE_BACKED = {
 }
 # v3 kinds whose v1 CRD has another kind name.
 V1_KIND = {"IPAMConfiguration": ("IPAMConfig", "ipamconfigs")}
+# The CRDs (by plural) that have the status subresource: in Calico v3.32.1
+# (libcalico-go/config/crd/) only KubeControllersConfiguration's. IPPool, Tier and
+# CalicoNodeStatus got theirs after v3.32 (projectcalico/calico#12352, first in v3.34);
+# without it a status is written with the object, as libcalico-go v3.32 writes
+# CalicoNodeStatus (node/datastore/kubernetes/kv.py CRMapper.update_status).
+STATUS_SUBRESOURCE = {"kubecontrollersconfigurations"}
 # Fields that always appear in Calico's JSON (no omitempty) but that Calico's CRDs leave
 # optional, so that hand-written objects without them are still admitted.
 NOT_REQUIRED = {("FelixConfigurationSpec", "bpfLogLevel")}
@@ -225,7 +232,7 @@ def crd(kind: str, plural: str, namespaced: bool, spec: dict, status: dict | Non
         properties["status"] = status
     version: dict = {"name": "v1", "schema": {"openAPIV3Schema": {"properties": properties, "type": "object"}},
                      "served": True, "storage": True}
-    if status is not None:
+    if status is not None and plural in STATUS_SUBRESOURCE:
         version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -17,11 +17,16 @@ the official ``kubernetes`` client sends, the way kube-apiserver answers them:
 * strategic-merge and merge patches (strategic: maps merge, ``conditions``,
   ``addresses``, ``containers``, ``ports`` and ``podIPs`` lists merge by their keys,
   other lists are replaced), and the ``status`` subresource of nodes, pods, services,
-  CalicoNodeStatuses and KubeVirt's migrations (the main resource keeps the stored
-  status, ``/status`` keeps the stored spec);
+  KubeVirt's migrations and the Calico kinds whose CRDs have one (the main resource
+  keeps the stored status, ``/status`` keeps the stored spec; ``/status`` of a kind
+  without it is 404). Which Calico kinds have it is ``status_subresources``: by default
+  those of Calico v3.32.1's CRDs (``V3_32_STATUS_SUBRESOURCES``, as manifests/crds.yaml),
+  ``LATER_STATUS_SUBRESOURCES`` for Calico's later ones; ``set_status_subresource``
+  switches one kind;
 * what admission and defaulting do that Calico notices: namespaces must exist, pods,
-  services and (a status-subresource CRD) KubeVirt's VirtualMachineInstanceMigrations
-  are created without status, Secret ``stringData`` becomes ``data``;
+  services and the kinds of status-subresource CRDs (KubeVirt's
+  VirtualMachineInstanceMigrations, ...) are created without status, Secret
+  ``stringData`` becomes ``data``;
 * service-account TokenRequests (``POST .../serviceaccounts/<name>/token``): an unsigned
   JWT-shaped token per request, and ``serviceaccounts/token`` in ``GET /api/v1`` discovery;
 * RBAC for the bearer tokens in ``rbac`` (each a user and the rules bound to it, as in a
@@ -69,7 +74,12 @@ CALICO_PLURALS = {
     "stagednetworkpolicies": ("StagedNetworkPolicy", True), "tiers": ("Tier", False),
 }
 
-CALICO_STATUS_SUBRESOURCES = ("caliconodestatuses",)
+# The Calico kinds (plurals) whose CRDs have the status subresource: in Calico v3.32.1
+# (libcalico-go/config/crd/, and its API server's projectcalico.org/v3 resources)
+# KubeControllersConfiguration only; Calico's later CRDs (projectcalico/calico#12352,
+# v3.34) add it to CalicoNodeStatus, IPPool and Tier.
+V3_32_STATUS_SUBRESOURCES = ("kubecontrollersconfigurations",)
+LATER_STATUS_SUBRESOURCES = ("caliconodestatuses", "ippools", "kubecontrollersconfigurations", "tiers")
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,8 @@ class Res:
     core: bool = False
 
 
-def _resources(groups: tuple[str, ...]) -> dict[tuple[str, str], Res]:
+def _resources(groups: tuple[str, ...],
+               status_subresources: tuple[str, ...] = V3_32_STATUS_SUBRESOURCES) -> dict[tuple[str, str], Res]:
     out = {
         ("v1", "nodes"): Res("Node", False, status_subresource=True, core=True),
         ("v1", "pods"): Res("Pod", True, status_subresource=True, create_without_status=True, core=True),
@@ -106,11 +117,13 @@ def _resources(groups: tuple[str, ...]) -> dict[tuple[str, str], Res]:
         else:
             plurals["ipamconfigurations"] = ("IPAMConfiguration", False)
         for plural, (kind, namespaced) in plurals.items():
-            # CalicoNodeStatus's CRD (manifests/crds.yaml, as Calico's) has the status
-            # subresource: create drops status, only /status writes it.
-            status = plural in CALICO_STATUS_SUBRESOURCES
-            out[(group, plural)] = Res(kind, namespaced, status_subresource=status, create_without_status=status)
+            out[(group, plural)] = _calico_res(kind, namespaced, plural in status_subresources)
     return out
+
+
+def _calico_res(kind: str, namespaced: bool, status_subresource: bool) -> Res:
+    # A CRD with the status subresource: create drops status, only /status writes it.
+    return Res(kind, namespaced, status_subresource=status_subresource, create_without_status=status_subresource)
 
 
 class HTTPProblem(Exception):
@@ -258,13 +271,16 @@ class KubeStandin:
 
     def __init__(self, groups: tuple[str, ...] = ("crd.projectcalico.org/v1",), *,
                  bookmark_interval: float = 1.0, namespaces: tuple[str, ...] = ("default", "kube-system"),
-                 token: str = "", tls: tuple[Path, Path] | None = None):
+                 token: str = "", tls: tuple[Path, Path] | None = None,
+                 status_subresources: tuple[str, ...] = V3_32_STATUS_SUBRESOURCES):
         """``token``: require ``Authorization: Bearer <token>`` (401 otherwise).
-        ``tls``: (certificate, key) to serve HTTPS with (see ``make_tls``)."""
+        ``tls``: (certificate, key) to serve HTTPS with (see ``make_tls``).
+        ``status_subresources``: the Calico kinds (plurals) whose CRDs have the status
+        subresource (see the module docstring)."""
         self.groups = groups
         self.token = token
         self.tls = tls
-        self.resources = _resources(groups)
+        self.resources = _resources(groups, status_subresources)
         self.bookmark_interval = bookmark_interval
         self.rv = 1
         self.objects: dict[tuple[str, str, str, str], dict] = {}
@@ -367,6 +383,18 @@ class KubeStandin:
     def watch_count(self) -> int:
         with self.cond:
             return len(self._watch_sockets)
+
+    def set_status_subresource(self, plural: str, enabled: bool) -> None:
+        """Serve the Calico kind ``plural`` (in every Calico group) from a CRD with the
+        status subresource, or without it; the objects stored stay as they are."""
+        with self.cond:
+            keys = [key for key in self.resources if key[1] == plural and key[0].split("/")[0] in
+                    ("crd.projectcalico.org", "projectcalico.org")]
+            if not keys:
+                raise KeyError(f"no Calico resource {plural!r}")
+            for key in keys:
+                res = self.resources[key]
+                self.resources[key] = _calico_res(res.kind, res.namespaced, enabled)
 
     # -- direct object access for tests (same semantics as the HTTP verbs) ------------
 

@@ -130,8 +130,22 @@ def test_every_stored_kind_has_a_crd():
         crd = crds[V1_NAMES.get(kind, (kind,))[0]]
         assert crd["spec"]["scope"] == ("Namespaced" if info.namespaced else "Cluster"), kind
         version = crd["spec"]["versions"][0]
-        # Kinds with a status have Calico's status subresource.
-        assert ("subresources" in version) == (info.status is not None), kind
+        # The status subresource where Calico v3.32.1's CRDs have it: KubeControllersConfiguration
+        # only (IPPool, Tier and CalicoNodeStatus got theirs after v3.32).
+        assert ("subresources" in version) == (kind == "KubeControllersConfiguration"), kind
+        assert version.get("subresources", {"status": {}}) == {"status": {}}, kind
+
+
+def test_standin_serves_the_crds_status_subresources():
+    """The stand-in API server the Kubernetes tests run against plays crds.yaml's CRDs:
+    the status subresource on exactly the kinds whose CRD has it."""
+    from kube_standin import _resources
+
+    shipped = {crd["spec"]["names"]["plural"] for crd in _crds().values()
+               if "subresources" in crd["spec"]["versions"][0]}
+    standin = _resources((GROUP + "/v1",))
+    served = {plural for (group, plural), res in standin.items() if group == GROUP + "/v1" and res.status_subresource}
+    assert served == shipped == {"kubecontrollersconfigurations"}
 
 
 def _structural_problems(schema: dict, path: str) -> list[str]:

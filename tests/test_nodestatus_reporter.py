@@ -1,22 +1,30 @@
 """The CalicoNodeStatus reporter against real etcd and the Kubernetes stand-in: Calico's
 nodestatus_test.go cases (BIRD played by a mock, as there), the dispatcher's decisions,
-and the status-only write both datastores offer."""
+and the status-only write both datastores offer (on Kubernetes: against Calico v3.32.1's
+CRD, which has no status subresource, under its calico-node ClusterRole, and against a
+CRD with that subresource)."""
 from __future__ import annotations
 
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from e2e.probes import eventually
+import yaml
+
+from kdd_fixtures import TEST_QPS
 from kdd_fixtures import kube, kube_config, kube_kv  # noqa: F401 (fixtures)
-from kube_standin import Res
+from kube_standin import LATER_STATUS_SUBRESOURCES, KubeStandin
+from node.config import KUBERNETES, DatastoreConfig
 from node.datastore.client import DatastoreClient
 from node.datastore.factory import kv_for
+from node.datastore.kubernetes.kv import KubeKV
 from node.datastore.sources import resource_sources
 from node.datastore.syncer import Syncer
-from node.errors import Conflict, DatastoreError, NotFound
+from node.errors import Conflict, DatastoreError, NotFound, Unauthorized
 from node.model.resource import Resource, etcd_key
 from node.nodestatus import birdtext as bt
 from node.nodestatus.birdquery import BirdQuery
@@ -24,6 +32,23 @@ from node.nodestatus.reporter import NodeStatusReporter
 from node.nodestatus.status import Dispatcher, is_newer, spec_changed
 
 NODE = "node-a"
+REPO = Path(__file__).resolve().parents[1]
+NODE_TOKEN = "calico-node-token"
+NODE_USER = "system:serviceaccount:kube-system:calico-node"
+# Calico v3.32.1's calico-node ClusterRole (manifests/calico.yaml, calico-node-rbac.yaml),
+# its rules for crd.projectcalico.org that name caliconodestatuses, verbatim: read, and
+# ``update`` on the resource itself, nothing on caliconodestatuses/status.
+CALICO_V3_32_1_RULES = [
+    {"apiGroups": ["projectcalico.org", "crd.projectcalico.org"],
+     "resources": ["globalfelixconfigs", "globalbgpconfigs", "felixconfigurations", "bgppeers", "bgpfilters",
+                   "bgpconfigurations", "ippools", "ipreservations", "ipamblocks", "globalnetworkpolicies",
+                   "stagedglobalnetworkpolicies", "networkpolicies", "stagednetworkpolicies",
+                   "stagedkubernetesnetworkpolicies", "globalnetworksets", "networksets", "clusterinformations",
+                   "hostendpoints", "blockaffinities", "caliconodestatuses", "tiers"],
+     "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["projectcalico.org", "crd.projectcalico.org"], "resources": ["caliconodestatuses"],
+     "verbs": ["update"]},
+]
 BOOT_FIRST = "2021-09-19 20:48:51"
 BOOT_SECOND = "2021-09-19 20:48:52"
 
@@ -319,9 +344,42 @@ def test_conflict_when_the_syncer_missed_an_update(client, etcd_clean_config):
 
 
 # --------------------------------------------------------------------------------------
-# The reporter through the Kubernetes stand-in (status subresource).
+# The reporter through the Kubernetes stand-in.
+
+def manifest_rules(name: str = "calico.yaml", role: str = "calico-node") -> list[dict]:
+    for doc in yaml.safe_load_all((REPO / "manifests" / name).read_text()):
+        if doc and doc.get("kind") == "ClusterRole" and doc["metadata"]["name"] == role:
+            return doc["rules"]
+    raise AssertionError(f"no ClusterRole {role} in manifests/{name}")
+
+
+@contextmanager
+def node_datastore(kube: KubeStandin, tmp_path, rules: list[dict]):
+    """calico-node's view of the stand-in: its token, held to ``rules``."""
+    kube.rbac[NODE_TOKEN] = (NODE_USER, rules)
+    config = DatastoreConfig(datastore_type=KUBERNETES, extra={"k8sClientQPS": TEST_QPS},
+                             kubeconfig=str(kube.kubeconfig(tmp_path / "node-kubeconfig", token=NODE_TOKEN)))
+    kv = KubeKV(config, env={})
+    try:
+        yield config, DatastoreClient(kv)
+    finally:
+        kv.close()
+
+
+def puts(kube: KubeStandin, name: str) -> list[str]:
+    """The paths of the PUTs to the CalicoNodeStatus ``name``, "" for the resource itself."""
+    out = []
+    for method, path in kube.requests:
+        path = path.split("?")[0]
+        if method == "PUT" and f"/caliconodestatuses/{name}" in path:
+            out.append(path.split(f"/caliconodestatuses/{name}", 1)[1])
+    return out
+
 
 def test_reporter_on_kubernetes(kube, kube_config, kube_kv):
+    """Calico v3.32.1's CRD (the stand-in's default, as manifests/crds.yaml): no status
+    subresource, every write is an update of the resource itself."""
+    assert not kube.resources[("crd.projectcalico.org/v1", "caliconodestatuses")].status_subresource
     client = DatastoreClient(kube_kv)
     bird = MockBird()
     with reporting(client, kube_config, bird) as reporter:
@@ -330,10 +388,9 @@ def test_reporter_on_kubernetes(kube, kube_config, kube_kv):
         saved = written(client, "mynodestatus")
         assert saved.status["agent"] == agent(BOOT_FIRST) and saved.status["bgp"] == PEERS
         assert saved.status["routes"] == ROUTES
-        puts = [p for m, p in kube.requests if m == "PUT" and "caliconodestatuses" in p]
-        assert puts and all(p.endswith("/caliconodestatuses/mynodestatus/status") for p in puts)
         bird.boot = BOOT_SECOND
         assert eventually(lambda: get(client, "mynodestatus").status["agent"] == agent(BOOT_SECOND), timeout=5)
+        assert len(puts(kube, "mynodestatus")) >= 2 and set(puts(kube, "mynodestatus")) == {""}
         assert list(reporter.reporters) == ["mynodestatus"]
         client.delete("CalicoNodeStatus", "mynodestatus")
         assert eventually(lambda: reporter.reporters == {}, timeout=5)
@@ -341,43 +398,113 @@ def test_reporter_on_kubernetes(kube, kube_config, kube_kv):
     assert other.status["lastUpdated"] is None and other.spec["updatePeriodSeconds"] == 1
 
 
-def test_kubernetes_status_write_keeps_the_spec(kube, kube_kv):
+@pytest.mark.parametrize("crd,rules", [
+    ("v3.32.1", "calico"),     # Calico's own install: its CRD and its ClusterRole
+    ("v3.32.1", "manifest"),   # this project's crds.yaml and calico.yaml
+    ("subresource", "manifest"),  # CRDs with the status subresource (Calico's later ones)
+])
+def test_reporter_writes_the_status_under_rbac(kube, kube_kv, tmp_path, crd, rules):
+    """calico-node's token, held to a ClusterRole, writes its CalicoNodeStatus's status;
+    the spec stays as it was created and no request is refused."""
+    if crd == "subresource":
+        for plural in LATER_STATUS_SUBRESOURCES:
+            kube.set_status_subresource(plural, True)
+    admin = DatastoreClient(kube_kv)
+    created = admin.create(request("mynodestatus", period=1))
+    with node_datastore(kube, tmp_path, CALICO_V3_32_1_RULES if rules == "calico" else manifest_rules()) as (
+            config, client):
+        with reporting(client, config, MockBird()):
+            saved = written(admin, "mynodestatus")
+            assert saved, f"no status written; refused: {kube.forbidden}"
+    assert saved.status["agent"] == agent(BOOT_FIRST) and saved.status["bgp"] == PEERS
+    assert saved.status["routes"] == ROUTES
+    assert saved.spec == created.spec
+    stored = kube.get("crd.projectcalico.org/v1", "caliconodestatuses", "mynodestatus")
+    assert stored["spec"] == {"node": NODE, "classes": ["Agent", "BGP", "Routes"], "updatePeriodSeconds": 1}
+    assert kube.forbidden == []
+    # The resource itself, and /status right after it only when the CRD has that subresource.
+    writes = puts(kube, "mynodestatus")
+    if crd == "subresource":
+        assert writes and writes == ["", "/status"] * (len(writes) // 2)
+    else:
+        assert writes and set(writes) == {""}
+
+
+@pytest.mark.parametrize("subresource", [False, True])
+def test_kubernetes_status_write_keeps_the_spec(kube, kube_kv, subresource):
+    kube.set_status_subresource("caliconodestatuses", subresource)
     client = DatastoreClient(kube_kv)
     created = client.create(request("s1"))
+    stored_spec = kube.get("crd.projectcalico.org/v1", "caliconodestatuses", "s1")["spec"]
     attempt = created.copy()
-    attempt.spec["updatePeriodSeconds"] = 77
+    attempt.spec["updatePeriodSeconds"] = 77  # not written: only the status is
+    attempt.metadata["labels"] = {"not": "written"}
     attempt.status = {"agent": {"birdV4": {"state": "NotReady"}}}
-    client.update_status(attempt)
+    before = len(kube.requests)
+    out = client.update_status(attempt)
+    sent = [m for m, _ in kube.requests[before:]]
     stored = get(client, "s1")
-    assert stored.spec["updatePeriodSeconds"] == 5
+    assert stored.spec["updatePeriodSeconds"] == 5 and not stored.metadata.get("labels")
+    assert kube.get("crd.projectcalico.org/v1", "caliconodestatuses", "s1")["spec"] == stored_spec
     assert stored.status["agent"]["birdV4"] == {"state": "NotReady"}
+    assert out.resource_version == stored.resource_version != created.resource_version
+    # One read, the update and, only for the subresource, /status.
+    assert sent == (["GET", "PUT", "PUT"] if subresource else ["GET", "PUT"])
+    assert puts(kube, "s1") == (["", "/status"] if subresource else [""])
     with pytest.raises(Conflict):
-        client.update_status(attempt)
-    # A full update keeps the stored status (the subresource owns it).
-    stored.status = {}
-    stored.spec["updatePeriodSeconds"] = 6
-    client.update(stored)
-    assert get(client, "s1").status["agent"]["birdV4"] == {"state": "NotReady"}
+        client.update_status(attempt)  # at the old revision
+    # The same status again: one update that changes nothing, no /status.
+    again = out.copy()
+    assert client.update_status(again).resource_version == out.resource_version
+    assert puts(kube, "s1")[-1] == ""
+    if subresource:
+        # A full update keeps the stored status (the subresource owns it).
+        stored.status = {}
+        stored.spec["updatePeriodSeconds"] = 6
+        client.update(stored)
+        assert get(client, "s1").status["agent"]["birdV4"] == {"state": "NotReady"}
+    client.delete("CalicoNodeStatus", "s1")
+    with pytest.raises(NotFound):
+        client.update_status(out)
 
 
-def test_kubernetes_crd_without_status_subresource(kube, kube_kv):
-    """Calico's own CRDs up to v3.33 have no status subresource: /status is 404 there and
-    the status goes into the object itself."""
-    for key, res in list(kube.resources.items()):
-        if key[1] == "caliconodestatuses":
-            kube.resources[key] = Res(res.kind, res.namespaced)
+def test_kubernetes_status_write_does_not_loop(kube, kube_kv, monkeypatch):
+    """With the status subresource, a /status write that conflicts (the object moved on
+    between the update and it) is the caller's Conflict: one update, one /status, no more."""
+    kube.set_status_subresource("caliconodestatuses", True)
     client = DatastoreClient(kube_kv)
     created = client.create(request("s1"))
+    real = kube._store_update
+
+    def racing(api_version, plural, namespace, name, obj, subresource):
+        if subresource == "status":
+            current = kube.objects[(api_version, plural, "", name)]
+            real(api_version, plural, namespace, name, {**current, "spec": {**current["spec"], "node": "moved"}}, "")
+        return real(api_version, plural, namespace, name, obj, subresource)
+
+    monkeypatch.setattr(kube, "_store_update", racing)
     attempt = created.copy()
-    attempt.spec["updatePeriodSeconds"] = 77
     attempt.status = {"agent": {"birdV4": {"state": "Ready"}}}
-    client.update_status(attempt)
-    stored = get(client, "s1")
-    assert stored.spec["updatePeriodSeconds"] == 5 and stored.status["agent"]["birdV4"] == {"state": "Ready"}
-    paths = [p for m, p in kube.requests if m == "PUT"]
-    assert paths[-2].endswith("/caliconodestatuses/s1/status") and paths[-1].endswith("/caliconodestatuses/s1")
     with pytest.raises(Conflict):
         client.update_status(attempt)
+    assert puts(kube, "s1") == ["", "/status"]
+
+
+def test_kubernetes_subresource_crd_under_calicos_clusterrole_is_refused_once(kube, kube_kv, tmp_path):
+    """A CRD with the status subresource under Calico v3.32.1's ClusterRole (no
+    caliconodestatuses/status): the update goes through, keeps the old status, and the
+    one /status write after it is refused: Unauthorized, not retried."""
+    kube.set_status_subresource("caliconodestatuses", True)
+    created = DatastoreClient(kube_kv).create(request("s1"))
+    with node_datastore(kube, tmp_path, CALICO_V3_32_1_RULES) as (_, client):
+        attempt = client.get("CalicoNodeStatus", "s1")
+        attempt.status = {"agent": {"birdV4": {"state": "Ready"}}}
+        with pytest.raises(Unauthorized, match="caliconodestatuses/status"):
+            client.update_status(attempt)
+    assert puts(kube, "s1") == ["", "/status"]
+    assert kube.forbidden == [("update", "caliconodestatuses/status", "", "s1")]
+    assert kube.get("crd.projectcalico.org/v1", "caliconodestatuses", "s1")["metadata"]["resourceVersion"] == \
+        created.resource_version
 
 
 # --------------------------------------------------------------------------------------

@@ -547,9 +547,11 @@ class DatastoreClient:
         """Write ``res.status`` and nothing else, at ``res``'s resourceVersion
         (libcalico-go's UpdateStatus); Conflict when the stored resource has moved on.
 
-        On Kubernetes this goes through the status subresource. On etcd the stored JSON
-        gets the new status in place, so neither a spec the caller changed nor fields of
-        a newer Calico that this model does not know are touched. Returns ``res`` with
+        On Kubernetes the stored object is updated with the new status, as a whole (as
+        libcalico-go v3.32.1's Update does), and through the status subresource only
+        where the CRD has one (see CRMapper.update_status). On etcd the stored JSON gets
+        the new status in place. Either way neither a spec the caller changed nor fields
+        of a newer Calico that this model does not know are touched. Returns ``res`` with
         the status as written and the new resourceVersion (and its own spec, which was
         not written)."""
         ident = res.identifier()

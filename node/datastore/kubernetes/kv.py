@@ -291,30 +291,55 @@ class CRMapper(Mapper):
         return _rv(out, key)
 
     def update_status(self, key: str, value: bytes, revision: int) -> int:
-        """Only the status of ``value``, through the status subresource, at ``revision``.
-        A CRD without that subresource (Calico's own up to v3.33 have none) answers 404
-        while the object exists: then the stored object is rewritten with the new status,
-        still at ``revision``."""
+        """Only the status of ``value``, at ``revision``.
+
+        As libcalico-go v3.32.1 writes it (clientv3's CalicoNodeStatus().Update(), the one
+        status write Calico's node makes): one update (PUT) of the whole object, status
+        included, at ``revision``. Calico's v3.32.1 CRDs have no status subresource for
+        it and its calico-node ClusterRole grants ``update`` on ``caliconodestatuses``
+        only, so a write through ``/status`` would be refused (403) before the API
+        server even looks for the subresource. The object written is the stored one
+        with ``value``'s status put in (so, as on etcd, neither a spec the caller
+        changed nor fields this model does not know are touched): one GET, and a
+        Conflict when the stored object is no longer at ``revision``.
+
+        A CRD that does have the status subresource (Calico's after v3.32, or CRDs an
+        older release of this project installed) keeps the stored status on that
+        update: when the answer still carries the old status instead of the one sent,
+        the status is written once more through ``/status`` at the resourceVersion the
+        update answered with. Never more than that one retry: a Conflict there is the
+        caller's, as any other."""
         body = self._body(key, value, revision)
         namespace, name = self._locate(key)
         try:
-            out = self.api.replace(self.path.item(name, namespace, "status"), body)
-        except ApiError as exc:
-            if exc.status != 404:
-                raise _errors(key, exc, revision) from None
             current = self._get_cr(key)
-            if current is None:
-                raise _errors(key, exc, revision) from None
-            if _rv(current, key) != revision:
-                raise Conflict(key, f"revision {revision} is out of date") from None
-            if body.get("status") is None:
-                current.pop("status", None)
-            else:
-                current["status"] = body["status"]
+        except ApiError as exc:
+            raise _errors(key, exc, revision) from None
+        if current is None:
+            raise NotFound(key)
+        if _rv(current, key) != revision:
+            raise Conflict(key, f"revision {revision} is out of date")
+        status = body.get("status")
+        before = current.get("status")
+        new = dict(current)
+        if status is None:
+            new.pop("status", None)
+        else:
+            new["status"] = status
+        try:
+            out = self.api.replace(self.path.item(name, namespace), new)
+        except ApiError as exc:
+            raise _errors(key, exc, revision) from None
+        after = out.get("status")
+        if after != status and after == before:
+            # The status subresource owns the status: the update above kept the stored one.
+            out["status"] = status
+            if status is None:
+                out.pop("status", None)
             try:
-                out = self.api.replace(self.path.item(name, namespace), current)
-            except ApiError as again:
-                raise _errors(key, again, revision) from None
+                out = self.api.replace(self.path.item(name, namespace, "status"), out)
+            except ApiError as exc:
+                raise _errors(key, exc, _rv(out, key)) from None
         return _rv(out, key)
 
     def put(self, key: str, value: bytes) -> int:
@@ -1210,7 +1235,9 @@ class KubeKV:
                                                          revision)
 
     def update_status(self, key: str, value: bytes | str, revision: int) -> int:
-        """Write only the status of the object behind ``key`` (its status subresource)."""
+        """Write only the status of the object behind ``key`` (CRMapper.update_status: an
+        update of the whole object, as Calico v3.32 does, and ``/status`` only where the
+        CRD has that subresource)."""
         if revision < 1:
             raise ValueError(f"status update of {key} needs the stored revision, got {revision}")
         return self._write_mapper(key, "UpdateStatus").update_status(
