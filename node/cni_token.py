@@ -26,10 +26,13 @@ What it does, as Calico's monitor does:
   inlined, and is written with mode 0600.
 
 Where this differs from Calico, on purpose: the file is written through a temp file renamed
-over the old one, so the CNI plugin never reads half a file; a write that fails is retried
-like a failed request (Calico waits for the next scheduled refresh); and a
-``CNI_TOKEN_REFRESH_INTERVAL`` of zero or less is refused (Calico would ask the API server
-for tokens in a tight loop).
+over the old one, so the CNI plugin never reads half a file; a write that fails (the
+directory missing or read-only) keeps the token already issued and retries only the write,
+after 5 s, then twice as long each time up to a minute, until that token's normal refresh
+time (Calico waits for the next scheduled refresh), so a broken directory costs the API
+server no more TokenRequests than a working one; each distinct write failure is logged
+once (an error), its repeats only at debug level; and a ``CNI_TOKEN_REFRESH_INTERVAL`` of
+zero or less is refused (Calico would ask the API server for tokens in a tight loop).
 
 The directory moves with ``CALICO_CNI_NET_DIR`` (default ``/host/etc/cni/net.d``, where the
 calico-node DaemonSet mounts the host's ``/etc/cni/net.d``). Calico's own ``CNI_NET_DIR``
@@ -65,6 +68,7 @@ DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 TOKEN_VALIDITY_SECONDS = 24 * 60 * 60
 MIN_RETRY = 5.0        # seconds: after a failure, and for a token about to expire
+WRITE_RETRY_CAP = 60.0  # seconds: the longest wait between attempts to write an issued token
 REFRESH_FRACTION = 4   # refresh after this fraction of the remaining lifetime
 REQUEST_TIMEOUT = 30.0
 ROTATION_POLL = 1.0    # seconds between looks at the pod's own token directory
@@ -79,6 +83,14 @@ class TokenError(CalicoError):
 class Token:
     token: str
     expires: float  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token and the kubeconfig that carries it, not yet (or not yet successfully)
+    written."""
+    token: Token
+    kubeconfig: str
 
 
 # -- the pure part ---------------------------------------------------------------------------
@@ -258,7 +270,8 @@ class TokenMonitor:
                  service_account_dir: str = DEFAULT_SERVICE_ACCOUNT_DIR, *,
                  validity_seconds: int = TOKEN_VALIDITY_SECONDS, min_retry: float = MIN_RETRY,
                  fraction: float = REFRESH_FRACTION, clock: Callable[[], float] = time.time,
-                 jitter: Callable[[], float] = random.random, rotation_poll: float = ROTATION_POLL):
+                 jitter: Callable[[], float] = random.random, rotation_poll: float = ROTATION_POLL,
+                 write_retry_cap: float = WRITE_RETRY_CAP):
         self.env = dict(env)
         self.namespace = namespace
         self.service_account = service_account_name(env)
@@ -270,6 +283,7 @@ class TokenMonitor:
         self.clock = clock
         self.jitter = jitter
         self.rotation_poll = rotation_poll
+        self.write_retry_cap = write_retry_cap
         self.override, problem = refresh_override(env)
         if problem:
             log.error("%s", problem)
@@ -337,25 +351,35 @@ class TokenMonitor:
             raise ConfigError(f"cannot read the API server's CA certificate {ca_file}: "
                               f"{exc.strerror or exc}") from None
 
-    def refresh(self) -> Token:
-        """Request a token and write the kubeconfig. Raises CalicoError (the old file
-        stays as it was)."""
+    def issue(self) -> Issued:
+        """Request a token (one TokenRequest) and lay out the kubeconfig for it; writes
+        nothing. Raises CalicoError."""
         api = self._api()
         try:
+            server, ca_data = self._cluster(api)  # first: an unreadable CA costs no TokenRequest
             token = self.request_token(api)
-            server, ca_data = self._cluster(api)
         finally:
             api.close()
+        return Issued(token, kubeconfig_text(server, ca_data, token.token))
+
+    def write(self, issued: Issued) -> None:
+        """Write the kubeconfig of an issued token. Raises TokenError (the old file stays as
+        it was)."""
         try:
-            write_secret_file(self.path, kubeconfig_text(server, ca_data, token.token))
+            write_secret_file(self.path, issued.kubeconfig)
         except OSError as exc:
             hint = f" (the directory {self.path.parent} does not exist; {CNI_NET_DIR_ENV} moves it)" \
                 if not self.path.parent.is_dir() else ""
             raise TokenError(f"cannot write the CNI kubeconfig {self.path}: {exc.strerror or exc}{hint}") from None
-        expiry = dt.datetime.fromtimestamp(token.expires, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         log.info("Wrote the CNI kubeconfig %s with a new token for %s/%s (valid until %s)",
-                 self.path, self.namespace, self.service_account, expiry)
-        return token
+                 self.path, self.namespace, self.service_account, _utc(issued.token.expires))
+
+    def refresh(self) -> Token:
+        """Request a token and write the kubeconfig. Raises CalicoError (the old file
+        stays as it was)."""
+        issued = self.issue()
+        self.write(issued)
+        return issued.token
 
     def _wait(self, delay: float, stop: threading.Event) -> bool:
         """Sleep ``delay`` seconds; return early (True) when the pod's own token was rotated."""
@@ -380,18 +404,59 @@ class TokenMonitor:
         return False
 
     def run(self, stop: threading.Event) -> None:
-        """Keep the kubeconfig fresh until ``stop`` is set."""
+        """Keep the kubeconfig fresh until ``stop`` is set.
+
+        One TokenRequest per refresh period: a token whose kubeconfig cannot be written is
+        kept, and only the write is retried (backing off from ``min_retry`` to
+        ``write_retry_cap``) until the token's refresh time, or until the pod's own token
+        is rotated; then a new token is requested, as after a successful write."""
+        issued: Issued | None = None
+        written = False
+        refresh_at = 0.0          # time.monotonic() of the next TokenRequest
+        write_backoff = 0.0       # the last wait between write attempts (0: none failed)
+        write_failure = ""        # the last write failure logged at error level
         while not stop.is_set():
-            try:
-                expires: float | None = self.refresh().expires
-            except CalicoError as exc:
-                log.error("Failed to refresh the CNI kubeconfig (%s/%s): %s", self.namespace,
-                          self.service_account, exc)
-                expires = None
-            delay = refresh_delay(expires, self.clock(), self.override, self.jitter(), self.min_retry,
-                                  self.fraction)
-            if expires is None:
-                log.info("Retrying the %s in %.1fs", self.what, delay)
-            else:
-                log.debug("Next %s in %.1fs", self.what, delay)
-            self._wait(delay, stop)
+            if issued is None or time.monotonic() >= refresh_at:
+                try:
+                    issued = self.issue()
+                except CalicoError as exc:
+                    log.error("Failed to refresh the CNI kubeconfig (%s/%s): %s", self.namespace,
+                              self.service_account, exc)
+                    issued = None
+                    delay = refresh_delay(None, self.clock(), self.override, self.jitter(), self.min_retry,
+                                          self.fraction)
+                    log.info("Retrying the %s in %.1fs", self.what, delay)
+                    self._wait(delay, stop)
+                    continue
+                written = False
+                refresh_at = time.monotonic() + refresh_delay(issued.token.expires, self.clock(), self.override,
+                                                              self.jitter(), self.min_retry, self.fraction)
+            if not written:
+                try:
+                    self.write(issued)
+                except TokenError as exc:
+                    write_backoff = min(max(write_backoff * 2, self.min_retry), self.write_retry_cap)
+                    left = max(refresh_at - time.monotonic(), 0.0)
+                    if str(exc) != write_failure:
+                        write_failure = str(exc)
+                        log.error("Failed to write the CNI kubeconfig (%s/%s): %s; keeping the token issued "
+                                  "(valid until %s) and retrying the write until the next %s in %.0fs "
+                                  "(repeats of this error are logged at debug level)", self.namespace,
+                                  self.service_account, exc, _utc(issued.token.expires), self.what, left)
+                    else:
+                        log.debug("Writing the CNI kubeconfig failed again: %s", exc)
+                    if self._wait(min(write_backoff, left), stop):
+                        refresh_at = 0.0  # the pod's token rotated: a new token at once
+                    continue
+                written = True
+                if write_failure:
+                    log.info("The CNI kubeconfig %s can be written again", self.path)
+                write_backoff, write_failure = 0.0, ""
+            left = max(refresh_at - time.monotonic(), 0.0)
+            log.debug("Next %s in %.1fs", self.what, left)
+            if self._wait(left, stop):
+                refresh_at = 0.0
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -56,25 +56,40 @@ class GoFormatter(logging.Formatter):
         return text
 
 
-def configure(component: str, env: Mapping[str, str], level_var: str = "CALICO_STARTUP_LOGLEVEL") -> int:
-    """Send every record to stderr in Go's layout at the level ``level_var`` names (info by default)."""
+def parse_level(raw: str, default: str = "info") -> tuple[str, bool]:
+    """(logrus level name, whether ``raw`` was refused) for a level variable's value, as
+    logrus.ParseLevel reads it (case-insensitive; ``warn`` is ``warning``); ``default``
+    when it is empty or refused."""
+    if not raw:
+        return default, False
+    lowered = raw.lower()
+    if lowered not in _LEVELS:
+        return default, True
+    return ("warning" if lowered == "warn" else lowered), False
+
+
+def level_number(name: str) -> int:
+    """The Python logging level of a logrus level name."""
+    return _LEVELS[name]
+
+
+def install_handler(component: str, level: int) -> None:
+    """Make a stderr handler in Go's layout the root logger's only one, at ``level``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(GoFormatter(component))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    name = "info"
-    raw = env.get(level_var, "")
-    bad = False
-    if raw:
-        lowered = raw.lower()
-        if lowered in _LEVELS:
-            name = "warning" if lowered == "warn" else lowered
-        else:
-            bad = True
-    level = _LEVELS[name]
     root.setLevel(level)
+
+
+def configure(component: str, env: Mapping[str, str], level_var: str = "CALICO_STARTUP_LOGLEVEL") -> int:
+    """Send every record to stderr in Go's layout at the level ``level_var`` names (info by default)."""
+    raw = env.get(level_var, "")
+    name, bad = parse_level(raw)
+    level = _LEVELS[name]
+    install_handler(component, level)
     if bad:
         log.error("Failed to parse log level, defaulting to info. error=not a valid logrus Level: %r", raw)
     log.info("Early log level set to %s", name)

@@ -5,7 +5,9 @@
 * the monitor against the stand-in API server: the TokenRequest it sends and the file it
   writes (kubeconfig and in-cluster configurations, over TLS), short-lived tokens refreshed
   before they expire, a failing API server leaving the old file in place while the monitor
-  retries, a server without the TokenRequest API, the pod's own token being rotated;
+  retries, a kubeconfig that cannot be written keeping its token (the write retried with
+  backoff, no TokenRequest per retry), a server without the TokenRequest API, the pod's
+  own token being rotated;
 * the role as a process: refreshing until SIGTERM, ``--run-once``, Calico's legacy flag,
   and what it says without a Kubernetes configuration or with CALICO_MANAGE_CNI=false.
 """
@@ -338,6 +340,93 @@ def test_a_missing_cni_directory_is_named_and_nothing_is_created(kube, sa_dir, t
     with pytest.raises(ct.TokenError, match=r"cannot write the CNI kubeconfig .*/absent/calico-kubeconfig: .*"
                                             r"does not exist; CALICO_CNI_NET_DIR moves it"):
         ct.TokenMonitor(env, "kube-system", str(sa_dir)).refresh()
+    assert not (tmp_path / "absent").exists()
+
+
+class CountedWrites:
+    """Wraps cni_token.write_secret_file: when each write was tried, and with which token."""
+
+    def __init__(self, monkeypatch):
+        self.attempts: list[tuple[float, str]] = []
+        real = ct.write_secret_file
+
+        def counted(path, content, *args, **kwargs):
+            self.attempts.append((time.monotonic(), content.split("    token: ")[1].split("\n")[0]))
+            return real(path, content, *args, **kwargs)
+
+        monkeypatch.setattr(ct, "write_secret_file", counted)
+
+
+def _errors(caplog) -> list[str]:
+    return [r.getMessage() for r in list(caplog.records) if r.levelno >= logging.ERROR]
+
+
+def test_an_unwritable_kubeconfig_keeps_its_token_and_retries_only_the_write(kube, sa_dir, tmp_path, caplog,
+                                                                             monkeypatch):
+    """CALICO_CNI_NET_DIR missing, then not a directory: the one token issued is kept and
+    written once the directory is there; no TokenRequest per retry, the write retried with
+    a capped backoff, each distinct failure logged once."""
+    caplog.set_level(logging.DEBUG, logger="cni-config-monitor")
+    service_account(kube, "kube-system", "calico-cni-plugin")
+    net_dir = tmp_path / "net.d"  # absent
+    path = net_dir / "calico-kubeconfig"
+    env = _env(kube.kubeconfig(tmp_path / "kubeconfig"), net_dir)
+    writes = CountedWrites(monkeypatch)
+    monitor = ct.TokenMonitor(env, "kube-system", str(sa_dir), min_retry=0.05, write_retry_cap=0.2,
+                              jitter=lambda: 0.0)
+    with Running(monitor):
+        wait_for(lambda: len(writes.attempts) >= 8, timeout=10, what="retried writes")
+        assert len(kube.token_requests) == 1  # a day-long token: its refresh is hours away
+        [issued] = _issued(kube)
+        assert {token for _, token in writes.attempts} == {issued}
+        # Backoff: 0.05 s, twice as long each time, capped at 0.2 s.
+        gaps = [b[0] - a[0] for a, b in zip(writes.attempts, writes.attempts[1:])]
+        assert 0.04 <= gaps[0] < 0.5, gaps
+        assert gaps[1] >= 0.09 and all(gap >= 0.18 for gap in gaps[2:]), gaps
+        assert all(gap < 1.0 for gap in gaps), gaps  # uncapped, the seventh would be 3.2 s
+        [missing] = _errors(caplog)
+        assert f"cannot write the CNI kubeconfig {path}: No such file or directory" in missing
+        assert "does not exist; CALICO_CNI_NET_DIR moves it" in missing
+        assert "keeping the token issued" in missing
+        # Another failure: logged once more, once.
+        net_dir.write_text("a file where the directory should be")
+        wait_for(lambda: len(_errors(caplog)) == 2, what="the new failure logged")
+        tried = len(writes.attempts)
+        wait_for(lambda: len(writes.attempts) >= tried + 3, what="more retried writes")
+        assert len(_errors(caplog)) == 2 and "Not a directory" in _errors(caplog)[1]
+        # The directory appears: the token already issued is written, no new request.
+        net_dir.unlink()
+        net_dir.mkdir()
+        wait_for(path.exists, timeout=5, what="the kubeconfig")
+        tried = len(writes.attempts)
+        time.sleep(0.5)
+        assert len(writes.attempts) == tried  # written: nothing more until the refresh
+    assert len(kube.token_requests) == 1
+    assert path.read_text() == ct.kubeconfig_text(kube.url, b"", issued)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m == f"The CNI kubeconfig {path} can be written again" for m in messages), messages
+    assert len(_errors(caplog)) == 2
+
+
+def test_while_the_write_fails_tokens_are_requested_only_at_their_refresh_time(kube, sa_dir, tmp_path,
+                                                                                 monkeypatch):
+    """Short-lived (3 s) tokens and a directory that never appears: a new token when the
+    old one is due for refresh (about every 0.75 s), not one per write attempt."""
+    service_account(kube, "kube-system", "calico-cni-plugin")
+    kube.token_max_seconds = 3
+    env = _env(kube.kubeconfig(tmp_path / "kubeconfig"), tmp_path / "absent")
+    writes = CountedWrites(monkeypatch)
+    monitor = ct.TokenMonitor(env, "kube-system", str(sa_dir), min_retry=0.05, write_retry_cap=0.1,
+                              jitter=lambda: 0.0)
+    with Running(monitor):
+        time.sleep(2.5)
+    requests = len(kube.token_requests)
+    assert 2 <= requests <= 5, requests  # 2.5 s / 0.75 s, give or take
+    assert len(writes.attempts) >= 3 * requests  # the write was retried in between
+    # Each token was tried until the next one came, and never after.
+    tokens = [token for _, token in writes.attempts]
+    assert tokens == sorted(tokens, key=_issued(kube).index)
     assert not (tmp_path / "absent").exists()
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from node.supervise import logtee as logtee_module
 from node.supervise.config import LOGTEE
 
 STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{5} ")
@@ -62,19 +63,65 @@ def test_a_lot_of_output_loses_nothing(tmp_path):
     assert stamped_lines(tmp_path / "bird" / "current") == expected
 
 
-def test_rotation_keeps_whole_lines_and_the_newest_files(tmp_path):
-    script = "for i in range(200): print('line %03d' % i, flush=i % 7 == 0)"
-    subprocess.run(logtee(tmp_path / "confd", sys.executable, "-c", script, max_bytes=400, backups=2),
-                   stdout=subprocess.DEVNULL, check=True, timeout=30)
+ROTATED = re.compile(r"@[0-9a-f]{24}\.s")
+
+
+def test_tai64n_labels():
+    """svlogd's name for a rotated file: "@", then TAI64N in hex: 8 bytes of TAI seconds
+    (2**62 + 10 + Unix seconds), 4 bytes of nanoseconds."""
+    assert logtee_module.tai64n_label(0) == "@400000000000000a00000000"
+    assert logtee_module.tai64n_label(1_700_000_000_123_456_789) == "@400000006553f10a075bcd15"
+    # Fixed width, so the names sort in time order.
+    assert logtee_module.tai64n_label(9_999_999_999) < logtee_module.tai64n_label(10_000_000_000)
+    assert logtee_module.is_rotated_name("@400000006553f10a075bcd15.s")
+    assert logtee_module.is_rotated_name("@400000006553f10a075bcd15.u")
+    assert not logtee_module.is_rotated_name("@400000006553f10a075bcd15.t")  # svlogd's processor temp
+    assert not logtee_module.is_rotated_name("current")
+
+
+def _tai64n_seconds(name: str) -> float:
+    return int(name[1:17], 16) - 2**62 - 10 + int(name[17:25], 16) / 1e9
+
+
+def test_rotation_keeps_whole_lines_and_the_newest_files_named_as_svlogd_names_them(tmp_path):
     directory = tmp_path / "confd"
-    assert sorted(p.name for p in directory.iterdir()) == ["current", "current.1", "current.2", "lock"]
+    directory.mkdir()
+    # Files a previous svlogd (or logger) left: older than anything rotated now.
+    for stale in ("@4000000060000000000000aa.s", "@4000000060000001000000bb.u"):
+        (directory / stale).write_text("stale\n")
+    (directory / "unrelated").write_text("kept\n")
+    started = time.time()
+    script = "for i in range(200): print('line %03d' % i, flush=i % 7 == 0)"
+    subprocess.run(logtee(directory, sys.executable, "-c", script, max_bytes=400, backups=2),
+                   stdout=subprocess.DEVNULL, check=True, timeout=30)
+    names = sorted(p.name for p in directory.iterdir())
+    rotated = [name for name in names if name.startswith("@")]
+    assert names == [*rotated, "current", "lock", "unrelated"]
+    # The newest two old files are kept, the stale ones and older rotations removed.
+    assert len(rotated) == 2 and all(ROTATED.fullmatch(name) for name in rotated), names
+    for name in rotated:  # labelled with the rotation time
+        assert started - 1 < _tai64n_seconds(name) < time.time() + 1, name
+        assert oct((directory / name).stat().st_mode & 0o777) == "0o744"  # svlogd's "complete" mark
+    assert oct((directory / "current").stat().st_mode & 0o777) == "0o644"
     kept = []
-    for name in ("current.2", "current.1", "current"):
+    for name in (*rotated, "current"):  # oldest first
         path = directory / name
         assert 0 < path.stat().st_size <= 400, name
         kept += stamped_lines(path)
     # What is kept is the end of the output, in order, nothing cut in the middle.
     assert kept == [f"line {i:03d}".encode() for i in range(200 - len(kept), 200)]
+
+
+def test_rotation_with_n0_keeps_every_old_file(tmp_path):
+    """svlogd's n0: nothing is removed."""
+    script = "for i in range(100): print('line %03d' % i, flush=True)"
+    subprocess.run(logtee(tmp_path / "bird", sys.executable, "-c", script, max_bytes=200, backups=0),
+                   stdout=subprocess.DEVNULL, check=True, timeout=30)
+    directory = tmp_path / "bird"
+    rotated = sorted(p.name for p in directory.iterdir() if p.name.startswith("@"))
+    assert len(rotated) > 5 and all(ROTATED.fullmatch(name) for name in rotated)
+    kept = [line for name in (*rotated, "current") for line in stamped_lines(directory / name)]
+    assert kept == [f"line {i:03d}".encode() for i in range(100)]
 
 
 def test_a_stop_signal_to_the_group_loses_no_line(tmp_path):

@@ -17,25 +17,10 @@ from typing import Sequence
 from node import __version__
 from node.cli import legacy_flags
 from node.cli.plugins import register_all
+from node.cli.role_logging import ROLE_LOG_LEVEL_ENV  # each role's log level variables
 from node.cli.roles.health import FLAGS as HEALTH_FLAGS, THRESHOLD_FLAG
 
 log = logging.getLogger("node.cli.calico_node")
-
-# The environment variables that set each role's log level (what turns debug logs on),
-# in the order the role reads them: the first one set wins.
-ROLE_LOG_LEVEL_ENV = {
-    "startup": ("CALICO_STARTUP_LOGLEVEL",),
-    "monitor-addresses": ("CALICO_STARTUP_LOGLEVEL",),
-    "allocate-tunnel-addrs": ("CALICO_LOG_LEVEL", "LOG_LEVEL"),
-    "confd": ("BGP_LOGSEVERITYSCREEN",),
-    "felix": ("FELIX_LOGSEVERITYSCREEN",),
-    "start": ("CALICO_STARTUP_LOGLEVEL",),
-    "complete-startup": ("CALICO_STARTUP_LOGLEVEL",),
-    "monitor-token": ("CALICO_STARTUP_LOGLEVEL",),
-    "shutdown": ("CALICO_STARTUP_LOGLEVEL",),
-    "status-reporter": ("CALICO_STARTUP_LOGLEVEL",),
-    "hostpath-init": ("CALICO_STARTUP_LOGLEVEL",),
-}
 
 
 # Calico's released flag-style command lines, as its runit services, DaemonSets and

@@ -7,9 +7,10 @@ its own configuration, control socket, pid file and logs.
     $CALICO_RUN_DIR/supervisord.pid
     $CALICO_LOG_DIR/supervisord.log           supervisord's own log (also on stdout)
     $CALICO_LOG_DIR/<program>/current         each program's output, every line timestamped as
-                                              svlogd -ttt does, rotated at 10 MB into current.1
-                                              ... current.5 (node.supervise.logtee; the output
-                                              also goes to the container log)
+                                              svlogd -ttt does, rotated at 10 MB into
+                                              @<tai64n>.s files as svlogd names them, the
+                                              newest 5 kept (node.supervise.logtee; the
+                                              output also goes to the container log)
 """
 from __future__ import annotations
 

@@ -18,8 +18,10 @@ pipe to one logging process, which
   log;
 * appends each line to ``DIR/current`` behind a UTC timestamp as svlogd ``-ttt`` writes
   it (``2024-05-01T12:00:00.12345 <line>``), starting a new file when the next write
-  would take ``current`` past MAX_BYTES: ``current`` becomes ``current.1`` (``current.1``
-  becomes ``current.2``..., at most BACKUPS kept).
+  would take ``current`` past MAX_BYTES: ``current`` is renamed, as svlogd renames it, to
+  ``@<TAI64N label>.s`` (``@`` and 24 hex digits: the rotation time's TAI64N stamp, so
+  the names sort oldest first), and the oldest such files beyond BACKUPS are removed
+  (svlogd's ``n``; 0 keeps them all, as svlogd does).
 
 The process supervisord started becomes PROGRAM itself (same pid, same argv), and the
 logging process is its child: it forks first, and the parent execs PROGRAM. So
@@ -61,6 +63,21 @@ def stamp(now: float) -> bytes:
     return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:05d} ").encode()
 
 
+TAI64_UNIX_OFFSET = 2**62 + 10  # TAI64 label of the Unix epoch (TAI was 10 s ahead of UTC in 1970)
+
+
+def tai64n_label(now_ns: int) -> str:
+    """svlogd's name for a rotated file without the suffix: ``@``, the TAI64N stamp (8
+    bytes of TAI seconds, 4 of nanoseconds) in lower-case hex."""
+    seconds, nanos = divmod(now_ns, 1_000_000_000)
+    return f"@{TAI64_UNIX_OFFSET + seconds:016x}{nanos:08x}"
+
+
+def is_rotated_name(name: str) -> bool:
+    """A file svlogd counts as an old log: ``@`` + 24 characters + ``.s`` or ``.u``."""
+    return len(name) == 27 and name[0] == "@" and name[25] == "." and name[26] in "su"
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -90,7 +107,8 @@ def open_copy_target(supervisord_pid: int, fallback: int) -> int:
 
 
 class LogDir:
-    """``DIR/current`` with size-based rotation into ``current.1`` ... ``current.N``."""
+    """``DIR/current`` with size-based rotation into ``@<tai64n>.s`` files, the newest
+    ``backups`` kept (svlogd's ``s`` and ``n``)."""
 
     def __init__(self, directory: str, max_bytes: int, backups: int, report) -> None:
         self.directory = directory
@@ -118,17 +136,29 @@ class LogDir:
         self.fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def _rotate(self) -> None:
+        """As svlogd's rotate(): ``current``, marked complete (mode 0744), is renamed to a
+        TAI64N-named file no other has, a new ``current`` is started, then the oldest old
+        files beyond ``backups`` are removed."""
+        while True:
+            saved = os.path.join(self.directory, tai64n_label(time.time_ns()) + ".s")
+            if not os.path.lexists(saved):
+                break
+        os.fchmod(self.fd, 0o744)
         os.close(self.fd)
         self.fd = None
-        if self.backups <= 0:
-            os.truncate(self.current, 0)
-        else:
-            for n in range(self.backups - 1, 0, -1):
-                older = f"{self.current}.{n}"
-                if os.path.exists(older):
-                    os.replace(older, f"{self.current}.{n + 1}")
-            os.replace(self.current, f"{self.current}.1")
+        os.replace(self.current, saved)
         self.fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._remove_oldest()
+
+    def _remove_oldest(self) -> None:
+        if self.backups <= 0:
+            return
+        old = sorted(name for name in os.listdir(self.directory) if is_rotated_name(name))
+        for name in old[:max(len(old) - self.backups, 0)]:
+            try:
+                os.unlink(os.path.join(self.directory, name))
+            except FileNotFoundError:
+                pass
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (whole lines), rotating first whenever the next line would take

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 
 from node.config import datastore_config_from_env
@@ -33,29 +31,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _setup_logging() -> None:
-    level = (os.environ.get("CALICO_LOG_LEVEL") or os.environ.get("LOG_LEVEL") or "info").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-        format="%(asctime)s.%(msecs)03d [%(levelname)s][%(process)d] tunnel-ip-allocator/%(module)s.py "
-               "%(lineno)d: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
-
-
-def _wait_for_signal(stop: threading.Event) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
-
 def run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
     from node.datastore.factory import kv_for
     from node.datastore.sources import resource_sources
     from node.datastore.syncer import Syncer
     from node.ipam.allocator import IPAM
     from node.ipam.tunnel import TunnelAddressAllocator, TunnelAddressDaemon
 
-    _setup_logging()
+    setup_role_logging("allocate-tunnel-addrs")
     nodename = os.environ.get("NODENAME", "")
     if not nodename:
         log.error("NODENAME environment is not set")
@@ -64,7 +49,7 @@ def run(args) -> int:
     if os.environ.get("USE_POD_CIDR", "").lower() in _TRUE:
         log.debug("Using host-local IPAM, no need to allocate a tunnel IP")
         if not args.run_once:
-            _wait_for_signal(stop)
+            stop_on_signals(stop)
             stop.wait()
         return 0
     host_encryption = os.environ.get("FELIX_WIREGUARDHOSTENCRYPTIONENABLED", "").lower() in _TRUE
@@ -92,7 +77,7 @@ def run(args) -> int:
         stop.set()
 
     syncer = Syncer(lambda: kv_for(config), resource_sources(["IPPool", "Node"]), daemon, on_fatal=on_fatal)
-    _wait_for_signal(stop)
+    stop_on_signals(stop)
     syncer.start()
     try:
         daemon.run(stop)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
 
@@ -68,12 +67,12 @@ def wait_until_ready(env, timeout: float, interval: float, stop: threading.Event
 
 
 def _run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
     from node.model.schema import parse_go_duration
     from startup.k8s import complete_startup
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d [%(levelname)s] complete-startup: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    setup_role_logging("complete-startup")
     try:
         timeout = parse_go_duration(args.timeout) / 1e9
         interval = parse_go_duration(args.interval) / 1e9
@@ -81,8 +80,7 @@ def _run(args) -> int:
         print(f"complete-startup: bad duration: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     env = dict(os.environ)
     if not wait_until_ready(env, timeout, interval, stop):
         if stop.is_set():

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -53,15 +52,6 @@ def register(subparsers) -> None:
     p.add_argument("--no-check", action="store_true", help="install without checking with bird -p first")
     p.add_argument("--no-reload", action="store_true", help="do not tell BIRD to reload")
     p.set_defaults(func=run)
-
-
-def _setup_logging() -> None:
-    level = (os.environ.get("BGP_LOGSEVERITYSCREEN") or "info").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-        format="%(asctime)s.%(msecs)03d [%(levelname)s] confd/%(module)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
 
 
 def _nodename(paths: Paths) -> str:
@@ -94,11 +84,13 @@ def _oneshot_timeout(args) -> float | None:
 def run(args) -> int:
     from dataclasses import replace
 
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
     from node.confd.cycle import render_cycle
     from node.confd.inputs import Settings, load_files
     from node.confd.install import Installer
 
-    _setup_logging()
+    setup_role_logging("confd")
     paths = Paths.from_env()
     try:
         settings = Settings.from_env()
@@ -150,11 +142,6 @@ def run(args) -> int:
     renderer = Renderer(settings, installer, lambda: kv_for(config),
                         kube_api=kube_api_factory(kube_config) if kube_config is not None else None)
 
-    def _stop(signum, frame):  # noqa: ARG001
-        log.info("received signal %d; stopping", signum)
-        renderer.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_on_signals(renderer.stop, log)
     log.info("confd starting for node %s; writing to %s", settings.nodename, output)
     return renderer.run(oneshot=args.oneshot, deadline=deadline)

@@ -64,14 +64,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _setup_logging() -> None:
-    level = (os.environ.get("FELIX_LOGSEVERITYSCREEN") or "info").upper()
-    level = {"WARN": "WARNING", "FATAL": "CRITICAL", "TRACE": "DEBUG"}.get(level, level)
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d [%(levelname)s] felix/%(module)s: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
-
-
 def hostname_from_env(paths: Paths) -> str:
     for var in ("NODENAME", "FELIX_FELIXHOSTNAME"):
         if os.environ.get(var):
@@ -84,9 +76,10 @@ def hostname_from_env(paths: Paths) -> str:
 
 
 def run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
     from node.felix.pipeline import tune_gc
 
-    _setup_logging()
+    setup_role_logging("felix")  # Felix's own layout: logutils.ConfigureFormatter("felix")
     tune_gc()
     hostname = hostname_from_env(Paths.from_env())
     if not args.dry_run:
@@ -108,8 +101,7 @@ def run(args) -> int:
 
 
 def _run_agent(hostname: str) -> int:
-    import signal
-
+    from node.cli.stop_signals import stop_on_signals
     from node.config import datastore_config_from_env
     from node.datastore.factory import kv_for
     from node.errors import CalicoError
@@ -126,8 +118,7 @@ def _run_agent(hostname: str) -> int:
     # the host the agent runs for (the felix_host metric's label, among others).
     env = {**os.environ, "FELIX_FELIXHOSTNAME": hostname}
     agent = Agent(hostname, env, lambda: kv_for(config), manage_log_level=True)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop())
+    stop_on_signals(agent.stop)
     code = agent.run()
     log.info("Felix exiting with code %d", code)
     return code

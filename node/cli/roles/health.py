@@ -15,7 +15,6 @@ CALICO_RUN_DIR the BIRD and supervisord sockets; CALICO_LIB_DIR the nodename fil
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 FLAGS = ("felix-live", "felix-ready", "bird-live", "bird6-live", "bird-ready", "bird6-ready")
@@ -53,13 +52,12 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
     from node.felix.health import felix_health_endpoint
     from node.model.schema import parse_go_duration
     from node.supervise.health import Selection, run_checks
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d [%(levelname)s] health: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    setup_role_logging("health")
     try:
         threshold = parse_go_duration(args.threshold_time) / 1e9
     except ValueError:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 import threading
 
 log = logging.getLogger("cni-config-monitor")
@@ -37,21 +35,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def _setup_logging() -> None:
-    level = (os.environ.get("CALICO_STARTUP_LOGLEVEL") or "info").upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d [%(levelname)s] cni-config-monitor: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
-
-
 def _run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
     from node.cni_token import TokenMonitor, check_kube_config, read_namespace
     from node.errors import CalicoError, ConfigError
 
-    _setup_logging()
+    setup_role_logging("monitor-token")
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     env = dict(os.environ)
     if env.get("CALICO_MANAGE_CNI") == "false":
         log.info("CALICO_MANAGE_CNI=false: the CNI plugin's kubeconfig is not managed by calico-node; "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 log = logging.getLogger("shutdown")
 
@@ -22,13 +21,12 @@ def register(subparsers) -> None:
 
 
 def _run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
     from node.errors import CalicoError
     from startup.k8s import mark_network_unavailable
     from startup.nodename import determine_node_name
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s.%(msecs)03d [%(levelname)s] shutdown: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    setup_role_logging("shutdown")
     env = dict(os.environ)
     node_name = determine_node_name(env)
     log.info("Shutting down node %s", node_name)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import sys
 from typing import Mapping
 
 log = logging.getLogger("node.nodestatus")
@@ -31,15 +29,6 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("status-reporter",
                               help="report BIRD's status into this node's CalicoNodeStatus resources")
     p.set_defaults(func=run)
-
-
-def _setup_logging() -> None:
-    level = (os.environ.get("CALICO_STARTUP_LOGLEVEL") or "info").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-        format="%(asctime)s.%(msecs)03d [%(levelname)s] status-reporter: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
 
 
 def node_name(env: Mapping[str, str]) -> str:
@@ -57,6 +46,8 @@ def node_name(env: Mapping[str, str]) -> str:
 
 
 def run(args) -> int:  # noqa: ARG001
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
     from node.config import Paths, datastore_config_from_env
     from node.datastore.client import DatastoreClient
     from node.datastore.factory import kv_for
@@ -67,7 +58,7 @@ def run(args) -> int:  # noqa: ARG001
     from node.nodestatus.reporter import NodeStatusReporter
     from startup.nodename import nodename_file
 
-    _setup_logging()
+    setup_role_logging("status-reporter")
     nodename = node_name(os.environ)
     if not nodename:
         log.error("NODENAME environment is not set (and there is no nodename file at %s)", nodename_file(os.environ))
@@ -86,12 +77,7 @@ def run(args) -> int:  # noqa: ARG001
         fatal.append(exc)
         reporter.stop()
 
-    def on_signal(signum, frame) -> None:  # noqa: ARG001
-        log.info("received signal %d; stopping", signum)
-        reporter.stop()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    stop_on_signals(reporter.stop, log)
     syncer = Syncer(lambda: kv_for(config), resource_sources(["CalicoNodeStatus"]), reporter, on_fatal=on_fatal)
     log.info("Starting the node status reporter for node %s (BIRD sockets in %s)", nodename, paths.run_dir)
     syncer.start()
