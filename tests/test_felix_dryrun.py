@@ -240,3 +240,16 @@ metadata: {namespace: default}
         f"{path} (document 5): skipped: EndpointSlice without metadata.name"]
     run = _calico_node("felix", "--dry-run", "--ipsets", "--from-file", str(path), env=_env(NODENAME="node1"))
     assert run.returncode == 0 and f"add {name} 10.0.0.11,tcp:8443" in run.stdout, run.stderr
+
+
+def test_settings_the_agent_refuses_are_one_line_and_exit_1(tmp_path):
+    """An unparsable USE_POD_CIDR stops the dry run and the agent as it stops Calico, with
+    one line naming it rather than a traceback."""
+    env = {**os.environ, "NODENAME": "node1", "USE_POD_CIDR": "yes"}
+    source = Path(__file__).parent / "felix_golden" / "vxlan" / "resources.yaml"
+    for args in (("felix", "--dry-run", "--from-file", str(source)), ("felix",)):
+        res = _calico_node(*args, env={**env, "ETCD_ENDPOINTS": "http://127.0.0.1:1",
+                                       "CALICO_LIB_DIR": str(tmp_path), "CALICO_RUN_DIR": str(tmp_path)})
+        assert res.returncode == 1, res.stderr
+        assert res.stderr.strip().splitlines()[-1] == "felix: USE_POD_CIDR='yes' is not a boolean (use true or false)"
+        assert "Traceback" not in res.stderr

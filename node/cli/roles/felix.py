@@ -87,13 +87,14 @@ def run(args) -> int:
             print("felix: --from-file, --ipsets, --routes and --qos go with --dry-run", file=sys.stderr)
             return 1
         return _run_agent(hostname)
-    from node.felix.dryrun import DryRunError, dry_run
+    from node.errors import CalicoError
+    from node.felix.dryrun import dry_run
 
     try:
         text = dry_run(hostname, dict(os.environ), files=args.from_file, ip_version=args.ip_version,
                        what="ipsets" if args.ipsets else "routes" if args.routes else "qos" if args.qos else "tables",
                        sync_timeout=args.sync_timeout)
-    except DryRunError as exc:
+    except CalicoError as exc:  # (the dry run's own errors, and settings it cannot use)
         print(f"felix: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(text)
@@ -117,8 +118,12 @@ def _run_agent(hostname: str) -> int:
     # As calico-node's run script (FELIX_FELIXHOSTNAME=$NODENAME): Felix's FelixHostname is
     # the host the agent runs for (the felix_host metric's label, among others).
     env = {**os.environ, "FELIX_FELIXHOSTNAME": hostname}
-    agent = Agent(hostname, env, lambda: kv_for(config), manage_log_level=True)
-    stop_on_signals(agent.stop)
-    code = agent.run()
+    try:  # (settings read as the agent starts, such as USE_POD_CIDR, can be refused)
+        agent = Agent(hostname, env, lambda: kv_for(config), manage_log_level=True)
+        stop_on_signals(agent.stop)
+        code = agent.run()
+    except CalicoError as exc:
+        print(f"felix: {exc}", file=sys.stderr)
+        return 1
     log.info("Felix exiting with code %d", code)
     return code
