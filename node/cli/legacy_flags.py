@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from node.cli.roles.health import FLAGS as HEALTH_FLAGS, THRESHOLD_FLAG
+from node.gobool import parse_go_bool
 
 # Calico's flags (v3.32.1's node/cmd/calico-node/main.go), each with what it does here.
 BOOL_FLAGS = {
@@ -94,8 +95,6 @@ UNSUPPORTED = {
     "flows": "this image has no flow logs",
 }
 
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 class LegacyUsage(Exception):
@@ -152,10 +151,9 @@ def parse(argv: Sequence[str]) -> Parsed:
             raise LegacyUsage(f"bad flag syntax: {token}")
         name, has_value, value = body.partition("=")
         if name in BOOL_FLAGS:
-            if not has_value or value in _TRUE:
-                out.bools[name] = True
-            elif value in _FALSE:
-                out.bools[name] = False
+            parsed = parse_go_bool(value) if has_value else True
+            if parsed is not None:
+                out.bools[name] = parsed
             else:
                 raise LegacyUsage(f'invalid boolean value "{value}" for -{name}: parse error')
         elif name in VALUE_FLAGS:

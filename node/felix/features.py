@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from node.gobool import parse_go_bool
+
 log = logging.getLogger(__name__)
 
 IPTABLES_FALLBACK_VERSION = (1, 4, 7)
@@ -33,9 +35,6 @@ FLAG_FIELDS = {
 OTHER_FLAGS = ("NFLogSize", "IPIPDeviceIsL3", "KernelSideRouteFiltering", "KernelHasUDPGSOFix",
                "NFTablesSupported")
 
-# Go's strconv.ParseBool.
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 @dataclass(frozen=True)
@@ -94,9 +93,8 @@ def with_overrides(features: Features, overrides: Mapping[str, str] | Sequence[t
     items = overrides.items() if isinstance(overrides, Mapping) else overrides
     changes: dict[str, bool] = {}
     for flag, raw in items:
-        if raw in _TRUE or raw in _FALSE:
-            value = raw in _TRUE
-        else:
+        value = parse_go_bool(raw)
+        if value is None:
             if raw:  # (an empty value is documented as "detect it")
                 log.warning("FeatureDetectOverride: %s=%r is not a boolean; keeping the detected value", flag, raw)
             continue

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from node.gobool import parse_go_bool
+
 FLAGS = ("felix-live", "felix-ready", "bird-live", "bird6-live", "bird-ready", "bird6-ready")
 THRESHOLD_FLAG = "threshold-time"
 
-_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 
 
 class _GoBool(argparse.Action):
@@ -31,10 +31,9 @@ class _GoBool(argparse.Action):
         super().__init__(option_strings, dest, nargs="?", const="true", default=False, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        if values in _TRUE:
-            setattr(namespace, self.dest, True)
-        elif values in _FALSE:
-            setattr(namespace, self.dest, False)
+        value = parse_go_bool(values)
+        if value is not None:
+            setattr(namespace, self.dest, value)
         else:
             parser.error(f'invalid boolean value "{values}" for {option_string}: parse error')
 

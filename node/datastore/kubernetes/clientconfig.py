@@ -31,6 +31,7 @@ from typing import Mapping
 from node.config import DatastoreConfig
 from node.datastore.kubernetes.conversion import GROUP_V1, GROUP_V3
 from node.errors import CalicoError, ConfigError
+from node.gobool import parse_go_bool
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,10 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def _parse_bool(text: str, name: str) -> bool:
-    """strconv.ParseBool, as envconfig reads booleans."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False", ""):
-        return False
+    """strconv.ParseBool, as envconfig reads booleans (empty: unset, false)."""
+    value = parse_go_bool(text) if text else False
+    if value is not None:
+        return value
     raise ConfigError(f"{name}={text!r} is not a boolean (use true or false)")
 
 
