@@ -248,6 +248,13 @@ def test_features_this_agent_lacks_are_named_when_asked_for():
     named = [text.split(":")[0].split("=")[0].split(" ")[0] for text in unsupported_features(asked)]
     assert named == ["BPFEnabled", "NFTablesMode", "WireguardEnabled", "WireguardEnabledV6",
                      "FlowLogsGoldmaneServer", "PolicySyncPathPrefix", "AWSSrcDstCheck", "Typha"]
+    # Felix's log file and syslog: said only when a source asks for them (the image's
+    # felix.cfg turns them off with None, as calico-node's does).
+    assert unsupported_features(FelixConfig.resolve({}, file_config={
+        "LogFilePath": "None", "LogSeverityFile": "None", "LogSeveritySys": "None"})) == []
+    named = [text.split("=")[0] for text in unsupported_features(FelixConfig.resolve(
+        {"FELIX_LOGFILEPATH": "/var/log/calico/felix.log", "FELIX_LOGSEVERITYSYS": "Warning"}))]
+    assert named == ["LogFilePath", "LogSeveritySys"]
     # Typha's address is local: the datastore cannot set it.
     assert unsupported_features(FelixConfig.resolve({}, global_config={"TyphaAddr": "10.0.0.1:5473"})) == []
     assert unsupported_features(FelixConfig.resolve({"FELIX_NFTABLESMODE": "Auto"})) == []

@@ -340,6 +340,11 @@ _PARAMS = [
     Param("DatastoreType", _oneof("kubernetes", "etcdv3"), "etcdv3", local=True, die_on_fail=True, non_zero=True),
     Param("FelixHostname", _string, "", local=True, non_zero=True),
     Param("LogSeverityScreen", _oneof(*_LOG_LEVELS), "INFO"),
+    # Felix's own log file and syslog (calico-node's felix.cfg turns both off: the
+    # supervisor collects stdout); read only to say they are not built.
+    Param("LogFilePath", _string, "/var/log/calico/felix.log"),
+    Param("LogSeverityFile", _string, "INFO"),
+    Param("LogSeveritySys", _string, "INFO"),
     Param("HealthEnabled", parse_bool, False),
     Param("HealthHost", _string, "localhost"),
     Param("HealthPort", _int(0, 65535), 9099),
@@ -740,6 +745,11 @@ def unsupported_features(config: FelixConfig) -> list[str]:
         out.append("FlowLogsGoldmaneServer: flow logs are not built; no flows are reported")
     if config.PolicySyncPathPrefix:
         out.append("PolicySyncPathPrefix: the policy sync API (application layer policy) is not built")
+    if config.LogFilePath and "LogFilePath" in config.sources:
+        out.append(f"LogFilePath={config.LogFilePath}: the agent writes no log file of its own; its log goes to "
+                   "stdout, which supervisord keeps in $CALICO_LOG_DIR/felix/current")
+    if config.LogSeveritySys and "LogSeveritySys" in config.sources:
+        out.append(f"LogSeveritySys={config.LogSeveritySys}: the agent does not log to syslog")
     if config.AWSSrcDstCheck != "DoNothing":
         out.append(f"AWSSrcDstCheck={config.AWSSrcDstCheck}: the agent does not call AWS's EC2 API; set the "
                    "instances' source/destination check yourself (it must be off for unencapsulated routing)")
