@@ -290,3 +290,34 @@ def test_config_file_errors_name_the_line(text, why, tmp_path):
 def test_a_config_file_in_another_encoding_does_not_stop_the_agent(tmp_path):
     (tmp_path / "felix.cfg").write_bytes("[global]\n# métadonnées\nMetadataPort = 9000\n".encode("latin-1"))
     assert config_file_values({"CALICO_CONFIG_DIR": str(tmp_path)}) == {"MetadataPort": "9000"}
+
+
+@pytest.mark.parametrize("env, value, ok", [
+    ({"FELIX_ROUTETABLERANGE": "1-250"}, (1, 250), True),
+    ({"FELIX_ROUTETABLERANGE": "0-10"}, None, False),
+    ({"FELIX_ROUTETABLERANGE": "10-251"}, None, False),
+    ({"FELIX_ROUTETABLERANGE": "20-10"}, None, False),
+    ({"FELIX_ROUTETABLERANGES": "1-10,100-200"}, ((1, 10), (100, 200)), True),
+    ({"FELIX_ROUTETABLERANGES": "1-250,253-255"}, ((1, 250), (253, 255)), True),  # reserved: Felix only logs
+    ({"FELIX_ROUTETABLERANGES": "0-10"}, (), False),
+    ({"FELIX_ROUTETABLERANGES": "10-5"}, (), False),
+    ({"FELIX_ROUTETABLERANGES": "1-70000"}, (), False),  # more than 65535 tables
+    ({"FELIX_ROUTETABLERANGES": "1-4294967296"}, (), False),
+    ({"FELIX_ROUTETABLERANGES": "tables"}, (), False),
+])
+def test_route_table_ranges_are_checked_as_felix_checks_them(env, value, ok):
+    """Felix allocates these to WireGuard's routing table, which the agent has not got;
+    but a value Felix cannot parse stops Felix (die-on-fail), and so the agent."""
+    cfg = FelixConfig.resolve(env)
+    name = "RouteTableRanges" if "FELIX_ROUTETABLERANGES" in env else "RouteTableRange"
+    assert getattr(cfg, name) == value and (not cfg.errors) is ok
+
+
+def test_route_table_ranges_from_a_felix_configuration():
+    """libcalico-go's converters: {min, max} -> "min-max", a list -> "a-b,c-d"
+    (configurationprocessor_test.go: RouteTableRanges {{43, 211}} is "43-211")."""
+    v1 = v1_config_from_spec({"routeTableRange": {"min": 1, "max": 250},
+                              "routeTableRanges": [{"min": 43, "max": 211}]})
+    assert v1 == {"RouteTableRange": "1-250", "RouteTableRanges": "43-211"}
+    cfg = FelixConfig.resolve({}, global_config=v1)
+    assert (cfg.RouteTableRange, cfg.RouteTableRanges, cfg.errors) == ((1, 250), ((43, 211),), [])

@@ -283,6 +283,43 @@ def _log_rate(raw: str) -> str:
     return raw
 
 
+_ROUTE_TABLE_RANGE = re.compile(r"^(\d+)-(\d+)$")
+_ROUTE_TABLE_RANGES = re.compile(r"(\d+)-(\d+)")
+_ROUTE_TABLE_MAX = 0xFFFFFFFF
+_ROUTE_TABLE_MAX_TABLES = 0xFFFF
+
+
+def _route_table_range(raw: str) -> tuple[int, int]:
+    """Felix's route-table-range: ``min-max`` within 1-250."""
+    m = _ROUTE_TABLE_RANGE.match(raw)
+    if m is None or not 1 <= int(m.group(1)) <= int(m.group(2)) <= 250:
+        raise ValueError("must be a range of route table indices within 1-250")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _route_table_ranges(raw: str) -> tuple[tuple[int, int], ...]:
+    """Felix's route-table-ranges: every ``min-max`` in the text, each 1 <= min <= max <=
+    2^32-1, at most 65535 tables in all. (Felix allocates them to WireGuard's routing
+    table, which this agent does not build: the value is only checked.)"""
+    found = _ROUTE_TABLE_RANGES.findall(raw)
+    if not found:
+        raise ValueError("must be a list of route-table ranges")
+    ranges, tables = [], 0
+    for low_text, high_text in found:
+        low, high = int(low_text), int(high_text)
+        if low <= 0:
+            raise ValueError("min value is not a valid number")
+        if low > high:
+            raise ValueError("min value is greater than max value")
+        if high > _ROUTE_TABLE_MAX:
+            raise ValueError("max value is too high")
+        tables += high - low + 1
+        if tables > _ROUTE_TABLE_MAX_TABLES:
+            raise ValueError("targets too many tables")
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
 _KEY_VALUE = re.compile(r"\s*(\w+)=(.*)")
 
 
@@ -393,6 +430,8 @@ _PARAMS = [
     # Seconds a migrated VM's routes keep the elevated priority once the migration is over.
     Param("LiveMigrationRouteConvergenceTime", _seconds, 30.0),
     Param("RouteSyncDisabled", parse_bool, False),
+    Param("RouteTableRange", _route_table_range, None, die_on_fail=True),
+    Param("RouteTableRanges", _route_table_ranges, (), die_on_fail=True),
     # Where routes to other nodes' workloads come from: IPAM blocks, or (for addresses
     # Calico's IPAM does not hand out) each workload's own addresses.
     Param("RouteSource", _oneof("WorkloadIPs", "CalicoIPAM"), "CalicoIPAM"),
@@ -495,6 +534,10 @@ def _v1_value(field: str, value: Any) -> str | None:
         return ",".join(parts)
     if field == "healthTimeoutOverrides":
         return ",".join(f"{h.get('name')}={h.get('timeout')}" for h in value) or None
+    if field == "routeTableRange" and isinstance(value, dict):  # {min, max} -> "min-max"
+        return f"{value.get('min', 0)}-{value.get('max', 0)}"
+    if field == "routeTableRanges" and isinstance(value, list):  # [{min, max}...] -> "a-b,c-d"
+        return ",".join(f"{r.get('min', 0)}-{r.get('max', 0)}" for r in value if isinstance(r, dict))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
