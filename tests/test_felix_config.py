@@ -321,3 +321,17 @@ def test_route_table_ranges_from_a_felix_configuration():
     assert v1 == {"RouteTableRange": "1-250", "RouteTableRanges": "43-211"}
     cfg = FelixConfig.resolve({}, global_config=v1)
     assert (cfg.RouteTableRange, cfg.RouteTableRanges, cfg.errors) == ((1, 250), ((43, 211),), [])
+
+
+def test_route_table_ranges_validate_as_calicos_type():
+    """v3's routeTableRanges is a list of {min, max} (RouteTableIDRange), as Calico's CRD
+    has it; a string is refused."""
+    from node.errors import ValidationError
+    from node.model import from_dict
+
+    doc = {"apiVersion": "projectcalico.org/v3", "kind": "FelixConfiguration", "metadata": {"name": "default"},
+           "spec": {"routeTableRanges": [{"min": 1, "max": 10}]}}
+    res = from_dict(doc)
+    assert v1_config_from_spec(res.spec)["RouteTableRanges"] == "1-10"
+    with pytest.raises(ValidationError, match="routeTableRanges"):
+        from_dict({**doc, "spec": {"routeTableRanges": "1-10"}})

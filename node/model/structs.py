@@ -447,7 +447,7 @@ S("FelixConfigurationSpec", [
     F("flowLogsLocalReporter", "*string"),
     F("bpfProfiling", "string"),
     F("routeSource", "string"),
-    F("routeTableRanges", "*string", v='dive'),
+    F("routeTableRanges", "[]@RouteTableIDRange", v='dive'),
     F("routeTableRange", "*@RouteTableRange"),
     F("routeSyncDisabled", "*bool"),
     F("ipv4NormalRoutePriority", "*int", v='gte=1,lte=2147483646'),
