@@ -302,13 +302,13 @@ def test_new_kinds_round_trip_through_etcd_with_calicos_key_and_bytes(etcd_kv, k
 
 def test_kube_controllers_writes_get_calicos_defaults():
     res = one("kind: KubeControllersConfiguration\nmetadata: {name: default}\n"
-              "spec: {controllers: {migration: {}, loadBalancer: {}, node: {}}}")
+              "spec: {controllers: {policyMigration: {}, loadBalancer: {}, node: {}}}")
     kube_controllers_write_defaults(res, creating=True)
     assert res.storage_json() == (
         '{"kind":"KubeControllersConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default",'
         '"creationTimestamp":null},"spec":{"healthChecks":"Enabled","prometheusMetricsPort":9094,"controllers":'
         '{"node":{"leakGracePeriod":"15m0s"},"loadBalancer":{"assignIPs":"AllServices"},'
-        '"migration":{"policyNameMigrator":"Enabled"}}},"status":{}}')
+        '"policyMigration":{"enabled":"Enabled"}}},"status":{}}')
     # Set values are kept, including a zero port; absent controllers stay absent.
     res = one("kind: KubeControllersConfiguration\nmetadata: {name: default}\n"
               "spec: {prometheusMetricsPort: 0, healthChecks: Disabled, controllers: {node: {leakGracePeriod: 0s}}}")

@@ -23,8 +23,8 @@ def _crd_defaults(spec: dict) -> None:
     controllers = spec.get("controllers") or {}
     if isinstance(controllers.get("loadBalancer"), dict) and not controllers["loadBalancer"].get("assignIPs"):
         controllers["loadBalancer"]["assignIPs"] = "AllServices"
-    if isinstance(controllers.get("migration"), dict) and not controllers["migration"].get("policyNameMigrator"):
-        controllers["migration"]["policyNameMigrator"] = "Enabled"
+    if isinstance(controllers.get("policyMigration"), dict) and not controllers["policyMigration"].get("enabled"):
+        controllers["policyMigration"]["enabled"] = "Enabled"
 
 
 def kube_controllers_write_defaults(res: Resource, creating: bool) -> None:

@@ -719,10 +719,10 @@ S("ControllersConfig", [
     F("serviceAccount", "*@ReconcilerConfig"),
     F("namespace", "*@ReconcilerConfig"),
     F("loadBalancer", "*@LoadBalancerControllerConfig"),
-    F("migration", "*@MigrationControllerConfig"),
+    F("policyMigration", "*@MigrationControllerConfig"),
 ])
 S("MigrationControllerConfig", [
-    F("policyNameMigrator", "enum:Enabled|Disabled"),
+    F("enabled", "enum:Enabled|Disabled"),  # (Go's PolicyNameMigrator)
 ])
 S("NodeControllerConfig", [
     F("reconcilerPeriod", "*duration"),
