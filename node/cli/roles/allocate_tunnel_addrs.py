@@ -35,8 +35,7 @@ def run(args) -> int:
     from node.cli.role_logging import setup_role_logging
     from node.cli.stop_signals import stop_on_signals
     from node.datastore.factory import kv_for
-    from node.datastore.sources import resource_sources
-    from node.datastore.syncer import Syncer
+    from node.cli.follow import follow_datastore
     from node.ipam.allocator import IPAM
     from node.ipam.tunnel import TunnelAddressAllocator, TunnelAddressDaemon
 
@@ -70,21 +69,5 @@ def run(args) -> int:
             kv.close()
         return 0
     daemon = TunnelAddressDaemon(allocator)
-    fatal: list[BaseException] = []
-
-    def on_fatal(exc: BaseException) -> None:
-        fatal.append(exc)
-        stop.set()
-
-    syncer = Syncer(lambda: kv_for(config), resource_sources(["IPPool", "Node"]), daemon, on_fatal=on_fatal)
     stop_on_signals(stop)
-    syncer.start()
-    try:
-        daemon.run(stop)
-    finally:
-        syncer.stop(10)
-        kv.close()
-    if fatal:
-        log.error("datastore syncer stopped (%s); exiting", fatal[0])
-        return 1
-    return 0
+    return follow_datastore(config, ["IPPool", "Node"], daemon, lambda: daemon.run(stop), stop.set, kv, log)

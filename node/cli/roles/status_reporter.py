@@ -51,8 +51,7 @@ def run(args) -> int:  # noqa: ARG001
     from node.config import Paths, datastore_config_from_env
     from node.datastore.client import DatastoreClient
     from node.datastore.factory import kv_for
-    from node.datastore.sources import resource_sources
-    from node.datastore.syncer import Syncer
+    from node.cli.follow import follow_datastore
     from node.errors import CalicoError
     from node.nodestatus.birdquery import BirdQuery
     from node.nodestatus.reporter import NodeStatusReporter
@@ -71,22 +70,6 @@ def run(args) -> int:  # noqa: ARG001
         return 1
     paths = Paths.from_env()
     reporter = NodeStatusReporter(nodename, DatastoreClient(kv), BirdQuery(paths.run_dir))
-    fatal: list[BaseException] = []
-
-    def on_fatal(exc: BaseException) -> None:
-        fatal.append(exc)
-        reporter.stop()
-
     stop_on_signals(reporter.stop, log)
-    syncer = Syncer(lambda: kv_for(config), resource_sources(["CalicoNodeStatus"]), reporter, on_fatal=on_fatal)
     log.info("Starting the node status reporter for node %s (BIRD sockets in %s)", nodename, paths.run_dir)
-    syncer.start()
-    try:
-        reporter.run()
-    finally:
-        syncer.stop(10)
-        kv.close()
-    if fatal:
-        log.error("datastore syncer stopped (%s); exiting", fatal[0])
-        return 1
-    return 0
+    return follow_datastore(config, ["CalicoNodeStatus"], reporter, reporter.run, reporter.stop, kv, log)
