@@ -74,10 +74,12 @@ class AddressEvents:
             self._ipr.close()
             raise OSError(exc.code, f"cannot subscribe to address events: {exc}") from None
 
-    def wait(self, timeout: float) -> bool:
-        """True if an address changed within ``timeout`` seconds (pending events are drained)."""
-        ready, _, _ = select.select([self._ipr.fileno()], [], [], max(timeout, 0.0))
-        if not ready:
+    def wait(self, timeout: float, wake_fd: int | None = None) -> bool:
+        """True if an address changed within ``timeout`` seconds (pending events are
+        drained); False at once when ``wake_fd`` turns readable."""
+        fds = [self._ipr.fileno()] if wake_fd is None else [self._ipr.fileno(), wake_fd]
+        ready, _, _ = select.select(fds, [], [], max(timeout, 0.0))
+        if self._ipr.fileno() not in ready:
             return False
         self._ipr.get()
         while select.select([self._ipr.fileno()], [], [], 0)[0]:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, NoReturn
+from typing import Callable, Mapping
 
 from node.datastore.client import DatastoreClient
 from node.errors import CalicoError
@@ -102,34 +103,55 @@ def kube_node_reader(env: Mapping[str, str], name: str) -> tuple[Callable[[], Ma
     return read, api.close
 
 
-def _waiter(options: MonitorOptions, interval: float) -> tuple[Callable[[float], bool], Callable[[], None]]:
-    """A wait(timeout) -> "address event seen" function, and its cleanup."""
+def _waiter(options: MonitorOptions, interval: float,
+            stop: threading.Event) -> tuple[Callable[[float], bool], Callable[[], None]]:
+    """A wait(timeout) -> "address event seen" function, and its cleanup. Either returns
+    early once ``stop`` is set."""
     if options.netlink_events:
         try:
             events = AddressEvents()
         except OSError as exc:
             log.warning("Cannot subscribe to address events (%s); polling only", exc)
         else:
+            # select() cannot wait on an Event: a pipe, written once ``stop`` is set, can.
+            # (The thread lives until ``stop``, or with a process that ends without it.)
+            wake_read, wake_write = os.pipe2(os.O_CLOEXEC)
+
+            def wake() -> None:
+                stop.wait()
+                try:
+                    os.write(wake_write, b"s")
+                except OSError:  # the monitor has already closed its end
+                    pass
+                finally:
+                    os.close(wake_write)
+
+            threading.Thread(target=wake, name="monitor-addresses-stop", daemon=True).start()
+
+            def close() -> None:
+                events.close()
+                os.close(wake_read)
+
             log.info("Monitoring node addresses every %s and on kernel address events", _go_duration(interval))
-            return events.wait, events.close
+            return (lambda timeout: events.wait(timeout, wake_read)), close
 
     def sleep_only(timeout: float) -> bool:
-        time.sleep(max(timeout, 0.0))
+        stop.wait(max(timeout, 0.0))
         return False
 
     log.info("Monitoring node addresses every %s", _go_duration(interval))
     return sleep_only, lambda: None
 
 
-def monitor(env: Mapping[str, str], options: MonitorOptions) -> NoReturn:
-    """Check on every tick or address event until a fatal error (or a signal) ends it."""
+def monitor(env: Mapping[str, str], options: MonitorOptions, stop: threading.Event) -> None:
+    """Check on every tick or address event until ``stop`` is set or a fatal error ends it."""
     name = determine_node_name(env)
     config = load_config(env)
     client = make_client(config)
     interval = poll_interval(env)
     read_k8s_node, close_kube = kube_node_reader(env, name)
     try:
-        wait, close = _waiter(options, interval)
+        wait, close = _waiter(options, interval, stop)
     except BaseException:
         close_kube()
         client.kv.close()
@@ -137,7 +159,10 @@ def monitor(env: Mapping[str, str], options: MonitorOptions) -> NoReturn:
     try:
         deadline = time.monotonic() + interval
         while True:
-            if wait(deadline - time.monotonic()):
+            seen = wait(deadline - time.monotonic())
+            if stop.is_set():
+                return
+            if seen:
                 log.debug("Address change reported by the kernel")
                 time.sleep(EVENT_SETTLE)
                 wait(0)
@@ -159,17 +184,22 @@ def monitor(env: Mapping[str, str], options: MonitorOptions) -> NoReturn:
         client.kv.close()
 
 
-def run(env: Mapping[str, str] | None = None, options: MonitorOptions = MonitorOptions()) -> int:
+def run(env: Mapping[str, str] | None = None, options: MonitorOptions = MonitorOptions(),
+        stop: threading.Event | None = None, own_logging: bool = True) -> int:
+    """The monitor until ``stop`` is set (0) or a fatal error (1). ``own_logging``: set up
+    the process's log handler as the standalone role does (not when it shares a process)."""
     env = dict(os.environ if env is None else env)
-    configure("monitor-addresses", env)
+    if own_logging:
+        configure("monitor-addresses", env)
     if policy_only(env):
         log.info("CALICO_NETWORKING_BACKEND is none: Calico does not manage addresses here; not monitoring")
         return 0
     try:
-        monitor(env, options)
+        monitor(env, options, stop if stop is not None else threading.Event())
     except ExitNow as exc:
         return exc.code
     except Fatal as exc:
         return terminate(exc)
     except KeyboardInterrupt:
         return 0
+    return 0

@@ -43,6 +43,7 @@ def test_v_prints_the_version_and_exits_0():
     (["-monitor-token"], ["monitor-token"]),
     (["-hostpath-init"], ["hostpath-init"]),
     (["-status-reporter"], ["status-reporter"]),
+    (["-node-services"], ["node-services"]),
     (["-show-status"], ["show-status"]),
     (["-felix-live", "-bird-live"], ["health", "--felix-live", "--bird-live"]),
     (["-bird-ready", "-felix-ready", "-threshold-time", "10s"],
@@ -67,7 +68,7 @@ def test_every_translation_names_a_role_the_parser_has():
     for argv in (["-v"], ["-felix"], ["-startup", "-complete-startup"], ["-shutdown"], ["-complete-startup"],
                  ["-confd", "-confd-run-once"], ["-allocate-tunnel-addrs", "-allocate-tunnel-addrs-run-once"],
                  ["-monitor-addresses"], ["-monitor-token"], ["-hostpath-init"], ["-status-reporter"],
-                 ["-show-status"], ["-felix-ready", "-bird-ready"]):
+                 ["-node-services"], ["-show-status"], ["-felix-ready", "-bird-ready"]):
         args = parser.parse_args(translate(argv))
         assert args.role == translate(argv)[0]
     assert parser.parse_args(translate(["-confd", "-confd-run-once"])).oneshot
@@ -92,10 +93,24 @@ def test_what_calico_refuses(argv, message):
     assert info.value.message == message and info.value.code == 1
 
 
-@pytest.mark.parametrize("flag", ["-node-services", "-init", "-bpf", "-flows=10"])
+@pytest.mark.parametrize("flag", ["-init", "-bpf", "-flows=10"])
 def test_flags_for_what_this_image_lacks_are_refused_plainly(flag):
     with pytest.raises(LegacyUsage, match=r"is not supported: "):
         translate([flag])
+
+
+@pytest.mark.parametrize("argv,warning", [
+    (["-monitor-addresses"], "-monitor-addresses is deprecated, use -node-services instead"),
+    (["-monitor-token"], "-monitor-token is deprecated, use -node-services instead"),
+    (["-status-reporter"], "-status-reporter is deprecated, use -node-services instead"),
+    (["-allocate-tunnel-addrs"], "-allocate-tunnel-addrs daemon mode is deprecated, use -node-services instead"),
+    (["-allocate-tunnel-addrs", "-allocate-tunnel-addrs-run-once"], None),
+    (["-node-services"], None),
+])
+def test_flags_node_services_superseded_still_run_with_calicos_warning(argv, warning):
+    warnings: list[str] = []
+    translate(argv, warnings.append)
+    assert warnings == ([warning] if warning else [])
 
 
 def test_confd_flags_without_an_equivalent_are_accepted_with_a_warning():

@@ -18,8 +18,7 @@ pytestmark = pytest.mark.etcd
 
 NODE_IP, PEER_IP = "10.231.0.1", "10.231.0.2"
 SVLOGD_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{5} ")
-ALL = {"felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup",
-       "status-reporter", "restarter"}
+ALL = {"felix", "confd", "bird", "bird6", "node-services", "restarter"}
 
 PEER_CONFIG = f"""router id {PEER_IP};
 protocol device {{ scan time 2; }}
@@ -133,7 +132,7 @@ def test_bgp_node_lifecycle(etcd_clean, client):
         out = node.output()
         assert "Felix (calico-node-py) starting for host node1" in out
         assert "confd starting for node node1" in out
-        for program in ("felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs"):
+        for program in ("felix", "confd", "bird", "bird6", "node-services"):
             lines = node.logs(program).splitlines()
             assert lines, program
             assert all(SVLOGD_STAMP.match(line) for line in lines), (program, lines[:3])
@@ -150,14 +149,13 @@ def _peer_config(node: StartedNode):
 
 
 @pytest.mark.parametrize("backend,env,expected", [
-    ("vxlan", {}, {"felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup", "status-reporter",
-                   "restarter"}),
+    ("vxlan", {}, {"felix", "node-services", "restarter"}),
     # Policy-only startup writes no BGP details, so the Node exists only because it names
     # its Kubernetes node (as in a cluster); without a Node the tunnel-address step fails,
     # as in Calico.
     ("none", {"CALICO_DISABLE_FELIX": "true", "CALICO_DISABLE_FILE_LOGGING": "true",
               "CALICO_K8S_NODE_REF": "k8s-node-none"},
-     {"allocate-tunnel-addrs", "complete-startup", "status-reporter", "restarter"}),
+     {"node-services", "restarter"}),
 ])
 def test_no_bgp_backends(etcd_clean, backend, env, expected):
     with StartedNode(etcd_clean.endpoint, f"node-{backend}", NODE_IP, PEER_IP, prefix="csn",

@@ -45,24 +45,12 @@ def paths_env(root: Path) -> dict[str, str]:
 # -- the program set -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("env,expected", [
-    ({}, ["felix", "confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup",
-          "status-reporter"]),
-    ({"CALICO_NETWORKING_BACKEND": "bird"}, ["felix", "confd", "bird", "bird6", "monitor-addresses",
-                                             "allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
-    ({"CALICO_NETWORKING_BACKEND": "vxlan"}, ["felix", "monitor-addresses", "allocate-tunnel-addrs", "complete-startup",
-                                              "status-reporter"]),
-    ({"CALICO_NETWORKING_BACKEND": "none"}, ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
-    ({"CALICO_DISABLE_FELIX": "true"}, ["confd", "bird", "bird6", "monitor-addresses", "allocate-tunnel-addrs",
-                                        "complete-startup", "status-reporter"]),
-    ({"CALICO_DISABLE_FELIX": "true", "CALICO_NETWORKING_BACKEND": "none"},
-     ["allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
-    # The CNI token monitor: on Kubernetes (in-cluster or a kubeconfig) unless CALICO_MANAGE_CNI=false.
-    ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "CALICO_NETWORKING_BACKEND": "none"},
-     ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter", "monitor-token"]),
-    ({"KUBECONFIG": "/etc/kube/config", "CALICO_NETWORKING_BACKEND": "none"},
-     ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter", "monitor-token"]),
-    ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "CALICO_MANAGE_CNI": "false", "CALICO_NETWORKING_BACKEND": "none"},
-     ["felix", "allocate-tunnel-addrs", "complete-startup", "status-reporter"]),
+    ({}, ["felix", "confd", "bird", "bird6", "node-services"]),
+    ({"CALICO_NETWORKING_BACKEND": "bird"}, ["felix", "confd", "bird", "bird6", "node-services"]),
+    ({"CALICO_NETWORKING_BACKEND": "vxlan"}, ["felix", "node-services"]),
+    ({"CALICO_NETWORKING_BACKEND": "none"}, ["felix", "node-services"]),
+    ({"CALICO_DISABLE_FELIX": "true"}, ["confd", "bird", "bird6", "node-services"]),
+    ({"CALICO_DISABLE_FELIX": "true", "CALICO_NETWORKING_BACKEND": "none"}, ["node-services"]),
 ])
 def test_program_set(env, expected):
     assert names(enabled_programs(env, Paths.from_env({}))) == expected
@@ -225,7 +213,7 @@ def test_legacy_calico_networking(node_root):
     assert run.returncode == 0, run.stderr
     assert "CALICO_NETWORKING will be deprecated: use CALICO_NETWORKING_BACKEND instead" in run.stderr
     assert "CALICO_NETWORKING_BACKEND=none" in run.stdout
-    assert "[program:monitor-addresses]" not in run.stdout and "[program:confd]" not in run.stdout
+    assert "[program:node-services]" in run.stdout and "[program:confd]" not in run.stdout
 
 
 def test_missing_bird_is_reported_before_anything_runs(node_root):

@@ -17,13 +17,17 @@ subcommands, deciding as Calico's ``main`` decides:
   else is given; otherwise the first of ``-v``, ``-felix``, ``-startup`` (with
   ``-complete-startup``: mark the network available at once), ``-shutdown``,
   ``-complete-startup``, ``-confd`` (``-confd-run-once``: once), ``-allocate-tunnel-addrs``
-  (``-allocate-tunnel-addrs-run-once``: once), ``-monitor-addresses``,
+  (``-allocate-tunnel-addrs-run-once``: once), ``-node-services``, ``-monitor-addresses``,
   ``-monitor-token``, ``-status-reporter``, ``-hostpath-init``, ``-show-status`` that is
   set picks the role;
 * nothing picked: ``No valid options provided. Usage:`` and exit 1, as Calico.
 
-Calico's flags for what this image does not have (``-node-services``, ``-init``,
-``-best-effort``, ``-bpf``, ``-flows``) are recognised and refused with exit 1 and a
+As Calico v3.32 does, the single-service flags that ``-node-services`` superseded
+(``-monitor-addresses``, ``-monitor-token``, ``-status-reporter`` and the daemon form of
+``-allocate-tunnel-addrs``) still run, with a deprecation warning.
+
+Calico's flags for what this image does not have (``-init``, ``-best-effort``, ``-bpf``,
+``-flows``) are recognised and refused with exit 1 and a
 sentence saying so. An unknown flag is refused as Go refuses it (``flag provided but not
 defined: -x``, exit 1), unless a role was already picked: then it and everything after
 it are handed to that role's own options (``calico-node -felix --dry-run``), which
@@ -41,10 +45,13 @@ from node.gobool import parse_go_bool
 # Calico's flags (v3.32.1's node/cmd/calico-node/main.go), each with what it does here.
 BOOL_FLAGS = {
     "v": "print the version and exit",
-    "node-services": "not in this image (calico-node start runs these services as separate programs)",
-    "monitor-addresses": "keep the Node's autodetected addresses current (calico-node monitor-addresses)",
-    "monitor-token": "keep the CNI plugin's kubeconfig token fresh (calico-node monitor-token)",
-    "status-reporter": "report BIRD's status into CalicoNodeStatus resources (calico-node status-reporter)",
+    "node-services": "run complete-startup, the tunnel address allocator, the status reporter, the address "
+                     "and CNI token monitors in one process (calico-node node-services)",
+    "monitor-addresses": "deprecated: keep the Node's autodetected addresses current "
+                         "(calico-node monitor-addresses)",
+    "monitor-token": "deprecated: keep the CNI plugin's kubeconfig token fresh (calico-node monitor-token)",
+    "status-reporter": "deprecated: report BIRD's status into CalicoNodeStatus resources "
+                       "(calico-node status-reporter)",
     "felix": "run the policy agent (calico-node felix)",
     "bpf": "not in this image (eBPF debug tool)",
     "init": "not in this image (eBPF file systems)",
@@ -82,14 +89,15 @@ EXCLUSIVE = ("v", "felix", "startup", "confd", "node-services", "monitor-address
 ROLES = (
     ("v", "version"), ("felix", "felix"), ("bpf", None), ("init", None), ("startup", "startup"),
     ("shutdown", "shutdown"), ("complete-startup", "complete-startup"), ("confd", "confd"),
-    ("allocate-tunnel-addrs", "allocate-tunnel-addrs"), ("node-services", None),
+    ("allocate-tunnel-addrs", "allocate-tunnel-addrs"), ("node-services", "node-services"),
     ("monitor-addresses", "monitor-addresses"), ("monitor-token", "monitor-token"),
     ("status-reporter", "status-reporter"), ("hostpath-init", "hostpath-init"), ("show-status", "show-status"),
 )
 
+# The single-service flags node-services superseded (Calico still runs them, with a warning).
+DEPRECATED = ("monitor-addresses", "monitor-token", "status-reporter")
+
 UNSUPPORTED = {
-    "node-services": "calico-node start runs these services as separate programs (complete-startup, "
-                     "allocate-tunnel-addrs, monitor-addresses...), each also runnable as its own subcommand",
     "bpf": "this image has no eBPF dataplane",
     "init": "this image has no eBPF dataplane, whose file systems -init mounts",
     "flows": "this image has no flow logs",
@@ -206,6 +214,9 @@ def translate(argv: Sequence[str], warn: Callable[[str], None] = _warn) -> list[
         raise LegacyUsage(f"calico-node -{flag} is not supported: {UNSUPPORTED.get(flag, UNSUPPORTED['init'])}")
 
     out = [sub]
+    if flag in DEPRECATED or (flag == "allocate-tunnel-addrs" and not parsed.on("allocate-tunnel-addrs-run-once")):
+        what = "-allocate-tunnel-addrs daemon mode" if flag == "allocate-tunnel-addrs" else f"-{flag}"
+        warn(f"{what} is deprecated, use -node-services instead")
     if sub == "startup" and parsed.on("complete-startup"):
         out.append("--complete-startup")
     elif sub == "confd":

@@ -31,6 +31,7 @@ ROLE_LOG_LEVEL_ENV = {
     "shutdown": ("CALICO_STARTUP_LOGLEVEL",),
     "status-reporter": ("CALICO_STARTUP_LOGLEVEL",),
     "hostpath-init": ("CALICO_STARTUP_LOGLEVEL",),
+    "node-services": ("CALICO_STARTUP_LOGLEVEL",),
 }
 
 # The component each role logs as (calico-node's main.go: logutils.ConfigureFormatter /

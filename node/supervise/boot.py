@@ -39,8 +39,8 @@ from typing import Mapping, Sequence, TextIO
 from node.config import Paths
 from node.supervise import config as svconfig
 from node.supervise.layout import Layout
-from node.supervise.programs import (BACKEND_ENV, MANAGE_CNI_ENV, Program, ProgramError, Python, backend,
-                                     enabled_programs, runs_bird, runs_token_monitor)
+from node.supervise.programs import (BACKEND_ENV, Program, ProgramError, Python, backend, enabled_programs,
+                                     runs_bird)
 
 log = logging.getLogger("node.supervise.boot")
 
@@ -226,9 +226,6 @@ def boot(options: StartOptions, env: Mapping[str, str] | None = None) -> int:
             print("CALICO_NETWORKING_BACKEND is none - no BGP daemon running", flush=True)
         elif backend(env) == "vxlan":
             print("CALICO_NETWORKING_BACKEND is vxlan - no need to run a BGP daemon", flush=True)
-        if env.get(MANAGE_CNI_ENV) != "false" and not runs_token_monitor(env):
-            log.info("No Kubernetes configuration (KUBECONFIG or in-cluster): the CNI token monitor is not "
-                     "started (set CALICO_MANAGE_CNI=false to say so)")
         paths = Paths.from_env(env)
         if runs_bird(env):
             for removed in remove_stale_bird_config(paths):

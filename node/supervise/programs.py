@@ -1,22 +1,17 @@
 """The programs ``calico-node start`` runs under supervisord, and their command lines.
 
-Which ones run follows Calico's rc.local and node-services (legacy service set, one
-program per role):
+Which ones run follows Calico v3.32's rc.local:
 
 | program | enabled when |
 |---|---|
 | felix (the policy agent) | ``CALICO_DISABLE_FELIX`` is empty |
 | confd, bird, bird6 | ``CALICO_NETWORKING_BACKEND`` is neither ``none`` nor ``vxlan`` (unset: BIRD runs) |
-| monitor-addresses | ``CALICO_NETWORKING_BACKEND`` is not ``none`` |
-| allocate-tunnel-addrs | always |
-| complete-startup | always (it skips the Kubernetes update where there is none) |
-| status-reporter (CalicoNodeStatus) | always |
-| monitor-token (the CNI plugin's kubeconfig) | ``CALICO_MANAGE_CNI`` is not ``false`` and a Kubernetes configuration exists |
+| node-services | always |
 
-Calico runs the token monitor whenever ``CALICO_MANAGE_CNI`` is not ``false``; without a
-Kubernetes configuration it fails and, being one of node-services' goroutines, takes
-the others down with it, over and over. Here each role is its own program, and one
-that could only fail is not started (the start logs say so).
+``node-services`` is one process running, each in a thread, complete-startup, the
+tunnel address allocator, the CalicoNodeStatus reporter, the address monitor (unless
+the backend is ``none``) and the CNI token monitor (when ``CALICO_MANAGE_CNI`` is not
+``false`` and a Kubernetes configuration exists); see ``node.cli.roles.node_services``.
 
 Command lines:
 
@@ -163,18 +158,8 @@ def enabled_programs(env: Mapping[str, str], paths: Paths, python: Python | None
             argv = ("/bin/sh", "-c", WAIT_FOR_CONFIG, "wait-for-config", config,
                     *bird_argv(binary, str(socket), config))
             programs.append(Program(binary, argv, comment=f"BGP for IPv{family}, once the renderer wrote {config}"))
-    if runs_monitor(env):
-        programs.append(Program("monitor-addresses", python.role("monitor-addresses"),
-                                comment="keeps the Node's autodetected addresses current"))
-    programs.append(Program("allocate-tunnel-addrs", python.role("allocate-tunnel-addrs"),
-                            comment="keeps the node's IPIP/VXLAN tunnel addresses assigned"))
-    programs.append(Program("complete-startup", python.role("complete-startup"),
-                            comment="marks the Kubernetes node's network available once Calico is ready"))
-    programs.append(Program("status-reporter", python.role("status-reporter"),
-                            comment="fills this node's CalicoNodeStatus resources from BIRD"))
-    if runs_token_monitor(env):
-        programs.append(Program("monitor-token", python.role("monitor-token"),
-                                comment="keeps the CNI plugin's kubeconfig supplied with a fresh token"))
+    programs.append(Program("node-services", python.role("node-services"),
+                            comment="complete-startup, tunnel addresses, node status, address and token monitors"))
     return programs
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Mapping
 
 from node.config import datastore_config_from_env
 from node.errors import CalicoError
@@ -31,35 +32,32 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from node.cli.role_logging import setup_role_logging
-    from node.cli.stop_signals import stop_on_signals
-    from node.datastore.factory import kv_for
+def serve(stop: threading.Event, env: Mapping[str, str], run_once: bool = False) -> int:
+    """Reconcile until ``stop`` (once with ``run_once``); 1 when it cannot start, the one
+    reconcile failed, or the syncer stopped for good (which also sets ``stop``)."""
     from node.cli.follow import follow_datastore
+    from node.datastore.factory import kv_for
     from node.ipam.allocator import IPAM
     from node.ipam.tunnel import TunnelAddressAllocator, TunnelAddressDaemon
 
-    setup_role_logging("allocate-tunnel-addrs")
-    nodename = os.environ.get("NODENAME", "")
+    nodename = env.get("NODENAME", "")
     if not nodename:
         log.error("NODENAME environment is not set")
         return 1
-    stop = threading.Event()
-    if os.environ.get("USE_POD_CIDR", "").lower() in _TRUE:
+    if env.get("USE_POD_CIDR", "").lower() in _TRUE:
         log.debug("Using host-local IPAM, no need to allocate a tunnel IP")
-        if not args.run_once:
-            stop_on_signals(stop)
+        if not run_once:
             stop.wait()
         return 0
-    host_encryption = os.environ.get("FELIX_WIREGUARDHOSTENCRYPTIONENABLED", "").lower() in _TRUE
+    host_encryption = env.get("FELIX_WIREGUARDHOSTENCRYPTIONENABLED", "").lower() in _TRUE
     try:
-        config = datastore_config_from_env()
+        config = datastore_config_from_env(env)
         kv = kv_for(config)
     except CalicoError as exc:
         log.error("Failed to create Calico API client: %s", exc)
         return 1
     allocator = TunnelAddressAllocator(IPAM(kv), nodename, host_encryption)
-    if args.run_once:
+    if run_once:
         try:
             allocator.reconcile()
         except CalicoError as exc:
@@ -69,5 +67,15 @@ def run(args) -> int:
             kv.close()
         return 0
     daemon = TunnelAddressDaemon(allocator)
-    stop_on_signals(stop)
     return follow_datastore(config, ["IPPool", "Node"], daemon, lambda: daemon.run(stop), stop.set, kv, log)
+
+
+def run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
+
+    setup_role_logging("allocate-tunnel-addrs")
+    stop = threading.Event()
+    if not args.run_once:
+        stop_on_signals(stop)
+    return serve(stop, os.environ, args.run_once)

@@ -66,11 +66,27 @@ def wait_until_ready(env, timeout: float, interval: float, stop: threading.Event
     return False
 
 
+def serve(stop: threading.Event, env, timeout: float = 300.0, interval: float = 1.0) -> int:
+    """Wait for readiness (at most ``timeout``), mark the network available, then wait for
+    ``stop``; 1 when the Kubernetes update failed."""
+    from startup.k8s import complete_startup
+
+    env = dict(env)
+    if not wait_until_ready(env, timeout, interval, stop):
+        if stop.is_set():
+            return 0
+        log.error("Calico failed to become ready, continuing anyway")
+    code = complete_startup(env)
+    if code != 0:
+        return code
+    stop.wait()
+    return 0
+
+
 def _run(args) -> int:
     from node.cli.role_logging import setup_role_logging
     from node.cli.stop_signals import stop_on_signals
     from node.model.schema import parse_go_duration
-    from startup.k8s import complete_startup
 
     setup_role_logging("complete-startup")
     try:
@@ -81,13 +97,4 @@ def _run(args) -> int:
         return 1
     stop = threading.Event()
     stop_on_signals(stop)
-    env = dict(os.environ)
-    if not wait_until_ready(env, timeout, interval, stop):
-        if stop.is_set():
-            return 0
-        log.error("Calico failed to become ready, continuing anyway")
-    code = complete_startup(env)
-    if code != 0:
-        return code
-    stop.wait()
-    return 0
+    return serve(stop, os.environ, timeout, interval)

@@ -12,13 +12,14 @@ As in Calico, the monitor cannot start without a Kubernetes client configuration
 service account's namespace file: it exits 1 saying which is missing (supervision then
 retries it with backoff). With ``CALICO_MANAGE_CNI=false`` there is nothing to manage: it
 says so and waits for SIGTERM (``--run-once`` exits 0), so that a supervisor that starts
-it anyway does not see it fail.
+it anyway does not see it fail. ``node-services`` runs ``serve`` in a thread of its own.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from typing import Mapping
 
 log = logging.getLogger("cni-config-monitor")
 
@@ -35,32 +36,30 @@ def register(subparsers) -> None:
     p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
-    from node.cli.role_logging import setup_role_logging
-    from node.cli.stop_signals import stop_on_signals
-    from node.cni_token import TokenMonitor, check_kube_config, read_namespace
+def serve(stop: threading.Event, env: Mapping[str, str], service_account_dir: str | None = None,
+          run_once: bool = False) -> int:
+    """The monitor until ``stop`` (or one refresh with ``run_once``); 1 when it cannot start."""
+    from node.cni_token import DEFAULT_SERVICE_ACCOUNT_DIR, TokenMonitor, check_kube_config, read_namespace
     from node.errors import CalicoError, ConfigError
 
-    setup_role_logging("monitor-token")
-    stop = threading.Event()
-    stop_on_signals(stop)
-    env = dict(os.environ)
+    env = dict(env)
+    service_account_dir = service_account_dir or DEFAULT_SERVICE_ACCOUNT_DIR
     if env.get("CALICO_MANAGE_CNI") == "false":
         log.info("CALICO_MANAGE_CNI=false: the CNI plugin's kubeconfig is not managed by calico-node; "
                  "nothing to do")
-        if not args.run_once:
+        if not run_once:
             stop.wait()
         return 0
     try:
-        source = check_kube_config(env, args.service_account_dir)
-        namespace = read_namespace(args.service_account_dir)
+        source = check_kube_config(env, service_account_dir)
+        namespace = read_namespace(service_account_dir)
     except ConfigError as exc:
         log.error("The CNI token monitor cannot start: %s", exc)
         return 1
-    monitor = TokenMonitor(env, namespace, args.service_account_dir)
+    monitor = TokenMonitor(env, namespace, service_account_dir)
     log.info("Keeping %s current for service account %s/%s (Kubernetes configuration: %s)",
              monitor.path, namespace, monitor.service_account, source)
-    if args.run_once:
+    if run_once:
         try:
             monitor.refresh()
         except CalicoError as exc:
@@ -69,3 +68,13 @@ def _run(args) -> int:
         return 0
     monitor.run(stop)
     return 0
+
+
+def _run(args) -> int:
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
+
+    setup_role_logging("monitor-token")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    return serve(stop, os.environ, args.service_account_dir, args.run_once)

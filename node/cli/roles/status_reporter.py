@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Mapping
 
 log = logging.getLogger("node.nodestatus")
@@ -45,31 +46,42 @@ def node_name(env: Mapping[str, str]) -> str:
         return ""
 
 
-def run(args) -> int:  # noqa: ARG001
-    from node.cli.role_logging import setup_role_logging
-    from node.cli.stop_signals import stop_on_signals
+def serve(stop: threading.Event, env: Mapping[str, str]) -> int:
+    """Report until ``stop``; 1 when it cannot start or its syncer stops for good (which
+    also sets ``stop``)."""
+    from node.cli.follow import follow_datastore
     from node.config import Paths, datastore_config_from_env
     from node.datastore.client import DatastoreClient
     from node.datastore.factory import kv_for
-    from node.cli.follow import follow_datastore
     from node.errors import CalicoError
     from node.nodestatus.birdquery import BirdQuery
     from node.nodestatus.reporter import NodeStatusReporter
     from startup.nodename import nodename_file
 
-    setup_role_logging("status-reporter")
-    nodename = node_name(os.environ)
+    nodename = node_name(env)
     if not nodename:
-        log.error("NODENAME environment is not set (and there is no nodename file at %s)", nodename_file(os.environ))
+        log.error("NODENAME environment is not set (and there is no nodename file at %s)", nodename_file(env))
         return 1
     try:
-        config = datastore_config_from_env()
+        config = datastore_config_from_env(env)
         kv = kv_for(config)
     except CalicoError as exc:
         log.error("Failed to create Calico API client: %s", exc)
         return 1
-    paths = Paths.from_env()
+    paths = Paths.from_env(env)
     reporter = NodeStatusReporter(nodename, DatastoreClient(kv), BirdQuery(paths.run_dir))
-    stop_on_signals(reporter.stop, log)
+    # The reporter has a stop of its own (a queue entry): ``stop`` is passed on to it.
+    threading.Thread(target=lambda: (stop.wait(), reporter.stop()), name="status-reporter-stop",
+                     daemon=True).start()
     log.info("Starting the node status reporter for node %s (BIRD sockets in %s)", nodename, paths.run_dir)
-    return follow_datastore(config, ["CalicoNodeStatus"], reporter, reporter.run, reporter.stop, kv, log)
+    return follow_datastore(config, ["CalicoNodeStatus"], reporter, reporter.run, stop.set, kv, log)
+
+
+def run(args) -> int:  # noqa: ARG001
+    from node.cli.role_logging import setup_role_logging
+    from node.cli.stop_signals import stop_on_signals
+
+    setup_role_logging("status-reporter")
+    stop = threading.Event()
+    stop_on_signals(stop, log)
+    return serve(stop, os.environ)
