@@ -191,6 +191,30 @@ def test_pods_are_workload_endpoints_written_by_the_cni_status_patch(kube, kube_
                                           "ipNetworks": ["192.168.1.7/32"]}}))
 
 
+def test_workload_endpoint_delete_with_a_revision_is_guarded_by_it(kube, kube_kv):
+    """The CNI plugin's DEL deletes the endpoint at the revision it read; libcalico-go puts
+    that revision in the pod patch, so a pod changed since (another sandbox's ADD writing
+    its addresses) is a Conflict instead of losing those addresses."""
+    client = DatastoreClient(kube_kv)
+    namespace(kube, "ns1")
+    pod(kube, "ns1", "web-0", "node-1")
+    (wep,) = client.list("WorkloadEndpoint", "ns1")
+    wep.spec["ipNetworks"] = ["192.168.1.5/32"]
+    wep.spec["containerID"] = "old"
+    read = client.update(wep)
+    wep.spec["ipNetworks"] = ["192.168.1.9/32"]
+    wep.spec["containerID"] = "new"
+    client.update(wep)
+    with pytest.raises(Conflict):
+        client.delete("WorkloadEndpoint", wep.name, "ns1", resource_version=read.resource_version)
+    annotations = kube.get("v1", "pods", "web-0", "ns1")["metadata"]["annotations"]
+    assert annotations["cni.projectcalico.org/podIPs"] == "192.168.1.9/32"
+    current = client.get("WorkloadEndpoint", wep.name, "ns1")
+    client.delete("WorkloadEndpoint", wep.name, "ns1", resource_version=current.resource_version)
+    annotations = kube.get("v1", "pods", "web-0", "ns1")["metadata"]["annotations"]
+    assert annotations["cni.projectcalico.org/podIPs"] == "" and annotations["cni.projectcalico.org/containerID"] == "new"
+
+
 def test_namespaces_and_service_accounts_are_profiles(kube, kube_kv):
     client = DatastoreClient(kube_kv)
     namespace(kube, "ns1", labels={"team": "a"})

@@ -200,6 +200,16 @@ def test_floating_ips_and_source_prefixes():
     assert conv.pod_to_workload_endpoint(pod)["spec"]["allowSpoofedSourcePrefixes"] == ["1.1.0.0/16"]
 
 
+def test_null_floating_ips_and_source_prefixes_are_empty():
+    """Go reads JSON null into a []string as an empty list (and so does the CNI plugin,
+    which networks such a pod): the pod keeps its endpoint, without NATs or prefixes."""
+    pod = _pod({"cni.projectcalico.org/podIP": "192.168.0.1", "cni.projectcalico.org/floatingIPs": "null",
+                "cni.projectcalico.org/allowedSourcePrefixes": "null"})
+    spec = conv.pod_to_workload_endpoint(pod)["spec"]
+    assert spec["ipNetworks"] == ["192.168.0.1/32"]
+    assert "ipNATs" not in spec and "allowSpoofedSourcePrefixes" not in spec
+
+
 @pytest.mark.parametrize("annotations, message", [
     # "should error on empty string in the source spoofing disabling annotation"
     ({"cni.projectcalico.org/podIP": "192.168.0.1", "cni.projectcalico.org/allowedSourcePrefixes": '[""]'},
@@ -406,6 +416,24 @@ def test_network_policy_peers_and_ports():
         "ports": [80], "nets": ["192.168.0.0/16"], "notNets": ["192.168.3.0/24", "192.168.4.0/24"]}}]
 
 
+def test_ip_block_with_a_bad_exception_keeps_the_ones_before_it():
+    """k8sPeerToCalicoFields stops at an exception it cannot parse but keeps those read
+    before it, so the rule still excludes them (dropping them all would allow more)."""
+    policy, _ = conv.k8s_network_policy_to_calico(_np({
+        "podSelector": {}, "ingress": [{"from": [{"ipBlock": {
+            "cidr": "10.0.0.0/8", "except": ["10.1.0.0/16", "bogus", "10.2.0.0/16"]}}]}]}))
+    assert policy["spec"]["ingress"] == [{"action": "Allow", "source": {"nets": ["10.0.0.0/8"],
+                                                                        "notNets": ["10.1.0.0/16"]}}]
+
+
+def test_port_range_of_one_port_is_that_port():
+    """A port whose endPort equals it is numorstring's range of one, which Calico's JSON
+    writes as the plain number."""
+    policy, _ = conv.k8s_network_policy_to_calico(_np({
+        "podSelector": {}, "ingress": [{"ports": [{"protocol": "TCP", "port": 8080, "endPort": 8080}]}]}))
+    assert policy["spec"]["ingress"] == [{"action": "Allow", "protocol": "TCP", "destination": {"ports": [8080]}}]
+
+
 def test_rules_with_invalid_ports_are_dropped():
     # "should drop rules with invalid ports in a k8s NetworkPolicy"
     peer = [{"podSelector": {"matchLabels": {"k": "v", "k2": "v2"}}}]
@@ -505,6 +533,19 @@ def test_k8s_node_to_calico():
             node["spec"]["ipv6VXLANTunnelAddr"], node["spec"]["vxlanTunnelMACAddrV6"],
             node["spec"]["bgp"]["ipv4IPIPTunnelAddr"]) == ("1.2.3.4", "00:11:22:33:44:55", "fd10::11",
                                                            "55:44:33:22:11:00", "5.4.5.4")
+
+
+@pytest.mark.parametrize("text, asn", [
+    ("64512", 64512), ("1.10", 65546), ("4294967295", 4294967295),
+    # What Go's ParseUint refuses is an invalid annotation, ignored: no asNumber, so the
+    # node takes the cluster's default AS, as with Calico.
+    (" 64512", None), ("+64512", None), ("64_512", None), ("64512\n", None), ("4294967296", None),
+    ("65536.1", None), ("1.2.3", None), ("", None),
+])
+def test_node_as_number_annotation(text, asn):
+    node = conv.k8s_node_to_calico(_node({"projectcalico.org/IPv4Address": "172.17.17.10",
+                                          "projectcalico.org/ASNumber": text}))
+    assert node["spec"]["bgp"].get("asNumber") == asn
 
 
 def test_pod_cidr_tunnel_addresses():

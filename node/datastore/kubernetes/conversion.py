@@ -454,19 +454,23 @@ def _annotation(annotations: dict, key: str, valid) -> str:
     return value
 
 
+_ASN_TEXT = re.compile(r"([0-9]+)|([0-9]+)\.([0-9]+)")
+
+
 def _asn_from_string(text: str) -> int | None:
-    """numorstring.ASNumberFromString: a plain 32-bit number or the dotted ``high.low`` form."""
-    try:
-        if "." in text:
-            high, low = text.split(".", 1)
-            h, lo = int(high), int(low)
-            if not (0 <= h <= 0xFFFF and 0 <= lo <= 0xFFFF):
-                return None
-            return (h << 16) + lo
-        value = int(text)
-    except ValueError:
+    """numorstring.ASNumberFromString: a plain 32-bit number or the dotted ``high.low`` form,
+    ASCII digits only as Go's ParseUint reads them (no sign, spaces or underscores, which
+    Python's int() would take: such an annotation is invalid and ignored, as in Calico)."""
+    match = _ASN_TEXT.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
         return None
-    return value if 0 <= value <= 0xFFFFFFFF else None
+    if match.group(1) is not None:
+        value = int(match.group(1))
+        return value if value <= 0xFFFFFFFF else None
+    high, low = int(match.group(2)), int(match.group(3))
+    if high > 0xFFFF or low > 0xFFFF:
+        return None
+    return (high << 16) + low
 
 
 def _static_tunnel_address(pod_cidr: str, node: dict) -> str:
@@ -749,11 +753,16 @@ def _endpoint_ports(containers: Iterable[dict]) -> list[dict]:
 
 
 def _json_string_list(text: str, what: str, pod: dict) -> list[str]:
+    """The annotation as Go's json.Unmarshal into a []string reads it: JSON ``null`` is an
+    empty list (the CNI plugin accepts it too, so failing here would leave a networked pod
+    without an endpoint)."""
     try:
         value = json.loads(text)
     except ValueError:
         raise ConversionError(f"{describe(dict(pod, kind='Pod'))}: annotation {what}: failed to parse {text!r} "
                               "as JSON") from None
+    if value is None:
+        return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConversionError(f"{describe(dict(pod, kind='Pod'))}: annotation {what}: {text!r} is not a JSON "
                               "list of strings")
@@ -1057,7 +1066,8 @@ def k8s_selector_to_calico(selector: dict | None, pod: bool) -> str:
 
 
 _PORT_RANGE = re.compile(r"^(\d+):(\d+)$")
-_PORT_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+# numorstring.NamedPort's rule for a port name (NetworkPolicy and ClusterNetworkPolicy ports).
+_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
 
 def _parse_port(text: str):
@@ -1105,8 +1115,10 @@ def simplify_ports(ports: list) -> list:
 
 
 def _port_json(port) -> Any:
+    """numorstring.Port's JSON: a range of one port (``endPort`` equal to ``port``) is that
+    port's number."""
     if isinstance(port, tuple):
-        return f"{port[0]}:{port[1]}"
+        return port[0] if port[0] == port[1] else f"{port[0]}:{port[1]}"
     return port
 
 
@@ -1191,7 +1203,7 @@ def _peer_fields(peer: dict | None) -> dict:
             try:
                 not_nets.append(str(ipaddress.ip_network(exc, strict=False)))
             except ValueError:
-                return {"nets": nets}
+                break  # as k8sPeerToCalicoFields: the exceptions read before the bad one stay
         out = {"nets": nets}
         if not_nets:
             out["notNets"] = not_nets
@@ -1273,8 +1285,6 @@ CNP_RULE_NAME_ANNOTATION = "name"
 _CNP_ACTIONS = {"Accept": "Allow", "Deny": "Deny", "Pass": "Pass"}
 _CNP_PROTOCOLS = (("tcp", "TCP"), ("udp", "UDP"), ("sctp", "SCTP"))
 _CIDR_TEXT = re.compile(r"^([0-9A-Fa-f.:]+)/(\d+)$")
-# numorstring.NamedPort's rule for a port name.
-_PORT_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
 
 def _cnp_port(port: dict | None):

@@ -887,12 +887,13 @@ class WorkloadEndpointMapper(Mapper):
                 return _kv(key, value, _rv(obj, key))
         return None
 
-    def _patch(self, key: str, annotations: dict) -> dict:
+    def _patch(self, key: str, annotations: dict, revision: int | None = None) -> dict:
         namespace, pod, _ = self._locate(key)
+        body = conv.annotation_patch(annotations, str(revision) if revision is not None else "")
         try:
-            return self.api.patch(PODS.item(pod, namespace, subresource="status"), conv.annotation_patch(annotations))
+            return self.api.patch(PODS.item(pod, namespace, subresource="status"), body)
         except ApiError as exc:
-            raise _errors(key, exc) from None
+            raise _errors(key, exc, revision) from None
 
     def create(self, key: str, value: bytes) -> int:
         spec = json.loads(value).get("spec") or {}
@@ -905,10 +906,13 @@ class WorkloadEndpointMapper(Mapper):
         return self.create(key, value)
 
     def delete(self, key: str, revision: int | None) -> KV:
+        """Patch the addresses out; with a revision the patch carries it as
+        libcalico-go's does, so a pod changed since it was read (a new sandbox's ADD
+        writing its own addresses) is a Conflict, not addresses wiped."""
         old = self.get(key)
         if old is None:
             raise NotFound(key)
-        self._patch(key, {conv.ANNOTATION_POD_IP: "", conv.ANNOTATION_POD_IPS: ""})
+        self._patch(key, {conv.ANNOTATION_POD_IP: "", conv.ANNOTATION_POD_IPS: ""}, revision)
         return old
 
 
