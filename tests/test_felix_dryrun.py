@@ -3,6 +3,7 @@ and clear messages for input it cannot use."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -253,3 +254,30 @@ def test_settings_the_agent_refuses_are_one_line_and_exit_1(tmp_path):
         assert res.returncode == 1, res.stderr
         assert res.stderr.strip().splitlines()[-1] == "felix: USE_POD_CIDR='yes' is not a boolean (use true or false)"
         assert "Traceback" not in res.stderr
+
+
+HEP_WITH_DEFAULT_ALLOW = """apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: node1-eth0, labels: {host-endpoint: ingress}}
+spec: {node: node1, interfaceName: eth0, expectedIPs: [10.0.0.1], profiles: [projectcalico-default-allow]}
+"""
+
+
+@pytest.mark.etcd
+def test_the_default_allow_profile_allows(etcd_clean_config, tmp_path):
+    """A host endpoint naming the built-in default-allow profile (as kube-controllers' auto
+    host endpoints do) gets its allow rules, from the datastore (which never stores it)
+    and from files alike."""
+    path = tmp_path / "hep.yaml"
+    path.write_text(HEP_WITH_DEFAULT_ALLOW)
+    kv = EtcdKV(etcd_clean_config)
+    try:
+        DatastoreClient(kv).create(load_resources(HEP_WITH_DEFAULT_ALLOW)[0])
+    finally:
+        kv.close()
+    from_etcd = dry_run("node1", {"ETCD_ENDPOINTS": etcd_clean_config.etcd_endpoints[0]}, interfaces=IFACES,
+                        sync_timeout=20)
+    assert from_etcd == dry_run("node1", {}, files=[str(path)], interfaces=IFACES)
+    for direction in ("ingress", "egress"):  # (the chains' names are hashed: too long for iptables)
+        assert re.search(rf'--comment "Profile projectcalico-default-allow {direction}" '
+                         r"--jump MARK --set-mark 0x10000/0x10000", from_etcd), from_etcd

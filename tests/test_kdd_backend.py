@@ -429,7 +429,8 @@ def synced(kube, kube_config):
 def test_syncer_lists_then_watches_every_source(kube, kube_kv, synced):
     recorder, syncer = synced
     assert recorder.statuses[:3] == [SyncStatus.WAIT_FOR_DATASTORE, SyncStatus.RESYNC_IN_PROGRESS, SyncStatus.IN_SYNC]
-    assert recorder.names("Profile") == ["kns.default", "kns.kube-system"]
+    # (with the built-in default-allow profile, as libcalico-go's Kubernetes backend lists it)
+    assert recorder.names("Profile") == ["kns.default", "kns.kube-system", "projectcalico-default-allow"]
     client = DatastoreClient(kube_kv)
     client.create(_res("IPPool", "p1", {"cidr": "10.1.0.0/16"}))
     namespace(kube, "ns1")

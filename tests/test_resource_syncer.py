@@ -68,3 +68,31 @@ spec: {node: node2, cidr: 10.1.0.64/26, state: confirmed, deleted: "false"}
         syncer.stop()
         kv.close()
     assert rec.statuses[:3] == [SyncStatus.WAIT_FOR_DATASTORE, SyncStatus.RESYNC_IN_PROGRESS, SyncStatus.IN_SYNC]
+
+
+def test_profiles_include_the_default_allow_profile(etcd_clean_config):
+    """As libcalico-go's backends list it: every listing of profiles has the built-in
+    default-allow profile (revision 1, never stored), so the policy agent gets its allow
+    rules for endpoints that name it. Sent once, with the stored ones."""
+    kv = EtcdKV(etcd_clean_config)
+    client = DatastoreClient(kv)
+    client.create(load_resources("apiVersion: projectcalico.org/v3\nkind: Profile\nmetadata: {name: stored}\n")[0])
+    rec = Recorder()
+    syncer = Syncer(lambda: EtcdKV(etcd_clean_config), resource_sources(["Profile"]), rec)
+    syncer.start()
+    try:
+        assert syncer.wait_for_status(SyncStatus.IN_SYNC, 10)
+        by_name = {u.value.name: u for u in rec.updates}
+        assert set(by_name) == {"stored", "projectcalico-default-allow"}
+        builtin = by_name["projectcalico-default-allow"]
+        assert builtin.type is UpdateType.NEW and builtin.revision == 1
+        assert builtin.value.spec == {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}
+        # Changes to stored profiles still arrive; the built-in one is not sent again.
+        client.delete("Profile", "stored")
+        assert rec.wait_for(lambda ups: any(u.type is UpdateType.DELETED for u in ups))
+        assert [u.value.name for u in rec.updates].count("projectcalico-default-allow") == 1
+        stored, _ = kv.list("/calico/resources/v3/projectcalico.org/profiles/")
+        assert stored == []  # nothing was written
+    finally:
+        syncer.stop()
+        kv.close()

@@ -367,7 +367,7 @@ def offline_write_defaults(resources: Iterable[Resource]) -> tuple[list[Resource
 DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
 
 
-def _default_allow_profile() -> Resource:
+def default_allow_profile() -> Resource:
     return Resource("Profile", {"name": DEFAULT_ALLOW_PROFILE, "resourceVersion": "1"},
                     {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
 
@@ -451,7 +451,7 @@ class DatastoreClient:
     def get(self, kind: str, name: str, namespace: str = "") -> Resource:
         kind = KINDS[kind].kind
         if kind == "Profile" and name == DEFAULT_ALLOW_PROFILE:
-            return _default_allow_profile()
+            return default_allow_profile()
         if kind == "BlockAffinity":
             for res in self.list("BlockAffinity"):
                 if res.name == name:
@@ -475,7 +475,7 @@ class DatastoreClient:
             for res in out:
                 hook(res)
         if kind == "Profile":
-            out.append(_default_allow_profile())
+            out.append(default_allow_profile())
         return out
 
     def _decode_all(self, items) -> list[Resource]:

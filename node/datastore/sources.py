@@ -7,12 +7,13 @@ same way and arrive as ``KubeObject`` values; an etcd datastore has none of them
 """
 from __future__ import annotations
 
-from node.datastore.client import decode_kv
+from node.datastore.client import decode_kv, default_allow_profile
 from node.datastore.kubernetes.keys import NATIVE_KINDS, decode_native, native_prefix
 from node.datastore.syncer import SyncSource
 from node.model import ipam
 from node.model.kinds import KINDS
-from node.model.resource import etcd_prefix
+from node.datastore.records import KV
+from node.model.resource import etcd_key, etcd_prefix
 
 
 def resource_sources(kinds: list[str], affinity_host: str | None = None,
@@ -32,5 +33,14 @@ def resource_sources(kinds: list[str], affinity_host: str | None = None,
             prefix = ipam.affinity_prefix(affinity_host or "")
         else:
             prefix = etcd_prefix(kind, namespace)
-        sources.append(SyncSource(prefix=prefix, decode=decode_kv))
+        builtin = (default_allow_record(),) if kind == "Profile" else ()
+        sources.append(SyncSource(prefix=prefix, decode=decode_kv, builtin=builtin))
     return sources
+
+
+def default_allow_record() -> KV:
+    """The default-allow profile as a stored record at revision 1, as libcalico-go's etcd
+    and Kubernetes backends add it to every list of profiles (so Felix's syncer, and
+    ours, deliver it: endpoints and host endpoints that name it get its allow rules)."""
+    res = default_allow_profile()
+    return KV(etcd_key("Profile", res.name), res.storage_json().encode(), 1, 1)

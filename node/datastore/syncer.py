@@ -110,6 +110,9 @@ class SyncSource:
 
     prefix: str
     decode: Callable[[str, bytes, int], Any]
+    # Records every listing of the prefix includes though no datastore stores them (the
+    # default-allow profile, which libcalico-go's backends add to every list of profiles).
+    builtin: tuple = ()
 
 
 class SyncerCallbacks(Protocol):
@@ -303,7 +306,7 @@ class Syncer:
         consumer that acts on the difference is ready as it does (the watches' events wait
         in the queue until then)."""
         kv = self._client()
-        listings = [kv.list(source.prefix) for source in self._sources]
+        listings = [self._list(kv, index) for index in range(len(self._sources))]
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
         revisions = [revision for _, revision in listings]
         for index, revision in enumerate(revisions):
@@ -316,11 +319,19 @@ class Syncer:
             del items
         self._set_status(SyncStatus.IN_SYNC)
 
+    def _list(self, kv, index: int):
+        source = self._sources[index]
+        items, revision = kv.list(source.prefix)
+        if source.builtin:
+            stored = {item.key for item in items}
+            items = [*items, *(item for item in source.builtin if item.key not in stored)]
+        return items, revision
+
     def _resync_source(self, index: int) -> None:
         """Recover one source whose watch fell behind a compaction."""
         self._stop_watch(index)
         self._set_status(SyncStatus.RESYNC_IN_PROGRESS)
-        items, revision = self._client().list(self._sources[index].prefix)
+        items, revision = self._list(self._client(), index)
         self._start_watch(index, revision + 1)
         self._send_diff(index, items, revision)
         self._set_status(SyncStatus.IN_SYNC)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from node.datastore.client import default_allow_profile
 from node.datastore.kubernetes.keys import native_key
 from node.datastore.syncer import SyncStatus, Update, UpdateType
 from node.errors import CalicoError
@@ -179,7 +180,9 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
         for problem in inputs.problems:
             log.error("%s", problem)
         resources = inputs.resources
-        pipeline.on_updates(updates_from_resources([r for r in resources if r.kind != "BlockAffinity"]))
+        # As every datastore lists it (the syncer's builtin record): the default-allow profile.
+        builtin = [default_allow_profile()]
+        pipeline.on_updates(updates_from_resources(builtin + [r for r in resources if r.kind != "BlockAffinity"]))
         pipeline.on_updates(block_updates(resources))
         pipeline.on_updates(endpoint_slice_updates(inputs.endpoint_slices))
         pipeline.on_status(SyncStatus.IN_SYNC)
