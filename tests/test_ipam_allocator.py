@@ -82,6 +82,36 @@ def test_disabled_pools_are_not_used(ipam):
         ipam.auto_assign(num4=1, handle_id="h", host="n1", pools=["10.1.0.0/24"])
 
 
+def test_pools_marked_unallocatable_are_not_used(ipam, etcd_kv):
+    """kube-controllers sets Allocatable=False on a pool that overlaps an active one;
+    libcalico-go's enabled pools leave it out. Using it would put the same address in a
+    /28 block of one pool and a /26 block of the other: two owners for one address."""
+    make_pool(ipam.client, "a-wide", "10.30.0.0/16", blockSize=26)
+    overlap = {"type": "Allocatable", "status": "False", "reason": "CIDROverlap",
+               "message": "CIDR overlaps another pool; disabled to prevent IP allocation conflicts.",
+               "lastTransitionTime": "2025-05-01T10:00:00Z"}
+    etcd_kv.put("/calico/resources/v3/projectcalico.org/ippools/b-narrow", json.dumps({
+        "kind": "IPPool", "apiVersion": "projectcalico.org/v3",
+        "metadata": {"name": "b-narrow", "uid": "0c6a8c6e-0000-4000-8000-000000000001",
+                     "creationTimestamp": "2025-05-01T10:00:00Z"},
+        "spec": {"cidr": "10.30.0.0/24", "blockSize": 28, "ipipMode": "Never", "vxlanMode": "Never",
+                 "nodeSelector": "all()", "allowedUses": ["Workload", "Tunnel"]},
+        "status": {"conditions": [overlap]}}))
+    assert ipam.client.get("IPPool", "b-narrow").status["conditions"][0]["status"] == "False"
+    make_node(ipam.client, "n1")
+    got, _ = ipam.auto_assign(num4=20, handle_id="h", host="n1")
+    assert {n.rsplit("/", 1)[1] for n in got.check().networks} == {"26"}
+    assert set(blocks_of(etcd_kv)) == {str(ipaddress.ip_network(got.networks[0], strict=False)).replace("/", "-")}
+    with pytest.raises(IPAMError, match=r"the given pool \(10.30.0.0/24\) does not exist, or is not enabled"):
+        ipam.auto_assign(num4=1, handle_id="h2", host="n1", pools=["10.30.0.0/24"])
+    # A pool whose condition says it is allocatable is used as usual.
+    etcd_kv.put("/calico/resources/v3/projectcalico.org/ippools/a-wide", json.dumps({
+        **json.loads(raw(etcd_kv, "/calico/resources/v3/projectcalico.org/ippools/a-wide")),
+        "status": {"conditions": [{**overlap, "status": "True", "reason": "OK"}]}}))
+    more, _ = ipam.auto_assign(num4=1, handle_id="h3", host="n1")
+    assert more.check().networks[0].endswith("/26")
+
+
 def test_node_selectors_choose_the_pool(ipam):
     make_pool(ipam.client, "rack-a", "10.1.0.0/24", nodeSelector="rack == 'a'")
     make_pool(ipam.client, "rack-b", "10.2.0.0/24", nodeSelector="rack == 'b'")

@@ -8,6 +8,7 @@ import pytest
 from ipam_fixtures import make_node, make_pool
 from node.cli.calicoctl import main
 from node.ipam.allocator import IPAM
+from node.errors import NotFound
 from node.model import from_dict
 
 pytestmark = pytest.mark.etcd
@@ -204,3 +205,127 @@ def test_show_lists_blocks_in_address_order(ipam, capsys):
     assert code == 0
     assert [line.split("|")[2].strip() for line in out.splitlines()[4:7]] == [
         "10.80.0.0/26", "10.80.0.64/26", "10.80.0.128/26"]
+
+
+def _cluster_info(ipam, guid: str, ready: bool):
+    try:
+        info = ipam.client.get("ClusterInformation", "default")
+    except NotFound:
+        return ipam.client.create(from_dict({"apiVersion": "projectcalico.org/v3", "kind": "ClusterInformation",
+                                             "metadata": {"name": "default"},
+                                             "spec": {"clusterGUID": guid, "datastoreReady": ready}}))
+    info.spec = {**info.spec, "clusterGUID": guid, "datastoreReady": ready}
+    return ipam.client.update(info)
+
+
+def _workload(ipam, pod: str, ips: list[str]) -> None:
+    ipam.client.create(from_dict({
+        "apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+        "metadata": {"name": f"n1-k8s-{pod}-eth0", "namespace": "default"},
+        "spec": {"orchestrator": "k8s", "node": "n1", "pod": pod, "endpoint": "eth0",
+                 "ipNetworks": [f"{ip}/{32 if ':' not in ip else 128}" for ip in ips],
+                 "interfaceName": f"cali{pod:0<11}"[:15]}}))
+
+
+def test_release_from_reports(populated, capsys, tmp_path, etcd_kv):
+    """calicoctl's leak clean-up: ``ipam check -o`` reports, then ``ipam release
+    --from-report`` releases only what every report calls leaked, refusing reports of
+    another cluster, stale reports and an unlocked datastore (unless --force)."""
+    from node.ipam.store import Handle
+
+    v4 = sorted(ip for ip in populated.ips_by_handle("k8s-pod-network.a") if ":" not in ip)
+    v6 = [ip for ip in populated.ips_by_handle("k8s-pod-network.a") if ":" in ip]
+    _workload(populated, "a", v6)  # the three IPv4 addresses are leaked
+    populated.store.write_handle(Handle("k8s-pod-network.gone", {}))  # a handle with no addresses
+    _cluster_info(populated, "guid-1", ready=True)
+    r1, r2, other = tmp_path / "r1.json", tmp_path / "r2.json", tmp_path / "other.json"
+    assert run(capsys, "ipam", "check", "-o", str(r1))[0] == 1
+
+    code, out, err = run(capsys, "ipam", "release", "--from-report", str(r1))
+    assert (code, out, err) == (1, "", "data store is not locked. Either lock the data store, or re-run with --force\n")
+    other.write_text(json.dumps({**json.loads(r1.read_text()), "clusterGUID": "guid-2"}))
+    code, out, err = run(capsys, "ipam", "release", "--from-report", str(other), "--force")
+    assert (code, err) == (1, f"cluster does not match the provided report ({other}): mismatched cluster GUID. "
+                              "Refusing to release\n")
+    other.write_text(json.dumps({**json.loads(r1.read_text()), "version": "v0.0.1"}))
+    code, out, err = run(capsys, "ipam", "release", "--from-report", str(other))
+    assert (code, err) == (1, f"the provided report ({other}) was produced using a different version (v0.0.1) "
+                              "of calicoctl. Refusing to release\n")
+
+    _cluster_info(populated, "guid-1", ready=False)  # lock the datastore: r1 is now stale
+    code, out, err = run(capsys, "ipam", "release", "--from-report", str(r1))
+    assert (code, err) == (1, "the provided reports are all stale - at least one should be up-to-date. Please "
+                              "generate a new report while the data store is locked and try again\n")
+
+    # Between the two reports a pod took up one of the leaked addresses: only the two
+    # addresses both reports call leaked are released, and the unused handle is deleted.
+    _workload(populated, "b", v4[:1])
+    assert run(capsys, "ipam", "check", "-o", str(r2))[0] == 1
+    code, out, err = run(capsys, "ipam", "release", "--from-report", str(r1), "--from-report", str(r2))
+    assert (code, err) == (0, "")
+    assert out == ("Releasing 2 old IPs...\nReleased 2 IPs successfully\n"
+                   "Deleting 1 handles...\nKey: '.' = Deleted OK; 'x' = skip, handle missing/changed.\n.\n"
+                   "Released 1 handles; 0 skipped; 0 errors.\nYou may now unlock the data store.\n")
+    assert sorted(populated.ips_by_handle("k8s-pod-network.a")) == sorted(v4[:1] + v6)
+    assert etcd_kv.get("/calico/ipam/v2/handle/k8s-pod-network.gone") is None
+    assert run(capsys, "ipam", "check")[0] == 0
+
+    # Replaying the report changes nothing: as in libcalico-go, a released address no
+    # longer has the report's sequence number (a conflict), and the handle is gone.
+    code, out, _ = run(capsys, "ipam", "release", "--from-report", str(r2))
+    assert code == 0
+    assert out.startswith("Releasing 2 old IPs...\nAn error occurred while releasing some IPs: update conflict: ")
+    assert out.endswith("Try regenerating the IPAM report and retry.\n"
+                        "Deleting 1 handles...\nKey: '.' = Deleted OK; 'x' = skip, handle missing/changed.\n"
+                        "x\nReleased 0 handles; 1 skipped; 0 errors.\nYou may now unlock the data store.\n")
+    assert sorted(populated.ips_by_handle("k8s-pod-network.a")) == sorted(v4[:1] + v6)
+
+
+def test_release_from_a_stale_report_spares_a_reused_address(populated, capsys, tmp_path):
+    """An address the report calls leaked that a new pod has taken since is not released:
+    the report's handle and sequence number no longer match."""
+    v4 = sorted(ip for ip in populated.ips_by_handle("k8s-pod-network.a") if ":" not in ip)
+    v6 = [ip for ip in populated.ips_by_handle("k8s-pod-network.a") if ":" in ip]
+    _workload(populated, "a", v4[1:] + v6)
+    _cluster_info(populated, "guid-1", ready=False)
+    report = tmp_path / "r.json"
+    run(capsys, "ipam", "check", "-o", str(report))
+    assert [ip for ip, allocs in json.loads(report.read_text())["allocations"].items()
+            if not allocs[0]["inUse"]] == v4[:1]
+    populated.release_ips(v4[:1])
+    populated.assign_ip(v4[0], handle_id="k8s-pod-network.new", host="n1")
+    code, out, _ = run(capsys, "ipam", "release", "--from-report", str(report))
+    assert code == 0
+    assert out.startswith("Releasing 1 old IPs...\nAn error occurred while releasing some IPs: update conflict: "
+                          f"{v4[0]} ")
+    assert out.endswith("Problems are often caused by an out-of-date IPAM report.  Try regenerating the IPAM "
+                        "report and retry.\nReport didn't contain any handles to clean up.\n"
+                        "You may now unlock the data store.\n")
+    assert populated.get_assignment_attributes(v4[0]).handle_id == "k8s-pod-network.new"
+
+
+def test_configure(ipam, capsys, etcd_kv):
+    """``ipam configure`` writes the library configuration libcalico-go reads; its rules
+    (MaxBlocksPerHost needs StrictAffinity) and messages are calicoctl's."""
+    code, out, err = run(capsys, "ipam", "configure")
+    assert (code, err) == (1, "at least one configuration option must be specified\n")
+    code, out, err = run(capsys, "ipam", "configure", "--strictaffinity=yes")
+    assert (code, err) == (1, "invalid value. Use true or false to set strictaffinity\n")
+    code, out, err = run(capsys, "ipam", "configure", "--max-blocks-per-host=3")
+    assert (code, err) == (1, "error: MaxBlocksPerHost requires StrictAffinity to be enabled\n")
+    assert etcd_kv.get("/calico/ipam/v2/config") is None
+    code, out, err = run(capsys, "ipam", "configure", "--strictaffinity=true", "--max-blocks-per-host", "3")
+    assert (code, out, err) == (0, "Successfully set StrictAffinity to: true\n"
+                                   "Successfully set MaxBlocksPerHost to: 3\n", "")
+    assert json.loads(etcd_kv.get("/calico/ipam/v2/config").value) == {
+        "strict_affinity": True, "auto_allocate_blocks": True, "maxBlocksPerHost": 3,
+        "kubeVirtVMAddressPersistence": "Enabled"}
+    code, out, _ = run(capsys, "ipam", "configure", "--kubevirt-ip-persistence=Disabled")
+    assert (code, out) == (0, "Successfully set KubeVirtVMAddressPersistence to: Disabled\n")
+    code, out, err = run(capsys, "ipam", "configure", "--strictaffinity=F")
+    assert (code, err) == (1, "error: MaxBlocksPerHost requires StrictAffinity to be enabled\n")
+    code, out, _ = run(capsys, "ipam", "configure", "--strictaffinity=false", "--max-blocks-per-host=0")
+    assert code == 0
+    assert json.loads(etcd_kv.get("/calico/ipam/v2/config").value) == {
+        "auto_allocate_blocks": True, "kubeVirtVMAddressPersistence": "Disabled"}
+    assert ipam.get_config().strict_affinity is False

@@ -460,3 +460,51 @@ def report_json(result: CheckResult, version: str) -> str:
 
 def check(kv, now_ns: int, show_all: bool = False) -> CheckResult:
     return analyse(collect(kv, now_ns), show_all)
+
+
+# --------------------------------------------------------------------------------------
+# ``calicoctl ipam release --from-report``: what the reports agree is leaked.
+
+@dataclass
+class LeakedHandle:
+    """One ``leakedHandles`` entry of a report: the handle and the revision (and, on the
+    Kubernetes datastore, the UID) it had when the report was made."""
+
+    handle_id: str
+    revision: str
+    uid: str | None = None
+
+
+def merge_reports(reports: list[dict]) -> tuple[dict[str, dict], dict[str, LeakedHandle]]:
+    """The allocations and handles every report calls leaked, as calicoctl merges them.
+
+    An address is kept when it is not in use in each report (the release options, handle
+    and sequence number, come from the last report). A handle is kept when each report
+    lists it with the same revision. Returns ({ip: allocation}, {handle id: handle}).
+    """
+    ips: dict[str, dict] | None = None
+    handles: dict[str, LeakedHandle] | None = None
+    for report in reports:
+        merged_ips: dict[str, dict] = {}
+        for ip, allocs in (report.get("allocations") or {}).items():
+            for alloc in allocs or []:
+                if alloc.get("inUse"):
+                    continue
+                addr = alloc.get("ip") or ip
+                if ips is not None and addr not in ips:
+                    continue
+                merged_ips[addr] = alloc
+        ips = merged_ips
+        merged_handles: dict[str, LeakedHandle] = {}
+        for entry in report.get("leakedHandles") or []:
+            handle = LeakedHandle(str(entry.get("ID") or ""), str(entry.get("Revision") or ""), entry.get("UID"))
+            if not handle.handle_id:
+                continue
+            if handles is None:
+                merged_handles[handle.handle_id] = handle
+            else:
+                earlier = handles.get(handle.handle_id)
+                if earlier is not None and earlier.revision == handle.revision:
+                    merged_handles[handle.handle_id] = handle
+        handles = merged_handles
+    return ips or {}, handles or {}

@@ -40,15 +40,28 @@ def is_disabled(pool: Resource) -> bool:
     return bool(pool.spec.get("disabled")) or bool(pool.metadata.get("deletionTimestamp"))
 
 
+def marked_unallocatable(pool: Resource) -> bool:
+    """kube-controllers' IP pool controller has set the pool's ``Allocatable`` condition to
+    False: the pool is disabled, terminating, or overlaps a pool that is already active.
+    libcalico-go's pool accessor leaves such a pool out of the enabled pools, so no
+    address may come from it (two allocators using overlapping pools of different block
+    sizes would each compute a different block for the same address)."""
+    for cond in (pool.status or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Allocatable" and cond.get("status") == "False":
+            return True
+    return False
+
+
 def enabled_pools(pools: list[Resource], version: int) -> list[Resource]:
-    """Pools IPAM may assign from, in name order; pools with unreadable CIDRs are skipped."""
+    """Pools IPAM may assign from, in name order: not disabled, not being deleted and not
+    marked unallocatable; pools with unreadable CIDRs are skipped."""
     out = []
     for pool in pools:
         try:
             net = pool_network(pool)
         except ValueError:
             continue
-        if net.version == version and not is_disabled(pool):
+        if net.version == version and not is_disabled(pool) and not marked_unallocatable(pool):
             out.append(pool)
     return sorted(out, key=lambda p: p.name)
 

@@ -1,8 +1,10 @@
 """``calicoctl ipam show|release|check``: inspect and repair IP address management.
 
     calicoctl ipam show [--show-blocks | --show-borrowed | --ip ADDR]
-    calicoctl ipam release --ip ADDR
+    calicoctl ipam release [--ip ADDR] [--from-report REPORT]... [--force]
     calicoctl ipam check [--show-all-ips] [--show-problem-ips] [-o REPORT]
+    calicoctl ipam configure [--strictaffinity=true|false] [--max-blocks-per-host=N]
+                             [--kubevirt-ip-persistence=Enabled|Disabled]
 
 Output follows calicoctl: ``show`` draws go-pretty's default box table, ``check``
 prints its step-by-step scan and ends with ``Check complete; found N problems.``
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import sys
 
@@ -33,8 +36,21 @@ def register(subparsers) -> None:
 
     release = sub.add_parser("release", help="release a Calico assigned IP address")
     release.add_argument("--ip", default="", help="IP address to release")
+    release.add_argument("--from-report", action="append", default=[], metavar="REPORT",
+                         help="release the leaked addresses and handles every given report (ipam check -o) lists")
+    release.add_argument("--force", action="store_true", help="force release of leaked addresses")
     release.add_argument("-c", "--config", default=argparse.SUPPRESS)
     release.set_defaults(func=cmd_release)
+
+    configure = sub.add_parser("configure", help="configure IPAM")
+    configure.add_argument("--strictaffinity", default="", metavar="true/false",
+                           help="set StrictAffinity (when true, borrowing IP addresses is not allowed)")
+    configure.add_argument("--max-blocks-per-host", default="", metavar="NUMBER",
+                           help="set the maximum number of blocks that can be affine to a host")
+    configure.add_argument("--kubevirt-ip-persistence", default="", metavar="Enabled|Disabled",
+                           help="whether KubeVirt VMs keep their IP addresses across lifecycle events")
+    configure.add_argument("-c", "--config", default=argparse.SUPPRESS)
+    configure.set_defaults(func=cmd_configure)
 
     check = sub.add_parser("check", help="check the integrity of the IPAM data structures")
     check.add_argument("--show-all-ips", action="store_true", help="print all IPs that are checked")
@@ -183,6 +199,10 @@ def cmd_show(args) -> int:
 
 
 def cmd_release(args) -> int:
+    if args.from_report:
+        _release_from_reports(_ipam(args), args.from_report, args.force)
+        print("You may now unlock the data store.")
+        return 0
     if not args.ip:
         return 0
     ip = _validate_ip(args.ip)
@@ -194,6 +214,51 @@ def cmd_release(args) -> int:
     if not_allocated:
         raise CommandFailed(f"IP address {ip} is not assigned")
     print(f"Successfully released IP address {ip}")
+    return 0
+
+
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def cmd_configure(args) -> int:
+    """calicoctl's ``ipam configure``: change the IPAM library configuration
+    (``/calico/ipam/v2/config``; the ``default`` IPAMConfiguration on Kubernetes)."""
+    strict = max_blocks = persistence = None
+    if args.strictaffinity:
+        if args.strictaffinity not in _GO_TRUE + _GO_FALSE:  # strconv.ParseBool
+            raise CommandFailed("invalid value. Use true or false to set strictaffinity")
+        strict = args.strictaffinity in _GO_TRUE
+    if args.max_blocks_per_host:
+        text = args.max_blocks_per_host
+        digits = text[1:] if text[:1] in "+-" else text
+        if not (digits.isascii() and digits.isdigit()):  # strconv.Atoi
+            raise CommandFailed("invalid value for maxblockhost. Use a valid number")
+        max_blocks = int(text)
+    if args.kubevirt_ip_persistence:
+        if args.kubevirt_ip_persistence not in ("Enabled", "Disabled"):
+            raise CommandFailed("invalid value for --kubevirt-ip-persistence. Use Enabled or Disabled")
+        persistence = args.kubevirt_ip_persistence
+    if strict is None and max_blocks is None and persistence is None:
+        raise CommandFailed("at least one configuration option must be specified")
+    ipam = _ipam(args)
+    try:
+        cfg = ipam.get_config()
+        if strict is not None:
+            cfg.strict_affinity = strict
+        if max_blocks is not None:
+            cfg.max_blocks_per_host = max_blocks
+        if persistence is not None:
+            cfg.kubevirt_vm_address_persistence = persistence
+        ipam.set_config(cfg)
+    except CalicoError as exc:
+        raise CommandFailed(f"error: {exc}") from exc
+    if strict is not None:
+        print(f"Successfully set StrictAffinity to: {'true' if strict else 'false'}")
+    if max_blocks is not None:
+        print(f"Successfully set MaxBlocksPerHost to: {max_blocks}")
+    if persistence is not None:
+        print(f"Successfully set KubeVirtVMAddressPersistence to: {persistence}")
     return 0
 
 
@@ -217,3 +282,107 @@ def cmd_check(args) -> int:
     # Real calicoctl exits 0 whatever it found; scripts need to tell a clean IPAM from a
     # broken one without parsing the last line, so problems give exit code 1.
     return 1 if result.problems else 0
+
+
+def _read_report(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise CommandFailed(f"open {path}: {(exc.strerror or str(exc)).lower()}") from exc
+    try:
+        report = json.loads(text)
+    except ValueError as exc:
+        raise CommandFailed(f"failed to read report {path}: {exc}") from exc
+    if not isinstance(report, dict):
+        raise CommandFailed(f"failed to read report {path}: not a JSON object")
+    return report
+
+
+def _release_from_reports(ipam, paths: list[str], force: bool) -> None:
+    """calicoctl's releaseFromReports: check the reports belong to this cluster and this
+    version, that one is current and the datastore is locked (``--force`` waives all but
+    the cluster check), then release what every report calls leaked."""
+    from node.ipam.block import ReleaseOptions
+    from node.ipam.check import merge_reports
+
+    try:
+        info = ipam.client.get("ClusterInformation", "default")
+    except CalicoError as exc:
+        raise CommandFailed(str(exc)) from exc
+    found_current = False
+    reports = []
+    for path in paths:
+        report = _read_report(path)
+        if (info.spec.get("clusterGUID") or "") != (report.get("clusterGUID") or ""):
+            raise CommandFailed(f"cluster does not match the provided report ({path}): mismatched cluster GUID. "
+                                "Refusing to release")
+        if report.get("version") != __version__:
+            if not force:
+                raise CommandFailed(f"the provided report ({path}) was produced using a different version "
+                                    f"({report.get('version')}) of calicoctl. Refusing to release")
+            print("WARNING: Report was produced using a different version of calicoctl. Ignoring due to --force option")
+        if info.resource_version == str(report.get("clusterInformationRevision") or ""):
+            found_current = True
+        reports.append(report)
+    if not found_current:
+        raise CommandFailed("the provided reports are all stale - at least one should be up-to-date. Please generate "
+                            "a new report while the data store is locked and try again")
+    ready = info.spec.get("datastoreReady")
+    if ready is None or ready:
+        if not force:
+            raise CommandFailed("data store is not locked. Either lock the data store, or re-run with --force")
+        print("WARNING: Data store is not locked. Ignoring due to --force option")
+
+    leaked_ips, leaked_handles = merge_reports(reports)
+    if leaked_ips:
+        opts = []
+        for ip, alloc in leaked_ips.items():
+            seq = alloc.get("sequenceNumber")
+            opts.append(ReleaseOptions(ip, str(alloc.get("handle") or ""),
+                                       seq if isinstance(seq, int) and not isinstance(seq, bool) else None))
+        print(f"Releasing {len(opts)} old IPs...")
+        try:
+            not_allocated = ipam.release_ips(opts)
+        except (CalicoError, ValueError) as exc:
+            print(f"An error occurred while releasing some IPs: {exc}.  Problems are often caused by an "
+                  "out-of-date IPAM report.  Try regenerating the IPAM report and retry.")
+        else:
+            print(f"Released {len(opts) - len(not_allocated)} IPs successfully")
+            if not_allocated:
+                print(f"{len(not_allocated)} addresses marked as leaked in the report had already been cleaned up.")
+    else:
+        print("Report didn't contain any leaked IPs to clean up.")
+
+    if leaked_handles:
+        _release_handles(ipam, leaked_handles)
+    else:
+        print("Report didn't contain any handles to clean up.")
+
+
+def _release_handles(ipam, leaked_handles) -> None:
+    """Delete each leaked handle that still has the revision the reports saw."""
+    from node.errors import Conflict
+
+    print(f"Deleting {len(leaked_handles)} handles...")
+    print("Key: '.' = Deleted OK; 'x' = skip, handle missing/changed.")
+    released = skipped = errors = 0
+    for handle_id, leaked in leaked_handles.items():
+        try:
+            handle = ipam.store.get_handle(handle_id)
+            if handle is None:
+                raise NotFound(f"IPAMHandleKey(id={handle_id})")
+            if str(handle.revision) != leaked.revision:
+                raise Conflict(f"IPAMHandleKey(id={handle_id})", "IPAM handle revision or UID didn't match")
+            ipam.store.delete_handle(handle)
+        except (NotFound, Conflict):
+            skipped += 1
+            print("x", end="")
+        except CalicoError as exc:
+            errors += 1
+            print(f"\nDeleting handle {handle_id} failed: {exc}.")
+        else:
+            released += 1
+            print(".", end="")
+    print()
+    print(f"Released {released} handles; {skipped} skipped; {errors} errors.")
