@@ -121,9 +121,12 @@ class Pipeline:
         self.features = self.detected_features
         self.file_config = dict(file_config or {})  # the Felix config file's values, read at start
         boot = FelixConfig.resolve(self.env, file_config=self.file_config)
+        # Felix suppresses IP-set members that another member contains unless NFTablesMode
+        # is Disabled (it reads the setting, not the dataplane Auto picks): a first guess from
+        # the local sources, settled in ``complete`` once the datastore's is known.
         self.policy = PolicyCalculation(
             hostname, workload_source_spoofing=local_value("WorkloadSourceSpoofing", self.env, self.file_config),
-            suppress_overlaps=False)  # iptables mode: NFTablesMode resolves to Disabled
+            suppress_overlaps=local_value("NFTablesMode", self.env, self.file_config) != "Disabled")
         # Felix knows RouteSource before it builds its route resolver; here the local
         # sources give a first guess and ``_start`` switches once the datastore's is known.
         self.routes = RouteCalculation(
@@ -213,6 +216,9 @@ class Pipeline:
             if self.config_error is None and self.config.RouteSource != self.routes.route_source:
                 self.routes.set_route_source(self.config.RouteSource, self.policy.workload_networks())
                 messages += self.routes.take_messages()
+            if self.config_error is None:
+                self.policy.set_suppress_overlaps(self.config.NFTablesMode != "Disabled")
+                messages += self.policy.take_messages()
             if self.config_error is None and self.config.IstioAmbientMode == "Enabled":
                 # Felix builds its Istio calculator only when the mode is on at start.
                 self.policy.enable_istio_ambient()

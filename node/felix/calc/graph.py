@@ -197,6 +197,11 @@ class PolicyCalculation:
                          c.workload_endpoints, c.host_endpoints, len(self._tiers), len(self._policies),
                          len(self._profiles))
 
+    def set_suppress_overlaps(self, on: bool) -> None:
+        """Felix's IP-set member overlap suppression, on unless NFTablesMode is Disabled,
+        once the configuration is known (see ``IPSetMemberIndex.set_suppress_overlaps``)."""
+        self._members.set_suppress_overlaps(on)
+
     @property
     def ipset_members(self) -> IPSetMemberIndex:
         """The IP set member index (Felix's SelectorAndNamedPortIndex), for its metrics."""

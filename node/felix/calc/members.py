@@ -167,6 +167,28 @@ class IPSetMemberIndex:
         del self._contrib[set_id]
         self._overlaps.pop(set_id, None)
 
+    def set_suppress_overlaps(self, on: bool) -> None:
+        """Switch overlap suppression on or off (Felix decides it once, from NFTablesMode,
+        when it builds its calculation; this is for when the configuration is known only
+        after the members are), reporting the members that become hidden or visible."""
+        if on == self._suppress:
+            return
+        self._suppress = on
+        for set_id, refs in self._refs.items():
+            cidrs = [m for m in refs if "," not in m]
+            ov = _Overlaps()
+            for m in cidrs:
+                ov.add(ipaddress.ip_network(m))
+            hidden = [m for m in sorted(cidrs) if ov.covered(ipaddress.ip_network(m))]
+            if on:
+                self._overlaps[set_id] = ov
+                for m in hidden:
+                    self._on_removed(set_id, m)
+            else:
+                del self._overlaps[set_id]
+                for m in hidden:
+                    self._on_added(set_id, m)
+
     @property
     def label_index(self) -> LabelIndex:
         """The index matching the sets' selectors with the endpoints (Felix's label index
