@@ -6,6 +6,17 @@
                entrypoint ``calico-node start`` with its own CALICO_*_DIRs and NODENAME
       outside  namespace: 172.30.0.254, the hosts' default gateway ("the internet")
 
+``Cluster(ipv6=True)`` makes it dual-stack, as a dual-stack Calico cluster is configured:
+the fabric also carries fd00:30::/64 (hosts fd00:30::11, ::12, ..., the outside
+fd00:30::254 and their IPv6 default gateway), each host autodetects its IPv6 address
+(``IP6=autodetect``), startup creates the default IPv6 pool fd00:244::/48 (/122 blocks,
+Calico's default), the policy agent runs with ``FELIX_IPV6SUPPORT=true`` and pods get an
+IPv6 address too (the CNI plugin's ``assign_ipv6``). etcd stays on IPv4. Duplicate
+address detection is off in every namespace the cluster makes (new addresses would
+otherwise stay tentative for a second or more), and the bridge does no multicast
+snooping (with no MLD querier on the fabric it could stop forwarding neighbour
+discovery).
+
 Pods are added on a host with ``calico-node pod add`` run inside that host's namespace,
 exactly as the CNI plugin would run there; they live in namespaces named
 ``<prefix>-<host>-<k8s namespace>-<pod>``. Everything the cluster created is removed by
@@ -29,6 +40,9 @@ from e2e.probes import Listener, Result, eventually, probe
 
 FABRIC_NET = "172.30.0"
 OUTSIDE_IP = f"{FABRIC_NET}.254"
+FABRIC_NET6 = "fd00:30:"
+OUTSIDE_IP6 = f"{FABRIC_NET6}:254"
+IPV6_POOL = "fd00:244::/48"
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +69,7 @@ class Host:
     dirs: Path
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    ip6: str = ""  # in a dual-stack cluster: the address on eth0, which startup autodetects
 
     @property
     def log_path(self) -> Path:
@@ -77,9 +92,10 @@ class Cluster:
     """The namespaces, etcd members and hosts of one cluster (see the module docstring)."""
 
     def __init__(self, hosts: int = 3, *, etcd_members: int = 1, backend: str = "bird", prefix: str | None = None,
-                 workdir: Path | None = None, host_env: dict | None = None):
+                 workdir: Path | None = None, host_env: dict | None = None, ipv6: bool = False):
         self.prefix = prefix or f"cc{os.getpid() % 100000}"
         self.backend = backend
+        self.ipv6 = ipv6
         self.n_hosts = hosts
         self.n_etcd = etcd_members
         self.host_env = dict(host_env or {})
@@ -97,18 +113,28 @@ class Cluster:
     def _netns(self, name: str) -> str:
         _run("ip", "netns", "add", name)
         self._namespaces.append(name)
+        self._no_dad(name)
         in_ns(name, "ip", "link", "set", "lo", "up")
         return name
 
+    def _no_dad(self, netns: str) -> None:
+        """Dual-stack: no duplicate address detection on the links made in ``netns`` from
+        now on (``default``; ``all`` for good measure)."""
+        if self.ipv6:
+            in_ns(netns, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+
     def _attach(self, netns: str, ip: str, index: int) -> None:
-        """A veth from the fabric bridge into ``netns`` as eth0 with ``ip``/24. Made inside
-        the fabric namespace with its peer placed straight into ``netns``: nothing is ever
-        created in the host's namespace, and no name can collide with another run's."""
+        """A veth from the fabric bridge into ``netns`` as eth0 with ``ip``/24 (and, dual-stack,
+        fd00:30::<index>/64). Made inside the fabric namespace with its peer placed straight
+        into ``netns``: nothing is ever created in the host's namespace, and no name can
+        collide with another run's."""
         outer = f"f{index}"
         in_ns(self.fabric, "ip", "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", netns)
         in_ns(self.fabric, "ip", "link", "set", outer, "master", "br0")
         in_ns(self.fabric, "ip", "link", "set", outer, "up")
         in_ns(netns, "ip", "addr", "add", f"{ip}/24", "dev", "eth0")
+        if self.ipv6:
+            in_ns(netns, "ip", "addr", "add", f"{FABRIC_NET6}:{index}/64", "dev", "eth0", "nodad")
         in_ns(netns, "ip", "link", "set", "eth0", "up")
 
     @property
@@ -118,11 +144,16 @@ class Cluster:
     def start(self, progress=lambda msg: None) -> "Cluster":
         try:
             self._netns(self.fabric)
-            in_ns(self.fabric, "ip", "link", "add", "br0", "type", "bridge")
+            in_ns(self.fabric, "ip", "link", "add", "br0", "type", "bridge",
+                  *(("mcast_snooping", "0") if self.ipv6 else ()))
             in_ns(self.fabric, "ip", "link", "set", "br0", "up")
             self._netns(self.outside)
             self._attach(self.outside, OUTSIDE_IP, 254)
-            progress(f"fabric {FABRIC_NET}.0/24 and the outside namespace ({OUTSIDE_IP}) are up")
+            if self.ipv6:
+                progress(f"fabric {FABRIC_NET}.0/24 and {FABRIC_NET6}:/64, the outside namespace ({OUTSIDE_IP}, "
+                         f"{OUTSIDE_IP6}) are up")
+            else:
+                progress(f"fabric {FABRIC_NET}.0/24 and the outside namespace ({OUTSIDE_IP}) are up")
             self._start_etcd()
             progress(f"etcd: {self.etcd_endpoints}")
             for i in range(self.n_hosts):
@@ -187,6 +218,8 @@ class Cluster:
         netns = self._netns(f"{self.prefix}-{name}")
         self._attach(netns, ip, 10 + index)
         in_ns(netns, "ip", "route", "add", "default", "via", OUTSIDE_IP)
+        if self.ipv6:
+            in_ns(netns, "ip", "-6", "route", "add", "default", "via", OUTSIDE_IP6)
         dirs = self.workdir / name
         for sub in ("run", "lib", "etc", "log"):
             (dirs / sub).mkdir(parents=True, exist_ok=True)
@@ -203,9 +236,12 @@ class Cluster:
             "NO_DEFAULT_POOLS": "false", "FELIX_HEALTHENABLED": "true", "FELIX_IPV6SUPPORT": "false",
             "FELIX_DEFAULTENDPOINTTOHOSTACTION": "ACCEPT", "FELIX_IPTABLESREFRESHINTERVAL": "10",
             "FELIX_ROUTEREFRESHINTERVAL": "10", "FELIX_IPSETSREFRESHINTERVAL": "10",
-            **self.host_env,
         })
-        host = Host(name, netns, ip, dirs, env)
+        if self.ipv6:
+            env.update({"IP6": "autodetect", "CALICO_IPV6POOL_CIDR": IPV6_POOL, "CALICO_IPV6POOL_BLOCK_SIZE": "122",
+                        "FELIX_IPV6SUPPORT": "true"})
+        env.update(self.host_env)
+        host = Host(name, netns, ip, dirs, env, ip6=f"{FABRIC_NET6}:{10 + index}" if self.ipv6 else "")
         self.hosts.append(host)
         return host
 
@@ -241,7 +277,13 @@ class Cluster:
 
     def add_pod(self, host: Host, name: str, namespace: str = "default", labels: dict | None = None,
                 ports: str = "") -> tuple[str, str]:
-        """(pod namespace, pod IP)."""
+        """(pod namespace, pod IPv4 address)."""
+        netns, ips = self.add_pod_addresses(host, name, namespace, labels, ports)
+        return netns, ips[0]
+
+    def add_pod_addresses(self, host: Host, name: str, namespace: str = "default", labels: dict | None = None,
+                          ports: str = "") -> tuple[str, list[str]]:
+        """(pod namespace, the pod's addresses: IPv4, then IPv6 in a dual-stack cluster)."""
         label_text = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
         netns = self.pod_netns(host, name, namespace)
         # The runtime's part: the pod's namespace, made here where it stays visible.
@@ -252,8 +294,9 @@ class Cluster:
             argv += ["--labels", label_text]
         if ports:
             argv += ["--ports", ports]
-        ip = host.run(*argv).stdout.strip().split()[0]
-        return netns, ip
+        if self.ipv6:
+            argv.append("--ipv6")
+        return netns, host.run(*argv).stdout.split()
 
     def pod_netns(self, host: Host, name: str, namespace: str = "default") -> str:
         return f"{self.prefix}-{host.name}-{namespace}-{name}"
@@ -264,7 +307,7 @@ class Cluster:
         _run("ip", "netns", "del", netns, check=False)
 
     def listen(self, netns: str, port: int) -> None:
-        self._listeners.append(Listener(netns, port))
+        self._listeners.append(Listener(netns, port, 46 if self.ipv6 else 4))
 
     def probe(self, src_netns: str, proto: str, dst_ip: str, port: int = 0, timeout: float = 1.0) -> Result:
         return probe(src_netns, proto, dst_ip, port, timeout)

@@ -1,10 +1,12 @@
 """``make demo``: a three-host Calico cluster on this machine, shown working.
 
 Three host namespaces on a shared bridge each run the real entrypoint ``calico-node
-start`` (BGP full mesh through BIRD, the policy agent, the renderer), against an etcd in
-its own namespace. Two pods per host are added the way the CNI plugin adds them. The demo
-prints each host's ``calicoctl node status``, a connectivity table between all pods, then
-applies a policy (only ``api`` pods may reach ``db`` pods) and prints the table again.
+start`` (BGP full meshes through BIRD and BIRD6, the policy agent, the renderer), against
+an etcd in its own namespace. The cluster is dual-stack: two pods per host are added the
+way the CNI plugin adds them, each with an IPv4 and an IPv6 address. The demo prints each
+host's ``calicoctl node status``, a connectivity table between all pods over both
+families, then applies a policy (only ``api`` pods may reach ``db`` pods) and prints the
+table again.
 
 Everything is torn down at the end, on Ctrl-C and on failure. ``KEEP=1`` leaves the
 cluster running and prints how to use it and how to tear it down.
@@ -54,12 +56,14 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def matrix(cluster: Cluster, pods: dict[str, tuple[str, str]]) -> list[list[bool]]:
+def matrix(cluster: Cluster, pods: dict[str, tuple[str, list[str]]]) -> list[list[tuple[bool, ...]]]:
+    """For each (from, to) pair, whether TCP gets through over each of ``to``'s addresses
+    (IPv4, IPv6)."""
     names = list(pods)
 
     def one(pair):
         src, dst = pair
-        return cluster.probe(pods[src][0], "tcp", pods[dst][1], PORT, timeout=1.0).ok
+        return tuple(cluster.probe(pods[src][0], "tcp", ip, PORT, timeout=1.0).ok for ip in pods[dst][1])
 
     pairs = [(s, d) for s in names for d in names]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -67,33 +71,41 @@ def matrix(cluster: Cluster, pods: dict[str, tuple[str, str]]) -> list[list[bool
     return [results[i * len(names):(i + 1) * len(names)] for i in range(len(names))]
 
 
-def print_matrix(title: str, names: list[str], grid: list[list[bool]]) -> None:
+def _cell(oks: tuple[bool, ...]) -> str:
+    if all(oks):
+        return "yes"
+    if not any(oks):
+        return "-"
+    return "/".join(family for family, ok in zip(("v4", "v6"), oks) if ok)  # the families disagree
+
+
+def print_matrix(title: str, names: list[str], grid: list[list[tuple[bool, ...]]]) -> None:
     width = max(len(n) for n in names)
-    say(f"\n{title}  (rows: from, columns: to; TCP {PORT})")
+    say(f"\n{title}  (rows: from, columns: to; TCP {PORT}; yes: over IPv4 and IPv6, v4 or v6: over that one only)")
     say(" " * (width + 2) + "  ".join(n.rjust(width) for n in names))
     for name, row in zip(names, grid):
-        cells = "  ".join(("yes" if ok else "-").rjust(width) for ok in row)
+        cells = "  ".join(_cell(oks).rjust(width) for oks in row)
         say(f"{name.rjust(width)}  {cells}")
 
 
 def run(keep: bool) -> int:
     started = time.monotonic()
-    cluster = Cluster(hosts=3, prefix=f"demo{os.getpid() % 10000}")
+    cluster = Cluster(hosts=3, prefix=f"demo{os.getpid() % 10000}", ipv6=True)
     try:
-        say("Starting a 3-host Calico cluster in network namespaces...")
+        say("Starting a 3-host dual-stack Calico cluster in network namespaces...")
         cluster.start(progress=lambda msg: say(f"  {msg}"))
         host = cluster.hosts[0]
         host.calicoctl("apply", "-f", "-", stdin=NAMESPACE_PROFILE)
         say("Adding two pods per host (IPAM, cali veths, WorkloadEndpoints)...")
-        pods: dict[str, tuple[str, str]] = {}
+        pods: dict[str, tuple[str, list[str]]] = {}
         for index, name, role in PODS:
-            netns, ip = cluster.add_pod(cluster.hosts[index], name, "demo", {"role": role})
-            pods[name] = (netns, ip)
+            netns, ips = cluster.add_pod_addresses(cluster.hosts[index], name, "demo", {"role": role})
+            pods[name] = (netns, ips)
             cluster.listen(netns, PORT)
-            say(f"  {name:6s} on {cluster.hosts[index].name}: {ip}")
+            say(f"  {name:6s} on {cluster.hosts[index].name}: {', '.join(ips)}")
         say("\nWaiting for BGP to carry every host's pod routes...")
         names = list(pods)
-        full = eventually(lambda: all(all(row) for row in matrix(cluster, pods)), 60, interval=1.0)
+        full = eventually(lambda: all(all(oks) for row in matrix(cluster, pods) for oks in row), 60, interval=1.0)
         for h in cluster.hosts:
             say(f"\n== calicoctl node status on {h.name}")
             say(h.calicoctl("node", "status", check=False).stdout.rstrip())
@@ -110,7 +122,7 @@ def run(keep: bool) -> int:
                 for j, dst in enumerate(names):
                     # A pod reaching itself never leaves its own namespace: always allowed.
                     want = src == dst or not dst.startswith("db") or src.startswith("api")
-                    if grid[i][j] != want:
+                    if any(ok != want for ok in grid[i][j]):
                         return False
             return True
 

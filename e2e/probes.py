@@ -14,25 +14,32 @@ from dataclasses import dataclass
 
 _SERVER = r"""
 import selectors, socket, sys
-port = int(sys.argv[1]); family = socket.AF_INET6 if sys.argv[2] == "6" else socket.AF_INET
-any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
-t = socket.socket(family, socket.SOCK_STREAM); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind((any_addr, port)); t.listen(64)
-u = socket.socket(family, socket.SOCK_DGRAM); u.bind((any_addr, port))
-sel = selectors.DefaultSelector(); sel.register(t, selectors.EVENT_READ); sel.register(u, selectors.EVENT_READ)
+port = int(sys.argv[1]); families = sys.argv[2]
+sel = selectors.DefaultSelector()
+for version in families:
+    family = socket.AF_INET6 if version == "6" else socket.AF_INET
+    any_addr = "::" if version == "6" else "0.0.0.0"
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(family, kind); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if version == "6" and len(families) > 1:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind((any_addr, port))
+        if kind == socket.SOCK_STREAM:
+            s.listen(64)
+        sel.register(s, selectors.EVENT_READ, kind)
 print("ready", flush=True)
 while True:
     for key, _ in sel.select():
-        if key.fileobj is t:
-            c, peer = t.accept()
+        if key.data == socket.SOCK_STREAM:
+            c, peer = key.fileobj.accept()
             try:
                 c.settimeout(2); c.recv(64); c.sendall(peer[0].encode())
             except OSError:
                 pass
             c.close()
         else:
-            data, peer = u.recvfrom(64)
-            u.sendto(peer[0].encode(), peer)
+            data, peer = key.fileobj.recvfrom(64)
+            key.fileobj.sendto(peer[0].encode(), peer)
 """
 
 _CLIENT = r"""
@@ -59,7 +66,9 @@ def _netns_cmd(netns: str | None, argv: list[str]) -> list[str]:
 
 
 class Listener:
-    """TCP and UDP echo-the-peer-address listener on ``port`` inside ``netns``."""
+    """TCP and UDP echo-the-peer-address listener on ``port`` inside ``netns``; ``family``
+    4, 6 or 46 (both, on separate sockets, so an IPv4 peer is seen as itself rather than
+    as an IPv4-mapped IPv6 address)."""
 
     def __init__(self, netns: str, port: int, family: int = 4):
         self.netns, self.port = netns, port

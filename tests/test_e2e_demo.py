@@ -1,5 +1,5 @@
-"""``make demo``'s program: a full run prints what the README promises and leaves nothing
-behind; Ctrl-C in the middle also leaves nothing behind."""
+"""``make demo``'s program: a full run prints what the README promises (a dual-stack
+cluster) and leaves nothing behind; Ctrl-C in the middle also leaves nothing behind."""
 from __future__ import annotations
 
 import os
@@ -53,6 +53,9 @@ def test_demo_runs_and_tears_down():
                      "node-to-node mesh", "Established", "Connectivity before any policy",
                      "Connectivity with the policy", "Tearing down the cluster"):
         assert expected in out, out
+    # Dual-stack: BIRD6's mesh over the hosts' IPv6 addresses, pods with both families.
+    assert "| fd00:30::12  | node-to-node mesh | up" in out and "No IPv6 peers found" not in out, out
+    assert "web-1  on host1: 10.244." in out and ", fd00:244:" in out, out
     assert leftovers == []
 
 

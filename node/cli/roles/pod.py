@@ -1,19 +1,24 @@
 """``calico-node pod add|del|list``: what Calico's CNI plugin does for a pod, by hand.
 
-    calico-node pod add NAME [-n NS] [--labels k=v,...] [--ports name:PROTO:port,...] [--ip ADDR]
+    calico-node pod add NAME [-n NS] [--labels k=v,...] [--ports name:PROTO:port,...]
+                             [--ipv6 | --ip ADDR[,ADDR6]] [--netns N]
     calico-node pod del NAME [-n NS]
     calico-node pod list
 
 Run in the host's network namespace (as the CNI plugin runs), with ``NODENAME`` and the
 datastore variables set. ``add`` creates a network namespace for the pod, takes its
-address from Calico IPAM with the CNI plugin's handle and attributes (unless ``--ip``),
+addresses from Calico IPAM with the CNI plugin's handle and attributes (unless ``--ip``),
 wires a ``cali…`` veth as the plugin does (``e2e.pods``) and writes the WorkloadEndpoint;
-it prints the pod's address. ``del`` undoes all of it: releases the address, deletes the
-endpoint, the veth and the namespace. The pod namespace is ``<node>-<ns>-<pod>`` (or
-``--netns``) so an operator can ``ip netns exec`` into it.
+it prints the pod's addresses (IPv4 first). As with the plugin's IPAM settings, one IPv4
+address is assigned and an IPv6 one only when asked: ``--ipv6`` is the plugin's
+``"assign_ipv6": "true"``, what a dual-stack cluster's CNI configuration says. ``del``
+undoes all of it: releases the addresses, deletes the endpoint, the veth and the
+namespace. The pod namespace is ``<node>-<ns>-<pod>`` (or ``--netns``) so an operator can
+``ip netns exec`` into it.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -30,10 +35,13 @@ def register(subparsers) -> None:
     add.add_argument("-n", "--namespace", default="default")
     add.add_argument("--labels", default="", help="k=v,k2=v2")
     add.add_argument("--ports", default="", help="named ports: name:TCP:80,name2:UDP:53")
-    add.add_argument("--ip", default="", help="use this address instead of asking IPAM")
+    addresses = add.add_mutually_exclusive_group()
+    addresses.add_argument("--ipv6", action="store_true",
+                           help="assign an IPv6 address too (the CNI plugin's assign_ipv6: \"true\")")
+    addresses.add_argument("--ip", default="", metavar="ADDR[,ADDR6]", help="use these addresses instead of asking IPAM")
     add.add_argument("--netns", default="", help="the pod's network namespace (default <node>-<ns>-<pod>)")
     add.set_defaults(func=cmd_add)
-    rm = sub.add_parser("del", help="release the pod's address and remove its endpoint, veth and namespace")
+    rm = sub.add_parser("del", help="release the pod's addresses and remove its endpoint, veth and namespace")
     rm.add_argument("name")
     rm.add_argument("-n", "--namespace", default="default")
     rm.add_argument("--netns", default="", help="the pod's network namespace (default <node>-<ns>-<pod>)")
@@ -75,6 +83,17 @@ def _parse_ports(text: str) -> list[dict]:
     return out
 
 
+def _parse_ips(text: str) -> list[str]:
+    """``--ip``'s addresses: at most one per family, IPv4 first, as IPAM would give them."""
+    try:
+        addrs = [ipaddress.ip_address(t.strip()) for t in text.split(",") if t.strip()]
+    except ValueError as exc:
+        raise PodError(f"--ip: {exc}") from None
+    if not addrs or len({a.version for a in addrs}) != len(addrs):
+        raise PodError(f"--ip: {text!r} must be one address, or one IPv4 and one IPv6 address")
+    return [str(a) for a in sorted(addrs, key=lambda a: a.version)]
+
+
 def pod_netns(node: str, namespace: str, name: str) -> str:
     return f"{node}-{namespace}-{name}"
 
@@ -90,7 +109,17 @@ def cmd_add(args) -> int:
         node, client = _context()
         container_id = uuid.uuid4().hex
         ipam = IPAM(client.kv)
-        ips = [args.ip] if args.ip else assign_pod(ipam, node, args.namespace, args.name, container_id)
+        if args.ip:
+            ips = _parse_ips(args.ip)
+        else:
+            try:
+                ips = assign_pod(ipam, node, args.namespace, args.name, container_id, num6=1 if args.ipv6 else 0)
+            except BaseException:
+                # IPAM keeps what it assigned before failing (an IPv4 address when only the
+                # IPv6 one failed) for the runtime's DEL, which follows a failed ADD; here
+                # there is no DEL to come, so give it back now.
+                release_pod(ipam, container_id)
+                raise
         pod = Pod(args.namespace, args.name, node, ips, labels, ports, container_id=container_id)
         netns = args.netns or pod_netns(node, args.namespace, args.name)
         # Like a container runtime, make the namespace unless the caller already did (a
