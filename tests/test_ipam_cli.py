@@ -10,6 +10,7 @@ from node.cli.calicoctl import main
 from node.ipam.allocator import IPAM
 from node.errors import NotFound
 from node.model import from_dict
+from node.model.ipam import block_key
 
 pytestmark = pytest.mark.etcd
 
@@ -38,61 +39,245 @@ def populated(ipam):
     return ipam
 
 
-def test_show_pools_and_blocks(populated, capsys):
+# `ipam show` as calicoctl v3.32.1 prints it (calicoctl/calicoctl/commands/ipam/show.go):
+# olekukonko/tablewriter v0.0.5's default table, five columns, headings centred, numbers
+# right-aligned and "N (P%)" cells left-aligned; a block's "in use" is its size less its
+# free list, a pool's is the sum over its blocks, its total the whole CIDR.
+
+@pytest.fixture
+def fixed(ipam):
+    """Blocks at known places: 10.80.0.16/28 (two addresses), 10.80.0.128/28 (one) and
+    fd00:80::/124 (one), all affine to n1."""
+    make_pool(ipam.client, "p1", "10.80.0.0/24", blockSize=28)
+    make_pool(ipam.client, "p2", "fd00:80::/120", blockSize=124)
+    make_node(ipam.client, "n1")
+    make_node(ipam.client, "n2")
+    for ip, pod in (("10.80.0.20", "a"), ("10.80.0.21", "b"), ("10.80.0.130", "c"), ("fd00:80::5", "d")):
+        ipam.assign_ip(ip, handle_id=f"k8s-pod-network.{pod}", host="n1",
+                       attrs={"namespace": "default", "node": "n1", "pod": pod})
+    return ipam
+
+
+def test_show_pools(fixed, capsys):
+    code, out, err = run(capsys, "ipam", "show")
+    assert (code, err) == (0, "")
+    # 3/256 is 1.2%, 253/256 98.8%, 1/256 0.4%: rounded to the nearest percent.
+    assert out == (
+        "+----------+---------------+-----------+------------+------------+\n"
+        "| GROUPING |     CIDR      | IPS TOTAL | IPS IN USE |  IPS FREE  |\n"
+        "+----------+---------------+-----------+------------+------------+\n"
+        "| IP Pool  | 10.80.0.0/24  |       256 | 3 (1%)     | 253 (99%)  |\n"
+        "| IP Pool  | fd00:80::/120 |       256 | 1 (0%)     | 255 (100%) |\n"
+        "+----------+---------------+-----------+------------+------------+\n")
+
+
+def test_show_blocks_in_datastore_order(fixed, capsys):
+    """Blocks follow each pool in the order the datastore lists them, by key: the block
+    key 10.80.0.128-28 sorts before 10.80.0.16-28. 2/16 is 12.5% and 14/16 87.5%: Go
+    rounds a half to even."""
+    code, out, err = run(capsys, "ipam", "show", "--show-blocks")
+    assert (code, err) == (0, "")
+    assert out == (
+        "+----------+----------------+-----------+------------+------------+\n"
+        "| GROUPING |      CIDR      | IPS TOTAL | IPS IN USE |  IPS FREE  |\n"
+        "+----------+----------------+-----------+------------+------------+\n"
+        "| IP Pool  | 10.80.0.0/24   |       256 | 3 (1%)     | 253 (99%)  |\n"
+        "| Block    | 10.80.0.128/28 |        16 | 1 (6%)     | 15 (94%)   |\n"
+        "| Block    | 10.80.0.16/28  |        16 | 2 (12%)    | 14 (88%)   |\n"
+        "| IP Pool  | fd00:80::/120  |       256 | 1 (0%)     | 255 (100%) |\n"
+        "| Block    | fd00:80::/124  |        16 | 1 (6%)     | 15 (94%)   |\n"
+        "+----------+----------------+-----------+------------+------------+\n")
+
+
+def test_show_counts_reserved_addresses_as_free(fixed, capsys):
+    """v3.32.1 has no reserved column and does not subtract IPReservations."""
+    fixed.kv.put("/calico/resources/v3/projectcalico.org/ipreservations/r",
+                 '{"kind":"IPReservation","apiVersion":"projectcalico.org/v3","metadata":{"name":"r"},'
+                 '"spec":{"reservedCIDRs":["10.80.0.128/25"]}}')
+    _, out, _ = run(capsys, "ipam", "show", "--show-blocks")
+    assert out.splitlines()[3:5] == ["| IP Pool  | 10.80.0.0/24   |       256 | 3 (1%)     | 253 (99%)  |",
+                                     "| Block    | 10.80.0.128/28 |        16 | 1 (6%)     | 15 (94%)   |"]
+
+
+def test_show_orphaned_blocks(fixed, capsys):
+    """Blocks no pool covers: IPv4 ones are listed (with --show-blocks only) under no pool
+    row, after every pool; IPv6 ones are not listed at all."""
+    from node.model.resource import etcd_key
+
+    fixed.kv.delete(etcd_key("IPPool", "p1"))
+    _, out, _ = run(capsys, "ipam", "show")
+    assert out.splitlines()[3:] == ["| IP Pool  | fd00:80::/120 |       256 | 1 (0%)     | 255 (100%) |",
+                                    "+----------+---------------+-----------+------------+------------+"]
+    _, out, _ = run(capsys, "ipam", "show", "--show-blocks")
+    assert out.splitlines()[3:] == [
+        "| IP Pool  | fd00:80::/120  |       256 | 1 (0%)     | 255 (100%) |",
+        "| Block    | fd00:80::/124  |        16 | 1 (6%)     | 15 (94%)   |",
+        "| Block    | 10.80.0.128/28 |        16 | 1 (6%)     | 15 (94%)   |",
+        "| Block    | 10.80.0.16/28  |        16 | 2 (12%)    | 14 (88%)   |",
+        "+----------+----------------+-----------+------------+------------+"]
+    fixed.kv.delete(etcd_key("IPPool", "p2"))
+    _, out, _ = run(capsys, "ipam", "show", "--show-blocks")
+    assert out == (
+        "+----------+----------------+-----------+------------+----------+\n"
+        "| GROUPING |      CIDR      | IPS TOTAL | IPS IN USE | IPS FREE |\n"
+        "+----------+----------------+-----------+------------+----------+\n"
+        "| Block    | 10.80.0.128/28 |        16 | 1 (6%)     | 15 (94%) |\n"
+        "| Block    | 10.80.0.16/28  |        16 | 2 (12%)    | 14 (88%) |\n"
+        "+----------+----------------+-----------+------------+----------+\n")
+    for cidr in ("10.80.0.128/28", "10.80.0.16/28"):
+        fixed.kv.delete(block_key(cidr))
+    _, out, _ = run(capsys, "ipam", "show")
+    assert out == ("+----------+------+-----------+------------+----------+\n"
+                   "| GROUPING | CIDR | IPS TOTAL | IPS IN USE | IPS FREE |\n"
+                   "+----------+------+-----------+------------+----------+\n"
+                   "+----------+------+-----------+------------+----------+\n")
+
+
+def test_show_reports_an_ipv6_pools_real_size(ipam, capsys):
+    make_pool(ipam.client, "big6", "fd00:90::/48")
+    make_pool(ipam.client, "big4", "10.0.0.0/8")
+    make_node(ipam.client, "n1")
+    ipam.auto_assign(num6=2, handle_id="h", host="n1")
     code, out, _ = run(capsys, "ipam", "show")
     assert code == 0
+    # 2**24 and 2**80 addresses, as Go's %.5g prints them (tablewriter does not read
+    # 1.2089e+24 as a number: it would be left-aligned in a wider column).
     assert out == (
-        "+----------+---------------+-----------+------------+--------------+-----------+\n"
-        "| GROUPING | CIDR          | IPS TOTAL | IPS IN USE | IPS RESERVED | IPS FREE  |\n"
-        "+----------+---------------+-----------+------------+--------------+-----------+\n"
-        "| IP Pool  | 10.80.0.0/24  |       256 |     3 (1%) |       0 (0%) | 253 (99%) |\n"
-        "| IP Pool  | fd00:80::/120 |       256 |     2 (1%) |       0 (0%) | 254 (99%) |\n"
-        "+----------+---------------+-----------+------------+--------------+-----------+\n")
-    block4 = populated.store.list_affinities("n1", 4)[0].cidr
-    block6 = populated.store.list_affinities("n1", 6)[0].cidr
-    code, out, _ = run(capsys, "ipam", "show", "--show-blocks")
-    lines = out.splitlines()
-    w = max(len("fd00:80::/120"), len(str(block4)), len(str(block6)))
-    assert lines[3] == f"| IP Pool  | {'10.80.0.0/24':<{w}} |       256 |     3 (1%) |       0 (0%) | 253 (99%) |"
-    assert lines[4] == f"| Block    | {str(block4):<{w}} |        16 |    3 (19%) |       0 (0%) |  13 (81%) |"
-    assert lines[5] == f"| IP Pool  | {'fd00:80::/120':<{w}} |       256 |     2 (1%) |       0 (0%) | 254 (99%) |"
-    assert lines[6] == f"| Block    | {str(block6):<{w}} |        16 |    2 (12%) |       0 (0%) |  14 (88%) |"
-    assert len(lines) == 8
+        "+----------+--------------+------------+------------+-------------------+\n"
+        "| GROUPING |     CIDR     | IPS TOTAL  | IPS IN USE |     IPS FREE      |\n"
+        "+----------+--------------+------------+------------+-------------------+\n"
+        "| IP Pool  | 10.0.0.0/8   | 1.6777e+07 | 0 (0%)     | 1.6777e+07 (100%) |\n"
+        "| IP Pool  | fd00:90::/48 | 1.2089e+24 | 2 (0%)     | 1.2089e+24 (100%) |\n"
+        "+----------+--------------+------------+------------+-------------------+\n")
 
 
-def test_show_counts_reservations(populated, capsys):
-    populated.kv.put("/calico/resources/v3/projectcalico.org/ipreservations/r",
-                     '{"kind":"IPReservation","apiVersion":"projectcalico.org/v3","metadata":{"name":"r"},'
-                     '"spec":{"reservedCIDRs":["10.80.0.128/25"]}}')
-    _, out, _ = run(capsys, "ipam", "show")
-    assert out.splitlines()[3] == "| IP Pool  | 10.80.0.0/24  |       256 |     3 (1%) |    128 (50%) | 125 (49%) |"
-
-
-def test_show_ip(populated, capsys):
-    ip = populated.ips_by_handle("k8s-pod-network.a")[0]
-    code, out, _ = run(capsys, "ipam", "show", "--ip", ip)
+def test_show_ip(fixed, capsys):
+    code, out, _ = run(capsys, "ipam", "show", "--ip", "10.80.0.20")
     assert code == 0
-    assert out == (f"IP {ip} is in use\nHandle ID: k8s-pod-network.a\nActive Owner Attributes:\n"
+    assert out == ("IP 10.80.0.20 is in use\nHandle ID: k8s-pod-network.a\nActive Owner Attributes:\n"
                    "  namespace: default\n  node: n1\n  pod: a\n")
-    _, out, _ = run(capsys, "ipam", "show", "--ip", "10.80.0.250")
-    assert out == "10.80.0.250 is not assigned\n"
-    with pytest.raises(SystemExit) as exc:
-        run(capsys, "ipam", "show", "--ip", "10.80.0.999")
-    assert exc.value.code == 1
-    assert capsys.readouterr().out == "Error executing command: invalid IP address specified: 10.80.0.999\n"
+    fixed.assign_ip("10.80.0.22", host="n1")
+    _, out, _ = run(capsys, "ipam", "show", "--ip=10.80.0.22")
+    assert out == "IP 10.80.0.22 is in use\nHandle ID: <none>\nNo Active Owner attributes defined\n"
+    # An IPv4-mapped IPv6 address is the IPv4 address, as Go parses it.
+    _, out, _ = run(capsys, "ipam", "show", "--ip", "::ffff:10.80.0.20")
+    assert out.startswith("IP 10.80.0.20 is in use\n")
+    # Free in a block, in no block, in no pool: all "not assigned".
+    for ip in ("10.80.0.23", "10.80.0.250", "192.0.2.1", "fd00:80::0:7"):
+        _, out, _ = run(capsys, "ipam", "show", "--ip", ip)
+        assert out == f"{ip.replace('::0:7', '::7')} is not assigned\n"
+    for bad in ("10.80.0.999", " 10.80.0.20", "fe80::1%eth0", ""):
+        with pytest.raises(SystemExit) as exc:
+            run(capsys, "ipam", "show", f"--ip={bad}")
+        assert exc.value.code == 1
+        assert capsys.readouterr().out == f"Error executing command: invalid IP address specified: {bad}\n"
 
 
-def test_show_borrowed(populated, capsys):
-    block = populated.store.list_affinities("n1", 4)[0].cidr
-    target = str(block.network_address + 9)
-    populated.assign_ip(target, handle_id="k8s-pod-network.b", host="n2",
-                        attrs={"namespace": "ns", "node": "n2", "pod": "b"})
-    populated.assign_ip(str(block.network_address + 10), host="n2")  # no node attribute
-    _, out, _ = run(capsys, "ipam", "show", "--show-borrowed")
-    width = len(str(block))
-    assert out.splitlines()[3] == f"| {target:<10} | n2             | {str(block):<{width}} | n1          | pod  | ns/b         |"
-    assert out.endswith("\nNote: found 1 IP allocations without an explicit node association. "
-                        "Unable to determine if they are borrowed.\n")
+def test_show_alternate_owner_attributes(fixed, capsys):
+    key = block_key("10.80.0.16/28")
+    doc = json.loads(fixed.kv.get(key).value)
+    index = doc["allocations"][4]
+    doc["attributes"][index]["alternateOwnerAttrs"] = {"pod": "a-new", "namespace": "default"}
+    fixed.kv.put(key, json.dumps(doc))
+    _, out, _ = run(capsys, "ipam", "show", "--ip", "10.80.0.20")
+    assert out == ("IP 10.80.0.20 is in use\nHandle ID: k8s-pod-network.a\nActive Owner Attributes:\n"
+                   "  namespace: default\n  node: n1\n  pod: a\n"
+                   "Alternate Owner Attributes:\n  namespace: default\n  pod: a-new\n")
+
+
+def test_show_borrowed(fixed, capsys):
+    """Addresses whose node is not the block's owner, block by block in datastore order;
+    an address with no node attribute is only counted."""
+    for ip, attrs in (("10.80.0.25", {"namespace": "ns", "node": "n2", "pod": "b"}),
+                      ("10.80.0.26", {"node": "n2", "type": "ipipTunnelAddress"}),
+                      ("10.80.0.27", {"namespace": "vm", "node": "n2", "pod": "virt-launcher-v1", "vmi-name": "v1"}),
+                      ("10.80.0.28", None)):
+        fixed.assign_ip(ip, host="n2", attrs=attrs)
+    # A block with no owner any more: its addresses are all borrowed.
+    key = block_key("fd00:80::/124")
+    doc = json.loads(fixed.kv.get(key).value)
+    doc["affinity"] = None
+    fixed.kv.put(key, json.dumps(doc))
+    code, out, err = run(capsys, "ipam", "show", "--show-borrowed")
+    assert (code, err) == (0, "")
+    assert out == (
+        "+------------+----------------+---------------+-------------+-------------------+--------------+\n"
+        "|     IP     | BORROWING-NODE |     BLOCK     | BLOCK OWNER |       TYPE        | ALLOCATED-TO |\n"
+        "+------------+----------------+---------------+-------------+-------------------+--------------+\n"
+        "| 10.80.0.25 | n2             | 10.80.0.16/28 | n1          | pod               | ns/b         |\n"
+        "| 10.80.0.26 | n2             | 10.80.0.16/28 | n1          | ipipTunnelAddress |              |\n"
+        "| 10.80.0.27 | n2             | 10.80.0.16/28 | n1          | vmi               | vm/v1        |\n"
+        "| fd00:80::5 | n1             | fd00:80::/124 |             | pod               | default/d    |\n"
+        "+------------+----------------+---------------+-------------+-------------------+--------------+\n"
+        "\n"
+        "Note: found 1 IP allocations without an explicit node association. Unable to determine if they are "
+        "borrowed.\n")
+
+
+def test_show_borrowed_with_none(fixed, capsys):
+    code, out, _ = run(capsys, "ipam", "show", "--show-borrowed")
+    assert (code, out) == (0, "+----+----------------+-------+-------------+------+--------------+\n"
+                              "| IP | BORROWING-NODE | BLOCK | BLOCK OWNER | TYPE | ALLOCATED-TO |\n"
+                              "+----+----------------+-------+-------------+------+--------------+\n"
+                              "+----+----------------+-------+-------------+------+--------------+\n")
+
+
+def test_show_configuration(ipam, capsys, etcd_kv):
+    """libcalico-go's IPAMConfig field by field, each value as Go's %#v: the KubeVirt
+    setting is a pointer, printed as its type and an address (or nil)."""
+    import re
+
+    code, out, err = run(capsys, "ipam", "show", "--show-configuration")
+    assert (code, err) == (0, "")
+    assert re.sub(r"\(0x[0-9a-f]{10}\)", "(0xc000123456)", out) == (
+        "+------------------------------+--------------------------------------------+\n"
+        "|           PROPERTY           |                   VALUE                    |\n"
+        "+------------------------------+--------------------------------------------+\n"
+        "| StrictAffinity               | false                                      |\n"
+        "| AutoAllocateBlocks           | true                                       |\n"
+        "| MaxBlocksPerHost             |                                          0 |\n"
+        "| KubeVirtVMAddressPersistence | (*ipam.VMAddressPersistence)(0xc000123456) |\n"
+        "+------------------------------+--------------------------------------------+\n")
+    etcd_kv.put("/calico/ipam/v2/config",
+                '{"strict_affinity":true,"auto_allocate_blocks":false,"maxBlocksPerHost":3}')
+    code, out, err = run(capsys, "ipam", "show", "--show-configuration")
+    assert (code, out, err) == (0, "+------------------------------+-----------------------------------+\n"
+                                   "|           PROPERTY           |               VALUE               |\n"
+                                   "+------------------------------+-----------------------------------+\n"
+                                   "| StrictAffinity               | true                              |\n"
+                                   "| AutoAllocateBlocks           | false                             |\n"
+                                   "| MaxBlocksPerHost             |                                 3 |\n"
+                                   "| KubeVirtVMAddressPersistence | (*ipam.VMAddressPersistence)(nil) |\n"
+                                   "+------------------------------+-----------------------------------+\n", "")
+
+
+def test_show_options_exclude_each_other(ipam, capsys):
+    """``[--ip=<IP> | --show-blocks | --show-borrowed | --show-configuration]``."""
+    for pair in (("--show-blocks", "--show-borrowed"), ("--ip=10.0.0.1", "--show-configuration")):
+        with pytest.raises(SystemExit) as exc:
+            run(capsys, "ipam", "show", *pair)
+        assert exc.value.code == 1
+        assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_tablewriter_wraps_long_cells_of_several_words():
+    """tablewriter v0.0.5 wraps a cell of several words wider than 30 columns at word
+    boundaries (its column then at least 30 wide), never a single long word; a missing
+    line of a shorter cell is blank, and "1,234" reads as a number."""
+    from node.tablewriter import table as tablewriter_table
+
+    assert tablewriter_table(["a_b", "detail"], [["1,234", "the quick brown fox jumps over the lazy dog"],
+                                                 ["x", "aaaaaaaaaaaaaaaa bbbbbbbbbbbbbbbbbb"],
+                                                 ["y", "c" * 33]]) == (
+        "+-------+-----------------------------------+\n"
+        "|  A B  |              DETAIL               |\n"
+        "+-------+-----------------------------------+\n"
+        "| 1,234 | the quick brown fox jumps over    |\n"
+        "|       | the lazy dog                      |\n"
+        "| x     | aaaaaaaaaaaaaaaa                  |\n"
+        "|       | bbbbbbbbbbbbbbbbbb                |\n"
+        "| y     | ccccccccccccccccccccccccccccccccc |\n"
+        "+-------+-----------------------------------+\n")
 
 
 def test_release(populated, capsys, etcd_kv):
@@ -183,28 +368,6 @@ def test_check_clean_and_with_problems(populated, capsys, tmp_path):
                                           "node": "n1", "inUse": False, "owners": None}]
     assert data["allocations"][ips[0]][0]["owners"] == ["Workload(default/n1-k8s-a-eth0)"]
     assert "leakedHandles" not in data
-
-
-def test_show_reports_an_ipv6_pools_real_size(ipam, capsys):
-    make_pool(ipam.client, "big6", "fd00:90::/48")
-    make_node(ipam.client, "n1")
-    ipam.auto_assign(num6=2, handle_id="h", host="n1")
-    code, out, _ = run(capsys, "ipam", "show")
-    assert code == 0
-    # 2**80 addresses, as calicoctl's %.5g prints it (not clamped to a 64-bit int).
-    assert out.splitlines()[3] == ("| IP Pool  | fd00:90::/48 | 1.2089e+24 |     2 (0%) |       0 (0%) "
-                                   "| 1.2089e+24 (100%) |")
-
-
-def test_show_lists_blocks_in_address_order(ipam, capsys):
-    make_pool(ipam.client, "p", "10.80.0.0/24", blockSize=26)
-    make_node(ipam.client, "n1")
-    for ip in ("10.80.0.130", "10.80.0.70", "10.80.0.5"):  # etcd lists ...128-26 before ...64-26
-        ipam.assign_ip(ip, handle_id=f"h{ip}", host="n1")
-    code, out, _ = run(capsys, "ipam", "show", "--show-blocks")
-    assert code == 0
-    assert [line.split("|")[2].strip() for line in out.splitlines()[4:7]] == [
-        "10.80.0.0/26", "10.80.0.64/26", "10.80.0.128/26"]
 
 
 def _cluster_info(ipam, guid: str, ready: bool):
@@ -329,3 +492,104 @@ def test_configure(ipam, capsys, etcd_kv):
     assert json.loads(etcd_kv.get("/calico/ipam/v2/config").value) == {
         "auto_allocate_blocks": True, "kubeVirtVMAddressPersistence": "Disabled"}
     assert ipam.get_config().strict_affinity is False
+
+
+# `ipam split` as calicoctl v3.32.1 does it (calicoctl/calicoctl/commands/ipam/split.go).
+
+def test_split_refuses_without_a_pool_or_a_locked_datastore(fixed, capsys, etcd_kv):
+    code, out, err = run(capsys, "ipam", "split", "2")
+    assert (code, out, err) == (1, "", "no name or CIDR provided. Provide a name or CIDR to denote the IP pool "
+                                       "to split\n")
+    code, out, err = run(capsys, "ipam", "split", "2", "--name=p1")
+    assert (code, out, err) == (1, "", "error while checking if datastore was locked: error retrieving "
+                                       "ClusterInformation: resource does not exist: ClusterInformation(default) "
+                                       "with error: not found\n")
+    _cluster_info(fixed, "guid-1", ready=True)
+    code, out, err = run(capsys, "ipam", "split", "2", "--cidr=10.80.0.0/24")
+    assert (code, out, err) == (1, "", "datastore is not locked. Run the `calicoctl datastore migrate lock` "
+                                       "command in order split the IP pools\n")
+    _cluster_info(fixed, "guid-1", ready=False)
+    code, out, err = run(capsys, "ipam", "split", "2", "--name", "nope")
+    assert (code, out, err) == (1, "", "unable to find IP pool with name nope: resource does not exist: "
+                                       "IPPool(nope) with error: not found\n")
+    # The CIDR must be written as the pool's is.
+    code, out, err = run(capsys, "ipam", "split", "2", "--cidr", "10.80.0.1/24")
+    assert (code, out, err) == (1, "", "unable to find IP pool  covering the specified CIDR 10.80.0.1/24\n")
+    assert fixed.client.get("IPPool", "p1").spec.get("disabled") is None
+
+
+@pytest.mark.parametrize("number, reason", [
+    ("two", 'error reading number to split IP pools into. two is not a valid number: strconv.Atoi: parsing "two": '
+            "invalid syntax"),
+    ("99999999999999999999", "error reading number to split IP pools into. 99999999999999999999 is not a valid "
+                             'number: strconv.Atoi: parsing "99999999999999999999": value out of range'),
+    ("3", "error splitting the CIDR 10.80.0.0/24 into 3 CIDRs: number to split CIDR into is not a valid power of 2: 3"),
+    ("1", "error splitting the CIDR 10.80.0.0/24 into 1 CIDRs: number to split CIDR into is not a valid power of 2: 1"),
+    ("-2", "error splitting the CIDR 10.80.0.0/24 into -2 CIDRs: number to split CIDR into is not a valid power of "
+           "2: -2"),
+    # calicoctl v3.32.1 lets 0 through and deletes the pool, creating none: refused here.
+    ("0", "error splitting the CIDR 10.80.0.0/24 into 0 CIDRs: number to split CIDR into is not a valid power of 2: 0"),
+    ("512", "error splitting the CIDR 10.80.0.0/24 into 512 CIDRs: the CIDR 10.80.0.0/24 is not large enough to be "
+            "split into 512 parts"),
+])
+def test_split_refuses_a_bad_number_after_disabling_the_pool(fixed, capsys, number, reason):
+    """calicoctl disables the pool before it reads the number, and leaves it disabled."""
+    _cluster_info(fixed, "guid-1", ready=False)
+    code, out, err = run(capsys, "ipam", "split", "--name=p1", "--", number)
+    assert (code, out, err) == (1, "", reason + "\n")
+    assert fixed.client.get("IPPool", "p1").spec["disabled"] is True
+    assert [p.name for p in fixed.client.list("IPPool")] == ["p1", "p2"]
+
+
+def test_split(fixed, capsys, etcd_kv):
+    """The pool gives way to NUMBER enabled pools with its settings and labels over its
+    CIDR; its blocks, their affinities and every allocation stay as they were."""
+    from ipam_fixtures import ipam_keys, update_pool
+
+    update_pool(fixed.client, "p1", natOutgoing=True, ipipMode="CrossSubnet", nodeSelector="has(edge)")
+    p1 = fixed.client.get("IPPool", "p1")
+    p1.metadata["labels"] = {"team": "net"}
+    fixed.client.update(p1)
+    before = ipam_keys(etcd_kv)
+    _cluster_info(fixed, "guid-1", ready=False)
+    code, out, err = run(capsys, "ipam", "split", "4", "--cidr=10.80.0.0/24")
+    assert (code, err) == (0, "")
+    # calicoctl ends neither its first line nor its last with a newline.
+    assert out == ("IP Pool p1 was successfully split into 4 smaller pools.Created split-p1-0 with CIDR 10.80.0.0/26.\n"
+                   "Created split-p1-1 with CIDR 10.80.0.64/26.\nCreated split-p1-2 with CIDR 10.80.0.128/26.\n"
+                   "Created split-p1-3 with CIDR 10.80.0.192/26.\nPlease refer to the documentation for final steps.")
+    pools = {p.name: p for p in fixed.client.list("IPPool")}
+    assert sorted(pools) == ["p2", "split-p1-0", "split-p1-1", "split-p1-2", "split-p1-3"]
+    for i, cidr in enumerate(("10.80.0.0/26", "10.80.0.64/26", "10.80.0.128/26", "10.80.0.192/26")):
+        child = pools[f"split-p1-{i}"]
+        assert child.spec == {**p1.spec, "cidr": cidr}
+        assert child.labels == {"team": "net"}
+        assert child.metadata["uid"] != p1.metadata["uid"]
+    assert ipam_keys(etcd_kv) == before
+    _, out, _ = run(capsys, "ipam", "show", "--show-blocks")
+    assert out.splitlines()[3:] == [
+        "| IP Pool  | fd00:80::/120  |       256 | 1 (0%)     | 255 (100%) |",
+        "| Block    | fd00:80::/124  |        16 | 1 (6%)     | 15 (94%)   |",
+        "| IP Pool  | 10.80.0.0/26   |        64 | 2 (3%)     | 62 (97%)   |",
+        "| Block    | 10.80.0.16/28  |        16 | 2 (12%)    | 14 (88%)   |",
+        "| IP Pool  | 10.80.0.64/26  |        64 | 0 (0%)     | 64 (100%)  |",
+        "| IP Pool  | 10.80.0.128/26 |        64 | 1 (2%)     | 63 (98%)   |",
+        "| Block    | 10.80.0.128/28 |        16 | 1 (6%)     | 15 (94%)   |",
+        "| IP Pool  | 10.80.0.192/26 |        64 | 0 (0%)     | 64 (100%)  |",
+        "+----------+----------------+-----------+------------+------------+"]
+
+    code, out, err = run(capsys, "ipam", "split", "--name", "p2", "2")
+    assert (code, err) == (0, "")
+    assert out == ("IP Pool p2 was successfully split into 2 smaller pools.Created split-p2-0 with CIDR fd00:80::/121.\n"
+                   "Created split-p2-1 with CIDR fd00:80::80/121.\nPlease refer to the documentation for final steps.")
+    assert "p2" not in [p.name for p in fixed.client.list("IPPool")]
+
+
+def test_split_stops_at_a_child_pool_the_datastore_refuses(fixed, capsys):
+    """Child pools smaller than the block size are refused; the pool stays, disabled."""
+    _cluster_info(fixed, "guid-1", ready=False)
+    code, out, err = run(capsys, "ipam", "split", "32", "--name=p1")
+    assert (code, out) == (1, "")
+    assert err.startswith("error using unsafe create to make split pool with cidr 10.80.0.0/29: error with field ")
+    assert [p.name for p in fixed.client.list("IPPool")] == ["p1", "p2"]
+    assert fixed.client.get("IPPool", "p1").spec["disabled"] is True

@@ -666,6 +666,23 @@ class DatastoreClient:
             meta = {"name": name, "namespace": namespace} if namespace else {"name": name}
             return Resource(kind, meta)
 
+    def _disable_pool(self, name: str, resource_version: str) -> tuple[Resource, str]:
+        """Disable the pool (at ``resource_version`` when given) unless it already is; the
+        pool and the revision a following delete must match ("" for any)."""
+        try:
+            pool = self.get("IPPool", name)
+        except NotFound:
+            raise NotFound(identifier("IPPool", name)) from None
+        if not pool.spec.get("disabled"):
+            log.debug("Disabling pool %s", name)
+            pool.spec["disabled"] = True
+            pool.spec = canonical_struct(pool.spec, "IPPoolSpec", "", Collector(), strict=False)
+            if resource_version:
+                pool.metadata["resourceVersion"] = resource_version
+            self.update(pool)
+            resource_version = ""
+        return pool, resource_version
+
     def _retire_pool(self, name: str, resource_version: str) -> str:
         """libcalico-go's pool delete before the key goes: disable the pool so nothing new is
         assigned from it, give in-flight assignments a moment, then release every host's
@@ -673,19 +690,7 @@ class DatastoreClient:
         Returns the revision the final delete must match ("" for any)."""
         from node.ipam.allocator import IPAM
 
-        ident = identifier("IPPool", name)
-        try:
-            pool = self.get("IPPool", name)
-        except NotFound:
-            raise NotFound(ident) from None
-        if not pool.spec.get("disabled"):
-            log.debug("Disabling pool %s to release affinities", name)
-            pool.spec["disabled"] = True
-            pool.spec = canonical_struct(pool.spec, "IPPoolSpec", "", Collector(), strict=False)
-            if resource_version:
-                pool.metadata["resourceVersion"] = resource_version
-            self.update(pool)
-            resource_version = ""
+        pool, resource_version = self._disable_pool(name, resource_version)
         try:
             cidr = ipaddress.ip_network(pool.spec.get("cidr", ""), strict=False)
         except ValueError:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import http.client
 import logging
 import os
-import re
 import socket
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
+from node import tablewriter
 from node.felix.httpserve import TEXT_PLAIN, BackgroundHTTPServer, Response
 from node.model.schema import format_go_duration
 
@@ -238,98 +237,9 @@ def apply_health_config(aggregator: HealthAggregator, config) -> None:
 
 # -- Felix's table (olekukonko/tablewriter v0.0.5 with its defaults) ----------------------
 
-_MAX_CELL_WIDTH = 30
-_DECIMAL = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})*|\d+)(?:\.\d+)?$")
-_WRAP_PENALTY = 100_000
-
-
-def _display_width(text: str) -> int:
-    width = 0
-    for ch in text:
-        if unicodedata.combining(ch):
-            continue
-        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-    return width
-
-
-def _wrap_words(words: list[str], limit: int) -> list[list[str]]:
-    """Break words into lines of minimal raggedness (squared slack; long lines penalised)."""
-    n = len(words)
-    prefix = [0]
-    for word in words:
-        prefix.append(prefix[-1] + _display_width(word))
-
-    def length(i: int, j: int) -> int:  # words i..j inclusive, one space between
-        return prefix[j + 1] - prefix[i] + (j - i)
-
-    cost = [2**31 - 1] * n
-    brk = [0] * n
-    for i in range(n - 1, -1, -1):
-        if length(i, n - 1) <= limit:
-            cost[i], brk[i] = 0, n
-            continue
-        for j in range(i + 1, n):
-            slack = limit - length(i, j - 1)
-            c = slack * slack + cost[j]
-            if length(i, j - 1) > limit:
-                c += _WRAP_PENALTY
-            if c < cost[i]:
-                cost[i], brk[i] = c, j
-    lines, i = [], 0
-    while i < n:
-        lines.append(words[i:brk[i]])
-        i = brk[i]
-    return lines
-
-
-def _cell_lines(text: str) -> tuple[list[str], int]:
-    """A cell's lines and width: paragraphs joined, then wrapped at 30 columns (longer words
-    stay whole)."""
-    raw = text.split("\n")
-    width = min(max(_display_width(line) for line in raw), _MAX_CELL_WIDTH)
-    words = " ".join(raw).split(" ")
-    limit = max([width] + [_display_width(word) for word in words])
-    lines = [" ".join(line) for line in _wrap_words(words, limit)]
-    return lines, max([width] + [_display_width(line) for line in lines])
-
-
-def _pad_center(text: str, width: int) -> str:
-    gap = width - _display_width(text)
-    if gap <= 0:
-        return text
-    return " " * (gap // 2) + text + " " * (gap - gap // 2)
-
-
-def _pad_cell(text: str, width: int) -> str:
-    gap = max(0, width - _display_width(text))
-    if _DECIMAL.match(text.strip()):
-        return " " * gap + text
-    return text + " " * gap
-
-
 def render_table(header: list[str], rows: list[list[str]]) -> str:
     """The bordered table Felix's health endpoint returns (trailing newline trimmed)."""
-    widths = [_display_width(h) for h in header]
-    cells = []
-    for row in rows:
-        split = []
-        for i, text in enumerate(row):
-            lines, width = _cell_lines(text)
-            widths[i] = max(widths[i], width)
-            split.append(lines)
-        cells.append(split)
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [rule, "|" + "".join(f" {_pad_center(h, w)} |" for h, w in zip(header, widths)), rule]
-    for split in cells:
-        height = max(len(lines) for lines in split)
-        for x in range(height):
-            line = "|"
-            for lines, width in zip(split, widths):
-                text = lines[x] if x < len(lines) else "  "
-                line += f" {_pad_cell(text, width)} |"
-            out.append(line)
-    out.append(rule)
-    return "\n".join(out).strip()
+    return tablewriter.table(header, rows).rstrip("\n")
 
 
 # -- calico-node's probe client (node/pkg/health/health.go) -----------------------------

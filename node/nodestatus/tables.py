@@ -3,60 +3,22 @@ peers and its routes, each as the table Calico draws with olekukonko/tablewriter
 defaults: ``+---+`` borders, headings upper-cased (``_`` as a space) and centred, a cell
 that reads as a number right-aligned and any other left-aligned.
 
-tablewriter also wraps a cell of several words longer than 30 characters onto more
-lines; no cell here has such words (addresses, protocol names, BIRD's times), so cells
-are never wrapped.
+(``node.tablewriter`` draws them.)
 """
 from __future__ import annotations
 
-import re
 from typing import Callable, Sequence
 
+from node import tablewriter
 from node.nodestatus.birdtext import FAMILIES, DaemonStatus, Peer, Route
-
-_DECIMAL = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})*|\d+)(?:\.\d+)?$")
 
 STATUS_HEADER = ("Ready", "Version", "RouteID", "ServerTime", "LastBoot", "LastReconfig")
 PEERS_HEADER = ("Peer address", "Peer type", "State", "Since", "BGPState")
 ROUTES_HEADER = ("Destination", "Gateway", "Iface", "LearnedFrom", "primary")
 
 
-def _title(text: str) -> str:
-    chars = list(text)
-    for i, ch in enumerate(chars):
-        if ch == "_":
-            chars[i] = " "
-        elif ch == ".":
-            # A dot between digits (a number) stays.
-            before = i == 0 or chars[i - 1].isdigit() or chars[i - 1] == " "
-            after = i == len(chars) - 1 or chars[i + 1].isdigit() or chars[i + 1] == " "
-            if not (before and after):
-                chars[i] = " "
-    title = "".join(chars).strip()
-    return (title or (" " if text else "")).upper()
-
-
-def _centre(text: str, width: int) -> str:
-    gap = width - len(text)
-    if gap <= 0:
-        return text
-    left = gap // 2
-    return " " * left + text + " " * (gap - left)
-
-
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    titles = [_title(h) for h in header]
-    widths = [max([len(titles[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
-    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
-
-    def cell(text: str, width: int) -> str:
-        return text.rjust(width) if _DECIMAL.match(text.strip()) else text.ljust(width)
-
-    out = [border, "|" + "".join(f" {_centre(t, w)} |" for t, w in zip(titles, widths)) + "\n", border]
-    for row in rows:
-        out.append("|" + "".join(f" {cell(c, w)} |" for c, w in zip(row, widths)) + "\n")
-    out.append(border)
-    return "".join(out)
+    return tablewriter.table(list(header), [list(r) for r in rows])
 
 
 def status_table(status: DaemonStatus) -> str:

@@ -1,23 +1,26 @@
-"""``calicoctl ipam show|release|check``: inspect and repair IP address management.
+"""``calicoctl ipam show|release|check|configure|split``: inspect and repair IP address management.
 
-    calicoctl ipam show [--show-blocks | --show-borrowed | --ip ADDR]
+    calicoctl ipam show [--ip=IP | --show-blocks | --show-borrowed | --show-configuration]
     calicoctl ipam release [--ip ADDR] [--from-report REPORT]... [--force]
     calicoctl ipam check [--show-all-ips] [--show-problem-ips] [-o REPORT]
     calicoctl ipam configure [--strictaffinity=true|false] [--max-blocks-per-host=N]
                              [--kubevirt-ip-persistence=Enabled|Disabled]
+    calicoctl ipam split NUMBER [--cidr=CIDR] [--name=POOL_NAME]
 
-Output follows calicoctl: ``show`` draws go-pretty's default box table, ``check``
-prints its step-by-step scan and ends with ``Check complete; found N problems.``
+Output follows calicoctl v3.32.1: ``show`` draws tablewriter v0.0.5's default table,
+``check`` prints its step-by-step scan and ends with ``Check complete; found N problems.``
 """
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import json
+import math
 import os
+import re
 import sys
 
-from node import __version__
+from node import __version__, tablewriter
 from node.cli.calicoctl import CommandFailed, client_from_args
 from node.errors import CalicoError, NotFound
 
@@ -27,12 +30,26 @@ def register(subparsers) -> None:
     p.add_argument("-c", "--config", default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="ipam_command", required=True)
 
-    show = sub.add_parser("show", help="show details of a Calico assigned IP address or overall IP usage")
-    show.add_argument("--ip", default="", help="report whether this specific IP address is in use")
-    show.add_argument("--show-blocks", action="store_true", help="show detailed information for IP blocks as well")
-    show.add_argument("--show-borrowed", action="store_true", help="show details of borrowed IP addresses")
+    show = sub.add_parser("show", help="show details of a Calico configuration, assigned IP address, "
+                                        "or of overall IP usage")
+    which = show.add_mutually_exclusive_group()
+    which.add_argument("--ip", default=None, metavar="IP", help="report whether this specific IP address is in use")
+    which.add_argument("--show-blocks", action="store_true",
+                       help="show detailed information for IP blocks as well as pools")
+    which.add_argument("--show-borrowed", action="store_true",
+                       help='show detailed information for "borrowed" IP addresses')
+    which.add_argument("--show-configuration", action="store_true", help="show current Calico IPAM configuration")
     show.add_argument("-c", "--config", default=argparse.SUPPRESS)
     show.set_defaults(func=cmd_show)
+
+    split = sub.add_parser("split", help="split the IP pool specified by the CIDR or name into the specified "
+                                         "number of smaller IP pools")
+    split.add_argument("number", metavar="NUMBER",
+                       help="how many equal pools to split into (a power of 2)")
+    split.add_argument("--cidr", default=None, help="CIDR of the IP pool to split")
+    split.add_argument("--name", default=None, metavar="POOL_NAME", help="name of the IP pool to split")
+    split.add_argument("-c", "--config", default=argparse.SUPPRESS)
+    split.set_defaults(func=cmd_split)
 
     release = sub.add_parser("release", help="release a Calico assigned IP address")
     release.add_argument("--ip", default="", help="IP address to release")
@@ -69,61 +86,51 @@ def _ipam(args):
 
 
 def _validate_ip(text: str) -> str:
+    """An address as Go's net.ParseIP reads it (no spaces, no IPv6 zone; an IPv4-mapped
+    IPv6 address is the IPv4 address), printed as Go prints it."""
     try:
-        return str(ipaddress.ip_address(text.strip()))
+        if "%" in text:
+            raise ValueError(text)
+        ip = ipaddress.ip_address(text)
     except ValueError:
         print(f"Error executing command: invalid IP address specified: {text}")
         raise SystemExit(1) from None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
 
 
 # --------------------------------------------------------------------------------------
-# go-pretty's StyleDefault box table.
+# ipam show
 
-def render_table(header: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
-    """Header cells are upper-cased and left-aligned; ``right`` columns right-align their
-    body cells. Returns the table without a trailing newline."""
-    header = [h.upper() for h in header]
-    widths = [max([len(header[i])] + [len(r[i]) for r in rows]) for i in range(len(header))]
-    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def line(cells: list[str], align_right: set[int]) -> str:
-        parts = [(c.rjust(w) if i in align_right else c.ljust(w)) for i, (c, w) in enumerate(zip(cells, widths))]
-        return "| " + " | ".join(parts) + " |"
-
-    out = [border, line(header, set()), border]
-    out += [line(r, set(right)) for r in rows]
-    out.append(border)
-    return "\n".join(out)
-
-
-def _g5(n: int) -> str:
-    return "%.5g" % float(n)
-
-
-def _with_percentage(n: int, capacity: int) -> str:
-    pct = 100 * float(n) / float(capacity) if capacity else float("nan")
-    return f"{_g5(n)} ({'%.0f' % pct if pct == pct else 'NaN'}%)"
+def _usage_row(kind: str, cidr, in_use: float, capacity: float) -> list[str]:
+    """Numbers as Go's %.5g (1.2089e+24 for an IPv6 /48) and percentages as %.f."""
+    free = capacity - in_use
+    return [kind, str(cidr), "%.5g" % capacity,
+            "%.5g (%.0f%%)" % (in_use, 100 * in_use / capacity),
+            "%.5g (%.0f%%)" % (free, 100 * free / capacity)]
 
 
 def usage_table(groups, show_blocks: bool) -> str:
+    """Each pool's row (its capacity is the whole CIDR; in use is what its blocks have
+    allocated), then its blocks' rows with --show-blocks. The group of blocks no pool
+    covers has no row of its own."""
     rows: list[list[str]] = []
-
-    def row(kind: str, cidr, capacity: int, in_use: int, reserved: int, free: int) -> list[str]:
-        return [kind, str(cidr), _g5(capacity), _with_percentage(in_use, capacity),
-                _with_percentage(reserved, capacity), _with_percentage(free, capacity)]
-
     for group in groups:
-        if not group.orphaned:
-            rows.append(row("IP Pool", group.cidr, group.capacity, group.in_use, group.reserved, group.available))
+        block_rows = [_usage_row("Block", b.cidr, float(b.in_use), float(b.capacity)) for b in group.blocks]
+        pool_in_use = sum(float(b.in_use) for b in group.blocks)
+        if group.cidr.prefixlen > 0:
+            capacity = float(2 ** (group.cidr.max_prefixlen - group.cidr.prefixlen))
+            rows.append(_usage_row("IP Pool", group.cidr, pool_in_use, capacity))
         if show_blocks:
-            rows += [row("Block", b.cidr, b.capacity, b.in_use, b.reserved, b.available) for b in group.blocks]
-    return render_table(["GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS RESERVED", "IPS FREE"], rows,
-                        right={2, 3, 4, 5})
+            rows += block_rows
+    return tablewriter.table(["GROUPING", "CIDR", "IPS TOTAL", "IPS IN USE", "IPS FREE"], rows)
 
 
 def borrowed_table(blocks) -> tuple[str, int]:
-    """Addresses used by a node other than the block's owner; also how many allocations
-    carry no node at all (they cannot be classified)."""
+    """Addresses used by a node other than the block's owner (or from a block with no
+    owner), block by block in datastore order; also how many allocations carry no node
+    at all (they cannot be classified)."""
     rows = []
     unclassified = 0
     for block in blocks:
@@ -149,50 +156,67 @@ def borrowed_table(blocks) -> tuple[str, int]:
             else:
                 kind, to = sec.get("type", ""), ""
             rows.append([str(block.ordinal_to_ip(ordinal)), sec["node"], str(block.cidr), owner, kind, to])
-    table = render_table(["IP", "BORROWING-NODE", "BLOCK", "BLOCK OWNER", "TYPE", "ALLOCATED-TO"], rows)
+    table = tablewriter.table(["IP", "BORROWING-NODE", "BLOCK", "BLOCK OWNER", "TYPE", "ALLOCATED-TO"], rows)
     return table, unclassified
 
 
-# --------------------------------------------------------------------------------------
+def configuration_table(cfg, pointer: int) -> str:
+    """libcalico-go's IPAMConfig, field by field, each value as Go's %#v prints it. The
+    KubeVirt setting is a pointer there, so calicoctl prints its type and an address
+    (``pointer`` stands in for it), or nil."""
+    persistence = cfg.kubevirt_vm_address_persistence
+    rows = [["StrictAffinity", "true" if cfg.strict_affinity else "false"],
+            ["AutoAllocateBlocks", "true" if cfg.auto_allocate_blocks else "false"],
+            ["MaxBlocksPerHost", str(cfg.max_blocks_per_host)],
+            ["KubeVirtVMAddressPersistence",
+             "(*ipam.VMAddressPersistence)(" + ("nil" if persistence is None else f"{pointer:#x}") + ")"]]
+    return tablewriter.table(["PROPERTY", "VALUE"], rows)
+
+
+def _show_ip(ipam, text: str) -> None:
+    ip = _validate_ip(text)
+    try:
+        attr = ipam.get_assignment_attributes(ip)
+    except NotFound:
+        print(f"{ip} is not assigned")
+        return
+    print(f"IP {ip} is in use")
+    print(f"Handle ID: {attr.handle_id}" if attr.handle_id is not None else "Handle ID: <none>")
+    if attr.secondary:
+        print("Active Owner Attributes:")
+        for key in sorted(attr.secondary):
+            print(f"  {key}: {attr.secondary[key]}")
+    else:
+        print("No Active Owner attributes defined")
+    if attr.alternate:
+        print("Alternate Owner Attributes:")
+        for key in sorted(attr.alternate):
+            print(f"  {key}: {attr.alternate[key]}")
+
 
 def cmd_show(args) -> int:
-    from node.ipam.block import Reservations
     from node.ipam.usage import utilization
 
     ipam = _ipam(args)
     try:
-        if args.ip:
-            ip = _validate_ip(args.ip)
-            try:
-                attr = ipam.get_assignment_attributes(ip)
-            except NotFound:
-                print(f"{ip} is not assigned")
-                return 0
-            print(f"IP {ip} is in use")
-            print(f"Handle ID: {attr.handle_id}" if attr.handle_id is not None else "Handle ID: <none>")
-            if attr.secondary:
-                print("Active Owner Attributes:")
-                for key in sorted(attr.secondary):
-                    print(f"  {key}: {attr.secondary[key]}")
-            else:
-                print("No Active Owner attributes defined")
-            if attr.alternate:
-                print("Alternate Owner Attributes:")
-                for key in sorted(attr.alternate):
-                    print(f"  {key}: {attr.alternate[key]}")
-            return 0
-        # In address order: etcd lists keys as strings, which puts 10.0.0.128/26 before 10.0.0.64/26.
-        blocks = sorted((b for b, _ in ipam.store.list_blocks()),
-                        key=lambda b: (b.cidr.version, int(b.cidr.network_address), b.cidr.prefixlen))
-        if args.show_borrowed and not args.show_blocks:
-            table, unclassified = borrowed_table(blocks)
-            print(table)
+        if args.ip is not None:
+            _show_ip(ipam, args.ip)
+        elif args.show_borrowed:
+            table, unclassified = borrowed_table([b for b, _ in ipam.store.list_blocks()])
+            sys.stdout.write(table)
             if unclassified:
                 print(f"\nNote: found {unclassified} IP allocations without an explicit node association. "
                       "Unable to determine if they are borrowed.")
-            return 0
-        groups = utilization(ipam.all_pools(), blocks, Reservations(ipam.store.reserved_cidrs()))
-        print(usage_table(groups, args.show_blocks))
+        elif args.show_configuration:
+            try:
+                cfg = ipam.get_config()
+            except CalicoError as exc:
+                raise CommandFailed(f"error: {exc}") from exc
+            sys.stdout.write(configuration_table(cfg, 0xc000000000 + (id(cfg) & 0xffffff8)))
+        else:
+            pools = ipam.all_pools()
+            blocks = [b for b, _ in ipam.store.list_blocks()]
+            sys.stdout.write(usage_table(utilization(pools, blocks), args.show_blocks))
         return 0
     except CalicoError as exc:
         raise CommandFailed(str(exc)) from exc
@@ -259,6 +283,178 @@ def cmd_configure(args) -> int:
         print(f"Successfully set MaxBlocksPerHost to: {max_blocks}")
     if persistence is not None:
         print(f"Successfully set KubeVirtVMAddressPersistence to: {persistence}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# ipam split
+
+_LOCK_HINT = "datastore is not locked. Run the `calicoctl datastore migrate lock` command in order split the IP pools"
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q of a string (what strconv errors quote the input with)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _go_atoi(text: str) -> int:
+    """strconv.Atoi on a 64-bit host: ValueError carrying Go's message."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(f"strconv.Atoi: parsing {_go_quote(text)}: invalid syntax")
+    value = int(text)
+    if not -2 ** 63 <= value < 2 ** 63:
+        raise ValueError(f"strconv.Atoi: parsing {_go_quote(text)}: value out of range")
+    return value
+
+
+def split_cidr(cidr: str, parts: int) -> list[str]:
+    """``parts`` equal CIDRs covering ``cidr``, in address order; ValueError with
+    calicoctl's reason. ``parts`` must be a power of two above 1 (judged, as calicoctl
+    judges it, on the float value of the number)."""
+    power = None
+    if parts > 0:
+        frac, exp = math.frexp(float(parts))
+        if frac == 0.5 and exp > 1:
+            power = exp - 1
+    # calicoctl v3.32.1 lets 0 through this check (log2(0) is -Inf, which it does not
+    # catch) and then deletes the pool without creating any; 0 is refused here instead.
+    if power is None:
+        raise ValueError(f"number to split CIDR into is not a valid power of 2: {parts}")
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        raise ValueError(f"error reading CIDR {cidr} before attempting to split it") from None
+    if net.prefixlen + power > net.max_prefixlen:
+        raise ValueError(f"the CIDR {cidr} is not large enough to be split into {parts} parts")
+    return [str(sub) for sub in net.subnets(prefixlen_diff=power)]
+
+
+def _split_client(kv):
+    """A resource client with libcalico-go's UnsafeCreate and UnsafeDelete for pools: a
+    pool is created without the checks against overlapping pools and existing blocks of
+    another size (the child pools overlap the pool being split, which still exists), and
+    a pool is deleted (after being disabled, if it is not) without releasing the block
+    affinities in it, so every block keeps its host."""
+    from node.datastore.client import DatastoreClient, ippool_write_problems
+    from node.errors import ValidationError
+    from node.model.resource import validate_resource
+
+    class SplitClient(DatastoreClient):
+        def _prepare(self, res, old, creating):
+            if not (creating and res.kind == "IPPool"):
+                return super()._prepare(res, old, creating)
+            res = res.copy()
+            problems = ippool_write_problems(res, None, (), ())
+            if problems:
+                raise ValidationError(problems)
+            validate_resource(res)
+            return res
+
+        def _retire_pool(self, name, resource_version):
+            return self._disable_pool(name, resource_version)[1]  # (affinities kept)
+
+    return SplitClient(kv)
+
+
+def cmd_split(args) -> int:
+    """calicoctl's ``ipam split``: with the datastore locked, disable the pool, create
+    NUMBER equal pools ``split-<name>-<i>`` over its CIDR (its other settings, enabled),
+    then delete it, leaving its blocks and their affinities where they are."""
+    from node.model.schema import Collector, canonical_struct
+
+    old_cidr = args.cidr or ""
+    old_name = args.name or ""
+    if not old_cidr and not old_name:
+        raise CommandFailed("no name or CIDR provided. Provide a name or CIDR to denote the IP pool to split")
+    client = _split_client(client_from_args(args).kv)
+
+    try:
+        info = client.get("ClusterInformation", "default")
+    except CalicoError as exc:
+        raise CommandFailed(f"error while checking if datastore was locked: error retrieving ClusterInformation: "
+                            f"{exc}") from exc
+    ready = info.spec.get("datastoreReady")
+    if ready is None or ready:  # calicoctl v3.32.1 crashes on an unset datastoreReady
+        raise CommandFailed(_LOCK_HINT)
+
+    pool = None
+    if old_name:
+        try:
+            pool = client.get("IPPool", old_name)
+        except CalicoError as exc:
+            raise CommandFailed(f"unable to find IP pool with name {old_name}: {exc}") from exc
+    else:
+        try:
+            pools = client.list("IPPool")
+        except CalicoError as exc:
+            raise CommandFailed(f"unable to list IP pools to find the pool specified by {old_cidr}") from exc
+        for candidate in pools:
+            if candidate.spec.get("cidr") == old_cidr:
+                pool = candidate
+    if pool is None:
+        raise CommandFailed(f"unable to find IP pool {old_name} covering the specified CIDR {old_cidr}")
+
+    pool.spec["disabled"] = True
+    pool.spec = canonical_struct(pool.spec, "IPPoolSpec", "", Collector(), strict=False)
+    try:
+        pool = client.update(pool)
+    except CalicoError as exc:
+        raise CommandFailed(f"error disabling IP pool {old_cidr}") from exc
+
+    try:
+        parts = _go_atoi(args.number)
+    except ValueError as exc:
+        raise CommandFailed(f"error reading number to split IP pools into. {args.number} is not a valid number: "
+                            f"{exc}") from exc
+    pool_cidr = pool.spec.get("cidr", "")
+    try:
+        cidrs = split_cidr(pool_cidr, parts)
+    except ValueError as exc:
+        raise CommandFailed(f"error splitting the CIDR {pool_cidr} into {parts} CIDRs: {exc}") from exc
+
+    created = []
+    for i, cidr in enumerate(cidrs):
+        child = pool.copy()
+        meta = child.metadata
+        for key in ("uid", "resourceVersion", "generation", "selfLink", "creationTimestamp", "generateName"):
+            meta.pop(key, None)
+        name = f"split-{pool.name}-{i}"
+        if len(name) > 253:  # the longest Kubernetes name
+            name = f"split-{pool.name[:245]}-{i}"
+        meta["name"] = name
+        child.spec["cidr"] = cidr
+        child.spec.pop("disabled", None)
+        child.spec = canonical_struct(child.spec, "IPPoolSpec", "", Collector(), strict=False)
+        try:
+            client.create(child)
+        except CalicoError as exc:
+            raise CommandFailed(f"error using unsafe create to make split pool with cidr {cidr}: {exc}") from exc
+        created.append((name, cidr))
+
+    try:
+        client.delete("IPPool", pool.name)
+    except CalicoError as exc:
+        raise CommandFailed(f"error removing the IP pool that was split {pool.name}: {exc}") from exc
+
+    # calicoctl ends neither the first line nor the last with a newline.
+    out = f"IP Pool {pool.name} was successfully split into {parts} smaller pools."
+    out += "".join(f"Created {name} with CIDR {cidr}.\n" for name, cidr in created)
+    sys.stdout.write(out + "Please refer to the documentation for final steps.")
+    sys.stdout.flush()
     return 0
 
 
