@@ -181,7 +181,8 @@ def test_removed_endpoint_loses_its_route_and_foreign_routes_survive(ns):
 
     assert apply(ns, dp, desired_routes(cfg, RouteModel(), [])).in_sync
     assert route_to(ns, "10.65.0.5") is None and route_to(ns, "fd00:65::5", 6) is None
-    assert [n for n in neighbours(ns, CALI) if n["dst"] == "10.65.0.5"] == []
+    # Felix's route table never deletes a static ARP entry: it goes with the veth.
+    assert [n["state"] for n in neighbours(ns, CALI) if n["dst"] == "10.65.0.5"] == [["PERMANENT"]]
     assert {r["dst"] for r in routes(ns)} == before - {"10.99.0.0/26", "10.77.0.0/24"}
     assert route_to(ns, "203.0.113.0/24")["gateway"] == "192.0.2.1"
     assert route_to(ns, "198.18.0.0/16")["type"] == "blackhole"
@@ -438,3 +439,104 @@ def test_route_sync_disabled_programs_sysctls_but_no_routes(ns):
     assert route_to(ns, "10.65.0.5") is None and route_to(ns, "10.65.0.9") is not None
     assert not [n for n in neighbours(ns, CALI) if n["dst"] == "10.65.0.5"]
     assert sysctl(ns, f"net.ipv4.conf.{CALI}.proxy_arp") == "1"
+
+
+# --------------------------------------------------------------------------------------
+# As Felix v3.32.1 keeps them: which existing VXLAN devices are replaced, which
+# addresses a tunnel device keeps, whose permanent neighbours go.
+
+def test_an_existing_vxlan_device_is_recreated_only_for_what_felix_compares(ns):
+    """vxlanLinksIncompat (vxlan_mgr.go) ignores learning (Felix creates the device
+    without it, but keeps one that learns) and replaces a device with l2miss on."""
+    ns.run("ip", "link", "add", "vxlan.calico", "address", LOCAL_MAC, "type", "vxlan", "id", "4096",
+           "dstport", "4789", "dev", "eth0", "local", "192.0.2.10", "learning")
+    index = vxlan_link(ns)["ifindex"]
+    dp = RouteDataplane()
+    assert apply(ns, dp, vxlan_desired()).in_sync
+    link = vxlan_link(ns)
+    assert link["ifindex"] == index and link["linkinfo"]["info_data"]["learning"] is True
+    assert route_to(ns, "10.244.1.0/26")["dev"] == "vxlan.calico"
+
+    ns.run("ip", "link", "del", "vxlan.calico")
+    ns.run("ip", "link", "add", "vxlan.calico", "address", LOCAL_MAC, "type", "vxlan", "id", "4096",
+           "dstport", "4789", "dev", "eth0", "local", "192.0.2.10", "nolearning", "l2miss")
+    index = vxlan_link(ns)["ifindex"]
+    dp.refresh()
+    assert apply(ns, dp, vxlan_desired()).in_sync
+    link = vxlan_link(ns)
+    assert link["ifindex"] != index and not link["linkinfo"]["info_data"].get("l2miss")
+    assert route_to(ns, "10.244.1.0/26")["dev"] == "vxlan.calico"
+
+
+def test_the_v6_vxlan_device_ends_with_only_its_tunnel_address(ns):
+    """ensureAddressOnLink removes every other IPv6 address, the link-local one the
+    kernel adds when the device comes up included; the routes stay."""
+    ns.run("ip", "-6", "addr", "add", "fd00:192::10/64", "dev", "eth0", "nodad")
+    model = RouteModel(
+        routes={"fd00:244:1::/122": RouteUpdate("fd00:244:1::/122", RouteType.REMOTE_WORKLOAD, IPPoolType.VXLAN,
+                                                "node2", "fd00:192::11")},
+        vteps={"node1": VXLANTunnelEndpoint("node1", "", "", "", mac_v6=LOCAL_MAC, ipv6_addr="fd00:244::1",
+                                            parent_device_ipv6="fd00:192::10"),
+               "node2": VXLANTunnelEndpoint("node2", "", "", "", mac_v6=REMOTE_MAC, ipv6_addr="fd00:244:1::",
+                                            parent_device_ipv6="fd00:192::11")})
+    desired = desired_routes(RouteConfig(hostname="node1", vxlan_enabled_v6=True), model, [], {6: "eth0"})
+    dp = RouteDataplane()
+    assert apply(ns, dp, desired).in_sync
+    deadline = time.monotonic() + 5
+    while not [a for a in addresses(ns, "vxlan-v6.calico") if a[0].startswith("fe80:")]:
+        assert time.monotonic() < deadline, "the kernel never gave the device its link-local address"
+        time.sleep(0.05)
+    assert apply(ns, dp, desired).in_sync
+    assert [a for a in addresses(ns, "vxlan-v6.calico") if ":" in a[0]] == [("fd00:244::1/128", "global")]
+    route = route_to(ns, "fd00:244:1::/122", 6)
+    assert (route["gateway"], route["dev"], route["flags"]) == ("fd00:244:1::", "vxlan-v6.calico", ["onlink"])
+    with netlink_events(ns) as events:
+        assert apply(ns, dp, desired, interfaces=True).changes == 0
+    assert events == []
+
+
+def test_other_programs_permanent_neighbours_on_workload_interfaces_stay(ns):
+    """Felix's route table only sets static ARP entries; an unwanted one on vxlan.calico
+    (the VXLAN FDB module's) is deleted."""
+    add_workload(ns)
+    ns.run("ip", "neigh", "add", "10.65.0.77", "lladdr", "ee:aa:bb:cc:dd:77", "dev", CALI, "nud", "permanent")
+    ns.run("ip", "-6", "neigh", "add", "fd00:65::77", "lladdr", "ee:aa:bb:cc:dd:77", "dev", CALI, "nud", "permanent")
+    dp = RouteDataplane(route_cleanup_grace_period=0)
+    assert apply(ns, dp, vxlan_desired()).in_sync
+    ns.run("ip", "neigh", "add", "10.244.9.0", "lladdr", "66:00:00:00:00:09", "dev", "vxlan.calico", "nud", "permanent")
+    desired = desired_routes(RouteConfig(hostname="node1"), RouteModel(), [EP])
+    desired = DesiredRoutes(**{**vxlan_desired().__dict__, "routes": desired.routes + vxlan_desired().routes,
+                               "neighbours": desired.neighbours + vxlan_desired().neighbours})
+    dp.refresh()
+    assert apply(ns, dp, desired).in_sync
+    assert {n["dst"] for n in neighbours(ns, CALI) if "PERMANENT" in n["state"]} == {
+        "10.65.0.5", "10.65.0.77", "fd00:65::77"}
+    assert [n["dst"] for n in neighbours(ns, "vxlan.calico")] == ["10.244.1.0"]
+
+
+def test_tunl0_addresses_are_stripped_once_when_ipip_is_implicitly_off(ns):
+    """cleanUpIPIPAddrs runs once at Felix's start (and Felix restarts when the
+    encapsulation changes): tunl0 is shared, so an address someone adds afterwards (an
+    L4 load balancer's, say) stays. This kernel has no ipip module: a veth named tunl0
+    stands in (Felix looks the device up by name, whatever its type)."""
+    ns.run("ip", "link", "add", "tunl0", "type", "veth", "peer", "name", "tunl0peer")
+    ns.run("ip", "addr", "add", "10.244.0.1/32", "dev", "tunl0")
+    ns.run("ip", "addr", "add", "fd00::1/128", "dev", "tunl0", "nodad")
+
+    def v4() -> list[str]:
+        return [a for a, _ in addresses(ns, "tunl0") if ":" not in a]
+
+    off = DesiredRoutes(clean_ipip_addresses=True)
+    dp = RouteDataplane()
+    assert apply(ns, dp, off).in_sync
+    assert v4() == [] and ("fd00::1/128", "global") in addresses(ns, "tunl0")
+    ns.run("ip", "addr", "add", "198.51.100.7/32", "dev", "tunl0")
+    for _ in range(2):
+        dp.refresh()
+        assert apply(ns, dp, off).in_sync
+    assert v4() == ["198.51.100.7/32"]
+    # IPIP explicitly configured (IpInIpEnabled=false): no clean-up; implicitly off again
+    # (a restart for Felix): one more.
+    assert apply(ns, dp, DesiredRoutes()).in_sync
+    assert apply(ns, dp, off).in_sync
+    assert v4() == []

@@ -121,15 +121,31 @@ def test_ipv6_scope_is_not_compared_and_families_filter():
 # --------------------------------------------------------------------------------------
 # Neighbours and FDB.
 
-def test_neighbours_set_when_missing_or_different_and_stale_permanent_ones_deleted():
+def test_neighbours_set_when_missing_or_different_and_workload_ones_never_deleted():
+    """Felix's route table only sets static ARP entries (route_table.go has no neighbour
+    delete): another program's permanent entry on a workload interface stays, and so
+    does a removed endpoint's (it goes with its veth)."""
     want = [Neighbour("10.65.0.5", CALI, "ee:aa:bb:cc:dd:05")]
     kernel = state(neighbours={(CALI, "10.65.0.5"): "ee:aa:bb:cc:dd:05"})
     assert plan_neighbours(want, kernel, OWN, {CALI}) == []
     kernel = state(neighbours={(CALI, "10.65.0.5"): "ee:aa:bb:cc:dd:99", (CALI, "10.65.0.7"): "ee:aa:bb:cc:dd:07",
-                               ("eth0", "192.0.2.1"): "52:54:00:00:00:01"})
-    assert plan_neighbours(want, kernel, OWN, {CALI, "eth0"}) == [
-        NeighbourDelete(Neighbour("10.65.0.7", CALI, "ee:aa:bb:cc:dd:07")), NeighbourSet(want[0])]
+                               (CALI, "fd00::7"): "ee:aa:bb:cc:dd:07", ("eth0", "192.0.2.1"): "52:54:00:00:00:01"})
+    assert plan_neighbours(want, kernel, OWN, {CALI, "eth0"}) == [NeighbourSet(want[0])]
+    assert plan_neighbours([], kernel, OWN, {CALI, "eth0"}) == []
     assert plan_neighbours(want, state(), OWN, set()) == []  # interface down: later
+
+
+def test_unwanted_vxlan_neighbours_of_the_devices_family_deleted():
+    """The VXLAN FDB module deletes the permanent entries it does not want, of its own
+    family only: IPv4 on vxlan.calico, IPv6 on vxlan-v6.calico."""
+    kernel = state(neighbours={("vxlan.calico", "10.244.9.0"): "66:00:00:00:00:09",
+                               ("vxlan.calico", "fd00::9"): "66:00:00:00:00:09",
+                               ("vxlan-v6.calico", "fd00:244:9::"): "66:00:00:00:00:09",
+                               ("vxlan-v6.calico", "10.244.9.1"): "66:00:00:00:00:09"})
+    ops = plan_neighbours([], kernel, OWN, {"vxlan.calico", "vxlan-v6.calico"})
+    assert sorted(ops, key=str) == [
+        NeighbourDelete(Neighbour("10.244.9.0", "vxlan.calico", "66:00:00:00:00:09")),
+        NeighbourDelete(Neighbour("fd00:244:9::", "vxlan-v6.calico", "66:00:00:00:00:09"))]
 
 
 def test_fdb_entries_on_vxlan_devices():
@@ -184,10 +200,35 @@ def test_matching_vxlan_device_only_gets_what_differs():
     assert plan_devices(DesiredRoutes(vxlan_devices=(VX,)), kernel)[0] == []
 
 
+def test_a_learning_vxlan_device_or_one_with_unknown_port_local_or_mac_is_kept():
+    """Felix creates the device with learning off but does not compare learning on an
+    existing one, nor the port, local address or MAC when the kernel reports none."""
+    kernel = KernelState(links=links(**{"vxlan.calico": vx_link(info=dict(learning=True))}),
+                         addresses={"vxlan.calico": frozenset({"10.244.0.1/32"})})
+    assert plan_devices(DesiredRoutes(vxlan_devices=(VX,)), kernel)[0] == []
+    kernel.links["vxlan.calico"] = vx_link(mac="", info=dict(port=0, local=""))
+    assert plan_devices(DesiredRoutes(vxlan_devices=(VX,)), kernel)[0] == []
+
+
+def test_the_v6_vxlan_device_keeps_only_its_tunnel_address_link_local_included():
+    """Felix's ensureAddressOnLink removes every other address of the family, so the
+    kernel's IPv6 link-local address on vxlan-v6.calico goes too."""
+    vx6 = VXLANDevice(name="vxlan-v6.calico", vni=4096, port=4789, mtu=1390, mac="66:00:00:00:00:01",
+                      address="fd00:244::1/128", parent="eth0", local_ip="fd00:192::10")
+    link = vx_link(name="vxlan-v6.calico", mtu=1390, info=dict(local="fd00:192::10"))
+    kernel = KernelState(links=links(**{"vxlan-v6.calico": link}),
+                         addresses={"vxlan-v6.calico": frozenset({"fd00:244::1/128", "fe80::6400:ff:fe00:1/64"})})
+    assert plan_devices(DesiredRoutes(vxlan_devices=(vx6,)), kernel)[0] == [
+        AddressDelete("vxlan-v6.calico", "fe80::6400:ff:fe00:1/64")]
+
+
 def test_incompatible_vxlan_device_is_recreated_and_its_routes_reprogrammed():
+    """What Felix's vxlanLinksIncompat compares: type, flow-based mode, VNI, underlay,
+    local address, l2miss, port, GBP, MAC."""
     for change in (dict(info=dict(vni=1)), dict(info=dict(port=8472)), dict(info=dict(parent_index=7)),
                    dict(info=dict(local="192.0.2.99")), dict(mac="66:00:00:00:00:99"),
-                   dict(info=dict(learning=True)), dict(kind="veth", vxlan=None)):
+                   dict(info=dict(l2miss=True)), dict(info=dict(gbp=True)), dict(info=dict(flow_based=True)),
+                   dict(kind="veth", vxlan=None)):
         kernel = KernelState(links=links(**{"vxlan.calico": vx_link(**change)}))
         ops, up, vanishing = plan_devices(DesiredRoutes(vxlan_devices=(VX,)), kernel)
         assert ops[:2] == [LinkDelete("vxlan.calico"), VXLANCreate(VX)], change

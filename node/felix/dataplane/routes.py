@@ -11,8 +11,9 @@ endpoint_mgr}.go, felix/vxlanfdb), as a pure plan plus a thin applier:
   workload interfaces (any protocol with RemoveExternalRoutes, else ``boot`` or Felix's
   protocol), routes on ``vxlan.calico``, and any route with Felix's exclusive protocol
   (80, or DeviceRouteProtocol when it is not ``boot``) - that covers the blackholes;
-  permanent neighbours on workload interfaces and VXLAN devices; FDB entries on VXLAN
-  devices; the tunnel devices themselves. Routes and neighbours on an interface that is
+  permanent neighbours on the VXLAN devices (those on workload interfaces are set, never
+  deleted, as Felix's route table does); FDB entries on VXLAN devices; the tunnel
+  devices themselves. Routes and neighbours on an interface that is
   not oper-up are not programmed (the kernel drops them when it goes down);
 * ``plan_sysctls`` gives the /proc/sys writes: an interface's once it is oper-up, again
   whenever it comes up with a new index, and the global ones once;
@@ -35,6 +36,8 @@ endpoint_mgr}.go, felix/vxlanfdb), as a pure plan plus a thin applier:
 
 ``tunl0`` needs the kernel's ipip module: if creating it fails, one warning says so and
 the rest is programmed without it; creation is retried silently at each periodic refresh.
+With IPIP implicitly off, ``tunl0``'s IPv4 addresses are stripped once (as Felix's
+start-up clean-up does), not at every apply: the device is shared.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ import ipaddress
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from socket import AF_INET, AF_INET6
 from typing import Callable, Iterable, Mapping
@@ -86,6 +89,9 @@ class VXLANInfo:
     parent_index: int
     local: str
     learning: bool
+    l2miss: bool = False
+    gbp: bool = False
+    flow_based: bool = False  # IFLA_VXLAN_COLLECT_METADATA ("external")
 
 
 @dataclass(frozen=True)
@@ -180,8 +186,13 @@ class Ownership:
             return self.remove_external_routes or route.proto in self.all_protocols
         return route.dev == (VXLAN_DEVICE_V4 if net.version == 4 else VXLAN_DEVICE_V6)
 
-    def owns_neighbours_of(self, dev: str) -> bool:
-        return self.is_workload(dev) or dev in (VXLAN_DEVICE_V4, VXLAN_DEVICE_V6)
+    def removes_neighbour(self, dev: str, ip: str) -> bool:
+        """Whether Felix deletes an unwanted permanent neighbour: only its VXLAN FDB
+        module does, for the entries of its device's family (IPv4 on vxlan.calico, IPv6
+        on vxlan-v6.calico). Its route table only ever sets the static ARP entries of
+        workload interfaces (route_table.go has no neighbour delete): they go with
+        their interface, and those of other programs stay."""
+        return dev == (VXLAN_DEVICE_V6 if ":" in ip else VXLAN_DEVICE_V4)
 
 
 # --------------------------------------------------------------------------------------
@@ -268,34 +279,42 @@ DEVICE_OPS = (LinkDelete, VXLANCreate, IPIPCreate, LinkSetMTU, LinkSetUp, Addres
 # Plans (pure).
 
 def vxlan_incompatibility(want: VXLANDevice, have: Link, parent: Link | None) -> str:
-    """Why an existing device cannot be kept (Felix's vxlanLinksIncompat, plus learning),
-    or '' when it can."""
+    """Why an existing device cannot be kept, or '' when it can: Felix's vxlanLinksIncompat
+    (vxlan_mgr.go), which compares the link type, flow-based mode, VNI, underlay
+    interface, local address, l2miss, port, GBP and MAC (the port, local address and MAC
+    only when both sides have one). Learning is not compared: Felix creates the device
+    with learning off but keeps an existing one that learns."""
     if have.kind != "vxlan" or have.vxlan is None:
         return f"link type {have.kind or 'unknown'}"
     info = have.vxlan
+    if info.flow_based:
+        return "flow-based (external) mode"
     if info.vni != want.vni:
         return f"vni {info.vni} vs {want.vni}"
     if parent is not None and info.parent_index != parent.index:
         return f"parent interface index {info.parent_index} vs {parent.index}"
     if info.local and want.local_ip and ipaddress.ip_address(info.local) != ipaddress.ip_address(want.local_ip):
         return f"local address {info.local} vs {want.local_ip}"
+    if info.l2miss:
+        return "l2miss on"
     if info.port and info.port != want.port:
         return f"port {info.port} vs {want.port}"
+    if info.gbp:
+        return "gbp on"
     if have.mac and have.mac.lower() != want.mac.lower():
         return f"MAC {have.mac} vs {want.mac}"
-    if info.learning != want.learning:
-        return f"learning {info.learning} vs {want.learning}"
     return ""
 
 
 def _address_ops(dev: str, want: str, have: frozenset[str]) -> list:
-    """Make ``want`` the device's only address of its family (IPv6 link-local kept)."""
+    """Make ``want`` the tunnel device's only address of its family, as Felix's
+    ensureAddressOnLink (route_mgr.go) does: every other address of the family goes, the
+    IPv6 link-local one the kernel gives vxlan-v6.calico included."""
     want = _canonical_cidr(want)
     version = ipaddress.ip_interface(want).version
     ops: list = []
     for cidr in sorted(have):
-        iface = ipaddress.ip_interface(cidr)
-        if iface.version == version and cidr != want and not (version == 6 and iface.ip.is_link_local):
+        if ipaddress.ip_interface(cidr).version == version and cidr != want:
             ops.append(AddressDelete(dev, cidr))
     if want not in have:
         ops.append(AddressAdd(dev, want))
@@ -437,11 +456,13 @@ def _key_order(key: RouteKey) -> tuple:
 
 def plan_neighbours(desired: Iterable[Neighbour], kernel: KernelState, ownership: Ownership, usable: set[str],
                     vanishing: set[str] = frozenset()) -> list:
-    """Permanent ARP/NDP entries on workload interfaces and VXLAN devices."""
+    """Permanent ARP/NDP entries: the static ARP entries of workload interfaces are set
+    (never deleted, as Felix's route table never deletes them); those on the VXLAN
+    devices are set and, when unwanted, deleted (``Ownership.removes_neighbour``)."""
     want = {(n.dev, str(ipaddress.ip_address(n.ip))): n.mac.lower() for n in desired if n.dev in usable}
     ops: list = []
     for (dev, ip), mac in sorted(kernel.neighbours.items()):
-        if dev in vanishing or (dev, ip) in want or not ownership.owns_neighbours_of(dev):
+        if dev in vanishing or (dev, ip) in want or not ownership.removes_neighbour(dev, ip):
             continue
         ops.append(NeighbourDelete(Neighbour(ip, dev, mac)))
     for (dev, ip), mac in sorted(want.items()):
@@ -723,7 +744,10 @@ def link_from_msg(msg) -> Link:
             vxlan = VXLANInfo(vni=data.get_attr("IFLA_VXLAN_ID") or 0, port=data.get_attr("IFLA_VXLAN_PORT") or 0,
                               parent_index=data.get_attr("IFLA_VXLAN_LINK") or 0,
                               local=data.get_attr("IFLA_VXLAN_LOCAL") or data.get_attr("IFLA_VXLAN_LOCAL6") or "",
-                              learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")))
+                              learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")),
+                              l2miss=bool(data.get_attr("IFLA_VXLAN_L2MISS")),
+                              gbp=bool(data.get_attr("IFLA_VXLAN_GBP")),
+                              flow_based=bool(data.get_attr("IFLA_VXLAN_COLLECT_METADATA")))
     return Link(name=msg.get_attr("IFLA_IFNAME"), index=msg["index"], kind=kind or "", oper_up=link_oper_up(msg),
                 admin_up=bool(msg["flags"] & 1), mtu=msg.get_attr("IFLA_MTU") or 0,
                 mac=_mac(msg.get_attr("IFLA_ADDRESS")), vxlan=vxlan)
@@ -918,6 +942,12 @@ class RouteDataplane:
         self._tunnels: tuple[str, ...] = ()
         self._ipip_unavailable = False
         self._ipip_warned = False
+        # Felix strips tunl0's addresses once, at start, when IPIP is implicitly off
+        # (cleanUpIPIPAddrs); tunl0 is shared, so an address added later stays. Felix
+        # restarts when the encapsulation changes: here, each time the clean-up becomes
+        # wanted it is done once (retried until its deletes succeed).
+        self._ipip_clean_wanted = False
+        self._ipip_clean_pending = False
         self._applied: dict[str | None, tuple[int, frozenset[Sysctl]]] = {}
         # Interfaces whose sysctls could not all be written at the last apply (Felix's
         # "reconfigure" set: their endpoints are reported down).
@@ -997,6 +1027,12 @@ class RouteDataplane:
     def apply(self, desired: DesiredRoutes, interfaces: Mapping[str, Interface] | None = None) -> ApplyResult:
         failures: list[str] = []
         changes = 0
+        if desired.clean_ipip_addresses and not self._ipip_clean_wanted:
+            self._ipip_clean_pending = True
+        self._ipip_clean_wanted = desired.clean_ipip_addresses
+        if desired.clean_ipip_addresses and not self._ipip_clean_pending:
+            desired = replace(desired, clean_ipip_addresses=False)
+        ipip_clean_failed = False
         with IPRoute() as ipr:
             before = self._last_view
             kernel = self._view(ipr, desired, interfaces)
@@ -1010,11 +1046,13 @@ class RouteDataplane:
                                     if self.ownership.is_workload(name) or name in _TUNNEL_DEVICES)
 
             def run(op) -> bool:
-                nonlocal stale, changes
+                nonlocal stale, changes, ipip_clean_failed
                 try:
                     done = self._execute(ipr, op, indexes)
                 except NetlinkError as exc:
                     stale = True
+                    if isinstance(op, AddressDelete) and op.dev == IPIP_DEVICE:
+                        ipip_clean_failed = True
                     if isinstance(op, IPIPCreate):
                         self._ipip_failed(exc)
                     elif exc.code in _GONE:
@@ -1024,6 +1062,7 @@ class RouteDataplane:
                     return False
                 except OSError as exc:
                     stale = True
+                    ipip_clean_failed = ipip_clean_failed or (isinstance(op, AddressDelete) and op.dev == IPIP_DEVICE)
                     failures.append(f"{op}: {exc}")
                     return False
                 if not done:
@@ -1070,6 +1109,8 @@ class RouteDataplane:
                 links = read_links(ipr)
         for failure in failures:
             log.warning("Route dataplane: %s", failure)
+        if desired.clean_ipip_addresses and not ipip_clean_failed:
+            self._ipip_clean_pending = False
         failures += self._apply_sysctls(desired.sysctls, links)
         self.stats.errors += len(failures)
         return ApplyResult(changes, tuple(failures))
