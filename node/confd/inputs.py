@@ -21,6 +21,7 @@ from node.confd.services import EndpointSlice, Service, endpoint_slice_from_doc,
 from node.config import DatastoreConfig
 from node.errors import ValidationError
 from node.model import Resource, from_dict, load_documents
+from node.model.ipam import parse_pod_cidr
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,9 @@ def parse_endpoint_status(name: str, text: str) -> LocalWorkload | None:
     for family, nets_key in ((4, "ipv4Nets"), (6, "ipv6Nets")):
         nets = obj.get(nets_key) or []
         if nets:
+            # Go's net.ParseCIDR, as Calico reads it: address/length only (a bare address
+            # or a netmask is refused, and with it the whole file, for now).
+            parse_pod_cidr(nets[0])
             addrs[family] = str(ipaddress.ip_interface(nets[0]).ip)
     if not addrs:
         log.warning("endpoint status %s has no address yet; ignoring it for now", name)

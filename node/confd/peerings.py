@@ -88,24 +88,65 @@ def go_round_seconds(duration: str) -> str:
 
 
 def split_peer_ip(peer_ip: str) -> tuple[str, int]:
-    """``ip``, ``ip:port`` or ``[v6]:port`` into (host, port); a bare address has port 0."""
-    if peer_ip.startswith("["):
-        host, sep, port = peer_ip[1:].partition("]:")
-        if sep and port.isdigit() and "]" not in host:
-            return host, _port(port, peer_ip)
+    """``ip``, ``ip:port`` or ``[ip]:port`` into (host, port), as Calico's confd splits a
+    BGPPeer's peerIP (Go's ``net.SplitHostPort``, then ``strconv.ParseUint(port, 0, 16)``).
+
+    Anything that does not split, or whose port does not parse, comes back whole with
+    port 0: a bare address (IPv6 included) that way stays usable, and anything else
+    then fails as an address. The port is read as a Go integer literal, so a leading
+    ``0`` means octal: ``10.0.0.1:010`` is port 8 and ``10.0.0.1:09`` is no peer at all,
+    though calicoctl's validation (base 10) accepts both.
+    """
+    split = _go_split_host_port(peer_ip)
+    if split is None:
         return peer_ip, 0
-    if peer_ip.count(":") == 1:
-        host, _, port = peer_ip.partition(":")
-        if port.isdigit():
-            return host, _port(port, peer_ip)
-    return peer_ip, 0
+    host, port_text = split
+    port = _go_parse_port(port_text)
+    if port is None:
+        log.warning("BGPPeer peerIP %s: cannot parse the port %r", peer_ip, port_text)
+        return peer_ip, 0
+    return host, port
 
 
-def _port(text: str, peer_ip: str) -> int:
-    value = int(text)
-    if value > 0xFFFF:
-        log.warning("BGPPeer peerIP %s: port out of range; ignoring the port", peer_ip)
-        return 0
+def _go_split_host_port(text: str) -> tuple[str, str] | None:
+    """Go's ``net.SplitHostPort``: None where it returns an error."""
+    i = text.rfind(":")
+    if i < 0:
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or end + 1 != i:
+            return None              # no "]", or "]" not directly before the last ":"
+        host, j, k = text[1:end], 1, end + 1
+    else:
+        host, j, k = text[:i], 0, 0
+        if ":" in host:
+            return None              # too many colons (an unbracketed IPv6 address)
+    if "[" in text[j:] or "]" in text[k:]:
+        return None
+    return host, text[i + 1:]
+
+
+_GO_INT_PREFIXES = {"b": 2, "o": 8, "x": 16}
+
+
+def _go_parse_port(text: str) -> int | None:
+    """``strconv.ParseUint(text, 0, 16)``: a decimal, ``0x``/``0o``/``0b`` or leading-``0``
+    octal literal up to 65535; None where Go returns an error (underscores are refused)."""
+    if not text or not text.isascii():
+        return None
+    base, digits = 10, text
+    if text[0] == "0":
+        if len(text) >= 3 and text[1].lower() in _GO_INT_PREFIXES:
+            base, digits = _GO_INT_PREFIXES[text[1].lower()], text[2:]
+        else:
+            base, digits = 8, text[1:]
+    try:
+        value = int(digits, base) if digits else 0
+    except ValueError:
+        return None
+    if not digits.isalnum() or value > 0xFFFF:
+        return None
     return value
 
 
