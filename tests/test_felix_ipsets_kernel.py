@@ -9,6 +9,7 @@ test; ``initval`` in the header tells whether a set was re-created.
 from __future__ import annotations
 
 import logging
+import subprocess
 
 import pytest
 
@@ -203,7 +204,9 @@ def test_a_set_read_back_as_desired_holds_the_desired_member_strings(ns):
     assert [stdin for argv, stdin in rec.take() if argv[1] == "restore"] == ["del cali40s:two 10.1.0.99 --exist\nCOMMIT\n"]
 
 
-def test_deletions_wait_to_be_asked_and_in_use_is_retried_with_one_warning(ns, caplog):
+def test_deletions_wait_to_be_asked_and_in_use_is_retried_after_the_next_read(ns, caplog):
+    """As Felix's DeleteFailed: a set that cannot be destroyed (another program's rule
+    uses it) is not tried again on every apply, only once the kernel was read again."""
     sets, dp, rec = make()
     sets.replace("s:keep", IPSetType.NET, ["10.0.0.1"])
     sets.replace("s:gone", IPSetType.NET, ["10.0.0.2"])
@@ -215,19 +218,24 @@ def test_deletions_wait_to_be_asked_and_in_use_is_retried_with_one_warning(ns, c
     in_netns(ns, dp.refresh)
     assert {"cali40s:gone", "cali40stale"} <= names(ns)  # updates never destroy
 
+    rec.take()
     with caplog.at_level(logging.WARNING, logger="node.felix.dataplane.ipsets"):
-        in_netns(ns, dp.apply_deletions)
-        in_netns(ns, dp.apply_deletions)
+        assert in_netns(ns, dp.apply_deletions) is False
+        assert in_netns(ns, dp.apply_deletions) is False
     assert names(ns) == {"cali40s:keep", "cali40s:gone"}  # stale one gone, the in-use one kept
+    assert sorted(argv[2] for argv, _ in rec.take()) == ["cali40s:gone", "cali40stale"]  # tried once
     warnings = [r for r in caplog.records if "cali40s:gone" in r.getMessage()]
     assert len(warnings) == 1 and "in use" in warnings[0].getMessage()
-    assert dp.stats.errors == 2
+    assert dp.stats.errors == 1
 
     ns.run("iptables", "-D", "INPUT", "-m", "set", "--match-set", "cali40s:gone", "src", "-j", "ACCEPT")
-    rec.take()
+    in_netns(ns, dp.apply_deletions)
+    assert rec.take() == [] and "cali40s:gone" in names(ns)  # not before the next read
+    dp.queue_resync()  # (the refresh interval, or a failure, does this in the agent)
+    in_netns(ns, dp.apply_updates)
     in_netns(ns, dp.apply_deletions)
     assert names(ns) == {"cali40s:keep"}
-    assert [argv[1:] for argv, _ in rec.take()] == [["destroy", "cali40s:gone"]]
+    assert [argv[1:] for argv, _ in rec.take() if argv[1] != "list"] == [["destroy", "cali40s:gone"]]
 
 
 def test_type_change_recreates_the_set(ns):
@@ -238,3 +246,28 @@ def test_type_change_recreates_the_set(ns):
     in_netns(ns, dp.apply_updates)
     header, members = listing(ns, "cali40this-host")
     assert header["type"] == "hash:ip" and members == {"192.0.2.10"}
+
+
+def test_an_in_use_set_that_cannot_be_listed_is_swapped_not_destroyed(ns):
+    """A set this ipset cannot list (as with a set revision newer than it knows) is
+    rewritten through a temp set and swap, as Felix's ListFailed path does: destroying it
+    would fail while an iptables rule uses it, and the whole restore with it."""
+    ns.run("ipset", "create", "cali40s:abc", "hash:net", "family", "inet", "maxelem", str(MAX))
+    ns.run("ipset", "add", "cali40s:abc", "10.0.0.9")
+    ns.run("iptables", "-A", "INPUT", "-m", "set", "--match-set", "cali40s:abc", "src", "-j", "ACCEPT")
+    sets = IPSets(4, MAX)
+    sets.replace("s:abc", IPSetType.NET, ["10.0.0.1"])
+
+    def runner(argv, stdin):
+        if list(argv[1:]) == ["list", "cali40s:abc"]:  # the listing this ipset cannot read
+            return subprocess.CompletedProcess(argv, 1, "", "ipset v7.17: Kernel and userspace incompatible: "
+                                               "settype hash:net with revision 9 not supported by userspace.")
+        return run_command(argv, stdin)
+
+    dp = IPSetsDataplane(sets, runner=runner, refresh_interval=0, sleep=lambda s: None)
+    in_netns(ns, dp.apply_updates)
+    assert dp.stats.errors == 0 and dp.stats.restore_calls == 1
+    header, members = listing(ns, "cali40s:abc")
+    assert members == {"10.0.0.1"} and header["references"] == "1"
+    in_netns(ns, dp.apply_deletions)
+    assert names(ns) == {"cali40s:abc"}  # the temp set holding the old contents is gone

@@ -133,6 +133,16 @@ def test_type_change_recreates_unreferenced_set_last_and_blocks_a_referenced_one
     assert "cali40b" not in plan.after
 
 
+def test_a_set_that_could_not_be_listed_is_rewritten_through_a_swap_never_destroyed():
+    """Felix's ListFailed (e.g. a set revision this ipset cannot read): its references are
+    unknown, and an in-use set cannot be destroyed, so it is swapped like a maxelem change."""
+    kernel = {"cali40a": KernelSet(meta=None)}
+    plan = plan_updates(desired(cali40a=(IPSetType.NET, {"10.0.0.1"})), kernel, version=4, max_size=1048576)
+    assert plan.lines == ("create cali4t0 hash:net family inet maxelem 1048576", "add cali4t0 10.0.0.1",
+                          "swap cali40a cali4t0")
+    assert plan.blocked == () and plan.after["cali40a"].meta == NET
+
+
 def test_deletions_are_owned_undesired_sets_temp_first():
     kernel = {"cali40old": KernelSet(NET), "cali4t3": KernelSet(NET), "cali40keep": KernelSet(NET),
               "KUBE-X": KernelSet(NET), "cali60other": KernelSet(NET)}
@@ -142,16 +152,28 @@ def test_deletions_are_owned_undesired_sets_temp_first():
 class FakeIpset:
     """Scripted ``ipset`` for the applier's control flow (the kernel tests cover real ipset)."""
 
-    def __init__(self, listing: dict[str, str], fail_restores: int = 0):
+    def __init__(self, listing: dict[str, str], fail_restores: int = 0, fail_lists: int = 0,
+                 in_use: frozenset[str] = frozenset()):
         self.listing = listing
         self.fail_restores = fail_restores
+        self.fail_lists = fail_lists
+        self.in_use = in_use
         self.calls: list[tuple[tuple[str, ...], str | None]] = []
 
     def __call__(self, argv, stdin):
         args = tuple(argv[1:])
         self.calls.append((args, stdin))
         if args == ("list", "-name"):
+            if self.fail_lists:
+                self.fail_lists -= 1
+                return subprocess.CompletedProcess(argv, 1, "", "ipset v7.17: Kernel error received: busy")
             return subprocess.CompletedProcess(argv, 0, "\n".join(self.listing) + "\n", "")
+        if args[0] == "destroy":
+            if args[1] in self.in_use:
+                return subprocess.CompletedProcess(
+                    argv, 1, "", "ipset v7.17: Set cannot be destroyed: it is in use by a kernel component")
+            self.listing.pop(args[1], None)
+            return subprocess.CompletedProcess(argv, 0, "", "")
         if args[0] == "list":
             return subprocess.CompletedProcess(argv, 0, self.listing[args[1]], "")
         if args[0] == "restore" and self.fail_restores:
@@ -161,16 +183,85 @@ class FakeIpset:
 
 
 def test_failed_restore_rereads_and_retries_then_gives_up():
+    """Felix's ApplyUpdates: up to 10 attempts, each after a fresh read, with a pause
+    from 1 ms doubling between them; a failing read is retried the same way."""
     sets = IPSets(4, 1048576)
     sets.replace("s:a", IPSetType.NET, ["10.0.0.1"])
     fake = FakeIpset({}, fail_restores=1)
-    dp = IPSetsDataplane(sets, runner=fake)
+    pauses: list[float] = []
+    dp = IPSetsDataplane(sets, runner=fake, sleep=pauses.append)
     dp.apply_updates()
     assert [c[0][0] for c in fake.calls] == ["list", "restore", "list", "restore"]
-    assert dp.stats.errors == 1 and dp.stats.restore_calls == 2
+    assert dp.stats.errors == 1 and dp.stats.restore_calls == 2 and pauses == [0.001]
+
+    fake = FakeIpset({}, fail_restores=9)
+    pauses.clear()
+    IPSetsDataplane(sets, runner=fake, sleep=pauses.append).apply_updates()  # the 10th attempt succeeds
+    assert pauses == [0.001 * 2 ** i for i in range(9)]
+
     fake = FakeIpset({}, fail_restores=99)
-    with pytest.raises(IPSetsError):
-        IPSetsDataplane(sets, runner=fake).apply_updates()
+    pauses.clear()
+    with pytest.raises(IPSetsError, match="after 10 attempts: Error in line 1: boom"):
+        IPSetsDataplane(sets, runner=fake, sleep=pauses.append).apply_updates()
+    assert sum(1 for c in fake.calls if c[0][0] == "restore") == 10 and len(pauses) == 9
+
+    fake = FakeIpset({}, fail_lists=2)
+    dp = IPSetsDataplane(sets, runner=fake, sleep=lambda s: None)
+    dp.apply_updates()  # two failed reads, then the read and restore
+    assert [c[0][0] for c in fake.calls] == ["list", "list", "list", "restore"]
+    fake = FakeIpset({}, fail_lists=99)
+    with pytest.raises(IPSetsError, match="list -name failed"):
+        IPSetsDataplane(sets, runner=fake, sleep=lambda s: None).apply_updates()
+
+
+def test_after_a_failed_restore_only_the_sets_it_touched_are_reread_then_all():
+    """Felix's partial resync: the first five attempts re-list only the sets the failed
+    restore wrote to (every name is still listed), the later ones every set."""
+    sets = IPSets(4, 1048576)
+    sets.replace("s:a", IPSetType.NET, ["10.0.0.1"])
+    sets.replace("s:b", IPSetType.NET, ["10.0.0.2"])
+    listing = {"cali40s:a": _listed("cali40s:a"),
+               "cali40s:b": _listed("cali40s:b").replace("Members:\n", "Members:\n10.0.0.2\n")}
+    fake = FakeIpset(listing, fail_restores=7)
+    IPSetsDataplane(sets, runner=fake, sleep=lambda s: None).apply_updates()
+    lists = [c[0][1] for c in fake.calls if c[0][0] == "list"]
+    attempts = "/".join(lists).split("/-name")
+    assert attempts[0] == "-name/cali40s:a/cali40s:b"            # the first read: everything
+    assert attempts[1:6] == ["/cali40s:a"] * 5                    # s:a alone was written
+    assert attempts[6:] == ["/cali40s:a/cali40s:b"] * 2           # then full reads again
+    assert sum(1 for c in fake.calls if c[0][0] == "restore") == 8
+
+
+def _listed(name: str) -> str:
+    return (f"Name: {name}\nType: hash:net\nHeader: family inet hashsize 1024 maxelem 1048576\n"
+            "References: 1\nMembers:\n")
+
+
+def test_a_set_that_cannot_be_destroyed_waits_for_the_next_read_and_never_asks_for_a_rerun():
+    """Felix's ApplyDeletions: a failed destroy is marked and skipped until the next resync,
+    and a call that destroyed nothing asks for no rerun, so sets another program keeps in
+    use (more of them than one call destroys) cannot make the agent loop on them."""
+    stale = [f"cali40s:{i:02d}" for i in range(5)]
+    fake = FakeIpset({n: _listed(n) for n in stale}, in_use=frozenset(stale[:3]))
+    dp = IPSetsDataplane(IPSets(4, 1048576), runner=fake, max_deletions=2)
+    assert dp.apply_deletions() is False  # two tried, both in use
+    assert dp.apply_deletions() is True   # the next two: one gone, one left
+    assert dp.apply_deletions() is False  # the last one gone
+    destroys = [c[0][1] for c in fake.calls if c[0][0] == "destroy"]
+    assert destroys == stale and dp.stats.errors == 3
+    fake.calls.clear()
+    assert dp.apply_deletions() is False and fake.calls == []  # nothing retried without a read
+    dp.queue_resync()
+    fake.in_use = frozenset()
+    dp.apply_deletions()
+    dp.apply_deletions()
+    assert [c[0][1] for c in fake.calls if c[0][0] == "destroy"] == stale[:3] and fake.listing == {}
+
+
+def test_header_values_are_found_by_keyword_whatever_flags_come_before():
+    text = ("Name: cali40s:x\nType: hash:net\nHeader: family inet counters hashsize 1024 maxelem 65536 "
+            "comment bucketsize 12\nReferences: 0\nMembers:\n10.0.0.1 packets 0 bytes 0\n")
+    assert parse_list(text)["cali40s:x"].meta == SetMeta("hash:net", "inet", 65536)
 
 
 def test_refresh_interval_rereads_before_applying():

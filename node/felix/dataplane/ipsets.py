@@ -7,16 +7,20 @@ Felix's ``ipsets.IPSets`` (felix/ipsets/ipsets.go), as a pure plan plus a thin a
   ``^(cali6|felix-6)``), and cached; the cache is what the next apply diffs against;
 * ``plan_updates(desired, kernel)`` gives the ``ipset restore`` lines: ``create`` + ``add``
   for a new set, ``del --exist``/``add`` deltas for a set with the right metadata, and a
-  temporary ``cali4t<n>`` set filled and ``swap``ped in when the maxelem changed or when
-  rewriting is shorter than the delta. The kernel refuses to swap sets of different type
+  temporary ``cali4t<n>`` set filled and ``swap``ped in when the maxelem changed, when the
+  set could not be listed, or when rewriting is shorter than the delta. The kernel refuses to swap sets of different type
   or family, so such a set is destroyed and re-created instead, once nothing references
   it; ``plan_deletions`` names the owned sets that are no longer wanted (temp sets too);
 * ``IPSetsDataplane`` runs ONE ``ipset restore`` per ``apply_updates()`` (before the
   iptables apply, so rules never reference a missing set) and destroys unwanted sets in
-  ``apply_deletions()`` (after it, so references are gone first). A destroy that fails
-  (the set is still in use) is retried at the next ``apply_deletions``. With nothing
-  changed an apply runs no command at all; ``refresh()`` (or the refresh interval)
-  re-reads the kernel and repairs drift with only the difference.
+  ``apply_deletions()`` (after it, so references are gone first). A failed restore (or
+  read) is retried after a fresh read, up to 10 attempts with a backoff from 1 ms
+  doubling, as Felix's ApplyUpdates does. A destroy that fails (the set is still in use,
+  say by another program's rule) is not tried again until the next read of the kernel
+  (Felix's DeleteFailed, cleared by a resync), so a set that stays in use costs one
+  ``ipset destroy`` per refresh interval, not one per apply. With nothing changed an
+  apply runs no command at all; ``refresh()`` (or the refresh interval) re-reads the
+  kernel and repairs drift with only the difference.
 """
 from __future__ import annotations
 
@@ -42,8 +46,10 @@ _OWNED = {
 REWRITE_MIN_CHANGES = 1000
 # Destroys are slow (tens of ms each, serialised in the kernel): a bounded number per call.
 MAX_DELETIONS_PER_CALL = 20
-# Attempts of one apply (each after a fresh read of the kernel) before giving up.
-MAX_APPLY_ATTEMPTS = 3
+# Attempts of one apply (each after a fresh read of the kernel) before giving up, and the
+# first pause between two, doubled each time (Felix's MaxRetryAttempt and retryDelay).
+MAX_APPLY_ATTEMPTS = 10
+RETRY_DELAY = 0.001
 
 
 class IPSetsError(RuntimeError):
@@ -128,10 +134,17 @@ def parse_list(text: str) -> dict[str, KernelSet]:
 
 
 def _parse_header(set_type: str, words: list[str]) -> SetMeta | None:
-    """``family inet hashsize 1024 maxelem 1048576 ...`` -> metadata (None if incomplete)."""
-    values = dict(zip(words[::2], words[1::2]))
-    family = values.get("family", "")
-    max_size = values.get("maxelem", "")
+    """``family inet hashsize 1024 maxelem 1048576 ...`` -> metadata (None if incomplete).
+    Each value is the word after its keyword, as Felix reads ``maxelem``: flags without a
+    value (``counters``, ``comment``, ``forceadd``...) may stand anywhere in the header."""
+    def after(keyword: str) -> str:
+        try:
+            return words[words.index(keyword) + 1]
+        except (ValueError, IndexError):
+            return ""
+
+    family = after("family")
+    max_size = after("maxelem")
     if not set_type or not family or not max_size.isdigit():
         return None
     return SetMeta(set_type, family, int(max_size))
@@ -180,9 +193,12 @@ def plan_updates(desired: Mapping[str, IPSet], kernel: Mapping[str, KernelSet], 
             lines.extend(f"add {name} {m}" for m in _sorted(want.members))
             after[name] = KernelSet(meta, set(want.members))
             continue
+        # swap needs equal type and family: a set listed with another one is destroyed and
+        # re-created, if nothing uses it. One whose listing failed (Felix's ListFailed: a
+        # revision this ipset cannot read, say) has unknown references; as Felix, it is
+        # rewritten through a temp set and swap below, never destroyed.
         type_changed = have.meta is not None and (have.meta.type != meta.type or have.meta.family != meta.family)
-        if type_changed or (have.meta is None and not have.references):
-            # swap needs equal type and family: destroy and re-create, if nothing uses it.
+        if type_changed:
             if have.references:
                 blocked.append(name)
                 continue
@@ -276,7 +292,7 @@ class IPSetsDataplane:
     def __init__(self, desired: IPSets, *, refresh_interval: float = 90.0,
                  rewrite_min: int = REWRITE_MIN_CHANGES, max_deletions: int = MAX_DELETIONS_PER_CALL,
                  ipset: str = "ipset", runner: Runner = run_command,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.desired = desired
         self.version = desired.ip_version
         self.refresh_interval = refresh_interval
@@ -286,7 +302,10 @@ class IPSetsDataplane:
         self.stats = IPSetStats()
         self._run_command = runner
         self._clock = clock
+        self._sleep = sleep
         self._kernel: dict[str, KernelSet] | None = None
+        # Sets whose destroy failed since the kernel was last read (Felix's DeleteFailed).
+        self._delete_failed: set[str] = set()
         self._read_at = 0.0
         self._next_temp = 0
         self._warned_blocked: set[str] = set()
@@ -306,15 +325,23 @@ class IPSetsDataplane:
             self.stats.exec_starts.append(started)
         return proc
 
-    def read_kernel(self) -> dict[str, KernelSet]:
-        """Every owned set of this family with its members (and cache it)."""
+    def read_kernel(self, only: Iterable[str] | None = None) -> dict[str, KernelSet]:
+        """Every owned set of this family with its members (and cache it). With ``only``
+        (and a picture to keep), Felix's partial resync after a failed restore: every
+        name is listed, but only those sets (and any the picture lacks) are re-read."""
         names = self._run(["list", "-name"])
         if names.returncode != 0:
             self.stats.errors += 1
             raise IPSetsError(f"ipset list -name failed: {names.stderr.strip()}")
+        partial = only is not None and self._kernel is not None
+        reread = set(only) if partial else set()
+        previous = self._kernel if partial else {}
         kernel: dict[str, KernelSet] = {}
         for name in names.stdout.split():
             if not owns(name, self.version):
+                continue
+            if partial and name not in reread and name in previous:
+                kernel[name] = previous[name]
                 continue
             listed = self._run(["list", name])
             if listed.returncode != 0:
@@ -331,7 +358,9 @@ class IPSetsDataplane:
                 parsed.members = set(want.members)
             kernel[name] = parsed if parsed is not None else KernelSet(meta=None)
         self._kernel = kernel
-        self._read_at = self._clock()
+        if not partial:
+            self._read_at = self._clock()
+            self._delete_failed.clear()  # a resync gives failed destroys another try
         self.stats.sets = len(kernel)
         return kernel
 
@@ -348,9 +377,29 @@ class IPSetsDataplane:
     # -- applying --------------------------------------------------------------------------
 
     def apply_updates(self) -> None:
-        """Create and update sets (before the iptables apply), in one ``ipset restore``."""
+        """Create and update sets (before the iptables apply), in one ``ipset restore``.
+        A failed read or restore is retried after a fresh read (of the sets the failed
+        restore touched for the first five attempts, of all of them after), with a growing
+        pause."""
+        delay = RETRY_DELAY
+        problem = ""
+        resync: set[str] | None = None  # the sets a failed restore touched
         for attempt in range(1, MAX_APPLY_ATTEMPTS + 1):
-            kernel = self._kernel_view()
+            if attempt > 1:
+                self._sleep(delay)
+                delay *= 2
+            try:
+                if resync is not None:
+                    kernel = self.read_kernel(only=resync)
+                    resync = None
+                else:
+                    kernel = self._kernel_view()
+            except IPSetsError as exc:
+                self._kernel = None
+                problem = str(exc)
+                log.warning("reading the IPv%d IP sets failed (attempt %d of %d): %s", self.version, attempt,
+                            MAX_APPLY_ATTEMPTS, problem)
+                continue
             plan = plan_updates(self.desired.sets, kernel, version=self.version, max_size=self.desired.max_size,
                                 next_temp=self._next_temp, rewrite_min=self.rewrite_min)
             self._warn_blocked(plan.blocked)
@@ -369,11 +418,18 @@ class IPSetsDataplane:
                 self.stats.sets = self.stats.sets_after_updates = len(kernel)
                 return
             self.stats.errors += 1
-            self._kernel = None
+            # As Felix: the first half of the attempts re-read only the sets the restore
+            # touched (ipset restore is not atomic: those may be half done), the rest all.
+            if attempt <= MAX_APPLY_ATTEMPTS // 2:
+                resync = set(plan.after)
+            else:
+                self._kernel = None
+            problem = result.stderr.strip()
             first = plan.lines[:3]
             log.warning("ipset restore failed (attempt %d of %d): %s; input began %s (%d lines)", attempt,
-                        MAX_APPLY_ATTEMPTS, result.stderr.strip(), first, len(plan.lines))
-        raise IPSetsError(f"IPv{self.version} IP sets could not be updated after {MAX_APPLY_ATTEMPTS} attempts")
+                        MAX_APPLY_ATTEMPTS, problem, first, len(plan.lines))
+        raise IPSetsError(f"IPv{self.version} IP sets could not be updated after {MAX_APPLY_ATTEMPTS} attempts: "
+                          f"{problem}")
 
     def _warn_blocked(self, blocked: Iterable[str]) -> None:
         for name in blocked:
@@ -384,29 +440,37 @@ class IPSetsDataplane:
 
     def apply_deletions(self) -> bool:
         """Destroy owned sets no longer desired (after the iptables apply). Returns True
-        when more remain than one call destroys, so the caller calls again soon."""
+        when some were destroyed and more remain than one call destroys, so the caller
+        calls again soon (never for sets that only failed: as Felix, a set whose destroy
+        failed waits for the next read of the kernel, so a set another program still
+        uses is not retried on every apply)."""
         kernel = self._kernel_view()
-        pending = plan_deletions(self.desired.sets, kernel, self.version)
+        pending = [n for n in plan_deletions(self.desired.sets, kernel, self.version)
+                   if n not in self._delete_failed]
+        destroyed = 0
         for name in pending[:self.max_deletions]:
             result = self._run(["destroy", name])
             if result.returncode == 0 or "does not exist" in result.stderr:
                 kernel.pop(name, None)
                 self._warned_in_use.discard(name)
+                destroyed += 1
                 log.info("Deleted IP set %s", name)
                 continue
             self.stats.errors += 1
+            self._delete_failed.add(name)
             if name not in self._warned_in_use:
                 self._warned_in_use.add(name)
-                log.warning("Failed to delete IP set %s (%s); will retry", name, result.stderr.strip())
+                log.warning("Failed to delete IP set %s (%s); will retry after the next resync", name,
+                            result.stderr.strip())
             else:
                 log.debug("IP set %s still cannot be deleted: %s", name, result.stderr.strip())
         self.stats.sets = len(kernel)
-        return len(pending) > self.max_deletions
+        return destroyed > 0 and len(pending) > self.max_deletions
 
     def refresh(self) -> None:
         """Re-read every owned set now and repair any drift (creates and updates only;
-        stale sets go at the next ``apply_deletions``)."""
-        self.read_kernel()
+        stale sets go at the next ``apply_deletions``), with ``apply_updates``' retries."""
+        self._kernel = None
         self.apply_updates()
 
 
