@@ -464,3 +464,60 @@ def test_agent_reports_unready_after_failed_applies_in_a_row_and_ready_after_a_s
         assert dataplane_ready() is (n < FAILED_APPLIES_BEFORE_UNREADY)
     agent._record_apply(0.01, [])
     assert dataplane_ready()
+
+
+def test_no_table_is_written_while_ip_sets_fail_and_the_failure_path_never_raises():
+    """As Felix: tables wait for the IP sets (a rule must not go live against a missing or
+    half-updated set); the failed apply only queues fresh reads (a re-read that fails again
+    is the retry's to report, not an exception out of the agent's loop)."""
+    from types import SimpleNamespace
+
+    from node.felix.agent import Agent
+    from node.felix.dataplane.ipsets import IPSetsError
+
+    calls = []
+
+    class Sets:
+        fail = True
+
+        def apply_updates(self):
+            calls.append("ipsets")
+            if self.fail:
+                raise IPSetsError("ipset restore failed: Set cannot be created")
+
+        def apply_deletions(self):
+            calls.append("ipset deletions")
+            return False
+
+        def queue_resync(self):
+            calls.append("ipsets resync queued")
+
+        def refresh(self):
+            raise IPSetsError("still failing")
+
+    class Tables:
+        def apply(self):
+            calls.append("iptables")
+            return SimpleNamespace(reschedule_after=None)
+
+        def refresh(self):
+            calls.append("iptables re-read queued")
+
+    agent = Agent(LOCAL, {}, kv_factory=lambda: None, default_rp_filter="1")
+    agent._interfaces = {}
+    sets = Sets()
+    agent.ipsets, agent.iptables = {4: sets}, {4: Tables()}
+    agent.pipeline = SimpleNamespace(
+        dataplanes={4: SimpleNamespace(active_workload_endpoints=dict)},
+        config=SimpleNamespace(MTUIfacePattern="^eth"), pod_mtu=lambda mtu: mtu,
+        desired_routes=lambda **kw: None)
+    agent.mtu_file = SimpleNamespace(apply=lambda *a: None)
+    agent.routes = SimpleNamespace(apply=lambda *a: SimpleNamespace(in_sync=True, failures=[]),
+                                   recheck_after=lambda: None, refresh=lambda: None, unconfigured=frozenset())
+    agent._apply()
+    assert calls == ["ipsets", "iptables re-read queued", "ipsets resync queued"]
+    assert agent._failed_applies == 1
+    calls.clear()
+    sets.fail = False
+    agent._apply()
+    assert calls == ["ipsets", "iptables", "ipset deletions"] and agent._failed_applies == 0

@@ -495,7 +495,9 @@ class Agent:
             except IPSetsError as exc:
                 failures.append(f"IP sets (IPv{version}): {exc}")
         reschedule = list(self._periods)
-        for version, ipt in self.iptables.items():
+        # As Felix: no table is written until the IP sets are, so no rule goes live against
+        # a set that is missing or half updated (the retry re-reads and tries both again).
+        for version, ipt in (self.iptables.items() if not failures else ()):
             try:
                 stats = ipt.apply()
                 if stats.reschedule_after is not None:
@@ -614,7 +616,7 @@ class Agent:
             for ipt in self.iptables.values():
                 ipt.refresh()
             for sets in self.ipsets.values():
-                sets.refresh()
+                sets.queue_resync()  # (read again by the retry's apply, whose failure it reports)
             if self.routes is not None:
                 self.routes.refresh()
             self._retry_at = time.monotonic() + self._retry_delay
