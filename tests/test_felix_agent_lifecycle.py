@@ -136,12 +136,13 @@ def test_restart_converges_without_writes_or_dropped_connections(node, tmp_path)
                for line in lines)
     assert {"felix_log_errors 0", "felix_logs_dropped 0"} <= set(lines)
     # The calculation's families: the two local pods, the one policy (used here, with its
-    # source selector's set), the three tiers and the namespace's two profiles; the updates
+    # source selector's set), the three tiers and three profiles (the namespace's two and the
+    # default-allow one every datastore lists, as Felix's syncer delivers it); the updates
     # and messages of the initial sync by Felix's type names; the IP sets programmed.
     assert {"felix_active_local_endpoints 2", "felix_active_local_policies 1", "felix_active_local_selectors 1",
             "felix_cluster_num_workload_endpoints 2", "felix_cluster_num_host_endpoints 0",
             "felix_cluster_num_hosts 1", "felix_cluster_num_policies 1", "felix_cluster_num_tiers 3",
-            "felix_cluster_num_profiles 2"} <= set(lines), [l for l in lines if "_local_" in l or "_num_" in l]
+            "felix_cluster_num_profiles 3"} <= set(lines), [l for l in lines if "_local_" in l or "_num_" in l]
     assert labelled(node, "felix_calc_graph_updates_processed", type="WorkloadEndpointKey") >= 2
     assert labelled(node, "felix_calc_graph_updates_processed", type="PolicyKey") >= 1
     assert labelled(node, "felix_int_dataplane_messages", type="WorkloadEndpointUpdate") >= 2
