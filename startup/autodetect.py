@@ -53,7 +53,7 @@ def split_list(text: str) -> list[str]:
 def parse_cidr(text: str) -> tuple[IPAddress, ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
     """Go's net.ParseCIDR: ``addr/len`` only, host bits allowed; None when it does not parse."""
     addr, sep, prefix = text.partition("/")
-    if not sep or not prefix.isdigit() or "%" in addr:
+    if not sep or not (prefix.isascii() and prefix.isdigit()) or "%" in addr:
         return None
     try:
         iface = ipaddress.ip_interface(f"{addr}/{int(prefix)}")

@@ -57,15 +57,16 @@ def datastore_cluster_type(cluster_type: str, datastore_type: str) -> str:
 
 
 def merge_cluster_type(existing: str, local: str) -> str:
-    """Set union that keeps the existing entries and their order, appending new ones."""
+    """The existing entries, in their order, then each local entry the existing value
+    lacks. As in libcalico-go, only the *existing* entries are checked, so a local entry
+    repeated in CLUSTER_TYPE is appended each time (``a`` + ``b,b`` gives ``a,b,b``)."""
     if not local:
         return existing
     if not existing:
         return local
     merged = existing.split(",")
-    for entry in local.split(","):
-        if entry not in merged:
-            merged.append(entry)
+    known = set(merged)
+    merged.extend(entry for entry in local.split(",") if entry not in known)
     return ",".join(merged)
 
 

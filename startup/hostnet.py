@@ -25,20 +25,38 @@ def read_links() -> list[Link]:
         raise OSError(exc.code, f"netlink dump failed: {exc}") from None
     by_index: dict[int, list] = defaultdict(list)
     for msg in raw_addrs:
-        # On point-to-point links IFA_ADDRESS is the peer; IFA_LOCAL is ours.
-        text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-        if not text:
-            continue
-        text = text.split("%", 1)[0]
-        try:
-            by_index[msg["index"]].append(ipaddress.ip_interface(f"{text}/{msg['prefixlen']}"))
-        except ValueError:
-            continue
+        address = _address_of(msg)
+        if address is not None:
+            by_index[msg["index"]].append(address)
     links = []
     for msg in raw_links:
         name = msg.get_attr("IFLA_IFNAME") or ""
         links.append(Link(msg["index"], name, tuple(by_index.get(msg["index"], ()))))
     return links
+
+
+def _address_of(msg) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+    """One RTM_NEWADDR as Calico's netlink library reads it.
+
+    IFA_ADDRESS carries the prefix length. IFA_LOCAL, when present, is our own address:
+    the kernel sends it equal to IFA_ADDRESS for an ordinary IPv4 address, and only for
+    point-to-point addresses (``ip addr add A peer B/len``) does IFA_ADDRESS hold the peer.
+    Such an address, and any IPv6 address that has an IFA_LOCAL (IPv6 sends one only with
+    a peer), is a host route: the prefix belongs to the peer, so it reads as ``A/32`` or
+    ``A/128`` (vishvananda/netlink v1.3.1, which Calico v3.32.1 uses, does the same).
+    """
+    local = msg.get_attr("IFA_LOCAL")
+    peer = msg.get_attr("IFA_ADDRESS")
+    try:
+        if local:
+            ip = ipaddress.ip_address(local.split("%", 1)[0])
+            if not (ip.version == 4 and peer and ipaddress.ip_address(peer.split("%", 1)[0]) == ip):
+                return ipaddress.ip_interface(ip)  # full-length prefix
+        if not peer:
+            return None
+        return ipaddress.ip_interface(f"{peer.split('%', 1)[0]}/{msg['prefixlen']}")
+    except ValueError:
+        return None
 
 
 def reach_source(dest: str, version: int) -> IPAddress:

@@ -165,7 +165,8 @@ def extract_kubeadm_cidrs(data: Mapping[str, str]) -> tuple[str, str]:
         for entry in match.group(1).split(","):
             addr, sep, prefix = entry.partition("/")
             try:
-                if not sep or not prefix.isdigit():
+                # Go's net.ParseCIDR: ASCII digits only, and no IPv6 zone (Python accepts both).
+                if not sep or not (prefix.isascii() and prefix.isdigit()) or "%" in addr:
                     raise ValueError(entry)
                 net = ipaddress.ip_interface(f"{addr}/{int(prefix)}")
             except ValueError:

@@ -131,6 +131,19 @@ def _pool(name: str, version: int, cidr: str, ipip: str, vxlan: str, nat: bool, 
                      strict=True, validate=False)
 
 
+def _ipv6_vxlan(env: Mapping[str, str], v4_on: bool) -> str:
+    """CALICO_IPV6POOL_VXLAN, lower-cased. Calico v3.32.1 reads it together with the IPv4
+    pool's settings, so with CALICO_IPV4POOL_CIDR=none it is never read and the default
+    IPv6 pool gets VXLAN mode Never (a bad value is not even noticed)."""
+    value = env.get("CALICO_IPV6POOL_VXLAN", "")
+    if v4_on:
+        return value.lower()
+    if value:
+        log.warning("CALICO_IPV6POOL_VXLAN=%s is ignored while CALICO_IPV4POOL_CIDR is none, as in Calico; "
+                    "the default IPv6 pool gets VXLAN mode Never", value)
+    return ""
+
+
 def plan_default_pools(env: Mapping[str, str], existing: Sequence[Resource],
                        host_ipv4: Iterable[ipaddress.IPv4Address], ipv6_supported: Callable[[], bool],
                        kubeadm_config: Mapping[str, str] | None = None,
@@ -175,7 +188,7 @@ def plan_default_pools(env: Mapping[str, str], existing: Sequence[Resource],
             v6_text = ula()
         # IPIP cannot carry IPv6, so CALICO_IPV6POOL_IPIP is never read.
         settings[6] = {"cidr": _network(v6_text, 6), "block": block, "selector": selector, "ipip": "never",
-                       "vxlan": env.get("CALICO_IPV6POOL_VXLAN", "").lower()}
+                       "vxlan": _ipv6_vxlan(env, v4_on)}
 
     present = present_versions(existing)
     plans = []

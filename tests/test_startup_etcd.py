@@ -279,7 +279,9 @@ def test_vxlan_backend_needs_no_run_dir(node_host, etcd_kv):
     ({"CALICO_IPV4POOL_CIDR": "none", "CALICO_IPV6POOL_CIDR": "fd00:77::/64", "CALICO_IPV6POOL_BLOCK_SIZE": "124",
       "CALICO_IPV6POOL_VXLAN": "always", "CALICO_IPV6POOL_NAT_OUTGOING": "",
       "CALICO_IPV6POOL_DISABLE_BGP_EXPORT": "true", "CALICO_IPV6POOL_NODE_SELECTOR": "all()"},
-     {"default-ipv6-ippool": {"cidr": "fd00:77::/64", "vxlanMode": "Always", "ipipMode": "Never",
+     # Calico reads CALICO_IPV6POOL_VXLAN only while the IPv4 pool is enabled (startup.go
+     # configureIPPools), so with CALICO_IPV4POOL_CIDR=none the IPv6 pool's mode is Never.
+     {"default-ipv6-ippool": {"cidr": "fd00:77::/64", "vxlanMode": "Never", "ipipMode": "Never",
                               "natOutgoing": True, "disableBGPExport": True, "blockSize": 124,
                               "nodeSelector": "all()", "allowedUses": ["Workload", "Tunnel"],
                               "assignmentMode": "Automatic"}}),
