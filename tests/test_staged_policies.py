@@ -267,7 +267,7 @@ def test_calicoctl_create_get_replace_delete(ctl):
         ["NAMESPACE", "NAME", "TIER", "ORDER", "SELECTOR"], ["prod", "web", "default", "10", "app", "==", "'web'"]]
     code, out, _ = ctl("get", "sgnp", "-o", "wide")
     assert [line.split() for line in out.splitlines()[:2]] == [["NAME", "TIER", "ORDER", "SELECTOR"],
-                                                               ["gone", "default"]]
+                                                               ["gone", "default", "<nil>"]]  # (Go prints a nil order)
     code, out, _ = ctl("get", "sknp", "db", "-n", "prod", "-o", "wide")
     header, row = out.splitlines()[:2]
     assert header.split() == ["NAMESPACE", "NAME", "PODSELECTOR"]

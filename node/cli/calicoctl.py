@@ -257,10 +257,33 @@ def cmd_get(args) -> int:
         except CalicoError as exc:
             errors.append(str(exc))
     # --export applies to resources named on the command line only, as in calicoctl.
-    sys.stdout.write(render(printer, objects, export=args.export and bool(args.kind and args.names)))
+    sys.stdout.write(render(printer, objects, export=args.export and bool(args.kind and args.names),
+                            config=_config_lookup(client)))
     if errors:
         raise CommandFailed("\n".join(errors))
     return 0
+
+
+def _config_lookup(client) -> Callable[[str], str]:
+    """calicoctl's ``{{config "asnumber"}}`` for node tables: the default BGPConfiguration's
+    asNumber, 64512 when it or its asNumber is missing, "unknown" when it cannot be read.
+    Read at most once, and only when a table needs it."""
+    cache: dict[str, str] = {}
+
+    def lookup(name: str) -> str:
+        if name.lower() != "asnumber":
+            raise ValueError(f"unhandled config type {name}")
+        if "asnumber" not in cache:
+            try:
+                asn = client.get("BGPConfiguration", "default").spec.get("asNumber")
+                cache["asnumber"] = "64512" if asn is None else str(asn)
+            except NotFound:
+                cache["asnumber"] = "64512"
+            except CalicoError:
+                cache["asnumber"] = "unknown"
+        return cache["asnumber"]
+
+    return lookup
 
 
 # --------------------------------------------------------------------------------------
