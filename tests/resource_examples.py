@@ -33,12 +33,12 @@ spec: {assignmentMode: Automatic, allowedUses: [Workload, Tunnel], nodeSelector:
         """
 kind: BGPConfiguration
 metadata: {name: default, uid: u2, creationTimestamp: "2025-05-01T10:00:00Z"}
-spec: {asNumber: "1.10", nodeToNodeMeshEnabled: false, logSeverityScreen: Info,
+spec: {asNumber: "1.10", nodeToNodeMeshEnabled: true, logSeverityScreen: Info,
        serviceClusterIPs: [{cidr: 10.96.0.0/12}], listenPort: 179, nodeMeshMaxRestartTime: 120s}
 """,
         '{"kind":"BGPConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default","uid":"u2",'
         '"creationTimestamp":"2025-05-01T10:00:00Z"},"spec":{"logSeverityScreen":"Info",'
-        '"nodeToNodeMeshEnabled":false,"asNumber":65546,"serviceClusterIPs":[{"cidr":"10.96.0.0/12"}],'
+        '"nodeToNodeMeshEnabled":true,"asNumber":65546,"serviceClusterIPs":[{"cidr":"10.96.0.0/12"}],'
         '"listenPort":179,"nodeMeshMaxRestartTime":"2m0s"}}',
     ),
     "BGPPeer": (

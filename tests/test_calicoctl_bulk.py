@@ -115,9 +115,9 @@ def test_delete_counts_only_what_it_deleted(ctl):
     code, out, err = ctl("delete", "profile", "a", "b")
     assert (code, out) == (1, "")
     assert err.splitlines() == ["Failed to delete 'Profile' resource: resource does not exist: Profile(a) with error: "
-                                "not found",
+                                "<nil>",
                                 "Failed to delete 'Profile' resource: resource does not exist: Profile(b) with error: "
-                                "not found"]
+                                "<nil>"]
 
 
 def test_unexpected_failure_mid_run_still_reports_the_progress(ctl, monkeypatch):

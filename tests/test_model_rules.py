@@ -75,16 +75,20 @@ def test_float_fields_reject_values_outside_float64():
     ("BGPConfiguration", "logSeverityScreen"), ("FelixConfiguration", "logSeverityScreen"),
     ("FelixConfiguration", "logSeverityFile"), ("FelixConfiguration", "logSeveritySys"),
 ])
-def test_log_severities_are_calicos_levels_in_any_case(kind, field):
-    for level in ("Trace", "Debug", "info", "WARNING", "Error", "fatal"):
+def test_log_severities_are_calicos_levels_exactly(kind, field):
+    # libcalico-go's "logLevel" validator matches exactly (its table refuses "info" and
+    # "INFO"); it runs on every write, whatever the CRD's case-insensitive pattern allows.
+    for level in ("Trace", "Debug", "Info", "Warning", "Error", "Fatal"):
         assert one(f"kind: {kind}\nmetadata: {{name: default}}\nspec: {{{field}: {level}}}").spec[field] == level
-    bad(f"kind: {kind}\nmetadata: {{name: default}}\nspec: {{{field}: Verbose}}",
-        f"{kind}(default).spec.{field} = 'Verbose' (invalid log level")
-    bad(f"kind: {kind}\nmetadata: {{name: default}}\nspec: {{{field}: Warn}}", f"spec.{field} = 'Warn'")
+    for level in ("info", "WARNING", "fatal", "Verbose", "Warn"):
+        bad(f"kind: {kind}\nmetadata: {{name: default}}\nspec: {{{field}: {level}}}",
+            f"{kind}(default).spec.{field} = '{level}' (invalid log level")
 
 
 def test_bpf_and_kube_controllers_log_levels():
-    one("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfLogLevel: 'off', bpfConntrackLogLevel: Debug}")
+    one("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfLogLevel: 'Off', bpfConntrackLogLevel: Debug}")
+    bad("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfLogLevel: 'off'}",
+        "spec.bpfLogLevel = 'off' (invalid BPF log level")
     bad("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfLogLevel: Trace}",
         "spec.bpfLogLevel = 'Trace' (invalid BPF log level")
     bad("kind: FelixConfiguration\nmetadata: {name: default}\nspec: {bpfConntrackLogLevel: Info}",
