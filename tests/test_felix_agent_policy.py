@@ -179,14 +179,15 @@ def test_egress_nets_icmp_and_named_ports(node, cleanup):
     expect(node, "a", "tcp", "d", 80, False)       # 10.65.1.13 is outside the allowed net
 
 
-@pytest.mark.parametrize("action, ok", [("DROP", False), ("ACCEPT", True)])
+@pytest.mark.parametrize("action, ok", [("Drop", False), ("Accept", True)])
 def test_workload_to_host_action(node, cleanup, action, ok):
     # Check 7: pod -> host follows DefaultEndpointToHostAction (changing it restarts the
-    # agent with Felix's code 129, as Felix does); host -> pod is always allowed.
+    # agent with Felix's code 129, as Felix does); host -> pod is always allowed. (The
+    # resource takes Calico's spelling, Drop/Accept/Return; only FELIX_* variables take any case.)
     restarts = node.restarts
     _write(node, cleanup, _resource("FelixConfiguration", f"node.{node.name}",
                                     {"defaultEndpointToHostAction": action}))
-    if action != "DROP":  # DROP is the default: writing it changes nothing
+    if action != "Drop":  # Drop is the default: writing it changes nothing
         assert eventually(lambda: node.restarts > restarts, WAIT), node.log_text()[-3000:]
     node.wait_ready(40)
     expect(node, "a", "icmp", "node", 0, ok)
