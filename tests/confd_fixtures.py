@@ -43,6 +43,22 @@ def bgp_filter(name: str, **spec) -> Resource:
     return _res("BGPFilter", name, spec)
 
 
+def stored(kind: str, name: str, **spec) -> Resource:
+    """A resource as the renderer receives it when another writer (kubectl against the
+    crd.projectcalico.org CRDs, an older release, a script writing etcd) stored a value
+    Calico's validation refuses: the raw JSON at its etcd key, decoded as the syncer
+    decodes it, with no validation on the way."""
+    import json
+
+    from node.datastore.client import decode_kv
+    from node.model import etcd_key
+
+    value = json.dumps({"kind": kind, "apiVersion": API, "metadata": {"name": name}, "spec": spec})
+    res = decode_kv(etcd_key(kind, name, ""), value.encode(), 1)
+    assert res is not None
+    return res
+
+
 def pool(name: str, cidr: str, **spec) -> Resource:
     return _res("IPPool", name, dict(spec, cidr=cidr))
 

@@ -85,8 +85,12 @@ def node(name: str, ipv4: str = "", labels=None, **spec) -> Resource:
 
 def bgp_peer(name: str, selector: str | None = None, node: str = "", node_selector: str | None = None,
              **spec) -> Resource:
-    """A BGPPeer; ``selector`` is its localWorkloadSelector."""
-    body = {"peerIP": "10.0.0.9", "asNumber": 64512}
+    """A BGPPeer; ``selector`` is its localWorkloadSelector. As Calico's validation
+    requires, a peer with a selector has an AS number and no peerIP (it peers with the
+    workloads it picks); one without gets a peerIP, as an ordinary peer has."""
+    body = {"asNumber": 64512}
+    if not selector:
+        body["peerIP"] = "10.0.0.9"
     if node:
         body["node"] = node
     if node_selector is not None:

@@ -114,13 +114,25 @@ def test_tier_defaults_on_create(client, etcd_kv):
     assert stored(etcd_kv, V3 + "tiers/bronze")["spec"] == {"order": 50, "defaultAction": "Pass"}
 
 
-@pytest.mark.parametrize("name", ["default", "kube-admin", "kube-baseline"])
-def test_built_in_tiers_cannot_be_deleted(client, etcd_kv, name):
-    tier(client, name)
+@pytest.mark.parametrize("name,order,action", [("default", 1_000_000, "Deny"), ("kube-admin", 1_000, "Pass"),
+                                               ("kube-baseline", 10_000_000, "Pass")])
+def test_built_in_tiers_cannot_be_deleted(client, etcd_kv, name, order, action):
+    # (Created with the order and default action Calico pins for each built-in tier.)
+    tier(client, name, order=order, defaultAction=action)
     with pytest.raises(OperationNotSupported) as info:
         client.delete("Tier", name)
     assert str(info.value) == f"operation Delete is not supported on {name}: Cannot delete {name} tier"
     assert etcd_kv.get(V3 + f"tiers/{name}") is not None
+
+
+@pytest.mark.parametrize("name", ["kube-admin", "kube-baseline"])
+def test_kube_tiers_need_their_pinned_order_and_action(client, etcd_kv, name):
+    # The client's defaults (order 1e6, Deny) are the default tier's, not theirs.
+    with pytest.raises(ValidationError, match=rf"Tier\({name}\)\.spec\.order"):
+        tier(client, name)
+    with pytest.raises(ValidationError, match=rf"Tier\({name}\)\.spec\.defaultAction"):
+        tier(client, name, order=1_000 if name == "kube-admin" else 10_000_000, defaultAction="Deny")
+    assert etcd_kv.get(V3 + f"tiers/{name}") is None
 
 
 @pytest.mark.parametrize("kind", TIERED_KINDS)

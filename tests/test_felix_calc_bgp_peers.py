@@ -311,7 +311,10 @@ def test_bad_selectors_are_logged_with_the_peers_name_and_skipped(caplog):
 @pytest.mark.parametrize("spec,field", [
     ({"localWorkloadSelector": 5}, "localWorkloadSelector"), ({"nodeSelector": ["x"]}, "nodeSelector"),
     ({"node": 7}, "node"), ({"peerIP": "bogus"}, "peerIP"),
-    ({"node": LOCAL, "nodeSelector": "all()"}, "nodeSelector")])
+    ({"node": LOCAL, "nodeSelector": "all()"}, "nodeSelector"),
+    # Calico's rules for a local-workload peer: its own AS number, no peerIP or peerSelector.
+    ({"asNumber": None}, "asNumber"), ({"peerIP": "10.0.0.9"}, "peerIP"),
+    ({"peerSelector": "all()", "asNumber": None}, "peerSelector")])
 def test_invalid_peers_are_logged_and_pick_nothing(caplog, spec, field):
     """As Felix's validation filter: a BGPPeer Calico's validation refuses counts as missing."""
     calc = Calc(ns_profile("ns1"), pod("a", 1, labels={"app": "x"}), bgp_peer("good", "app == 'x'"))
@@ -349,7 +352,7 @@ def test_bgp_peer_is_a_kind_the_agent_follows(tmp_path):
     assert etcd_prefix("BGPPeer", "") in {s.prefix for s in felix_sources()}
     path = tmp_path / "peer.yaml"
     path.write_text("apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: tor}\n"
-                    "spec: {peerIP: 10.0.0.9, asNumber: 64512, localWorkloadSelector: \"app == 'x'\"}\n")
+                    "spec: {asNumber: 64512, localWorkloadSelector: \"app == 'x'\"}\n")
     resources, problems = load_files([str(path)])
     assert problems == []
     assert [r.identifier() for r in resources if r.kind == "BGPPeer"] == ["BGPPeer(tor)"]

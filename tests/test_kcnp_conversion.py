@@ -29,8 +29,10 @@ def _named(name: str) -> dict:
 def _convert(spec: dict) -> tuple[dict, list[str]]:
     policy, problems = conv.k8s_cluster_network_policy_to_calico(_cnp(spec))
     assert policy is not None
-    # Every conversion is a valid KubernetesClusterNetworkPolicy for the model.
-    assert from_dict(policy, strict=False).kind == "KubernetesClusterNetworkPolicy"
+    # Every conversion has the shape of a KubernetesClusterNetworkPolicy. (Not the write
+    # validator's approval: Calico's own conversion makes rules it would refuse on a write,
+    # such as one "networks" peer listing both families; it is made on read, never written.)
+    assert from_dict(policy, strict=False, validate=False).kind == "KubernetesClusterNetworkPolicy"
     return policy, problems
 
 

@@ -188,6 +188,7 @@ def test_pods_are_workload_endpoints_written_by_the_cni_status_patch(kube, kube_
         client.create(from_dict({"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
                                  "metadata": {"name": "node--1-k8s-nope-eth0", "namespace": "ns1"},
                                  "spec": {"orchestrator": "k8s", "node": "node-1", "pod": "nope", "endpoint": "eth0",
+                                          "interfaceName": conv.veth_name("ns1", "nope"),
                                           "ipNetworks": ["192.168.1.7/32"]}}))
 
 

@@ -1161,25 +1161,6 @@ R("disallow a NotNets catch-all IPv6 CIDR match - non-standard representation", 
 # --------------------------------------------------------------------------------------
 # Entries where the model differs from the Go table on purpose, by case number.
 DELIBERATE: dict[int, str] = {}
-# Differences left for now (Calico refuses, the model stores): enforcing them breaks other
-# components' test fixtures, which write such values; see the checks' comments in
-# node/model/validators.py.
-LEFT = {
-    187: "WorkloadEndpoint interfaceName not required yet (test_kdd_backend writes a WEP without one)",
-    358: "BGPFilter matchOperator/cidr coupling not enforced (test_confd_picture stores such a filter)",
-    359: "BGPFilter matchOperator/cidr coupling not enforced (test_confd_picture stores such a filter)",
-    360: "BGPFilter matchOperator/cidr coupling not enforced (test_confd_picture stores such a filter)",
-    361: "BGPFilter matchOperator/cidr coupling not enforced (test_confd_picture stores such a filter)",
-    375: "BGPFilter prefixLength without cidr not refused yet",
-    379: "BGPFilter prefixLength without cidr not refused yet",
-    396: "BGPPeer localWorkloadSelector rules not enforced (the policy agent's fixtures set peerIP beside it)",
-    398: "BGPPeer localWorkloadSelector rules not enforced (the policy agent's fixtures set peerIP beside it)",
-    517: "kube-admin tier order/action not pinned (test_client_policy_writes writes it with the defaults)",
-    518: "kube-admin tier order/action not pinned (test_client_policy_writes writes it with the defaults)",
-    520: "kube-baseline tier order/action not pinned (test_client_policy_writes writes it with the defaults)",
-    521: "kube-baseline tier order/action not pinned (test_client_policy_writes writes it with the defaults)",
-    399: "keepOriginalNextHop beside nextHopMode not refused (test_confd_branches writes such a peer)",
-}
 
 UNEXPRESSIBLE = {i for i, (_, _, value, _) in enumerate(CASES, 1) if value is None}
 
@@ -1209,8 +1190,6 @@ def _params():
             marks.append(pytest.mark.skip(reason="the Go value has no JSON/YAML form (a port with a name and numbers)"))
         elif i in DELIBERATE:
             marks.append(pytest.mark.xfail(strict=True, reason=DELIBERATE[i]))
-        elif i in LEFT:
-            marks.append(pytest.mark.xfail(strict=True, reason="left: " + LEFT[i]))
         yield pytest.param(target, value, valid, id=f"{i:03d} {desc.strip()}", marks=marks)
 
 

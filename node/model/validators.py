@@ -526,11 +526,13 @@ _DNS1123_LABEL = re.compile("^" + NAME_LABEL + "$")
 ANNOTATIONS_MAX_BYTES = 256 * (1 << 10)
 ROUTE_TABLE_MAX = 0xFFFFFFFF
 ROUTE_TABLE_RANGES_MAX_TABLES = 0xFFFF
-# The default tier's order (validateTier) and default action (its CRD rule). libcalico-go
-# also pins kube-admin (order 1000, Pass) and kube-baseline (order 1e7, Pass); not yet
-# enforced here: the datastore client's tests write those tiers with the defaults.
-DEFAULT_TIER_ORDERS = {"default": 1_000_000.0}
-BUILTIN_TIER_ACTIONS = {"default": "Deny"}
+# The built-in tiers' pinned orders (validateTier) and default actions (the Tier CRD's
+# rules): default 1e6 and Deny, kube-admin 1000 and Pass, kube-baseline 1e7 and Pass.
+# An unset order or action is judged as what the client's defaulting gives it (1e6, Deny).
+DEFAULT_TIER_ORDERS = {"default": 1_000_000.0, "kube-admin": 1_000.0, "kube-baseline": 10_000_000.0}
+BUILTIN_TIER_ACTIONS = {"default": "Deny", "kube-admin": "Pass", "kube-baseline": "Pass"}
+TIER_DEFAULT_ORDER = DEFAULT_TIER_ORDERS["default"]
+TIER_DEFAULT_ACTION = "Deny"
 PORT_PROTOCOLS = ("TCP", "UDP", "SCTP", "tcp", "udp", "sctp", 6, 17, 132)
 
 
@@ -866,17 +868,34 @@ def _bgp_peer_spec_more(spec: dict, path: str, errs: Collector) -> None:
     asn = spec.get("asNumber", 0)
     if asn and spec.get("peerSelector"):
         errs.add(f"{path}.asNumber", asn, "asNumber must be empty when peerSelector is specified")
-    # Not yet enforced, though libcalico-go refuses them (the policy agent's and the BIRD
-    # renderer's test fixtures still write such peers): asNumber missing, or peerIP or
-    # peerSelector set, beside a localWorkloadSelector; keepOriginalNextHop true beside a
-    # nextHopMode.
+    # A local-workload peer names its AS itself and finds its peers by the selector alone.
+    if spec.get("localWorkloadSelector"):
+        if not asn:
+            errs.add(f"{path}.asNumber", asn, "asNumber must be set when localWorkloadSelector is specified")
+        for key in ("peerIP", "peerSelector"):
+            if spec.get(key):
+                errs.add(f"{path}.{key}", spec[key], f"{key} must be empty when localWorkloadSelector is specified")
+    # keepOriginalNextHop is deprecated in favour of nextHopMode; the two cannot be combined.
+    if spec.get("keepOriginalNextHop") and spec.get("nextHopMode") is not None:
+        errs.add(f"{path}.keepOriginalNextHop", True,
+                 "keepOriginalNextHop (deprecated) must not be true when nextHopMode is set")
     if spec.get("reachableBy") and not spec.get("peerIP"):
         errs.add(f"{path}.reachableBy", spec["reachableBy"], "reachableBy must be empty when peerIP is empty")
 
 
-# Not yet enforced, though libcalico-go refuses them (a BIRD renderer test stores such a
-# filter to check its rendering fails): a BGPFilter rule's cidr without matchOperator or
-# the reverse, and a prefixLength without cidr.
+def _bgp_filter_rule(rule: dict, path: str, errs: Collector) -> None:
+    """A rule's cidr and matchOperator come together; a prefixLength needs a cidr."""
+    cidr, op = rule.get("cidr", ""), rule.get("matchOperator", "")
+    if cidr and not op:
+        errs.add(f"{path}.matchOperator", "", "matchOperator must be set when cidr is set")
+    if op and not cidr:
+        errs.add(f"{path}.cidr", "", "cidr must be set when matchOperator is set")
+    if not cidr and rule.get("prefixLength") is not None:
+        errs.add(f"{path}.prefixLength", rule["prefixLength"], "cidr must be set when prefixLength is set")
+
+
+register_struct_check("BGPFilterRuleV4")(_bgp_filter_rule)
+register_struct_check("BGPFilterRuleV6")(_bgp_filter_rule)
 
 
 @register_struct_check("BGPFilterOperation")
@@ -984,10 +1003,10 @@ def _tier(metadata: dict, spec: dict, errs: Collector) -> None:
         errs.add("metadata.name", name, f"name is too long by {len(name) - 63} bytes")
     if name in DEFAULT_TIER_ORDERS:
         order = spec.get("order")
-        if order is not None and order != DEFAULT_TIER_ORDERS[name]:
+        if (TIER_DEFAULT_ORDER if order is None else order) != DEFAULT_TIER_ORDERS[name]:
             errs.add("spec.order", order, f"{name} tier order must be {DEFAULT_TIER_ORDERS[name]:g}")
         action = spec.get("defaultAction")
-        if action is not None and action != BUILTIN_TIER_ACTIONS[name]:
+        if (action or TIER_DEFAULT_ACTION) != BUILTIN_TIER_ACTIONS[name]:
             errs.add("spec.defaultAction", action,
                      f"the '{name}' tier must have default action '{BUILTIN_TIER_ACTIONS[name]}'")
 
