@@ -97,3 +97,23 @@ def ctl(etcd_clean_config, tmp_path, capsys, monkeypatch):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _stop_felix_status_reporters(monkeypatch):
+    """Agents a test builds in-process (driven by ``_step``, never ``run``) start Felix's
+    status reporter thread at their first in-sync and never stop it: stop each one with
+    its test, so its retries do not log into the tests after it."""
+    from node.felix.status_reporter import StatusReporter
+
+    started = []
+    real_start = StatusReporter.start
+
+    def start(self):
+        started.append(self)
+        return real_start(self)
+
+    monkeypatch.setattr(StatusReporter, "start", start)
+    yield
+    for reporter in started:
+        reporter.stop()
