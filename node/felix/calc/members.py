@@ -83,17 +83,34 @@ def contribution(ep: EndpointData, ipset: IPSetData) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _is_host(member: str) -> bool:
+    """A single address's member (``a.b.c.d/32``, ``.../128``): it can hide nothing."""
+    return member.endswith("/128") or (member.endswith("/32") and ":" not in member)
+
+
 class _Overlaps:
-    """The CIDR members of one set, by family and prefix length, to find members hidden by
-    a containing member."""
+    """The CIDR members of one set, to find members hidden by a containing member.
+    Wider members are kept by family and prefix length; single addresses, nearly every
+    member and never a container, only as their text, read only when a wider member
+    comes or goes (so a set of pod addresses costs no parsing)."""
 
     def __init__(self) -> None:
         # (version, prefixlen) -> set of network prefixes (address >> host bits).
         self._by_len: dict[tuple[int, int], set[int]] = {}
+        self.hosts: set[str] = set()
 
     @staticmethod
     def _value(net: IPNet, plen: int) -> int:
         return int(net.network_address) >> (net.max_prefixlen - plen)
+
+    def has_wider(self) -> bool:
+        return bool(self._by_len)
+
+    def add_text(self, member: str) -> None:
+        if _is_host(member):
+            self.hosts.add(member)
+        else:
+            self.add(ipaddress.ip_network(member))
 
     def add(self, net: IPNet) -> None:
         self._by_len.setdefault((net.version, net.prefixlen), set()).add(self._value(net, net.prefixlen))
@@ -112,8 +129,11 @@ class _Overlaps:
                 return True
         return False
 
+    def covered_text(self, member: str) -> bool:
+        return bool(self._by_len) and self.covered(ipaddress.ip_network(member))
+
     def descendants(self, net: IPNet) -> list[IPNet]:
-        """Members strictly inside ``net``."""
+        """Members strictly inside ``net`` (a wider member's)."""
         out = []
         base = self._value(net, net.prefixlen)
         cls = type(net)
@@ -124,6 +144,10 @@ class _Overlaps:
             for v in values:
                 if v >> shift == base:
                     out.append(cls((v << (net.max_prefixlen - plen), plen)))
+        for text in self.hosts:
+            host = ipaddress.ip_network(text)
+            if host.version == net.version and self._value(host, net.prefixlen) == base:
+                out.append(host)
         return out
 
 
@@ -178,8 +202,8 @@ class IPSetMemberIndex:
             cidrs = [m for m in refs if "," not in m]
             ov = _Overlaps()
             for m in cidrs:
-                ov.add(ipaddress.ip_network(m))
-            hidden = [m for m in sorted(cidrs) if ov.covered(ipaddress.ip_network(m))]
+                ov.add_text(m)
+            hidden = [m for m in sorted(cidrs) if ov.covered_text(m)]
             if on:
                 self._overlaps[set_id] = ov
                 for m in hidden:
@@ -203,9 +227,9 @@ class IPSetMemberIndex:
         """The set's current members as reported (after overlap suppression)."""
         refs = self._refs.get(set_id, {})
         ov = self._overlaps.get(set_id)
-        if ov is None:
+        if ov is None or not ov.has_wider():
             return frozenset(refs)
-        return frozenset(m for m in refs if "," in m or not ov.covered(ipaddress.ip_network(m)))
+        return frozenset(m for m in refs if "," in m or not ov.covered_text(m))
 
     # ------------------------------------------------------------------ endpoints
 
@@ -243,14 +267,15 @@ class IPSetMemberIndex:
         # (``contribution``'s common case, a selector set's CIDRs, inlined.)
         new = contribution(data, ipset) if ipset.named_port_protocol else data.nets
         by_key = self._contrib[set_id]
-        if not new or key in by_key or set_id in self._overlaps:
+        if not new or key in by_key:
             self._set_contribution(set_id, key, new)
             return
-        # The usual case, a first contribution to a set without overlap suppression:
-        # ``_set_contribution`` and ``_member_added`` inlined.
+        # The usual case, a first contribution: ``_set_contribution`` inlined (and
+        # ``_member_added`` too without overlap suppression).
         by_key[key] = new
         refs = self._refs[set_id]
-        on_added = self._on_added
+        on_added = self._on_added if set_id not in self._overlaps else \
+            (lambda set_id, m: self._member_added(set_id, m))
         for m in new:
             count = refs.get(m, 0)
             refs[m] = count + 1
@@ -290,6 +315,11 @@ class IPSetMemberIndex:
         if ov is None or "," in member:
             self._on_added(set_id, member)
             return
+        if _is_host(member):  # it hides nothing; hidden itself only under a wider member
+            ov.hosts.add(member)
+            if not ov.covered_text(member):
+                self._on_added(set_id, member)
+            return
         net = ipaddress.ip_network(member)
         hidden = ov.covered(net)
         ov.add(net)
@@ -308,6 +338,11 @@ class IPSetMemberIndex:
         ov = self._overlaps.get(set_id)
         if ov is None or "," in member:
             self._on_removed(set_id, member)
+            return
+        if _is_host(member):
+            ov.hosts.discard(member)
+            if not ov.covered_text(member):
+                self._on_removed(set_id, member)
             return
         net = ipaddress.ip_network(member)
         ov.remove(net)
