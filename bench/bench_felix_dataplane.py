@@ -224,7 +224,9 @@ def main() -> None:
         target = 1.5 * r["floor_s"]
         print(f"full programming (calculation + ipset + iptables): {r['full_s'] * 1000:8.1f} ms   "
               f"target <= {target * 1000:.1f} ms (1.5x floor) -> {'meets' if r['full_s'] <= target else 'MISSES'}")
-        print(f"  of which the calculation: {r['calc_s'] * 1000:8.1f} ms")
+        dataplane_s = r["full_s"] - r["calc_s"]
+        print(f"  of which the calculation: {r['calc_s'] * 1000:8.1f} ms; the dataplane, from the computed state "
+              f"(IP sets, then iptables): {dataplane_s * 1000:8.1f} ms = {dataplane_s / r['floor_s']:.2f}x the floor")
         print(f"floor: one ipset restore + one iptables-restore of the same state: {r['floor_s'] * 1000:8.1f} ms")
         for what, key in (("one endpoint added", "adds"), ("one policy changed", "policies")):
             median = statistics.median(r[key]) * 1000
