@@ -534,3 +534,16 @@ def test_any_other_route_source_reads_as_calico_ipam():
         calc = RouteCalculation(LOCAL, "WorkloadIPs")
         calc.set_route_source(value)
         assert calc.route_source == "CalicoIPAM"
+
+
+def test_device_route_protocol_keeps_its_low_byte_as_netlink_writes_it():
+    """Felix takes any number for DeviceRouteProtocol; a route's protocol is one byte, so
+    300 is written (and owned) as 44."""
+    from node.felix.config import FelixConfig
+    from node.felix.routes import RouteConfig
+
+    config = FelixConfig.resolve({"FELIX_DEVICEROUTEPROTOCOL": "300"})
+    assert config.DeviceRouteProtocol == 300
+    route_config = RouteConfig.from_felix(config, hostname="h", vxlan_enabled=False, vxlan_enabled_v6=False,
+                                          ipip_enabled=False)
+    assert route_config.device_route_protocol == 44

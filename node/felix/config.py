@@ -70,10 +70,90 @@ def parse_bool(raw: str) -> bool:
     raise ValueError("invalid boolean")
 
 
+_GO_INT_BODY = {2: "[01]", 8: "[0-7]", 10: "[0-9]", 16: "[0-9a-fA-F]"}
+
+
+def go_parse_int(raw: str, bits: int = 64, unsigned: bool = False) -> int:
+    """Go's strconv.ParseInt(raw, 0, bits) (ParseUint with ``unsigned``): an optional sign
+    (not for ParseUint), then ``0x``/``0o``/``0b`` or a bare leading ``0`` (octal) choosing
+    the base, ASCII digits with ``_`` only between digits (or after a prefix), no spaces,
+    and a value that fits in ``bits``. ValueError otherwise."""
+    text, negative = raw, False
+    if text[:1] in ("+", "-") and not unsigned:
+        negative, text = text[0] == "-", text[1:]
+    base, digits, prefixed = 10, text, False
+    if len(text) >= 2 and text[0] == "0" and text[1] in "xXoObB":
+        base, digits, prefixed = {"x": 16, "o": 8, "b": 2}[text[1].lower()], text[2:], True
+    elif len(text) >= 2 and text[0] == "0":
+        base, digits, prefixed = 8, text[1:], True
+    d = _GO_INT_BODY[base]
+    if not re.fullmatch(("_?" if prefixed else "") + f"{d}+(?:_{d}+)*", digits):
+        raise ValueError(f"invalid syntax {raw!r}")
+    value = int(digits.replace("_", ""), base)
+    value = -value if negative else value
+    lo, hi = (0, 2 ** bits - 1) if unsigned else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    if not lo <= value <= hi:
+        raise ValueError(f"value out of range {raw!r}")
+    return value
+
+
+def _go_underscore_ok(text: str) -> bool:
+    """Go's underscoreOK: every ``_`` sits between digits (a base prefix counts as one)."""
+    if text[:1] in ("+", "-"):
+        text = text[1:]
+    saw, i, hexa = "^", 0, False
+    if len(text) >= 2 and text[0] == "0" and text[1].lower() in "box":
+        i, saw, hexa = 2, "0", text[1].lower() == "x"
+    for ch in text[i:]:
+        if "0" <= ch <= "9" or hexa and "a" <= ch.lower() <= "f":
+            saw = "0"
+        elif ch == "_":
+            if saw != "0":
+                return False
+            saw = "_"
+        elif saw == "_":
+            return False
+        else:
+            saw = "!"
+    return saw != "_"
+
+
+_GO_FLOAT_DEC = re.compile(r"[+-]?(?:[0-9_]+\.?[0-9_]*|\.[0-9_]+)(?:[eE][+-]?[0-9][0-9_]*)?")
+_GO_FLOAT_HEX = re.compile(r"([+-]?)0[xX]((?:[0-9a-fA-F_]+\.?[0-9a-fA-F_]*|\.[0-9a-fA-F_]+))[pP]([+-]?[0-9][0-9_]*)")
+_GO_FLOAT_SPECIAL = re.compile(r"[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def go_parse_float(raw: str) -> float:
+    """Go's strconv.ParseFloat(raw, 64): decimal (``1.5``, ``1e3``, ``1_000``) or
+    hexadecimal (``0x1p-2``, exponent required) literals, ``inf``/``infinity``/``nan`` in
+    any case, no spaces; a finite literal that overflows is an error (ErrRange)."""
+    if _GO_FLOAT_SPECIAL.fullmatch(raw):
+        return float(raw)
+    if "_" in raw and not _go_underscore_ok(raw):
+        raise ValueError(f"invalid syntax {raw!r}")
+    m = _GO_FLOAT_HEX.fullmatch(raw)
+    if m is not None:
+        mantissa = m.group(2).replace("_", "")
+        if not mantissa.strip("."):
+            raise ValueError(f"invalid syntax {raw!r}")
+        try:
+            value = float.fromhex(f"{m.group(1)}0x{mantissa}p{m.group(3).replace('_', '')}")
+        except OverflowError:
+            raise ValueError(f"value out of range {raw!r}") from None
+        return value
+    if not _GO_FLOAT_DEC.fullmatch(raw) or not re.search("[0-9]", raw.split("e")[0].split("E")[0]):
+        raise ValueError(f"invalid syntax {raw!r}")
+    value = float(raw.replace("_", ""))
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"value out of range {raw!r}")
+    return value
+
+
 def _int(lo: int | None = None, hi: int | None = None) -> Parser:
+    """Felix's int parameters (ParseInt base 0, 64-bit) with an optional range."""
     def parse(raw: str) -> int:
         try:
-            value = int(raw, 0)
+            value = go_parse_int(raw)
         except ValueError:
             raise ValueError("invalid int") from None
         if lo is not None and value < lo:
@@ -86,7 +166,7 @@ def _int(lo: int | None = None, hi: int | None = None) -> Parser:
 
 def _seconds(raw: str) -> float:
     try:
-        return float(raw)
+        return go_parse_float(raw)
     except ValueError:
         raise ValueError("invalid float") from None
 
@@ -108,6 +188,30 @@ def _oneof(*options: str) -> Parser:
 
 
 def _string(raw: str) -> str:
+    """Felix's string parameters (its StringRegexp, ``^.*$``: no newline)."""
+    if "\n" in raw:
+        raise ValueError("invalid string")
+    return raw
+
+
+def _file(raw: str) -> str:
+    """Felix's file parameters (no must-exist): any text is a path."""
+    return raw
+
+
+_HOST_ADDRESS = re.compile(r"[a-zA-Z0-9:._+-]{1,64}")  # Felix's HostAddressRegexp
+_AUTHORITY = re.compile(r"[^:/]+:[0-9]+")  # Felix's AuthorityRegexp
+
+
+def _host_address(raw: str) -> str:
+    if not _HOST_ADDRESS.fullmatch(raw):
+        raise ValueError("invalid host address")
+    return raw
+
+
+def _authority(raw: str) -> str:
+    if not _AUTHORITY.fullmatch(raw):
+        raise ValueError("invalid URL authority")
     return raw
 
 
@@ -117,58 +221,98 @@ def _dscp(raw: str) -> int:
     return dscp_value(raw)
 
 
-def _ipv4(raw: str) -> str:
+def go_parse_ip(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Go's net.ParseIP, as Felix sees it: dotted IPv4 or IPv6 text without a zone, an
+    IPv4-mapped IPv6 address being the IPv4 address (net.IP's To4); None if invalid."""
+    if not raw.isascii() or "%" in raw:
+        return None
     try:
-        return str(ipaddress.IPv4Address(raw))
+        return ipaddress.IPv4Address(raw)
     except ValueError:
-        raise ValueError("invalid IPv4 address") from None
+        pass
+    try:
+        addr = ipaddress.IPv6Address(raw)
+    except ValueError:
+        return None
+    return addr.ipv4_mapped or addr
+
+
+def _ipv4(raw: str) -> str:
+    addr = go_parse_ip(raw)
+    if addr is None:
+        raise ValueError("invalid IP")
+    if addr.version != 4:
+        raise ValueError("not an IPv4 address")
+    return str(addr)
 
 
 def _ipv6(raw: str) -> str:
-    try:
-        return str(ipaddress.IPv6Address(raw))
-    except ValueError:
-        raise ValueError("invalid IPv6 address") from None
+    addr = go_parse_ip(raw)
+    if addr is None:
+        raise ValueError("invalid IP")
+    if addr.version != 6:
+        raise ValueError("not an IPv6 address")
+    return str(addr)
 
 
-_HOSTNAME = re.compile(r"^[a-zA-Z0-9_.-]+$")  # Felix's HostnameRegexp
+def go_parse_cidr_or_ip(raw: str) -> str:
+    """libcalico-go's ParseCIDROrIP, as text: an address (a /32 or /128) or a CIDR, whose
+    host bits are cleared; Go's ParseCIDR takes only a decimal prefix length."""
+    addr_text, slash, length = raw.partition("/")
+    addr = go_parse_ip(addr_text)
+    if addr is None or (slash and not re.fullmatch(r"[0-9]{1,3}", length)):
+        raise ValueError(f"invalid CIDR or IP {raw}")
+    if slash and addr_text != str(addr) and addr.version == 4 and ":" in addr_text:
+        # An IPv4-mapped IPv6 prefix is an IPv6 one for ParseCIDR.
+        addr = ipaddress.IPv6Address(addr_text)
+    bits = addr.max_prefixlen
+    prefix = int(length) if slash else bits
+    if prefix > bits:
+        raise ValueError(f"invalid CIDR or IP {raw}")
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+_HOSTNAME = re.compile(r"[a-zA-Z0-9_.-]+")  # Felix's HostnameRegexp
 
 
 def _hostname(raw: str) -> str:
-    if not _HOSTNAME.match(raw):
+    if not _HOSTNAME.fullmatch(raw):
         raise ValueError("invalid hostname")
     return raw
 
 
 # Felix's RegionParam: a DNS-1123 label short enough for the namespace name
 # "openstack-region-<region>" (63 characters) that networking-calico derives from it.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 MAX_REGION_LENGTH = 63 - len("openstack-region-")
 
 
 def _region(raw: str) -> str:
     if len(raw) > MAX_REGION_LENGTH:
         raise ValueError(f"the value of OpenstackRegion must be {MAX_REGION_LENGTH} chars or fewer")
-    if not _DNS_LABEL.match(raw):
+    if not _DNS_LABEL.fullmatch(raw):
         raise ValueError("the value of OpenstackRegion must be a valid DNS label (lower case alphanumeric "
                          "characters or '-', starting and ending with an alphanumeric character)")
     return raw
 
 
-_IFACE = re.compile(r"^[a-zA-Z0-9_.-]{1,15}$")
+# Felix's IfaceListRegexp / NonRegexpIfaceElemRegexp (no dots, unlike InterfaceRegex),
+# RegexpIfaceElemRegexp (``/.../`` with no whitespace, Go's \s) and IfaceParamRegexp.
+_IFACE_LIST = re.compile(r"[a-zA-Z0-9_-]{1,15}(,[a-zA-Z0-9_-]{1,15})*")
+_IFACE_ELEM = re.compile(r"[a-zA-Z0-9_-]{1,15}")
+_IFACE_REGEXP_ELEM = re.compile(r"/[^\t\n\f\r ]+/")
+_IFACE_PARAM = re.compile(r"[a-zA-Z0-9:._+-]{1,15}")
 
 
 def _iface_list(raw: str) -> tuple[str, ...]:
-    names = tuple(n for n in raw.split(","))
-    for n in names:
-        if not _IFACE.match(n):
-            raise ValueError(f"invalid interface name {n!r}")
-    return names
+    if not _IFACE_LIST.fullmatch(raw):
+        raise ValueError("invalid Linux interface name")
+    return tuple(raw.split(","))
 
 
 def _iface_param(raw: str) -> str:
-    if not re.match(r"^[a-zA-Z0-9:._+-]{1,15}$", raw):
-        raise ValueError("invalid interface name or pattern")
+    if not _IFACE_PARAM.fullmatch(raw):
+        raise ValueError("invalid Linux interface parameter")
     return raw
 
 
@@ -176,15 +320,15 @@ def _iface_regexp_list(raw: str) -> tuple[re.Pattern, ...]:
     """Interface names, or ``/regex/`` entries, comma-separated (InterfaceExclude)."""
     out = []
     for token in raw.split(","):
-        if len(token) >= 2 and token.startswith("/") and token.endswith("/"):
+        if _IFACE_REGEXP_ELEM.fullmatch(token):
             try:
                 out.append(re.compile(token[1:-1]))
             except re.error:
-                raise ValueError(f"invalid regular expression {token!r}") from None
-        elif _IFACE.match(token):
+                raise ValueError("list contains invalid Linux interface name or regex pattern") from None
+        elif _IFACE_ELEM.fullmatch(token):
             out.append(re.compile("^" + re.escape(token) + "$"))
         else:
-            raise ValueError(f"invalid interface name or /regex/ {token!r}")
+            raise ValueError("list contains invalid Linux interface name or regex pattern")
     return tuple(out)
 
 
@@ -197,11 +341,9 @@ def _regexp(raw: str) -> re.Pattern:
 
 def _mark_bitmask(raw: str) -> int:
     try:
-        value = int(raw, 0)
+        value = go_parse_int(raw, 32, unsigned=True)
     except ValueError:
         raise ValueError("invalid mark: should be 32-bit int") from None
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ValueError("invalid mark: should be 32-bit int")
     if bin(value).count("1") < 2:
         raise ValueError("invalid mark: needs to have 2 bits set")
     return value
@@ -230,68 +372,62 @@ def parse_port_list(raw: str) -> tuple[ProtoPort, ...]:
             port_text = parts[0]
         if proto not in ("tcp", "udp"):
             raise ValueError(f"unknown protocol: {proto}")
-        if not re.fullmatch(r"[+-]?\d+", port_text):
+        if not re.fullmatch(r"[+-]?[0-9]+", port_text):
             raise ValueError("ports should be integers")
         port = int(port_text)
         if not 0 <= port <= 65535:
             raise ValueError("ports must be in range 0-65535")
         if net:
-            try:
-                net = str(ipaddress.ip_network(net, strict=False))
-            except ValueError:
-                raise ValueError(f"invalid CIDR or IP {net}") from None
+            net = go_parse_cidr_or_ip(net)
         out.append(ProtoPort(proto, port, net))
     return tuple(out)
 
 
-def _port_range(raw: str) -> tuple[int, int] | None:
-    if not raw:
-        return None
-    m = re.fullmatch(r"(\d+)(?::(\d+))?", raw)
+def _port_range(raw: str) -> tuple[int, int]:
+    """numorstring.PortFromString without names: ``N`` or ``N:M``, each 0-65535, N <= M."""
+    m = re.fullmatch(r"([0-9]+)(?::([0-9]+))?", raw)
     if not m:
-        raise ValueError("invalid port range (expected N or N:M)")
+        raise ValueError(f"{raw} is not a valid port range")
     lo = int(m.group(1))
     hi = int(m.group(2) or lo)
-    if not 0 < lo <= hi <= 65535:
-        raise ValueError("invalid port range")
+    if not 0 <= lo <= hi <= 65535:
+        raise ValueError(f"{raw} is not a valid port range")
     return lo, hi
 
 
 def _port_range_list(raw: str) -> tuple[tuple[int, int], ...]:
-    return tuple(r for r in (_port_range(p.strip()) for p in raw.split(",") if p.strip()) if r)
+    """Every comma-separated item a port range (no spaces or empty items, as in Felix)."""
+    return tuple(_port_range(p) for p in raw.split(","))
 
 
 def _cidr_list(raw: str) -> tuple[str, ...]:
     out = []
     for item in raw.split(","):
-        item = item.strip()
+        item = item.strip(" ")
         if not item:
             continue
-        try:
-            out.append(str(ipaddress.ip_network(item, strict=False)))
-        except ValueError:
-            raise ValueError(f"invalid CIDR {item!r}") from None
+        out.append(go_parse_cidr_or_ip(item))
     return tuple(out)
 
 
-_LOG_RATE = re.compile(r"^[1-9]\d{0,3}/(?:second|minute|hour|day)$")
+_LOG_RATE = re.compile(r"[1-9][0-9]{0,3}/(?:second|minute|hour|day)")
 
 
 def _log_rate(raw: str) -> str:
-    if raw and not _LOG_RATE.match(raw):
+    if raw and not _LOG_RATE.fullmatch(raw):
         raise ValueError("invalid rate (expected N/second|minute|hour|day)")
     return raw
 
 
-_ROUTE_TABLE_RANGE = re.compile(r"^(\d+)-(\d+)$")
-_ROUTE_TABLE_RANGES = re.compile(r"(\d+)-(\d+)")
+_ROUTE_TABLE_RANGE = re.compile(r"([0-9]+)-([0-9]+)")
+_ROUTE_TABLE_RANGES = re.compile(r"([0-9]+)-([0-9]+)")
 _ROUTE_TABLE_MAX = 0xFFFFFFFF
 _ROUTE_TABLE_MAX_TABLES = 0xFFFF
 
 
 def _route_table_range(raw: str) -> tuple[int, int]:
     """Felix's route-table-range: ``min-max`` within 1-250."""
-    m = _ROUTE_TABLE_RANGE.match(raw)
+    m = _ROUTE_TABLE_RANGE.fullmatch(raw)
     if m is None or not 1 <= int(m.group(1)) <= int(m.group(2)) <= 250:
         raise ValueError("must be a range of route table indices within 1-250")
     return int(m.group(1)), int(m.group(2))
@@ -320,7 +456,7 @@ def _route_table_ranges(raw: str) -> tuple[tuple[int, int], ...]:
     return tuple(ranges)
 
 
-_KEY_VALUE = re.compile(r"\s*(\w+)=(.*)")
+_KEY_VALUE = re.compile(r"\s*(\w+)=(.*)", re.ASCII)
 
 
 def _key_value_list(raw: str) -> tuple[tuple[str, str], ...]:
@@ -375,21 +511,21 @@ DEFAULT_FAILSAFE_OUT = "udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:644
 
 _PARAMS = [
     Param("DatastoreType", _oneof("kubernetes", "etcdv3"), "etcdv3", local=True, die_on_fail=True, non_zero=True),
-    Param("FelixHostname", _string, "", local=True, non_zero=True),
+    Param("FelixHostname", _hostname, "", local=True, non_zero=True),
     Param("LogSeverityScreen", _oneof(*_LOG_LEVELS), "INFO"),
     # Felix's own log file and syslog (calico-node's felix.cfg turns both off: the
     # supervisor collects stdout); read only to say they are not built.
-    Param("LogFilePath", _string, "/var/log/calico/felix.log"),
-    Param("LogSeverityFile", _string, "INFO"),
-    Param("LogSeveritySys", _string, "INFO"),
+    Param("LogFilePath", _file, "/var/log/calico/felix.log", die_on_fail=True),
+    Param("LogSeverityFile", _oneof(*_LOG_LEVELS), "INFO"),
+    Param("LogSeveritySys", _oneof(*_LOG_LEVELS), "INFO"),
     Param("HealthEnabled", parse_bool, False),
-    Param("HealthHost", _string, "localhost"),
+    Param("HealthHost", _host_address, "localhost"),
     Param("HealthPort", _int(0, 65535), 9099),
     Param("HealthTimeoutOverrides", _key_duration_list, ()),
     # Forces detected iptables/kernel feature flags (node/felix/features.py).
     Param("FeatureDetectOverride", _key_value_list, ()),
     Param("PrometheusMetricsEnabled", parse_bool, False),
-    Param("PrometheusMetricsHost", _string, ""),
+    Param("PrometheusMetricsHost", _host_address, ""),
     Param("PrometheusMetricsPort", _int(0, 65535), 9091),
     Param("PrometheusGoMetricsEnabled", parse_bool, True),
     Param("PrometheusProcessMetricsEnabled", parse_bool, True),
@@ -416,10 +552,10 @@ _PARAMS = [
     Param("NFTablesMode", _oneof("Enabled", "Disabled", "Auto"), "Auto"),
     Param("BPFEnabled", parse_bool, False),
     Param("IpsetsRefreshInterval", _seconds, 90.0),
-    Param("MaxIpsetSize", _int(1), 1048576, non_zero=True),
+    Param("MaxIpsetSize", _int(), 1048576, non_zero=True),
     Param("RouteRefreshInterval", _seconds, 90.0),
     Param("InterfaceRefreshInterval", _seconds, 90.0),
-    Param("DeviceRouteProtocol", _int(0, 255), 3),
+    Param("DeviceRouteProtocol", _int(), 3),
     Param("DeviceRouteSourceAddress", _ipv4, ""),
     Param("DeviceRouteSourceAddressIPv6", _ipv6, ""),
     Param("RemoveExternalRoutes", parse_bool, True),
@@ -468,7 +604,8 @@ _PARAMS = [
     Param("ExternalNodesCIDRList", _cidr_list, (), die_on_fail=True),
     Param("LogPrefix", _string, "calico-packet"),
     Param("LogActionRateLimit", _log_rate, ""),
-    Param("LogActionRateLimitBurst", _int(0, 9999), 5),
+    # Felix's tag is int(0,9999): two ranges, 0 and up or 9999 and up (not 0 to 9999).
+    Param("LogActionRateLimitBurst", _int(0), 5),
     Param("IPForwarding", _oneof("Enabled", "Disabled"), "Enabled"),
     Param("ServiceLoopPrevention", _oneof("Drop", "Reject", "Disabled"), "Drop"),
     Param("KubeNodePortRanges", _port_range_list, ((30000, 32767),)),
@@ -478,7 +615,7 @@ _PARAMS = [
     Param("IstioAmbientMode", _oneof("Disabled", "Enabled"), "Disabled"),
     Param("IstioDSCPMark", _dscp, 23),
     Param("DataplaneWatchdogTimeout", _seconds, 90.0),
-    Param("EndpointStatusPathPrefix", _string, "/var/run/calico"),
+    Param("EndpointStatusPathPrefix", _file, "/var/run/calico"),
     Param("ReportingIntervalSecs", _seconds, 30.0),
     # Felix's status reports to the datastore (node/felix/status_reporter.py).
     Param("ReportingTTLSecs", _seconds, 90.0),
@@ -491,9 +628,9 @@ _PARAMS = [
     Param("WireguardEnabledV6", parse_bool, False),
     Param("FlowLogsGoldmaneServer", _string, ""),
     Param("AWSSrcDstCheck", _oneof("DoNothing", "Enable", "Disable"), "DoNothing", non_zero=True),
-    Param("TyphaAddr", _string, "", local=True),
+    Param("TyphaAddr", _authority, "", local=True),
     Param("TyphaK8sServiceName", _string, "", local=True),
-    Param("PolicySyncPathPrefix", _string, ""),
+    Param("PolicySyncPathPrefix", _file, ""),
     Param("MetadataAddr", _hostname, "127.0.0.1", die_on_fail=True),
     Param("MetadataPort", _int(0, 65535), 8775, die_on_fail=True),
 ]

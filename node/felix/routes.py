@@ -231,7 +231,8 @@ class RouteConfig:
         """Build from a ``node.felix.config.FelixConfig`` plus what the pools and kernel say."""
         return cls(
             hostname=hostname,
-            device_route_protocol=config.DeviceRouteProtocol,
+            # (a route's protocol is one byte: netlink keeps the low byte of a larger value)
+            device_route_protocol=config.DeviceRouteProtocol & 0xFF,
             device_route_source_address=config.DeviceRouteSourceAddress,
             device_route_source_address_ipv6=config.DeviceRouteSourceAddressIPv6,
             ipv4_normal_route_priority=config.IPv4NormalRoutePriority,

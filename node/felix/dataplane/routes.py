@@ -971,7 +971,8 @@ class RouteDataplane:
         """Built from a ``node.felix.config.FelixConfig``: InterfacePrefix,
         DeviceRouteProtocol, RemoveExternalRoutes, Ipv6Support, RouteRefreshInterval,
         RouteSyncDisabled."""
-        return cls(workload_prefixes=tuple(config.InterfacePrefix), device_route_protocol=config.DeviceRouteProtocol,
+        return cls(workload_prefixes=tuple(config.InterfacePrefix),
+                   device_route_protocol=config.DeviceRouteProtocol & 0xFF,  # (one byte, as netlink writes it)
                    remove_external_routes=config.RemoveExternalRoutes,
                    families=(4, 6) if config.Ipv6Support else (4,),
                    refresh_interval=config.RouteRefreshInterval, route_sync=not config.RouteSyncDisabled, **kwargs)
