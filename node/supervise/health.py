@@ -23,6 +23,7 @@ checks never wander into another node's or the host's BIRD).
 """
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import re
@@ -149,12 +150,26 @@ def scan_peers(reply: bird.Reply, ipv: str) -> list[BGPPeer]:
     return peers
 
 
+def _read_failure(exc: bird.BirdError, path: Path) -> str:
+    """A failure reading BIRD's reply, worded as Calico's scanner words it: a line that is
+    not BIRD's ``NNNN-``/``NNNN `` form is an unexpected output line, quoted."""
+    prefix = f"unexpected line from BIRD at {path}: "
+    text = str(exc)
+    if text.startswith(prefix):
+        try:
+            line = ast.literal_eval(text[len(prefix):])
+        except (ValueError, SyntaxError):
+            line = text[len(prefix):]
+        return f"unexpected output line from BIRD: '{line}'"
+    return text
+
+
 def get_peers(path: Path, ipv: str) -> list[BGPPeer]:
     client = _connect(path, ipv)
     try:
         reply = client.command("show protocols")
     except bird.BirdError as exc:
-        raise CheckFailed(f"error executing command: {exc}") from None
+        raise CheckFailed(f"error executing command: {_read_failure(exc, path)}") from None
     finally:
         client.close()
     return scan_peers(reply, ipv)
@@ -165,7 +180,7 @@ def gr_in_progress(path: Path, ipv: str) -> bool:
     try:
         reply = client.command("show status")
     except bird.BirdError as exc:
-        raise CheckFailed(str(exc)) from None
+        raise CheckFailed(_read_failure(exc, path)) from None
     finally:
         client.close()
     for index, (code, _text) in enumerate(reply.lines):
@@ -206,8 +221,9 @@ def check_bird_live(binary: str, socket: Path, supervisor: Supervisor) -> None:
         try:
             info = supervisor.process_info(service)
         except NoSuchProcess:
-            raise CheckFailed(f"{binary}/confd is not live: service {service} is not running. "
-                              f"Output << {service}: ERROR (no such process) >>") from None
+            # Calico's `sv status` of a service that is not there fails: exit status 1.
+            log.warning("liveness: no %s program in supervisord", service)
+            raise CheckFailed(f"{binary}/confd is not live: exit status 1") from None
         except SupervisorError as exc:
             raise CheckFailed(f"{binary}/confd is not live: {exc}") from None
         if info.get("statename") != RUNNING:
@@ -218,10 +234,13 @@ def check_bird_live(binary: str, socket: Path, supervisor: Supervisor) -> None:
         greeting = client.connect()
         reply = client.command("show status")
     except bird.BirdError as exc:
-        raise CheckFailed(f"{binary} is not live: {exc}") from None
+        # Calico runs birdcl, which exits 1 when it cannot talk to BIRD.
+        log.warning("liveness: %s does not answer on %s: %s", binary, socket, exc)
+        raise CheckFailed(f"{binary} is not live: exit status 1") from None
     finally:
         client.close()
-    output = "\n".join(text for _, text in (*greeting.lines, *reply.lines))
+    # What birdcl prints: every line but code 0000's, each ending in a newline.
+    output = "".join(f"{text}\n" for code, text in (*greeting.lines, *reply.lines) if code != 0)
     if not output.startswith("BIRD") or not reply.ok:
         raise CheckFailed(f"bad response from {binary}: {output}")
 

@@ -138,7 +138,7 @@ def container_logs(client, reason: str, log_dir: Path, out: Callable[[str], None
         out(f"Error creating log directory: {exc}\n")
         return
     if client is None:
-        out(f"Could not collect container logs: {reason}\n")
+        out(f"Could not run docker command: {reason}\n")
         return
     try:
         containers = client.containers.list(all=True, filters={"name": CONTAINER_FILTER})
@@ -148,7 +148,7 @@ def container_logs(client, reason: str, log_dir: Path, out: Callable[[str], None
     containers = [c for c in containers if "k8s_POD" not in c.name]
     if not containers:
         return
-    out("Copying logs from Calico containers (docker)\n")
+    out("Copying logs from Calico containers\n")
     listing = "".join(f"{c.name}: {_created(c)}\n" for c in containers)
     (log_dir / "container_creation_time").write_text(listing)
     for container in containers:
@@ -183,11 +183,13 @@ def diags(log_dir: str, out: Callable[[str], None]) -> Path:
     diagnostics.mkdir()
 
     commands = list(COMMANDS) + [NETSTAT if shutil.which("netstat") else SS]
-    for cmd in commands:
-        run_command(cmd, diagnostics, out)
     client, reason = _docker()
     try:
-        container_ipset(client, reason, diagnostics, out)
+        for cmd in commands:
+            run_command(cmd, diagnostics, out)
+            if cmd.filename == "ipsets":
+                # calicoctl's list has the container's IP sets right after the host's.
+                container_ipset(client, reason, diagnostics, out)
         copy_logs(log_dir, diagnostics / "logs", out)
         container_logs(client, reason, diagnostics / "logs", out)
     finally:

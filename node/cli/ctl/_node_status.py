@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from node import bird
+from node import bird, tablewriter
 from node.cli.ctl._common import CommandFailed
 from node.supervise.health import parse_peer_row as parse_bgp_row
 
@@ -89,15 +89,9 @@ def peers_from_reply(reply: bird.Reply, version: int) -> list[Peer]:
 
 
 def render_table(peers: Sequence[Peer]) -> str:
-    """The peer table as calicoctl draws it (upper-case, left-aligned headings)."""
-    rows = [[h.upper() for h in HEADERS]] + [[p.address, p.type, p.state, p.since, p.info] for p in peers]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADERS))]
-    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def line(row: list[str]) -> str:
-        return "|" + "|".join(f" {cell.ljust(w)} " for cell, w in zip(row, widths)) + "|"
-
-    return "\n".join([border, line(rows[0]), border, *(line(r) for r in rows[1:]), border]) + "\n"
+    """The peer table as calicoctl draws it: tablewriter v0.0.5's defaults (upper-case,
+    centred headings; an info cell of several words wider than 30 columns wraps)."""
+    return tablewriter.table(list(HEADERS), [[p.address, p.type, p.state, p.since, p.info] for p in peers])
 
 
 def _go_dial_error(path: Path, exc: BaseException | None) -> str:
