@@ -10,6 +10,7 @@ import ipaddress
 import re
 from typing import Any, Callable
 
+from node.model.cnet import parse_cidr_or_ip
 from node.model.schema import Collector, register_check, register_struct_check
 
 NAME_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -598,20 +599,6 @@ def _go_parse_ip(text: str):
     return ip
 
 
-def _cidr_or_ip(text: Any):
-    """cnet.ParseCIDROrIP: (address as written, its network) or None."""
-    if not isinstance(text, str):
-        return None
-    try:
-        if "/" in text:
-            iface = ipaddress.ip_interface(text)
-            return iface.ip, iface.network
-        ip = ipaddress.ip_address(text)
-        return ip, ipaddress.ip_network(ip)
-    except ValueError:
-        return None
-
-
 def _annotation_problems(annotations: Any, path: str, errs: Collector) -> None:
     """validateObjectMetaAnnotations: keys are qualified names once lower-cased, and keys
     plus values hold at most 256 KiB."""
@@ -654,7 +641,7 @@ def _proto_port(pp: dict, path: str, errs: Collector) -> None:
 
 @register_struct_check("IPNAT")
 def _ipnat(nat: dict, path: str, errs: Collector) -> None:
-    internal, external = _cidr_or_ip(nat.get("internalIP")), _cidr_or_ip(nat.get("externalIP"))
+    internal, external = parse_cidr_or_ip(nat.get("internalIP")), parse_cidr_or_ip(nat.get("externalIP"))
     if internal and external and internal[0].version != external[0].version:
         errs.add(f"{path}.externalIP", nat.get("externalIP"), "mismatched IP versions")
 
@@ -663,14 +650,14 @@ def _ipnat(nat: dict, path: str, errs: Collector) -> None:
 def _workload_endpoint_spec(spec: dict, path: str, errs: Collector) -> None:
     nets = []
     for i, text in enumerate(spec.get("ipNetworks") or []):
-        parsed = _cidr_or_ip(text)
+        parsed = parse_cidr_or_ip(text)
         if parsed is None:
             continue  # the field check reported it
         if parsed[1].num_addresses != 1:
             errs.add(f"{path}.ipNetworks[{i}]", text, "IP network contains multiple addresses")
         nets.append(parsed[1])
     for i, nat in enumerate(spec.get("ipNATs") or []):
-        parsed = _cidr_or_ip(nat.get("internalIP"))
+        parsed = parse_cidr_or_ip(nat.get("internalIP"))
         if parsed is None:
             continue
         if not any(parsed[0].version == net.version and parsed[0] in net for net in nets):
@@ -790,7 +777,7 @@ def _rule_checks(rule: dict, path: str, errs: Collector) -> None:
 @register_struct_check("IPPoolSpec")
 def _ippool_spec_more(spec: dict, path: str, errs: Collector) -> None:
     _ippool_spec(spec, path, errs)
-    parsed = _cidr_or_ip(spec.get("cidr", ""))
+    parsed = parse_cidr_or_ip(spec.get("cidr", ""))
     uses = spec.get("allowedUses") or []
     load_balancer = "LoadBalancer" in uses
     ipip, vxlan = spec.get("ipipMode", ""), spec.get("vxlanMode", "")
@@ -946,7 +933,7 @@ def _felix_configuration_spec(spec: dict, path: str, errs: Collector) -> None:
         if any(_is_named(p) for p in ranges):
             errs.add(f"{path}.kubeNodePortRanges", ranges, "node port ranges should not contain named ports")
     for i, text in enumerate(spec.get("externalNodesList") or []):
-        parsed = _cidr_or_ip(text)
+        parsed = parse_cidr_or_ip(text)
         if parsed is None:
             errs.add(f"{path}.externalNodesList[{i}]", text, "has invalid CIDR(s)")
         elif parsed[0].version != 4:

@@ -28,6 +28,7 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
+from node.model.cnet import parse_cidr_or_ip
 from node.model.dscp import dscp_from_text
 from node.model.schema import Collector, canonical_struct, go_json
 
@@ -404,32 +405,17 @@ def cr_spec_to_ipam_config(spec: dict) -> dict:
 # --------------------------------------------------------------------------------------
 # Nodes.
 
-def _cidr_or_ip(text: str):
-    """cnet.ParseCIDROrIP: (address, network) or ValueError."""
-    if "/" in text:
-        iface = ipaddress.ip_interface(text)
-        return iface.ip, iface.network
-    ip = ipaddress.ip_address(text)
-    return ip, ipaddress.ip_network(f"{ip}/{ip.max_prefixlen}")
-
-
 def _valid_cidr(version: int):
     def check(text: str) -> bool:
-        try:
-            ip, _ = _cidr_or_ip(text)
-        except ValueError:
-            return False
-        return ip.version == version
+        parsed = parse_cidr_or_ip(text)
+        return parsed is not None and parsed[0].version == version
     return check
 
 
 def _valid_network(version: int):
     def check(text: str) -> bool:
-        try:
-            ip, net = _cidr_or_ip(text)
-        except ValueError:
-            return False
-        return ip.version == version and net.network_address == ip
+        parsed = parse_cidr_or_ip(text)
+        return parsed is not None and parsed[0].version == version and parsed[1].network_address == parsed[0]
     return check
 
 

@@ -36,6 +36,7 @@ from node.felix import netaddr
 from node.felix.types import (IPPoolType, RouteRemove, RouteType, RouteUpdate, RouteUpdateMsg,
                               VXLANTunnelEndpoint, VXLANTunnelEndpointRemove, VXLANTunnelEndpointUpdate)
 from node.model import ipam as ipam_records
+from node.model.cnet import parse_cidr_or_ip
 from node.model.resource import Resource, stub_from_key
 
 log = logging.getLogger(__name__)
@@ -126,18 +127,6 @@ def decode_block(key: str, value: bytes, revision: int) -> IPAMBlock | None:
 
 # --------------------------------------------------------------------------------------
 # Small parsing helpers with libcalico-go's semantics.
-
-def _parse_cidr_or_ip(text: str) -> tuple[Address, Network] | None:
-    """cnet.ParseCIDROrIP: the address and its (masked) network; a bare IP is a host net."""
-    try:
-        if "/" in text:
-            iface = ipaddress.ip_interface(text)
-            return iface.ip, iface.network
-        addr = ipaddress.ip_address(text)
-        return addr, ipaddress.ip_network(addr)
-    except ValueError:
-        return None
-
 
 def _parse_ip(text: str | None) -> Address | None:
     if not text:
@@ -242,7 +231,7 @@ def _find_node_address(spec: Mapping, addr_type: str, version: int) -> tuple[Add
     for entry in spec.get("addresses") or []:
         if entry.get("type") != addr_type:
             continue
-        parsed = _parse_cidr_or_ip(entry.get("address") or "")
+        parsed = parse_cidr_or_ip(entry.get("address") or "")
         if parsed is not None and parsed[0].version == version:
             return parsed
     return None
@@ -257,9 +246,9 @@ def _l3_node_info(spec: Mapping) -> _NodeInfo | None:
     v4 = v6 = None
     if bgp and (bgp.get("ipv4Address") or bgp.get("ipv6Address")):
         if bgp.get("ipv4Address"):
-            v4 = _parse_cidr_or_ip(bgp["ipv4Address"])
+            v4 = parse_cidr_or_ip(bgp["ipv4Address"])
         if bgp.get("ipv6Address"):
-            v6 = _parse_cidr_or_ip(bgp["ipv6Address"])
+            v6 = parse_cidr_or_ip(bgp["ipv6Address"])
     else:
         v4 = _find_node_address(spec, "InternalIP", 4) or _find_node_address(spec, "ExternalIP", 4)
         v6 = _find_node_address(spec, "InternalIP", 6) or _find_node_address(spec, "ExternalIP", 6)
@@ -284,7 +273,7 @@ def _l3_node_info(spec: Mapping) -> _NodeInfo | None:
         if parsed is not None:
             addresses.add(_host_net(parsed[0]))
     for entry in spec.get("addresses") or []:
-        parsed = _parse_cidr_or_ip(entry.get("address") or "")
+        parsed = parse_cidr_or_ip(entry.get("address") or "")
         if parsed is not None:
             addresses.add(_host_net(parsed[0]))
     # The all-zero address stands for "unset" in Felix and is never a host address.
@@ -310,7 +299,7 @@ def _bgp_ip(text: str | None, version: int) -> tuple[bool, str | None]:
     """(parsed ok, bare IP or None); an empty value parses as "no address"."""
     if not text:
         return True, None
-    parsed = _parse_cidr_or_ip(text)
+    parsed = parse_cidr_or_ip(text)
     if parsed is None or parsed[0].version != version:
         return False, None
     return True, str(parsed[0])
@@ -819,7 +808,7 @@ def _workload_networks(texts: Iterable) -> tuple[Network, ...]:
         if type(text) is str and netaddr.v4_network_text(text) is not None:
             nets.append(netaddr.parse_network(text))  # canonical IPv4: the same network, parsed fast
             continue
-        parsed = _parse_cidr_or_ip(text)
+        parsed = parse_cidr_or_ip(text)
         if parsed is not None:
             nets.append(parsed[1])
     return tuple(nets)
