@@ -27,6 +27,7 @@ import re
 import pytest
 import yaml
 
+from node.model import Resource
 from node.cli.ctl._gofmt import go_float, go_json_float, marshal_yaml, yaml_needs_quotes
 
 pytestmark = pytest.mark.etcd
@@ -191,8 +192,10 @@ def test_bgp_tables(ctl):
     create(ctl, doc("BGPPeer", "global", "{peerIP: 192.0.2.1, asNumber: 64600}"),
            doc("BGPPeer", "onnode", "{node: n1, peerIP: 192.0.2.2, asNumber: 64601}"),
            doc("BGPPeer", "rr", "{nodeSelector: has(rr), peerSelector: has(rr)}"),
-           doc("BGPConfiguration", "default", "{logSeverityScreen: Info, nodeToNodeMeshEnabled: false}"),
-           doc("BGPConfiguration", "node.n1", "{asNumber: 64999}"),
+           doc("BGPConfiguration", "default", "{logSeverityScreen: Info, nodeToNodeMeshEnabled: false, "
+                                              "asNumber: 64999}"),
+           # (only the default one may set asNumber or nodeToNodeMeshEnabled: bgpconfig.go)
+           doc("BGPConfiguration", "node.n1", "{logSeverityScreen: Debug}"),
            doc("BGPFilter", "f", "{exportV4: [{action: Accept, matchOperator: In, cidr: 10.0.0.0/8}], "
                                  "importV6: [{action: Reject, matchOperator: In, cidr: 'fd00::/8'}, "
                                  "{action: Accept, matchOperator: In, cidr: 'fd01::/16'}]}"))
@@ -206,8 +209,8 @@ def test_bgp_tables(ctl):
     # bgpconfig.go:33-39: MESHENABLED and ASNUMBER are pointers: "-" when unset.
     code, out, _ = ctl("get", "bgpconfigs")
     assert out == ("NAME      LOGSEVERITY   MESHENABLED   ASNUMBER   \n"
-                   "default   Info          false         -          \n"
-                   "node.n1                 -             64999      \n"
+                   "default   Info          false         64999      \n"
+                   "node.n1   Debug         -             -          \n"
                    "\n")
     # bgpfilter.go:33-40
     code, out, _ = ctl("get", "bf")
@@ -218,7 +221,10 @@ def test_bgp_tables(ctl):
 
 # -- the other kinds ----------------------------------------------------------------------
 
-def test_other_kinds_tables(ctl):
+def test_other_kinds_tables(ctl, client):
+    # calicoctl refuses to write a ClusterInformation (calico/node's): write it directly.
+    client.create(Resource("ClusterInformation", {"name": "default"},
+                           {"clusterGUID": "abc", "clusterType": "k8s,bgp", "calicoVersion": "v3.32.1"}))
     nets = ", ".join(f"10.0.{i}.0/28" for i in range(8))
     create(ctl, doc("Profile", "pr1", "{labelsToApply: {zz: '1', a.b: '3', a: '2'}}"),
            doc("IPReservation", "r1", f"{{reservedCIDRs: [{nets}]}}"),
@@ -226,7 +232,6 @@ def test_other_kinds_tables(ctl):
            doc("NetworkSet", "ns", "{nets: [10.1.0.0/16]}", "ns1"),
            doc("HostEndpoint", "h1", "{node: n1, interfaceName: eth0, expectedIPs: [10.0.0.1, 10.0.0.2], "
                                      "profiles: [p1, p2]}"),
-           doc("ClusterInformation", "default", "{clusterGUID: abc, clusterType: 'k8s,bgp', calicoVersion: v3.32.1}"),
            doc("FelixConfiguration", "default", "{}"),
            doc("KubeControllersConfiguration", "default", "{}"))
     # profile.go:33-37: join over a map is its k=v pairs, sorted as strings.

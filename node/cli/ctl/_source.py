@@ -6,6 +6,7 @@ otherwise skipped. Each file is parsed on its own, so an error names the file it
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -60,12 +61,28 @@ def parse_file(path: str) -> list[Resource]:
     text = _read(path)
     where = "" if path == "-" else f"{path}: "
     try:
-        docs = load_documents(text, "stdin" if path == "-" else path)
+        docs = _expand_sequences(text, "stdin" if path == "-" else path)
         for doc in docs:
             _check_calicoctl_kind(doc)
         return [from_dict(doc, strict=True) for doc in docs]
     except (CalicoError, UnknownKind) as exc:
         raise FileInvalid(f"failed to execute command: {where}{exc}") from exc
+
+
+def _expand_sequences(text: str, source: str) -> list:
+    """The documents of a stream; as calicoctl's createResourcesFromBytes, a document that
+    is a sequence (a JSON array, a YAML list) stands for its items."""
+    docs = load_documents(text, source)
+    if not any(isinstance(d, list) for d in docs):
+        return docs
+    out: list = []
+    for doc in docs:
+        if isinstance(doc, list):
+            for item in doc:
+                out.extend(load_documents(json.dumps(item, default=str), source) if isinstance(item, dict) else [item])
+        else:
+            out.append(doc)
+    return out
 
 
 def _check_calicoctl_kind(doc) -> None:
