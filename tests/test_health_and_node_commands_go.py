@@ -23,6 +23,7 @@ import pytest
 
 from health_fakes import STATUS_OK, FakeBird, FakeSupervisord
 from node.cli import calico_node
+from test_calicoctl_node_status import CALICO_TABLE
 from node.cli.ctl import _node_diags as diags
 from node.cli.ctl import _node_status as status
 from node.cli.ctl._common import CommandFailed
@@ -61,17 +62,7 @@ def test_parse_bird_peer_lines(line, want):
 
 # -- status_test.go: "Test BIRD Scanner" -----------------------------------------------------
 
-SCANNER_TABLE = """0001 BIRD 1.5.0 ready.
-2002-name     proto    table    state  since       info
-1002-kernel1  Kernel   master   up     2016-11-21
- device1  Device   master   up     2016-11-21
- direct1  Direct   master   up     2016-11-21
- Mesh_172_17_8_102 BGP      master   up     2016-11-21  Established
- Global_172_17_8_103 BGP      master   up     2016-11-21  Established
- Node_172_17_8_104 BGP      master   down     2016-11-21  Failed  Socket: error
-0000 
-We never get here
-"""
+SCANNER_TABLE = CALICO_TABLE  # (status_test.go's scanner table, as the node status tests have it)
 
 
 @pytest.fixture

@@ -237,22 +237,19 @@ def go_parse_ip(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     return addr.ipv4_mapped or addr
 
 
-def _ipv4(raw: str) -> str:
-    addr = go_parse_ip(raw)
-    if addr is None:
-        raise ValueError("invalid IP")
-    if addr.version != 4:
-        raise ValueError("not an IPv4 address")
-    return str(addr)
+def _ip_of(version: int) -> Callable[[str], str]:
+    """An address parameter of one family (Felix's ipv4/ipv6 types)."""
+    def parse(raw: str) -> str:
+        addr = go_parse_ip(raw)
+        if addr is None:
+            raise ValueError("invalid IP")
+        if addr.version != version:
+            raise ValueError(f"not an IPv{version} address")
+        return str(addr)
+    return parse
 
 
-def _ipv6(raw: str) -> str:
-    addr = go_parse_ip(raw)
-    if addr is None:
-        raise ValueError("invalid IP")
-    if addr.version != 6:
-        raise ValueError("not an IPv6 address")
-    return str(addr)
+_ipv4, _ipv6 = _ip_of(4), _ip_of(6)
 
 
 def go_parse_cidr_or_ip(raw: str) -> str:

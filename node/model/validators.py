@@ -523,7 +523,6 @@ KEY_VALUE_RE = re.compile(r"^\s*(\w+)=(.*)$")
 HEALTH_TIMEOUT_NAME_RE = re.compile(r"^[a-zA-Z0-9_ -]+$")
 STANDARD_COMMUNITY_RE = re.compile(r"^(\d+):(\d+)$")
 LARGE_COMMUNITY_RE = re.compile(r"^(\d+):(\d+):(\d+)$")
-_DNS1123_LABEL = re.compile("^" + NAME_LABEL + "$")
 ANNOTATIONS_MAX_BYTES = 256 * (1 << 10)
 ROUTE_TABLE_MAX = 0xFFFFFFFF
 ROUTE_TABLE_RANGES_MAX_TABLES = 0xFFFF
@@ -941,7 +940,7 @@ def _felix_configuration_spec(spec: dict, path: str, errs: Collector) -> None:
     region = spec.get("openstackRegion", "")
     if len(region) > 63 - len("openstack-region-"):
         errs.add(f"{path}.openstackRegion", region, "is too long")
-    elif region and not _DNS1123_LABEL.match(region):
+    elif region and not TIER_NAME_RE.match(region):  # (a DNS-1123 label)
         errs.add(f"{path}.openstackRegion", region, "must be a valid DNS label")
     for key, version in (("natOutgoingAddress", 4), ("deviceRouteSourceAddress", 4),
                          ("deviceRouteSourceAddressIPv6", 6)):
