@@ -12,11 +12,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from node import __version__
 from node.cli import legacy_flags
 from node.cli.plugins import register_all
+from node.cli.process_end import run_and_end
 from node.cli.role_logging import ROLE_LOG_LEVEL_ENV  # each role's log level variables
 from node.cli.roles.health import FLAGS as HEALTH_FLAGS, THRESHOLD_FLAG
 
@@ -113,5 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> NoReturn:
+    """The ``calico-node`` command (see ``node.cli.process_end`` for why it ends so)."""
+    run_and_end(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from node.cli.ctl._common import (
     CommandFailed,
@@ -29,6 +29,7 @@ from node.cli.ctl._common import (
 from node.cli.ctl._printers import Listed, printer_for, render
 from node.cli.ctl._source import load_resources
 from node.cli.plugins import register_all
+from node.cli.process_end import run_and_end
 from node.errors import AlreadyExists, CalicoError, ConfigError, ConnectionFailed, NotFound, Unauthorized
 from node.model import Resource
 
@@ -541,7 +542,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
+def entry() -> NoReturn:
+    """The ``calicoctl`` command (see ``node.cli.process_end`` for why it ends so)."""
     from node.cli.calicoctl import main as _main  # the module the command modules import
 
-    sys.exit(_main())
+    run_and_end(_main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -100,7 +100,7 @@ class Python:
         boot = (f"import sys,site;sys.path[:]={json.dumps(list(self.path))};"
                 f"[site.addsitedir(d) for d in {json.dumps(list(self.site_dirs))}];"
                 f"sys.argv[0]={json.dumps(argv0)};"
-                "from node.cli.calico_node import main;sys.exit(main())")
+                "from node.cli.calico_node import entry;entry()")
         return (bash, "-c", EXEC_AS, argv0, self.executable, "-S", "-c", boot, *args)
 
 
