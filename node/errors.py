@@ -18,7 +18,9 @@ class ValidationError(CalicoError):
     """One or more fields of a resource are invalid.
 
     ``fields`` holds (field path, value, reason) triples; the message has libcalico-go's
-    shape: ``error with field <path> = '<value>' (<reason>)``.
+    shape: ``error with field <path> = '<value>' (<reason>)``, without `` = '<value>'``
+    when the value is ``NO_VALUE`` (Go's nil interface) and without `` (<reason>)`` when
+    the reason is empty.
     """
 
     def __init__(self, fields: list[tuple[str, object, str]]):
@@ -28,10 +30,23 @@ class ValidationError(CalicoError):
     def _message(self) -> str:
         if not self.fields:
             return "unknown validation error"
-        parts = [f"{path} = '{_go_value(value)}' ({reason})" for path, value, reason in self.fields]
+        parts = [_field(path, value, reason) for path, value, reason in self.fields]
         if len(parts) == 1:
             return f"error with field {parts[0]}"
         return "error with the following fields:\n" + "".join(f"-  {p}\n" for p in parts)
+
+
+class _NoValue:
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE = _NoValue()  # an errored field that names no value (libcalico-go's ErroredField.Value nil)
+
+
+def _field(path: str, value: object, reason: str) -> str:
+    text = path if value is NO_VALUE else f"{path} = '{_go_value(value)}'"
+    return f"{text} ({reason})" if reason else text
 
 
 def _go_value(value: object) -> str:

@@ -237,3 +237,47 @@ def test_kube_controllers_configuration_gets_calicos_write_defaults(client, etcd
     assert stored["spec"] == {"healthChecks": "Enabled", "prometheusMetricsPort": 9094, "controllers": {}}
     with pytest.raises(ValidationError, match="with a name other than"):
         client.create(res("kind: KubeControllersConfiguration\nmetadata: {name: other}\nspec: {}"))
+
+
+def _bgp(name: str, spec: dict):
+    from node.model import Resource
+
+    return Resource("BGPConfiguration", {"name": name}, dict(spec))
+
+
+@pytest.mark.parametrize("spec, fields", [
+    ({"nodeToNodeMeshEnabled": False}, ["NodeToNodeMeshEnabled"]),
+    ({"asNumber": 65001, "nodeMeshPassword": {"secretKeyRef": {"name": "s", "key": "k"}}},
+     ["ASNumber", "NodeMeshPassword"]),
+    ({"serviceClusterIPs": [{"cidr": "10.96.0.0/12"}], "nodeMeshMaxRestartTime": "10s"},
+     ["ServiceClusterIPs", "NodeMeshMaxRestartTime"]),
+])
+def test_only_the_default_bgp_configuration_sets_cluster_wide_fields(client, spec, fields):
+    # bgpconfig.go ValidateDefaultOnlyFields, in the client: whoever writes, on create,
+    # update and apply; the default one takes them all.
+    assert client.create(_bgp("default", spec)).name == "default"
+    with pytest.raises(ValidationError) as caught:
+        client.create(_bgp("node.me", spec))
+    said = [f"BGPConfiguration.Spec.{f} (Cannot set " for f in fields]
+    if len(fields) == 1:
+        assert str(caught.value).startswith("error with field " + said[0])
+    else:
+        assert str(caught.value).startswith("error with the following fields:\n-  " + said[0])
+        assert all(f"-  {s}" in str(caught.value) for s in said)
+    with pytest.raises(NotFound):
+        client.get("BGPConfiguration", "node.me")
+    stored = client.create(_bgp("node.me", {"logSeverityScreen": "Debug", "serviceClusterIPs": []}))
+    stored.spec.update(spec)
+    with pytest.raises(ValidationError, match="on a non default BGP Configuration"):
+        client.update(stored)
+    with pytest.raises(ValidationError, match="on a non default BGP Configuration"):
+        client.apply(_bgp("node.me", spec))
+    assert client.get("BGPConfiguration", "node.me").spec == {"logSeverityScreen": "Debug"}  # [] is not set
+
+
+def test_an_errored_field_without_a_value_or_reason_prints_as_go_prints_it():
+    from node.errors import NO_VALUE
+
+    assert str(ValidationError([("A.B", NO_VALUE, "why")])) == "error with field A.B (why)"
+    assert str(ValidationError([("A.B", "x", "")])) == "error with field A.B = 'x'"
+    assert str(ValidationError([("A.B", None, "why")])) == "error with field A.B = '<nil>' (why)"

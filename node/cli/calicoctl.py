@@ -193,30 +193,6 @@ KNP_PREFIX = "knp.default."
 KNP_REASON = "kubernetes network policies must be managed through the kubernetes API"
 
 
-# libcalico-go's bgpconfig.go ValidateDefaultOnlyFields: (spec key, Go field, whether only a
-# non-empty list counts), in its order.
-DEFAULT_ONLY_BGP_FIELDS = (("nodeToNodeMeshEnabled", "NodeToNodeMeshEnabled", "nodeToNodeMeshEnabled", False),
-                           ("asNumber", "ASNumber", "ASNumber", False),
-                           ("serviceLoadBalancerIPs", "ServiceLoadBalancerIPs", "ServiceLoadBalancerIPs", True),
-                           ("serviceExternalIPs", "ServiceExternalIPs", "ServiceExternalIPs", True),
-                           ("serviceClusterIPs", "ServiceClusterIPs", "ServiceClusterIPs", True),
-                           ("nodeMeshPassword", "NodeMeshPassword", "nodeMeshPassword", False),
-                           ("nodeMeshMaxRestartTime", "NodeMeshMaxRestartTime", "nodeMeshMaxRestartTime", False))
-
-
-def _check_default_only_fields(res: Resource) -> None:
-    """The BGPConfiguration fields only the ``default`` one may set, refused as calicoctl's
-    client refuses them when it writes (an ErrorValidation, worded as Go prints it)."""
-    spec = res.spec or {}
-    fields = [f"BGPConfiguration.Spec.{go} (Cannot set {said} on a non default BGP Configuration.)"
-              for key, go, said, non_empty in DEFAULT_ONLY_BGP_FIELDS
-              if spec.get(key) is not None and (not non_empty or len(spec[key]) > 0)]
-    if len(fields) == 1:
-        raise CalicoError(f"error with field {fields[0]}")
-    if fields:
-        raise CalicoError("error with the following fields:\n" + "".join(f"-  {f}\n" for f in fields))
-
-
 def _refuse(verb: str, res: Resource, client) -> None:
     """calicoctl's resource helpers that refuse an operation: ClusterInformation is calico/
     node's to write (clusterinfo.go, resourcemgr.go's Apply); a ``knp.default.`` NetworkPolicy
@@ -225,8 +201,6 @@ def _refuse(verb: str, res: Resource, client) -> None:
     if res.kind == "ClusterInformation":
         operation = {"create": "create or apply", "apply": "apply", "replace": "apply or replace"}.get(verb, verb)
         raise NotSupported(operation, "ClusterInformation", "resource is readonly" if verb == "apply" else "")
-    if res.kind == "BGPConfiguration" and res.name != "default" and verb != "delete":
-        _check_default_only_fields(res)
     if res.kind == "NetworkPolicy" and res.name.startswith(KNP_PREFIX):
         ident = f"NetworkPolicy({res.namespace}/{res.name})"
         if verb in ("apply", "replace"):

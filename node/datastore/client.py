@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Callable, Iterable, Protocol
 
-from node.errors import AlreadyExists, CalicoError, Conflict, NotFound, ValidationError
+from node.errors import NO_VALUE, AlreadyExists, CalicoError, Conflict, NotFound, ValidationError
 from node.model import ipam
 from node.model.kinds import KINDS
 from node.model.defaults import kube_controllers_write_defaults
@@ -315,6 +315,36 @@ WRITE_DEFAULTS: dict[str, WriteHook] = {
     "WorkloadEndpoint": _default_workload_endpoint,
     "KubeControllersConfiguration": _default_kube_controllers,
 }
+# libcalico-go's bgpconfig.go ValidateDefaultOnlyFields, in its order: (spec key, Go field
+# name, the name its reason gives, whether only a non-empty list counts as set).
+DEFAULT_ONLY_BGP_FIELDS = (("nodeToNodeMeshEnabled", "NodeToNodeMeshEnabled", "nodeToNodeMeshEnabled", False),
+                           ("asNumber", "ASNumber", "ASNumber", False),
+                           ("serviceLoadBalancerIPs", "ServiceLoadBalancerIPs", "ServiceLoadBalancerIPs", True),
+                           ("serviceExternalIPs", "ServiceExternalIPs", "ServiceExternalIPs", True),
+                           ("serviceClusterIPs", "ServiceClusterIPs", "ServiceClusterIPs", True),
+                           ("nodeMeshPassword", "NodeMeshPassword", "nodeMeshPassword", False),
+                           ("nodeMeshMaxRestartTime", "NodeMeshMaxRestartTime", "nodeMeshMaxRestartTime", False))
+
+
+def _check_default_only_bgp_fields(res: Resource) -> None:
+    """Cluster-wide BGP settings belong to the ``default`` BGPConfiguration: another one
+    that sets them is refused on create and update, after validation, as libcalico-go's
+    client refuses it (whichever program writes it)."""
+    if res.name == "default":
+        return
+    spec = res.spec or {}
+    problems = [(f"BGPConfiguration.Spec.{go}", NO_VALUE, f"Cannot set {said} on a non default BGP Configuration.")
+                for key, go, said, non_empty in DEFAULT_ONLY_BGP_FIELDS
+                if spec.get(key) is not None and (not non_empty or len(spec[key]) > 0)]
+    if problems:
+        raise ValidationError(problems)
+
+
+# Checks on a resource as it will be written, after validation (libcalico-go's per-kind
+# clients that check more than the validator does).
+WRITE_CHECKS: dict[str, Callable[[Resource], None]] = {
+    "BGPConfiguration": _check_default_only_bgp_fields,
+}
 # Kinds whose write rules compare against the stored resource on update.
 UPDATE_NEEDS_OLD = ("IPPool",)
 READ_DEFAULTS: dict[str, Callable[[Resource], None]] = {
@@ -495,6 +525,9 @@ class DatastoreClient:
         if hook:
             hook(res, old, self, creating)
         validate_resource(res)
+        check = WRITE_CHECKS.get(res.kind)
+        if check:
+            check(res)
         return res
 
     def create(self, res: Resource) -> Resource:
