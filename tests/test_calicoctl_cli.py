@@ -127,7 +127,7 @@ def _boom(*_args, **_kwargs):
 
 
 def test_unexpected_exception_is_one_line_and_a_hint(ctl, monkeypatch):
-    monkeypatch.setattr(DatastoreClient, "list", _boom)
+    monkeypatch.setattr(DatastoreClient, "list_at", _boom)
     code, out, err = ctl("get", "ippools")
     assert (code, out) == (1, "")
     assert err == ("calicoctl get failed: unexpected RuntimeError: boom | second line\n"
@@ -148,7 +148,7 @@ def test_nested_command_is_named_and_ctrl_c_exits_130_quietly(ctl, monkeypatch):
     def interrupt(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(DatastoreClient, "list", interrupt)
+    monkeypatch.setattr(DatastoreClient, "list_at", interrupt)
     assert ctl("get", "ippools") == (130, "", "")
 
 

@@ -405,3 +405,20 @@ def test_yaml_key_order_is_yaml_v2s():
     out = marshal_yaml({"k10": 1, "k9": 2, "aB": 3, "a_b": 4, "a": 5})
     assert out == "a: 5\na_b: 4\naB: 3\nk9: 2\nk10: 1\n"
     assert marshal_yaml({"s": "a\nb\n"}) == "s: |\n  a\n  b\n"
+
+
+def test_a_lists_resource_version_is_the_datastore_revision_it_was_listed_at(ctl, etcd_kv):
+    # libcalico-go's List answers with the revision of the read (etcd's header revision),
+    # not with the newest item's: a write to another kind moves it on, and an empty list
+    # has one too.
+    create(ctl, POOL1)
+    pool_rv = yaml.safe_load(ctl("get", "ippool", "ippool-name1", "-o", "yaml")[1])["metadata"]["resourceVersion"]
+    assert ctl("create", "-f", "@p.yaml", files={"p.yaml": "kind: Profile\napiVersion: projectcalico.org/v3\n"
+                                                            "metadata: {name: other}\n"})[0] == 0
+    _, now = etcd_kv.list("/calico/resources/v3/projectcalico.org/ippools/")
+    for fmt in ("yaml", "json"):
+        listed = (yaml.safe_load if fmt == "yaml" else json.loads)(ctl("get", "ippools", "-o", fmt)[1])
+        assert listed["metadata"] == {"resourceVersion": str(now)} and int(pool_rv) < now
+        assert [i["metadata"]["resourceVersion"] for i in listed["items"]] == [pool_rv]
+    empty = yaml.safe_load(ctl("get", "bgppeers", "-o", "yaml")[1])
+    assert empty["items"] == [] and empty["metadata"] == {"resourceVersion": str(now)}

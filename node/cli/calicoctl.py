@@ -278,8 +278,8 @@ def cmd_get(args) -> int:
         try:
             resolve_namespace(target, args.namespace, args.all_namespaces)
             if not target.name:
-                items = client.list(target.kind, target.namespace)
-                objects.append(Listed(target.info, sorted(items, key=lambda r: (r.namespace, r.name))))
+                items, revision = client.list_at(target.kind, target.namespace)
+                objects.append(Listed(target.info, sorted(items, key=lambda r: (r.namespace, r.name)), revision))
             elif target.info.namespaced and not target.namespace:
                 raise CalicoError("cannot use --all-namespace flag for getting a single resource")
             else:

@@ -493,12 +493,17 @@ class DatastoreClient:
         return self._decode(item)
 
     def list(self, kind: str, namespace: str = "") -> list[Resource]:
+        return self.list_at(kind, namespace)[0]
+
+    def list_at(self, kind: str, namespace: str = "") -> tuple[list[Resource], str]:
+        """The resources of ``kind`` and the datastore revision they were listed at (a
+        list's resourceVersion, as libcalico-go's List gives it)."""
         kind = KINDS[kind].kind
         if kind == "BlockAffinity":
-            items, _ = self.kv.list(ipam.affinity_prefix())
+            items, revision = self.kv.list(ipam.affinity_prefix())
             out = self._decode_all(i for i in items if ipam_key(ipam.parse_affinity_key, i.key))
-            return sorted(out, key=lambda r: r.name)
-        items, _ = self.kv.list(etcd_prefix(kind, namespace))
+            return sorted(out, key=lambda r: r.name), str(revision)
+        items, revision = self.kv.list(etcd_prefix(kind, namespace))
         out = self._decode_all(i for i in items if parse_etcd_key(i.key) is not None)
         hook = LIST_DEFAULTS.get(kind)
         if hook:
@@ -506,7 +511,7 @@ class DatastoreClient:
                 hook(res)
         if kind == "Profile":
             out.append(default_allow_profile())
-        return out
+        return out, str(revision)
 
     def _decode_all(self, items) -> list[Resource]:
         """Every item that decodes; the others are skipped with a warning naming the key."""

@@ -23,6 +23,7 @@ class Listed:
 
     info: KindInfo
     items: list[Resource] = field(default_factory=list)
+    revision: str = ""  # the datastore revision of the list (its resourceVersion)
 
 
 Printable = Union[Resource, Listed]
@@ -296,15 +297,10 @@ def output_dict(res: Resource, export: bool = False) -> dict:
     return {**out, "metadata": meta}
 
 
-def _rv_key(rv: str) -> int:
-    return int(rv) if rv.isdigit() else -1
-
-
 def _doc(obj: Printable, fmt: str, export: bool) -> dict:
     if isinstance(obj, Resource):
         return output_dict(obj, export)
-    rv = max((r.resource_version for r in obj.items), key=_rv_key, default="")
-    meta = {"resourceVersion": rv} if rv else {}
+    meta = {"resourceVersion": obj.revision} if obj.revision else {}
     items = [output_dict(r) for r in obj.items]
     kind = f"{obj.info.kind}List"
     if fmt == "json":
