@@ -176,15 +176,22 @@ def test_calico_node_unexpected_exception_names_the_log_level_variable(monkeypat
 
 @pytest.mark.parametrize("argv, stdin, expect", [
     (["get"], "", "a resource KIND is required"),
-    (["create", "-f", "-"], "\x00\x01 not: [yaml", "failed to execute command"),
-    (["create", "-f", "-"], "kind: IPPool\napiVersion: projectcalico.org/v3\nmetadata: {name: [x]}\n",
-     "failed to execute command"),
-    (["create", "-f", "/nonexistent/dir/file.yaml"], "", "could not read /nonexistent/dir/file.yaml"),
+    # The version check comes first and needs the datastore (calicoctl's order); without it
+    # the file is read and found wanting.
+    (["create", "-f", "-"], "\x00\x01 not: [yaml", "unable to get Cluster Information to verify version "
+                                                   "mismatch: cannot reach etcd"),
+    (["create", "-f", "-", "--allow-version-mismatch"], "\x00\x01 not: [yaml", "failed to execute command"),
+    (["create", "-f", "-", "--allow-version-mismatch"],
+     "kind: IPPool\napiVersion: projectcalico.org/v3\nmetadata: {name: [x]}\n", "failed to execute command"),
+    (["create", "-f", "/nonexistent/dir/file.yaml", "--allow-version-mismatch"], "",
+     "could not read /nonexistent/dir/file.yaml"),
     (["get", "ippools", "-o", "custom-columns="], "", "need to specify at least one column"),
     (["patch", "ippool", "p", "-p", "{"], "", "hit error: performing strategic merge patch: the patch is"),
     (["label", "nodes", "n1", "k=v", "--remove", "--overwrite"], "", "--overwrite cannot be used with --remove"),
     (["version", "--poll", "ten"], "", "invalid poll duration specified: ten"),
-    (["get", "ippools"], "", "failed to get resources: cannot reach etcd"),
+    (["get", "ippools"], "", "failed to get resources: unable to get Cluster Information to verify version "
+                             "mismatch: cannot reach etcd"),
+    (["--allow-version-mismatch", "get", "ippools"], "", "failed to get resources: cannot reach etcd"),
 ])
 def test_no_traceback_from_the_installed_command(tmp_path, argv, stdin, expect):
     """The console script, end to end, against a datastore that is not there."""

@@ -21,6 +21,7 @@ from typing import Callable, NoReturn, Sequence
 from node.cli.ctl._common import (
     CommandFailed,
     UsageError,
+    check_version_mismatch,
     client_from_args,
     kind_or_fail,
     resolve_namespace,
@@ -210,6 +211,7 @@ def _refuse(verb: str, res: Resource, client) -> None:
 
 
 def cmd_write(args, verb: str) -> int:
+    check_version_mismatch(args)
     resources = load_resources(args.filename, args.recursive, args.skip_empty)
     if not resources:
         print("No resources specified")
@@ -238,6 +240,7 @@ def cmd_delete(args) -> int:
     if args.filename:
         if args.kind:
             raise UsageError("calicoctl delete: give either -f FILE or KIND NAME..., not both")
+        check_version_mismatch(args)
         resources = load_resources(args.filename, args.recursive, args.skip_empty)
         if not resources:
             print("No resources specified")
@@ -245,6 +248,7 @@ def cmd_delete(args) -> int:
     else:
         if not args.kind or not args.names:
             raise UsageError("calicoctl delete: a resource KIND and one or more NAMEs are required (or -f FILE)")
+        check_version_mismatch(args)
         resources = _named(args, "delete")
     client = client_from_args(args)
 
@@ -267,6 +271,7 @@ def cmd_get(args) -> int:
         raise UsageError("calicoctl get: a resource KIND is required (NAMEs are optional; "
                          "without them every resource of that KIND is listed), or -f FILE")
     printer = printer_for(args.output, args.all_namespaces or bool(args.namespace))
+    check_version_mismatch(args, "failed to get resources: ")
     if args.filename:
         targets = load_resources(args.filename, args.recursive, args.skip_empty)
     else:
@@ -361,6 +366,12 @@ def _global_options(p: argparse.ArgumentParser, top: bool) -> None:
     if "-c" not in taken and "--config" not in taken:
         p.add_argument("-c", "--config", **({"default": None} if top else hidden),
                        help="CalicoAPIConfig file (default /etc/calico/calicoctl.cfg, then the environment)")
+    if "--context" not in taken:
+        p.add_argument("--context", **({"default": None} if top else hidden),
+                       help="the kubeconfig context to use (sets K8S_CURRENT_CONTEXT)")
+    if "--allow-version-mismatch" not in taken:
+        p.add_argument("--allow-version-mismatch", action="store_true", **({"default": False} if top else hidden),
+                       help="do not refuse to work with a cluster of another Calico release")
 
 
 def _finish(parser: argparse.ArgumentParser, path: list[str]) -> None:
@@ -466,6 +477,8 @@ def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     undo = configure_logging(args.log_level)
+    if args.context:
+        os.environ["K8S_CURRENT_CONTEXT"] = args.context  # as calicoctl does, for the client it makes
     try:
         return args.func(args)
     except UsageError as exc:

@@ -5,8 +5,14 @@ import cycle through the parser that registers them.
 """
 from __future__ import annotations
 
-from node.errors import CalicoError
+import logging
+
+from node.errors import CalicoError, NotFound
 from node.model import KindInfo, Resource, UnknownKind, kind_info
+
+log = logging.getLogger(__name__)
+
+MISMATCH_HINT = "Use --allow-version-mismatch to override"
 
 
 class CommandFailed(Exception):
@@ -22,6 +28,49 @@ def client_from_args(args) -> "object":
     from node.datastore.factory import client_for
 
     return client_for(calicoctl_datastore_config(getattr(args, "config", None)))
+
+
+def _release(version: str) -> str:
+    """The part of a version calicoctl compares: no leading "v", nothing from the first "-"."""
+    return version.removeprefix("v").split("-")[0]
+
+
+def check_version_mismatch(args, prefix: str = "") -> None:
+    """calicoctl's check before a command that reads or writes resources or IPAM: the
+    cluster's calicoVersion (ClusterInformation ``default``, written by calico/node) must
+    be this calicoctl's release, unless ``--allow-version-mismatch``. Skipped when there is
+    no usable client configuration (the command reports that itself), no
+    ClusterInformation or no calicoVersion. ``prefix`` is what the command puts before
+    its errors (``get``: "failed to get resources: ")."""
+    import node
+
+    if getattr(args, "allow_version_mismatch", False):
+        log.info("Skip version mismatch checking due to '--allow-version-mismatch' argument")
+        return
+    try:
+        client = client_from_args(args)
+    except CalicoError:
+        log.info("Skip version mismatch checking due to not being able to connect to the cluster")
+        return
+    try:
+        info = client.get("ClusterInformation", "default")
+    except NotFound:
+        log.info("Skip version mismatch checking due to ClusterInformation not being present")
+        return
+    except CalicoError as exc:
+        raise CommandFailed(f"{prefix}unable to get Cluster Information to verify version mismatch: {exc}\n"
+                            f"{MISMATCH_HINT}") from exc
+    finally:
+        close = getattr(getattr(client, "kv", None), "close", None)
+        if close is not None:
+            close()
+    cluster = (info.spec or {}).get("calicoVersion") or ""
+    if not cluster:
+        log.info("Skip version mismatch checking due to CalicoVersion not being set")
+        return
+    if _release(cluster) != _release(node.__version__):
+        raise CommandFailed(f"{prefix}version mismatch.\nClient Version:   {node.__version__}\n"
+                            f"Cluster Version:  {_release(cluster)}\n{MISMATCH_HINT}")
 
 
 def kind_or_fail(name: str, prefix: str = "failed to get resources: ") -> KindInfo:

@@ -21,7 +21,7 @@ import re
 import sys
 
 from node import __version__, tablewriter
-from node.cli.calicoctl import CommandFailed, client_from_args
+from node.cli.calicoctl import CommandFailed, check_version_mismatch, client_from_args
 from node.errors import CalicoError, NotFound
 
 
@@ -81,6 +81,7 @@ def register(subparsers) -> None:
 def _ipam(args):
     from node.ipam.allocator import IPAM
 
+    check_version_mismatch(args)
     client = client_from_args(args)
     return IPAM(client.kv)
 
@@ -380,6 +381,7 @@ def cmd_split(args) -> int:
     old_name = args.name or ""
     if not old_cidr and not old_name:
         raise CommandFailed("no name or CIDR provided. Provide a name or CIDR to denote the IP pool to split")
+    check_version_mismatch(args)
     client = _split_client(client_from_args(args).kv)
 
     try:

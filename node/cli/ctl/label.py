@@ -6,7 +6,7 @@ calicoctl's ("Successfully set label ...", "... key K is already present ...").
 """
 from __future__ import annotations
 
-from node.cli.ctl._common import CommandFailed, UsageError, client_from_args, resolve_namespace
+from node.cli.ctl._common import CommandFailed, UsageError, check_version_mismatch, client_from_args, resolve_namespace
 from node.errors import CalicoError, NotFound
 from node.model import Resource, UnknownKind, kind_info
 
@@ -62,6 +62,7 @@ def cmd_label(args) -> int:
             raise UnknownKind(f"resource type '{args.kind}' is not supported")
     except UnknownKind as exc:
         raise CommandFailed(f"failed to get {subject}, error {exc}") from exc
+    check_version_mismatch(args, f"failed to get {subject}, error ")
     client = client_from_args(args)
     target = Resource(info.kind, {"name": args.name})
     try:

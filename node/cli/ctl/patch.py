@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import json
 
-from node.cli.ctl._common import CommandFailed, UsageError, client_from_args, kind_or_fail, resolve_namespace
+from node.cli.ctl._common import (CommandFailed, UsageError, check_version_mismatch, client_from_args, kind_or_fail,
+                                   resolve_namespace)
 from node.cli.ctl._printers import output_dict
 from node.errors import CalicoError
 from node.model import Resource, UnknownKind, from_dict, load_documents
@@ -146,6 +147,7 @@ def cmd_patch(args) -> int:
         patch = parse_patch(args.patch)
     except PatchError as exc:
         raise CommandFailed(f"hit error: performing {args.type} merge patch: {exc}") from exc
+    check_version_mismatch(args)
     client = client_from_args(args)
     target = Resource(info.kind, {"name": args.name})
     try:
