@@ -125,6 +125,8 @@ def test_unexpected_failure_mid_run_still_reports_the_progress(ctl, monkeypatch)
     calls = []
 
     def create(self, res):
+        if res.kind != "Profile":  # calicoctl's initialization of the datastore
+            return real_create(self, res)
         calls.append(res.name)
         if len(calls) == 2:
             raise RuntimeError("disk on fire")

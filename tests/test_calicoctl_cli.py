@@ -62,7 +62,7 @@ def test_options_may_come_anywhere(ctl):
     assert out.splitlines()[0].split()[:3] == ["NAME", "CIDR", "NAT"] and out.splitlines()[1].startswith("pool1")
     code, out, _ = ctl("get", "ippool", "pool1", "-l", "panic", "-o", "json")  # a global option after the command
     assert code == 0 and '"name": "pool1"' in out
-    assert ctl("create", "-f", "-", stdin=TIER)[0] == 0
+    assert ctl("apply", "-f", "-", stdin=TIER)[0] == 0
     assert ctl("apply", "-f", "-", stdin=POLICY)[0] == 0
     code, out, err = ctl("get", "networkpolicy", "-n", "prod", "name")
     assert (code, err) == (0, "")

@@ -110,7 +110,7 @@ def _replace_or_apply_with_resource_version(ctl, verb, rev1_data, rev2_data, kin
 
 def test_replace_with_resource_version(ctl):
     """test_replace_with_resource_version (a NetworkPolicy; replacing a deleted one fails)."""
-    assert write(ctl, "create", doc("Tier", "default", {"order": 1000000}))[0] == 0
+    assert write(ctl, "apply", doc("Tier", "default", {"order": 1000000}))[0] == 0
     np1 = doc("NetworkPolicy", "policy-mypolicy1", {"order": 100, "selector": "type=='database'",
                                                     "types": ["Ingress"]}, "default")
     np2 = doc("NetworkPolicy", "policy-mypolicy1", {"order": 200, "selector": "type=='database'",
@@ -209,12 +209,14 @@ def test_clusterinfo_is_read_only(ctl, client):
     assert code == 1 and "operation apply is not supported on ClusterInformation: resource is readonly" in err
     code, _, err = write(ctl, "replace", ci)
     assert code == 1 and "operation apply or replace is not supported on ClusterInformation" in err
-    assert ctl("get", "clusterinfo", "default")[0] == 1  # nothing was written
+    # Nothing of the file was written; the one there is what calicoctl's initialization made
+    # before its writes (EnsureInitialized), as calicoctl's is.
+    assert get_yaml(ctl, "clusterinfo", "default")["spec"]["clusterGUID"] != "cluster-guid1"
 
 
 def test_disallow_crud_on_knp_defaults(ctl):
     """test_disallow_crud_on_knp_defaults: a NetworkPolicy named knp.default.* is Kubernetes'."""
-    write(ctl, "create", doc("Tier", "default", {"order": 1000000}))
+    write(ctl, "apply", doc("Tier", "default", {"order": 1000000}))
     knp = doc("NetworkPolicy", "knp.default.foobarfizz", {"order": 100, "selector": "all()"}, "default")
     reason = "kubernetes network policies must be managed through the kubernetes API"
     code, _, err = write(ctl, "create", knp)

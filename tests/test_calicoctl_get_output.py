@@ -41,6 +41,12 @@ def doc(kind: str, name: str, spec: str, namespace: str = "") -> str:
 
 
 def create(ctl, *docs: str) -> None:
+    """calicoctl create, except the default tier, which calicoctl makes before it writes:
+    that one is applied."""
+    if TIER_DEFAULT in docs:
+        code, _, err = ctl("apply", "-f", "-", stdin=TIER_DEFAULT)
+        assert code == 0, err
+        docs = tuple(d for d in docs if d != TIER_DEFAULT)
     code, out, err = ctl("create", "-f", "-", stdin="---\n".join(docs))
     assert code == 0, err
 
@@ -128,9 +134,11 @@ def test_policy_and_tier_order_print_as_go_floats(ctl):
            doc("NetworkPolicy", "np1", "{order: 10.5, selector: has(app)}", "ns1"))
     # tier.go:21-26
     code, out, _ = ctl("get", "tiers")
-    assert out == ("NAME       ORDER   \n"
-                   "default    1e+06   \n"
-                   "security   100     \n"
+    assert out == ("NAME            ORDER   \n"
+                   "default         1e+06   \n"
+                   "kube-admin      1000    \n"
+                   "kube-baseline   1e+07   \n"
+                   "security        100     \n"
                    "\n")
     # globalnetworkpolicy.go:33-39: no order is a nil pointer, "<nil>".
     code, out, _ = ctl("get", "gnp")
@@ -222,9 +230,6 @@ def test_bgp_tables(ctl):
 # -- the other kinds ----------------------------------------------------------------------
 
 def test_other_kinds_tables(ctl, client):
-    # calicoctl refuses to write a ClusterInformation (calico/node's): write it directly.
-    client.create(Resource("ClusterInformation", {"name": "default"},
-                           {"clusterGUID": "abc", "clusterType": "k8s,bgp", "calicoVersion": "v3.32.1"}))
     nets = ", ".join(f"10.0.{i}.0/28" for i in range(8))
     create(ctl, doc("Profile", "pr1", "{labelsToApply: {zz: '1', a.b: '3', a: '2'}}"),
            doc("IPReservation", "r1", f"{{reservedCIDRs: [{nets}]}}"),
@@ -234,6 +239,11 @@ def test_other_kinds_tables(ctl, client):
                                      "profiles: [p1, p2]}"),
            doc("FelixConfiguration", "default", "{}"),
            doc("KubeControllersConfiguration", "default", "{}"))
+    # calicoctl refuses to write a ClusterInformation (calico/node's; its create above made
+    # one, as calicoctl does before it writes): rewrite it directly.
+    info = client.get("ClusterInformation", "default")
+    info.spec = {"clusterGUID": "abc", "clusterType": "k8s,bgp", "calicoVersion": "v3.32.1"}
+    client.update(info)
     # profile.go:33-37: join over a map is its k=v pairs, sorted as strings.
     code, out, _ = ctl("get", "profiles", "-o", "wide")
     assert out == ("NAME                          LABELS           \n"

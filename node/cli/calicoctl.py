@@ -32,13 +32,14 @@ from node.cli.ctl._source import load_resources
 from node.cli.plugins import register_all
 from node.cli.process_end import run_and_end
 from node.errors import AlreadyExists, CalicoError, ConfigError, ConnectionFailed, NotFound, Unauthorized
-from node.model import Resource
+from node.model import Resource, validate_resource
 
 __all__ = ["CommandFailed", "UsageError", "client_from_args", "build_parser", "main"]
 
 log = logging.getLogger("node.cli.calicoctl")
 
-PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted"}
+PAST = {"create": "created", "apply": "applied", "replace": "replaced", "delete": "deleted",
+        "validate": "validated"}
 
 # logrus's level names, as calicoctl's --log-level takes them. panic is calicoctl's
 # default: nothing at all is logged.
@@ -151,7 +152,7 @@ def write_report(verb: str, run: Run) -> tuple[list[str], str | None]:
         first = "the first " if run.done == list(range(done)) else ""
         out.append(f"Partial success: {past} {first}{done} out of {total} {what}resources:")
         out += skipped
-        message = f"hit error: {errors}"
+        message = f"hit error{'(s)' if verb == 'validate' else ''}: {errors}"
     return out, "\n".join([message] + _stop_lines(run, past))
 
 
@@ -212,11 +213,12 @@ def _refuse(verb: str, res: Resource, client) -> None:
 
 def cmd_write(args, verb: str) -> int:
     check_version_mismatch(args)
-    resources = load_resources(args.filename, args.recursive, args.skip_empty)
+    resources = load_resources(args.filename, args.recursive, args.skip_empty, getattr(args, "namespace", None))
     if not resources:
         print("No resources specified")
         return 0
     client = client_from_args(args)
+    _try_ensure_initialized(client, args)
     write = {"create": client.create, "apply": client.apply, "replace": client.replace}[verb]
 
     def act(res: Resource):
@@ -226,6 +228,36 @@ def cmd_write(args, verb: str) -> int:
 
     skip = (AlreadyExists,) if verb == "create" and args.skip_exists else ()
     return _emit(write_report(verb, run_each(resources, act, stop_on_error=verb == "replace", skip=skip)))
+
+
+def _try_ensure_initialized(client, args) -> None:
+    """As calicoctl does before it writes (tryEnsureInitialized): the ClusterInformation
+    and the default tiers, so that a policy can be written to a datastore no calico/node
+    has initialized yet; a failure is only logged (the writes then say what is wrong)."""
+    from node.config import calicoctl_datastore_config
+    from startup.cluster import ensure_initialized
+
+    try:
+        ensure_initialized(client, "", "", calicoctl_datastore_config(args.config).datastore_type)
+    except Exception as exc:  # noqa: BLE001 - as calicoctl, whatever it was, the writes go on
+        log.info("Unable to initialize datastore: %s", exc)
+        log.debug("datastore initialization failed", exc_info=True)
+
+
+def cmd_validate(args) -> int:
+    """calicoctl's ``validate``: each resource through Calico's validation, offline (no
+    datastore, so no version check either), one by one, reported as create reports its
+    writes."""
+    resources = load_resources(args.filename, args.recursive, args.skip_empty, validate=False)
+    if not resources:
+        print("No resources specified")
+        return 0
+
+    def act(res: Resource):
+        resolve_namespace(res, None)
+        validate_resource(res)
+
+    return _emit(write_report("validate", run_each(resources, act, stop_on_error=False)))
 
 
 def _named(args, verb: str) -> list[Resource]:
@@ -241,7 +273,7 @@ def cmd_delete(args) -> int:
         if args.kind:
             raise UsageError("calicoctl delete: give either -f FILE or KIND NAME..., not both")
         check_version_mismatch(args)
-        resources = load_resources(args.filename, args.recursive, args.skip_empty)
+        resources = load_resources(args.filename, args.recursive, args.skip_empty, getattr(args, "namespace", None))
         if not resources:
             print("No resources specified")
             return 0
@@ -273,7 +305,7 @@ def cmd_get(args) -> int:
     printer = printer_for(args.output, args.all_namespaces or bool(args.namespace))
     check_version_mismatch(args, "failed to get resources: ")
     if args.filename:
-        targets = load_resources(args.filename, args.recursive, args.skip_empty)
+        targets = load_resources(args.filename, args.recursive, args.skip_empty, getattr(args, "namespace", None))
     else:
         targets = _named(args, "get")
     client = client_from_args(args)
@@ -399,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=lambda a, v=verb: cmd_write(a, v))
         if verb == "create":
             p.add_argument("--skip-exists", action="store_true", help="skip resources that already exist")
+
+    p = sub.add_parser("validate", help="validate resources from a file, directory or stdin, offline",
+                       description="Check resources as Calico would before writing them, without a datastore.")
+    p.add_argument("-f", "--filename", required=True,
+                   help="file or directory of resources to validate, or - for stdin "
+                        "(a directory means its *.yaml, *.yml and *.json files)")
+    p.add_argument("-R", "--recursive", action="store_true", help="with -f DIR, descend into subdirectories")
+    p.add_argument("--skip-empty", action="store_true", help="do not fail on files or directories without data")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("delete", help="delete resources by file or by type and name",
                        usage="calicoctl delete (KIND NAME... | -f FILE [-R] [--skip-empty]) "

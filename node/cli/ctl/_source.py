@@ -3,6 +3,9 @@
 A directory stands for every ``*.yaml``/``*.yml``/``*.json`` file in it (names compared
 case-insensitively), in lexical order; ``-R`` descends into subdirectories, which are
 otherwise skipped. Each file is parsed on its own, so an error names the file it is in.
+Every resource is validated as it will be written: a namespaced one without a namespace
+in ``-n``'s namespace (else ``default``), as calicoctl puts it there; whether its
+namespace agrees with ``-n`` is the command's per-resource check (``resolve_namespace``).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import sys
 
 from node.cli.ctl._common import CommandFailed
 from node.errors import CalicoError
-from node.model import KINDS, Resource, UnknownKind, from_dict, load_documents
+from node.model import KINDS, Resource, UnknownKind, from_dict, load_documents, validate_resource
 
 MANIFEST_EXTENSIONS = (".yaml", ".yml", ".json")
 
@@ -56,17 +59,33 @@ def _read(path: str) -> str:
             from exc
 
 
-def parse_file(path: str) -> list[Resource]:
-    """Every resource in one file (or stdin for ``-``), strictly parsed and validated."""
+def parse_file(path: str, namespace: str | None = None, validate: bool = True) -> list[Resource]:
+    """Every resource in one file (or stdin for ``-``), strictly parsed and (unless not
+    ``validate``) validated, namespaced ones as if in ``namespace`` or ``default`` when
+    they name none."""
     text = _read(path)
     where = "" if path == "-" else f"{path}: "
     try:
         docs = _expand_sequences(text, "stdin" if path == "-" else path)
         for doc in docs:
             _check_calicoctl_kind(doc)
-        return [from_dict(doc, strict=True) for doc in docs]
+        resources = [from_dict(doc, strict=True, validate=False) for doc in docs]
+        for res in resources if validate else ():
+            _validate_as_placed(res, namespace)
+        return resources
     except (CalicoError, UnknownKind) as exc:
         raise FileInvalid(f"failed to execute command: {where}{exc}") from exc
+
+
+def _validate_as_placed(res: Resource, namespace: str | None) -> None:
+    """Validate ``res`` in the namespace calicoctl will give it; a namespace on a kind
+    that has none is left to the command's own check, which names it as calicoctl does."""
+    placed = res.copy()
+    if placed.info.namespaced and not placed.namespace:
+        placed.metadata["namespace"] = namespace or "default"
+    elif not placed.info.namespaced:
+        placed.metadata.pop("namespace", None)
+    validate_resource(placed)
 
 
 def _expand_sequences(text: str, source: str) -> list:
@@ -94,20 +113,22 @@ def _check_calicoctl_kind(doc) -> None:
         raise UnknownKind(f"unknown resource type ({kind}) and/or version ({doc.get('apiVersion') or ''})")
 
 
-def load_resources(path: str, recursive: bool = False, skip_empty: bool = False) -> list[Resource]:
+def load_resources(path: str, recursive: bool = False, skip_empty: bool = False,
+                   namespace: str | None = None, validate: bool = True) -> list[Resource]:
     """The resources ``-f path`` names; an empty file or directory is an error unless
-    ``skip_empty`` (then the result is simply empty)."""
+    ``skip_empty`` (then the result is simply empty). ``namespace``: ``-n``'s;
+    ``validate=False`` leaves validation to the caller (``calicoctl validate``)."""
     if path != "-" and os.path.isdir(path):
         resources: list[Resource] = []
         for file in manifest_files(path, recursive):
-            found = parse_file(file)
+            found = parse_file(file, namespace, validate)
             if not found and not skip_empty:
                 raise CommandFailed(f"no resources specified in file {file}")
             resources.extend(found)
         if not resources and not skip_empty:
             raise CommandFailed(f"no resources specified in directory {path}")
         return resources
-    resources = parse_file(path)
+    resources = parse_file(path, namespace, validate)
     if not resources and not skip_empty:
         raise CommandFailed(f"no resources specified in file {path}")
     return resources
