@@ -281,3 +281,25 @@ def test_an_errored_field_without_a_value_or_reason_prints_as_go_prints_it():
     assert str(ValidationError([("A.B", NO_VALUE, "why")])) == "error with field A.B (why)"
     assert str(ValidationError([("A.B", "x", "")])) == "error with field A.B = 'x'"
     assert str(ValidationError([("A.B", None, "why")])) == "error with field A.B = '<nil>' (why)"
+
+
+def test_unsafe_pool_writes_skip_the_overlap_checks_and_keep_affinities(client, etcd_kv):
+    # libcalico-go's IPPools().UnsafeCreate / UnsafeDelete, which ipam split uses.
+    from node.ipam.allocator import IPAM
+
+    client.create(pool())
+    client.create(res("kind: Node\nmetadata: {name: n1}\nspec: {}"))
+    IPAM(etcd_kv).auto_assign(num4=1, handle_id="h1", host="n1")  # n1 gets an affine block in p1
+    with pytest.raises(ValidationError, match="overlaps"):
+        client.create(pool("p2", "10.1.0.0/17"))
+    child = client.unsafe_create_pool(pool("p2", "10.1.0.0/17"))
+    assert child.spec["blockSize"] == 26 and child.spec["ipipMode"] == "Never"   # defaults still filled in
+    with pytest.raises(ValidationError, match="only IP pools"):
+        client.unsafe_create_pool(res("kind: Profile\nmetadata: {name: x}\nspec: {}"))
+    with pytest.raises(ValidationError):
+        client.unsafe_create_pool(pool("p3", "10.2.0.0/16", ", blockSize: 33"))  # validation still applies
+    affinities = client.list("BlockAffinity")
+    assert affinities
+    client.unsafe_delete_pool("p1")
+    assert [p.name for p in client.list("IPPool")] == ["p2"]
+    assert [a.name for a in client.list("BlockAffinity")] == [a.name for a in affinities]

@@ -524,11 +524,16 @@ class DatastoreClient:
         return out
 
     # -- writes -------------------------------------------------------------------------
-    def _prepare(self, res: Resource, old: Resource | None, creating: bool) -> Resource:
+    def _prepare(self, res: Resource, old: Resource | None, creating: bool, unsafe: bool = False) -> Resource:
         res = res.copy()
-        hook = WRITE_DEFAULTS.get(res.kind)
-        if hook:
-            hook(res, old, self, creating)
+        if unsafe:  # only pools are written unsafely (see unsafe_create_pool)
+            problems = ippool_write_problems(res, None, (), ())
+            if problems:
+                raise ValidationError(problems)
+        else:
+            hook = WRITE_DEFAULTS.get(res.kind)
+            if hook:
+                hook(res, old, self, creating)
         validate_resource(res)
         check = WRITE_CHECKS.get(res.kind)
         if check:
@@ -537,10 +542,21 @@ class DatastoreClient:
 
     def create(self, res: Resource) -> Resource:
         """Create; fails with AlreadyExists. Stamps uid and creationTimestamp like libcalico-go."""
+        return self._create(res, unsafe=False)
+
+    def unsafe_create_pool(self, res: Resource) -> Resource:
+        """libcalico-go's IPPools().UnsafeCreate: a pool created with its defaults and
+        validation but without the checks against the other pools and existing blocks of
+        another size (``ipam split``'s pools overlap the pool being split, still there)."""
+        if res.kind != "IPPool":
+            raise ValidationError([(res.identifier(), res.kind, "only IP pools are created unsafely")])
+        return self._create(res, unsafe=True)
+
+    def _create(self, res: Resource, unsafe: bool) -> Resource:
         if res.kind == "Profile" and res.name == DEFAULT_ALLOW_PROFILE:
             raise AlreadyExists(res.identifier(), "the default-allow profile is built in")
         _check_writable(res.kind, res.identifier(), "Create")
-        res = self._prepare(res, None, creating=True)
+        res = self._prepare(res, None, creating=True, unsafe=unsafe)
         meta = res.metadata
         meta.pop("resourceVersion", None)
         meta.setdefault("uid", str(uuid.uuid4()))
@@ -676,6 +692,15 @@ class DatastoreClient:
 
     def delete(self, kind: str, name: str, namespace: str = "", resource_version: str = "") -> Resource:
         """Delete, guarded by resource_version when given; returns the deleted resource."""
+        return self._delete(kind, name, namespace, resource_version, unsafe=False)
+
+    def unsafe_delete_pool(self, name: str, resource_version: str = "") -> Resource:
+        """libcalico-go's IPPools().UnsafeDelete: the pool is disabled (if it is not) and
+        deleted without releasing the block affinities in it, so every block keeps its
+        host (``ipam split``, whose new pools take the blocks over)."""
+        return self._delete("IPPool", name, "", resource_version, unsafe=True)
+
+    def _delete(self, kind: str, name: str, namespace: str, resource_version: str, unsafe: bool) -> Resource:
         kind = KINDS[kind].kind
         ident = identifier(kind, name, namespace)
         if kind == "Profile" and name == DEFAULT_ALLOW_PROFILE:
@@ -686,7 +711,9 @@ class DatastoreClient:
             key = self._key_of(current)
         else:
             key = etcd_key(kind, name, namespace)
-        if kind == "IPPool":
+        if kind == "IPPool" and unsafe:
+            resource_version = self._disable_pool(name, resource_version)[1]  # affinities kept
+        elif kind == "IPPool":
             resource_version = self._retire_pool(name, resource_version)
         elif kind == "Tier":
             self._check_tier_deletable(name)

@@ -344,33 +344,6 @@ def split_cidr(cidr: str, parts: int) -> list[str]:
     return [str(sub) for sub in net.subnets(prefixlen_diff=power)]
 
 
-def _split_client(kv):
-    """A resource client with libcalico-go's UnsafeCreate and UnsafeDelete for pools: a
-    pool is created without the checks against overlapping pools and existing blocks of
-    another size (the child pools overlap the pool being split, which still exists), and
-    a pool is deleted (after being disabled, if it is not) without releasing the block
-    affinities in it, so every block keeps its host."""
-    from node.datastore.client import DatastoreClient, ippool_write_problems
-    from node.errors import ValidationError
-    from node.model.resource import validate_resource
-
-    class SplitClient(DatastoreClient):
-        def _prepare(self, res, old, creating):
-            if not (creating and res.kind == "IPPool"):
-                return super()._prepare(res, old, creating)
-            res = res.copy()
-            problems = ippool_write_problems(res, None, (), ())
-            if problems:
-                raise ValidationError(problems)
-            validate_resource(res)
-            return res
-
-        def _retire_pool(self, name, resource_version):
-            return self._disable_pool(name, resource_version)[1]  # (affinities kept)
-
-    return SplitClient(kv)
-
-
 def cmd_split(args) -> int:
     """calicoctl's ``ipam split``: with the datastore locked, disable the pool, create
     NUMBER equal pools ``split-<name>-<i>`` over its CIDR (its other settings, enabled),
@@ -382,7 +355,7 @@ def cmd_split(args) -> int:
     if not old_cidr and not old_name:
         raise CommandFailed("no name or CIDR provided. Provide a name or CIDR to denote the IP pool to split")
     check_version_mismatch(args)
-    client = _split_client(client_from_args(args).kv)
+    client = client_from_args(args)
 
     try:
         info = client.get("ClusterInformation", "default")
@@ -442,13 +415,13 @@ def cmd_split(args) -> int:
         child.spec.pop("disabled", None)
         child.spec = canonical_struct(child.spec, "IPPoolSpec", "", Collector(), strict=False)
         try:
-            client.create(child)
+            client.unsafe_create_pool(child)
         except CalicoError as exc:
             raise CommandFailed(f"error using unsafe create to make split pool with cidr {cidr}: {exc}") from exc
         created.append((name, cidr))
 
     try:
-        client.delete("IPPool", pool.name)
+        client.unsafe_delete_pool(pool.name)
     except CalicoError as exc:
         raise CommandFailed(f"error removing the IP pool that was split {pool.name}: {exc}") from exc
 
