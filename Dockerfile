@@ -29,10 +29,14 @@ RUN /opt/calico-node/bin/pip install --no-cache-dir --no-index --find-links /tmp
 # The BIRD templates and the image's own files (supervisord's configuration template,
 # restart-calico-confd, versions, the birdcl/birdcl6 clients...) live outside the
 # Python package.
+# Calico's CRDs too, which `calicoctl datastore migrate import` installs (Calico's
+# calicoctl carries them inside its binary).
 COPY templates/bird/ /usr/share/calico-node/templates/bird/
+COPY manifests/crds.yaml /usr/share/calico-node/manifests/crds.yaml
 COPY rootfs/ /
 ENV CALICO_TEMPLATES_DIR=/usr/share/calico-node/templates/bird \
-    CALICO_SUPERVISORD_TEMPLATE=/etc/calico/supervisord.conf.j2
+    CALICO_SUPERVISORD_TEMPLATE=/etc/calico/supervisord.conf.j2 \
+    CALICO_CRDS_FILE=/usr/share/calico-node/manifests/crds.yaml
 
 COPY build/wheels/app/ /tmp/wheels/app/
 RUN /opt/calico-node/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/app/*.whl \

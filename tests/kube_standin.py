@@ -103,6 +103,9 @@ def _resources(groups: tuple[str, ...],
         ("v1", "secrets"): Res("Secret", True, core=True),
         ("networking.k8s.io/v1", "networkpolicies"): Res("NetworkPolicy", True, core=True),
         ("discovery.k8s.io/v1", "endpointslices"): Res("EndpointSlice", True, core=True),
+        # CRDs themselves, stored and served back (calicoctl datastore migrate import
+        # installs Calico's); the Calico kinds below are served whether or not they exist.
+        ("apiextensions.k8s.io/v1", "customresourcedefinitions"): Res("CustomResourceDefinition", False, core=True),
         # network-policy-api's CRD; a test removes it to play a cluster without it.
         ("policy.networking.k8s.io/v1alpha2", "clusternetworkpolicies"): Res("ClusterNetworkPolicy", False, core=True),
         # KubeVirt's CRD (with its status subresource, so status is set through /status);

@@ -74,12 +74,15 @@ def test_image_contents(image):
     script = ("set -e; bird --version 2>&1; bird6 --version 2>&1; iptables --version; command -v ipset; "
               "supervisord --version; calico-node version; calicoctl version --client; "
               "ls $CALICO_TEMPLATES_DIR; test -f $CALICO_SUPERVISORD_TEMPLATE && echo template-ok; "
-              "for tool in birdcl birdcl6 versions restart-calico-confd; do command -v $tool; done")
+              "for tool in birdcl birdcl6 versions restart-calico-confd; do command -v $tool; done; "
+              # calicoctl datastore migrate import installs Calico's CRDs from the image.
+              "/opt/calico-node/bin/python -c 'from node.cli.ctl.datastore import calico_crds; "
+              "print(len(calico_crds()), \"CRDs for import\")'")
     output = client.containers.run(image, ["-c", script], entrypoint="sh", network_mode="none", remove=True)
     text = output.decode()
     for expected in ("BIRD version 1.6", "iptables v1.8", "/usr/sbin/ipset", "Client Version:", "bird.cfg.j2",
                      "template-ok", "/usr/bin/birdcl\n", "/usr/bin/birdcl6\n", "/usr/sbin/versions\n",
-                     "/usr/sbin/restart-calico-confd\n"):
+                     "/usr/sbin/restart-calico-confd\n", "23 CRDs for import"):
         assert expected in text, text
     # docker run IMAGE <command> runs that command (under tini), not the node.
     for argv in (["calico-node", "version"], ["calico-node", "-v"]):
