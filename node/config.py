@@ -58,8 +58,15 @@ _DATASTORE_ENV = {
     "usePodCIDR": "USE_POD_CIDR",
     "calicoAPIGroup": "CALICO_API_GROUP",
 }
-# CalicoAPIConfigSpec fields read from a config file only (no environment variable).
-_FILE_ONLY = ("k8sAPIToken",)
+# CalicoAPIConfigSpec fields read from a config file only (no environment variable):
+# the API token, the inline etcd TLS material and the inline kubeconfig (libcalico-go's
+# apiconfig gives them none, so that secrets do not travel in the environment).
+_FILE_ONLY = ("k8sAPIToken", "etcdKey", "etcdCert", "etcdCACert", "kubeconfigInline")
+# CalicoAPIConfigSpec fields calicoctl accepts and that change nothing it does here
+# (Felix's and kube-controllers' node polling).
+_FILE_IGNORED = ("k8sDisableNodePoll",)
+# A CalicoAPIConfig's top-level fields (TypeMeta, ObjectMeta, spec).
+_FILE_TOP = ("apiVersion", "kind", "metadata", "spec")
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class DatastoreConfig:
     etcd_key_file: str = ""
     etcd_cert_file: str = ""
     etcd_ca_cert_file: str = ""
+    # Inline PEM text (calicoctl.cfg's etcdKey, etcdCert, etcdCACert), used instead of the
+    # files; libcalico-go refuses a configuration that has both.
+    etcd_key: str = field(default="", repr=False)
+    etcd_cert: str = field(default="", repr=False)
+    etcd_ca_cert: str = field(default="", repr=False)
     kubeconfig: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -244,6 +256,39 @@ def check_etcd_tls_files(ca_file: str, cert_file: str, key_file: str,
             raise ConfigError(f"{named('etcdKeyFile', key_file)}: cannot read the file: {exc.strerror}") from None
 
 
+def check_etcd_tls_inline(ca_cert: str, cert: str, key: str) -> None:
+    """The inline counterpart of ``check_etcd_tls_files`` (calicoctl.cfg's etcdCACert,
+    etcdCert, etcdKey): as libcalico-go, the certificate and key are both required (the CA
+    is optional) and must be PEM; errors carry libcalico-go's "could not initialize
+    etcdv3 client" prefix."""
+    import tempfile
+
+    prefix = "could not initialize etcdv3 client: "
+    if not cert or not key:
+        raise ConfigError(prefix + "Certificate and Key must both be present inline.")
+    if ca_cert:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=ca_cert)
+        except (ssl.SSLError, ValueError):
+            raise ConfigError(prefix + "etcdCACert: Cannot decode PEM block containing certificate") from None
+    # ssl loads a key pair only from files: a private directory holds them for the check.
+    with tempfile.TemporaryDirectory(prefix="calicoctl-tls-") as tmp:
+        cert_path, key_path = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+        for path, text in ((cert_path, cert), (key_path, key)):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
+                fh.write(text)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert_path, key_path, password=_refuse_password)
+        except _EncryptedKey:
+            raise ConfigError(prefix + "etcdKey: the private key is encrypted; etcd clients need an "
+                              "unencrypted PEM key") from None
+        except ssl.SSLError as exc:
+            if getattr(exc, "reason", None) == "KEY_VALUES_MISMATCH":
+                raise ConfigError(prefix + "etcdKey is not the key of the certificate in etcdCert") from None
+            raise ConfigError(prefix + "etcdCert and etcdKey must hold a PEM certificate and its "
+                              "PEM private key") from None
+
+
 def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_label) -> DatastoreConfig:
     dstype = values.get("datastoreType", "")
     endpoints = _split_endpoints(values.get("etcdEndpoints", ""), label("etcdEndpoints"))
@@ -264,7 +309,13 @@ def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_lab
         if not _DNS_NAME.fullmatch(discovery_srv):
             raise ConfigError(f"{label('etcdDiscoverySrv')}={discovery_srv!r} is not a DNS domain name; it names "
                               "the domain whose _etcd-client-ssl._tcp and _etcd-client._tcp SRV records list etcd")
-    if dstype == ETCDV3:
+    inline = [values.get(f, "") for f in ("etcdCACert", "etcdCert", "etcdKey")]
+    if dstype == ETCDV3 and any(inline):
+        if any(values.get(f, "") for f in ("etcdCACertFile", "etcdCertFile", "etcdKeyFile")):
+            # libcalico-go's NewEtcdV3Client, word for word.
+            raise ConfigError("Cannot mix inline certificate-key and certificate / key files")
+        check_etcd_tls_inline(*inline)
+    elif dstype == ETCDV3:
         check_etcd_tls_files(values.get("etcdCACertFile", ""), values.get("etcdCertFile", ""),
                              values.get("etcdKeyFile", ""), label)
     return DatastoreConfig(
@@ -277,9 +328,12 @@ def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_lab
         etcd_key_file=values.get("etcdKeyFile", ""),
         etcd_cert_file=values.get("etcdCertFile", ""),
         etcd_ca_cert_file=values.get("etcdCACertFile", ""),
+        etcd_key=values.get("etcdKey", ""),
+        etcd_cert=values.get("etcdCert", ""),
+        etcd_ca_cert=values.get("etcdCACert", ""),
         kubeconfig=values.get("kubeconfig", ""),
         extra={k: v for k, v in values.items()
-               if v and (k.startswith("k8s") or k in ("calicoAPIGroup", "usePodCIDR"))},
+               if v and (k.startswith("k8s") or k in ("calicoAPIGroup", "usePodCIDR", "kubeconfigInline"))},
     )
 
 
@@ -289,8 +343,25 @@ def datastore_config_from_env(env: Mapping[str, str] | None = None) -> Datastore
     return _build({fld: _lookup(env, name) for fld, name in _DATASTORE_ENV.items()}, _env_label(env))
 
 
+class ConfigFileUnreadable(Exception):
+    """``--config`` names a file that does not exist: calicoctl prints "Error reading
+    config file: PATH" on stdout and exits 1 there and then, whatever the command (so this
+    is not a CalicoError that a command would wrap or skip)."""
+
+    def __init__(self, path: str):
+        super().__init__(f"Error reading config file: {path}")
+
+
+def _unknown_field(path: str, name: str) -> ConfigError:
+    # libcalico-go reads the file with yaml.UnmarshalStrict; this is its wording.
+    return ConfigError(f"syntax error in {path}: failed to parse config as YAML/JSON: error unmarshaling JSON: "
+                       f'while decoding JSON: json: unknown field "{name}"')
+
+
 def datastore_config_from_file(path: str) -> DatastoreConfig:
-    """Datastore settings from a calicoctl ``CalicoAPIConfig`` file."""
+    """Datastore settings from a calicoctl ``CalicoAPIConfig`` file (YAML or JSON). As in
+    libcalico-go, a field CalicoAPIConfig does not have is an error, and the apiVersion
+    must be ``projectcalico.org/v3`` and the kind ``CalicoAPIConfig``."""
     try:
         with open(path, encoding="utf-8") as fh:
             doc = yaml.safe_load(fh) or {}
@@ -300,17 +371,22 @@ def datastore_config_from_file(path: str) -> DatastoreConfig:
         raise ConfigError(f"invalid config file {path}: {exc}") from exc
     if not isinstance(doc, dict):
         raise ConfigError(f"invalid config file {path}: expected a mapping")
-    kind = doc.get("kind", "")
-    if kind != "CalicoAPIConfig":
-        raise ConfigError(f"invalid config file: expected kind 'CalicoAPIConfig', got '{kind}'")
-    api_version = doc.get("apiVersion", "")
-    if api_version not in ("projectcalico.org/v3", ""):
-        raise ConfigError(
-            f"invalid config file: expected apiVersion 'projectcalico.org/v3', got '{api_version}'"
-        )
+    for name in doc:
+        if name not in _FILE_TOP:
+            raise _unknown_field(path, str(name))
     spec = doc.get("spec") or {}
     if not isinstance(spec, dict):
         raise ConfigError(f"invalid config file {path}: spec must be a mapping")
+    for name in spec:
+        if name not in _DATASTORE_ENV and name not in _FILE_ONLY and name not in _FILE_IGNORED:
+            raise _unknown_field(path, str(name))
+    # Checked once the whole file has parsed, in this order, as libcalico-go does.
+    api_version = doc.get("apiVersion") or ""
+    if api_version != "projectcalico.org/v3":
+        raise ConfigError(f"invalid config file: unknown APIVersion '{api_version}'")
+    kind = doc.get("kind") or ""
+    if kind != "CalicoAPIConfig":
+        raise ConfigError(f"invalid config file: expected kind 'CalicoAPIConfig', got '{kind}'")
     return _build({k: _file_text(v) for k, v in spec.items() if (k in _DATASTORE_ENV or k in _FILE_ONLY)
                    and v is not None},
                   lambda fld: f"{fld} in {path}")
@@ -324,8 +400,11 @@ def _file_text(value) -> str:
 
 
 def calicoctl_datastore_config(config_path: str | None, env: Mapping[str, str] | None = None) -> DatastoreConfig:
-    """calicoctl's rule: an explicit --config wins; else the default file if it exists; else env."""
-    if config_path:
+    """calicoctl's rule: an explicit --config wins (ConfigFileUnreadable when it does not
+    exist); else the default file if it exists; else env."""
+    if config_path and config_path != DEFAULT_CALICOCTL_CONFIG:
+        if not os.path.exists(config_path):
+            raise ConfigFileUnreadable(config_path)
         return datastore_config_from_file(config_path)
     if os.path.exists(DEFAULT_CALICOCTL_CONFIG):
         return datastore_config_from_file(DEFAULT_CALICOCTL_CONFIG)

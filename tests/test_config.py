@@ -65,7 +65,7 @@ def test_calicoctl_config_file_errors(tmp_path):
         datastore_config_from_file(str(tmp_path / "missing.cfg"))
     bad = tmp_path / "bad.cfg"
     bad.write_text("apiVersion: projectcalico.org/v2\nkind: CalicoAPIConfig\n")
-    with pytest.raises(ConfigError, match="expected apiVersion 'projectcalico.org/v3'"):
+    with pytest.raises(ConfigError, match="unknown APIVersion 'projectcalico.org/v2'"):  # libcalico-go's words
         datastore_config_from_file(str(bad))
 
 

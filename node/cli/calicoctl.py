@@ -31,6 +31,7 @@ from node.cli.ctl._printers import Listed, printer_for, render
 from node.cli.ctl._source import load_resources
 from node.cli.plugins import register_all
 from node.cli.process_end import run_and_end
+from node.config import ConfigFileUnreadable
 from node.errors import AlreadyExists, CalicoError, ConfigError, ConnectionFailed, NotFound, Unauthorized
 from node.model import Resource, validate_resource
 
@@ -527,6 +528,9 @@ def _run(argv: Sequence[str] | None) -> int:
         return 1
     except CommandFailed as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except ConfigFileUnreadable as exc:
+        print(exc)  # calicoctl's clientmgr: on stdout, then exit 1
         return 1
     except ConfigError as exc:
         print(f"Failed to create Calico API client: {exc}", file=sys.stderr)

@@ -46,6 +46,7 @@ from node.config import (  # noqa: E402
     DatastoreConfig,
     EtcdEndpoint,
     check_etcd_tls_files,
+    check_etcd_tls_inline,
     parse_etcd_endpoint,
 )
 from node.datastore.etcd_srv import SrvLookup, discover_etcd_endpoints  # noqa: E402
@@ -194,6 +195,12 @@ class EtcdKV:
 
     @staticmethod
     def _load_tls(config: DatastoreConfig) -> grpc.ChannelCredentials:
+        if config.etcd_cert or config.etcd_key or config.etcd_ca_cert:
+            # calicoctl.cfg's inline PEM text (etcdCACert, etcdCert, etcdKey).
+            check_etcd_tls_inline(config.etcd_ca_cert, config.etcd_cert, config.etcd_key)
+            return grpc.ssl_channel_credentials(
+                root_certificates=config.etcd_ca_cert.encode() if config.etcd_ca_cert else None,
+                private_key=config.etcd_key.encode(), certificate_chain=config.etcd_cert.encode())
         # Usually already done when the config was built; repeated for configs built directly.
         check_etcd_tls_files(config.etcd_ca_cert_file, config.etcd_cert_file, config.etcd_key_file)
 

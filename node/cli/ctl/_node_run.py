@@ -217,7 +217,8 @@ def _datastore(config_path: str | None):
     try:
         cfg = calicoctl_datastore_config(config_path)
     except ConfigError as exc:
-        raise CommandFailed(f"error executing command: invalid config file: {exc}") from None
+        detail = str(exc).removeprefix("invalid config file: ")
+        raise CommandFailed(f"error executing command: invalid config file: {detail}") from None
     if cfg.datastore_type != ETCDV3:
         raise CommandFailed("error executing command: unsupported backend specified in config")
     return cfg

@@ -51,9 +51,11 @@ def cmd_label(args) -> int:
     if args.remove:
         key, value = args.label, None
     else:
-        key, sep, value = args.label.partition("=")
-        if not sep:
+        # calicoctl splits KEY=VALUE on every "=" and wants exactly two parts.
+        parts = args.label.split("=")
+        if len(parts) != 2:
             raise CommandFailed(f"invalid label {args.label}")
+        key, value = parts
     if not args.name:
         raise CommandFailed("resource name may not be empty")
     try:

@@ -4,9 +4,10 @@ calicoctl applies a Kubernetes strategic merge patch to the stored resource. Cal
 v3 types declare no list merge keys, so a strategic merge patch is a JSON merge patch
 (RFC 7386: objects merge, lists and scalars replace, null deletes) plus the ``$patch``
 directives on objects (replace, delete, merge) and ``$deleteFromPrimitiveList/<field>``.
-``merge`` is RFC 7386 itself. calicoctl documents ``json`` (RFC 6902) as not
-implemented; so is it here. The result is parsed and validated like any input and
-written at the revision that was read.
+calicoctl v3.32.1 documents ``--type`` (``json`` and ``merge`` "not yet implemented")
+but never reads it: every patch is a strategic merge patch whatever the type, and so it
+is here (the reference page's own example passes ``--type json``). The result is parsed
+and validated like any input and written at the revision that was read.
 """
 from __future__ import annotations
 
@@ -19,9 +20,6 @@ from node.cli.ctl._printers import output_dict
 from node.errors import CalicoError
 from node.model import Resource, UnknownKind, from_dict, load_documents
 
-PATCH_TYPES = ("strategic", "merge")
-
-
 class PatchError(ValueError):
     """The patch cannot be applied (bad directive, unparsable text)."""
 
@@ -29,13 +27,14 @@ class PatchError(ValueError):
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "patch", help="patch a resource in place",
-        description="Patch one existing resource in place with a strategic merge patch (default) "
-                    "or a JSON merge patch.",
-        usage="calicoctl patch KIND NAME -p PATCH [-t strategic|merge] [-n NS] [-c CONFIG]")
+        description="Patch one existing resource in place with a strategic merge patch.",
+        usage="calicoctl patch KIND NAME -p PATCH [-t TYPE] [-n NS] [-c CONFIG]")
     p.add_argument("kind", metavar="KIND")
     p.add_argument("name", metavar="NAME")
     p.add_argument("-p", "--patch", default="", help="the patch, as JSON (YAML is accepted too)")
-    p.add_argument("-t", "--type", default="strategic", help="strategic (default) or merge")
+    p.add_argument("-t", "--type", default="strategic",
+                   help="accepted as calicoctl accepts it and, as there, not used: every patch is a "
+                        "strategic merge patch")
     p.add_argument("-n", "--namespace", default=None, help="namespace of a namespaced resource (default: default)")
     p.set_defaults(func=cmd_patch)
 
@@ -108,10 +107,16 @@ def parse_patch(text: str):
         return docs[0]
 
 
-def patched_resource(current: Resource, patch, patch_type: str) -> Resource:
+def patched_resource(current: Resource, patch, patch_type: str = "strategic") -> Resource:
     """``current`` with ``patch`` applied, parsed and validated; the patch may not move
-    the resource to another kind, name or namespace."""
-    apply = strategic_merge_patch if patch_type == "strategic" else merge_patch
+    the resource to another kind, name or namespace. ``patch_type`` "merge" is RFC 7386
+    (the command line never asks for it: calicoctl's patches are all strategic)."""
+    apply = merge_patch if patch_type == "merge" else strategic_merge_patch
+    if patch_type != "merge" and not isinstance(patch, dict):
+        # Kubernetes' StrategicMergePatch decodes the patch into a map (an RFC 6902 list
+        # given as ``--type json`` fails here in calicoctl too).
+        raise CommandFailed(f"hit error: performing strategic merge patch: the patch must be a JSON object, "
+                            f"not {json.dumps(patch)}")
     try:
         doc = apply(output_dict(current), patch)
     except PatchError as exc:
@@ -135,18 +140,13 @@ def patched_resource(current: Resource, patch, patch_type: str) -> Resource:
 def cmd_patch(args) -> int:
     if not args.patch:
         raise UsageError("calicoctl patch: a patch is required (-p/--patch)")
-    if args.type == "json":
-        raise CommandFailed("patch type 'json' (RFC 6902 JSON Patch) is not implemented, as in calicoctl; "
-                            "use --type strategic (default) or --type merge")
-    if args.type not in PATCH_TYPES:
-        raise CommandFailed(f"unknown patch type '{args.type}': use strategic (default) or merge")
     info = kind_or_fail(args.kind, "")
     if not args.name:
         raise CommandFailed("resource name may not be empty")
     try:
         patch = parse_patch(args.patch)
     except PatchError as exc:
-        raise CommandFailed(f"hit error: performing {args.type} merge patch: {exc}") from exc
+        raise CommandFailed(f"hit error: performing strategic merge patch: {exc}") from exc
     check_version_mismatch(args)
     client = client_from_args(args)
     target = Resource(info.kind, {"name": args.name})
@@ -155,7 +155,7 @@ def cmd_patch(args) -> int:
         current = client.get(info.kind, target.name, target.namespace)
     except CalicoError as exc:
         raise CommandFailed(f"hit error: {exc}") from exc
-    updated = patched_resource(current, patch, args.type)
+    updated = patched_resource(current, patch)
     try:
         client.update(updated)  # at the revision read: a concurrent change is a conflict
     except CalicoError as exc:

@@ -8,6 +8,9 @@ Where the client configuration comes from (libcalico-go's CreateKubernetesClient
    and ``/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}``);
 3. otherwise ``K8S_API_ENDPOINT`` alone.
 
+A calicoctl.cfg's ``kubeconfigInline`` (a kubeconfig's text) comes before all of these
+and takes no overrides, as in libcalico-go.
+
 On top of whichever applies, ``K8S_API_ENDPOINT``, ``K8S_CERT_FILE``, ``K8S_KEY_FILE``,
 ``K8S_CA_FILE``, ``K8S_INSECURE_SKIP_TLS_VERIFY``, ``K8S_CURRENT_CONTEXT`` and the
 config file's ``k8sAPIToken`` override the matching settings.
@@ -27,6 +30,8 @@ import logging
 import os
 from pathlib import Path
 from typing import Mapping
+
+import yaml
 
 from node.config import DatastoreConfig
 from node.datastore.kubernetes.conversion import GROUP_V1, GROUP_V3
@@ -81,6 +86,8 @@ def kubeconfig_source(config: DatastoreConfig, env: Mapping[str, str] | None = N
     ``home_fallback=False`` leaves ``$HOME/.kube/config`` out (client-go's
     BuildConfigFromFlags, which startup uses, does not look there)."""
     env = os.environ if env is None else env
+    if config.extra.get("kubeconfigInline"):
+        return "inline"
     if config.kubeconfig:
         return f"kubeconfig:{config.kubeconfig}"
     home = env.get("HOME", "")
@@ -109,6 +116,17 @@ def client_configuration(config: DatastoreConfig, env: Mapping[str, str] | None 
     extra = config.extra
     source = kubeconfig_source(config, env, service_account_dir, home_fallback)
     conf = Configuration()
+    if source == "inline":
+        from kubernetes.config.kube_config import load_kube_config_from_dict
+
+        try:
+            loaded = yaml.safe_load(extra["kubeconfigInline"])
+            if not isinstance(loaded, dict):
+                raise ValueError("not a kubeconfig (a YAML or JSON mapping)")
+            load_kube_config_from_dict(loaded, client_configuration=conf, persist_config=False)
+        except (ConfigException, yaml.YAMLError, OSError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"kubeconfigInline: cannot use the Kubernetes client configuration: {exc}") from None
+        return _finish(conf)
     if source.startswith("kubeconfig:"):
         paths = source.split(":", 1)[1]
         existing = [p for p in paths.split(os.pathsep) if p and os.path.isfile(os.path.expanduser(p))]
@@ -144,6 +162,10 @@ def client_configuration(config: DatastoreConfig, env: Mapping[str, str] | None 
     if extra.get("k8sAPIToken"):
         conf.api_key["BearerToken"] = extra["k8sAPIToken"]
         conf.api_key_prefix["BearerToken"] = "Bearer"
+    return _finish(conf)
+
+
+def _finish(conf):
     if not conf.host.startswith(("http://", "https://")):
         raise ConfigError(f"Kubernetes API server {conf.host!r} must be an http:// or https:// URL")
     # Every syncer source holds a watch connection; keep them pooled.
