@@ -312,7 +312,7 @@ def test_check_clean_and_with_problems(populated, capsys, tmp_path):
         "Loading all IPAM pools...\n  10.80.0.0/24\n  fd00:80::/120\nFound 2 active IP pools.\n\n"
         "Loading all nodes.\nFound 0 node tunnel IPs.\n\n"
         "Loading all service load balancer IPs.\n"
-        "No Kubernetes API in an etcd datastore, skipping service check\n\n"
+        "No configuration for LoadBalancer kubecontroller found, skipping service check\n\n"
         "Loading all workload endpoints.\nFound 5 workload IPs.\nWorkloads and nodes are using 5 IPs.\n\n"
         "Loading all handles\n"
         "Looking for top (up to 20) nodes by allocations...\n  n1 has 5 allocations\n"

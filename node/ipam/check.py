@@ -9,6 +9,11 @@ interrupted IPAM client leaves behind), and handles and affinities whose stored 
 cannot be read. Unreadable pools, nodes and workload endpoints are skipped with a
 warning naming their keys, as every resource list does.
 
+The addresses of the LoadBalancer Services Calico's kube-controllers manages count as in
+use, as in calicoctl (listed through a Kubernetes API when there is one). Without a
+LoadBalancer controller configuration (KubeControllersConfiguration ``default``) there
+are none to look for.
+
 Like calicoctl, the command exits 0 whatever it finds; the last line gives the count.
 """
 from __future__ import annotations
@@ -41,6 +46,10 @@ class Snapshot:
     cluster_info: Resource | None
     now_ns: int
     unreadable_affinities: list[Unreadable] = field(default_factory=list)
+    # KubeControllersConfiguration default's spec.controllers.loadBalancer (None: none),
+    # and the cluster's Services (None: no Kubernetes API was given to list them).
+    load_balancer: dict | None = None
+    services: list[dict] | None = None
 
 
 @dataclass
@@ -117,7 +126,52 @@ class CheckResult:
         return self.problems == 0
 
 
-def collect(kv, now_ns: int) -> Snapshot:
+# kube-controllers' LoadBalancer controller (loadbalancer_controller.go): its class and
+# the annotations that ask it for addresses.
+CALICO_LOAD_BALANCER_CLASS = "calico"
+LOAD_BALANCER_ANNOTATIONS = ("projectcalico.org/ipv4pools", "projectcalico.org/ipv6pools",
+                             "projectcalico.org/loadBalancerIPs")
+
+
+def is_calico_managed_load_balancer(svc: dict, assign_ips: str) -> bool:
+    """Whether kube-controllers assigns this Service's LoadBalancer addresses (its
+    IsCalicoManagedLoadBalancer): every LoadBalancer Service of no other class with
+    ``AllServices``; with ``RequestedServicesOnly`` those of class ``calico`` and those
+    that name pools or addresses in Calico's annotations (and no other class)."""
+    spec = svc.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return False
+    lb_class = spec.get("loadBalancerClass")
+    if assign_ips == "AllServices":
+        return lb_class is None or lb_class == CALICO_LOAD_BALANCER_CLASS
+    if assign_ips == "RequestedServicesOnly":
+        if lb_class == CALICO_LOAD_BALANCER_CLASS:
+            return True
+        annotations = (svc.get("metadata") or {}).get("annotations") or {}
+        if any(annotations.get(name) for name in LOAD_BALANCER_ANNOTATIONS):
+            return lb_class is None
+    return False
+
+
+def load_balancer_config(kv) -> dict | None:
+    """KubeControllersConfiguration default's LoadBalancer controller configuration, or
+    None when there is none (no such resource, or no loadBalancer in it)."""
+    from node.datastore.client import DatastoreClient, DatastoreParseError
+
+    try:
+        kcc = DatastoreClient(kv).get("KubeControllersConfiguration", "default")
+    except NotFound:
+        return None
+    except DatastoreParseError as exc:
+        log.warning("Ignoring the kube-controllers configuration: %s", exc)
+        return None
+    lb = ((kcc.spec or {}).get("controllers") or {}).get("loadBalancer")
+    return lb if isinstance(lb, dict) else None
+
+
+def collect(kv, now_ns: int, kube_api=None) -> Snapshot:
+    """Everything the check reads; ``kube_api`` (node.datastore.kubernetes.api.KubeAPI)
+    lists the Services when the LoadBalancer controller is configured."""
     from node.datastore.client import DatastoreClient, DatastoreParseError
 
     store = IPAMStore(kv)
@@ -137,10 +191,15 @@ def collect(kv, now_ns: int) -> Snapshot:
         info = None
     host_affs, bad_host = store.scan_affinities()
     virtual_affs, bad_virtual = store.scan_affinities(affinity_type="virtual")
+    load_balancer = load_balancer_config(kv)
+    services = None
+    if load_balancer is not None and kube_api is not None:
+        services = kube_api.list("/api/v1/services")[0]
     return Snapshot(blocks=blocks, handles=store.list_handles(), affinities=host_affs + virtual_affs,
                     pools=client.list("IPPool"), nodes=client.list("Node"),
                     workloads=client.list("WorkloadEndpoint"), cluster_info=info, now_ns=now_ns,
-                    unreadable_affinities=bad_host + bad_virtual)
+                    unreadable_affinities=bad_host + bad_virtual, load_balancer=load_balancer,
+                    services=services)
 
 
 def _normalise(addr: str) -> str:
@@ -261,7 +320,24 @@ def analyse(snap: Snapshot, show_all: bool = False) -> CheckResult:
     out += [f"Found {num_node_ips} node tunnel IPs.", ""]
 
     out.append("Loading all service load balancer IPs.")
-    out += ["No Kubernetes API in an etcd datastore, skipping service check", ""]
+    if snap.load_balancer is None:
+        out.append("No configuration for LoadBalancer kubecontroller found, skipping service check")
+    elif snap.services is None:
+        out.append("No Kubernetes API to list the Services with, skipping service check")
+    else:
+        managed = 0
+        for svc in snap.services:
+            if not is_calico_managed_load_balancer(svc, snap.load_balancer.get("assignIPs") or ""):
+                continue
+            managed += 1
+            name = (svc.get("metadata") or {}).get("name", "")
+            for ingress in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+                try:
+                    record_in_use(_normalise(ingress.get("ip") or ""), name)
+                except ValueError:
+                    continue  # a hostname-only ingress holds no address of ours
+        out.append(f"Found {managed} service load balancer(s).")
+    out.append("")
 
     out.append("Loading all workload endpoints.")
     num_wep_ips = 0
@@ -458,8 +534,8 @@ def report_json(result: CheckResult, version: str) -> str:
     return json.dumps(doc, indent=2)
 
 
-def check(kv, now_ns: int, show_all: bool = False) -> CheckResult:
-    return analyse(collect(kv, now_ns), show_all)
+def check(kv, now_ns: int, show_all: bool = False, kube_api=None) -> CheckResult:
+    return analyse(collect(kv, now_ns, kube_api), show_all)
 
 
 # --------------------------------------------------------------------------------------

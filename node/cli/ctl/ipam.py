@@ -74,6 +74,9 @@ def register(subparsers) -> None:
     check.add_argument("--show-problem-ips", action="store_true",
                        help="print all IPs that are leaked or not allocated properly")
     check.add_argument("-o", "--output", default="", help="path to output report file")
+    check.add_argument("--kubeconfig", default="", metavar="KUBECONFIG",
+                       help="kubeconfig of the cluster whose LoadBalancer Services hold addresses "
+                            "(etcd datastore; default $KUBECONFIG)")
     check.add_argument("-c", "--config", default=argparse.SUPPRESS)
     check.set_defaults(func=cmd_check)
 
@@ -433,13 +436,35 @@ def cmd_split(args) -> int:
     return 0
 
 
+def _check_kube_api(args, kv):
+    """The Kubernetes API whose Services ipam check reads: the datastore's own on
+    Kubernetes; on etcd, ``--kubeconfig`` or ``$KUBECONFIG``'s. calicoctl insists on one;
+    here an etcd cluster without a LoadBalancer controller configuration (no
+    kube-controllers, so no Calico-managed Services) is checked without."""
+    from node.config import DatastoreConfig
+    from node.datastore.kubernetes.api import KubeAPI
+    from node.datastore.kubernetes.clientconfig import client_configuration
+    from node.ipam.check import load_balancer_config
+
+    own = getattr(kv, "api", None)
+    if own is not None:
+        return own
+    path = args.kubeconfig or os.environ.get("KUBECONFIG", "")
+    if not path:
+        if load_balancer_config(kv) is not None:
+            raise CommandFailed("KUBECONFIG environment variable or --kubeconfig parameter not set")
+        return None
+    return KubeAPI(client_configuration(DatastoreConfig(kubeconfig=path), {}, home_fallback=False))
+
+
 def cmd_check(args) -> int:
     from node.ipam.check import check, render, report_json
 
     ipam = _ipam(args)
     show_problems = args.show_all_ips or args.show_problem_ips
     try:
-        result = check(ipam.kv, ipam.clock_ns(), show_all=args.show_all_ips)
+        kube_api = _check_kube_api(args, ipam.kv)
+        result = check(ipam.kv, ipam.clock_ns(), show_all=args.show_all_ips, kube_api=kube_api)
     except CalicoError as exc:
         raise CommandFailed(str(exc)) from exc
     sys.stdout.write(render(result, show_problems))
