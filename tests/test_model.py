@@ -223,3 +223,49 @@ def test_list_level_checks_judge_the_whole_list():
 def test_colon_numbers_stay_strings_as_in_go_yaml():
     (doc,) = load_documents("a: 5663:12\nb: 0x10\nc: 1_000\n")
     assert doc == {"a": "5663:12", "b": 16, "c": 1000}
+
+
+V3 = "apiVersion: projectcalico.org/v3\n"
+
+
+def test_field_names_match_case_insensitively_as_encoding_json_does():
+    # encoding/json sets a struct field from a key that equals its name but for case;
+    # when two keys set one field, the later in sorted key order (the order
+    # sigs.k8s.io/yaml hands the keys on in) wins, and objects are merged.
+    res = one(V3 + "kind: IPPool\nMetadata: {name: p, Labels: {a: b}}\n"
+              "Spec: {CIDR: 10.0.0.0/16, NatOutgoing: true, IPIPMode: Never, ipipMode: Always}\n"
+              "spec: {blocksize: 28}\n")
+    assert res.name == "p" and res.metadata["labels"] == {"a": "b"}
+    assert res.spec == {"cidr": "10.0.0.0/16", "ipipMode": "Always", "natOutgoing": True, "blockSize": 28}
+    kcc = one(V3 + "kind: KubeControllersConfiguration\nmetadata: {name: default}\n"
+              "spec: {controllers: {loadbalancer: {assignIPs: AllServices}}}\n")
+    assert kcc.spec["controllers"]["loadBalancer"] == {"assignIPs": "AllServices"}
+    # Go folds the long s and the Kelvin sign onto ASCII letters, and no other letter.
+    peer = one(V3 + "kind: BGPPeer\nmetadata: {name: p}\n"
+               "spec: {peerIP: 10.0.0.1, asNumber: 64512, \u212aeepOriginalNextHop: true, \u017fourceAddress: None}\n")
+    assert peer.spec["keepOriginalNextHop"] is True and peer.spec["sourceAddress"] == "None"
+    bad("kind: Profile\nmetadata: {name: p}\nspec: {labelsToApplí: {a: b}}", 'unknown field "labelsToApplí"')
+
+
+def test_numbers_where_strings_belong_read_as_sigs_yaml_converts_them():
+    # Integers go-yaml holds in 64 bits stay exact; floats, and integers too big for 64 bits
+    # (go-yaml reads them as float64s), are written with FormatFloat(f, 'g', -1, 32).
+    notes = one(V3 + "kind: Profile\nmetadata: {name: p, annotations: {"
+                "a: 18446744073709551615, b: 18446744073709551616, c: 0.1, d: 123456789.0, "
+                "e: 1e21, f: 3.14159265358979, g: 100000.0, h: 1000000.0, i: -2.5e-7}}").metadata["annotations"]
+    assert notes == {"a": "18446744073709551615", "b": "1.8446744e+19", "c": "0.1", "d": "1.2345679e+08",
+                     "e": "1e+21", "f": "3.1415927", "g": "100000", "h": "1e+06", "i": "-2.5e-07"}
+
+
+def test_calicoctl_input_refuses_a_key_given_twice():
+    text = "kind: Tier\nmetadata: {name: t}\nspec:\n  order: 1\n  order: 2\n"
+    with pytest.raises(ValidationError, match=r'key "order" already set in map'):
+        load_documents(text, unique_keys=True)
+    with pytest.raises(ValidationError, match=r'key "order" already set in map'):
+        load_resources("apiVersion: projectcalico.org/v3\n" + text)
+    # go-yaml's strict mode also refuses a key that overrides one a merge brought in.
+    with pytest.raises(ValidationError, match=r'key "b" already set in map'):
+        load_documents("base: &b {a: 1, b: 2}\nx:\n  <<: *b\n  b: 3\n", unique_keys=True)
+    # Distinct keys of different types are not duplicates; lenient reading keeps the last.
+    assert load_documents("{1: a, '1': b}", unique_keys=True) == [{"1": "b"}]
+    assert load_documents(text) == [{"kind": "Tier", "metadata": {"name": "t"}, "spec": {"order": 2}}]

@@ -21,6 +21,8 @@ from node.model.schema import (
     MAX_NESTING,
     Collector,
     canonical_struct,
+    decode_over,
+    go_fold,
     go_json,
     nested_too_deeply,
     validate_struct,
@@ -146,10 +148,8 @@ def _build(obj: Any, strict: bool, validate: bool, ident: str | None, shallow: b
         raise ValidationError([(f"{kind_name}.apiVersion", api_version or "",
                                 f"apiVersion must be {API_VERSION}")])
     errs = Collector()
-    if strict:
-        for key in obj:
-            if key not in ("kind", "apiVersion", "metadata", "spec", "status"):
-                errs.add(str(key), obj[key], f'unknown field "{key}"')
+    if any(key not in _TOP_LEVEL for key in obj):
+        obj = _top_level_fields(obj, errs, strict)
     meta = canonical_struct(_or_empty(obj.get("metadata")), "ObjectMeta", "metadata", errs, strict)
     spec = canonical_struct(_or_empty(obj.get("spec")), info.spec, "spec", errs, strict)
     status = None
@@ -166,6 +166,25 @@ def _build(obj: Any, strict: bool, validate: bool, ident: str | None, shallow: b
     if validate:
         _validate_canonical(res)
     return res
+
+
+_TOP_LEVEL = ("kind", "apiVersion", "metadata", "spec", "status")
+_TOP_LEVEL_FOLDED = {go_fold(name): name for name in _TOP_LEVEL}
+
+
+def _top_level_fields(obj: dict, errs: Collector, strict: bool) -> dict:
+    """``obj`` with the keys Go's decoder matches case-insensitively (``Spec:``) under
+    their field names; kind and apiVersion are what calicoctl read first, exactly, so a
+    differently cased copy of them is dropped. Other keys are unknown fields."""
+    out: dict = {}
+    for key, item in sorted(obj.items(), key=lambda kv: str(kv[0])):
+        name = key if key in _TOP_LEVEL else _TOP_LEVEL_FOLDED.get(go_fold(str(key)))
+        if name is None:
+            if strict:
+                errs.add(str(key), item, f'unknown field "{key}"')
+        elif name == key or name not in ("kind", "apiVersion"):
+            out[name] = decode_over(out[name], item) if name in out else item
+    return out
 
 
 def _or_empty(value: Any) -> Any:
@@ -344,6 +363,30 @@ class _GoYAMLLoader(yaml.SafeLoader):
                 None, None, f"cannot read {node.value!r} as {tag}", node.start_mark) from None
 
 
+class _GoYAMLStrictLoader(_GoYAMLLoader):
+    """As go-yaml's strict mode (calicoctl reads its input with UnmarshalStrict): a key
+    given twice in one mapping, or given again after a ``<<`` merge brought it in, is an
+    error at the second value."""
+
+    def construct_mapping(self, mapping: Any, deep: bool = False) -> Any:
+        if isinstance(mapping, yaml.MappingNode):
+            self.flatten_mapping(mapping)
+            seen = set()
+            for key_node, value_node in mapping.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    typed = (type(key), key)  # go-yaml compares typed keys: 1 and "1" differ
+                    duplicate = typed in seen
+                    seen.add(typed)
+                except TypeError:  # unhashable keys are refused by the constructor itself
+                    continue
+                if duplicate:
+                    shown = json.dumps(key) if isinstance(key, str) else _key_text(key)
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {shown} already set in map", value_node.start_mark)
+        return super().construct_mapping(mapping, deep)
+
+
 class _TooDeep(Exception):
     """Raised by the composer past MAX_NESTING; ``mark`` says where."""
 
@@ -386,10 +429,13 @@ def _key_text(key: Any) -> str:
     return str(key)
 
 
-def load_documents(text: str, source: str = "input") -> list[dict]:
-    """Every resource document in a YAML/JSON stream, with ``List`` kinds expanded."""
+def load_documents(text: str, source: str = "input", unique_keys: bool = False) -> list[dict]:
+    """Every resource document in a YAML/JSON stream, with ``List`` kinds expanded;
+    ``unique_keys`` refuses a key given twice in a mapping, as calicoctl does (otherwise the
+    last one counts)."""
+    loader = _GoYAMLStrictLoader if unique_keys else _GoYAMLLoader
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_GoYAMLLoader) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as exc:
         raise ValidationError([(source, "", f"cannot parse YAML/JSON: {exc}")]) from exc
     except _TooDeep as exc:
@@ -410,4 +456,4 @@ def load_documents(text: str, source: str = "input") -> list[dict]:
 
 
 def load_resources(text: str, source: str = "input", strict: bool = True) -> list[Resource]:
-    return [from_dict(doc, strict=strict) for doc in load_documents(text, source)]
+    return [from_dict(doc, strict=strict) for doc in load_documents(text, source, unique_keys=strict)]

@@ -16,7 +16,10 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct as _struct
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Any, Callable
 
 STRUCTS: dict[str, "Struct"] = {}
@@ -30,6 +33,7 @@ SCALARS = {"string", "strictstring", "bool", "int", "float", "duration", "asn", 
 MAX_NESTING = 100
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+UINT64_MAX = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,31 @@ class Struct:
             if f.name == name:
                 return f
         return None
+
+    def field_for_key(self, key: str) -> str | None:
+        """The field a JSON object key sets, as encoding/json finds it: the field of that
+        exact name, else the first whose name equals the key case-insensitively
+        (``loadbalancer`` sets ``loadBalancer``)."""
+        names = _FIELD_NAMES.get(self.name)
+        if names is None:
+            names = {f.name: f.name for f in self.fields}
+            for f in self.fields:
+                names.setdefault(go_fold(f.name), f.name)  # no field name is its own fold
+            _FIELD_NAMES[self.name] = names
+        return names.get(key) or names.get(go_fold(key))
+
+
+# Per struct: each field's name, and each folded name to the first field it folds from.
+_FIELD_NAMES: dict[str, dict[str, str]] = {}
+# The non-ASCII letters encoding/json folds onto ASCII ones (unicode.ToUpper of
+# unicode.SimpleFold): the long s, the Kelvin sign and the two Turkish i's.
+_GO_FOLD_TO_ASCII = {"\u017f": "S", "\u212a": "K", "\u0131": "I", "\u0130": "I"}
+
+
+def go_fold(name: str) -> str:
+    """``name`` folded as encoding/json folds object keys to match struct fields: ASCII
+    letters upper-cased; no other character folds onto an ASCII one but those four."""
+    return "".join(c.upper() if c < "\x80" else _GO_FOLD_TO_ASCII.get(c, c) for c in name)
 
 
 def parse_type(text: str) -> Type:
@@ -385,9 +414,72 @@ def _canonical_float(value: Any, path: str, errs: Collector) -> int | float:
 
 
 def _number_text(value: int | float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    """A YAML number where Go wants a string, as sigs.k8s.io/yaml converts it: an integer
+    go-yaml holds in 64 bits in full; a float, or an integer too big for 64 bits (go-yaml
+    reads those as float64s), as ``strconv.FormatFloat(f, 'g', -1, 32)``, so
+    ``1337495556942031415926535`` becomes "1.3374956e+24"; one too big for a float64 too
+    stays as written (go-yaml keeps it as a string)."""
+    if isinstance(value, int):
+        if INT64_MIN <= value <= UINT64_MAX:
+            return str(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            return str(value)
+    return go_float32_text(value)
+
+
+def go_float32_text(f: float) -> str:
+    """``strconv.FormatFloat(f, 'g', -1, 32)``: ``f`` rounded to a float32, in the
+    shortest digits that read back as that float32."""
+    if math.isnan(f):
+        return "NaN"
+    try:
+        f = _struct.unpack("<f", _struct.pack("<f", f))[0]
+    except OverflowError:  # rounds past the largest float32
+        f = math.copysign(math.inf, f)
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "-0" if math.copysign(1, f) < 0 else "0"
+    sign = "-" if f < 0 else ""
+    digits, dp = _float32_digits(abs(f))
+    x = dp - 1
+    if x < -4 or x >= 6:  # shortest formatting decides between the forms with precision 6
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
+    if dp <= 0:
+        return f"{sign}0.{'0' * -dp}{digits}"
+    if dp >= len(digits):
+        return sign + digits + "0" * (dp - len(digits))
+    return f"{sign}{digits[:dp]}.{digits[dp:]}"
+
+
+def _float32_digits(f: float) -> tuple[str, int]:
+    """The fewest decimal digits that read back as the float32 ``f`` (positive, finite),
+    the nearest such when several do, and the decimal point's position:
+    ``f ~= 0.<digits> * 10**dp``."""
+    exact = Fraction(f)
+    mant, exp = math.frexp(f)  # f == mant * 2**exp, 0.5 <= mant < 1
+    step = Fraction(2) ** max(exp - 24, -149)  # float32: 24-bit significand, subnormals from 2**-149
+    below = step / 2 if mant == 0.5 and exp - 24 > -149 else step  # the float32 under a power of two is closer
+    lo, hi = exact - below / 2, exact + step / 2
+    even = (exact / step).numerator % 2 == 0  # a tie reads back as the even significand
+
+    def reads_back(c: Decimal) -> bool:
+        q = Fraction(c)
+        return lo <= q <= hi if even else lo < q < hi
+
+    d = Decimal(f)
+    for p in range(1, 10):
+        quantum = Decimal(1).scaleb(d.adjusted() - p + 1)
+        nearest = d.quantize(quantum, rounding=ROUND_HALF_EVEN)  # a tie goes to the even digit
+        other = nearest + quantum if nearest < d else nearest - quantum
+        for c in (nearest, other):
+            if reads_back(c):
+                _, ds, e = c.normalize().as_tuple()
+                return "".join(map(str, ds)), len(ds) + e
+    raise AssertionError(f"no float32 digits for {f!r}")
 
 
 def json_problem(value: Any, path: str) -> tuple[str, Any, str] | None:
@@ -455,10 +547,8 @@ def canonical_struct(value: Any, name: str, path: str, errs: Collector, strict: 
         value = {}
     st = STRUCTS[name]
     known = {f.name for f in st.fields}
-    if strict:
-        for key in value:
-            if key not in known:
-                errs.add(_join(path, str(key)), value[key], f'unknown field "{key}"')
+    if any(key not in known for key in value):
+        value = _keys_as_fields(value, st, path, errs, strict)
     out: dict[str, Any] = {}
     for f in st.fields:
         present = f.name in value
@@ -481,6 +571,34 @@ def canonical_struct(value: Any, name: str, path: str, errs: Collector, strict: 
             continue
         out[f.name] = canon
     return out
+
+
+def _keys_as_fields(value: dict, st: Struct, path: str, errs: Collector, strict: bool) -> dict:
+    """``value`` keyed by the fields its keys set, as encoding/json decodes an object into
+    a struct: a key matching no field exactly sets the one it matches case-insensitively;
+    two keys setting one field are decoded into it in turn, in key order (sigs.k8s.io/yaml
+    hands encoding/json the keys sorted), as ``decode_over`` does. Keys that set no field
+    are dropped, and are errors if ``strict``."""
+    out: dict = {}
+    for key, item in sorted(value.items(), key=lambda kv: str(kv[0])):
+        field = st.field_for_key(str(key))
+        if field is None:
+            if strict:
+                errs.add(_join(path, str(key)), item, f'unknown field "{key}"')
+            continue
+        out[field] = decode_over(out[field], item) if field in out else item
+    return out
+
+
+def decode_over(prev: Any, new: Any) -> Any:
+    """What decoding ``new`` into a field that already holds ``prev`` leaves there: objects
+    merge, key by key; any other value replaces the old one."""
+    if isinstance(prev, dict) and isinstance(new, dict):
+        merged = dict(prev)
+        for k, v in sorted(new.items(), key=lambda kv: str(kv[0])):
+            merged[k] = decode_over(merged[k], v) if k in merged else v
+        return merged
+    return new
 
 
 def _omitempty(value: Any) -> bool:

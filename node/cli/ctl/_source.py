@@ -91,7 +91,7 @@ def _validate_as_placed(res: Resource, namespace: str | None) -> None:
 def _expand_sequences(text: str, source: str) -> list:
     """The documents of a stream; as calicoctl's createResourcesFromBytes, a document that
     is a sequence (a JSON array, a YAML list) stands for its items."""
-    docs = load_documents(text, source)
+    docs = load_documents(text, source, unique_keys=True)
     if not any(isinstance(d, list) for d in docs):
         return docs
     out: list = []
