@@ -63,8 +63,14 @@ def add_workload(ns: Namespace, name: str = W, up: bool = True, mtu: int = 1400)
 
 
 def set_up(ns: Namespace, name: str = W) -> None:
+    """Both ends up, and back only once the kernel calls the interface oper-up: that
+    follows asynchronously, and the agent applies limits to oper-up interfaces only."""
     ns.run("ip", "link", "set", "wl" + name[4:12], "up")
     ns.run("ip", "link", "set", name, "up")
+    deadline = time.monotonic() + 10
+    while (link(ns, name) or {}).get("operstate") != "UP":
+        assert time.monotonic() < deadline, f"{name} did not come up: {link(ns, name)}"
+        time.sleep(0.02)
 
 
 def apply(ns: Namespace, dp: QoSDataplane, eps: dict, *, monitor: bool = True):
