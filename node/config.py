@@ -13,6 +13,9 @@ of endpoints, never with them) must be a DNS domain name, whose SRV records are 
 when the etcd client is built (node/datastore/etcd_srv.py); for etcdv3 the TLS files must exist
 and hold PEM data (a CA certificate, a client certificate and its unencrypted key, both
 or neither of the last two), as libcalico-go refuses to build an etcd client otherwise.
+The boolean variables (``USE_POD_CIDR``, ``K8S_INSECURE_SKIP_TLS_VERIFY``,
+``K8S_DISABLE_NODE_POLL``) are parsed as envconfig parses them, whatever the datastore
+type: a value strconv.ParseBool refuses is an ``EnvValueError``.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from node.errors import ConfigError
+from node.gobool import parse_go_bool
 
 ETCDV3 = "etcdv3"
 KUBERNETES = "kubernetes"
@@ -337,9 +341,35 @@ def _build(values: Mapping[str, str], label: Callable[[str], str] = _default_lab
     )
 
 
+class EnvValueError(ConfigError):
+    """A datastore variable whose value does not parse as its type. libcalico-go's
+    envconfig parses these while *loading* the configuration from the environment, for
+    every datastore type, before any client is built (calico/node reports it as "Error
+    loading datastore config"; every other configuration problem surfaces when the
+    client is built)."""
+
+
+# CalicoAPIConfigSpec's boolean fields, in the struct's order (the order envconfig
+# reads them, so the first bad one is reported). K8S_DISABLE_NODE_POLL changes nothing
+# here, but Calico parses it all the same.
+_ENV_BOOLEANS = ("K8S_INSECURE_SKIP_TLS_VERIFY", "K8S_DISABLE_NODE_POLL", "USE_POD_CIDR")
+
+
+def _check_env_booleans(env: Mapping[str, str]) -> None:
+    """strconv.ParseBool for each boolean that is set (CALICO_<NAME> first, as everywhere
+    here); USE_POD_CIDR=yes stops Calico even on etcd, where the setting has no use."""
+    for name in _ENV_BOOLEANS:
+        raw = _lookup(env, name)
+        if raw and parse_go_bool(raw) is None:
+            used = "CALICO_" + name if env.get("CALICO_" + name, "") else name
+            raise EnvValueError(f"{used}={raw!r} is not a boolean (use true or false)")
+
+
 def datastore_config_from_env(env: Mapping[str, str] | None = None) -> DatastoreConfig:
-    """Datastore settings from the environment, as calico/node reads them."""
+    """Datastore settings from the environment, as calico/node reads them. Raises
+    EnvValueError for a value that does not parse, ConfigError for any other problem."""
     env = os.environ if env is None else env
+    _check_env_booleans(env)
     return _build({fld: _lookup(env, name) for fld, name in _DATASTORE_ENV.items()}, _env_label(env))
 
 

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Callable, Mapping
 
-from node.config import DatastoreConfig, datastore_config_from_env
+from node.config import DatastoreConfig, EnvValueError, datastore_config_from_env
 from node.datastore.client import DatastoreClient
 from node.datastore.factory import client_for
 from node.errors import CalicoError, DatastoreError, Unauthorized
@@ -33,10 +33,17 @@ class ExitNow(Exception):
 
 
 def load_config(env: Mapping[str, str]) -> DatastoreConfig:
+    """As calico/node's CreateClient: only a value that does not parse fails the loading
+    of the configuration; any other problem with it (an unknown DATASTORE_TYPE, both
+    ETCD_ENDPOINTS and ETCD_DISCOVERY_SRV, a TLS file that will not load) is found when
+    libcalico-go builds the client, so it is reported as ``make_client``'s errors are."""
     try:
         return datastore_config_from_env(env)
-    except CalicoError as exc:
+    except EnvValueError as exc:
         print(f"ERROR: Error loading datastore config: {exc}", flush=True)
+        raise ExitNow(1) from None
+    except CalicoError as exc:
+        print(f"ERROR: Error accessing the Calico datastore: {exc}", flush=True)
         raise ExitNow(1) from None
 
 

@@ -6,6 +6,7 @@ Logs go to stderr; stdout is kept for the lines tools wait for.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -91,7 +92,9 @@ def configure(component: str, env: Mapping[str, str], level_var: str = "CALICO_S
     level = _LEVELS[name]
     install_handler(component, level)
     if bad:
-        log.error("Failed to parse log level, defaulting to info. error=not a valid logrus Level: %r", raw)
+        # logrus.ParseLevel's error quotes the value as Go's %q does.
+        log.error("Failed to parse log level, defaulting to info. error=not a valid logrus Level: %s",
+                  json.dumps(raw, ensure_ascii=False))
     log.info("Early log level set to %s", name)
     return level
 

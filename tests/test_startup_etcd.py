@@ -393,16 +393,16 @@ def test_unreadable_nodename_file_stops_startup(node_host, etcd_kv):
 
 @pytest.mark.parametrize("env,message", [
     ({"DATASTORE_TYPE": "kubernetes"}, "ERROR: Error accessing the Calico datastore: "),
-    ({"DATASTORE_TYPE": "consul"}, "ERROR: Error loading datastore config: unknown datastore type"),
+    ({"DATASTORE_TYPE": "consul"}, "ERROR: Error accessing the Calico datastore: unknown datastore type"),
     ({"ETCD_DISCOVERY_SRV": "example.com"},
-     "ERROR: Error loading datastore config: multiple discovery or bootstrap options specified"),
+     "ERROR: Error accessing the Calico datastore: multiple discovery or bootstrap options specified"),
     ({"ETCD_ENDPOINTS": None}, "ERROR: Error accessing the Calico datastore: "),
     # SRV discovery runs when the client is built; a .invalid domain has no records (and
     # the node's namespace may have no DNS at all): that failure names variable and domain.
     ({"ETCD_ENDPOINTS": None, "DATASTORE_TYPE": "etcdv3", "ETCD_DISCOVERY_SRV": "calico-srv-test.invalid"},
      "ERROR: Error accessing the Calico datastore: ETCD_DISCOVERY_SRV=calico-srv-test.invalid: "
      "failed to discover etcd endpoints through SRV discovery: _etcd-client-ssl._tcp.calico-srv-test.invalid: "),
-    ({"ETCD_CA_CERT_FILE": "/nonexistent/ca.pem"}, "ERROR: Error loading datastore config: ETCD_CA_CERT_FILE"),
+    ({"ETCD_CA_CERT_FILE": "/nonexistent/ca.pem"}, "ERROR: Error accessing the Calico datastore: ETCD_CA_CERT_FILE"),
 ])
 def test_datastore_config_errors(node_host, etcd_kv, env, message):
     result = node_host.startup(**env)

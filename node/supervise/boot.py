@@ -80,14 +80,15 @@ def check_socket_path(path: Path, variable: str) -> None:
 
 
 def _configure_logging(env: Mapping[str, str]) -> None:
-    from startup.logs import GoFormatter
+    from startup.logs import GoFormatter, level_number, parse_level
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(GoFormatter("start"))
     log.addHandler(handler)
     log.propagate = False
-    level = (env.get("CALICO_STARTUP_LOGLEVEL") or "info").upper()
-    log.setLevel(getattr(logging, {"WARN": "WARNING", "TRACE": "DEBUG"}.get(level, level), logging.INFO))
+    # logrus's level names, as every role reads CALICO_STARTUP_LOGLEVEL: a value it does
+    # not know (CRITICAL and NONE included, though the docs list them) means info.
+    log.setLevel(level_number(parse_level(env.get("CALICO_STARTUP_LOGLEVEL", ""))[0]))
 
 
 class _Steps:
