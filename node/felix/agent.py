@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -96,6 +97,31 @@ def apply_log_level(severity: str) -> None:
         if root.level != logging.NOTSET:
             log.info("log level %s", logging.getLevelName(level))
         root.setLevel(level)
+
+
+class DebugFileFilter(logging.Filter):
+    """Felix's LogDebugFilenameRegex: a debug (or more verbose) line is kept only when the
+    name of the source file that logged it matches the pattern (searched, as Go's
+    MatchString does); other levels always pass."""
+
+    def __init__(self, pattern: re.Pattern):
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG or bool(self.pattern.search(record.filename or ""))
+
+
+def apply_debug_file_filter(pattern: re.Pattern | None) -> None:
+    """Put ``DebugFileFilter(pattern)`` on the root logger's handlers (where every logger's
+    lines pass), replacing an earlier one; None removes it."""
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, DebugFileFilter)]:
+            handler.removeFilter(old)
+        if pattern is not None:
+            handler.addFilter(DebugFileFilter(pattern))
+
+
 DEFAULT_RUN_DIR = "/var/run/calico"
 STATUS_REPORT_INTERVAL = 10.0
 MIN_RETRY, MAX_RETRY = 0.1, 30.0
@@ -199,6 +225,7 @@ class Agent:
         self.boot_config = FelixConfig.resolve(self.env, file_config=file_config)
         if manage_log_level:  # the config file's, until the datastore's is known
             apply_log_level(self.boot_config.LogSeverityScreen)
+            apply_debug_file_filter(self.boot_config.LogDebugFilenameRegex)
         self.health = hl.HealthAggregator()
         hl.register_felix_reporters(self.health, self.boot_config.DataplaneWatchdogTimeout)
         self.metrics: FelixMetrics | None = None
@@ -430,6 +457,7 @@ class Agent:
         # felixconfiguration default` with logSeverityScreen takes effect at the restart).
         if self._manage_log_level:
             apply_log_level(config.LogSeverityScreen)
+            apply_debug_file_filter(config.LogDebugFilenameRegex)
         load_conntrack_sctp()
         for feature in unsupported_features(config):
             log.warning("Not supported by this agent: %s", feature)

@@ -407,6 +407,30 @@ def _cidr_list(raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _endpoint_list(raw: str) -> tuple[str, ...]:
+    """Felix's endpoint-list (EtcdEndpoints): comma-separated ``http(s)://host:port`` URLs,
+    all with the same scheme, with no path (``/`` aside), user, query or fragment; empty
+    entries skipped."""
+    out, scheme = [], None
+    for entry in raw.split(","):
+        entry = entry.strip(" ")
+        if not entry:
+            continue
+        m = re.fullmatch(r"([a-zA-Z][a-zA-Z0-9+.-]*)://([^/?#@]+)/?", entry)
+        if m is None:
+            raise ValueError("endpoint contained unsupported URL part; expected http(s)://hostname:port only.")
+        if scheme is not None and m.group(1) != scheme:
+            raise ValueError("all endpoints must have the same scheme")
+        scheme = m.group(1)
+        out.append(f"{scheme}://{m.group(2)}")
+    return tuple(out)
+
+
+def _regexp_or_none(raw: str) -> re.Pattern | None:
+    """Felix's regexp(nil-on-empty): an empty value is no pattern."""
+    return _regexp(raw) if raw else None
+
+
 _LOG_RATE = re.compile(r"[1-9][0-9]{0,3}/(?:second|minute|hour|day)")
 
 
@@ -630,6 +654,49 @@ _PARAMS = [
     Param("PolicySyncPathPrefix", _file, ""),
     Param("MetadataAddr", _hostname, "127.0.0.1", die_on_fail=True),
     Param("MetadataPort", _int(0, 65535), 8775, die_on_fail=True),
+    # The datastore connection's overrides from the config file or FELIX_* variables
+    # (Felix's DatastoreConfig; ``datastore_env`` applies them).
+    Param("EtcdAddr", _authority, "127.0.0.1:2379", local=True),
+    Param("EtcdScheme", _oneof("http", "https"), "http", local=True),
+    Param("EtcdKeyFile", _file, "", local=True),
+    Param("EtcdCertFile", _file, "", local=True),
+    Param("EtcdCaFile", _file, "", local=True),
+    Param("EtcdEndpoints", _endpoint_list, (), local=True),
+    # Felix's nftables dataplane's own actions, mark mask and refresh interval: with
+    # NFTablesMode=Enabled they replace the Iptables* ones (FelixConfig.filter_allow_action...).
+    Param("NftablesRefreshInterval", _seconds, 180.0),
+    Param("NftablesFilterAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT", die_on_fail=True, non_zero=True),
+    Param("NftablesMangleAllowAction", _oneof("ACCEPT", "RETURN"), "ACCEPT", die_on_fail=True, non_zero=True),
+    Param("NftablesFilterDenyAction", _oneof("DROP", "REJECT"), "DROP", die_on_fail=True, non_zero=True),
+    Param("NftablesMarkMask", _mark_bitmask, 0xFFFF0000, die_on_fail=True, non_zero=True),
+    # Debug log lines are kept only from source files whose name matches (node/felix/agent.py).
+    Param("LogDebugFilenameRegex", _regexp_or_none, None),
+    # Felix features this agent does not have (``unsupported_features`` names them when
+    # they are asked for); parsed so that a value asking for one can be recognised.
+    Param("UseInternalDataplaneDriver", parse_bool, True),
+    Param("DataplaneDriver", _file, "calico-iptables-plugin", die_on_fail=True, non_zero=True),
+    Param("NetlinkTimeoutSecs", _seconds, 10.0),
+    Param("XDPEnabled", parse_bool, True),
+    Param("GenericXDPEnabled", parse_bool, False),
+    Param("XDPRefreshInterval", _seconds, 90.0),
+    Param("SidecarAccelerationEnabled", parse_bool, False),
+    Param("Variant", _string, "Calico"),
+    Param("GoGCThreshold", _int(-1), 40),
+    Param("GoMemoryLimitMB", _int(-1), -1),
+    Param("GoMaxProcs", _int(-1), -1),
+    Param("UsageReportingEnabled", parse_bool, True),
+    Param("UsageReportingInitialDelaySecs", _seconds, 300.0),
+    Param("UsageReportingIntervalSecs", _seconds, 86400.0),
+    Param("FlowLogsLocalReporter", _oneof("Enabled", "Disabled"), "Disabled"),
+    Param("DebugMemoryProfilePath", _file, ""),
+    Param("DebugCPUProfilePath", _file, "/tmp/felix-cpu-<timestamp>.pprof"),
+    Param("DebugSimulateCalcGraphHangAfter", _seconds, 0.0),
+    Param("DebugSimulateDataplaneHangAfter", _seconds, 0.0),
+    Param("DebugSimulateDataplaneApplyDelay", _seconds, 0.0),
+    Param("DebugPanicAfter", _seconds, 0.0),
+    Param("DebugSimulateDataRace", parse_bool, False),
+    Param("DebugHost", _host_address, "localhost"),
+    Param("DebugPort", _int(0, 65535), 0),
 ]
 PARAMS: dict[str, Param] = {p.name.lower(): p for p in _PARAMS}
 
@@ -644,6 +711,9 @@ V3_FIELD_NAMES = {
     "reportingTTL": "ReportingTTLSecs",
     "endpointReportingDelay": "EndpointReportingDelaySecs",
     "externalNodesList": "ExternalNodesCIDRList",
+    "netlinkTimeout": "NetlinkTimeoutSecs",
+    "usageReportingInitialDelay": "UsageReportingInitialDelaySecs",
+    "usageReportingInterval": "UsageReportingIntervalSecs",
 }
 _MILLIS_FIELDS = {"iptablesLockProbeInterval"}
 CONFIG_ANNOTATION_PREFIX = "config.projectcalico.org/"
@@ -747,6 +817,29 @@ class FelixConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
+
+    # Felix's accessors for the settings its iptables and nftables dataplanes each have
+    # their own parameter for: with NFTablesMode=Enabled Felix programs nftables with the
+    # Nftables* ones; this agent programs iptables in that mode (a warning says so), with
+    # the same values, so the packets are treated as Felix would treat them.
+
+    def _nft(self) -> bool:
+        return self._values.get("NFTablesMode") == "Enabled"
+
+    def filter_allow_action(self) -> str:
+        return self.NftablesFilterAllowAction if self._nft() else self.IptablesFilterAllowAction
+
+    def mangle_allow_action(self) -> str:
+        return self.NftablesMangleAllowAction if self._nft() else self.IptablesMangleAllowAction
+
+    def filter_deny_action(self) -> str:
+        return self.NftablesFilterDenyAction if self._nft() else self.IptablesFilterDenyAction
+
+    def mark_mask(self) -> int:
+        return self.NftablesMarkMask if self._nft() else self.IptablesMarkMask
+
+    def table_refresh_interval(self) -> float:
+        return self.NftablesRefreshInterval if self._nft() else self.IptablesRefreshInterval
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, FelixConfig) and _comparable(self._values) == _comparable(other._values)
@@ -905,26 +998,49 @@ def config_file_values(env: Mapping[str, str]) -> dict[str, str]:
         return {}
 
 
+def _asked(config: FelixConfig, name: str) -> bool:
+    """Whether a parameter's effective value differs from Felix's default."""
+    value, default = config.as_dict()[name], PARAMS[name.lower()].default
+    return _comparable({name: value}) != _comparable({name: default})
+
+
 def unsupported_features(config: FelixConfig) -> list[str]:
     """What the configuration asks for that this agent does not do, each with what it
-    does instead (the agent logs them at start, so the difference is never silent)."""
+    does instead (the agent logs them at start, so the difference is never silent).
+
+    Each Felix parameter the agent does not act on is named here when it is set to a
+    value other than Felix's default, or is covered by the warning of the feature it
+    belongs to (a BPF map size only matters with BPFEnabled, a Typha certificate only
+    with TyphaAddr...); tests/test_felix_params_coverage.py holds the whole list."""
     out = []
     if config.BPFEnabled:
         out.append("BPFEnabled: there is no eBPF dataplane; iptables is programmed instead, and "
-                   "kube-proxy must stay in charge of services")
+                   "kube-proxy must stay in charge of services (the BPF* parameters are not used)")
     if config.NFTablesMode == "Enabled":
         out.append("NFTablesMode=Enabled: there is no native nftables dataplane; iptables rules are "
-                   "programmed instead (through iptables-nft when that backend is chosen)")
+                   "programmed instead (through iptables-nft when that backend is chosen), with the "
+                   "Nftables* actions, mark mask and refresh interval")
     for name in ("WireguardEnabled", "WireguardEnabledV6"):
         if getattr(config, name):
-            out.append(f"{name}: WireGuard encryption is not built; traffic between nodes is not encrypted")
+            out.append(f"{name}: WireGuard encryption is not built; traffic between nodes is not encrypted "
+                       "(the Wireguard* parameters are not used)")
+    ranges = [name for name in ("RouteTableRange", "RouteTableRanges") if _asked(config, name)]
+    if ranges:
+        out.append(f"{'/'.join(ranges)}: Felix v3.32 allocates only WireGuard's routing tables from these "
+                   "ranges, and WireGuard is not built; the agent uses no routing table of its own")
     if config.FlowLogsGoldmaneServer:
         out.append("FlowLogsGoldmaneServer: flow logs are not built; no flows are reported")
+    if config.FlowLogsLocalReporter == "Enabled":
+        out.append("FlowLogsLocalReporter=Enabled: flow logs are not built; no flows are reported to the "
+                   "local socket")
     if config.PolicySyncPathPrefix:
         out.append("PolicySyncPathPrefix: the policy sync API (application layer policy) is not built")
     if config.LogFilePath and "LogFilePath" in config.sources:
         out.append(f"LogFilePath={config.LogFilePath}: the agent writes no log file of its own; its log goes to "
                    "stdout, which supervisord keeps in $CALICO_LOG_DIR/felix/current")
+    if config.LogFilePath and _asked(config, "LogSeverityFile"):
+        out.append(f"LogSeverityFile={config.LogSeverityFile}: the agent writes no log file of its own; "
+                   "LogSeverityScreen sets the level of its only log, stdout")
     if config.LogSeveritySys and "LogSeveritySys" in config.sources:
         out.append(f"LogSeveritySys={config.LogSeveritySys}: the agent does not log to syslog")
     if config.AWSSrcDstCheck != "DoNothing":
@@ -932,7 +1048,84 @@ def unsupported_features(config: FelixConfig) -> list[str]:
                    "instances' source/destination check yourself (it must be off for unencapsulated routing)")
     if config.TyphaAddr or config.TyphaK8sServiceName:
         out.append("Typha (TyphaAddr/TyphaK8sServiceName): Typha is not supported; the agent follows the "
-                   "datastore directly")
+                   "datastore directly (the other Typha* parameters are not used)")
+    if not config.UseInternalDataplaneDriver:
+        out.append(f"UseInternalDataplaneDriver=false: external dataplane drivers (DataplaneDriver="
+                   f"{config.DataplaneDriver}) are not supported; the agent programs its own dataplane")
+    if _asked(config, "NetlinkTimeoutSecs"):
+        out.append(f"NetlinkTimeoutSecs={config.NetlinkTimeoutSecs:g}: netlink requests are not given a "
+                   "timeout of their own; a request the kernel does not answer waits")
+    if config.XDPEnabled and "XDPEnabled" in config.sources:
+        out.append("XDPEnabled: XDP acceleration is not built; host endpoints' untracked deny rules drop "
+                   "packets in the raw table instead")
+    xdp = [name for name in ("GenericXDPEnabled", "XDPRefreshInterval") if _asked(config, name)]
+    if xdp:
+        out.append(f"{', '.join(xdp)}: XDP acceleration is not built; there is no XDP state to program or refresh")
+    if config.SidecarAccelerationEnabled:
+        out.append("SidecarAccelerationEnabled: sockmap acceleration of sidecar traffic is not built; "
+                   "that traffic takes the normal path")
+    if _asked(config, "Variant"):
+        out.append(f"Variant={config.Variant}: Felix would keep its dataplane inactive for a variant other "
+                   "than Calico; the agent programs it as usual")
+    go = [f"{name}={getattr(config, name)}" for name in ("GoGCThreshold", "GoMemoryLimitMB", "GoMaxProcs")
+          if _asked(config, name)]
+    if go:
+        out.append(f"{', '.join(go)}: Go runtime settings have no counterpart in this Python agent; "
+                   "its garbage collector keeps its own tuning")
+    if config.UsageReportingEnabled and "UsageReportingEnabled" in config.sources:
+        out.append("UsageReportingEnabled: the agent sends no usage reports to projectcalico.org "
+                   "(ClusterGUID, ClusterType and CalicoVersion are not reported)")
+    usage = [name for name in ("UsageReportingInitialDelaySecs", "UsageReportingIntervalSecs")
+             if _asked(config, name)]
+    if usage:
+        out.append(f"{', '.join(usage)}: the agent sends no usage reports")
+    debug = [name for name in _DEBUG_PARAMS if _asked(config, name)]
+    if debug:
+        out.append(f"{', '.join(debug)}: Felix's debugging aids (profile files, the pprof server on "
+                   "DebugHost:DebugPort, simulated hangs, panics and data races) are not built")
+    return out
+
+
+# Felix's debugging parameters that ask for something (DebugDisableLogDropping asks for
+# what the agent always does: it never drops log lines).
+_DEBUG_PARAMS = ("DebugMemoryProfilePath", "DebugCPUProfilePath", "DebugSimulateCalcGraphHangAfter",
+                 "DebugSimulateDataplaneHangAfter", "DebugSimulateDataplaneApplyDelay", "DebugPanicAfter",
+                 "DebugSimulateDataRace", "DebugPort")
+
+
+_DATASTORE_PARAMS = ("DatastoreType", "EtcdAddr", "EtcdScheme", "EtcdEndpoints", "EtcdKeyFile", "EtcdCertFile",
+                     "EtcdCaFile")
+
+
+def datastore_env(env: Mapping[str, str], file_config: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the agent builds its datastore client from: ``env`` with Felix's
+    own datastore settings from its config file or ``FELIX_*`` variables laid over the
+    libcalico-go ones (Felix's DatastoreConfig): ``DatastoreType``; ``EtcdEndpoints``, else
+    ``EtcdScheme://EtcdAddr`` when ``EtcdAddr`` is set (either makes the datastore etcdv3);
+    ``EtcdKeyFile``, ``EtcdCertFile`` and ``EtcdCaFile``. Values that do not parse are
+    left out (the resolution reports them)."""
+    out = dict(env)
+    names = {n.lower() for n in _DATASTORE_PARAMS}
+    config = FelixConfig.resolve({k: v for k, v in env.items() if k.upper().startswith("FELIX_")
+                                  and k[len("FELIX_"):].lower() in names},
+                                 file_config={k: v for k, v in (file_config or {}).items() if k.lower() in names})
+
+    def set_(name: str, value: str) -> None:
+        out["CALICO_" + name] = value  # (CALICO_<NAME> wins over <NAME>, node.config._lookup)
+        log.info("Overriding %s from felix config to %s", name, value)
+
+    if "DatastoreType" in config.sources:
+        set_("DATASTORE_TYPE", config.DatastoreType)
+    if "EtcdEndpoints" in config.sources and config.EtcdEndpoints:
+        set_("ETCD_ENDPOINTS", ",".join(config.EtcdEndpoints))
+        set_("DATASTORE_TYPE", "etcdv3")
+    elif "EtcdAddr" in config.sources:
+        set_("ETCD_ENDPOINTS", f"{config.EtcdScheme}://{config.EtcdAddr}")
+        set_("DATASTORE_TYPE", "etcdv3")
+    for name, target in (("EtcdKeyFile", "ETCD_KEY_FILE"), ("EtcdCertFile", "ETCD_CERT_FILE"),
+                         ("EtcdCaFile", "ETCD_CA_CERT_FILE")):
+        if name in config.sources:
+            set_(target, getattr(config, name))
     return out
 
 

@@ -92,7 +92,7 @@ def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = Fa
     this host's iptables and kernel support (a modern host's when not given)."""
     features = features or Features()
     return RulesConfig.from_mark_mask(
-        config.IptablesMarkMask,
+        config.mark_mask(),
         kube_ipvs_support=kube_ipvs,
         kube_node_port_ranges=tuple(config.KubeNodePortRanges),
         workload_iface_prefixes=tuple(config.InterfacePrefix),
@@ -112,9 +112,9 @@ def rules_config(config: FelixConfig, encap: Encapsulation, kube_ipvs: bool = Fa
         log_action_rate_limit=config.LogActionRateLimit,
         log_action_rate_limit_burst=config.LogActionRateLimitBurst,
         endpoint_to_host_action=config.DefaultEndpointToHostAction,
-        filter_allow_action=config.IptablesFilterAllowAction,
-        mangle_allow_action=config.IptablesMangleAllowAction,
-        filter_deny_action=config.IptablesFilterDenyAction,
+        filter_allow_action=config.filter_allow_action(),
+        mangle_allow_action=config.mangle_allow_action(),
+        filter_deny_action=config.filter_deny_action(),
         disable_conntrack_invalid=config.DisableConntrackInvalidCheck,
         nat_port_range=config.NATPortRange,
         nat_outgoing_interface_filter=config.IptablesNATOutgoingInterfaceFilter,

@@ -22,7 +22,7 @@ from node.errors import CalicoError
 from node.felix.calc.offline import updates_from_resources
 from node.felix.calc.routes import IPAMBlock
 from node.felix.calc.services import ENDPOINT_SLICE_KIND, EndpointSliceSummary, summary_from_object
-from node.felix.config import config_file_values
+from node.felix.config import config_file_values, datastore_env
 from node.felix.features import Features, detect_features
 from node.felix.pipeline import FELIX_KINDS, Pipeline, felix_sources
 from node.felix.qos_bandwidth import DEFAULT_TICK_IN_USEC, desired_bandwidth, render_bandwidth
@@ -187,7 +187,8 @@ def dry_run(hostname: str, env: Mapping[str, str], *, files: Iterable[str] = (),
         pipeline.on_updates(endpoint_slice_updates(inputs.endpoint_slices))
         pipeline.on_status(SyncStatus.IN_SYNC)
     else:
-        _from_datastore(pipeline, env, sync_timeout)
+        # (with Felix's own datastore settings from its config file and FELIX_* variables)
+        _from_datastore(pipeline, datastore_env(env, pipeline.file_config), sync_timeout)
     messages = pipeline.complete()
     mtu = None
     tick = DEFAULT_TICK_IN_USEC

@@ -252,7 +252,7 @@ class Pipeline:
             log.error("configuration: %s; programming nothing until the configuration changes", self.config_error)
             return
         try:
-            allocate_marks(self.config.IptablesMarkMask)
+            allocate_marks(self.config.mark_mask())
         except ValueError as exc:
             self.config_error = str(exc)
             log.error("configuration: %s; programming nothing until the configuration changes", exc)

@@ -107,9 +107,13 @@ def _run_agent(hostname: str) -> int:
     from node.datastore.factory import kv_for
     from node.errors import CalicoError
     from node.felix.agent import Agent, limit_malloc_arenas
+    from node.felix.config import config_file_values, datastore_env
 
+    # libcalico-go's datastore variables, with Felix's own (DatastoreType, EtcdEndpoints,
+    # EtcdAddr...) from its config file or FELIX_* variables over them, as Felix does.
+    env = datastore_env(os.environ, config_file_values(os.environ))
     try:
-        config = datastore_config_from_env()
+        config = datastore_config_from_env(env)
     except CalicoError as exc:
         print(f"felix: {exc}", file=sys.stderr)
         return 1
@@ -117,7 +121,7 @@ def _run_agent(hostname: str) -> int:
     limit_malloc_arenas()
     # As calico-node's run script (FELIX_FELIXHOSTNAME=$NODENAME): Felix's FelixHostname is
     # the host the agent runs for (the felix_host metric's label, among others).
-    env = {**os.environ, "FELIX_FELIXHOSTNAME": hostname}
+    env = {**env, "FELIX_FELIXHOSTNAME": hostname}
     try:  # (settings read as the agent starts, such as USE_POD_CIDR, can be refused)
         agent = Agent(hostname, env, lambda: kv_for(config), manage_log_level=True)
         stop_on_signals(agent.stop)

@@ -775,7 +775,7 @@ def from_config(ip_version: int, tables: Mapping[str, Table], config, **kwargs) 
     return IptablesDataplane(
         ip_version, tables, backend=kwargs.pop("backend", config.IptablesBackend),
         lock_probe_interval=config.IptablesLockProbeIntervalMillis,
-        refresh_interval=config.IptablesRefreshInterval,
+        refresh_interval=config.table_refresh_interval(),
         post_write_interval=config.IptablesPostWriteCheckIntervalSecs, **kwargs)
 
 
