@@ -230,8 +230,11 @@ def load_files(paths: Iterable[str], settings: Settings) -> ConfdInputs:
     Service defaults filled in, and no Service status (a create does not persist it).
     Other documents are rejected with an error naming the file and the document.
     Later documents replace earlier ones of the same kind and name.
+
+    Local-workload BGP peers come, as in Calico's one-shot run, from the endpoint status
+    files Felix writes on this host (``settings.endpoint_status_dir``), not from the files.
     """
-    inputs = ConfdInputs(secrets={})
+    inputs = ConfdInputs(secrets={}, local_workloads=read_endpoint_status_dir(settings.endpoint_status_dir))
     for path in paths:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()

@@ -235,6 +235,15 @@ def _is_single_ip(cidr: str) -> bool:
     return cidr.endswith("/128") if ":" in cidr else cidr.endswith("/32")
 
 
+def _is_go_cidr(text: str) -> bool:
+    """Whether Go's ``net.ParseCIDR`` reads ``text`` (address/length; no bare address)."""
+    try:
+        ipam.parse_pod_cidr(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _config_cidrs(spec: dict, field_name: str) -> list[str]:
     return [b["cidr"] for b in spec.get(field_name) or [] if b.get("cidr")]
 
@@ -258,17 +267,18 @@ def service_routes(cluster: Cluster, settings: Settings, services: dict | None =
         "serviceLoadBalancerIPs": ([c for c in _config_cidrs(spec, "serviceLoadBalancerIPs") if not _is_single_ip(c)]
                                    if aggregate else []),
     }
+    # Calico checks each range type with Go's net.ParseCIDR, which wants address/length:
+    # a bare address (that validation accepts, as a /32 or /128) that is not set aside
+    # as a single address fails the whole type, which is then not advertised at all,
+    # neither as ranges nor for individual Services.
     cidrs: set[str] = set()
+    failed: set[str] = set()
     for name, group in groups.items():
-        bad = []
-        for cidr in group:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                bad.append(cidr)
+        bad = [cidr for cidr in group if not _is_go_cidr(cidr)]
         if bad:
-            log.error("BGPConfiguration(default).spec.%s: %s is not a CIDR; not advertising that range type",
-                      name, ", ".join(bad))
+            log.error("BGPConfiguration(default).spec.%s: %s is not a CIDR (address/length); "
+                      "not advertising that range type", name, ", ".join(bad))
+            failed.add(name)
             continue
         cidrs.update(group)
     node = cluster.nodes.get(settings.nodename)
@@ -279,9 +289,10 @@ def service_routes(cluster: Cluster, settings: Settings, services: dict | None =
                                                   services_module.AdvertisementConfig(
             node_ref=settings.kubernetes_node_name,
             excluded=excluded,
-            advertise_cluster_ips=bool(groups["serviceClusterIPs"]),
-            external_cidrs=_config_cidrs(spec, "serviceExternalIPs"),
-            load_balancer_cidrs=_config_cidrs(spec, "serviceLoadBalancerIPs"),
+            advertise_cluster_ips=bool(groups["serviceClusterIPs"]) and "serviceClusterIPs" not in failed,
+            external_cidrs=([] if "serviceExternalIPs" in failed else _config_cidrs(spec, "serviceExternalIPs")),
+            load_balancer_cidrs=([] if "serviceLoadBalancerIPs" in failed
+                                 else _config_cidrs(spec, "serviceLoadBalancerIPs")),
             aggregate_load_balancers=aggregate,
         ))
     return statics, cidrs

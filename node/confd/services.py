@@ -13,6 +13,8 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
+from node.model.ipam import parse_pod_cidr
+
 log = logging.getLogger(__name__)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -109,12 +111,14 @@ def slice_summary(eps: EndpointSlice | None, node_ref: str) -> tuple | None:
 
 
 def _nets(cidrs: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The ranges Calico's route generator matches Service addresses against: each entry
+    read with Go's ``net.ParseCIDR``, so a bare address is skipped (and logged)."""
     out = []
     for cidr in cidrs:
         try:
-            out.append(ipaddress.ip_network(cidr, strict=False))
+            out.append(parse_pod_cidr(cidr))
         except ValueError:
-            log.error("BGPConfiguration(default): %r is not a CIDR; ignoring it", cidr)
+            log.error("BGPConfiguration(default): %r is not a CIDR (address/length); ignoring it", cidr)
     return out
 
 
