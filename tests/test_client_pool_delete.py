@@ -73,6 +73,7 @@ def test_pool_delete_releases_its_affinities(two_hosts, etcd_kv, etcd_clean_conf
         records.affinity_key("n2", blocks["n2_p2"]),
         records.handle_key("h1"),
         records.handle_key("h3"),
+        records.CONFIG_KEY,  # written by the first assignment, as libcalico-go does
     ])
     for key in (records.block_key(blocks["n2_p2"]), records.affinity_key("n2", blocks["n2_p2"]),
                 records.handle_key("h1"), records.handle_key("h3")):

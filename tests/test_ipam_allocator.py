@@ -297,8 +297,9 @@ def test_affinity_released_when_pool_stops_selecting_node(ipam, etcd_kv):
     ipam.auto_assign(num4=1, handle_id="h", host="n1")
     update_pool(ipam.client, "p", nodeSelector="zone == 'b'")
     ipam.release_by_handle("h")
-    # The block emptied and its pool no longer selects n1: affinity and block are gone.
-    assert ipam_keys(etcd_kv) == {}
+    # The block emptied and its pool no longer selects n1: affinity and block are gone
+    # (what is left is the configuration the assignment wrote, as libcalico-go does).
+    assert list(ipam_keys(etcd_kv)) == ["/calico/ipam/v2/config"]
 
 
 def test_cooldown_keeps_released_addresses_out_of_reach(ipam, etcd_kv):

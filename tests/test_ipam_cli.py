@@ -476,7 +476,10 @@ def test_configure(ipam, capsys, etcd_kv):
     assert (code, err) == (1, "invalid value. Use true or false to set strictaffinity\n")
     code, out, err = run(capsys, "ipam", "configure", "--max-blocks-per-host=3")
     assert (code, err) == (1, "error: MaxBlocksPerHost requires StrictAffinity to be enabled\n")
-    assert etcd_kv.get("/calico/ipam/v2/config") is None
+    # calicoctl reads the configuration first (libcalico-go creates it with its defaults
+    # then), so even a refused change leaves the default record behind.
+    assert json.loads(etcd_kv.get("/calico/ipam/v2/config").value) == {
+        "auto_allocate_blocks": True, "kubeVirtVMAddressPersistence": "Enabled"}
     code, out, err = run(capsys, "ipam", "configure", "--strictaffinity=true", "--max-blocks-per-host", "3")
     assert (code, out, err) == (0, "Successfully set StrictAffinity to: true\n"
                                    "Successfully set MaxBlocksPerHost to: 3\n", "")

@@ -26,6 +26,8 @@ from node.ipam.check import check, render
 pytestmark = pytest.mark.etcd
 
 WORKERS = 6
+# The configuration the first assignment writes (libcalico-go's GetIPAMConfig).
+CONFIG_DEFAULTS = '{"auto_allocate_blocks":true,"kubeVirtVMAddressPersistence":"Enabled"}'
 HOSTS = 3
 DURATION = 8.0
 
@@ -168,7 +170,8 @@ def test_crash_before_the_block_is_created_is_repaired(etcd_kv, etcd_clean_confi
     endpoint = etcd_clean_config.etcd_endpoints[0]
     ctx = multiprocessing.get_context("spawn")
     assert _run(ctx, crash_worker, (endpoint, "assign", "create", "/assignment/")) == 17
-    assert ipam_keys(etcd_kv) == {"/calico/ipam/v2/host/n1/ipv4/block/10.203.0.0-28":
+    assert ipam_keys(etcd_kv) == {"/calico/ipam/v2/config": CONFIG_DEFAULTS,
+                                  "/calico/ipam/v2/host/n1/ipv4/block/10.203.0.0-28":
                                   '{"state":"pending","deleted":false}'}
     assert check(etcd_kv, 0).affinities_without_block == ["/calico/ipam/v2/host/n1/ipv4/block/10.203.0.0-28"]
     got, _ = IPAM(etcd_kv).auto_assign(num4=1, handle_id="k8s-pod-network.again", host="n1")

@@ -285,8 +285,12 @@ def test_ipam_records_are_crs(kube, kube_kv):
     # Keys and values read back exactly as the etcd backend stores them.
     items, _ = kube_kv.list("/calico/ipam/v2/")
     keys = [i.key for i in items]
-    assert keys == [records.block_key(cidr), records.handle_key("K8s-Pod-Network.ABC"),
+    # (the IPAMConfig "default" is the configuration the assignment created, as
+    # libcalico-go's GetIPAMConfig does)
+    assert keys == [records.block_key(cidr), records.CONFIG_KEY, records.handle_key("K8s-Pod-Network.ABC"),
                     records.affinity_key("node1", cidr)]
+    (config,) = kube.items(V1, "ipamconfigs")
+    assert config["metadata"]["name"] == "default"
     assert [r.name for r in client.list("BlockAffinity")] == [affinity["metadata"]["name"]]
     # Release: the handle goes in two steps (marked deleted, then removed).
     ipam.release_by_handle("K8s-Pod-Network.ABC")

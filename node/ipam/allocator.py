@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 DATASTORE_RETRIES = 100
 # With no maxBlocksPerHost configured, a host may still hold at most this many blocks.
 DEFAULT_MAX_BLOCKS_PER_HOST = 20
+# Reads (and creations of the default) of the IPAM configuration before giving up.
+CONFIG_CREATE_ATTEMPTS = 4
 # Another host's empty block is only reclaimed once it has been claimed this long.
 EMPTY_BLOCK_MIN_RECLAIM_AGE_NS = 60 * 1_000_000_000
 LOAD_BALANCER_HOST = "load-balancer"
@@ -174,6 +176,28 @@ class IPAM:
     # Configuration, pools, nodes
 
     def get_config(self) -> IPAMConfig:
+        """libcalico-go's GetIPAMConfig: the configuration, written with its defaults
+        first if there is none yet (so the first assignment in a cluster leaves
+        ``{"auto_allocate_blocks":true,"kubeVirtVMAddressPersistence":"Enabled"}`` at
+        ``/calico/ipam/v2/config``, the ``default`` IPAMConfiguration on Kubernetes).
+        Another writer getting there first is fine: its record is read back."""
+        for _ in range(CONFIG_CREATE_ATTEMPTS):
+            got = self.store.get_config_record()
+            if got is not None:
+                return IPAMConfig.from_record(got[0])
+            try:
+                self.store.create_config_record(IPAMConfig().to_record())
+            except AlreadyExists:
+                log.info("Failed to create global IPAM config; another node got there first.")
+                continue
+        got = self.store.get_config_record()
+        if got is None:
+            raise IPAMError(f"failed to get ipam config after {CONFIG_CREATE_ATTEMPTS} retries")
+        return IPAMConfig.from_record(got[0])
+
+    def read_config(self) -> IPAMConfig:
+        """The configuration as stored, defaults when absent, without writing it: for the
+        paths (release, look-ups) that libcalico-go runs without reading it at all."""
         got = self.store.get_config_record()
         if got is None:
             return IPAMConfig()
@@ -628,7 +652,7 @@ class IPAM:
         pool = P.pool_for_ip(addr, self._enabled_pools(addr.version))
         if pool is None:
             raise NotFound(str(addr), "No valid IPPool")
-        cfg = self.get_config()
+        cfg = self.read_config()
         cidr = P.block_cidr_for(addr, pool)
         got = self.store.get_block(cidr)
         if got is None:
@@ -659,7 +683,7 @@ class IPAM:
         if pool is None:
             raise IPAMError(f"the provided IP address {addr} is not in a configured pool")
         cidr = P.block_cidr_for(addr, pool)
-        cfg = self.get_config()
+        cfg = self.read_config()
         log.info("Setting owner attributes of %s (handle %s): %s, preconditions %s",
                  addr, handle_id, updates, preconditions)
         for attempt in range(self.retries):
@@ -680,7 +704,7 @@ class IPAM:
 
     def ips_by_handle(self, handle_id: str) -> list[str]:
         handle = self.store.require_handle(sanitize_handle(handle_id))
-        cfg = self.get_config()
+        cfg = self.read_config()
         out: list[str] = []
         for text in handle.blocks:
             try:
@@ -727,7 +751,7 @@ class IPAM:
                     not_allocated.append(str(addr))
                     continue
             by_block.setdefault(cidr, []).append(opt)
-        cfg = self.get_config()
+        cfg = self.read_config()
         first_error: Exception | None = None
         for cidr, group in by_block.items():
             try:
@@ -771,7 +795,7 @@ class IPAM:
         """Release every address recorded under a handle; NotFound if there is no such handle."""
         handle_id = sanitize_handle(handle_id)
         handle = self.store.require_handle(handle_id)
-        cfg = self.get_config()
+        cfg = self.read_config()
         for text in list(handle.blocks):
             self._release_by_handle_in_block(cfg, ipaddress.ip_network(text, strict=False), handle_id)
 
@@ -874,7 +898,7 @@ class IPAM:
         affinity keys go. A block that turns out to belong to someone other than the
         affinity says has its stale affinity dropped, and the pass runs again."""
         log.info("Releasing block affinities within pool '%s'", pool)
-        cfg = self.get_config()
+        cfg = self.read_config()
         for _ in range(self.retries):
             affinities = [a for a in self.store.list_affinities()
                           if a.cidr.version == pool.version and a.cidr.network_address in pool]
@@ -901,7 +925,7 @@ class IPAM:
 
     def release_host_affinities(self, host: str, must_be_empty: bool = False) -> None:
         """Release every block affinity of ``host`` (both IP versions)."""
-        cfg = self.get_config()
+        cfg = self.read_config()
         stored: Exception | None = None
         for version in (4, 6):
             for aff in self.store.list_affinities(host, version):

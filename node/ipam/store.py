@@ -236,6 +236,10 @@ class IPAMStore:
     def put_config_record(self, value: dict) -> None:
         self.kv.put(records.CONFIG_KEY, records.encode_config(value))
 
+    def create_config_record(self, value: dict) -> None:
+        """Write the configuration only if there is none (AlreadyExists otherwise)."""
+        self.kv.create(records.CONFIG_KEY, records.encode_config(value))
+
     def reserved_cidrs(self) -> list[str]:
         """``spec.reservedCIDRs`` of every IPReservation (the client skips unreadable ones)."""
         return [cidr for res in DatastoreClient(self.kv).list("IPReservation")

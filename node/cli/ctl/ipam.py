@@ -213,7 +213,7 @@ def cmd_show(args) -> int:
                       "Unable to determine if they are borrowed.")
         elif args.show_configuration:
             try:
-                cfg = ipam.get_config()
+                cfg = ipam.read_config()  # only reads: a deliberate difference (README)
             except CalicoError as exc:
                 raise CommandFailed(f"error: {exc}") from exc
             sys.stdout.write(configuration_table(cfg, 0xc000000000 + (id(cfg) & 0xffffff8)))
