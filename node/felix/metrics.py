@@ -24,7 +24,6 @@ import math
 import random
 import threading
 import time
-from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, GCCollector, Gauge, PlatformCollector, ProcessCollector
@@ -33,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from node.felix.httpserve import BackgroundHTTPServer, Request, Response
 from node.felix.metrics_tls import MetricsTLS, MetricsTLSError, tls_requested
+from node.gofloat import format_float64
 
 log = logging.getLogger(__name__)
 
@@ -577,31 +577,9 @@ class FelixMetrics:
 # -- text format ------------------------------------------------------------------------
 
 def _go_float(value: float) -> str:
-    """A float as Go's Prometheus text writer prints it (strconv 'g', shortest)."""
-    if value == 0:
-        return "0"
-    if value == 1:
-        return "1"
-    if value == -1:
-        return "-1"
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    sign, digit_tuple, exponent = Decimal(repr(float(value))).as_tuple()
-    digits = "".join(map(str, digit_tuple)).rstrip("0")
-    exponent += len(digit_tuple) - len(digits)
-    point = len(digits) + exponent  # value = 0.<digits> * 10**point
-    exp10 = point - 1
-    prefix = "-" if sign else ""
-    if exp10 < -4 or exp10 >= 6:  # strconv's shortest %g switches at 1e6
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{prefix}{mantissa}e{'-' if exp10 < 0 else '+'}{abs(exp10):02d}"
-    if point <= 0:
-        return f"{prefix}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return prefix + digits + "0" * (point - len(digits))
-    return f"{prefix}{digits[:point]}.{digits[point:]}"
+    """A float as Go's Prometheus text writer prints it (strconv 'g', shortest; a zero
+    is "0")."""
+    return "0" if value == 0 else format_float64(value)
 
 
 def _escape_help(text: str) -> str:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct as _struct
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
-from fractions import Fraction
 from typing import Any, Callable
+
+from node.gofloat import format_float32
 
 STRUCTS: dict[str, "Struct"] = {}
 
@@ -426,60 +425,7 @@ def _number_text(value: int | float) -> str:
             value = float(value)
         except OverflowError:
             return str(value)
-    return go_float32_text(value)
-
-
-def go_float32_text(f: float) -> str:
-    """``strconv.FormatFloat(f, 'g', -1, 32)``: ``f`` rounded to a float32, in the
-    shortest digits that read back as that float32."""
-    if math.isnan(f):
-        return "NaN"
-    try:
-        f = _struct.unpack("<f", _struct.pack("<f", f))[0]
-    except OverflowError:  # rounds past the largest float32
-        f = math.copysign(math.inf, f)
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    if f == 0:
-        return "-0" if math.copysign(1, f) < 0 else "0"
-    sign = "-" if f < 0 else ""
-    digits, dp = _float32_digits(abs(f))
-    x = dp - 1
-    if x < -4 or x >= 6:  # shortest formatting decides between the forms with precision 6
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{sign}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
-    if dp <= 0:
-        return f"{sign}0.{'0' * -dp}{digits}"
-    if dp >= len(digits):
-        return sign + digits + "0" * (dp - len(digits))
-    return f"{sign}{digits[:dp]}.{digits[dp:]}"
-
-
-def _float32_digits(f: float) -> tuple[str, int]:
-    """The fewest decimal digits that read back as the float32 ``f`` (positive, finite),
-    the nearest such when several do, and the decimal point's position:
-    ``f ~= 0.<digits> * 10**dp``."""
-    exact = Fraction(f)
-    mant, exp = math.frexp(f)  # f == mant * 2**exp, 0.5 <= mant < 1
-    step = Fraction(2) ** max(exp - 24, -149)  # float32: 24-bit significand, subnormals from 2**-149
-    below = step / 2 if mant == 0.5 and exp - 24 > -149 else step  # the float32 under a power of two is closer
-    lo, hi = exact - below / 2, exact + step / 2
-    even = (exact / step).numerator % 2 == 0  # a tie reads back as the even significand
-
-    def reads_back(c: Decimal) -> bool:
-        q = Fraction(c)
-        return lo <= q <= hi if even else lo < q < hi
-
-    d = Decimal(f)
-    for p in range(1, 10):
-        quantum = Decimal(1).scaleb(d.adjusted() - p + 1)
-        nearest = d.quantize(quantum, rounding=ROUND_HALF_EVEN)  # a tie goes to the even digit
-        other = nearest + quantum if nearest < d else nearest - quantum
-        for c in (nearest, other):
-            if reads_back(c):
-                _, ds, e = c.normalize().as_tuple()
-                return "".join(map(str, ds)), len(ds) + e
-    raise AssertionError(f"no float32 digits for {f!r}")
+    return format_float32(value)
 
 
 def json_problem(value: Any, path: str) -> tuple[str, Any, str] | None:

@@ -16,7 +16,6 @@ What differs from Python's own writers, and matters to scripts reading the outpu
 from __future__ import annotations
 
 import datetime
-import decimal
 import functools
 import json
 import math
@@ -25,62 +24,26 @@ from typing import Any
 
 import yaml
 
+from node.gofloat import exp_form, fixed_form, format_float64, shortest_digits
+
 # --------------------------------------------------------------------------------------
 # Numbers
 
 
-def _digits(f: float) -> tuple[str, int]:
-    """The shortest decimal digits of abs(f) (finite, non-zero) and the position of the
-    decimal point: abs(f) == 0.<digits> * 10**dp."""
-    _, digits, exp = decimal.Decimal(repr(abs(f))).as_tuple()
-    dp = len(digits) + exp
-    text = "".join(map(str, digits)).lstrip("0")
-    dp -= len("".join(map(str, digits))) - len(text)
-    return text.rstrip("0") or "0", dp
-
-
-def _exp_form(neg: bool, digits: str, dp: int) -> str:
-    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    x = dp - 1
-    return f"{'-' if neg else ''}{mantissa}e{'-' if x < 0 else '+'}{abs(x):02d}"
-
-
-def _fixed_form(neg: bool, digits: str, dp: int) -> str:
-    if dp <= 0:
-        text = "0." + "0" * -dp + digits
-    elif dp >= len(digits):
-        text = digits + "0" * (dp - len(digits))
-    else:
-        text = digits[:dp] + "." + digits[dp:]
-    return ("-" if neg else "") + text
-
-
 def go_float(f: float) -> str:
     """Go's ``%v`` of a float64 (``FormatFloat(f, 'g', -1, 64)``)."""
-    f = float(f)
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    if f == 0:
-        return "-0" if math.copysign(1, f) < 0 else "0"
-    digits, dp = _digits(f)
-    x = dp - 1
-    # Shortest formatting decides between the two forms with precision 6.
-    if x < -4 or x >= 6:
-        return _exp_form(f < 0, digits, dp)
-    return _fixed_form(f < 0, digits, dp)
+    return format_float64(f)
 
 
 def go_json_float(f: float) -> str:
     """A float64 as encoding/json writes it."""
     if f == 0:
         return "-0" if math.copysign(1, f) < 0 else "0"
-    digits, dp = _digits(f)
+    digits, dp = shortest_digits(f)
     if abs(f) < 1e-6 or abs(f) >= 1e21:
-        text = _exp_form(f < 0, digits, dp)
+        text = exp_form(f < 0, digits, dp)
         return re.sub(r"e-0(\d)$", r"e-\1", text)
-    return _fixed_form(f < 0, digits, dp)
+    return fixed_form(f < 0, digits, dp)
 
 
 def go_value(value: Any) -> str:
