@@ -94,6 +94,11 @@ def load_inputs(paths: Iterable[str]) -> FileInputs:
                 else:
                     slices.append(summary)
                 continue
+            if isinstance(doc, dict) and (doc.get("apiVersion"), doc.get("kind")) in KUBERNETES_POLICIES:
+                doc, notes = _kubernetes_policy(doc)
+                problems.extend(f"{where}: {note}" for note in notes)
+                if doc is None:
+                    continue
             try:
                 res = from_dict(doc, strict=True)
             except (CalicoError, UnknownKind) as exc:
@@ -111,6 +116,31 @@ def load_inputs(paths: Iterable[str]) -> FileInputs:
     names = {(r.kind, r.name) for r in resources}
     resources = [t for t in built_in_tiers() if ("Tier", t.name) not in names] + resources
     return FileInputs(resources, slices, problems)
+
+
+# Kubernetes' own policy kinds, as the Kubernetes datastore presents them to the agent.
+KUBERNETES_POLICIES = {("networking.k8s.io/v1", "NetworkPolicy"),
+                       ("policy.networking.k8s.io/v1alpha2", "ClusterNetworkPolicy")}
+
+
+def _kubernetes_policy(doc: dict) -> tuple[dict | None, list[str]]:
+    """A Kubernetes NetworkPolicy or ClusterNetworkPolicy document as the
+    KubernetesNetworkPolicy or KubernetesClusterNetworkPolicy the agent reads on the
+    Kubernetes datastore (the same conversion), with what the conversion dropped; None
+    when it gives no policy (a ClusterNetworkPolicy with a bad tier or subject)."""
+    from node.datastore.kubernetes import conversion
+
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    if doc["kind"] == "NetworkPolicy":
+        doc = {**doc, "metadata": {**meta, "namespace": meta.get("namespace") or "default"}}
+        policy, notes = conversion.k8s_network_policy_to_calico(doc)
+        what = f"NetworkPolicy {policy['metadata']['namespace']}/{policy['metadata']['name']}"
+        return policy, [f"{what}: {note} (rule dropped)" for note in notes]
+    policy, notes = conversion.k8s_cluster_network_policy_to_calico(doc)
+    what = f"ClusterNetworkPolicy {meta.get('name', '')}"
+    if policy is None:
+        return None, [f"skipped malformed {what}: {'; '.join(notes)}"]
+    return policy, [f"{what}: {note}" for note in notes]
 
 
 def _endpoint_slice(doc: dict) -> tuple[EndpointSliceSummary | None, str]:
