@@ -515,9 +515,23 @@ def configure_logging(level_name: str) -> Callable[[], None]:
     return undo
 
 
+def _docopt_help(argv: Sequence[str]) -> list[str]:
+    """calicoctl's docopt reads a single-dash word as a stack of short options and takes
+    letters it does not know, so ``calicoctl version -help`` (as Calico's troubleshooting
+    page spells it) is ``-h`` and more: it shows the command's help. Such a word (before
+    ``--``) becomes ``-h`` here."""
+    out = list(argv)
+    for index, word in enumerate(out):
+        if word == "--":
+            break
+        if word.startswith("-h") and len(word) > 2 and not word.startswith("--") and "=" not in word:
+            out[index] = "-h"
+    return out
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_docopt_help(sys.argv[1:] if argv is None else argv))
     undo = configure_logging(args.log_level)
     if args.context:
         os.environ["K8S_CURRENT_CONTEXT"] = args.context  # as calicoctl does, for the client it makes

@@ -82,6 +82,28 @@ def bird_log_level(severity: str) -> str:
     return level if level in ("debug", "info") else "none"
 
 
+def confd_log_level(bgp_configs, nodename: str, env_level: str = "") -> tuple[str, str]:
+    """The level confd itself logs at, as Calico's confd picks it (its client's
+    updateLogLevel): ``BGP_LOGSEVERITYSCREEN`` (``env_level``) when set, else this node's
+    BGPConfiguration ``node.<nodename>``'s logSeverityScreen, else ``default``'s, else
+    info; a BGPConfiguration's severity is first narrowed to BIRD's debug/info/none, so
+    Warning, Error and Fatal give "none", which is no log level: confd then logs at info
+    and says so. Returns (the level it was given, the logrus level name it sets)."""
+    from startup.logs import parse_level
+
+    given = env_level
+    if not given:
+        for name in (NODE_CONFIG_PREFIX + nodename, GLOBAL_CONFIG):
+            res = bgp_configs.get(name)
+            if res is not None and res.spec.get("logSeverityScreen"):
+                given = bird_log_level(res.spec["logSeverityScreen"])
+                break
+    if not given:
+        return "info", "info"
+    level, _refused = parse_level(given)
+    return given, level
+
+
 @dataclass
 class Cluster:
     """The cluster facts, indexed for the peer computation."""

@@ -21,6 +21,10 @@ A one-shot render (``run(oneshot=True, deadline=...)``) gives up with status 1 w
 datastore is not in sync within ``deadline`` seconds, naming the syncer's last error.
 If the syncer itself stops (a bug or a configuration error, never a datastore outage),
 ``run`` returns 1 so that supervisor restarts the role.
+
+The renderer's own log level follows the BGPConfigurations as Calico's confd's does
+(``node.confd.cluster.confd_log_level``): given ``on_log_level``, it is told the level
+at the first sync and whenever a BGPConfiguration changes it.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
+from node.confd.cluster import confd_log_level
 from node.confd.cycle import CycleResult, render_cycle
 from node.confd.inputs import FOLLOWED_KINDS, ConfdInputs, Settings, read_endpoint_status_dir, secret_data
 from node.confd.install import Installer
@@ -57,11 +62,17 @@ class Renderer:
     def __init__(self, settings: Settings, installer: Installer, kv_factory: Callable,
                  *, endpoint_status_poll: float = ENDPOINT_STATUS_POLL, owns_kv: bool = True,
                  kube_api: Callable[[], KubeAPI] | None = None, secret_sync_wait: float = SECRET_SYNC_WAIT,
-                 informer_backoff: tuple[float, float] | None = None):
+                 informer_backoff: tuple[float, float] | None = None,
+                 on_log_level: Callable[[str, str], None] | None = None, env_log_level: str = ""):
         """``kube_api``: a factory for the Kubernetes client that Secrets and Services are
         read with (None: there is none, so no passwords and no per-Service routes);
-        ``informer_backoff``: (initial, maximum) seconds between its retries."""
+        ``informer_backoff``: (initial, maximum) seconds between its retries;
+        ``on_log_level``: called with (the level given, the logrus level) when confd's own
+        log level changes, ``env_log_level`` being BGP_LOGSEVERITYSCREEN's value."""
         self.settings = settings
+        self._on_log_level = on_log_level
+        self._env_log_level = env_log_level
+        self._log_level: str | None = None  # the level last given to on_log_level
         self.installer = installer
         self.inputs = ConfdInputs(secrets={} if kube_api is not None else None)
         self._cond = threading.Condition()
@@ -95,6 +106,8 @@ class Renderer:
         with self._cond:
             was = self._in_sync
             self._in_sync = status == SyncStatus.IN_SYNC
+            if self._in_sync and self._log_level is None:
+                self._follow_log_level()
             if self._in_sync and not was:
                 log.info("Data is now in sync; rendering BIRD config")
             elif was and not self._in_sync:
@@ -109,7 +122,19 @@ class Renderer:
                     self.inputs.remove(res.kind, res.name)
                 else:
                     self.inputs.put(res)
+            if self._log_level is not None and any(u.value.kind == "BGPConfiguration" for u in updates):
+                self._follow_log_level()
             self._changed()
+
+    def _follow_log_level(self) -> None:
+        """Calico's confd (updateLogLevel) sets its level at its first sync and whenever a
+        log level it reads changes."""
+        if self._on_log_level is None:
+            return
+        given, level = confd_log_level(self.inputs.bgp_configs, self.settings.nodename, self._env_log_level)
+        if given != self._log_level:
+            self._log_level = given
+            self._on_log_level(given, level)
 
     def _changed(self) -> None:
         """The inputs changed (called holding the condition)."""

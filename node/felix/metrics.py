@@ -2,7 +2,8 @@
 labels, served at ``/metrics`` the way Felix's Go client serves them.
 
 ``FelixMetrics`` owns a prometheus_client registry holding the felix_* families, the
-process collector (unless PrometheusProcessMetricsEnabled is false) and Python's runtime
+process collector with the three families Go's adds (``GoProcessExtras``; all unless
+PrometheusProcessMetricsEnabled is false) and Python's runtime
 collectors in place of Go's (unless PrometheusGoMetricsEnabled is false). Its methods are
 what the agent loop calls; each names the Felix code path that moves the metric.
 
@@ -312,6 +313,50 @@ class _LabelIndexCollector(Collector):
             yield metric
 
 
+class GoProcessExtras(Collector):
+    """The families Go's process collector (client_golang v1.23, Felix v3.32.1's) has
+    beyond prometheus_client's ProcessCollector: the address-space limit and the
+    network traffic of the process's network namespace, read from /proc as Go's procfs
+    reads them. An unlimited address space is procfs's 2^64-1; a file that cannot be
+    read leaves its families out."""
+
+    def __init__(self, proc: str = "/proc/self"):
+        self.proc = proc
+
+    def collect(self):
+        try:
+            with open(f"{self.proc}/limits") as f:
+                for line in f:
+                    if line.startswith("Max address space"):
+                        soft = line[len("Max address space"):].split()[0]
+                        limit = float(2 ** 64 - 1) if soft == "unlimited" else float(int(soft))
+                        metric = Metric("process_virtual_memory_max_bytes",
+                                        "Maximum amount of virtual memory available in bytes.", "gauge")
+                        metric.add_sample("process_virtual_memory_max_bytes", {}, limit)
+                        yield metric
+                        break
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            with open(f"{self.proc}/net/netstat") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return
+        for names, values in zip(lines[::2], lines[1::2]):
+            if not names.startswith("IpExt:"):
+                continue
+            fields = dict(zip(names.split()[1:], values.split()[1:]))
+            for key, name, help_text in (
+                    ("InOctets", "process_network_receive_bytes_total",
+                     "Number of bytes received by the process over the network."),
+                    ("OutOctets", "process_network_transmit_bytes_total",
+                     "Number of bytes sent by the process over the network.")):
+                if key in fields:
+                    metric = Metric(name, help_text, "counter")
+                    metric.add_sample(name, {}, float(fields[key]))
+                    yield metric
+
+
 class _CountingErrors:
     """A logging handler's ``handleError`` that counts into felix_log_errors first."""
 
@@ -350,6 +395,7 @@ class FelixMetrics:
         self._iface_batch = [0, 0]  # state and address notifications since the batch began
         if process_metrics:
             ProcessCollector(registry=self.registry)
+            self.registry.register(GoProcessExtras())
         if runtime_metrics:
             GCCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)

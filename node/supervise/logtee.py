@@ -136,14 +136,15 @@ class LogDir:
         self.fd = os.open(self.current, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def _rotate(self) -> None:
-        """As svlogd's rotate(): ``current``, marked complete (mode 0744), is renamed to a
-        TAI64N-named file no other has, a new ``current`` is started, then the oldest old
-        files beyond ``backups`` are removed."""
+        """As svlogd's rotate(): ``current``, marked complete, is renamed to a TAI64N-named
+        file no other has, a new ``current`` is started, then the oldest old files beyond
+        ``backups`` are removed. The mark is mode 0644, not svlogd's 0744: Calico's image
+        builds svlogd with its patch svlogd_use_0644_permission_instead_of_0744.patch."""
         while True:
             saved = os.path.join(self.directory, tai64n_label(time.time_ns()) + ".s")
             if not os.path.lexists(saved):
                 break
-        os.fchmod(self.fd, 0o744)
+        os.fchmod(self.fd, 0o644)
         os.close(self.fd)
         self.fd = None
         os.replace(self.current, saved)

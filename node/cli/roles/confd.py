@@ -8,7 +8,8 @@
 
 Environment: NODENAME (else the nodename file under CALICO_LIB_DIR), CALICO_ROUTER_ID,
 CALICO_ADVERTISE_CLUSTER_IPS, NAMESPACE, CALICO_ENDPOINT_STATUS_PATH_PREFIX,
-BGP_LOGSEVERITYSCREEN (this command's own log level), CALICO_CONFIG_DIR / CALICO_RUN_DIR
+BGP_LOGSEVERITYSCREEN (this command's own log level; when unset, as in Calico,
+the logSeverityScreen of BGPConfiguration node.<NODENAME>, else default's, else info), CALICO_CONFIG_DIR / CALICO_RUN_DIR
 (output directory and BIRD control sockets), CALICO_TEMPLATES_DIR, USE_POD_CIDR (this
 node's blocks are its Node's podCIDRs), and the datastore variables (DATASTORE_TYPE,
 ETCD_ENDPOINTS, ...).
@@ -25,6 +26,7 @@ or a bug), so that supervisor restarts it.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -79,6 +81,21 @@ def _oneshot_timeout(args) -> float | None:
     if not seconds >= 0 or seconds == float("inf"):
         raise ConfigError(f"{name}={raw!r} is not a number of seconds (use e.g. 30, or 0 to wait forever)")
     return seconds or None
+
+
+def set_confd_log_level(given: str, level: str) -> None:
+    """Set this process's log level as Calico's confd sets its own (confd's log.SetLevel):
+    a value logrus does not take (a BGPConfiguration's Warning, Error or Fatal, which
+    confd reads as "none") sets info, with a warning naming it."""
+    from startup.logs import level_number, parse_level
+
+    _name, refused = parse_level(given)
+    logging.getLogger().setLevel(level_number(level))
+    if refused:
+        log.warning("Failed to parse log level, defaulting to INFO error=not a valid logrus Level: %s level=%s",
+                    json.dumps(given), given)
+    else:
+        log.info("confd log level set to %s", level)
 
 
 def run(args) -> int:
@@ -140,7 +157,8 @@ def run(args) -> int:
     _ = installer.krt_tunnel  # probe the installed BIRD once, at start (logged)
     kube_config = client_configuration_from_env(os.environ)
     renderer = Renderer(settings, installer, lambda: kv_for(config),
-                        kube_api=kube_api_factory(kube_config) if kube_config is not None else None)
+                        kube_api=kube_api_factory(kube_config) if kube_config is not None else None,
+                        on_log_level=set_confd_log_level, env_log_level=os.environ.get("BGP_LOGSEVERITYSCREEN", ""))
 
     stop_on_signals(renderer.stop, log)
     log.info("confd starting for node %s; writing to %s", settings.nodename, output)
