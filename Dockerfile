@@ -39,10 +39,13 @@ ENV CALICO_TEMPLATES_DIR=/usr/share/calico-node/templates/bird \
     CALICO_CRDS_FILE=/usr/share/calico-node/manifests/crds.yaml
 
 COPY build/wheels/app/ /tmp/wheels/app/
+# /bin/calico-node as in Calico's image: the non-cluster host docs start the container with
+# `/bin/calico-node -felix` and copy the program out with `docker cp container:/bin/calico-node`.
 RUN /opt/calico-node/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/app/*.whl \
     && /opt/calico-node/bin/pip check \
     && rm -rf /tmp/wheels \
     && ln -s /opt/calico-node/bin/calico-node /usr/local/bin/calico-node \
+    && ln -s /opt/calico-node/bin/calico-node /bin/calico-node \
     && ln -s /opt/calico-node/bin/calicoctl /usr/local/bin/calicoctl \
     && calico-node version
 

@@ -30,7 +30,9 @@ the tc qdiscs, u32 redirect filters and IFB devices the agent would program (the
 for both IP families; the MTUs and packet scheduler clock are this namespace's).
 
 The host is ``NODENAME`` (else ``FELIX_FELIXHOSTNAME``, the nodename file under
-``CALICO_LIB_DIR``, or the hostname); ``FELIX_*`` variables override the datastore's
+``CALICO_LIB_DIR``, or the hostname, lower-cased and trimmed as libcalico-go's
+``names.Hostname`` gives it to Felix, so that it names the same Node as ``calico-node
+startup`` and ``calicoctl`` do); ``FELIX_*`` variables override the datastore's
 FelixConfiguration as they do for the running agent; host endpoints are resolved against
 this network namespace's interfaces. ``FELIX_LOGSEVERITYSCREEN`` sets the log level.
 """
@@ -72,7 +74,7 @@ def hostname_from_env(paths: Paths) -> str:
         name = paths.nodename_file.read_text().strip()
     except OSError:
         name = ""
-    return name or socket.gethostname()
+    return name or socket.gethostname().strip().lower()
 
 
 def run(args) -> int:
