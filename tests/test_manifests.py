@@ -93,7 +93,7 @@ def test_the_daemonsets_calico_node_commands_are_ones_the_image_understands(name
     (ds,) = [d for d in _docs(name) if d["kind"] == "DaemonSet"]
     seen = set()
     for container, where, command in _exec_commands(ds):
-        if command[0] != "calico-node":
+        if command[0] != "/bin/calico-node":  # where Calico's image has it, and so has ours
             continue
         args = build_parser().parse_args(translate_legacy(command[1:]))
         seen.add((container, where, args.role))
@@ -245,8 +245,8 @@ def test_daemonset_shape(name):
     assert {"effect": "NoSchedule", "operator": "Exists"} in pod["tolerations"]
     assert {"key": "CriticalAddonsOnly", "operator": "Exists"} in pod["tolerations"]
     assert node["securityContext"]["privileged"] is True
-    assert node["readinessProbe"]["exec"]["command"] == ["calico-node", "-felix-ready", "-bird-ready"]
-    assert node["livenessProbe"]["exec"]["command"] == ["calico-node", "-felix-live", "-bird-live"]
+    assert node["readinessProbe"]["exec"]["command"] == ["/bin/calico-node", "-felix-ready", "-bird-ready"]
+    assert node["livenessProbe"]["exec"]["command"] == ["/bin/calico-node", "-felix-live", "-bird-live"]
     env = {e["name"]: e for e in node["env"]}
     assert env["FELIX_HEALTHENABLED"]["value"] == "true"
     assert env["CALICO_NETWORKING_BACKEND"]["valueFrom"]["configMapKeyRef"] == {"name": "calico-config",
@@ -280,7 +280,7 @@ def test_probe_commands_are_accepted_by_calico_node():
                 if c["name"] == "calico-node")
     for probe in ("livenessProbe", "readinessProbe"):
         argv = node[probe]["exec"]["command"]
-        assert argv[0] == "calico-node"
+        assert argv[0] == "/bin/calico-node"
         args = build_parser().parse_args(translate_legacy(argv[1:]))
         assert args.role == "health"
 

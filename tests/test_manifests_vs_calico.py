@@ -43,14 +43,9 @@ NOT_THE_NODE = {("PodDisruptionBudget", "calico-kube-controllers"), ("ServiceAcc
 
 _NODE = "DaemonSet/calico-node:spec.template.spec"
 _CONTAINER = _NODE + ".containers[calico-node]"
-_PROBE_PATH = ("the image has calico-node on its PATH (/usr/local/bin), not at /bin/calico-node; "
-               "same flags, run by our health and shutdown roles")
 _NO_EBPF = "no eBPF dataplane in the image: its bootstrap and BPF filesystem mounts are left out"
 _COMMON = {
     _CONTAINER + ".image": "this project's image, calico-node-py:latest (make image)",
-    _CONTAINER + ".livenessProbe.exec.command": _PROBE_PATH,
-    _CONTAINER + ".readinessProbe.exec.command": _PROBE_PATH,
-    _CONTAINER + ".lifecycle.preStop.exec.command": _PROBE_PATH,
     _NODE + ".initContainers[ebpf-bootstrap]": _NO_EBPF,
     _CONTAINER + ".volumeMounts[bpffs]": _NO_EBPF,
     _NODE + ".volumes[bpffs]": _NO_EBPF,
