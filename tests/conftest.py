@@ -12,6 +12,7 @@ etcd fixtures start a real ``/usr/bin/etcd`` (see ``etcd_server.py``):
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 
 import pytest
@@ -117,3 +118,17 @@ def _stop_felix_status_reporters(monkeypatch):
     yield
     for reporter in started:
         reporter.stop()
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Roles run in-process set the root logger's level (a role's log level variable,
+    confd's BGPConfiguration level, the agent's logSeverityScreen) and Felix's debug-file
+    filter on its handlers: put both back after each test, so no test sees another's."""
+    root = logging.getLogger()
+    level = root.level
+    filters = {handler: list(handler.filters) for handler in root.handlers}
+    yield
+    root.setLevel(level)
+    for handler, kept in filters.items():
+        handler.filters[:] = kept
