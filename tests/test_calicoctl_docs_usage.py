@@ -122,6 +122,22 @@ def test_inline_etcd_certificates_from_the_etcd_page(tls_etcd, tmp_path, capsys)
     assert run(capsys, "get", "ippools", "-c", str(cfg)) == (
         1, "", "Failed to create Calico API client: could not initialize etcdv3 client: "
                "Certificate and Key must both be present inline.\n")
+    # A handshake that fails names the inline fields, not the ETCD_*_FILE variables.
+    other = EtcdServer(tls=True)  # (never started: only its CA and client pair are used)
+    try:
+        o_ca, o_cert, o_key = (Path(p).read_text() for p in (other.ca_file, other.client_cert_file,
+                                                           other.client_key_file))
+        cfg.write_text(head + "  etcdCACert: |\n" + _indent(o_ca) + "  etcdCert: |\n" + _indent(cert)
+                       + "  etcdKey: |\n" + _indent(key))
+        code, _, err = run(capsys, "get", "ippools", "-c", str(cfg), "--allow-version-mismatch")
+        assert code == 1 and "etcd's certificate is not signed by the CA in etcdCACert" in err, err
+        assert "set etcdCACert to the CA that signed etcd's certificate" in err and "ETCD_" not in err, err
+        cfg.write_text(head + "  etcdCACert: |\n" + _indent(ca) + "  etcdCert: |\n" + _indent(o_cert)
+                       + "  etcdKey: |\n" + _indent(o_key))
+        code, _, err = run(capsys, "get", "ippools", "-c", str(cfg), "--allow-version-mismatch")
+        assert code == 1 and "etcd refused this client's certificate (etcdCert); set etcdCert and etcdKey" in err, err
+    finally:
+        other.close()
     # A certificate that is not PEM is refused before any dial.
     cfg.write_text(head + "  etcdCert: not a certificate\n  etcdKey: |\n" + _indent(key))
     code, _, err = run(capsys, "get", "ippools", "-c", str(cfg))

@@ -185,6 +185,9 @@ class EtcdKV:
         self._credentials = (config.etcd_username, config.etcd_password) if config.uses_auth else None
         self._tls = self._load_tls(config) if any(e.secure for e in self._endpoints) else None
         self._tls_files = (config.etcd_ca_cert_file, config.etcd_cert_file)
+        # With calicoctl.cfg's inline PEM text, a TLS failure names those fields instead.
+        self._tls_inline = (bool(config.etcd_ca_cert), bool(config.etcd_cert)) \
+            if config.etcd_ca_cert or config.etcd_cert or config.etcd_key else None
         self._lock = threading.Lock()
         self._conn: _Connection | None = None
         self._next_endpoint = 0
@@ -254,19 +257,28 @@ class EtcdKV:
         return conn
 
     def _tls_problem(self, details: str) -> str:
-        """A plain account of a failed TLS handshake, or '' if ``details`` is not one."""
-        ca_file, cert_file = self._tls_files
+        """A plain account of a failed TLS handshake, or '' if ``details`` is not one. It
+        names the settings the material came from: the ETCD_*_FILE variables (or their
+        calicoctl.cfg fields), or calicoctl.cfg's inline etcdCACert, etcdCert and etcdKey."""
+        if self._tls_inline is not None:
+            ca_name, cert_name, key_name = "etcdCACert", "etcdCert", "etcdKey"
+            has_ca, has_cert = self._tls_inline
+            trusted = "the CA in etcdCACert" if has_ca else "any system CA (etcdCACert is not set)"
+            given = "etcdCert" if has_cert else "none: etcdCert is not set"
+        else:
+            ca_name, cert_name, key_name = "ETCD_CA_CERT_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"
+            ca_file, cert_file = self._tls_files
+            trusted = f"the CA in ETCD_CA_CERT_FILE={ca_file}" if ca_file else \
+                "any system CA (ETCD_CA_CERT_FILE is not set)"
+            given = f"ETCD_CERT_FILE={cert_file}" if cert_file else "none: ETCD_CERT_FILE is not set"
         if "CERTIFICATE_VERIFY_FAILED" in details:
             reason = details.rsplit("CERTIFICATE_VERIFY_FAILED:", 1)[-1].strip()
             reason = reason[:-len(": OK")] if reason.endswith(": OK") else reason
-            trusted = f"the CA in ETCD_CA_CERT_FILE={ca_file}" if ca_file else \
-                "any system CA (ETCD_CA_CERT_FILE is not set)"
             return (f"etcd's certificate is not signed by {trusted} ({reason}); "
-                    "set ETCD_CA_CERT_FILE to the CA that signed etcd's certificate")
+                    f"set {ca_name} to the CA that signed etcd's certificate")
         if "TSI_DATA_CORRUPTED" in details or "BAD_CERTIFICATE" in details or "CERTIFICATE_REQUIRED" in details:
-            given = f"ETCD_CERT_FILE={cert_file}" if cert_file else "none: ETCD_CERT_FILE is not set"
-            return (f"etcd refused this client's certificate ({given}); set ETCD_CERT_FILE and "
-                    "ETCD_KEY_FILE to a certificate signed by a CA that etcd trusts")
+            return (f"etcd refused this client's certificate ({given}); set {cert_name} and "
+                    f"{key_name} to a certificate signed by a CA that etcd trusts")
         if "handshake" in details.lower():
             return details
         return ""
