@@ -132,3 +132,14 @@ def _restore_root_logging():
     root.setLevel(level)
     for handler, kept in filters.items():
         handler.filters[:] = kept
+
+
+@pytest.fixture
+def tls_etcd():
+    """A real etcd that serves TLS and asks for a client certificate (etcd_server.py)."""
+    server = EtcdServer(tls=True)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

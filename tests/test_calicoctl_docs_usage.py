@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from etcd_server import EtcdServer
 from kdd_fixtures import kube, kube_config  # noqa: F401 - fixtures
@@ -84,16 +83,6 @@ def test_a_config_file_apiversion_is_checked_first(capsys, tmp_path):
                            "invalid config file: expected kind 'CalicoAPIConfig', got 'Config'")):
         cfg.write_text(text)
         assert run(capsys, "get", "nodes", "-c", str(cfg)) == (1, "", f"Failed to create Calico API client: {message}\n")
-
-
-@pytest.fixture
-def tls_etcd():
-    server = EtcdServer(tls=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
 
 
 def test_inline_etcd_certificates_from_the_etcd_page(tls_etcd, tmp_path, capsys):

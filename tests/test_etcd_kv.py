@@ -266,16 +266,6 @@ def test_endpoint_parsing_and_config_errors(tmp_path):
 # -- TLS and auth ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_etcd():
-    server = EtcdServer(tls=True)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
 def test_tls_with_ca_and_client_certificate(tls_etcd):
     config = DatastoreConfig(
         etcd_endpoints=(tls_etcd.endpoint,),
